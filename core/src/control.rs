@@ -1,0 +1,375 @@
+//! The line protocol of the `rtc-mesh` program: JSON commands in, JSON events out.
+//!
+//! `rtc-mesh replicate` and `rtc-mesh join` read one command per line on stdin and,
+//! with `--json`, write one event per line on stdout. Both runtimes share this module,
+//! so the protocol is defined once:
+//!
+//! | command | effect |
+//! |---|---|
+//! | `{"op":"set","key":K,"value":V}` | set K to V (`null` deletes) |
+//! | `{"op":"delete","key":K}` | delete K |
+//! | `{"op":"get","key":K}` | answer `value` |
+//! | `{"op":"dump"}` | answer `dump` |
+//! | `{"op":"peers"}` | answer `peers` (join) |
+//! | `{"op":"close"}` | flush links, answer `closed`, exit 0 (end of input does the same) |
+//!
+//! Every event is `{"event":"<name>",...fields}`: `ready{id,addr}`,
+//! `update{key,value,deleted,source,ts,local}`, `synced{peer}`, `synced_all{peers}`,
+//! `value{key,value}`, `dump{data}` (deleted keys left out), `error{code,message}`,
+//! `closed{}`, and for `join` `peer_join{peer,attributes}`,
+//! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed` or `failed`) and
+//! `peers{peers:[{peer,attributes,state,codec}]}`.
+//! A bad command line gets an `error` event; the program goes on.
+
+use crate::limits::Limits;
+use crate::store::Event;
+use crate::value::{write_json, write_number, write_string, Object, Value, ValueError};
+
+/// A command read from the program's input.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Set a key (`null` deletes).
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Read a key.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Read every live key.
+    Dump,
+    /// List peers.
+    Peers,
+    /// Flush and exit.
+    Close,
+}
+
+/// Why a command line was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The line is not valid JSON.
+    #[error("{0}")]
+    Json(ValueError),
+    /// The line is JSON but not an object.
+    #[error("a command is a JSON object such as {{\"op\":\"get\",\"key\":\"k\"}}")]
+    NotAnObject,
+    /// A field is missing or has the wrong type.
+    #[error("field {field:?} must be {expected}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// The `op` is not one of the known commands.
+    #[error("unknown op {0:?} (expected set, delete, get, dump, peers or close)")]
+    UnknownOp(String),
+}
+
+impl CommandError {
+    /// A short machine-readable code for the `error` event.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Json(_) => "bad_json",
+            CommandError::NotAnObject | CommandError::Field { .. } => "bad_command",
+            CommandError::UnknownOp(_) => "unknown_op",
+        }
+    }
+}
+
+/// Parses one command line.
+pub fn parse_command(line: &str, limits: &Limits) -> Result<Command, CommandError> {
+    let v = Value::from_json_with(line.as_bytes(), limits).map_err(CommandError::Json)?;
+    let Value::Object(o) = v else {
+        return Err(CommandError::NotAnObject);
+    };
+    let op = match o.get("op") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => {
+            return Err(CommandError::Field {
+                field: "op",
+                expected: "a string",
+            })
+        }
+    };
+    let key = || match o.get("key") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(CommandError::Field {
+            field: "key",
+            expected: "a string",
+        }),
+    };
+    Ok(match op {
+        "set" => Command::Set {
+            key: key()?,
+            value: o.get("value").cloned().ok_or(CommandError::Field {
+                field: "value",
+                expected: "present (null deletes)",
+            })?,
+        },
+        "delete" => Command::Delete { key: key()? },
+        "get" => Command::Get { key: key()? },
+        "dump" => Command::Dump,
+        "peers" => Command::Peers,
+        "close" => Command::Close,
+        other => return Err(CommandError::UnknownOp(other.to_owned())),
+    })
+}
+
+/// A peer as listed by the `peers` event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerReport {
+    /// Peer id.
+    pub peer: String,
+    /// Its announce attributes.
+    pub attributes: Value,
+    /// Link state (`connecting`, `connected`, `synced`, …).
+    pub state: String,
+    /// The codec of its link, if any.
+    pub codec: Option<String>,
+}
+
+/// An event the program writes.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Report<'a> {
+    /// Started: our id and the bound address.
+    Ready {
+        /// Our id.
+        id: &'a str,
+        /// The bound address.
+        addr: &'a str,
+    },
+    /// A store change.
+    Update(&'a Event),
+    /// Synced with one peer.
+    Synced {
+        /// Its id.
+        peer: &'a str,
+    },
+    /// Synced with every peer.
+    SyncedAll {
+        /// Their ids.
+        peers: &'a [String],
+    },
+    /// Answer to `get`.
+    Value {
+        /// The key.
+        key: &'a str,
+        /// The value, `None` when absent.
+        value: Option<Value>,
+    },
+    /// Answer to `dump`.
+    Dump(&'a Object),
+    /// Something went wrong.
+    Error {
+        /// Machine-readable code.
+        code: &'a str,
+        /// Human-readable message.
+        message: &'a str,
+    },
+    /// A peer joined.
+    PeerJoin {
+        /// Its id.
+        peer: &'a str,
+        /// Its announce attributes.
+        attributes: &'a Value,
+    },
+    /// A peer left.
+    PeerLeave {
+        /// Its id.
+        peer: &'a str,
+        /// `left`, `timeout`, `closed` or `failed`.
+        reason: &'a str,
+    },
+    /// Answer to `peers`.
+    Peers(&'a [PeerReport]),
+    /// Closed; the program exits.
+    Closed,
+}
+
+struct Line(String);
+
+impl Line {
+    fn new(event: &str) -> Self {
+        let mut s = String::from("{\"event\":");
+        write_string(event, &mut s, false);
+        Line(s)
+    }
+    fn key(&mut self, k: &str) -> &mut String {
+        self.0.push(',');
+        write_string(k, &mut self.0, false);
+        self.0.push(':');
+        &mut self.0
+    }
+    fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        write_string(v, self.key(k), false);
+        self
+    }
+    fn value(&mut self, k: &str, v: &Value) -> &mut Self {
+        write_json(v, self.key(k), false);
+        self
+    }
+    fn raw(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k).push_str(v);
+        self
+    }
+    fn strs(&mut self, k: &str, v: &[String]) -> &mut Self {
+        let arr = Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        self.value(k, &arr)
+    }
+    fn done(&mut self) -> String {
+        let mut s = std::mem::take(&mut self.0);
+        s.push('}');
+        s
+    }
+}
+
+impl Report<'_> {
+    /// The event as one JSON line (without the newline).
+    pub fn to_json_line(&self) -> String {
+        match self {
+            Report::Ready { id, addr } => Line::new("ready").str("id", id).str("addr", addr).done(),
+            Report::Update(e) => {
+                let mut l = Line::new("update");
+                l.str("key", &e.key);
+                e.value.write_json(l.key("value"), false);
+                l.raw("deleted", if e.deleted { "true" } else { "false" });
+                l.str("source", &e.source);
+                write_number(e.ts, l.key("ts"));
+                l.raw("local", if e.local { "true" } else { "false" });
+                l.done()
+            }
+            Report::Synced { peer } => Line::new("synced").str("peer", peer).done(),
+            Report::SyncedAll { peers } => Line::new("synced_all").strs("peers", peers).done(),
+            Report::Value { key, value } => Line::new("value")
+                .str("key", key)
+                .value("value", value.as_ref().unwrap_or(&Value::Null))
+                .done(),
+            Report::Dump(o) => Line::new("dump")
+                .value("data", &Value::Object((*o).clone()))
+                .done(),
+            Report::Error { code, message } => Line::new("error")
+                .str("code", code)
+                .str("message", message)
+                .done(),
+            Report::PeerJoin { peer, attributes } => Line::new("peer_join")
+                .str("peer", peer)
+                .value("attributes", attributes)
+                .done(),
+            Report::PeerLeave { peer, reason } => Line::new("peer_leave")
+                .str("peer", peer)
+                .str("reason", reason)
+                .done(),
+            Report::Peers(list) => {
+                let arr = list
+                    .iter()
+                    .map(|p| {
+                        let mut o = Object::new();
+                        o.insert("peer", p.peer.as_str().into());
+                        o.insert("attributes", p.attributes.clone());
+                        o.insert("state", p.state.as_str().into());
+                        o.insert(
+                            "codec",
+                            p.codec.as_deref().map(Value::from).unwrap_or(Value::Null),
+                        );
+                        Value::Object(o)
+                    })
+                    .collect();
+                Line::new("peers").value("peers", &Value::Array(arr)).done()
+            }
+            Report::Closed => Line::new("closed").done(),
+        }
+    }
+
+    /// The event for a person reading a terminal.
+    pub fn to_human(&self) -> String {
+        match self {
+            Report::Ready { id, addr } => format!("ready: id {id}, address {addr}"),
+            Report::Update(e) => {
+                let who = if e.local {
+                    "local".to_owned()
+                } else {
+                    format!("from {}", e.source)
+                };
+                if e.deleted {
+                    format!("{} deleted ({who})", e.key)
+                } else {
+                    format!("{} = {} ({who})", e.key, e.value.to_json())
+                }
+            }
+            Report::Synced { peer } => format!("synced with {peer}"),
+            Report::SyncedAll { peers } => format!("synced with all peers: {}", peers.join(", ")),
+            Report::Value { key, value: Some(v) } => format!("{key} = {v}"),
+            Report::Value { key, value: None } => format!("{key} is not set"),
+            Report::Dump(o) => Value::Object((*o).clone()).to_json(),
+            Report::Error { code, message } => format!("error ({code}): {message}"),
+            Report::PeerJoin { peer, attributes } => format!("peer joined: {peer} {attributes}"),
+            Report::PeerLeave { peer, reason } => format!("peer left: {peer} ({reason})"),
+            Report::Peers(list) => {
+                if list.is_empty() {
+                    "no peers".to_owned()
+                } else {
+                    list.iter()
+                        .map(|p| {
+                            format!(
+                                "{} {} {}",
+                                p.peer,
+                                p.state,
+                                p.codec.as_deref().unwrap_or("-")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            }
+            Report::Closed => "closed".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        let l = Limits::default();
+        assert_eq!(
+            parse_command(r#"{"op":"set","key":"k","value":{"a":[1]}}"#, &l),
+            Ok(Command::Set {
+                key: "k".into(),
+                value: Value::from_json(r#"{"a":[1]}"#).unwrap()
+            })
+        );
+        assert_eq!(parse_command(r#"{"op":"dump"}"#, &l), Ok(Command::Dump));
+        assert_eq!(parse_command("nope", &l).unwrap_err().code(), "bad_json");
+        assert_eq!(parse_command("[1]", &l).unwrap_err().code(), "bad_command");
+        assert_eq!(parse_command(r#"{"op":"get"}"#, &l).unwrap_err().code(), "bad_command");
+        assert_eq!(parse_command(r#"{"op":"fly"}"#, &l).unwrap_err().code(), "unknown_op");
+    }
+
+    #[test]
+    fn events_are_json_lines() {
+        assert_eq!(
+            Report::Ready {
+                id: "a",
+                addr: "127.0.0.1:1"
+            }
+            .to_json_line(),
+            r#"{"event":"ready","id":"a","addr":"127.0.0.1:1"}"#
+        );
+        assert_eq!(Report::Closed.to_json_line(), r#"{"event":"closed"}"#);
+    }
+}

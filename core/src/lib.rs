@@ -1,0 +1,80 @@
+//! # rtc-mesh-core
+//!
+//! The sans-IO core of rtc-mesh: a replicated key/value store kept equal across peers
+//! by the scuttlebutt anti-entropy protocol (per-source clocks, last writer wins per
+//! key), with scuttlebutt-compatible JSON lines and a compact postcard codec.
+//!
+//! Nothing here does I/O: no sockets, threads, async, clock reads or unseeded
+//! randomness. Bytes and commands go in together with `now: Instant`; bytes to send
+//! and events come out of `poll_output()`, drained until it returns
+//! [`Output::Timeout`]. Runtimes (`rtc-mesh-smol`, `rtc-mesh-std`) or your own event
+//! loop move the bytes.
+//!
+//! - [`value`]: JSON values with JavaScript semantics, and their compact encoding.
+//! - [`store`]: the replicated map ([`Store`]): updates, clocks, history, events.
+//! - [`wire`]: the two sync codecs ([`Codec::Json`], [`Codec::Postcard`]).
+//! - [`session`]: one sync conversation over one link ([`Session`]).
+//! - [`replica`]: a store served over many links ([`Replica`]).
+//! - [`control`]: the `rtc-mesh` program's stdin/stdout line protocol.
+//!
+//! ## A driving loop
+//!
+//! Two replicas joined by an in-memory stream:
+//!
+//! ```
+//! use std::time::Instant;
+//! use rtc_mesh_core::{Codec, Framing, Output, Replica, ReplicaEvent, Store, StoreConfig, Value};
+//!
+//! let now = Instant::now();
+//! // Wall-clock time is given, never read: epoch (ms since 1970) at `now`.
+//! let epoch_ms = 1_795_713_876_272.0;
+//! let mut a = Replica::new(Store::new(StoreConfig::new("alice", epoch_ms, now)).unwrap());
+//! let mut b = Replica::new(Store::new(StoreConfig::new("bob", epoch_ms, now)).unwrap());
+//! a.set(now, "k", &Value::from_json(r#"{"nested":[1,"x"]}"#).unwrap()).unwrap();
+//! let (la, lb) = (a.open_link(Codec::Postcard, Framing::Stream), b.open_link(Codec::Postcard, Framing::Stream));
+//! // Drain one replica's output into the other; true if any bytes moved.
+//! fn pump(from: &mut Replica, to: &mut Replica, link: rtc_mesh_core::LinkId,
+//!         now: Instant, synced: &mut u32) -> bool {
+//!     let mut moved = false;
+//!     loop {
+//!         match from.poll_output() {
+//!             Output::Transmit(_, bytes) => { to.handle_input(link, now, &bytes); moved = true; }
+//!             Output::Event(ReplicaEvent::Synced { .. }) => *synced += 1,
+//!             Output::Event(_) => {}
+//!             Output::Timeout(_) => return moved,
+//!         }
+//!     }
+//! }
+//! let mut synced = 0;
+//! while pump(&mut a, &mut b, lb, now, &mut synced) | pump(&mut b, &mut a, la, now, &mut synced) {}
+//! assert_eq!(synced, 2);
+//! assert_eq!(b.store().get("k"), a.store().get("k"));
+//! ```
+//!
+//! ## Time and randomness
+//!
+//! Every timestamp derives from the epoch and start instant in [`StoreConfig`] plus the
+//! `now` passed with each input. Core draws no random numbers.
+//!
+//! ## Panics
+//!
+//! Bytes from peers never cause a panic: every decoder is bounded by [`Limits`] and
+//! returns a typed error. A panic in this crate means a broken internal invariant, a bug.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod control;
+pub mod limits;
+pub mod replica;
+pub mod session;
+pub mod store;
+pub mod value;
+pub mod wire;
+
+pub use limits::Limits;
+pub use replica::{LinkId, Output, Replica, ReplicaEvent};
+pub use session::{Session, SessionConfig, SessionEvent, SessionStats};
+pub use store::{Clock, Event, Store, StoreConfig, StoreError, Update, UpdateRef, Verdict};
+pub use value::{EncodedValue, Object, Value, ValueError};
+pub use wire::{Codec, DecodeError, Decoder, Encoder, Framing, Message};

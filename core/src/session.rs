@@ -1,0 +1,264 @@
+//! One sync conversation over one ordered, reliable link.
+//!
+//! A [`Session`] is sans-IO: bytes from the link go in with [`Session::handle_input`],
+//! bytes for the link come out of [`Session::poll_transmit`], and what happened comes
+//! out of [`Session::poll_event`]. It works on a [`Store`] that the caller lends to each
+//! call, so one store can serve many sessions (see [`crate::replica::Replica`], which
+//! does that bookkeeping).
+//!
+//! The conversation, on each side:
+//!
+//! 1. send the digest: our id and clock;
+//! 2. on the remote digest, send the history the remote lacks (in timestamp order),
+//!    then the `SYNC` marker;
+//! 3. then live updates, each only if the remote lacks it: an update is never sent
+//!    back to the link it came from, nor twice on one link.
+//!
+//! Both sides are synced once each has sent and received `SYNC`. A `PING` is answered
+//! with `PONG`. Reconnecting sends only what the other side lacks, because the digest
+//! says what it has.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::store::{SourceIx, Store, UpdateRef, Verdict};
+use crate::wire::{Codec, DecodeError, Decoder, Encoder, Framing, Message};
+
+/// Session configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The codec both sides speak.
+    pub codec: Codec,
+    /// Stream (TCP) or messages (data channel).
+    pub framing: Framing,
+}
+
+impl SessionConfig {
+    /// A configuration for `codec` over `framing`.
+    pub fn new(codec: Codec, framing: Framing) -> Self {
+        SessionConfig { codec, framing }
+    }
+}
+
+/// Something a session reports.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// The remote's digest arrived: its source id.
+    RemoteDigest {
+        /// The remote's source id.
+        id: String,
+    },
+    /// Both sides have sent and received `SYNC`.
+    Synced {
+        /// The remote's source id.
+        id: String,
+    },
+    /// A line or frame from the remote could not be decoded and was skipped. When the
+    /// error [`is_fatal`](DecodeError::is_fatal), the link must be closed.
+    Error(DecodeError),
+    /// The remote sent an update the store rejected as invalid.
+    Rejected(crate::store::Rejection),
+}
+
+/// Counters for one link.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Bytes handed to the link.
+    pub bytes_out: u64,
+    /// Bytes received from the link.
+    pub bytes_in: u64,
+    /// Updates encoded for the link.
+    pub updates_out: u64,
+    /// Updates decoded from the link.
+    pub updates_in: u64,
+    /// Lines or frames that failed to decode.
+    pub errors: u64,
+}
+
+/// One sync conversation. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    enc: Encoder,
+    dec: Decoder,
+    remote_id: Option<String>,
+    /// What the remote has, per source of the store.
+    remote_clock: Vec<f64>,
+    started: bool,
+    sent_sync: bool,
+    recv_sync: bool,
+    synced: bool,
+    events: VecDeque<SessionEvent>,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// Starts a session: the digest of `store` is queued at once.
+    pub fn new(store: &Store, config: SessionConfig) -> Self {
+        let mut enc = Encoder::new(config.codec, config.framing);
+        let clock = store.clock();
+        enc.digest(store.id(), clock.iter());
+        Session {
+            enc,
+            dec: Decoder::new(config.codec, config.framing, store.limits().clone()),
+            remote_id: None,
+            remote_clock: Vec::new(),
+            started: false,
+            sent_sync: false,
+            recv_sync: false,
+            synced: false,
+            events: VecDeque::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The remote's source id, once its digest arrived.
+    pub fn remote_id(&self) -> Option<&str> {
+        self.remote_id.as_deref()
+    }
+
+    /// Have both sides sent and received `SYNC`?
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Has a fatal decode error stopped this session? The link should be closed.
+    pub fn failed(&self) -> bool {
+        self.dec.failed()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    fn remote(&self, ix: SourceIx) -> f64 {
+        self.remote_clock.get(ix.0 as usize).copied().unwrap_or(0.0)
+    }
+
+    fn raise_remote(&mut self, ix: SourceIx, ts: f64) {
+        let i = ix.0 as usize;
+        if self.remote_clock.len() <= i {
+            self.remote_clock.resize(i + 1, 0.0);
+        }
+        if self.remote_clock[i] < ts {
+            self.remote_clock[i] = ts;
+        }
+    }
+
+    /// Feeds bytes received from the link: decodes them and applies updates to
+    /// `store` (whose events then tell what changed).
+    pub fn handle_input(&mut self, store: &mut Store, now: Instant, bytes: &[u8]) {
+        self.stats.bytes_in += bytes.len() as u64;
+        self.dec.push(bytes);
+        self.drain_decoder(store, now);
+    }
+
+    /// The link's byte stream ended (a partial last line is decoded, as scuttlebutt does).
+    pub fn handle_end(&mut self, store: &mut Store, now: Instant) {
+        self.dec.finish();
+        self.drain_decoder(store, now);
+    }
+
+    fn drain_decoder(&mut self, store: &mut Store, now: Instant) {
+        while let Some(m) = self.dec.poll_message() {
+            match m {
+                Ok(m) => self.handle_message(store, now, m),
+                Err(e) => {
+                    self.stats.errors += 1;
+                    self.events.push_back(SessionEvent::Error(e));
+                }
+            }
+        }
+    }
+
+    fn handle_message(&mut self, store: &mut Store, now: Instant, m: Message) {
+        match m {
+            Message::Digest { id, clock } => {
+                for (s, t) in clock.iter() {
+                    let ix = store.intern(s);
+                    self.raise_remote(ix, t);
+                }
+                if self.remote_id.is_none() {
+                    self.events
+                        .push_back(SessionEvent::RemoteDigest { id: id.clone() });
+                    self.remote_id = Some(id);
+                }
+                if !self.started {
+                    self.started = true;
+                    for (ix, u) in store.history_entries(&self.remote_clock) {
+                        self.enc.update(u);
+                        self.stats.updates_out += 1;
+                        self.raise_remote(ix, u.ts);
+                    }
+                    self.enc.sync();
+                    self.sent_sync = true;
+                    self.check_synced();
+                }
+            }
+            Message::Update(u) => {
+                self.stats.updates_in += 1;
+                let ts = u.ts;
+                match store.apply_ref(now, u.as_ref()) {
+                    Verdict::Rejected(r) => self.events.push_back(SessionEvent::Rejected(r)),
+                    _ => {
+                        if let Some(ix) = store.source_ix(&u.source) {
+                            self.raise_remote(ix, ts);
+                        }
+                    }
+                }
+            }
+            Message::Sync => {
+                self.recv_sync = true;
+                self.check_synced();
+            }
+            Message::Ping => self.enc.control("PONG"),
+            Message::Pong | Message::Control(_) => {}
+        }
+    }
+
+    fn check_synced(&mut self) {
+        if self.sent_sync && self.recv_sync && !self.synced {
+            self.synced = true;
+            let id = self.remote_id.clone().unwrap_or_default();
+            self.events.push_back(SessionEvent::Synced { id });
+        }
+    }
+
+    /// Offers a live update held by `store` (made locally or received on another link).
+    /// It is sent only if the remote lacks it. Returns whether it was sent.
+    pub fn send_update(&mut self, store: &Store, u: UpdateRef<'_>) -> bool {
+        if !self.started {
+            // The history sent on the remote digest will include it.
+            return false;
+        }
+        let Some(ix) = store.source_ix(u.source) else {
+            return false;
+        };
+        if u.ts <= self.remote(ix) {
+            return false;
+        }
+        self.raise_remote(ix, u.ts);
+        self.enc.update(u);
+        self.stats.updates_out += 1;
+        true
+    }
+
+    /// Queues a `PING` (the remote answers `PONG`).
+    pub fn ping(&mut self) {
+        self.enc.control("PING");
+    }
+
+    /// The next chunk of bytes for the link.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let c = self.enc.poll_transmit()?;
+        self.stats.bytes_out += c.len() as u64;
+        Some(c)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,708 @@
+//! The replicated key/value store: last-writer-wins per key, per-source clocks,
+//! hybrid-logical-clock timestamps, tombstones.
+//!
+//! An [`Update`] is (key, value, timestamp, source). For each key the winner is the
+//! larger `(timestamp, source id bytewise)`, on every replica, whatever order updates
+//! arrive in (scuttlebutt lets equal timestamps diverge; we do not). Per source, an
+//! update whose timestamp is not above that source's clock entry is stale. Whether an
+//! update is accepted depends only on the update and the store ([`Store::apply`]).
+//!
+//! Timestamps are milliseconds since the Unix epoch as `f64` (scuttlebutt's form). The
+//! next local timestamp is `max(wall, last local, largest seen)`, bumped to the next
+//! representable `f64` above the last local one when it would not be greater. Wall time
+//! is `epoch + (now - start)`, from [`StoreConfig`]: the store never reads a clock.
+//! A received timestamp more than `max_skew` ahead of the wall clock is applied (so
+//! replicas stay equal) but does not move the local clock; it is counted.
+//!
+//! Every change, local or remote, is reported as an [`Event`] drained with
+//! [`Store::poll_event`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::limits::Limits;
+use crate::value::{EncodedValue, Object, Value, ValueError};
+
+/// Index of a source id in a store's interning table. Stable for the store's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceIx(pub(crate) u32);
+
+/// One write: key, value (`null` = delete), timestamp, source id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    /// The key.
+    pub key: String,
+    /// The encoded value; `null` is a delete (tombstone).
+    pub value: EncodedValue,
+    /// Milliseconds since the Unix epoch; finite and positive.
+    pub ts: f64,
+    /// The writer's source id.
+    pub source: String,
+}
+
+/// A borrowed view of an update, as held by a store or about to be encoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpdateRef<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The encoded value; `null` is a delete.
+    pub value: &'a EncodedValue,
+    /// Timestamp.
+    pub ts: f64,
+    /// Source id.
+    pub source: &'a str,
+}
+
+impl Update {
+    /// Borrows this update.
+    pub fn as_ref(&self) -> UpdateRef<'_> {
+        UpdateRef {
+            key: &self.key,
+            value: &self.value,
+            ts: self.ts,
+            source: &self.source,
+        }
+    }
+}
+
+impl UpdateRef<'_> {
+    /// Copies into an owned update.
+    pub fn to_owned(&self) -> Update {
+        Update {
+            key: self.key.to_owned(),
+            value: self.value.clone(),
+            ts: self.ts,
+            source: self.source.to_owned(),
+        }
+    }
+}
+
+/// What [`Store::apply`] did with an update.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The update won its key and changed the store.
+    Applied,
+    /// The source's clock advanced, but the key already holds a newer write
+    /// (larger timestamp, or equal timestamp and larger source id).
+    Superseded,
+    /// The source's clock is already at or past this timestamp: nothing changed.
+    Stale,
+    /// The update is invalid: nothing changed.
+    Rejected(Rejection),
+}
+
+/// Why an update was rejected.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The timestamp is NaN, infinite, zero or negative.
+    #[error("timestamp is not a finite positive number")]
+    BadTimestamp,
+    /// The key is longer than the limit or is `__proto__`.
+    #[error("invalid key")]
+    BadKey,
+    /// The source id is empty, too long or has control characters.
+    #[error("invalid source id")]
+    BadSource,
+    /// The value is larger than the limit.
+    #[error("value too large")]
+    ValueTooLarge,
+}
+
+/// A misuse of the local store API.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key is longer than [`Limits::max_key_len`].
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLong {
+        /// The key's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `__proto__` cannot be a key: JavaScript peers cannot hold it.
+    #[error("the key \"__proto__\" is not allowed")]
+    ProtoKey,
+    /// The encoded value is larger than [`Limits::max_value_len`].
+    #[error("value of {len} bytes exceeds the maximum value size of {max} bytes")]
+    ValueTooLarge {
+        /// The encoded size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value is not valid.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// The source id given in the configuration is invalid.
+    #[error("invalid source id {0:?}: 1 to 128 bytes without control characters")]
+    BadSourceId(String),
+}
+
+/// A change to the store, local or remote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The key.
+    pub key: String,
+    /// The new value (`null` when deleted).
+    pub value: EncodedValue,
+    /// Whether the key was deleted.
+    pub deleted: bool,
+    /// The writer's source id.
+    pub source: Arc<str>,
+    /// The update's timestamp.
+    pub ts: f64,
+    /// Whether this replica made the change.
+    pub local: bool,
+}
+
+/// A vector clock: the latest timestamp seen per source, in first-seen order.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Clock {
+    entries: Vec<(String, f64)>,
+}
+
+impl Clock {
+    /// An empty clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets `source`'s entry (appending a new source at the end).
+    pub fn set(&mut self, source: &str, ts: f64) {
+        match self.entries.iter_mut().find(|(s, _)| s == source) {
+            Some(e) => e.1 = ts,
+            None => self.entries.push((source.to_owned(), ts)),
+        }
+    }
+    /// The entry of `source`.
+    pub fn get(&self, source: &str) -> Option<f64> {
+        self.entries.iter().find(|(s, _)| s == source).map(|e| e.1)
+    }
+    /// Entries in first-seen order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, f64)> {
+        self.entries.iter().map(|(s, t)| (s.as_str(), *t))
+    }
+    /// Number of sources.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// No sources?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// Builds a clock from entries; a repeated source keeps its last value, at its first position.
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, f64)>) -> Self {
+        let mut c = Clock::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (s, t) in entries {
+            match index.get(&s) {
+                Some(&i) => c.entries[i].1 = t,
+                None => {
+                    index.insert(s.clone(), c.entries.len());
+                    c.entries.push((s, t));
+                }
+            }
+        }
+        c
+    }
+}
+
+/// Store configuration.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// This replica's source id: `<peer id>.<incarnation>` in a mesh.
+    pub id: String,
+    /// Wall-clock milliseconds since the Unix epoch at `start`.
+    pub epoch_ms: f64,
+    /// The instant that corresponds to `epoch_ms`.
+    pub start: Instant,
+    /// How far ahead of the wall clock a received timestamp may be and still move the
+    /// local clock (default 60 s).
+    pub max_skew: Duration,
+    /// Bounds on keys, values and ids.
+    pub limits: Limits,
+}
+
+impl StoreConfig {
+    /// A configuration with default skew and limits.
+    pub fn new(id: impl Into<String>, epoch_ms: f64, start: Instant) -> Self {
+        StoreConfig {
+            id: id.into(),
+            epoch_ms,
+            start,
+            max_skew: Duration::from_secs(60),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Counters of what the store has seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Remote updates applied.
+    pub applied: u64,
+    /// Remote updates that lost to a newer write of their key.
+    pub superseded: u64,
+    /// Remote updates already covered by their source's clock.
+    pub stale: u64,
+    /// Remote updates rejected as invalid.
+    pub rejected: u64,
+    /// Remote updates stamped more than `max_skew` ahead of our wall clock.
+    pub skewed: u64,
+    /// Local writes.
+    pub local: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    value: EncodedValue,
+    ts: f64,
+    source: SourceIx,
+}
+
+/// Source ids interned to small indices, with the per-source clock.
+#[derive(Debug, Default)]
+struct Sources {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+    clock: Vec<f64>,
+}
+
+impl Sources {
+    fn intern(&mut self, name: &str) -> SourceIx {
+        if let Some(&i) = self.index.get(name) {
+            return SourceIx(i);
+        }
+        let i = self.names.len() as u32;
+        let name: Arc<str> = name.into();
+        self.names.push(name.clone());
+        self.index.insert(name, i);
+        self.clock.push(0.0);
+        SourceIx(i)
+    }
+    fn get(&self, name: &str) -> Option<SourceIx> {
+        self.index.get(name).map(|&i| SourceIx(i))
+    }
+}
+
+/// Is `id` an acceptable source id (1..=max bytes, no control characters)?
+pub(crate) fn valid_source(id: &str, limits: &Limits) -> bool {
+    !id.is_empty()
+        && id.len() <= limits.max_id_len
+        && id != "__proto__"
+        && !id.chars().any(char::is_control)
+}
+
+/// The replicated map. See the module docs.
+#[derive(Debug)]
+pub struct Store {
+    id: Arc<str>,
+    local: SourceIx,
+    sources: Sources,
+    entries: BTreeMap<Box<str>, Entry>,
+    live: usize,
+    last_local: f64,
+    max_seen: f64,
+    epoch_ms: f64,
+    start: Instant,
+    max_skew_ms: f64,
+    limits: Limits,
+    events: VecDeque<Event>,
+    stats: StoreStats,
+}
+
+impl Store {
+    /// A new, empty store.
+    pub fn new(config: StoreConfig) -> Result<Self, StoreError> {
+        if !valid_source(&config.id, &config.limits) {
+            return Err(StoreError::BadSourceId(config.id));
+        }
+        let mut sources = Sources::default();
+        let local = sources.intern(&config.id);
+        Ok(Store {
+            id: sources.names[0].clone(),
+            local,
+            sources,
+            entries: BTreeMap::new(),
+            live: 0,
+            last_local: 0.0,
+            max_seen: 0.0,
+            epoch_ms: config.epoch_ms,
+            start: config.start,
+            max_skew_ms: config.max_skew.as_secs_f64() * 1000.0,
+            limits: config.limits,
+            events: VecDeque::new(),
+            stats: StoreStats::default(),
+        })
+    }
+
+    /// This replica's source id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Wall-clock milliseconds at `now`.
+    pub fn wall_ms(&self, now: Instant) -> f64 {
+        self.epoch_ms + now.saturating_duration_since(self.start).as_secs_f64() * 1000.0
+    }
+
+    /// The next local timestamp (the hybrid logical clock of the Conventions).
+    fn next_ts(&mut self, now: Instant) -> f64 {
+        let mut t = self.wall_ms(now).max(self.last_local).max(self.max_seen);
+        if t <= self.last_local {
+            t = self.last_local.next_up();
+        }
+        self.last_local = t;
+        t
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        if key.len() > self.limits.max_key_len {
+            return Err(StoreError::KeyTooLong {
+                len: key.len(),
+                max: self.limits.max_key_len,
+            });
+        }
+        if key == "__proto__" {
+            return Err(StoreError::ProtoKey);
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value` (`null` deletes). Returns the update made, to be sent.
+    pub fn set(&mut self, now: Instant, key: &str, value: &Value) -> Result<Update, StoreError> {
+        self.set_encoded(now, key, EncodedValue::from_value(value))
+    }
+
+    /// Deletes `key` (writes a tombstone).
+    pub fn delete(&mut self, now: Instant, key: &str) -> Result<Update, StoreError> {
+        self.set_encoded(now, key, EncodedValue::null())
+    }
+
+    /// Sets `key` to an encoded value.
+    pub fn set_encoded(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: EncodedValue,
+    ) -> Result<Update, StoreError> {
+        self.check_key(key)?;
+        if value.len() > self.limits.max_value_len {
+            return Err(StoreError::ValueTooLarge {
+                len: value.len(),
+                max: self.limits.max_value_len,
+            });
+        }
+        let ts = self.next_ts(now);
+        self.sources.clock[self.local.0 as usize] = ts;
+        self.stats.local += 1;
+        self.put(key, value.clone(), ts, self.local, true);
+        Ok(Update {
+            key: key.to_owned(),
+            value,
+            ts,
+            source: self.id.to_string(),
+        })
+    }
+
+    fn put(&mut self, key: &str, value: EncodedValue, ts: f64, source: SourceIx, local: bool) {
+        let deleted = value.is_null();
+        let event = Event {
+            key: key.to_owned(),
+            value: value.clone(),
+            deleted,
+            source: self.sources.names[source.0 as usize].clone(),
+            ts,
+            local,
+        };
+        let new = Entry { value, ts, source };
+        match self.entries.get_mut(key) {
+            Some(e) => {
+                if e.value.is_null() && !deleted {
+                    self.live += 1;
+                } else if !e.value.is_null() && deleted {
+                    self.live -= 1;
+                }
+                *e = new;
+            }
+            None => {
+                if !deleted {
+                    self.live += 1;
+                }
+                self.entries.insert(key.into(), new);
+            }
+        }
+        self.events.push_back(event);
+    }
+
+    /// Applies a remote update. The verdict depends only on the update and the store;
+    /// `now` only decides whether the timestamp may move the local clock.
+    pub fn apply(&mut self, now: Instant, u: Update) -> Verdict {
+        self.apply_ref(now, u.as_ref())
+    }
+
+    /// Applies a borrowed remote update (see [`Store::apply`]).
+    pub fn apply_ref(&mut self, now: Instant, u: UpdateRef<'_>) -> Verdict {
+        let rejection = if !(u.ts.is_finite() && u.ts > 0.0) {
+            Some(Rejection::BadTimestamp)
+        } else if u.key.len() > self.limits.max_key_len || u.key == "__proto__" {
+            Some(Rejection::BadKey)
+        } else if !valid_source(u.source, &self.limits) {
+            Some(Rejection::BadSource)
+        } else if u.value.len() > self.limits.max_value_len {
+            Some(Rejection::ValueTooLarge)
+        } else {
+            None
+        };
+        if let Some(r) = rejection {
+            self.stats.rejected += 1;
+            return Verdict::Rejected(r);
+        }
+        if let Some(ix) = self.sources.get(u.source) {
+            if u.ts <= self.sources.clock[ix.0 as usize] {
+                self.stats.stale += 1;
+                return Verdict::Stale;
+            }
+        }
+        let ix = self.sources.intern(u.source);
+        self.sources.clock[ix.0 as usize] = u.ts;
+        if u.ts > self.wall_ms(now) + self.max_skew_ms {
+            self.stats.skewed += 1;
+        } else {
+            self.max_seen = self.max_seen.max(u.ts);
+        }
+        if ix == self.local {
+            // A write of ours from an earlier life: our next writes must be newer.
+            self.last_local = self.last_local.max(u.ts);
+        }
+        if let Some(e) = self.entries.get(u.key) {
+            let cur = (e.ts, &*self.sources.names[e.source.0 as usize]);
+            if cur.0 > u.ts || (cur.0 == u.ts && cur.1.as_bytes() >= u.source.as_bytes()) {
+                self.stats.superseded += 1;
+                return Verdict::Superseded;
+            }
+        }
+        self.stats.applied += 1;
+        self.put(u.key, u.value.clone(), u.ts, ix, false);
+        Verdict::Applied
+    }
+
+    /// The value of `key`, if present and not deleted.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.get_encoded(key).and_then(|v| v.to_value().ok())
+    }
+
+    /// The encoded value of `key`, if present and not deleted.
+    pub fn get_encoded(&self, key: &str) -> Option<&EncodedValue> {
+        self.entries
+            .get(key)
+            .map(|e| &e.value)
+            .filter(|v| !v.is_null())
+    }
+
+    /// The winning update of `key`, including a tombstone.
+    pub fn entry(&self, key: &str) -> Option<UpdateRef<'_>> {
+        self.entries.get_key_value(key).map(|(k, e)| self.view(k, e))
+    }
+
+    fn view<'a>(&'a self, k: &'a str, e: &'a Entry) -> UpdateRef<'a> {
+        UpdateRef {
+            key: k,
+            value: &e.value,
+            ts: e.ts,
+            source: &self.sources.names[e.source.0 as usize],
+        }
+    }
+
+    /// Live (not deleted) keys, in byte order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Live entries, in key byte order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &EncodedValue)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| !e.value.is_null())
+            .map(|(k, e)| (&**k, &e.value))
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// No live keys?
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Live keys and values as one object (deleted keys left out).
+    pub fn dump(&self) -> Object {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_value().unwrap_or(Value::Null)))
+            .collect()
+    }
+
+    /// The per-source clock, in first-seen order.
+    pub fn clock(&self) -> Clock {
+        Clock {
+            entries: self
+                .sources
+                .names
+                .iter()
+                .zip(&self.sources.clock)
+                .filter(|(_, t)| **t > 0.0)
+                .map(|(n, t)| (n.to_string(), *t))
+                .collect(),
+        }
+    }
+
+    /// The updates a replica with clock `since` lacks, in (timestamp, source) order.
+    /// Only each key's winning write is kept, as in scuttlebutt.
+    pub fn history(&self, since: &Clock) -> Vec<UpdateRef<'_>> {
+        let mut floor = vec![0.0; self.sources.names.len()];
+        for (s, t) in since.iter() {
+            if let Some(ix) = self.sources.get(s) {
+                floor[ix.0 as usize] = t;
+            }
+        }
+        self.history_after(&floor)
+    }
+
+    /// History against a clock indexed by [`SourceIx`] (missing entries count as 0).
+    pub(crate) fn history_after(&self, floor: &[f64]) -> Vec<UpdateRef<'_>> {
+        self.history_entries(floor)
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect()
+    }
+
+    /// Like [`Store::history_after`], with each update's source index.
+    pub(crate) fn history_entries(&self, floor: &[f64]) -> Vec<(SourceIx, UpdateRef<'_>)> {
+        let mut out: Vec<(&str, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
+            .map(|(k, e)| (&**k, e))
+            .collect();
+        out.sort_by(|a, b| {
+            a.1.ts.total_cmp(&b.1.ts).then_with(|| {
+                self.sources.names[a.1.source.0 as usize]
+                    .as_bytes()
+                    .cmp(self.sources.names[b.1.source.0 as usize].as_bytes())
+            })
+        });
+        out.into_iter()
+            .map(|(k, e)| (e.source, self.view(k, e)))
+            .collect()
+    }
+
+    /// The next change event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub(crate) fn source_ix(&self, name: &str) -> Option<SourceIx> {
+        self.sources.get(name)
+    }
+
+    pub(crate) fn intern(&mut self, name: &str) -> SourceIx {
+        self.sources.intern(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(id: &str, t0: Instant) -> Store {
+        Store::new(StoreConfig::new(id, 1_700_000_000_000.0, t0)).unwrap()
+    }
+
+    #[test]
+    fn local_timestamps_strictly_increase() {
+        let t0 = Instant::now();
+        let mut s = store("a", t0);
+        let a = s.set(t0, "k", &Value::from(1.0)).unwrap().ts;
+        let b = s.set(t0, "k", &Value::from(2.0)).unwrap().ts;
+        assert!(b > a);
+        assert_eq!(b, a.next_up());
+        assert_eq!(s.get("k"), Some(Value::from(2.0)));
+    }
+
+    #[test]
+    fn equal_timestamps_break_ties_by_source() {
+        let t0 = Instant::now();
+        let mut x = store("x", t0);
+        let mut y = store("y", t0);
+        let ux = x.set(t0, "k", &"fromX".into()).unwrap();
+        let uy = y.set(t0, "k", &"fromY".into()).unwrap();
+        assert_eq!(ux.ts, uy.ts);
+        assert_eq!(x.apply(t0, uy.clone()), Verdict::Applied);
+        assert_eq!(y.apply(t0, ux.clone()), Verdict::Superseded);
+        assert_eq!(x.get("k"), y.get("k"));
+        assert_eq!(x.apply(t0, uy), Verdict::Stale);
+    }
+
+    #[test]
+    fn rejects_bad_updates_without_change() {
+        let t0 = Instant::now();
+        let mut s = store("a", t0);
+        let mut u = Update {
+            key: "k".into(),
+            value: EncodedValue::from_value(&1.0.into()),
+            ts: f64::NAN,
+            source: "b".into(),
+        };
+        assert_eq!(s.apply(t0, u.clone()), Verdict::Rejected(Rejection::BadTimestamp));
+        u.ts = 5.0;
+        u.key = "__proto__".into();
+        assert_eq!(s.apply(t0, u), Verdict::Rejected(Rejection::BadKey));
+        assert!(s.clock().get("b").is_none());
+        assert!(s.poll_event().is_none());
+    }
+
+    #[test]
+    fn deletes_are_tombstones() {
+        let t0 = Instant::now();
+        let mut s = store("a", t0);
+        s.set(t0, "k", &1.0.into()).unwrap();
+        s.delete(t0, "k").unwrap();
+        assert_eq!(s.len(), 0);
+        assert!(s.get("k").is_none());
+        assert!(s.entry("k").unwrap().value.is_null());
+        assert_eq!(s.history(&Clock::new()).len(), 1);
+    }
+
+    #[test]
+    fn skewed_timestamps_do_not_move_the_clock() {
+        let t0 = Instant::now();
+        let mut s = store("a", t0);
+        let far = 1_700_000_000_000.0 + 3_600_000.0;
+        let u = Update {
+            key: "k".into(),
+            value: EncodedValue::null(),
+            ts: far,
+            source: "b".into(),
+        };
+        assert_eq!(s.apply(t0, u), Verdict::Applied);
+        assert_eq!(s.stats().skewed, 1);
+        let mine = s.set(t0, "j", &1.0.into()).unwrap();
+        assert!(mine.ts < far);
+    }
+}
