@@ -311,7 +311,10 @@ impl Report<'_> {
             }
             Report::Synced { peer } => format!("synced with {peer}"),
             Report::SyncedAll { peers } => format!("synced with all peers: {}", peers.join(", ")),
-            Report::Value { key, value: Some(v) } => format!("{key} = {v}"),
+            Report::Value {
+                key,
+                value: Some(v),
+            } => format!("{key} = {v}"),
             Report::Value { key, value: None } => format!("{key} is not set"),
             Report::Dump(o) => Value::Object((*o).clone()).to_json(),
             Report::Error { code, message } => format!("error ({code}): {message}"),
@@ -356,8 +359,14 @@ mod tests {
         assert_eq!(parse_command(r#"{"op":"dump"}"#, &l), Ok(Command::Dump));
         assert_eq!(parse_command("nope", &l).unwrap_err().code(), "bad_json");
         assert_eq!(parse_command("[1]", &l).unwrap_err().code(), "bad_command");
-        assert_eq!(parse_command(r#"{"op":"get"}"#, &l).unwrap_err().code(), "bad_command");
-        assert_eq!(parse_command(r#"{"op":"fly"}"#, &l).unwrap_err().code(), "unknown_op");
+        assert_eq!(
+            parse_command(r#"{"op":"get"}"#, &l).unwrap_err().code(),
+            "bad_command"
+        );
+        assert_eq!(
+            parse_command(r#"{"op":"fly"}"#, &l).unwrap_err().code(),
+            "unknown_op"
+        );
     }
 
     #[test]

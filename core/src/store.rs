@@ -355,9 +355,9 @@ impl Store {
         &self.stats
     }
 
-    /// Wall-clock milliseconds at `now`.
+    /// Wall-clock milliseconds at `now`, whole milliseconds as `Date.now()` gives.
     pub fn wall_ms(&self, now: Instant) -> f64 {
-        self.epoch_ms + now.saturating_duration_since(self.start).as_secs_f64() * 1000.0
+        (self.epoch_ms + now.saturating_duration_since(self.start).as_secs_f64() * 1000.0).floor()
     }
 
     /// The next local timestamp (the hybrid logical clock of the Conventions).
@@ -516,7 +516,9 @@ impl Store {
 
     /// The winning update of `key`, including a tombstone.
     pub fn entry(&self, key: &str) -> Option<UpdateRef<'_>> {
-        self.entries.get_key_value(key).map(|(k, e)| self.view(k, e))
+        self.entries
+            .get_key_value(key)
+            .map(|(k, e)| self.view(k, e))
     }
 
     fn view<'a>(&'a self, k: &'a str, e: &'a Entry) -> UpdateRef<'a> {
@@ -669,7 +671,10 @@ mod tests {
             ts: f64::NAN,
             source: "b".into(),
         };
-        assert_eq!(s.apply(t0, u.clone()), Verdict::Rejected(Rejection::BadTimestamp));
+        assert_eq!(
+            s.apply(t0, u.clone()),
+            Verdict::Rejected(Rejection::BadTimestamp)
+        );
         u.ts = 5.0;
         u.key = "__proto__".into();
         assert_eq!(s.apply(t0, u), Verdict::Rejected(Rejection::BadKey));

@@ -326,7 +326,7 @@ pub fn write_number(n: f64, out: &mut String) {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if n_ - 1 >= 0 { '+' } else { '-' });
+        out.push(if n_ > 0 { '+' } else { '-' });
         let _ = write!(out, "{}", (n_ - 1).abs());
     }
 }
@@ -654,7 +654,6 @@ impl EncodedValue {
         self.write_json(&mut s, false);
         s
     }
-
 }
 
 impl From<&Value> for EncodedValue {
@@ -741,7 +740,8 @@ impl<'a> Reader<'a> {
         self.buf
     }
     fn take<T: serde::Deserialize<'a>>(&mut self, what: &'static str) -> Result<T, ValueError> {
-        let (v, rest) = postcard::take_from_bytes(self.buf).map_err(|_| ValueError::Malformed(what))?;
+        let (v, rest) =
+            postcard::take_from_bytes(self.buf).map_err(|_| ValueError::Malformed(what))?;
         self.buf = rest;
         Ok(v)
     }
@@ -988,12 +988,13 @@ mod tests {
 
     #[test]
     fn encoding_round_trip_and_compact() {
-        let v = Value::from_json(r#"{"n":12345,"s":"v12345","f":1.5,"a":[null,true,false]}"#)
-            .unwrap();
+        let v =
+            Value::from_json(r#"{"n":12345,"s":"v12345","f":1.5,"a":[null,true,false]}"#).unwrap();
         let e = EncodedValue::from_value(&v);
         assert_eq!(e.to_value().unwrap(), v);
         assert_eq!(e.to_json(), v.to_json());
-        let small = EncodedValue::from_value(&Value::from_json(r#"{"n":12345,"s":"v12345"}"#).unwrap());
+        let small =
+            EncodedValue::from_value(&Value::from_json(r#"{"n":12345,"s":"v12345"}"#).unwrap());
         assert_eq!(small.len(), 18);
         EncodedValue::from_bytes(e.as_bytes(), &Limits::default()).unwrap();
     }

@@ -239,11 +239,7 @@ const R_FRAG_MORE: u8 = 7;
 const R_CONTROL: u8 = 8;
 
 fn common_prefix(a: &str, b: &str) -> usize {
-    let n = a
-        .bytes()
-        .zip(b.bytes())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     // Keep the suffix valid UTF-8 on its own.
     let mut n = n;
     while !b.is_char_boundary(n) {
@@ -995,11 +991,20 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
         else {
             return Err(fail(self.err, DecodeError::NotAMessage("an empty array")));
         };
-        let Some(ts) = seq.next_element_seed(TsSeed { err: &mut *self.err })? else {
-            return Err(fail(self.err, DecodeError::NotAMessage("an update without a timestamp")));
+        let Some(ts) = seq.next_element_seed(TsSeed {
+            err: &mut *self.err,
+        })?
+        else {
+            return Err(fail(
+                self.err,
+                DecodeError::NotAMessage("an update without a timestamp"),
+            ));
         };
         let Some(source) = seq.next_element::<String>()? else {
-            return Err(fail(self.err, DecodeError::NotAMessage("an update without a source")));
+            return Err(fail(
+                self.err,
+                DecodeError::NotAMessage("an update without a source"),
+            ));
         };
         // A signature or anything else after the source is ignored, as scuttlebutt does
         // without a verify option.
@@ -1033,10 +1038,16 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             }
         }
         let Some(clock) = clock else {
-            return Err(fail(self.err, DecodeError::NotAMessage("an object without a clock")));
+            return Err(fail(
+                self.err,
+                DecodeError::NotAMessage("an object without a clock"),
+            ));
         };
         let Some(id) = id else {
-            return Err(fail(self.err, DecodeError::NotAMessage("a digest without an id")));
+            return Err(fail(
+                self.err,
+                DecodeError::NotAMessage("a digest without an id"),
+            ));
         };
         if !valid_source(&id, lim) {
             return Err(fail(self.err, DecodeError::BadSource));
@@ -1091,7 +1102,10 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let Some(key) = seq.next_element::<String>()? else {
-            return Err(fail(self.err, DecodeError::NotAMessage("an update without a key")));
+            return Err(fail(
+                self.err,
+                DecodeError::NotAMessage("an update without a key"),
+            ));
         };
         if let Err(e) = check_key(&key, self.limits) {
             return Err(fail(self.err, e));
@@ -1106,7 +1120,10 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
             return Err(fail(self.err, DecodeError::Value(e)));
         }
         let Some(v) = v? else {
-            return Err(fail(self.err, DecodeError::NotAMessage("an update without a value")));
+            return Err(fail(
+                self.err,
+                DecodeError::NotAMessage("an update without a value"),
+            ));
         };
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         let value = EncodedValue::from_value(&v);
@@ -1143,7 +1160,9 @@ impl<'de> Visitor<'de> for ClockSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Clock, A::Error> {
         let mut entries = Vec::new();
         while let Some(k) = map.next_key::<String>()? {
-            let t = map.next_value_seed(TsSeed { err: &mut *self.err })?;
+            let t = map.next_value_seed(TsSeed {
+                err: &mut *self.err,
+            })?;
             if !valid_source(&k, self.limits) {
                 return Err(fail(self.err, DecodeError::BadSource));
             }
@@ -1180,7 +1199,11 @@ mod tests {
         }
         let mut d = Decoder::new(codec, framing, Limits::default());
         while let Some(c) = e.poll_transmit() {
-            assert!(framing == Framing::Stream || c.len() <= frame, "chunk {} > {frame}", c.len());
+            assert!(
+                framing == Framing::Stream || c.len() <= frame,
+                "chunk {} > {frame}",
+                c.len()
+            );
             d.push(&c);
         }
         let mut out = Vec::new();
@@ -1216,8 +1239,18 @@ mod tests {
                 id: "A".into(),
                 clock: c,
             },
-            Message::Update(upd("key-0001", r#"{"n":1,"s":"v1"}"#, 1795713877118.001, "A")),
-            Message::Update(upd("key-0002", r#"{"n":2,"s":"v2"}"#, 1795713877118.002, "A")),
+            Message::Update(upd(
+                "key-0001",
+                r#"{"n":1,"s":"v1"}"#,
+                1795713877118.001,
+                "A",
+            )),
+            Message::Update(upd(
+                "key-0002",
+                r#"{"n":2,"s":"v2"}"#,
+                1795713877118.002,
+                "A",
+            )),
             Message::Update(upd("ключ", "null", 1795713877119.0, "Bé")),
             Message::Update(upd("big", &big, 1795713877120.0, "A")),
             Message::Sync,
@@ -1226,8 +1259,16 @@ mod tests {
         ];
         for codec in [Codec::Json, Codec::Postcard] {
             for framing in [Framing::Stream, Framing::Messages] {
-                assert_eq!(roundtrip(codec, framing, &msgs, FRAME_SIZE), msgs, "{codec} {framing:?}");
-                assert_eq!(roundtrip(codec, framing, &msgs, 100), msgs, "{codec} {framing:?} small");
+                assert_eq!(
+                    roundtrip(codec, framing, &msgs, FRAME_SIZE),
+                    msgs,
+                    "{codec} {framing:?}"
+                );
+                assert_eq!(
+                    roundtrip(codec, framing, &msgs, 100),
+                    msgs,
+                    "{codec} {framing:?} small"
+                );
             }
         }
     }
@@ -1238,7 +1279,10 @@ mod tests {
         d.push(b"[[\"k\",1],17");
         assert!(d.poll_message().is_none());
         d.push(b"00,\"A\"]\n\"SYNC\"\n");
-        assert_eq!(d.poll_message().unwrap().unwrap(), Message::Update(upd("k", "1", 1700.0, "A")));
+        assert_eq!(
+            d.poll_message().unwrap().unwrap(),
+            Message::Update(upd("k", "1", 1700.0, "A"))
+        );
         assert_eq!(d.poll_message().unwrap().unwrap(), Message::Sync);
     }
 
@@ -1275,7 +1319,15 @@ mod tests {
         for i in 1..=1000u32 {
             let key = format!("key-{i:010}");
             let v = format!(r#"{{"n":{i},"s":"v{i}"}}"#);
-            e.update(upd(&key, &v, 1795713877118.0 + i as f64 * 0.001, "aaaaaaaaaaaaaaaa").as_ref());
+            e.update(
+                upd(
+                    &key,
+                    &v,
+                    1795713877118.0 + i as f64 * 0.001,
+                    "aaaaaaaaaaaaaaaa",
+                )
+                .as_ref(),
+            );
         }
         let mut total = 0;
         while let Some(c) = e.poll_transmit() {
@@ -1292,6 +1344,9 @@ mod tests {
         assert!(d.failed());
         let mut d = Decoder::new(Codec::Postcard, Framing::Stream, Limits::default());
         d.push(b"RMP1\xff\xff\xff\xff\x0f");
-        assert!(matches!(d.poll_message(), Some(Err(DecodeError::FrameTooLong { .. }))));
+        assert!(matches!(
+            d.poll_message(),
+            Some(Err(DecodeError::FrameTooLong { .. }))
+        ));
     }
 }

@@ -1,1 +1,316 @@
-//! x
+//! # rtc-mesh-smol
+//!
+//! rtc-mesh on `smol` / `async-io`. A driver task owns the sans-IO [`Replica`] of
+//! `rtc-mesh-core`; each TCP link has a reader task and a writer task that only move
+//! bytes. No protocol decision lives here. Tasks run on smol's global executor.
+//!
+//! ```no_run
+//! use rtc_mesh_smol::{Replicator, ReplicatorOptions};
+//! use rtc_mesh_core::{Codec, ReplicaEvent, Value};
+//! use smol::stream::StreamExt;
+//!
+//! smol::block_on(async {
+//!     let (mut r, mut events) = Replicator::start(ReplicatorOptions::new("alice", Codec::Json)).unwrap();
+//!     let addr = r.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+//!     println!("listening on {addr}");
+//!     r.set("greeting", &Value::from("hello")).await.unwrap();
+//!     while let Some(event) = events.next().await {
+//!         if let ReplicaEvent::Update(u) = event {
+//!             println!("{} = {}", u.key, u.value.to_json());
+//!         }
+//!     }
+//! });
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use smol::channel::{self, Receiver, Sender};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::Task;
+
+use rtc_mesh_core::{
+    Codec, Framing, LinkId, Object, Output, Replica, ReplicaEvent, Store, StoreConfig, StoreError,
+    Value,
+};
+pub use rtc_mesh_std::{clock_anchor, ReplicatorOptions, StartError};
+
+enum Input {
+    Conn(TcpStream),
+    Bytes(LinkId, Vec<u8>),
+    End(LinkId),
+    Set(String, Value, Sender<Result<(), StoreError>>),
+    Get(String, Sender<Option<Value>>),
+    Dump(Sender<Object>),
+    Close(Duration, Sender<()>),
+}
+
+/// A store replicated over TCP links, driven by a smol task. See the crate docs.
+pub struct Replicator {
+    tx: Sender<Input>,
+    driver: Option<Task<()>>,
+    accept: Vec<Task<()>>,
+    id: String,
+}
+
+impl Replicator {
+    /// Starts the driver task. Returns the handle and the event stream (a `Stream`).
+    pub fn start(options: ReplicatorOptions) -> Result<(Self, Receiver<ReplicaEvent>), StartError> {
+        let (epoch_ms, start) = clock_anchor();
+        let mut config = StoreConfig::new(options.id.clone(), epoch_ms, start);
+        config.limits = options.limits.clone();
+        let store = Store::new(config)?;
+        let (tx, rx) = channel::unbounded();
+        let (etx, events) = channel::unbounded();
+        let driver = Driver {
+            replica: Replica::new(store),
+            codec: options.codec,
+            links: BTreeMap::new(),
+            tx: tx.clone(),
+            events: etx,
+        };
+        let driver = smol::spawn(driver.run(rx));
+        let r = Replicator {
+            tx,
+            driver: Some(driver),
+            accept: Vec::new(),
+            id: options.id,
+        };
+        Ok((r, events))
+    }
+
+    /// The store's source id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Accepts TCP links on `addr` (port 0 picks one); returns the bound address.
+    pub async fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let tx = self.tx.clone();
+        self.accept.push(smol::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((s, _)) => {
+                        if tx.send(Input::Conn(s)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => {
+                        smol::Timer::after(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }));
+        Ok(bound)
+    }
+
+    /// Opens a TCP link to `addr`.
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        let s = TcpStream::connect(addr).await?;
+        self.tx
+            .send(Input::Conn(s))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "replicator stopped"))
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Sender<T>) -> Input) -> Option<T> {
+        let (tx, rx) = channel::bounded(1);
+        self.tx.send(make(tx)).await.ok()?;
+        rx.recv().await.ok()
+    }
+
+    /// Sets `key` to `value` (`null` deletes).
+    pub async fn set(&self, key: &str, value: &Value) -> Result<(), StoreError> {
+        self.call(|r| Input::Set(key.to_owned(), value.clone(), r))
+            .await
+            .unwrap_or(Ok(()))
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.set(key, &Value::Null).await
+    }
+
+    /// The value of `key`.
+    pub async fn get(&self, key: &str) -> Option<Value> {
+        self.call(|r| Input::Get(key.to_owned(), r)).await.flatten()
+    }
+
+    /// Every live key and value.
+    pub async fn dump(&self) -> Object {
+        self.call(Input::Dump).await.unwrap_or_default()
+    }
+
+    /// Flushes every link (waiting at most `flush_timeout`), closes them and stops.
+    pub async fn close(mut self, flush_timeout: Duration) {
+        for t in self.accept.drain(..) {
+            t.cancel().await;
+        }
+        let _ = self.call(|r| Input::Close(flush_timeout, r)).await;
+        if let Some(d) = self.driver.take() {
+            d.await;
+        }
+    }
+}
+
+struct LinkIo {
+    stream: TcpStream,
+    writer: Sender<Vec<u8>>,
+    tasks: [Task<()>; 2],
+}
+
+struct Driver {
+    replica: Replica,
+    codec: Codec,
+    links: BTreeMap<LinkId, LinkIo>,
+    tx: Sender<Input>,
+    events: Sender<ReplicaEvent>,
+}
+
+impl Driver {
+    async fn run(mut self, rx: Receiver<Input>) {
+        loop {
+            let timeout = self.drain();
+            let input = match timeout {
+                Some(t) => {
+                    let timer = async {
+                        smol::Timer::at(t).await;
+                        None
+                    };
+                    match smol::future::or(async { Some(rx.recv().await) }, timer).await {
+                        Some(Ok(i)) => i,
+                        Some(Err(_)) => return,
+                        None => continue,
+                    }
+                }
+                None => match rx.recv().await {
+                    Ok(i) => i,
+                    Err(_) => return,
+                },
+            };
+            let now = Instant::now();
+            match input {
+                Input::Conn(stream) => self.add_link(stream),
+                Input::Bytes(link, bytes) => self.replica.handle_input(link, now, &bytes),
+                Input::End(link) => {
+                    self.replica.handle_end(link, now);
+                    self.drain();
+                    self.replica.close_link(link);
+                    if let Some(io) = self.links.remove(&link) {
+                        let _ = io.stream.shutdown(Shutdown::Both);
+                    }
+                }
+                Input::Set(k, v, reply) => {
+                    let r = self.replica.set(now, &k, &v).map(|_| ());
+                    let _ = reply.send(r).await;
+                }
+                Input::Get(k, reply) => {
+                    let _ = reply.send(self.replica.store().get(&k)).await;
+                }
+                Input::Dump(reply) => {
+                    let _ = reply.send(self.replica.store().dump()).await;
+                }
+                Input::Close(timeout, reply) => {
+                    self.drain();
+                    self.flush_and_close(timeout).await;
+                    let _ = reply.send(()).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves all output to the links and the event channel; returns the next timer.
+    fn drain(&mut self) -> Option<Instant> {
+        loop {
+            match self.replica.poll_output() {
+                Output::Transmit(link, bytes) => {
+                    if let Some(io) = self.links.get(&link) {
+                        let _ = io.writer.try_send(bytes);
+                    }
+                }
+                Output::Event(e) => {
+                    if let ReplicaEvent::LinkError { link, error } = &e {
+                        if error.is_fatal() {
+                            if let Some(io) = self.links.get(link) {
+                                let _ = io.stream.shutdown(Shutdown::Both);
+                            }
+                        }
+                    }
+                    let _ = self.events.try_send(e);
+                }
+                Output::Timeout(t) => return t,
+            }
+        }
+    }
+
+    fn add_link(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let link = self.replica.open_link(self.codec, Framing::Stream);
+        let tx = self.tx.clone();
+        let mut rd = stream.clone();
+        let reader = smol::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Input::End(link)).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx
+                            .send(Input::Bytes(link, buf[..n].to_vec()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let (wtx, wrx) = channel::unbounded::<Vec<u8>>();
+        let mut wr = stream.clone();
+        let writer = smol::spawn(async move {
+            while let Ok(bytes) = wrx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.flush().await;
+            let _ = wr.shutdown(Shutdown::Write);
+        });
+        self.links.insert(
+            link,
+            LinkIo {
+                stream,
+                writer: wtx,
+                tasks: [reader, writer],
+            },
+        );
+    }
+
+    async fn flush_and_close(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let links = std::mem::take(&mut self.links);
+        for (_, io) in links {
+            // Closing the channel lets the writer finish what it holds, then stop.
+            io.writer.close();
+            let [reader, writer] = io.tasks;
+            let timer = async {
+                smol::Timer::at(deadline).await;
+            };
+            smol::future::or(writer, timer).await;
+            let _ = io.stream.shutdown(Shutdown::Both);
+            reader.cancel().await;
+        }
+    }
+}

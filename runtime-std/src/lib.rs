@@ -1,1 +1,377 @@
-//! x
+//! # rtc-mesh-std
+//!
+//! rtc-mesh on plain `std`: threads, blocking sockets and `std::sync::mpsc`. A driver
+//! thread owns the sans-IO [`Replica`] of `rtc-mesh-core`; each TCP link has a reader
+//! thread and a writer thread that only move bytes. No protocol decision lives here.
+//!
+//! ```no_run
+//! use rtc_mesh_std::{Replicator, ReplicatorOptions};
+//! use rtc_mesh_core::{Codec, ReplicaEvent, Value};
+//!
+//! let (r, events) = Replicator::start(ReplicatorOptions::new("alice", Codec::Json)).unwrap();
+//! let addr = r.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+//! println!("listening on {addr}");
+//! r.set("greeting", &Value::from("hello")).unwrap();
+//! for event in events {
+//!     if let ReplicaEvent::Update(u) = event {
+//!         println!("{} = {}", u.key, u.value.to_json());
+//!     }
+//! }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rtc_mesh_core::{
+    Codec, Framing, Limits, LinkId, Object, Output, Replica, ReplicaEvent, Store, StoreConfig,
+    StoreError, Value,
+};
+
+/// Why a replicator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store configuration is invalid (for example the source id).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A thread or socket could not be created.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// How a [`Replicator`] is set up.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReplicatorOptions {
+    /// The store's source id.
+    pub id: String,
+    /// The codec spoken on every TCP link.
+    pub codec: Codec,
+    /// Bounds on values, keys and messages.
+    pub limits: Limits,
+}
+
+impl ReplicatorOptions {
+    /// Options with default limits.
+    pub fn new(id: impl Into<String>, codec: Codec) -> Self {
+        ReplicatorOptions {
+            id: id.into(),
+            codec,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, and the instant they were read at:
+/// the two anchors a core store needs.
+pub fn clock_anchor() -> (f64, Instant) {
+    let now = Instant::now();
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0);
+    (ms, now)
+}
+
+enum Input {
+    Conn(TcpStream),
+    Bytes(LinkId, Vec<u8>),
+    End(LinkId),
+    Set(String, Value, Sender<Result<(), StoreError>>),
+    Get(String, Sender<Option<Value>>),
+    Dump(Sender<Object>),
+    Close(Duration, Sender<()>),
+}
+
+/// A store replicated over TCP links, driven by a thread. See the crate docs.
+pub struct Replicator {
+    tx: Sender<Input>,
+    driver: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    id: String,
+}
+
+impl Replicator {
+    /// Starts the driver thread. Returns the handle and the event receiver.
+    pub fn start(options: ReplicatorOptions) -> Result<(Self, Receiver<ReplicaEvent>), StartError> {
+        let (epoch_ms, start) = clock_anchor();
+        let mut config = StoreConfig::new(options.id.clone(), epoch_ms, start);
+        config.limits = options.limits;
+        let store = Store::new(config)?;
+        let (tx, rx) = mpsc::channel();
+        let (etx, events) = mpsc::channel();
+        let driver = Driver {
+            replica: Replica::new(store),
+            codec: options.codec,
+            links: BTreeMap::new(),
+            tx: tx.clone(),
+            events: etx,
+        };
+        let driver = thread::Builder::new()
+            .name("rtc-mesh-driver".into())
+            .spawn(move || driver.run(rx))?;
+        let r = Replicator {
+            tx,
+            driver: Some(driver),
+            stopping: Arc::new(AtomicBool::new(false)),
+            id: options.id,
+        };
+        Ok((r, events))
+    }
+
+    /// The store's source id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Accepts TCP links on `addr` (port 0 picks one); returns the bound address.
+    pub fn listen(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        let tx = self.tx.clone();
+        let stopping = self.stopping.clone();
+        thread::Builder::new()
+            .name("rtc-mesh-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match conn {
+                        Ok(s) => {
+                            if tx.send(Input::Conn(s)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })?;
+        Ok(bound)
+    }
+
+    /// Opens a TCP link to `addr`.
+    pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        let s = TcpStream::connect(addr)?;
+        self.tx
+            .send(Input::Conn(s))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "replicator stopped"))
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Sender<T>) -> Input) -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        self.tx.send(make(tx)).ok()?;
+        rx.recv().ok()
+    }
+
+    /// Sets `key` to `value` (`null` deletes).
+    pub fn set(&self, key: &str, value: &Value) -> Result<(), StoreError> {
+        self.call(|r| Input::Set(key.to_owned(), value.clone(), r))
+            .unwrap_or(Ok(()))
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.set(key, &Value::Null)
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.call(|r| Input::Get(key.to_owned(), r)).flatten()
+    }
+
+    /// Every live key and value.
+    pub fn dump(&self) -> Object {
+        self.call(Input::Dump).unwrap_or_default()
+    }
+
+    /// Flushes every link (waiting at most `flush_timeout`), closes them and stops.
+    pub fn close(mut self, flush_timeout: Duration) {
+        self.stop(flush_timeout);
+    }
+
+    fn stop(&mut self, flush_timeout: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.call(|r| Input::Close(flush_timeout, r));
+        if let Some(d) = self.driver.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        if self.driver.is_some() {
+            self.stop(Duration::ZERO);
+        }
+    }
+}
+
+struct LinkIo {
+    stream: TcpStream,
+    writer: Sender<Vec<u8>>,
+    writer_done: Receiver<()>,
+}
+
+struct Driver {
+    replica: Replica,
+    codec: Codec,
+    links: BTreeMap<LinkId, LinkIo>,
+    tx: Sender<Input>,
+    events: Sender<ReplicaEvent>,
+}
+
+impl Driver {
+    fn run(mut self, rx: Receiver<Input>) {
+        loop {
+            let timeout = self.drain();
+            let input = match timeout {
+                Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                    Ok(i) => i,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(i) => i,
+                    Err(_) => return,
+                },
+            };
+            let now = Instant::now();
+            match input {
+                Input::Conn(stream) => self.add_link(stream),
+                Input::Bytes(link, bytes) => self.replica.handle_input(link, now, &bytes),
+                Input::End(link) => {
+                    self.replica.handle_end(link, now);
+                    self.drain();
+                    self.replica.close_link(link);
+                    if let Some(io) = self.links.remove(&link) {
+                        let _ = io.stream.shutdown(Shutdown::Both);
+                    }
+                }
+                Input::Set(k, v, reply) => {
+                    let r = self.replica.set(now, &k, &v).map(|_| ());
+                    let _ = reply.send(r);
+                }
+                Input::Get(k, reply) => {
+                    let _ = reply.send(self.replica.store().get(&k));
+                }
+                Input::Dump(reply) => {
+                    let _ = reply.send(self.replica.store().dump());
+                }
+                Input::Close(timeout, reply) => {
+                    self.drain();
+                    self.flush_and_close(timeout);
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves all output to the links and the event channel; returns the next timer.
+    fn drain(&mut self) -> Option<Instant> {
+        loop {
+            match self.replica.poll_output() {
+                Output::Transmit(link, bytes) => {
+                    if let Some(io) = self.links.get(&link) {
+                        let _ = io.writer.send(bytes);
+                    }
+                }
+                Output::Event(e) => {
+                    if let ReplicaEvent::LinkError { link, error } = &e {
+                        if error.is_fatal() {
+                            if let Some(io) = self.links.get(link) {
+                                let _ = io.stream.shutdown(Shutdown::Both);
+                            }
+                        }
+                    }
+                    let _ = self.events.send(e);
+                }
+                Output::Timeout(t) => return t,
+            }
+        }
+    }
+
+    fn add_link(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (Ok(read_half), Ok(write_half)) = (stream.try_clone(), stream.try_clone()) else {
+            return;
+        };
+        let link = self.replica.open_link(self.codec, Framing::Stream);
+        let tx = self.tx.clone();
+        let reader = thread::Builder::new()
+            .name("rtc-mesh-read".into())
+            .spawn(move || read_loop(link, read_half, tx));
+        let (wtx, wrx) = mpsc::channel::<Vec<u8>>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let writer = thread::Builder::new()
+            .name("rtc-mesh-write".into())
+            .spawn(move || {
+                write_loop(write_half, wrx);
+                let _ = done_tx.send(());
+            });
+        if reader.is_err() || writer.is_err() {
+            self.replica.close_link(link);
+            return;
+        }
+        self.links.insert(
+            link,
+            LinkIo {
+                stream,
+                writer: wtx,
+                writer_done: done_rx,
+            },
+        );
+    }
+
+    fn flush_and_close(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let links = std::mem::take(&mut self.links);
+        let mut waiting = Vec::new();
+        for (_, io) in links {
+            // Dropping the sender lets the writer finish what it holds, then stop.
+            drop(io.writer);
+            waiting.push((io.stream, io.writer_done));
+        }
+        for (stream, done) in waiting {
+            let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn read_loop(link: LinkId, mut s: TcpStream, tx: Sender<Input>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = tx.send(Input::End(link));
+                return;
+            }
+            Ok(n) => {
+                if tx.send(Input::Bytes(link, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn write_loop(mut s: TcpStream, rx: Receiver<Vec<u8>>) {
+    while let Ok(bytes) = rx.recv() {
+        if s.write_all(&bytes).is_err() {
+            return;
+        }
+    }
+    let _ = s.flush();
+    let _ = s.shutdown(Shutdown::Write);
+}
