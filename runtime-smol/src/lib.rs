@@ -10,10 +10,11 @@
 //! use smol::stream::StreamExt;
 //!
 //! smol::block_on(async {
-//!     let (mut r, mut events) = Replicator::start(ReplicatorOptions::new("alice", Codec::Json)).unwrap();
+//!     let (mut r, events) = Replicator::start(ReplicatorOptions::new("alice", Codec::Json)).unwrap();
 //!     let addr = r.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
 //!     println!("listening on {addr}");
 //!     r.set("greeting", &Value::from("hello")).await.unwrap();
+//!     let mut events = std::pin::pin!(events);
 //!     while let Some(event) = events.next().await {
 //!         if let ReplicaEvent::Update(u) = event {
 //!             println!("{} = {}", u.key, u.value.to_json());
