@@ -1,0 +1,191 @@
+//! Sync sessions between replicas over in-memory links: no echo, forwarding across
+//! links, reconnection deltas.
+
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::{
+    Codec, Framing, LinkId, Output, Replica, ReplicaEvent, Store, StoreConfig, Value,
+};
+
+const EPOCH: f64 = 1_795_713_876_272.0;
+
+fn replica(id: &str, t0: Instant) -> Replica {
+    Replica::new(Store::new(StoreConfig::new(id, EPOCH, t0)).unwrap())
+}
+
+/// A two-way in-memory link between two replicas.
+struct Wire {
+    a: LinkId,
+    b: LinkId,
+}
+
+fn connect(a: &mut Replica, b: &mut Replica, codec: Codec) -> Wire {
+    Wire {
+        a: a.open_link(codec, Framing::Messages),
+        b: b.open_link(codec, Framing::Messages),
+    }
+}
+
+/// Drains every replica, delivering bytes along the wires, until all are idle.
+/// `wires` holds (index of one end, index of the other, wire). Returns the bytes moved
+/// in each direction of each wire, and the events seen per replica.
+fn run(
+    reps: &mut [&mut Replica],
+    wires: &[(usize, usize, &Wire)],
+    now: Instant,
+) -> (Vec<(u64, u64)>, Vec<Vec<ReplicaEvent>>) {
+    let mut bytes = vec![(0u64, 0u64); wires.len()];
+    let mut events = vec![Vec::new(); reps.len()];
+    for _ in 0..100_000 {
+        let mut moved = false;
+        for i in 0..reps.len() {
+            loop {
+                match reps[i].poll_output() {
+                    Output::Transmit(link, data) => {
+                        moved = true;
+                        for (w, (x, y, wire)) in wires.iter().enumerate() {
+                            if *x == i && wire.a == link {
+                                bytes[w].0 += data.len() as u64;
+                                reps[*y].handle_input(wire.b, now, &data);
+                            } else if *y == i && wire.b == link {
+                                bytes[w].1 += data.len() as u64;
+                                reps[*x].handle_input(wire.a, now, &data);
+                            }
+                        }
+                    }
+                    Output::Event(e) => events[i].push(e),
+                    Output::Timeout(_) => break,
+                }
+            }
+        }
+        if !moved {
+            return (bytes, events);
+        }
+    }
+    panic!("did not settle");
+}
+
+fn updates_out(r: &Replica, l: LinkId) -> u64 {
+    r.link_stats(l).unwrap().updates_out
+}
+
+#[test]
+fn no_update_is_echoed_to_its_sender() {
+    for codec in [Codec::Json, Codec::Postcard] {
+        let t0 = Instant::now();
+        let mut a = replica("a", t0);
+        let mut b = replica("b", t0);
+        a.set(t0, "pre", &1.0.into()).unwrap();
+        let w = connect(&mut a, &mut b, codec);
+        run(&mut [&mut a, &mut b], &[(0, 1, &w)], t0);
+        a.set(t0, "live", &2.0.into()).unwrap();
+        let (_, events) = run(&mut [&mut a, &mut b], &[(0, 1, &w)], t0);
+        assert_eq!(b.store().get("live"), Some(2.0.into()));
+        // a sent its two writes once; b sent nothing back.
+        assert_eq!(updates_out(&a, w.a), 2);
+        assert_eq!(updates_out(&b, w.b), 0);
+        assert!(events[1]
+            .iter()
+            .any(|e| matches!(e, ReplicaEvent::Update(u) if u.key == "live" && !u.local)));
+    }
+}
+
+#[test]
+fn updates_cross_a_chain_and_reach_everyone() {
+    let t0 = Instant::now();
+    let (mut a, mut b, mut c) = (replica("a", t0), replica("b", t0), replica("c", t0));
+    let ab = connect(&mut a, &mut b, Codec::Postcard);
+    let bc = connect(&mut b, &mut c, Codec::Json);
+    a.set(t0, "from-a", &"x".into()).unwrap();
+    c.set(t0, "from-c", &"y".into()).unwrap();
+    let (_, events) = run(
+        &mut [&mut a, &mut b, &mut c],
+        &[(0, 1, &ab), (1, 2, &bc)],
+        t0,
+    );
+    for r in [&a, &b, &c] {
+        assert_eq!(r.store().len(), 2, "{}", r.store().id());
+    }
+    // b reports all its links synced.
+    assert!(events[1]
+        .iter()
+        .any(|e| matches!(e, ReplicaEvent::SyncedAll { peers } if peers.len() == 2)));
+    // b forwarded a's write to c only, and c's to a only.
+    assert_eq!(updates_out(&b, ab.b), 1);
+    assert_eq!(updates_out(&b, bc.a), 1);
+}
+
+#[test]
+fn concurrent_writes_converge_on_the_larger_timestamp_and_source() {
+    let t0 = Instant::now();
+    let mut a = replica("a", t0);
+    let mut b = replica("b", t0);
+    a.set(t0, "k", &"from-a".into()).unwrap();
+    b.set(t0, "k", &"from-b".into()).unwrap();
+    let w = connect(&mut a, &mut b, Codec::Json);
+    run(&mut [&mut a, &mut b], &[(0, 1, &w)], t0);
+    // Same wall clock, same timestamp: "b" > "a" wins on both.
+    assert_eq!(a.store().get("k"), Some("from-b".into()));
+    assert_eq!(b.store().get("k"), Some("from-b".into()));
+}
+
+#[test]
+fn reconnecting_moves_only_the_delta() {
+    for codec in [Codec::Json, Codec::Postcard] {
+        let t0 = Instant::now();
+        let mut a = replica("aaaaaaaaaaaaaaaa", t0);
+        let mut b = replica("bbbbbbbbbbbbbbbb", t0);
+        let n = 10_000;
+        for i in 0..n {
+            let v = Value::from_json(&format!(r#"{{"n":{i},"s":"v{i}"}}"#)).unwrap();
+            a.set(t0, &format!("key-{i:010}"), &v).unwrap();
+        }
+        let w = connect(&mut a, &mut b, codec);
+        let (full, _) = run(&mut [&mut a, &mut b], &[(0, 1, &w)], t0);
+        let full = full[0].0 + full[0].1;
+        assert_eq!(b.store().len(), n);
+        a.close_link(w.a);
+        b.close_link(w.b);
+
+        // 1% of the keys change while apart, half on each side.
+        let t1 = t0 + Duration::from_millis(5);
+        for i in (0..n).step_by(100) {
+            let r = if i % 200 == 0 { &mut a } else { &mut b };
+            r.set(t1, &format!("key-{i:010}"), &Value::from(i as f64))
+                .unwrap();
+        }
+        let w = connect(&mut a, &mut b, codec);
+        let (delta, _) = run(&mut [&mut a, &mut b], &[(0, 1, &w)], t1);
+        let delta = delta[0].0 + delta[0].1;
+        assert_eq!(a.store().dump(), b.store().dump());
+        assert!(
+            delta * 50 <= full,
+            "{codec}: delta {delta} bytes is more than 2% of the full sync's {full}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_message_changes_nothing_and_the_link_goes_on() {
+    let t0 = Instant::now();
+    let mut a = replica("a", t0);
+    let l = a.open_link(Codec::Json, Framing::Stream);
+    while !matches!(a.poll_output(), Output::Timeout(_)) {}
+    a.handle_input(
+        l,
+        t0,
+        b"{\"id\":\"P\",\"clock\":{}}\n[null,1795713876272,\"P\"]\n[[\"ok\",1],1795713876273,\"P\"]\n",
+    );
+    let mut errors = 0;
+    loop {
+        match a.poll_output() {
+            Output::Event(ReplicaEvent::LinkError { .. }) => errors += 1,
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(errors, 1);
+    // The rejected update did not advance P's clock, so the next one applied.
+    assert_eq!(a.store().get("ok"), Some(1.0.into()));
+    assert_eq!(a.store().clock().get("P"), Some(1795713876273.0));
+}
