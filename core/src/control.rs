@@ -11,6 +11,7 @@
 //! | `{"op":"get","key":K}` | answer `value` |
 //! | `{"op":"dump"}` | answer `dump` |
 //! | `{"op":"peers"}` | answer `peers` (join) |
+//! | `{"op":"connect","addr":"HOST:PORT"}` | open one more link (replicate) |
 //! | `{"op":"close"}` | flush links, answer `closed`, exit 0 (end of input does the same) |
 //!
 //! Every event is `{"event":"<name>",...fields}`: `ready{id,addr}`,
@@ -50,6 +51,11 @@ pub enum Command {
     Dump,
     /// List peers.
     Peers,
+    /// Open one more link to an address (`replicate`).
+    Connect {
+        /// `HOST:PORT`.
+        addr: String,
+    },
     /// Flush and exit.
     Close,
 }
@@ -73,7 +79,7 @@ pub enum CommandError {
         expected: &'static str,
     },
     /// The `op` is not one of the known commands.
-    #[error("unknown op {0:?} (expected set, delete, get, dump, peers or close)")]
+    #[error("unknown op {0:?} (expected set, delete, get, dump, peers, connect or close)")]
     UnknownOp(String),
 }
 
@@ -122,6 +128,17 @@ pub fn parse_command(line: &str, limits: &Limits) -> Result<Command, CommandErro
         "get" => Command::Get { key: key()? },
         "dump" => Command::Dump,
         "peers" => Command::Peers,
+        "connect" => Command::Connect {
+            addr: match o.get("addr") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(CommandError::Field {
+                        field: "addr",
+                        expected: "a string HOST:PORT",
+                    })
+                }
+            },
+        },
         "close" => Command::Close,
         other => return Err(CommandError::UnknownOp(other.to_owned())),
     })

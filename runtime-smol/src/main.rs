@@ -40,7 +40,8 @@ Options:
 
 Reads one JSON command per line on stdin:
   {\"op\":\"set\",\"key\":K,\"value\":V}   {\"op\":\"delete\",\"key\":K}   {\"op\":\"get\",\"key\":K}
-  {\"op\":\"dump\"}   {\"op\":\"close\"}   (end of input = close)
+  {\"op\":\"dump\"}   {\"op\":\"connect\",\"addr\":\"HOST:PORT\"}   {\"op\":\"close\"}
+  (end of input = close)
 Events: ready, update, synced, synced_all, value, dump, error, closed.
 ";
 
@@ -164,6 +165,12 @@ impl Backend {
         match self {
             Backend::Smol(r) => smol::block_on(r.dump()),
             Backend::Std(r) => r.dump(),
+        }
+    }
+    fn connect(&self, a: SocketAddr) -> io::Result<()> {
+        match self {
+            Backend::Smol(r) => smol::block_on(r.connect(a)),
+            Backend::Std(r) => r.connect(a),
         }
     }
     fn close(self, t: Duration) {
@@ -373,6 +380,21 @@ fn run_command(out: &Out, backend: &Backend, cmd: Command) {
                 code: "unsupported",
                 message: "peers is a command of rtc-mesh join",
             });
+            Ok(())
+        }
+        Command::Connect { addr } => {
+            let res = match parse_addr(&addr) {
+                Err(Usage(m)) => Err(("bad_address", m)),
+                Ok(a) => backend
+                    .connect(a)
+                    .map_err(|e| ("connect_failed", connect_error(a, e))),
+            };
+            if let Err((code, message)) = res {
+                out.emit(&Report::Error {
+                    code,
+                    message: &message,
+                });
+            }
             Ok(())
         }
         Command::Close => Ok(()),

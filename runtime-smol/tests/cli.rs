@@ -1,0 +1,143 @@
+//! End-to-end tests of `rtc-mesh replicate` processes on loopback, both runtimes.
+
+mod common;
+
+use common::{rtc_mesh, Peer};
+use serde_json::json;
+
+fn replicate(name: &str, args: &[&str]) -> Peer {
+    let mut cmd = rtc_mesh();
+    cmd.arg("replicate").args(args).arg("--json");
+    Peer::spawn(name, cmd)
+}
+
+fn pair(runtime_a: &str, runtime_b: &str, codec: &str) {
+    let mut a = replicate(
+        "a",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--id",
+            "alice",
+            "--runtime",
+            runtime_a,
+            "--codec",
+            codec,
+        ],
+    );
+    let addr = a.ready_addr();
+    a.send(json!({"op":"set","key":"before-a","value":{"nested":[1,"x",null]}}));
+    let mut b = replicate(
+        "b",
+        &[
+            "--connect",
+            &addr,
+            "--id",
+            "bob",
+            "--runtime",
+            runtime_b,
+            "--codec",
+            codec,
+        ],
+    );
+    b.ready_addr();
+    b.send(json!({"op":"set","key":"from-b","value":"ünïcødé ✓"}));
+    a.wait_event("synced");
+    b.wait_event("synced");
+    a.send(json!({"op":"set","key":"after-a","value":1.5e-7}));
+    a.send(json!({"op":"delete","key":"before-a"}));
+    a.send(json!({"op":"set","key":"a-done","value":true}));
+    b.wait_update("a-done", &json!(true));
+    a.wait_update("from-b", &json!("ünïcødé ✓"));
+    let da = a.dump();
+    let db = b.dump();
+    assert_eq!(da, db);
+    assert_eq!(
+        da,
+        json!({"from-b":"ünïcødé ✓","after-a":1.5e-7,"a-done":true}),
+        "{runtime_a}/{runtime_b}/{codec}"
+    );
+    b.send(json!({"op":"get","key":"after-a"}));
+    assert_eq!(b.wait_event("value")["value"], json!(1.5e-7));
+    assert!(a.close().success());
+    assert!(b.close().success());
+}
+
+#[test]
+fn smol_and_std_replicate_with_json() {
+    pair("smol", "std", "json");
+}
+
+#[test]
+fn std_and_smol_replicate_with_postcard() {
+    pair("std", "smol", "postcard");
+}
+
+#[test]
+fn a_bad_line_gets_an_error_event_and_the_program_goes_on() {
+    let mut a = replicate("a", &["--listen", "127.0.0.1:0"]);
+    a.ready_addr();
+    a.send_raw("this is not json");
+    assert_eq!(a.wait_event("error")["code"], "bad_json");
+    a.send_raw(r#"{"op":"teleport"}"#);
+    assert_eq!(a.wait_event("error")["code"], "unknown_op");
+    a.send_raw(r#"{"op":"set","value":1}"#);
+    assert_eq!(a.wait_event("error")["code"], "bad_command");
+    a.send(json!({"op":"set","key":"__proto__","value":1}));
+    assert_eq!(a.wait_event("error")["code"], "bad_key");
+    a.send(json!({"op":"set","key":"k","value":[1,2]}));
+    a.send(json!({"op":"get","key":"k"}));
+    assert_eq!(a.wait_event("value")["value"], json!([1, 2]));
+    // End of input closes the program cleanly.
+    let status = a.wait();
+    assert!(status.success());
+}
+
+#[test]
+fn bad_arguments_exit_with_code_2() {
+    for args in [
+        vec!["replicate"],
+        vec!["replicate", "--listen", "nowhere"],
+        vec!["replicate", "--listen", "127.0.0.1:0", "--codec", "xml"],
+        vec![
+            "replicate",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            "127.0.0.1:1",
+        ],
+        vec!["frobnicate"],
+    ] {
+        let out = rtc_mesh().args(&args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+}
+
+#[test]
+fn an_unreachable_peer_is_a_clear_error() {
+    // Bind a port, then free it, so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = rtc_mesh()
+        .args(["replicate", "--connect", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+#[test]
+fn the_demo_converges() {
+    let out = rtc_mesh()
+        .args(["demo", "--peers", "3", "--keys", "200"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("replicas equal: yes"), "{text}");
+}

@@ -1,0 +1,202 @@
+//! Helpers for tests that drive `rtc-mesh` (and JavaScript peers) as processes through
+//! the stdin/stdout line protocol.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any one awaited event may take before the test fails (a safety bound: the
+/// tests never sleep, they wait for events).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The interop scripts' folder, with its npm packages installed.
+pub fn interop_dir() -> PathBuf {
+    let d = repo().join("tests/interop");
+    assert!(
+        d.join("node_modules/scuttlebutt").is_dir(),
+        "the npm packages of the interop tests are missing: run scripts/test.sh \
+         (or `npm ci` in tests/interop)"
+    );
+    d
+}
+
+/// A `rtc-mesh` command.
+pub fn rtc_mesh() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rtc-mesh"))
+}
+
+/// A process speaking the line protocol.
+pub struct Peer {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every line seen, for failure messages.
+    pub seen: Vec<String>,
+}
+
+impl Peer {
+    pub fn spawn(name: &str, mut cmd: Command) -> Peer {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start {cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Peer {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Sends one command.
+    pub fn send(&mut self, cmd: Value) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{cmd}").expect("write command");
+        stdin.flush().expect("flush command");
+    }
+
+    /// Sends a raw line.
+    pub fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write line");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next event; `None` at end of output.
+    pub fn next_event(&mut self) -> Option<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    match serde_json::from_str::<Value>(&l) {
+                        Ok(v) => return Some(v),
+                        Err(_) => continue, // not an event line
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no event within {PATIENCE:?}; output so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Reads events until one satisfies `pred`, and returns it.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.next_event() {
+                Some(v) if pred(&v) => return v,
+                Some(_) => {}
+                None => panic!(
+                    "{}: output ended while waiting for {what}; output:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for an event by name.
+    pub fn wait_event(&mut self, name: &str) -> Value {
+        self.wait_for(name, |v| v["event"] == name)
+    }
+
+    /// Waits for the update of `key` (from anyone) with this value; an update seen
+    /// earlier counts too.
+    pub fn wait_update(&mut self, key: &str, value: &Value) -> Value {
+        let is_it = |v: &Value| v["event"] == "update" && v["key"] == key && &v["value"] == value;
+        for l in &self.seen {
+            if let Ok(v) = serde_json::from_str::<Value>(l) {
+                if is_it(&v) {
+                    return v;
+                }
+            }
+        }
+        let what = format!("update {key} = {value}");
+        self.wait_for(&what, is_it)
+    }
+
+    /// The `ready` address.
+    pub fn ready_addr(&mut self) -> String {
+        let v = self.wait_event("ready");
+        v["addr"].as_str().expect("addr").to_owned()
+    }
+
+    /// Asks for a dump and returns its data.
+    pub fn dump(&mut self) -> Value {
+        self.send(serde_json::json!({"op": "dump"}));
+        self.wait_event("dump")["data"].clone()
+    }
+
+    /// Sends `close`, waits for `closed` and the exit.
+    pub fn close(mut self) -> ExitStatus {
+        self.send(serde_json::json!({"op": "close"}));
+        self.wait_event("closed");
+        self.wait()
+    }
+
+    /// Closes stdin and waits for the process to exit.
+    pub fn wait(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            // Drain output so the child never blocks on a full pipe.
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(l);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: did not exit within {PATIENCE:?}",
+                self.name
+            );
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every rtc-mesh test on a fresh machine: installs what the tests need (Node.js and
+# the pinned npm packages of the interop tests), then checks formatting and lints, runs
+# the Rust tests (unit, property, integration, interop) and type-checks the fuzz targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Node.js 18+ and npm run the original JavaScript programs the interop tests talk to.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== installing nodejs and npm (Debian packages)"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+echo "== npm packages of the interop tests (pinned by tests/interop/package-lock.json)"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace
+
+echo "== fuzz targets type-check"
+(cd fuzz && cargo check --quiet --bins)
+echo "== all tests passed"

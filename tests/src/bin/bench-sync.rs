@@ -1,0 +1,257 @@
+//! Store and sync benchmark: prints figures, and the ratio against JavaScript
+//! scuttlebutt 5.6.15 run in the same invocation.
+//!
+//! `cargo run --release -p rtc-mesh-sim --bin bench-sync [-- --keys N] [--rss-keys M] [--no-js]`
+//!
+//! Inputs: keys `key-0000000001`…, values `{"n":i,"s":"v<i>"}`, 16-character source ids.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::{Codec, Framing, LinkId, Output, Replica, Store, StoreConfig, Update, Value};
+
+const EPOCH: f64 = 1_795_713_876_272.0;
+const WRITER: &str = "aaaaaaaaaaaaaaaa";
+const READER: &str = "bbbbbbbbbbbbbbbb";
+
+fn key(i: usize) -> String {
+    format!("key-{i:010}")
+}
+
+fn value(i: usize) -> Value {
+    Value::from_json(&format!(r#"{{"n":{i},"s":"v{i}"}}"#)).expect("literal json")
+}
+
+fn store(id: &str, t0: Instant) -> Store {
+    Store::new(StoreConfig::new(id, EPOCH, t0)).expect("valid id")
+}
+
+fn drain(from: &mut Replica, to: &mut Replica, link: LinkId, now: Instant) -> u64 {
+    let mut bytes = 0;
+    loop {
+        match from.poll_output() {
+            Output::Transmit(_, d) => {
+                bytes += d.len() as u64;
+                to.handle_input(link, now, &d);
+            }
+            Output::Event(_) => {}
+            Output::Timeout(_) => return bytes,
+        }
+    }
+}
+
+/// Links two replicas over in-memory message links and runs until idle.
+/// Returns (elapsed, bytes a→b, bytes b→a).
+fn sync(a: &mut Replica, b: &mut Replica, codec: Codec, now: Instant) -> (Duration, u64, u64) {
+    let start = Instant::now();
+    let la = a.open_link(codec, Framing::Messages);
+    let lb = b.open_link(codec, Framing::Messages);
+    let (mut ab, mut ba) = (0, 0);
+    loop {
+        let x = drain(a, b, lb, now);
+        let y = drain(b, a, la, now);
+        ab += x;
+        ba += y;
+        if x + y == 0 {
+            break;
+        }
+    }
+    let t = start.elapsed();
+    a.close_link(la);
+    b.close_link(lb);
+    (t, ab, ba)
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let mut keys = 100_000usize;
+    let mut rss_keys = 1_000_000usize;
+    let mut js = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--keys" => keys = args.next().and_then(|v| v.parse().ok()).expect("--keys N"),
+            "--rss-keys" => {
+                rss_keys = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--rss-keys N")
+            }
+            "--no-js" => js = false,
+            "--rss-child" => {
+                let n = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--rss-child N");
+                rss_child(n);
+                return;
+            }
+            _ => {
+                eprintln!("usage: bench-sync [--keys N] [--rss-keys N] [--no-js]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let t0 = Instant::now();
+    println!("bench-sync: {keys} keys, values {{\"n\":i,\"s\":\"v<i>\"}}, 16-character source ids");
+
+    // Local set rate.
+    let values: Vec<Value> = (1..=keys).map(value).collect();
+    let names: Vec<String> = (1..=keys).map(key).collect();
+    let mut writer = Replica::new(store(WRITER, t0));
+    let start = Instant::now();
+    for (k, v) in names.iter().zip(&values) {
+        writer.set(t0, k, v).expect("set");
+    }
+    let set_t = start.elapsed();
+    while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+    println!(
+        "local set:     {:>10.0} sets/s   ({:.1} ms for {keys})",
+        keys as f64 / set_t.as_secs_f64(),
+        ms(set_t)
+    );
+
+    // Remote apply rate.
+    let updates: Vec<Update> = writer
+        .store()
+        .history(&Default::default())
+        .iter()
+        .map(|u| u.to_owned())
+        .collect();
+    let mut applier = store(READER, t0);
+    let start = Instant::now();
+    for u in updates {
+        applier.apply(t0, u);
+        while applier.poll_event().is_some() {}
+    }
+    let apply_t = start.elapsed();
+    println!(
+        "remote apply:  {:>10.0} updates/s ({:.1} ms for {keys})",
+        keys as f64 / apply_t.as_secs_f64(),
+        ms(apply_t)
+    );
+
+    // Full sync and delta sync, per codec.
+    let mut full_ms = Vec::new();
+    for codec in [Codec::Json, Codec::Postcard] {
+        let mut reader = Replica::new(store(READER, t0));
+        let (t, ab, ba) = sync(&mut writer, &mut reader, codec, t0);
+        while !matches!(reader.poll_output(), Output::Timeout(_)) {}
+        assert_eq!(reader.store().len(), keys, "full sync incomplete");
+        println!(
+            "full sync {:<8} {:>8.1} ms  {:>10} bytes  {:>5.1} bytes/update  (reader→writer {ba} bytes)",
+            codec.name(),
+            ms(t),
+            ab,
+            ab as f64 / keys as f64
+        );
+        full_ms.push((codec, ms(t), ab + ba));
+        // 1% of the keys change on the writer, then the two reconnect.
+        let t1 = t0 + Duration::from_millis(10);
+        for i in (1..=keys).step_by(100) {
+            writer
+                .set(t1, &key(i), &Value::from(i as f64))
+                .expect("set");
+        }
+        while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+        let (dt, dab, dba) = sync(&mut writer, &mut reader, codec, t1);
+        assert_eq!(reader.store().dump(), writer.store().dump());
+        println!(
+            "delta sync {:<7} {:>8.1} ms  {:>10} bytes  = {:.2}% of the full sync's bytes",
+            codec.name(),
+            ms(dt),
+            dab + dba,
+            100.0 * (dab + dba) as f64 / (ab + ba) as f64
+        );
+    }
+
+    // Memory: RSS per key at rss_keys keys, measured in a fresh process so that
+    // memory freed by the runs above does not hide the store's growth.
+    if rss_keys > 0 {
+        let exe = std::env::current_exe().expect("own path");
+        let out = Command::new(exe)
+            .args(["--rss-child", &rss_keys.to_string()])
+            .output()
+            .expect("run the memory child");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    // JavaScript scuttlebutt, same workload, same invocation.
+    if js {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/bench-scuttlebutt.js");
+        let out = Command::new("node")
+            .arg("--max-old-space-size=4096")
+            .arg(&script)
+            .arg(keys.to_string())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let line = text.lines().last().unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+                let js_ms = v["sync_ms"].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "scuttlebutt:   set {:.1} ms, full sync {js_ms:.1} ms, {} bytes ({} bytes/update)",
+                    v["set_ms"].as_f64().unwrap_or(f64::NAN),
+                    v["bytes"],
+                    v["bytes_per_update"]
+                );
+                for (codec, ours, _) in &full_ms {
+                    println!(
+                        "ratio:         full sync {}x faster than scuttlebutt ({})",
+                        (js_ms / ours).round(),
+                        codec.name()
+                    );
+                }
+            }
+            Ok(o) => {
+                eprintln!(
+                    "bench-sync: scuttlebutt run failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                std::process::exit(1);
+            }
+            Err(e) => {
+                eprintln!("bench-sync: cannot run node ({e}); install Node.js or pass --no-js");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// Fills one store with `n` keys and prints RSS growth per key.
+fn rss_child(n: usize) {
+    let t0 = Instant::now();
+    let before = rss_bytes();
+    let mut big = store(WRITER, t0);
+    let mut raw = 0usize;
+    for i in 1..=n {
+        let k = key(i);
+        let v = value(i);
+        raw += k.len() + v.to_json().len();
+        big.set(t0, &k, &v).expect("set");
+        while big.poll_event().is_some() {}
+    }
+    let after = rss_bytes();
+    let per_key = after.saturating_sub(before) as f64 / n as f64;
+    let raw_per_key = raw as f64 / n as f64;
+    println!(
+        "memory:        {per_key:.1} bytes RSS per key at {n} keys; raw key+value {raw_per_key:.1} bytes; overhead {:.1} bytes/key",
+        per_key - raw_per_key
+    );
+    assert_eq!(big.len(), n);
+}
