@@ -1,0 +1,129 @@
+//! Interop with the real JavaScript scuttlebutt 5.6.15 `Model` (npm registry, pinned by
+//! tests/interop/package-lock.json) over TCP on 127.0.0.1: `rtc-mesh replicate` on one
+//! end, `tests/interop/scuttlebutt-peer.js` on the other, both directions.
+//!
+//! Scuttlebutt breaks timestamp ties by arrival order, so every key here is written by
+//! one side only, except `shared`, which the second writer writes only after it has seen
+//! the first write (so its hybrid-logical-clock timestamp is larger).
+
+mod common;
+
+use std::process::Command;
+
+use common::{interop_dir, rtc_mesh, Peer};
+use serde_json::{json, Value};
+
+fn rust_peer(id: &str, codec_runtime: &str) -> Peer {
+    let mut cmd = rtc_mesh();
+    cmd.args(["replicate", "--listen", "127.0.0.1:0", "--json", "--id", id])
+        .args(["--runtime", codec_runtime]);
+    Peer::spawn(&format!("rust {id}"), cmd)
+}
+
+fn js_peer(id: &str) -> Peer {
+    let dir = interop_dir();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("scuttlebutt-peer.js")
+        .args(["--listen", "127.0.0.1:0", "--id", id]);
+    Peer::spawn(&format!("js {id}"), cmd)
+}
+
+fn set(p: &mut Peer, key: &str, value: Value) {
+    p.send(json!({"op":"set","key":key,"value":value}));
+}
+
+fn delete(p: &mut Peer, key: &str) {
+    p.send(json!({"op":"delete","key":key}));
+}
+
+/// Both sides write before and after the link opens; `rust_dials` says which side
+/// opens the link (the other one accepts it).
+fn replicate_with_scuttlebutt(rust_dials: bool, runtime: &str) {
+    let mut rust = rust_peer("rust-side-0001", runtime);
+    let mut js = js_peer("js-side-0001");
+    let rust_addr = rust.ready_addr();
+    let js_addr = js.ready_addr();
+
+    // Before the link: nested values, unicode keys, a delete, awkward numbers.
+    set(
+        &mut rust,
+        "r-nested",
+        json!({"a":[1,"x",{"deep":[true,null]}],"z":{"1":1,"0":0}}),
+    );
+    set(
+        &mut rust,
+        "ключ-🔑",
+        json!("ünïcødé ✓ \"quoted\" \\ back\nslash"),
+    );
+    set(&mut rust, "r-doomed", json!("soon gone"));
+    delete(&mut rust, "r-doomed");
+    set(
+        &mut rust,
+        "r-numbers",
+        json!([0, -1.5, 1e21, 1.5e-7, 9007199254740993u64, 0.1]),
+    );
+    set(&mut js, "j-nested", json!([{"b":2,"a":1}, [], {}, ""]));
+    set(&mut js, "j-ключ-ü", json!("日本語"));
+    set(&mut js, "j-doomed", json!(1));
+    delete(&mut js, "j-doomed");
+    rust.wait_update(
+        "r-numbers",
+        &json!([0, -1.5, 1e21, 1.5e-7, 9007199254740992u64, 0.1]),
+    );
+    js.wait_update("j-ключ-ü", &json!("日本語"));
+
+    if rust_dials {
+        rust.send(json!({"op":"connect","addr":js_addr}));
+    } else {
+        js.send(json!({"op":"connect","addr":rust_addr}));
+    }
+    rust.wait_event("synced");
+    js.wait_event("synced");
+
+    // After the link: live updates both ways, each side deleting one of its own
+    // earlier keys, and a key written by both in turn.
+    set(&mut js, "shared", json!("js first"));
+    rust.wait_update("shared", &json!("js first"));
+    set(&mut rust, "shared", json!({"rust":"second"}));
+    set(&mut rust, "r-after", json!(["after", 2]));
+    delete(&mut rust, "r-nested");
+    set(&mut rust, "r-done", json!(true));
+    set(&mut js, "j-after", json!({"x":null}));
+    delete(&mut js, "j-nested");
+    set(&mut js, "j-done", json!(true));
+    js.wait_update("r-done", &json!(true));
+    rust.wait_update("j-done", &json!(true));
+
+    let dr = rust.dump();
+    let dj = js.dump();
+    let expected = json!({
+        "ключ-🔑": "ünïcødé ✓ \"quoted\" \\ back\nslash",
+        "r-numbers": [0, -1.5, 1e21, 1.5e-7, 9007199254740992u64, 0.1],
+        "j-ключ-ü": "日本語",
+        "shared": {"rust":"second"},
+        "r-after": ["after", 2],
+        "r-done": true,
+        "j-after": {"x":null},
+        "j-done": true,
+    });
+    assert_eq!(dr, dj, "rust and scuttlebutt disagree");
+    assert_eq!(dr, expected);
+    assert!(rust.close().success());
+    assert!(js.close().success());
+}
+
+#[test]
+fn scuttlebutt_dials_rust() {
+    replicate_with_scuttlebutt(false, "smol");
+}
+
+#[test]
+fn rust_dials_scuttlebutt() {
+    replicate_with_scuttlebutt(true, "smol");
+}
+
+#[test]
+fn rust_std_runtime_dials_scuttlebutt() {
+    replicate_with_scuttlebutt(true, "std");
+}
