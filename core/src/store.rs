@@ -160,9 +160,16 @@ pub struct Event {
 }
 
 /// A vector clock: the latest timestamp seen per source, in first-seen order.
-#[derive(Clone, Debug, PartialEq, Default)]
+/// Two clocks are equal when they hold the same entries, in any order.
+#[derive(Clone, Debug, Default)]
 pub struct Clock {
     entries: Vec<(String, f64)>,
+}
+
+impl PartialEq for Clock {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(s, t)| other.get(s) == Some(t))
+    }
 }
 
 impl Clock {

@@ -58,8 +58,8 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use crate::limits::Limits;
 use crate::store::{valid_source, Clock, Update, UpdateRef};
 use crate::value::{
-    put_ivarint, put_str, put_varint, write_number, write_string, EncodedValue, Reader, ValueError,
-    ValueSeed,
+    array_index, put_ivarint, put_str, put_varint, write_number, write_string, EncodedValue,
+    Reader, ValueError, ValueSeed,
 };
 
 /// Largest chunk an encoder writes on a message link, and the postcard frame size.
@@ -294,7 +294,10 @@ impl Encoder {
                 l.push_str("{\"id\":");
                 write_string(id, &mut l, false);
                 l.push_str(",\"clock\":{");
-                for (i, (s, t)) in clock.enumerate() {
+                // A JavaScript object: array-index keys first, ascending, as JSON.stringify writes them.
+                let mut entries: Vec<(&str, f64)> = clock.collect();
+                entries.sort_by_key(|(s, _)| array_index(s).map_or(1u64 << 32, u64::from));
+                for (i, (s, t)) in entries.into_iter().enumerate() {
                     if i > 0 {
                         l.push(',');
                     }
@@ -1225,6 +1228,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             "{\"id\":\"A\",\"clock\":{\"A\":1795713876272}}\n[[\"preA\",1],1795713876272,\"A\"]\n\"SYNC\"\n"
+        );
+    }
+
+    #[test]
+    fn digest_clocks_are_written_in_javascript_key_order() {
+        let mut e = Encoder::new(Codec::Json, Framing::Stream);
+        let mut c = Clock::new();
+        for (s, t) in [("b", 1.0), ("2", 2.0), ("a", 4.0), ("1", 3.0), ("01", 5.0)] {
+            c.set(s, t);
+        }
+        e.digest("n", c.iter());
+        assert_eq!(
+            String::from_utf8(e.poll_transmit().unwrap()).unwrap(),
+            "{\"id\":\"n\",\"clock\":{\"1\":3,\"2\":2,\"b\":1,\"a\":4,\"01\":5}}\n"
         );
     }
 

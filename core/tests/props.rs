@@ -185,7 +185,14 @@ fn pump(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    // Failing seeds are kept in core/proptest-regressions/props.txt (committed) and replayed first.
+    #![proptest_config(ProptestConfig {
+        cases: 200,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/props.txt"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn replicas_converge_whatever_the_order(logs in arb_source_logs(),
