@@ -753,11 +753,19 @@ impl<'a> Reader<'a> {
         self.buf = rest;
         Ok(b)
     }
+    /// An unsigned varint, in its shortest form only (so an encoding is canonical).
     pub(crate) fn varint(&mut self) -> Result<u64, ValueError> {
-        self.take::<u64>("bad varint")
+        let before = self.buf.len();
+        let v = self.take::<u64>("bad varint")?;
+        canonical(before - self.buf.len(), v)?;
+        Ok(v)
     }
+    /// A zigzag varint, in its shortest form only.
     pub(crate) fn ivarint(&mut self) -> Result<i64, ValueError> {
-        self.take::<i64>("bad varint")
+        let before = self.buf.len();
+        let v = self.take::<i64>("bad varint")?;
+        canonical(before - self.buf.len(), ((v << 1) ^ (v >> 63)) as u64)?;
+        Ok(v)
     }
     pub(crate) fn f64(&mut self) -> Result<f64, ValueError> {
         let b = self.bytes(8)?;
@@ -773,8 +781,14 @@ impl<'a> Reader<'a> {
         self.buf = rest;
         Ok(b)
     }
+    /// A string: canonical varint length, then UTF-8.
     pub(crate) fn str(&mut self) -> Result<&'a str, ValueError> {
-        self.take::<&str>("bad string")
+        let n = self.varint()?;
+        if n > self.buf.len() as u64 {
+            return Err(ValueError::Malformed("truncated"));
+        }
+        let b = self.bytes(n as usize)?;
+        std::str::from_utf8(b).map_err(|_| ValueError::Malformed("invalid utf-8"))
     }
     /// A count of items each at least one byte long: never more than the bytes left.
     pub(crate) fn count(&mut self) -> Result<usize, ValueError> {
@@ -783,6 +797,16 @@ impl<'a> Reader<'a> {
             return Err(ValueError::Malformed("count exceeds input"));
         }
         Ok(n as usize)
+    }
+}
+
+/// Rejects a varint of `used` bytes that a shorter encoding of `v` would express.
+fn canonical(used: usize, v: u64) -> Result<(), ValueError> {
+    let shortest = (64 - v.leading_zeros() as usize).div_ceil(7).max(1);
+    if used == shortest {
+        Ok(())
+    } else {
+        Err(ValueError::Malformed("overlong varint"))
     }
 }
 
@@ -997,5 +1021,16 @@ mod tests {
             EncodedValue::from_value(&Value::from_json(r#"{"n":12345,"s":"v12345"}"#).unwrap());
         assert_eq!(small.len(), 18);
         EncodedValue::from_bytes(e.as_bytes(), &Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn overlong_varints_are_rejected() {
+        let lim = Limits::default();
+        assert!(EncodedValue::from_bytes(&[3, 121], &lim).is_ok());
+        assert_eq!(
+            EncodedValue::from_bytes(&[3, 249, 0], &lim),
+            Err(ValueError::Malformed("overlong varint"))
+        );
+        assert!(EncodedValue::from_bytes(&[5, 0x80, 0x00], &lim).is_err());
     }
 }
