@@ -199,14 +199,13 @@ impl Session {
             }
             Message::Update(u) => {
                 self.stats.updates_in += 1;
-                let ts = u.ts;
-                match store.apply_ref(now, u.as_ref()) {
-                    Verdict::Rejected(r) => self.events.push_back(SessionEvent::Rejected(r)),
-                    _ => {
-                        if let Some(ix) = store.source_ix(&u.source) {
-                            self.raise_remote(ix, ts);
-                        }
+                let key = u.key.clone();
+                match store.apply_inner(now, u.as_ref(), Some(key)) {
+                    (Verdict::Rejected(r), _) => {
+                        self.events.push_back(SessionEvent::Rejected(r))
                     }
+                    (_, Some(ix)) => self.raise_remote(ix, u.ts),
+                    (_, None) => {}
                 }
             }
             Message::Sync => {

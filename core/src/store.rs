@@ -32,13 +32,13 @@ pub struct SourceIx(pub(crate) u32);
 #[derive(Clone, Debug, PartialEq)]
 pub struct Update {
     /// The key.
-    pub key: String,
+    pub key: Arc<str>,
     /// The encoded value; `null` is a delete (tombstone).
     pub value: EncodedValue,
     /// Milliseconds since the Unix epoch; finite and positive.
     pub ts: f64,
     /// The writer's source id.
-    pub source: String,
+    pub source: Arc<str>,
 }
 
 /// A borrowed view of an update, as held by a store or about to be encoded.
@@ -70,10 +70,10 @@ impl UpdateRef<'_> {
     /// Copies into an owned update.
     pub fn to_owned(&self) -> Update {
         Update {
-            key: self.key.to_owned(),
+            key: self.key.into(),
             value: self.value.clone(),
             ts: self.ts,
-            source: self.source.to_owned(),
+            source: self.source.into(),
         }
     }
 }
@@ -146,7 +146,7 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// The key.
-    pub key: String,
+    pub key: Arc<str>,
     /// The new value (`null` when deleted).
     pub value: EncodedValue,
     /// Whether the key was deleted.
@@ -277,22 +277,31 @@ struct Sources {
     names: Vec<Arc<str>>,
     index: HashMap<Arc<str>, u32>,
     clock: Vec<f64>,
+    /// The source looked up last: updates come in runs from one source.
+    last: std::cell::Cell<u32>,
 }
 
 impl Sources {
     fn intern(&mut self, name: &str) -> SourceIx {
-        if let Some(&i) = self.index.get(name) {
-            return SourceIx(i);
+        if let Some(ix) = self.get(name) {
+            return ix;
         }
         let i = self.names.len() as u32;
         let name: Arc<str> = name.into();
         self.names.push(name.clone());
         self.index.insert(name, i);
         self.clock.push(0.0);
+        self.last.set(i);
         SourceIx(i)
     }
     fn get(&self, name: &str) -> Option<SourceIx> {
-        self.index.get(name).map(|&i| SourceIx(i))
+        let last = self.last.get();
+        if self.names.get(last as usize).is_some_and(|n| &**n == name) {
+            return Some(SourceIx(last));
+        }
+        let i = *self.index.get(name)?;
+        self.last.set(i);
+        Some(SourceIx(i))
     }
 }
 
@@ -310,7 +319,7 @@ pub struct Store {
     id: Arc<str>,
     local: SourceIx,
     sources: Sources,
-    entries: BTreeMap<Box<str>, Entry>,
+    entries: BTreeMap<Arc<str>, Entry>,
     live: usize,
     last_local: f64,
     max_seen: f64,
@@ -417,53 +426,80 @@ impl Store {
         let ts = self.next_ts(now);
         self.sources.clock[self.local.0 as usize] = ts;
         self.stats.local += 1;
-        self.put(key, value.clone(), ts, self.local, true);
+        let key = self.put(key, None, value.clone(), ts, self.local, true);
         Ok(Update {
-            key: key.to_owned(),
+            key,
             value,
             ts,
-            source: self.id.to_string(),
+            source: self.id.clone(),
         })
     }
 
-    fn put(&mut self, key: &str, value: EncodedValue, ts: f64, source: SourceIx, local: bool) {
+    /// Stores the winning write of `key` (`owned`, when given, is the same key, ready to
+    /// keep) and reports it. Returns the key as held by the map.
+    fn put(
+        &mut self,
+        key: &str,
+        owned: Option<Arc<str>>,
+        value: EncodedValue,
+        ts: f64,
+        source: SourceIx,
+        local: bool,
+    ) -> Arc<str> {
         let deleted = value.is_null();
-        let event = Event {
-            key: key.to_owned(),
+        let new = Entry {
             value: value.clone(),
-            deleted,
-            source: self.sources.names[source.0 as usize].clone(),
             ts,
-            local,
+            source,
         };
-        let new = Entry { value, ts, source };
-        match self.entries.get_mut(key) {
-            Some(e) => {
-                if e.value.is_null() && !deleted {
+        let key = match self.entries.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => owned.unwrap_or_else(|| key.into()),
+        };
+        match self.entries.insert(key.clone(), new) {
+            Some(old) => {
+                if old.value.is_null() && !deleted {
                     self.live += 1;
-                } else if !e.value.is_null() && deleted {
+                } else if !old.value.is_null() && deleted {
                     self.live -= 1;
                 }
-                *e = new;
             }
             None => {
                 if !deleted {
                     self.live += 1;
                 }
-                self.entries.insert(key.into(), new);
             }
         }
-        self.events.push_back(event);
+        self.events.push_back(Event {
+            key: key.clone(),
+            value,
+            deleted,
+            source: self.sources.names[source.0 as usize].clone(),
+            ts,
+            local,
+        });
+        key
     }
 
     /// Applies a remote update. The verdict depends only on the update and the store;
     /// `now` only decides whether the timestamp may move the local clock.
     pub fn apply(&mut self, now: Instant, u: Update) -> Verdict {
-        self.apply_ref(now, u.as_ref())
+        let key = u.key.clone();
+        self.apply_inner(now, u.as_ref(), Some(key)).0
     }
 
     /// Applies a borrowed remote update (see [`Store::apply`]).
     pub fn apply_ref(&mut self, now: Instant, u: UpdateRef<'_>) -> Verdict {
+        self.apply_inner(now, u, None).0
+    }
+
+    /// Applies an update; also returns its source's index unless it was rejected.
+    pub(crate) fn apply_inner(
+        &mut self,
+        now: Instant,
+        u: UpdateRef<'_>,
+        owned_key: Option<Arc<str>>,
+    ) -> (Verdict, Option<SourceIx>) {
         let rejection = if !(u.ts.is_finite() && u.ts > 0.0) {
             Some(Rejection::BadTimestamp)
         } else if u.key.len() > self.limits.max_key_len || u.key == "__proto__" {
@@ -477,12 +513,12 @@ impl Store {
         };
         if let Some(r) = rejection {
             self.stats.rejected += 1;
-            return Verdict::Rejected(r);
+            return (Verdict::Rejected(r), None);
         }
         if let Some(ix) = self.sources.get(u.source) {
             if u.ts <= self.sources.clock[ix.0 as usize] {
                 self.stats.stale += 1;
-                return Verdict::Stale;
+                return (Verdict::Stale, Some(ix));
             }
         }
         let ix = self.sources.intern(u.source);
@@ -500,12 +536,12 @@ impl Store {
             let cur = (e.ts, &*self.sources.names[e.source.0 as usize]);
             if cur.0 > u.ts || (cur.0 == u.ts && cur.1.as_bytes() >= u.source.as_bytes()) {
                 self.stats.superseded += 1;
-                return Verdict::Superseded;
+                return (Verdict::Superseded, Some(ix));
             }
         }
         self.stats.applied += 1;
-        self.put(u.key, u.value.clone(), u.ts, ix, false);
-        Verdict::Applied
+        self.put(u.key, owned_key, u.value.clone(), u.ts, ix, false);
+        (Verdict::Applied, Some(ix))
     }
 
     /// The value of `key`, if present and not deleted.

@@ -27,8 +27,10 @@
 //! same bytes. Decoders are bounded by [`Limits`]: nesting depth, string and total
 //! length; they never panic.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -549,8 +551,9 @@ const T_OBJECT: u8 = 7;
 const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
 
 /// A value in its binary encoding (see the module docs). `null` is the single byte 0.
+/// Cloning is cheap: the bytes are shared.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct EncodedValue(Box<[u8]>);
+pub struct EncodedValue(Arc<[u8]>);
 
 impl fmt::Debug for EncodedValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -564,22 +567,76 @@ impl fmt::Debug for EncodedValue {
 impl EncodedValue {
     /// The encoding of `null`.
     pub fn null() -> Self {
-        EncodedValue(Box::new([T_NULL]))
+        static NULL: OnceLock<Arc<[u8]>> = OnceLock::new();
+        EncodedValue(NULL.get_or_init(|| Arc::new([T_NULL])).clone())
     }
 
     /// Encodes `v`.
     pub fn from_value(v: &Value) -> Self {
-        let mut out = Vec::with_capacity(16);
-        encode_value(v, &mut out);
-        EncodedValue(out.into_boxed_slice())
+        if v.is_null() {
+            return Self::null();
+        }
+        SCRATCH.with(|cell| {
+            let mut out = cell.take();
+            out.clear();
+            encode_value(v, &mut out);
+            let e = EncodedValue(Arc::from(&out[..]));
+            cell.set(out);
+            e
+        })
     }
 
-    /// Parses JSON text straight to the encoding.
+    /// Parses JSON text straight to the encoding (without building a [`Value`] when
+    /// the text is already in JavaScript key order, as `JSON.stringify` writes it).
     pub fn from_json(text: &str, limits: &Limits) -> Result<Self, ValueError> {
-        Ok(Self::from_value(&Value::from_json_with(
-            text.as_bytes(),
-            limits,
-        )?))
+        Self::from_json_bytes(text.as_bytes(), limits)
+    }
+
+    /// Like [`EncodedValue::from_json`], from UTF-8 bytes.
+    pub fn from_json_bytes(text: &[u8], limits: &Limits) -> Result<Self, ValueError> {
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let v = Self::deserialize_json(&mut de, limits)?;
+        de.end().map_err(|e| ValueError::Json(e.to_string()))?;
+        Ok(v)
+    }
+
+    /// Reads one JSON value from any serde data format, encoding it as it goes.
+    pub(crate) fn deserialize_json<'de, D: serde::Deserializer<'de>>(
+        d: D,
+        limits: &Limits,
+    ) -> Result<Self, ValueError> {
+        SCRATCH.with(|cell| {
+            let mut out = cell.take();
+            out.clear();
+            let mut err = None;
+            let r = EncodeSeed {
+                out: &mut out,
+                depth: limits.max_depth,
+                max_depth: limits.max_depth,
+                err: &mut err,
+            }
+            .deserialize(d);
+            let result = match (r, err) {
+                (_, Some(e)) => Err(e),
+                (Err(e), None) => Err(ValueError::Json(e.to_string())),
+                (Ok(canonical), None) => {
+                    if out.len() > limits.max_value_len {
+                        Err(ValueError::TooLarge {
+                            len: out.len(),
+                            max: limits.max_value_len,
+                        })
+                    } else if canonical {
+                        Ok(EncodedValue(Arc::from(&out[..])))
+                    } else {
+                        // An object had array-index or repeated keys: normalise through a tree.
+                        decode_value(&mut Reader::new(&out), usize::MAX)
+                            .map(|v| EncodedValue::from_value(&v))
+                    }
+                }
+            };
+            cell.set(out);
+            result
+        })
     }
 
     /// Checks untrusted bytes (exactly one value, within `limits`) and takes them.
@@ -595,7 +652,7 @@ impl EncodedValue {
         if !r.is_empty() {
             return Err(ValueError::Malformed("trailing bytes"));
         }
-        Ok(EncodedValue(bytes.into()))
+        Ok(EncodedValue(Arc::from(bytes)))
     }
 
     /// Reads one value from the front of `r` (bounded by `limits`), keeping its bytes.
@@ -609,7 +666,7 @@ impl EncodedValue {
                 max: limits.max_value_len,
             });
         }
-        Ok(EncodedValue(start[..len].into()))
+        Ok(EncodedValue(Arc::from(&start[..len])))
     }
 
     /// The encoded bytes.
@@ -724,6 +781,157 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+thread_local! {
+    /// A reused buffer for encoding, so making a value costs one allocation.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Encodes a JSON value from a serde data format straight into `out`. Returns whether
+/// the result is canonical: false when an object had an array-index or repeated key,
+/// which the caller then normalises to JavaScript order.
+struct EncodeSeed<'o, 'e> {
+    out: &'o mut Vec<u8>,
+    depth: usize,
+    max_depth: usize,
+    err: &'e mut Option<ValueError>,
+}
+
+impl EncodeSeed<'_, '_> {
+    fn fail<E: serde::de::Error>(self, e: ValueError) -> E {
+        let msg = e.to_string();
+        *self.err = Some(e);
+        E::custom(msg)
+    }
+    fn child(&mut self) -> Result<EncodeSeed<'_, '_>, ValueError> {
+        if self.depth == 0 {
+            return Err(ValueError::TooDeep(self.max_depth));
+        }
+        Ok(EncodeSeed {
+            out: self.out,
+            depth: self.depth - 1,
+            max_depth: self.max_depth,
+            err: self.err,
+        })
+    }
+    fn number<E: serde::de::Error>(self, n: f64) -> Result<bool, E> {
+        if !n.is_finite() {
+            return Err(self.fail(ValueError::NotFinite));
+        }
+        encode_value(&Value::Number(n), self.out);
+        Ok(true)
+    }
+    /// Reserves room for a count; `finish_count` writes it and closes the gap.
+    fn count_at(out: &mut Vec<u8>) -> usize {
+        out.extend_from_slice(&[0; 10]);
+        out.len() - 10
+    }
+    fn finish_count(out: &mut Vec<u8>, at: usize, mut n: u64) {
+        let mut i = at;
+        while n >= 0x80 {
+            out[i] = (n as u8) | 0x80;
+            n >>= 7;
+            i += 1;
+        }
+        out[i] = n as u8;
+        out.drain(i + 1..at + 10);
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EncodeSeed<'_, '_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EncodeSeed<'_, '_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        self.out.push(T_NULL);
+        Ok(true)
+    }
+    fn visit_none<E>(self) -> Result<bool, E> {
+        self.out.push(T_NULL);
+        Ok(true)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<bool, E> {
+        self.out.push(if b { T_TRUE } else { T_FALSE });
+        Ok(true)
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<bool, E> {
+        self.number(n as f64)
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<bool, E> {
+        self.number(n as f64)
+    }
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<bool, E> {
+        self.number(n)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<bool, E> {
+        self.out.push(T_STR);
+        put_str(s, self.out);
+        Ok(true)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
+        self.out.push(T_ARRAY);
+        let at = Self::count_at(self.out);
+        let mut n = 0u64;
+        let mut canonical = true;
+        loop {
+            let child = match self.child() {
+                Ok(c) => c,
+                Err(e) => return Err(self.fail(e)),
+            };
+            match seq.next_element_seed(child)? {
+                Some(c) => canonical &= c,
+                None => break,
+            }
+            n += 1;
+        }
+        Self::finish_count(self.out, at, n);
+        Ok(canonical)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<bool, A::Error> {
+        self.out.push(T_OBJECT);
+        let at = Self::count_at(self.out);
+        let mut n = 0u64;
+        let mut canonical = true;
+        // Where each key's bytes are, to spot repeats (few keys: linear scan; past
+        // 32 keys the slow path checks).
+        const FAST: usize = 32;
+        let mut keys = [(0usize, 0usize); FAST];
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let i = n as usize;
+            if array_index(&k).is_some() || i >= FAST {
+                canonical = false;
+            } else {
+                let kb = k.as_bytes();
+                if keys[..i].iter().any(|&(s, l)| &self.out[s..s + l] == kb) {
+                    canonical = false;
+                }
+                keys[i] = (self.out.len() + varint_len(kb.len() as u64), kb.len());
+            }
+            put_str(&k, self.out);
+            let child = match self.child() {
+                Ok(c) => c,
+                Err(e) => return Err(self.fail(e)),
+            };
+            canonical &= map.next_value_seed(child)?;
+            n += 1;
+        }
+        Self::finish_count(self.out, at, n);
+        Ok(canonical)
+    }
+}
+
+/// Bytes a varint of `v` takes.
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
 /// A cursor over untrusted bytes, reading postcard primitives.
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
@@ -802,8 +1010,7 @@ impl<'a> Reader<'a> {
 
 /// Rejects a varint of `used` bytes that a shorter encoding of `v` would express.
 fn canonical(used: usize, v: u64) -> Result<(), ValueError> {
-    let shortest = (64 - v.leading_zeros() as usize).div_ceil(7).max(1);
-    if used == shortest {
+    if used == varint_len(v) {
         Ok(())
     } else {
         Err(ValueError::Malformed("overlong varint"))

@@ -50,8 +50,10 @@
 //! Every decoder checks [`Limits`] before allocating, returns a [`DecodeError`] and
 //! never panics. A frame or line that fails to decode yields no message at all.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -59,7 +61,7 @@ use crate::limits::Limits;
 use crate::store::{valid_source, Clock, Update, UpdateRef};
 use crate::value::{
     array_index, put_ivarint, put_str, put_varint, write_number, write_string, EncodedValue,
-    Reader, ValueError, ValueSeed,
+    Reader, ValueError,
 };
 
 /// Largest chunk an encoder writes on a message link, and the postcard frame size.
@@ -216,7 +218,7 @@ pub struct Encoder {
 
 #[derive(Debug, Default)]
 struct FrameState {
-    sources: Vec<String>,
+    sources: Vec<Arc<str>>,
     prev_key: String,
     prev_ts: u64,
 }
@@ -384,10 +386,10 @@ impl Encoder {
             if self.cur_frame_len() + header_max + value.len() > self.frame_size {
                 self.finish_chunk();
             }
-            let mut r = Vec::with_capacity(header_max + value.len());
-            self.update_header(R_UPDATE, u, &mut r);
-            r.extend_from_slice(value);
-            self.cur_push_record(&r);
+            let mut cur = std::mem::take(&mut self.cur);
+            self.update_header(R_UPDATE, u, &mut cur);
+            cur.extend_from_slice(value);
+            self.cur = cur;
             return;
         }
         // Fragmented: the first piece ends the current frame, each next piece has its own.
@@ -417,12 +419,12 @@ impl Encoder {
     fn update_header(&mut self, tag: u8, u: UpdateRef<'_>, r: &mut Vec<u8>) {
         r.push(tag);
         let f = &mut self.frame;
-        match f.sources.iter().position(|s| s == u.source) {
+        match f.sources.iter().position(|s| &**s == u.source) {
             Some(i) => put_varint(i as u64, r),
             None => {
                 put_varint(f.sources.len() as u64, r);
                 put_str(u.source, r);
-                f.sources.push(u.source.to_owned());
+                f.sources.push(u.source.into());
             }
         }
         let p = common_prefix(&f.prev_key, u.key);
@@ -528,13 +530,15 @@ pub struct Decoder {
     overflow: bool,
     frag: Option<Fragment>,
     out: VecDeque<Result<Message, DecodeError>>,
+    /// JSON: the source id of the last update, reused while it repeats.
+    last_source: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
 struct Fragment {
-    key: String,
+    key: Arc<str>,
     ts: f64,
-    source: String,
+    source: Arc<str>,
     total: usize,
     bytes: Vec<u8>,
     /// Over the limit: the pieces are dropped as they come.
@@ -554,6 +558,7 @@ impl Decoder {
             overflow: false,
             frag: None,
             out: VecDeque::new(),
+            last_source: None,
         }
     }
 
@@ -641,7 +646,7 @@ impl Decoder {
         if line.iter().all(u8::is_ascii_whitespace) {
             return; // scuttlebutt skips blank lines
         }
-        let r = decode_json_message(line, &self.limits);
+        let r = decode_json_with(line, &self.limits, &mut self.last_source);
         self.out.push_back(r);
     }
 
@@ -887,15 +892,16 @@ fn read_update_header(
     r: &mut Reader<'_>,
     st: &mut FrameState,
     lim: &Limits,
-) -> Result<(String, String, f64), DecodeError> {
+) -> Result<(Arc<str>, Arc<str>, f64), DecodeError> {
     let i = r.varint()?;
     let source = if (i as usize) < st.sources.len() && i < u32::MAX as u64 {
         st.sources[i as usize].clone()
     } else if i == st.sources.len() as u64 {
         let s = r.str()?;
         check_source(s, lim)?;
-        st.sources.push(s.to_owned());
-        s.to_owned()
+        let s: Arc<str> = s.into();
+        st.sources.push(s.clone());
+        s
     } else {
         return Err(DecodeError::Malformed("source index out of range"));
     };
@@ -917,16 +923,27 @@ fn read_update_header(
     let bits = st.prev_ts.wrapping_add(d as u64);
     st.prev_ts = bits;
     let ts = check_ts(f64::from_bits(bits))?;
-    Ok((source, st.prev_key.clone(), ts))
+    Ok((source, st.prev_key.as_str().into(), ts))
 }
 
 /// Decodes one JSON line (without its newline).
 pub fn decode_json_message(line: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    decode_json_with(line, limits, &mut None)
+}
+
+/// Decodes one JSON line; `last_source` keeps the previous line's source id, so that a
+/// run of updates from one source shares one allocation.
+fn decode_json_with(
+    line: &[u8],
+    limits: &Limits,
+    last_source: &mut Option<Arc<str>>,
+) -> Result<Message, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     let mut err = None;
     let r = MessageSeed {
         limits,
         err: &mut err,
+        last_source,
     }
     .deserialize(&mut de);
     let m = match (r, err) {
@@ -942,6 +959,7 @@ pub fn decode_json_message(line: &[u8], limits: &Limits) -> Result<Message, Deco
 struct MessageSeed<'a> {
     limits: &'a Limits,
     err: &'a mut Option<DecodeError>,
+    last_source: &'a mut Option<Arc<str>>,
 }
 
 fn fail<E: serde::de::Error>(slot: &mut Option<DecodeError>, e: DecodeError) -> E {
@@ -1003,7 +1021,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 DecodeError::NotAMessage("an update without a timestamp"),
             ));
         };
-        let Some(source) = seq.next_element::<String>()? else {
+        let Some(source) = seq.next_element::<Cow<'de, str>>()? else {
             return Err(fail(
                 self.err,
                 DecodeError::NotAMessage("an update without a source"),
@@ -1012,9 +1030,17 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
         // A signature or anything else after the source is ignored, as scuttlebutt does
         // without a verify option.
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        if !valid_source(&source, lim) {
-            return Err(fail(self.err, DecodeError::BadSource));
-        }
+        let source = match self.last_source.as_ref() {
+            Some(last) if **last == *source => last.clone(),
+            _ => {
+                if !valid_source(&source, lim) {
+                    return Err(fail(self.err, DecodeError::BadSource));
+                }
+                let s: Arc<str> = source.as_ref().into();
+                *self.last_source = Some(s.clone());
+                s
+            }
+        };
         Ok(Message::Update(Update {
             key,
             value,
@@ -1092,19 +1118,19 @@ struct KeyValueSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for KeyValueSeed<'_> {
-    type Value = (String, EncodedValue);
+    type Value = (Arc<str>, EncodedValue);
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for KeyValueSeed<'_> {
-    type Value = (String, EncodedValue);
+    type Value = (Arc<str>, EncodedValue);
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[key, value]")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Some(key) = seq.next_element::<String>()? else {
+        let Some(key) = seq.next_element::<Cow<'de, str>>()? else {
             return Err(fail(
                 self.err,
                 DecodeError::NotAMessage("an update without a key"),
@@ -1113,33 +1139,32 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
         if let Err(e) = check_key(&key, self.limits) {
             return Err(fail(self.err, e));
         }
-        let mut verr = None;
-        let v = seq.next_element_seed(ValueSeed {
-            depth: self.limits.max_depth,
-            max_depth: self.limits.max_depth,
-            err: &mut verr,
-        });
-        if let Some(e) = verr {
-            return Err(fail(self.err, DecodeError::Value(e)));
-        }
-        let Some(v) = v? else {
+        let Some(value) = seq.next_element_seed(EncodedSeed {
+            limits: self.limits,
+            err: &mut *self.err,
+        })?
+        else {
             return Err(fail(
                 self.err,
                 DecodeError::NotAMessage("an update without a value"),
             ));
         };
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        let value = EncodedValue::from_value(&v);
-        if value.len() > self.limits.max_value_len {
-            return Err(fail(
-                self.err,
-                DecodeError::Value(ValueError::TooLarge {
-                    len: value.len(),
-                    max: self.limits.max_value_len,
-                }),
-            ));
-        }
-        Ok((key, value))
+        Ok((key.as_ref().into(), value))
+    }
+}
+
+/// A JSON value read straight into its encoding.
+struct EncodedSeed<'a> {
+    limits: &'a Limits,
+    err: &'a mut Option<DecodeError>,
+}
+
+impl<'de> DeserializeSeed<'de> for EncodedSeed<'_> {
+    type Value = EncodedValue;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<EncodedValue, D::Error> {
+        EncodedValue::deserialize_json(d, self.limits)
+            .map_err(|e| fail(self.err, DecodeError::Value(e)))
     }
 }
 

@@ -44,10 +44,10 @@ fn arb_ts() -> impl Strategy<Value = f64> {
 
 fn arb_update() -> impl Strategy<Value = Update> {
     (".{0,16}", arb_value(), arb_ts(), arb_source()).prop_map(|(key, v, ts, source)| Update {
-        key,
+        key: key.into(),
         value: EncodedValue::from_value(&v),
         ts,
-        source,
+        source: source.into(),
     })
 }
 
@@ -92,10 +92,10 @@ fn arb_source_logs() -> impl Strategy<Value = Vec<Vec<Update>>> {
                     .into_iter()
                     .zip(ts)
                     .map(|((key, v, _), t)| Update {
-                        key,
+                        key: key.into(),
                         value: EncodedValue::from_value(&v),
                         ts: EPOCH + t as f64,
-                        source: src.to_owned(),
+                        source: src.into(),
                     })
                     .collect()
             })

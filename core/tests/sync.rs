@@ -86,7 +86,7 @@ fn no_update_is_echoed_to_its_sender() {
         assert_eq!(updates_out(&b, w.b), 0);
         assert!(events[1]
             .iter()
-            .any(|e| matches!(e, ReplicaEvent::Update(u) if u.key == "live" && !u.local)));
+            .any(|e| matches!(e, ReplicaEvent::Update(u) if &*u.key == "live" && !u.local)));
     }
 }
 

@@ -118,8 +118,8 @@ fn updates_match_scuttlebutt_bytes() {
         let Message::Update(u) = &msgs[0] else {
             panic!("{line:?} is not an update");
         };
-        assert_eq!(u.key, s(&c["key"]), "{line:?}");
-        assert_eq!(u.source, s(&c["source"]), "{line:?}");
+        assert_eq!(&*u.key, s(&c["key"]), "{line:?}");
+        assert_eq!(&*u.source, s(&c["source"]), "{line:?}");
         assert_eq!(u.ts, c["ts"].as_f64().expect("ts"), "{line:?}");
         // Values compare by deep equality here (this side's JSON reader does not keep
         // key order); the byte-exact check is the re-encoding below.
