@@ -178,6 +178,11 @@ impl Replica {
     fn after_input(&mut self, link: LinkId) {
         self.mark(link);
         self.forward(Some(link));
+        self.session_events(link);
+    }
+
+    /// Moves a session's events to the replica's queue.
+    fn session_events(&mut self, link: LinkId) {
         let mut synced = false;
         if let Some(s) = self.links.get_mut(&link) {
             while let Some(e) = s.poll_event() {
@@ -268,7 +273,14 @@ impl Replica {
     /// The next output: link bytes first, then events; `Timeout` when drained.
     pub fn poll_output(&mut self) -> Output {
         while let Some(&link) = self.dirty.front() {
-            if let Some(bytes) = self.links.get_mut(&link).and_then(Session::poll_transmit) {
+            let store = &self.store;
+            let bytes = self
+                .links
+                .get_mut(&link)
+                .and_then(|s| s.poll_transmit(store));
+            // Sending the end of the history can complete the sync.
+            self.session_events(link);
+            if let Some(bytes) = bytes {
                 return Output::Transmit(link, bytes);
             }
             self.dirty.pop_front();

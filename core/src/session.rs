@@ -21,7 +21,10 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::store::{SourceIx, Store, UpdateRef, Verdict};
+use crate::store::{HistoryItem, SourceIx, Store, UpdateRef, Verdict};
+
+/// How far ahead of the link the history is encoded, in bytes.
+const STREAM_AHEAD: usize = 64 * 1024;
 use crate::wire::{Codec, DecodeError, Decoder, Encoder, Framing, Message};
 
 /// Session configuration.
@@ -86,6 +89,9 @@ pub struct Session {
     /// What the remote has, per source of the store.
     remote_clock: Vec<f64>,
     started: bool,
+    /// Sending the history the remote lacks (then `SYNC`).
+    streaming: bool,
+    history: VecDeque<HistoryItem>,
     sent_sync: bool,
     recv_sync: bool,
     synced: bool,
@@ -105,6 +111,8 @@ impl Session {
             remote_id: None,
             remote_clock: Vec::new(),
             started: false,
+            streaming: false,
+            history: VecDeque::new(),
             sent_sync: false,
             recv_sync: false,
             synced: false,
@@ -186,24 +194,17 @@ impl Session {
                     self.remote_id = Some(id);
                 }
                 if !self.started {
+                    // The history is streamed by poll_transmit, a few frames at a time.
                     self.started = true;
-                    for (ix, u) in store.history_entries(&self.remote_clock) {
-                        self.enc.update(u);
-                        self.stats.updates_out += 1;
-                        self.raise_remote(ix, u.ts);
-                    }
-                    self.enc.sync();
-                    self.sent_sync = true;
-                    self.check_synced();
+                    self.history = store.history_owned(&self.remote_clock).into();
+                    self.streaming = true;
                 }
             }
             Message::Update(u) => {
                 self.stats.updates_in += 1;
                 let key = u.key.clone();
                 match store.apply_inner(now, u.as_ref(), Some(key)) {
-                    (Verdict::Rejected(r), _) => {
-                        self.events.push_back(SessionEvent::Rejected(r))
-                    }
+                    (Verdict::Rejected(r), _) => self.events.push_back(SessionEvent::Rejected(r)),
                     (_, Some(ix)) => self.raise_remote(ix, u.ts),
                     (_, None) => {}
                 }
@@ -228,8 +229,9 @@ impl Session {
     /// Offers a live update held by `store` (made locally or received on another link).
     /// It is sent only if the remote lacks it. Returns whether it was sent.
     pub fn send_update(&mut self, store: &Store, u: UpdateRef<'_>) -> bool {
-        if !self.started {
-            // The history sent on the remote digest will include it.
+        if !self.started || self.streaming {
+            // The history being sent (or its catch-up pass) will include it: sending it
+            // now could put a source's newer write before its older ones.
             return false;
         }
         let Some(ix) = store.source_ix(u.source) else {
@@ -249,11 +251,50 @@ impl Session {
         self.enc.control("PING");
     }
 
-    /// The next chunk of bytes for the link.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    /// The next chunk of bytes for the link. While the history is being sent, each call
+    /// encodes a little more of it from `store`, so memory stays bounded and a driver
+    /// can stop polling a link that cannot take more.
+    pub fn poll_transmit(&mut self, store: &Store) -> Option<Vec<u8>> {
+        if self.streaming && self.enc.pending_bytes() < STREAM_AHEAD {
+            self.stream_history(store);
+        }
         let c = self.enc.poll_transmit()?;
         self.stats.bytes_out += c.len() as u64;
         Some(c)
+    }
+
+    /// Is the history still being sent?
+    pub fn is_sending_history(&self) -> bool {
+        self.streaming
+    }
+
+    fn stream_history(&mut self, store: &Store) {
+        while self.enc.pending_bytes() < STREAM_AHEAD {
+            let Some(h) = self.history.pop_front() else {
+                // Catch up with what changed while streaming, then say SYNC.
+                let more = store.history_owned(&self.remote_clock);
+                if more.is_empty() {
+                    self.streaming = false;
+                    self.enc.sync();
+                    self.sent_sync = true;
+                    self.check_synced();
+                    return;
+                }
+                self.history = more.into();
+                continue;
+            };
+            if h.ts <= self.remote(h.ix) {
+                continue;
+            }
+            self.raise_remote(h.ix, h.ts);
+            self.enc.update(UpdateRef {
+                key: &h.key,
+                value: &h.value,
+                ts: h.ts,
+                source: store.source_name(h.ix),
+            });
+            self.stats.updates_out += 1;
+        }
     }
 
     /// The next event.

@@ -17,7 +17,9 @@
 //! Every change, local or remote, is reported as an [`Event`] drained with
 //! [`Store::poll_event`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::FixedState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,15 @@ use crate::value::{EncodedValue, Object, Value, ValueError};
 /// Index of a source id in a store's interning table. Stable for the store's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceIx(pub(crate) u32);
+
+/// A write of the history a session is sending (see [`Store::history_owned`]).
+#[derive(Clone, Debug)]
+pub(crate) struct HistoryItem {
+    pub(crate) ix: SourceIx,
+    pub(crate) key: Arc<str>,
+    pub(crate) value: EncodedValue,
+    pub(crate) ts: f64,
+}
 
 /// One write: key, value (`null` = delete), timestamp, source id.
 #[derive(Clone, Debug, PartialEq)]
@@ -231,6 +242,9 @@ pub struct StoreConfig {
     pub max_skew: Duration,
     /// Bounds on keys, values and ids.
     pub limits: Limits,
+    /// Seed of the hash that indexes keys. Runtimes draw it at random, so that a peer
+    /// cannot choose keys that collide; simulations fix it. Default 0.
+    pub hash_seed: u64,
 }
 
 impl StoreConfig {
@@ -242,6 +256,7 @@ impl StoreConfig {
             start,
             max_skew: Duration::from_secs(60),
             limits: Limits::default(),
+            hash_seed: 0,
         }
     }
 }
@@ -319,7 +334,9 @@ pub struct Store {
     id: Arc<str>,
     local: SourceIx,
     sources: Sources,
-    entries: BTreeMap<Arc<str>, Entry>,
+    /// Keyed by a seeded hash: iteration order never reaches an output (every listing
+    /// is sorted), so replicas and simulations stay deterministic.
+    entries: HashMap<Arc<str>, Entry, FixedState>,
     live: usize,
     last_local: f64,
     max_seen: f64,
@@ -343,7 +360,7 @@ impl Store {
             id: sources.names[0].clone(),
             local,
             sources,
-            entries: BTreeMap::new(),
+            entries: HashMap::with_hasher(FixedState::with_seed(config.hash_seed)),
             live: 0,
             last_local: 0.0,
             max_seen: 0.0,
@@ -426,7 +443,9 @@ impl Store {
         let ts = self.next_ts(now);
         self.sources.clock[self.local.0 as usize] = ts;
         self.stats.local += 1;
-        let key = self.put(key, None, value.clone(), ts, self.local, true);
+        let key = self
+            .put(key, None, value.clone(), ts, self.local, true, false)
+            .expect("a write that need not win is always stored");
         Ok(Update {
             key,
             value,
@@ -435,8 +454,11 @@ impl Store {
         })
     }
 
-    /// Stores the winning write of `key` (`owned`, when given, is the same key, ready to
-    /// keep) and reports it. Returns the key as held by the map.
+    /// Stores a write of `key` (`owned`, when given, is the same key, ready to keep) and
+    /// reports it, in one walk of the map. With `must_win`, a write that loses to the
+    /// key's current one (larger timestamp, or equal and larger source) is not stored
+    /// and `None` is returned. Returns the key as held by the map.
+    #[allow(clippy::too_many_arguments)]
     fn put(
         &mut self,
         key: &str,
@@ -445,30 +467,43 @@ impl Store {
         ts: f64,
         source: SourceIx,
         local: bool,
-    ) -> Arc<str> {
+        must_win: bool,
+    ) -> Option<Arc<str>> {
+        use std::collections::hash_map::Entry as Slot;
+        let names = &self.sources.names;
+        let wins = |e: &Entry| {
+            !must_win
+                || e.ts < ts
+                || (e.ts == ts
+                    && names[e.source.0 as usize].as_bytes() < names[source.0 as usize].as_bytes())
+        };
         let deleted = value.is_null();
         let new = Entry {
             value: value.clone(),
             ts,
             source,
         };
-        let key = match self.entries.get_key_value(key) {
-            Some((k, _)) => k.clone(),
-            None => owned.unwrap_or_else(|| key.into()),
+        // (the key as stored, whether the key held a live value before)
+        let k = owned.unwrap_or_else(|| key.into());
+        let (key, was_live) = match self.entries.entry(k) {
+            Slot::Occupied(mut o) => {
+                if !wins(o.get()) {
+                    return None;
+                }
+                let was = !o.get().value.is_null();
+                *o.get_mut() = new;
+                (o.key().clone(), was)
+            }
+            Slot::Vacant(v) => {
+                let k = v.key().clone();
+                v.insert(new);
+                (k, false)
+            }
         };
-        match self.entries.insert(key.clone(), new) {
-            Some(old) => {
-                if old.value.is_null() && !deleted {
-                    self.live += 1;
-                } else if !old.value.is_null() && deleted {
-                    self.live -= 1;
-                }
-            }
-            None => {
-                if !deleted {
-                    self.live += 1;
-                }
-            }
+        match (was_live, deleted) {
+            (false, false) => self.live += 1,
+            (true, true) => self.live -= 1,
+            _ => {}
         }
         self.events.push_back(Event {
             key: key.clone(),
@@ -478,7 +513,7 @@ impl Store {
             ts,
             local,
         });
-        key
+        Some(key)
     }
 
     /// Applies a remote update. The verdict depends only on the update and the store;
@@ -532,15 +567,14 @@ impl Store {
             // A write of ours from an earlier life: our next writes must be newer.
             self.last_local = self.last_local.max(u.ts);
         }
-        if let Some(e) = self.entries.get(u.key) {
-            let cur = (e.ts, &*self.sources.names[e.source.0 as usize]);
-            if cur.0 > u.ts || (cur.0 == u.ts && cur.1.as_bytes() >= u.source.as_bytes()) {
-                self.stats.superseded += 1;
-                return (Verdict::Superseded, Some(ix));
-            }
+        if self
+            .put(u.key, owned_key, u.value.clone(), u.ts, ix, false, true)
+            .is_none()
+        {
+            self.stats.superseded += 1;
+            return (Verdict::Superseded, Some(ix));
         }
         self.stats.applied += 1;
-        self.put(u.key, owned_key, u.value.clone(), u.ts, ix, false);
         (Verdict::Applied, Some(ix))
     }
 
@@ -580,10 +614,14 @@ impl Store {
 
     /// Live entries, in key byte order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &EncodedValue)> {
-        self.entries
+        let mut live: Vec<(&str, &EncodedValue)> = self
+            .entries
             .iter()
             .filter(|(_, e)| !e.value.is_null())
             .map(|(k, e)| (&**k, &e.value))
+            .collect();
+        live.sort_unstable_by_key(|(k, _)| *k);
+        live.into_iter()
     }
 
     /// Number of live keys.
@@ -637,6 +675,46 @@ impl Store {
             .collect()
     }
 
+    /// The history after `floor` as owned, cheaply cloned items (shared keys and values),
+    /// in (timestamp, source) order: what a session streams.
+    pub(crate) fn history_owned(&self, floor: &[f64]) -> Vec<HistoryItem> {
+        let mut out: Vec<HistoryItem> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
+            .map(|(k, e)| HistoryItem {
+                ix: e.source,
+                key: k.clone(),
+                value: e.value.clone(),
+                ts: e.ts,
+            })
+            .collect();
+        let rank = self.source_ranks();
+        // Timestamps are positive, so their bits sort as the numbers do.
+        out.sort_unstable_by_key(|h| (h.ts.to_bits(), rank[h.ix.0 as usize]));
+        out
+    }
+
+    /// Each source's position in byte order of the source ids.
+    fn source_ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.sources.names.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.sources.names[a as usize]
+                .as_bytes()
+                .cmp(self.sources.names[b as usize].as_bytes())
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (r, &ix) in order.iter().enumerate() {
+            rank[ix as usize] = r as u32;
+        }
+        rank
+    }
+
+    /// The name of an interned source.
+    pub(crate) fn source_name(&self, ix: SourceIx) -> &str {
+        &self.sources.names[ix.0 as usize]
+    }
+
     /// Like [`Store::history_after`], with each update's source index.
     pub(crate) fn history_entries(&self, floor: &[f64]) -> Vec<(SourceIx, UpdateRef<'_>)> {
         let mut out: Vec<(&str, &Entry)> = self
@@ -645,13 +723,8 @@ impl Store {
             .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
             .map(|(k, e)| (&**k, e))
             .collect();
-        out.sort_by(|a, b| {
-            a.1.ts.total_cmp(&b.1.ts).then_with(|| {
-                self.sources.names[a.1.source.0 as usize]
-                    .as_bytes()
-                    .cmp(self.sources.names[b.1.source.0 as usize].as_bytes())
-            })
-        });
+        let rank = self.source_ranks();
+        out.sort_unstable_by_key(|(_, e)| (e.ts.to_bits(), rank[e.source.0 as usize]));
         out.into_iter()
             .map(|(k, e)| (e.source, self.view(k, e)))
             .collect()

@@ -287,31 +287,50 @@ impl FromIterator<(String, Value)> for Object {
 
 /// Appends `n` as JavaScript's `Number.prototype.toString` writes it (finite only).
 pub fn write_number(n: f64, out: &mut String) {
-    use std::fmt::Write;
     if n == 0.0 || !n.is_finite() {
         // -0 is written "0"; non-finite numbers cannot occur in a Value (JSON.stringify: null).
         out.push_str(if n == 0.0 { "0" } else { "null" });
         return;
     }
+    if n.fract() == 0.0 && n.abs() <= MAX_SAFE {
+        out.push_str(itoa::Buffer::new().format(n as i64));
+        return;
+    }
     if n < 0.0 {
         out.push('-');
     }
-    let a = n.abs();
-    if a.fract() == 0.0 && a < 1e21 {
-        // Integers below 1e21 are written in full; Rust's Display does the same digits.
-        let _ = write!(out, "{a}");
-        return;
+    // The shortest round-trip digits (ryu), laid out by ECMAScript's Number::toString.
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(n.abs());
+    let (mant, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
+    let mut digits = [0u8; 40];
+    let mut k = 0usize;
+    // Position of the decimal point relative to the first digit kept.
+    let mut point = int_part.len() as i32 + exp;
+    let mut leading = true;
+    for &d in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+        if leading && d == b'0' {
+            point -= 1;
+            continue;
+        }
+        leading = false;
+        if k < digits.len() {
+            digits[k] = d;
+            k += 1;
+        }
     }
-    // Shortest round-trip digits from Rust's `{:e}`: "d.ddde-7".
-    let mut buf = String::with_capacity(32);
-    let _ = write!(buf, "{a:e}");
-    let (mant, exp) = buf.split_once('e').unwrap_or((&buf, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let k = digits.len() as i32;
-    let n_ = exp + 1; // value = 0.digits * 10^n_
+    while k > 1 && digits[k - 1] == b'0' {
+        k -= 1;
+    }
+    let digits = std::str::from_utf8(&digits[..k]).unwrap_or("0");
+    let k = k as i32;
+    let n_ = point; // value = 0.digits * 10^n_
     if k <= n_ && n_ <= 21 {
-        out.push_str(&digits);
+        out.push_str(digits);
         out.extend(std::iter::repeat_n('0', (n_ - k) as usize));
     } else if 0 < n_ && n_ <= 21 {
         out.push_str(&digits[..n_ as usize]);
@@ -320,7 +339,7 @@ pub fn write_number(n: f64, out: &mut String) {
     } else if -6 < n_ && n_ <= 0 {
         out.push_str("0.");
         out.extend(std::iter::repeat_n('0', (-n_) as usize));
-        out.push_str(&digits);
+        out.push_str(digits);
     } else {
         out.push_str(&digits[..1]);
         if k > 1 {
@@ -329,7 +348,7 @@ pub fn write_number(n: f64, out: &mut String) {
         }
         out.push('e');
         out.push(if n_ > 0 { '+' } else { '-' });
-        let _ = write!(out, "{}", (n_ - 1).abs());
+        out.push_str(itoa::Buffer::new().format((n_ - 1).abs()));
     }
 }
 
@@ -1137,10 +1156,7 @@ fn json_from_encoded(r: &mut Reader<'_>, out: &mut String, pipe: bool) -> Result
         T_NULL => out.push_str("null"),
         T_FALSE => out.push_str("false"),
         T_TRUE => out.push_str("true"),
-        T_INT => {
-            use std::fmt::Write;
-            let _ = write!(out, "{}", r.ivarint()?);
-        }
+        T_INT => out.push_str(itoa::Buffer::new().format(r.ivarint()?)),
         T_F64 => write_number(r.f64()?, out),
         T_STR => write_string(r.str()?, out, pipe),
         T_ARRAY => {

@@ -189,3 +189,43 @@ fn a_bad_message_changes_nothing_and_the_link_goes_on() {
     assert_eq!(a.store().get("ok"), Some(1.0.into()));
     assert_eq!(a.store().clock().get("P"), Some(1795713876273.0));
 }
+
+#[test]
+fn writes_made_while_the_history_streams_keep_each_sources_order() {
+    let t0 = Instant::now();
+    let mut a = replica("a", t0);
+    let mut b = replica("b", t0);
+    let n = 20_000;
+    for i in 0..n {
+        a.set(t0, &format!("k{i:06}"), &Value::from(i as f64))
+            .unwrap();
+    }
+    let w = connect(&mut a, &mut b, Codec::Postcard);
+    // b's digest reaches a; a starts streaming its history.
+    loop {
+        match b.poll_output() {
+            Output::Transmit(_, d) => a.handle_input(w.a, t0, &d),
+            Output::Event(_) => {}
+            Output::Timeout(_) => break,
+        }
+    }
+    // Deliver only the first few chunks, then write: keys early and late in the
+    // history being sent, and a new key.
+    for _ in 0..3 {
+        if let Output::Transmit(_, d) = a.poll_output() {
+            b.handle_input(w.b, t0, &d);
+        }
+    }
+    assert!(a.session(w.a).unwrap().is_sending_history());
+    let t1 = t0 + Duration::from_millis(3);
+    a.set(t1, "k000001", &"early, rewritten".into()).unwrap();
+    a.set(t1, &format!("k{:06}", n - 1), &"late, rewritten".into())
+        .unwrap();
+    a.set(t1, "new", &"new".into()).unwrap();
+    run(&mut [&mut a, &mut b], &[(0, 1, &w)], t1);
+    assert_eq!(a.store().dump(), b.store().dump());
+    assert_eq!(b.store().len(), n + 1);
+    // Nothing arrived out of its source's order.
+    assert_eq!(b.store().stats().stale, 0);
+    assert!(b.session(w.b).unwrap().is_synced());
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::{Codec, Framing, LinkId, Output, Replica, Store, StoreConfig, Update, Value};
+use rtc_mesh_core::{Codec, Framing, Output, Replica, Store, StoreConfig, Update, Value};
 
 const EPOCH: f64 = 1_795_713_876_272.0;
 const WRITER: &str = "aaaaaaaaaaaaaaaa";
@@ -27,37 +27,57 @@ fn store(id: &str, t0: Instant) -> Store {
     Store::new(StoreConfig::new(id, EPOCH, t0)).expect("valid id")
 }
 
-fn drain(from: &mut Replica, to: &mut Replica, link: LinkId, now: Instant) -> u64 {
-    let mut bytes = 0;
-    loop {
-        match from.poll_output() {
-            Output::Transmit(_, d) => {
-                bytes += d.len() as u64;
-                to.handle_input(link, now, &d);
-            }
+/// Takes outputs from `r` until one chunk to send (returned) or none is left;
+/// events met on the way are consumed, as an event loop would.
+fn next_chunk(r: &mut Replica, spent: &mut Duration) -> Option<Vec<u8>> {
+    let t = Instant::now();
+    let chunk = loop {
+        match r.poll_output() {
+            Output::Transmit(_, d) => break Some(d),
             Output::Event(_) => {}
-            Output::Timeout(_) => return bytes,
+            Output::Timeout(_) => break None,
         }
-    }
+    };
+    *spent += t.elapsed();
+    chunk
 }
 
-/// Links two replicas over in-memory message links and runs until idle.
+/// Links two replicas over in-memory message links and runs until idle: each round
+/// takes one chunk from each side and delivers it (the network is instant), so the
+/// sender streams its history a chunk at a time while the receiver applies it.
 /// Returns (elapsed, bytes a→b, bytes b→a).
 fn sync(a: &mut Replica, b: &mut Replica, codec: Codec, now: Instant) -> (Duration, u64, u64) {
     let start = Instant::now();
     let la = a.open_link(codec, Framing::Messages);
     let lb = b.open_link(codec, Framing::Messages);
     let (mut ab, mut ba) = (0, 0);
+    let (mut t_a, mut t_b, mut t_in) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     loop {
-        let x = drain(a, b, lb, now);
-        let y = drain(b, a, la, now);
-        ab += x;
-        ba += y;
-        if x + y == 0 {
+        let x = next_chunk(a, &mut t_a);
+        let y = next_chunk(b, &mut t_b);
+        if x.is_none() && y.is_none() {
             break;
         }
+        let t = Instant::now();
+        if let Some(d) = x {
+            ab += d.len() as u64;
+            b.handle_input(lb, now, &d);
+        }
+        if let Some(d) = y {
+            ba += d.len() as u64;
+            a.handle_input(la, now, &d);
+        }
+        t_in += t.elapsed();
     }
     let t = start.elapsed();
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        println!(
+            "    (poll_output: sender {:.1} ms, receiver {:.1} ms; handle_input {:.1} ms)",
+            ms(t_a),
+            ms(t_b),
+            ms(t_in)
+        );
+    }
     a.close_link(la);
     b.close_link(lb);
     (t, ab, ba)
@@ -147,7 +167,11 @@ fn main() {
 
     // Full sync and delta sync, per codec.
     let mut full_ms = Vec::new();
+    let only = std::env::var("BENCH_ONLY").ok();
     for codec in [Codec::Json, Codec::Postcard] {
+        if only.as_deref().is_some_and(|o| o != codec.name()) {
+            continue;
+        }
         let mut reader = Replica::new(store(READER, t0));
         let (t, ab, ba) = sync(&mut writer, &mut reader, codec, t0);
         while !matches!(reader.poll_output(), Output::Timeout(_)) {}
