@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::FixedState;
-use std::sync::Arc;
+use smol_str::SmolStr;
 use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
@@ -34,7 +34,7 @@ pub struct SourceIx(pub(crate) u32);
 #[derive(Clone, Debug)]
 pub(crate) struct HistoryItem {
     pub(crate) ix: SourceIx,
-    pub(crate) key: Arc<str>,
+    pub(crate) key: SmolStr,
     pub(crate) value: EncodedValue,
     pub(crate) ts: f64,
 }
@@ -43,13 +43,13 @@ pub(crate) struct HistoryItem {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Update {
     /// The key.
-    pub key: Arc<str>,
+    pub key: SmolStr,
     /// The encoded value; `null` is a delete (tombstone).
     pub value: EncodedValue,
     /// Milliseconds since the Unix epoch; finite and positive.
     pub ts: f64,
     /// The writer's source id.
-    pub source: Arc<str>,
+    pub source: SmolStr,
 }
 
 /// A borrowed view of an update, as held by a store or about to be encoded.
@@ -157,13 +157,13 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// The key.
-    pub key: Arc<str>,
+    pub key: SmolStr,
     /// The new value (`null` when deleted).
     pub value: EncodedValue,
     /// Whether the key was deleted.
     pub deleted: bool,
     /// The writer's source id.
-    pub source: Arc<str>,
+    pub source: SmolStr,
     /// The update's timestamp.
     pub ts: f64,
     /// Whether this replica made the change.
@@ -289,8 +289,8 @@ struct Entry {
 /// Source ids interned to small indices, with the per-source clock.
 #[derive(Debug, Default)]
 struct Sources {
-    names: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
+    names: Vec<SmolStr>,
+    index: HashMap<SmolStr, u32>,
     clock: Vec<f64>,
     /// The source looked up last: updates come in runs from one source.
     last: std::cell::Cell<u32>,
@@ -302,7 +302,7 @@ impl Sources {
             return ix;
         }
         let i = self.names.len() as u32;
-        let name: Arc<str> = name.into();
+        let name: SmolStr = name.into();
         self.names.push(name.clone());
         self.index.insert(name, i);
         self.clock.push(0.0);
@@ -331,12 +331,12 @@ pub(crate) fn valid_source(id: &str, limits: &Limits) -> bool {
 /// The replicated map. See the module docs.
 #[derive(Debug)]
 pub struct Store {
-    id: Arc<str>,
+    id: SmolStr,
     local: SourceIx,
     sources: Sources,
     /// Keyed by a seeded hash: iteration order never reaches an output (every listing
     /// is sorted), so replicas and simulations stay deterministic.
-    entries: HashMap<Arc<str>, Entry, FixedState>,
+    entries: HashMap<SmolStr, Entry, FixedState>,
     live: usize,
     last_local: f64,
     max_seen: f64,
@@ -462,13 +462,13 @@ impl Store {
     fn put(
         &mut self,
         key: &str,
-        owned: Option<Arc<str>>,
+        owned: Option<SmolStr>,
         value: EncodedValue,
         ts: f64,
         source: SourceIx,
         local: bool,
         must_win: bool,
-    ) -> Option<Arc<str>> {
+    ) -> Option<SmolStr> {
         use std::collections::hash_map::Entry as Slot;
         let names = &self.sources.names;
         let wins = |e: &Entry| {
@@ -533,7 +533,7 @@ impl Store {
         &mut self,
         now: Instant,
         u: UpdateRef<'_>,
-        owned_key: Option<Arc<str>>,
+        owned_key: Option<SmolStr>,
     ) -> (Verdict, Option<SourceIx>) {
         let rejection = if !(u.ts.is_finite() && u.ts > 0.0) {
             Some(Rejection::BadTimestamp)

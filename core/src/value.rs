@@ -30,7 +30,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -570,15 +570,36 @@ const T_OBJECT: u8 = 7;
 const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
 
 /// A value in its binary encoding (see the module docs). `null` is the single byte 0.
-/// Cloning is cheap: the bytes are shared.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct EncodedValue(Arc<[u8]>);
+/// Cloning is cheap: small encodings are held inline, larger ones are shared.
+#[derive(Clone)]
+pub struct EncodedValue(Repr);
+
+/// Encodings up to this size are held inline, without an allocation.
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline(u8, [u8; INLINE]),
+    Shared(Arc<[u8]>),
+}
+
+impl PartialEq for EncodedValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for EncodedValue {}
+impl std::hash::Hash for EncodedValue {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_bytes().hash(h)
+    }
+}
 
 impl fmt::Debug for EncodedValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_value() {
             Ok(v) => write!(f, "EncodedValue({})", v.to_json()),
-            Err(_) => write!(f, "EncodedValue(<malformed {:?}>)", self.0),
+            Err(_) => write!(f, "EncodedValue(<malformed {:?}>)", self.as_bytes()),
         }
     }
 }
@@ -586,8 +607,18 @@ impl fmt::Debug for EncodedValue {
 impl EncodedValue {
     /// The encoding of `null`.
     pub fn null() -> Self {
-        static NULL: OnceLock<Arc<[u8]>> = OnceLock::new();
-        EncodedValue(NULL.get_or_init(|| Arc::new([T_NULL])).clone())
+        EncodedValue(Repr::Inline(1, [T_NULL; INLINE]))
+    }
+
+    /// Holds checked bytes.
+    fn from_checked(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut a = [0u8; INLINE];
+            a[..b.len()].copy_from_slice(b);
+            EncodedValue(Repr::Inline(b.len() as u8, a))
+        } else {
+            EncodedValue(Repr::Shared(Arc::from(b)))
+        }
     }
 
     /// Encodes `v`.
@@ -599,7 +630,7 @@ impl EncodedValue {
             let mut out = cell.take();
             out.clear();
             encode_value(v, &mut out);
-            let e = EncodedValue(Arc::from(&out[..]));
+            let e = EncodedValue::from_checked(&out);
             cell.set(out);
             e
         })
@@ -645,7 +676,7 @@ impl EncodedValue {
                             max: limits.max_value_len,
                         })
                     } else if canonical {
-                        Ok(EncodedValue(Arc::from(&out[..])))
+                        Ok(EncodedValue::from_checked(&out))
                     } else {
                         // An object had array-index or repeated keys: normalise through a tree.
                         decode_value(&mut Reader::new(&out), usize::MAX)
@@ -671,7 +702,7 @@ impl EncodedValue {
         if !r.is_empty() {
             return Err(ValueError::Malformed("trailing bytes"));
         }
-        Ok(EncodedValue(Arc::from(bytes)))
+        Ok(EncodedValue::from_checked(bytes))
     }
 
     /// Reads one value from the front of `r` (bounded by `limits`), keeping its bytes.
@@ -685,39 +716,42 @@ impl EncodedValue {
                 max: limits.max_value_len,
             });
         }
-        Ok(EncodedValue(Arc::from(&start[..len])))
+        Ok(EncodedValue::from_checked(&start[..len]))
     }
 
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline(n, a) => &a[..*n as usize],
+            Repr::Shared(b) => b,
+        }
     }
 
     /// Size of the encoding in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_bytes().len()
     }
 
     /// Never true: an encoding has at least one byte.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
     }
 
     /// Is this `null` (a delete)?
     pub fn is_null(&self) -> bool {
-        self.0.first() == Some(&T_NULL)
+        self.as_bytes().first() == Some(&T_NULL)
     }
 
     /// Decodes to a [`Value`].
     pub fn to_value(&self) -> Result<Value, ValueError> {
-        let mut r = Reader::new(&self.0);
+        let mut r = Reader::new(self.as_bytes());
         let v = decode_value(&mut r, usize::MAX)?;
         Ok(v)
     }
 
     /// Appends the value as JSON text (as `JSON.stringify`).
     pub fn write_json(&self, out: &mut String, escape_pipe: bool) {
-        let mut r = Reader::new(&self.0);
+        let mut r = Reader::new(self.as_bytes());
         // The bytes were checked when this value was made; a failure cannot happen.
         if json_from_encoded(&mut r, out, escape_pipe).is_err() {
             out.push_str("null");

@@ -50,10 +50,10 @@
 //! Every decoder checks [`Limits`] before allocating, returns a [`DecodeError`] and
 //! never panics. A frame or line that fails to decode yields no message at all.
 
+use smol_str::SmolStr;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -218,7 +218,7 @@ pub struct Encoder {
 
 #[derive(Debug, Default)]
 struct FrameState {
-    sources: Vec<Arc<str>>,
+    sources: Vec<SmolStr>,
     prev_key: String,
     prev_ts: u64,
 }
@@ -531,14 +531,14 @@ pub struct Decoder {
     frag: Option<Fragment>,
     out: VecDeque<Result<Message, DecodeError>>,
     /// JSON: the source id of the last update, reused while it repeats.
-    last_source: Option<Arc<str>>,
+    last_source: Option<SmolStr>,
 }
 
 #[derive(Debug)]
 struct Fragment {
-    key: Arc<str>,
+    key: SmolStr,
     ts: f64,
-    source: Arc<str>,
+    source: SmolStr,
     total: usize,
     bytes: Vec<u8>,
     /// Over the limit: the pieces are dropped as they come.
@@ -892,14 +892,14 @@ fn read_update_header(
     r: &mut Reader<'_>,
     st: &mut FrameState,
     lim: &Limits,
-) -> Result<(Arc<str>, Arc<str>, f64), DecodeError> {
+) -> Result<(SmolStr, SmolStr, f64), DecodeError> {
     let i = r.varint()?;
     let source = if (i as usize) < st.sources.len() && i < u32::MAX as u64 {
         st.sources[i as usize].clone()
     } else if i == st.sources.len() as u64 {
         let s = r.str()?;
         check_source(s, lim)?;
-        let s: Arc<str> = s.into();
+        let s: SmolStr = s.into();
         st.sources.push(s.clone());
         s
     } else {
@@ -936,7 +936,7 @@ pub fn decode_json_message(line: &[u8], limits: &Limits) -> Result<Message, Deco
 fn decode_json_with(
     line: &[u8],
     limits: &Limits,
-    last_source: &mut Option<Arc<str>>,
+    last_source: &mut Option<SmolStr>,
 ) -> Result<Message, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     let mut err = None;
@@ -959,7 +959,7 @@ fn decode_json_with(
 struct MessageSeed<'a> {
     limits: &'a Limits,
     err: &'a mut Option<DecodeError>,
-    last_source: &'a mut Option<Arc<str>>,
+    last_source: &'a mut Option<SmolStr>,
 }
 
 fn fail<E: serde::de::Error>(slot: &mut Option<DecodeError>, e: DecodeError) -> E {
@@ -1036,7 +1036,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 if !valid_source(&source, lim) {
                     return Err(fail(self.err, DecodeError::BadSource));
                 }
-                let s: Arc<str> = source.as_ref().into();
+                let s: SmolStr = source.as_ref().into();
                 *self.last_source = Some(s.clone());
                 s
             }
@@ -1118,14 +1118,14 @@ struct KeyValueSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for KeyValueSeed<'_> {
-    type Value = (Arc<str>, EncodedValue);
+    type Value = (SmolStr, EncodedValue);
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for KeyValueSeed<'_> {
-    type Value = (Arc<str>, EncodedValue);
+    type Value = (SmolStr, EncodedValue);
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[key, value]")
     }
