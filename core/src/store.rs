@@ -678,21 +678,39 @@ impl Store {
     /// The history after `floor` as owned, cheaply cloned items (shared keys and values),
     /// in (timestamp, source) order: what a session streams.
     pub(crate) fn history_owned(&self, floor: &[f64]) -> Vec<HistoryItem> {
-        let mut out: Vec<HistoryItem> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
+        self.history_refs(floor)
+            .into_iter()
             .map(|(k, e)| HistoryItem {
                 ix: e.source,
                 key: k.clone(),
                 value: e.value.clone(),
                 ts: e.ts,
             })
+            .collect()
+    }
+
+    /// The winning writes newer than `floor`, in (timestamp, source id) order.
+    fn history_refs(&self, floor: &[f64]) -> Vec<(&SmolStr, &Entry)> {
+        let refs: Vec<(&SmolStr, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
             .collect();
         let rank = self.source_ranks();
-        // Timestamps are positive, so their bits sort as the numbers do.
-        out.sort_unstable_by_key(|h| (h.ts.to_bits(), rank[h.ix.0 as usize]));
-        out
+        // One integer per write: timestamp bits (positive timestamps sort as their
+        // bits do), source rank, position. Sorting these is much cheaper than
+        // sorting the writes.
+        let mut order: Vec<u128> = refs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, e))| {
+                ((e.ts.to_bits() as u128) << 64)
+                    | ((rank[e.source.0 as usize] as u128) << 32)
+                    | i as u128
+            })
+            .collect();
+        order.sort_unstable();
+        order.into_iter().map(|o| refs[o as u32 as usize]).collect()
     }
 
     /// Each source's position in byte order of the source ids.
@@ -717,15 +735,8 @@ impl Store {
 
     /// Like [`Store::history_after`], with each update's source index.
     pub(crate) fn history_entries(&self, floor: &[f64]) -> Vec<(SourceIx, UpdateRef<'_>)> {
-        let mut out: Vec<(&str, &Entry)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
-            .map(|(k, e)| (&**k, e))
-            .collect();
-        let rank = self.source_ranks();
-        out.sort_unstable_by_key(|(_, e)| (e.ts.to_bits(), rank[e.source.0 as usize]));
-        out.into_iter()
+        self.history_refs(floor)
+            .into_iter()
             .map(|(k, e)| (e.source, self.view(k, e)))
             .collect()
     }

@@ -32,6 +32,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 
@@ -302,6 +304,12 @@ pub fn write_number(n: f64, out: &mut String) {
     // The shortest round-trip digits (ryu), laid out by ECMAScript's Number::toString.
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(n.abs());
+    // ryu writes plain decimals between 1e-5 and 1e16, where JavaScript does too; an
+    // integral value ends in ".0", which JavaScript leaves out.
+    if !text.contains('e') && !text.ends_with(".0") {
+        out.push_str(text);
+        return;
+    }
     let (mant, exp) = match text.split_once(['e', 'E']) {
         Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
         None => (text, 0),
@@ -357,6 +365,12 @@ pub fn write_number(n: f64, out: &mut String) {
 pub fn write_string(s: &str, out: &mut String, escape_pipe: bool) {
     out.push('"');
     let bytes = s.as_bytes();
+    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\' && !(escape_pipe && *b == b'|');
+    if bytes.iter().all(plain) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &str = match b {
@@ -956,7 +970,7 @@ impl<'de> Visitor<'de> for EncodeSeed<'_, '_> {
         // 32 keys the slow path checks).
         const FAST: usize = 32;
         let mut keys = [(0usize, 0usize); FAST];
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(k) = map.next_key_seed(SmolSeed)? {
             let i = n as usize;
             if array_index(&k).is_some() || i >= FAST {
                 canonical = false;
@@ -977,6 +991,27 @@ impl<'de> Visitor<'de> for EncodeSeed<'_, '_> {
         }
         Self::finish_count(self.out, at, n);
         Ok(canonical)
+    }
+}
+
+/// Deserializes a string as a [`SmolStr`]: short strings (most keys and ids) need no
+/// allocation, escaped or not.
+pub(crate) struct SmolSeed;
+
+impl<'de> DeserializeSeed<'de> for SmolSeed {
+    type Value = SmolStr;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<SmolStr, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SmolSeed {
+    type Value = SmolStr;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, s: &str) -> Result<SmolStr, E> {
+        Ok(SmolStr::new(s))
     }
 }
 
@@ -1016,6 +1051,13 @@ impl<'a> Reader<'a> {
     }
     /// An unsigned varint, in its shortest form only (so an encoding is canonical).
     pub(crate) fn varint(&mut self) -> Result<u64, ValueError> {
+        // One byte is the common case (and always canonical).
+        if let Some((&b, rest)) = self.buf.split_first() {
+            if b < 0x80 {
+                self.buf = rest;
+                return Ok(b as u64);
+            }
+        }
         let before = self.buf.len();
         let v = self.take::<u64>("bad varint")?;
         canonical(before - self.buf.len(), v)?;
@@ -1117,24 +1159,26 @@ fn skip_value(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueE
             let n = r.count()?;
             // Keys must be unique and in JavaScript order, so that a value has exactly
             // one encoding (decode then encode gives the same bytes).
-            let mut prev: Option<&str> = None;
-            let mut small: Vec<&str> = Vec::new();
+            const SMALL: usize = 16;
+            let mut small: [&str; SMALL] = [""; SMALL];
             let mut big = std::collections::HashSet::new();
+            // Some(array index) of the previous key, or None for a plain key.
+            let mut prev: Option<Option<u32>> = None;
             for i in 0..n {
                 let k = r.str()?;
-                if let Some(p) = prev {
-                    let ordered = match (array_index(p), array_index(k)) {
-                        (Some(a), Some(b)) => a < b,
-                        (Some(_), None) | (None, None) => true,
-                        (None, Some(_)) => false,
-                    };
-                    if !ordered {
-                        return Err(ValueError::Malformed("object keys out of order"));
-                    }
+                let ix = array_index(k);
+                let ordered = match (prev, ix) {
+                    (None, _) => true,
+                    (Some(Some(a)), Some(b)) => a < b,
+                    (Some(_), None) => true,
+                    (Some(None), Some(_)) => false,
+                };
+                if !ordered {
+                    return Err(ValueError::Malformed("object keys out of order"));
                 }
-                let dup = if i < 16 {
-                    let d = small.contains(&k);
-                    small.push(k);
+                let dup = if i < SMALL {
+                    let d = small[..i].contains(&k);
+                    small[i] = k;
                     d
                 } else {
                     if big.is_empty() {
@@ -1145,7 +1189,7 @@ fn skip_value(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueE
                 if dup {
                     return Err(ValueError::Malformed("duplicate object key"));
                 }
-                prev = Some(k);
+                prev = Some(ix);
                 skip_value(r, depth - 1, max)?;
             }
         }

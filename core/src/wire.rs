@@ -51,7 +51,6 @@
 //! never panics. A frame or line that fails to decode yields no message at all.
 
 use smol_str::SmolStr;
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -61,7 +60,7 @@ use crate::limits::Limits;
 use crate::store::{valid_source, Clock, Update, UpdateRef};
 use crate::value::{
     array_index, put_ivarint, put_str, put_varint, write_number, write_string, EncodedValue,
-    Reader, ValueError,
+    Reader, SmolSeed, ValueError,
 };
 
 /// Largest chunk an encoder writes on a message link, and the postcard frame size.
@@ -707,17 +706,16 @@ impl Decoder {
             }));
             return;
         }
-        let mut msgs = Vec::new();
-        match self.decode_frame(frame, &mut msgs) {
-            Ok(()) => self.out.extend(msgs.into_iter().map(Ok)),
-            Err(e) => {
-                self.frag = None;
-                self.out.push_back(Err(e));
-            }
+        // All of the frame's messages, or none: roll back on error.
+        let before = self.out.len();
+        if let Err(e) = self.decode_frame(frame) {
+            self.out.truncate(before);
+            self.frag = None;
+            self.out.push_back(Err(e));
         }
     }
 
-    fn decode_frame(&mut self, frame: &[u8], msgs: &mut Vec<Message>) -> Result<(), DecodeError> {
+    fn decode_frame(&mut self, frame: &[u8]) -> Result<(), DecodeError> {
         let lim = &self.limits.clone();
         let mut r = Reader::new(frame);
         let mut st = FrameState::default();
@@ -741,24 +739,26 @@ impl Decoder {
                         let t = check_ts(r.f64()?)?;
                         entries.push((s.to_owned(), t));
                     }
-                    msgs.push(Message::Digest {
+                    self.out.push_back(Ok(Message::Digest {
                         id: id.to_owned(),
                         clock: Clock::from_entries(entries),
-                    });
+                    }));
                 }
-                R_SYNC => msgs.push(Message::Sync),
-                R_PING => msgs.push(Message::Ping),
-                R_PONG => msgs.push(Message::Pong),
-                R_CONTROL => msgs.push(Message::Control(r.str()?.to_owned())),
+                R_SYNC => self.out.push_back(Ok(Message::Sync)),
+                R_PING => self.out.push_back(Ok(Message::Ping)),
+                R_PONG => self.out.push_back(Ok(Message::Pong)),
+                R_CONTROL => self
+                    .out
+                    .push_back(Ok(Message::Control(r.str()?.to_owned()))),
                 R_UPDATE => {
                     let (source, key, ts) = read_update_header(&mut r, &mut st, lim)?;
                     let value = EncodedValue::take(&mut r, lim)?;
-                    msgs.push(Message::Update(Update {
+                    self.out.push_back(Ok(Message::Update(Update {
                         key,
                         value,
                         ts,
                         source,
-                    }));
+                    })));
                 }
                 R_FRAG_START => {
                     let (source, key, ts) = read_update_header(&mut r, &mut st, lim)?;
@@ -785,7 +785,7 @@ impl Decoder {
                     }
                     self.frag = Some(f);
                     if let Some(m) = self.fragment_done()? {
-                        msgs.push(m);
+                        self.out.push_back(Ok(m));
                     }
                 }
                 R_FRAG_MORE => {
@@ -806,7 +806,7 @@ impl Decoder {
                         f.bytes.extend_from_slice(piece);
                     }
                     if let Some(m) = self.fragment_done()? {
-                        msgs.push(m);
+                        self.out.push_back(Ok(m));
                     }
                 }
                 _ => return Err(DecodeError::Malformed("unknown record")),
@@ -1021,7 +1021,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 DecodeError::NotAMessage("an update without a timestamp"),
             ));
         };
-        let Some(source) = seq.next_element::<Cow<'de, str>>()? else {
+        let Some(source) = seq.next_element_seed(SmolSeed)? else {
             return Err(fail(
                 self.err,
                 DecodeError::NotAMessage("an update without a source"),
@@ -1031,14 +1031,13 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
         // without a verify option.
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         let source = match self.last_source.as_ref() {
-            Some(last) if **last == *source => last.clone(),
+            Some(last) if *last == source => last.clone(),
             _ => {
                 if !valid_source(&source, lim) {
                     return Err(fail(self.err, DecodeError::BadSource));
                 }
-                let s: SmolStr = source.as_ref().into();
-                *self.last_source = Some(s.clone());
-                s
+                *self.last_source = Some(source.clone());
+                source
             }
         };
         Ok(Message::Update(Update {
@@ -1052,8 +1051,8 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
         let lim = self.limits;
         let mut id = None;
         let mut clock = None;
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*k {
+        while let Some(k) = map.next_key_seed(SmolSeed)? {
+            match k.as_str() {
                 "id" => id = Some(map.next_value::<String>()?),
                 "clock" => {
                     clock = Some(map.next_value_seed(ClockSeed {
@@ -1130,7 +1129,7 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
         f.write_str("[key, value]")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Some(key) = seq.next_element::<Cow<'de, str>>()? else {
+        let Some(key) = seq.next_element_seed(SmolSeed)? else {
             return Err(fail(
                 self.err,
                 DecodeError::NotAMessage("an update without a key"),
@@ -1150,7 +1149,7 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
             ));
         };
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok((key.as_ref().into(), value))
+        Ok((key, value))
     }
 }
 
