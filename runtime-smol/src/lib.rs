@@ -37,9 +37,9 @@ use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 
 use rtc_mesh_core::{
-    Codec, Framing, LinkId, Object, Output, Replica, ReplicaEvent, Store, StoreConfig, StoreError,
-    Value,
+    Codec, Framing, LinkId, Object, Replica, ReplicaEvent, Store, StoreConfig, StoreError, Value,
 };
+use rtc_mesh_std::drain_replica;
 pub use rtc_mesh_std::{clock_anchor, ReplicatorOptions, StartError};
 
 enum Input {
@@ -231,26 +231,24 @@ impl Driver {
 
     /// Moves all output to the links and the event channel; returns the next timer.
     fn drain(&mut self) -> Option<Instant> {
-        loop {
-            match self.replica.poll_output() {
-                Output::Transmit(link, bytes) => {
-                    if let Some(io) = self.links.get(&link) {
-                        let _ = io.writer.try_send(bytes);
-                    }
+        let links = &self.links;
+        let events = &self.events;
+        drain_replica(
+            &mut self.replica,
+            |link, bytes| {
+                if let Some(io) = links.get(&link) {
+                    let _ = io.writer.try_send(bytes);
                 }
-                Output::Event(e) => {
-                    if let ReplicaEvent::LinkError { link, error } = &e {
-                        if error.is_fatal() {
-                            if let Some(io) = self.links.get(link) {
-                                let _ = io.stream.shutdown(Shutdown::Both);
-                            }
-                        }
-                    }
-                    let _ = self.events.try_send(e);
+            },
+            |link| {
+                if let Some(io) = links.get(&link) {
+                    let _ = io.stream.shutdown(Shutdown::Both);
                 }
-                Output::Timeout(t) => return t,
-            }
-        }
+            },
+            |e| {
+                let _ = events.try_send(e);
+            },
+        )
     }
 
     fn add_link(&mut self, stream: TcpStream) {

@@ -279,26 +279,24 @@ impl Driver {
 
     /// Moves all output to the links and the event channel; returns the next timer.
     fn drain(&mut self) -> Option<Instant> {
-        loop {
-            match self.replica.poll_output() {
-                Output::Transmit(link, bytes) => {
-                    if let Some(io) = self.links.get(&link) {
-                        let _ = io.writer.send(bytes);
-                    }
+        let links = &self.links;
+        let events = &self.events;
+        drain_replica(
+            &mut self.replica,
+            |link, bytes| {
+                if let Some(io) = links.get(&link) {
+                    let _ = io.writer.send(bytes);
                 }
-                Output::Event(e) => {
-                    if let ReplicaEvent::LinkError { link, error } = &e {
-                        if error.is_fatal() {
-                            if let Some(io) = self.links.get(link) {
-                                let _ = io.stream.shutdown(Shutdown::Both);
-                            }
-                        }
-                    }
-                    let _ = self.events.send(e);
+            },
+            |link| {
+                if let Some(io) = links.get(&link) {
+                    let _ = io.stream.shutdown(Shutdown::Both);
                 }
-                Output::Timeout(t) => return t,
-            }
-        }
+            },
+            |e| {
+                let _ = events.send(e);
+            },
+        )
     }
 
     fn add_link(&mut self, stream: TcpStream) {
@@ -345,6 +343,31 @@ impl Driver {
         for (stream, done) in waiting {
             let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
             let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Drains a replica's output, the loop every driver runs after each input: bytes go to
+/// `send(link, bytes)`, events to `emit`, and a link whose stream cannot be decoded
+/// any more is handed to `close`. Returns the next timer, if any.
+pub fn drain_replica(
+    replica: &mut Replica,
+    mut send: impl FnMut(LinkId, Vec<u8>),
+    mut close: impl FnMut(LinkId),
+    mut emit: impl FnMut(ReplicaEvent),
+) -> Option<Instant> {
+    loop {
+        match replica.poll_output() {
+            Output::Transmit(link, bytes) => send(link, bytes),
+            Output::Event(e) => {
+                if let ReplicaEvent::LinkError { link, error } = &e {
+                    if error.is_fatal() {
+                        close(*link);
+                    }
+                }
+                emit(e);
+            }
+            Output::Timeout(t) => return t,
         }
     }
 }
