@@ -77,5 +77,5 @@ pub use replica::{LinkId, Output, Replica, ReplicaEvent};
 pub use session::{Session, SessionConfig, SessionEvent, SessionStats};
 pub use smol_str::SmolStr;
 pub use store::{Clock, Event, Store, StoreConfig, StoreError, Update, UpdateRef, Verdict};
-pub use value::{EncodedValue, Object, Value, ValueError};
+pub use value::{EncodedValue, Object, PostcardValue, Value, ValueError};
 pub use wire::{Codec, DecodeError, Decoder, Encoder, Framing, Message};

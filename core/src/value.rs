@@ -23,9 +23,11 @@
 //!        | 0x07 varint(n) (varint(len) utf8 value)*n   object, in JavaScript key order
 //! ```
 //!
-//! so `postcard::to_allocvec(&value)` and [`EncodedValue::from_value`] produce the
-//! same bytes. Decoders are bounded by [`Limits`]: nesting depth, string and total
-//! length; they never panic.
+//! so `postcard::to_allocvec(&PostcardValue(&value))` and
+//! [`EncodedValue::from_value`] produce the same bytes ([`PostcardValue`] serializes a
+//! value as that enum; `Value`'s own `Serialize` is the natural JSON shape, for
+//! serde_json and the like). Decoders are bounded by [`Limits`]: nesting depth, string
+//! and total length; they never panic.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -565,6 +567,36 @@ impl<'de> serde::Deserialize<'de> for Value {
             err: &mut err,
         }
         .deserialize(d)
+    }
+}
+
+/// Serializes a [`Value`] as the enum of the binary encoding (see the module docs), so
+/// that postcard writes exactly the bytes of [`EncodedValue::from_value`].
+#[derive(Clone, Copy, Debug)]
+pub struct PostcardValue<'a>(pub &'a Value);
+
+impl serde::Serialize for PostcardValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const NAME: &str = "Value";
+        match self.0 {
+            Value::Null => s.serialize_unit_variant(NAME, T_NULL as u32, "Null"),
+            Value::Bool(false) => s.serialize_unit_variant(NAME, T_FALSE as u32, "False"),
+            Value::Bool(true) => s.serialize_unit_variant(NAME, T_TRUE as u32, "True"),
+            Value::Number(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE => {
+                s.serialize_newtype_variant(NAME, T_INT as u32, "Int", &(*n as i64))
+            }
+            Value::Number(n) => s.serialize_newtype_variant(NAME, T_F64 as u32, "F64", n),
+            Value::String(x) => s.serialize_newtype_variant(NAME, T_STR as u32, "Str", x),
+            Value::Array(a) => {
+                let items: Vec<PostcardValue<'_>> = a.iter().map(PostcardValue).collect();
+                s.serialize_newtype_variant(NAME, T_ARRAY as u32, "Array", &items)
+            }
+            Value::Object(o) => {
+                let entries: Vec<(&str, PostcardValue<'_>)> =
+                    o.iter().map(|(k, v)| (k, PostcardValue(v))).collect();
+                s.serialize_newtype_variant(NAME, T_OBJECT as u32, "Object", &entries)
+            }
+        }
     }
 }
 
@@ -1322,6 +1354,16 @@ mod tests {
             EncodedValue::from_value(&Value::from_json(r#"{"n":12345,"s":"v12345"}"#).unwrap());
         assert_eq!(small.len(), 18);
         EncodedValue::from_bytes(e.as_bytes(), &Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn postcard_writes_the_same_bytes() {
+        let v = Value::from_json(
+            r#"{"n":12345,"s":"v12345","f":-1.5,"a":[null,true,false,-7,9007199254740993],"o":{}}"#,
+        )
+        .unwrap();
+        let by_postcard = postcard::to_allocvec(&PostcardValue(&v)).unwrap();
+        assert_eq!(by_postcard, EncodedValue::from_value(&v).as_bytes());
     }
 
     #[test]

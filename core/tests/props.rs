@@ -306,6 +306,8 @@ proptest! {
     fn encoded_values_round_trip(v in arb_value()) {
         let e = EncodedValue::from_value(&v);
         prop_assert_eq!(e.to_value().unwrap(), v.clone());
+        let by_postcard = postcard::to_allocvec(&rtc_mesh_core::PostcardValue(&v)).unwrap();
+        prop_assert_eq!(&by_postcard[..], e.as_bytes());
         let again = EncodedValue::from_bytes(e.as_bytes(), &Limits::default()).unwrap();
         prop_assert_eq!(&again, &e);
         prop_assert_eq!(Value::from_json(&e.to_json()).unwrap(), v.clone());

@@ -40,7 +40,7 @@ use rtc_mesh_core::{
     Codec, Framing, LinkId, Object, Replica, ReplicaEvent, Store, StoreConfig, StoreError, Value,
 };
 use rtc_mesh_std::drain_replica;
-pub use rtc_mesh_std::{clock_anchor, ReplicatorOptions, StartError};
+pub use rtc_mesh_std::{clock_anchor, random_seed, ReplicatorOptions, StartError};
 
 enum Input {
     Conn(TcpStream),
@@ -66,6 +66,7 @@ impl Replicator {
         let (epoch_ms, start) = clock_anchor();
         let mut config = StoreConfig::new(options.id.clone(), epoch_ms, start);
         config.limits = options.limits.clone();
+        config.hash_seed = random_seed();
         let store = Store::new(config)?;
         let (tx, rx) = channel::unbounded();
         let (etx, events) = channel::unbounded();

@@ -71,6 +71,14 @@ impl ReplicatorOptions {
     }
 }
 
+/// A random seed for the store's key hash (so that peers cannot choose colliding keys).
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(clock_anchor().0.to_bits());
+    h.finish()
+}
+
 /// Wall-clock milliseconds since the Unix epoch, and the instant they were read at:
 /// the two anchors a core store needs.
 pub fn clock_anchor() -> (f64, Instant) {
@@ -106,6 +114,7 @@ impl Replicator {
         let (epoch_ms, start) = clock_anchor();
         let mut config = StoreConfig::new(options.id.clone(), epoch_ms, start);
         config.limits = options.limits;
+        config.hash_seed = random_seed();
         let store = Store::new(config)?;
         let (tx, rx) = mpsc::channel();
         let (etx, events) = mpsc::channel();
