@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::FixedState;
+use indexmap::IndexMap;
 use smol_str::SmolStr;
 use std::time::{Duration, Instant};
 
@@ -336,7 +337,7 @@ pub struct Store {
     sources: Sources,
     /// Keyed by a seeded hash: iteration order never reaches an output (every listing
     /// is sorted), so replicas and simulations stay deterministic.
-    entries: HashMap<SmolStr, Entry, FixedState>,
+    entries: IndexMap<SmolStr, Entry, FixedState>,
     live: usize,
     last_local: f64,
     max_seen: f64,
@@ -360,7 +361,7 @@ impl Store {
             id: sources.names[0].clone(),
             local,
             sources,
-            entries: HashMap::with_hasher(FixedState::with_seed(config.hash_seed)),
+            entries: IndexMap::with_hasher(FixedState::with_seed(config.hash_seed)),
             live: 0,
             last_local: 0.0,
             max_seen: 0.0,
@@ -469,7 +470,7 @@ impl Store {
         local: bool,
         must_win: bool,
     ) -> Option<SmolStr> {
-        use std::collections::hash_map::Entry as Slot;
+        use indexmap::map::Entry as Slot;
         let names = &self.sources.names;
         let wins = |e: &Entry| {
             !must_win
@@ -535,11 +536,13 @@ impl Store {
         u: UpdateRef<'_>,
         owned_key: Option<SmolStr>,
     ) -> (Verdict, Option<SourceIx>) {
+        // A source already interned was checked when it was first seen.
+        let known = self.sources.get(u.source);
         let rejection = if !(u.ts.is_finite() && u.ts > 0.0) {
             Some(Rejection::BadTimestamp)
         } else if u.key.len() > self.limits.max_key_len || u.key == "__proto__" {
             Some(Rejection::BadKey)
-        } else if !valid_source(u.source, &self.limits) {
+        } else if known.is_none() && !valid_source(u.source, &self.limits) {
             Some(Rejection::BadSource)
         } else if u.value.len() > self.limits.max_value_len {
             Some(Rejection::ValueTooLarge)
@@ -550,13 +553,16 @@ impl Store {
             self.stats.rejected += 1;
             return (Verdict::Rejected(r), None);
         }
-        if let Some(ix) = self.sources.get(u.source) {
-            if u.ts <= self.sources.clock[ix.0 as usize] {
-                self.stats.stale += 1;
-                return (Verdict::Stale, Some(ix));
+        let ix = match known {
+            Some(ix) => {
+                if u.ts <= self.sources.clock[ix.0 as usize] {
+                    self.stats.stale += 1;
+                    return (Verdict::Stale, Some(ix));
+                }
+                ix
             }
-        }
-        let ix = self.sources.intern(u.source);
+            None => self.sources.intern(u.source),
+        };
         self.sources.clock[ix.0 as usize] = u.ts;
         if u.ts > self.wall_ms(now) + self.max_skew_ms {
             self.stats.skewed += 1;

@@ -180,7 +180,7 @@ impl From<Object> for Value {
 /// Is `key` an array index in JavaScript's sense (canonical decimal below 2^32 - 1)?
 pub(crate) fn array_index(key: &str) -> Option<u32> {
     let b = key.as_bytes();
-    if b.is_empty() || b.len() > 10 || (b.len() > 1 && b[0] == b'0') {
+    if b.is_empty() || !b[0].is_ascii_digit() || b.len() > 10 || (b.len() > 1 && b[0] == b'0') {
         return None;
     }
     if !b.iter().all(u8::is_ascii_digit) {

@@ -112,6 +112,18 @@ fn main() {
                     .expect("--rss-keys N")
             }
             "--no-js" => js = false,
+            "--sync-child" => {
+                let codec = args
+                    .next()
+                    .and_then(|v| Codec::from_name(&v))
+                    .expect("codec");
+                let n = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--sync-child CODEC N");
+                sync_child(codec, n);
+                return;
+            }
             "--rss-child" => {
                 let n = args
                     .next()
@@ -165,42 +177,39 @@ fn main() {
         ms(apply_t)
     );
 
-    // Full sync and delta sync, per codec.
+    // Full sync and delta sync, per codec, each in a fresh process (as the JavaScript
+    // run is): the first sync there has a cold heap; the warm figure is the median of
+    // three more syncs into fresh readers.
+    let exe = std::env::current_exe().expect("own path");
     let mut full_ms = Vec::new();
-    let only = std::env::var("BENCH_ONLY").ok();
     for codec in [Codec::Json, Codec::Postcard] {
-        if only.as_deref().is_some_and(|o| o != codec.name()) {
-            continue;
+        let out = Command::new(&exe)
+            .args(["--sync-child", codec.name(), &keys.to_string()])
+            .output()
+            .expect("run the sync child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        if !out.status.success() {
+            eprintln!(
+                "bench-sync: {codec} sync failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::process::exit(1);
         }
-        let mut reader = Replica::new(store(READER, t0));
-        let (t, ab, ba) = sync(&mut writer, &mut reader, codec, t0);
-        while !matches!(reader.poll_output(), Output::Timeout(_)) {}
-        assert_eq!(reader.store().len(), keys, "full sync incomplete");
-        println!(
-            "full sync {:<8} {:>8.1} ms  {:>10} bytes  {:>5.1} bytes/update  (reader→writer {ba} bytes)",
-            codec.name(),
-            ms(t),
-            ab,
-            ab as f64 / keys as f64
-        );
-        full_ms.push((codec, ms(t), ab + ba));
-        // 1% of the keys change on the writer, then the two reconnect.
-        let t1 = t0 + Duration::from_millis(10);
-        for i in (1..=keys).step_by(100) {
-            writer
-                .set(t1, &key(i), &Value::from(i as f64))
-                .expect("set");
-        }
-        while !matches!(writer.poll_output(), Output::Timeout(_)) {}
-        let (dt, dab, dba) = sync(&mut writer, &mut reader, codec, t1);
-        assert_eq!(reader.store().dump(), writer.store().dump());
-        println!(
-            "delta sync {:<7} {:>8.1} ms  {:>10} bytes  = {:.2}% of the full sync's bytes",
-            codec.name(),
-            ms(dt),
-            dab + dba,
-            100.0 * (dab + dba) as f64 / (ab + ba) as f64
-        );
+        // "full sync CODEC  X ms cold,  Y ms warm ..."
+        let figures: Vec<f64> = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|w| w.trim_end_matches(',').parse().ok())
+            .collect();
+        let (cold, warm) = (figures.first(), figures.get(1));
+        full_ms.push((
+            codec,
+            cold.copied().unwrap_or(f64::NAN),
+            warm.copied().unwrap_or(f64::NAN),
+        ));
     }
 
     // Memory: RSS per key at rss_keys keys, measured in a fresh process so that
@@ -221,6 +230,7 @@ fn main() {
             .arg("--max-old-space-size=4096")
             .arg(&script)
             .arg(keys.to_string())
+            .arg("4")
             .output();
         match out {
             Ok(o) if o.status.success() => {
@@ -228,16 +238,18 @@ fn main() {
                 let line = text.lines().last().unwrap_or_default();
                 let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
                 let js_ms = v["sync_ms"].as_f64().unwrap_or(f64::NAN);
+                let js_warm = v["sync_ms_warm"].as_f64().unwrap_or(f64::NAN);
                 println!(
-                    "scuttlebutt:   set {:.1} ms, full sync {js_ms:.1} ms, {} bytes ({} bytes/update)",
+                    "scuttlebutt:   set {:.1} ms; full sync {js_ms:.1} ms cold, {js_warm:.1} ms warm; {} bytes ({} bytes/update)",
                     v["set_ms"].as_f64().unwrap_or(f64::NAN),
                     v["bytes"],
                     v["bytes_per_update"]
                 );
-                for (codec, ours, _) in &full_ms {
+                for (codec, cold, warm) in &full_ms {
                     println!(
-                        "ratio:         full sync {}x faster than scuttlebutt ({})",
-                        (js_ms / ours).round(),
+                        "ratio:         full sync {:.1}x faster than scuttlebutt cold, {:.1}x warm ({})",
+                        js_ms / cold,
+                        js_warm / warm,
                         codec.name()
                     );
                 }
@@ -278,4 +290,53 @@ fn rss_child(n: usize) {
         per_key - raw_per_key
     );
     assert_eq!(big.len(), n);
+}
+
+/// In a fresh process: full sync of `n` keys with `codec`, cold then warm, then a delta.
+fn sync_child(codec: Codec, n: usize) {
+    let t0 = Instant::now();
+    let mut writer = Replica::new(store(WRITER, t0));
+    for i in 1..=n {
+        writer.set(t0, &key(i), &value(i)).expect("set");
+        while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+    }
+    let mut times = Vec::new();
+    let mut reader = Replica::new(store(READER, t0));
+    let (mut full_bytes, mut first_ab) = (0, 0);
+    for run in 0..4 {
+        reader = Replica::new(store(READER, t0));
+        let (t, ab, ba) = sync(&mut writer, &mut reader, codec, t0);
+        assert_eq!(reader.store().len(), n, "full sync incomplete");
+        if run == 0 {
+            full_bytes = ab + ba;
+            first_ab = ab;
+        }
+        times.push(ms(t));
+    }
+    let cold = times[0];
+    let mut warm = times[1..].to_vec();
+    warm.sort_by(f64::total_cmp);
+    let warm = warm[warm.len() / 2];
+    println!(
+        "full sync {:<8} {cold:>7.1} ms cold, {warm:>6.1} ms warm  {first_ab:>9} bytes  {:>5.1} bytes/update",
+        codec.name(),
+        first_ab as f64 / n as f64
+    );
+    // 1% of the keys change on the writer, then the two reconnect.
+    let t1 = t0 + Duration::from_millis(10);
+    for i in (1..=n).step_by(100) {
+        writer
+            .set(t1, &key(i), &Value::from(i as f64))
+            .expect("set");
+    }
+    while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+    let (dt, dab, dba) = sync(&mut writer, &mut reader, codec, t1);
+    assert_eq!(reader.store().dump(), writer.store().dump());
+    println!(
+        "delta sync {:<7} {:>7.1} ms       {:>9} bytes  = {:.2}% of the full sync's bytes",
+        codec.name(),
+        ms(dt),
+        dab + dba,
+        100.0 * (dab + dba) as f64 / full_bytes as f64
+    );
 }
