@@ -196,7 +196,7 @@ impl Session {
                 if !self.started {
                     // The history is streamed by poll_transmit, a few frames at a time.
                     self.started = true;
-                    self.history = store.history_owned(&self.remote_clock).into();
+                    self.history = store.history_slots(&self.remote_clock).into();
                     self.streaming = true;
                 }
             }
@@ -272,7 +272,7 @@ impl Session {
         while self.enc.pending_bytes() < STREAM_AHEAD {
             let Some(h) = self.history.pop_front() else {
                 // Catch up with what changed while streaming, then say SYNC.
-                let more = store.history_owned(&self.remote_clock);
+                let more = store.history_slots(&self.remote_clock);
                 if more.is_empty() {
                     self.streaming = false;
                     self.enc.sync();
@@ -283,16 +283,16 @@ impl Session {
                 self.history = more.into();
                 continue;
             };
-            if h.ts <= self.remote(h.ix) {
+            let Some((ix, u)) = store.slot(h.slot) else {
+                continue;
+            };
+            // Overwritten since the list was made: the catch-up pass sends the new write
+            // in its place in timestamp order. Or the remote has it already.
+            if u.ts != h.ts || u.ts <= self.remote(ix) {
                 continue;
             }
-            self.raise_remote(h.ix, h.ts);
-            self.enc.update(UpdateRef {
-                key: &h.key,
-                value: &h.value,
-                ts: h.ts,
-                source: store.source_name(h.ix),
-            });
+            self.raise_remote(ix, u.ts);
+            self.enc.update(u);
             self.stats.updates_out += 1;
         }
     }

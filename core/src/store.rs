@@ -31,12 +31,12 @@ use crate::value::{EncodedValue, Object, Value, ValueError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceIx(pub(crate) u32);
 
-/// A write of the history a session is sending (see [`Store::history_owned`]).
-#[derive(Clone, Debug)]
+/// A write of the history a session is sending: where the entry is in the store and
+/// its timestamp then (see [`Store::history_slots`]). Entries are never removed, so
+/// the position stays valid; a changed timestamp means the entry was overwritten.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct HistoryItem {
-    pub(crate) ix: SourceIx,
-    pub(crate) key: SmolStr,
-    pub(crate) value: EncodedValue,
+    pub(crate) slot: u32,
     pub(crate) ts: f64,
 }
 
@@ -683,40 +683,48 @@ impl Store {
 
     /// The history after `floor` as owned, cheaply cloned items (shared keys and values),
     /// in (timestamp, source) order: what a session streams.
-    pub(crate) fn history_owned(&self, floor: &[f64]) -> Vec<HistoryItem> {
-        self.history_refs(floor)
+    pub(crate) fn history_slots(&self, floor: &[f64]) -> Vec<HistoryItem> {
+        self.history_order(floor)
             .into_iter()
-            .map(|(k, e)| HistoryItem {
-                ix: e.source,
-                key: k.clone(),
-                value: e.value.clone(),
-                ts: e.ts,
+            .map(|slot| HistoryItem {
+                slot,
+                ts: self.entries[slot as usize].ts,
             })
             .collect()
     }
 
-    /// The winning writes newer than `floor`, in (timestamp, source id) order.
-    fn history_refs(&self, floor: &[f64]) -> Vec<(&SmolStr, &Entry)> {
-        let refs: Vec<(&SmolStr, &Entry)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
-            .collect();
+    /// The write held in `slot` (see [`HistoryItem`]), with its source's index.
+    pub(crate) fn slot(&self, slot: u32) -> Option<(SourceIx, UpdateRef<'_>)> {
+        let (k, e) = self.entries.get_index(slot as usize)?;
+        Some((e.source, self.view(k, e)))
+    }
+
+    /// The slots of the winning writes newer than `floor`, in (timestamp, source id) order.
+    fn history_order(&self, floor: &[f64]) -> Vec<u32> {
         let rank = self.source_ranks();
         // One integer per write: timestamp bits (positive timestamps sort as their
-        // bits do), source rank, position. Sorting these is much cheaper than
-        // sorting the writes.
-        let mut order: Vec<u128> = refs
-            .iter()
+        // bits do), source rank, slot. Sorting these is much cheaper than sorting the
+        // writes, and the store's insertion order is nearly timestamp order already.
+        let mut order: Vec<u128> = self
+            .entries
+            .values()
             .enumerate()
-            .map(|(i, (_, e))| {
+            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
+            .map(|(i, e)| {
                 ((e.ts.to_bits() as u128) << 64)
                     | ((rank[e.source.0 as usize] as u128) << 32)
                     | i as u128
             })
             .collect();
         order.sort_unstable();
-        order.into_iter().map(|o| refs[o as u32 as usize]).collect()
+        order.into_iter().map(|o| o as u32).collect()
+    }
+
+    fn history_refs(&self, floor: &[f64]) -> Vec<(&SmolStr, &Entry)> {
+        self.history_order(floor)
+            .into_iter()
+            .filter_map(|slot| self.entries.get_index(slot as usize))
+            .collect()
     }
 
     /// Each source's position in byte order of the source ids.
@@ -732,11 +740,6 @@ impl Store {
             rank[ix as usize] = r as u32;
         }
         rank
-    }
-
-    /// The name of an interned source.
-    pub(crate) fn source_name(&self, ix: SourceIx) -> &str {
-        &self.sources.names[ix.0 as usize]
     }
 
     /// Like [`Store::history_after`], with each update's source index.
