@@ -347,6 +347,7 @@ pub struct Store {
     limits: Limits,
     events: VecDeque<Event>,
     stats: StoreStats,
+    wall_cache: (Option<Instant>, f64),
 }
 
 impl Store {
@@ -371,6 +372,7 @@ impl Store {
             limits: config.limits,
             events: VecDeque::new(),
             stats: StoreStats::default(),
+            wall_cache: (None, 0.0),
         })
     }
 
@@ -392,6 +394,14 @@ impl Store {
     /// Wall-clock milliseconds at `now`, whole milliseconds as `Date.now()` gives.
     pub fn wall_ms(&self, now: Instant) -> f64 {
         (self.epoch_ms + now.saturating_duration_since(self.start).as_secs_f64() * 1000.0).floor()
+    }
+
+    /// [`Store::wall_ms`], computed once per distinct `now` (a frame's updates share it).
+    fn wall_ms_cached(&mut self, now: Instant) -> f64 {
+        if self.wall_cache.0 != Some(now) {
+            self.wall_cache = (Some(now), self.wall_ms(now));
+        }
+        self.wall_cache.1
     }
 
     /// The next local timestamp (the hybrid logical clock of the Conventions).
@@ -564,7 +574,7 @@ impl Store {
             None => self.sources.intern(u.source),
         };
         self.sources.clock[ix.0 as usize] = u.ts;
-        if u.ts > self.wall_ms(now) + self.max_skew_ms {
+        if u.ts > self.wall_ms_cached(now) + self.max_skew_ms {
             self.stats.skewed += 1;
         } else {
             self.max_seen = self.max_seen.max(u.ts);

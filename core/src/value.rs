@@ -179,14 +179,18 @@ impl From<Object> for Value {
 
 /// Is `key` an array index in JavaScript's sense (canonical decimal below 2^32 - 1)?
 pub(crate) fn array_index(key: &str) -> Option<u32> {
-    let b = key.as_bytes();
+    array_index_bytes(key.as_bytes())
+}
+
+/// [`array_index`] of a key's bytes.
+fn array_index_bytes(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b[0].is_ascii_digit() || b.len() > 10 || (b.len() > 1 && b[0] == b'0') {
         return None;
     }
     if !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n: u64 = key.parse().ok()?;
+    let n = b.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64);
     if n < u32::MAX as u64 {
         Some(n as u32)
     } else {
@@ -1118,12 +1122,21 @@ impl<'a> Reader<'a> {
     }
     /// A string: canonical varint length, then UTF-8.
     pub(crate) fn str(&mut self) -> Result<&'a str, ValueError> {
+        let b = self.str_bytes()?;
+        std::str::from_utf8(b).map_err(|_| ValueError::Malformed("invalid utf-8"))
+    }
+
+    /// The bytes of a string, checked to be UTF-8 (ASCII, the common case, cheaply).
+    pub(crate) fn str_bytes(&mut self) -> Result<&'a [u8], ValueError> {
         let n = self.varint()?;
         if n > self.buf.len() as u64 {
             return Err(ValueError::Malformed("truncated"));
         }
         let b = self.bytes(n as usize)?;
-        std::str::from_utf8(b).map_err(|_| ValueError::Malformed("invalid utf-8"))
+        if !b.is_ascii() && std::str::from_utf8(b).is_err() {
+            return Err(ValueError::Malformed("invalid utf-8"));
+        }
+        Ok(b)
     }
     /// A count of items each at least one byte long: never more than the bytes left.
     pub(crate) fn count(&mut self) -> Result<usize, ValueError> {
@@ -1174,7 +1187,7 @@ fn skip_value(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueE
             }
         }
         T_STR => {
-            r.str()?;
+            r.str_bytes()?;
         }
         T_ARRAY => {
             if depth == 0 {
@@ -1192,13 +1205,13 @@ fn skip_value(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueE
             // Keys must be unique and in JavaScript order, so that a value has exactly
             // one encoding (decode then encode gives the same bytes).
             const SMALL: usize = 16;
-            let mut small: [&str; SMALL] = [""; SMALL];
+            let mut small: [&[u8]; SMALL] = [b""; SMALL];
             let mut big = std::collections::HashSet::new();
             // Some(array index) of the previous key, or None for a plain key.
             let mut prev: Option<Option<u32>> = None;
             for i in 0..n {
-                let k = r.str()?;
-                let ix = array_index(k);
+                let k = r.str_bytes()?;
+                let ix = array_index_bytes(k);
                 let ordered = match (prev, ix) {
                     (None, _) => true,
                     (Some(Some(a)), Some(b)) => a < b,
