@@ -141,3 +141,49 @@ fn the_demo_converges() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("replicas equal: yes"), "{text}");
 }
+
+#[test]
+fn close_flushes_every_write_to_the_peer() {
+    for runtime in ["smol", "std"] {
+        let mut a = replicate("a", &["--listen", "127.0.0.1:0", "--runtime", runtime]);
+        let addr = a.ready_addr();
+        let mut b = replicate("b", &["--connect", &addr, "--runtime", runtime]);
+        b.ready_addr();
+        a.wait_event("synced");
+        // Many writes, then close at once: all of them must reach b before a exits.
+        let n = 3000;
+        for i in 0..n {
+            a.send(json!({"op":"set","key":format!("k{i:05}"),"value":i}));
+        }
+        assert!(a.close().success());
+        b.wait_update(&format!("k{:05}", n - 1), &json!(n - 1));
+        let d = b.dump();
+        assert_eq!(d.as_object().unwrap().len(), n, "{runtime}");
+        assert!(b.close().success());
+    }
+}
+
+#[test]
+fn large_values_cross_in_fragments() {
+    for codec in ["postcard", "json"] {
+        let mut a = replicate("a", &["--listen", "127.0.0.1:0", "--codec", codec]);
+        let addr = a.ready_addr();
+        let mut b = replicate(
+            "b",
+            &["--connect", &addr, "--codec", codec, "--runtime", "std"],
+        );
+        b.ready_addr();
+        let big = "x".repeat(300_000) + "é";
+        a.send(json!({"op":"set","key":"big","value":{"text":big}}));
+        b.wait_update("big", &json!({"text":big}));
+        // Past the maximum value size (1 MiB) is a clear error, and nothing is sent.
+        let huge = "y".repeat(1_100_000);
+        a.send(json!({"op":"set","key":"huge","value":huge}));
+        assert_eq!(a.wait_event("error")["code"], "value_too_large");
+        a.send(json!({"op":"set","key":"after","value":1}));
+        b.wait_update("after", &json!(1));
+        assert!(b.dump().get("huge").is_none());
+        assert!(a.close().success());
+        assert!(b.close().success());
+    }
+}
