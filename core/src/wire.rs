@@ -1355,6 +1355,31 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_json_line_is_dropped_and_the_next_one_decodes() {
+        let lim = Limits {
+            max_value_len: 1000,
+            max_key_len: 100,
+            ..Limits::default()
+        };
+        let max = lim.max_line_len();
+        for framing in [Framing::Stream, Framing::Messages] {
+            let mut d = Decoder::new(Codec::Json, framing, lim.clone());
+            let long = vec![b'x'; max + 10];
+            for piece in long.chunks(700) {
+                d.push(piece);
+            }
+            d.push(b"\n\"SYNC\"\n");
+            assert_eq!(d.poll_message(), Some(Err(DecodeError::LineTooLong(max))));
+            assert_eq!(d.poll_message(), Some(Ok(Message::Sync)));
+            assert_eq!(d.poll_message(), None);
+            // Held bytes never exceed the bound.
+            let mut d = Decoder::new(Codec::Json, framing, lim.clone());
+            d.push(&long);
+            assert!(d.buf.len() <= max);
+        }
+    }
+
+    #[test]
     fn postcard_is_compact() {
         let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
         for i in 1..=1000u32 {
