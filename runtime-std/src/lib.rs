@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -105,6 +105,8 @@ pub struct Replicator {
     tx: Sender<Input>,
     driver: Option<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    /// Bound addresses and accepting threads, stopped on close.
+    listeners: Mutex<Vec<(SocketAddr, JoinHandle<()>)>>,
     id: String,
 }
 
@@ -132,6 +134,7 @@ impl Replicator {
             tx,
             driver: Some(driver),
             stopping: Arc::new(AtomicBool::new(false)),
+            listeners: Mutex::new(Vec::new()),
             id: options.id,
         };
         Ok((r, events))
@@ -148,7 +151,7 @@ impl Replicator {
         let bound = listener.local_addr()?;
         let tx = self.tx.clone();
         let stopping = self.stopping.clone();
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name("rtc-mesh-accept".into())
             .spawn(move || {
                 for conn in listener.incoming() {
@@ -161,10 +164,14 @@ impl Replicator {
                                 break;
                             }
                         }
+                        // Out of descriptors, say: back off rather than spin.
                         Err(_) => thread::sleep(Duration::from_millis(10)),
                     }
                 }
             })?;
+        if let Ok(mut l) = self.listeners.lock() {
+            l.push((bound, handle));
+        }
         Ok(bound)
     }
 
@@ -213,6 +220,21 @@ impl Replicator {
         let _ = self.call(|r| Input::Close(flush_timeout, r));
         if let Some(d) = self.driver.take() {
             let _ = d.join();
+        }
+        // Wake each accepting thread with a connection of our own, so that it sees the
+        // flag, ends, and frees its port.
+        let listeners = self.listeners.lock().map(|mut l| std::mem::take(&mut *l));
+        for (addr, handle) in listeners.unwrap_or_default() {
+            let mut wake = addr;
+            if wake.ip().is_unspecified() {
+                wake.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok() {
+                let _ = handle.join();
+            }
         }
     }
 }
