@@ -187,3 +187,18 @@ fn large_values_cross_in_fragments() {
         assert!(b.close().success());
     }
 }
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for runtime in ["smol", "std"] {
+        let out = rtc_mesh()
+            .args(["replicate", "--listen", &addr, "--runtime", runtime])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{runtime}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("already in use"), "{runtime}: {err}");
+    }
+}
