@@ -1087,12 +1087,18 @@ impl<'a> Reader<'a> {
     }
     /// An unsigned varint, in its shortest form only (so an encoding is canonical).
     pub(crate) fn varint(&mut self) -> Result<u64, ValueError> {
-        // One byte is the common case (and always canonical).
-        if let Some((&b, rest)) = self.buf.split_first() {
-            if b < 0x80 {
+        // One or two bytes are the common cases, decoded here; postcard reads the rest.
+        match *self.buf {
+            [b0, ref rest @ ..] if b0 < 0x80 => {
                 self.buf = rest;
-                return Ok(b as u64);
+                return Ok(b0 as u64);
             }
+            // A zero second byte would be an overlong form: postcard's path rejects it.
+            [b0, b1, ref rest @ ..] if b1 < 0x80 && b1 != 0 => {
+                self.buf = rest;
+                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
+            }
+            _ => {}
         }
         let before = self.buf.len();
         let v = self.take::<u64>("bad varint")?;
@@ -1101,10 +1107,8 @@ impl<'a> Reader<'a> {
     }
     /// A zigzag varint, in its shortest form only.
     pub(crate) fn ivarint(&mut self) -> Result<i64, ValueError> {
-        let before = self.buf.len();
-        let v = self.take::<i64>("bad varint")?;
-        canonical(before - self.buf.len(), ((v << 1) ^ (v >> 63)) as u64)?;
-        Ok(v)
+        let z = self.varint()?;
+        Ok((z >> 1) as i64 ^ -((z & 1) as i64))
     }
     pub(crate) fn f64(&mut self) -> Result<f64, ValueError> {
         let b = self.bytes(8)?;
