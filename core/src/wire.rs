@@ -25,7 +25,7 @@
 //!
 //! ```text
 //! frame    = record*
-//! record   = 0x01 str(id) varint(n) (str(source) f64le(ts))*n      digest
+//! record   = 0x01 str(id) varint(n) (str(source) f64le(ts))*n more  digest (part)
 //!          | 0x02                                                  SYNC
 //!          | 0x03 | 0x04                                           PING | PONG
 //!          | 0x05 source key ts value                              update
@@ -38,6 +38,8 @@
 //! ts       = zigzag-varint(d)     f64 bits of the timestamp = bits of the previous one + d
 //!                                 (the previous one starts at 0 in each frame)
 //! value    = the encoding of crate::value (tag byte, postcard varints, f64 little-endian)
+//! more     = 0x00 | 0x01          0x01: more parts of this digest's clock follow, each in
+//!                                 a 0x01 record of the same id, with nothing between
 //! bytes    = varint(len) byte*len
 //! str      = varint(len) utf8*len
 //! varint   = postcard's LEB128 unsigned varint (at most 10 bytes)
@@ -65,6 +67,9 @@ use crate::value::{
 
 /// Largest chunk an encoder writes on a message link, and the postcard frame size.
 pub const FRAME_SIZE: usize = 16 * 1024;
+
+/// The smallest chunk size an encoder accepts: room for any one clock entry.
+pub const MIN_FRAME: usize = 512;
 
 /// The magic that opens a postcard byte stream.
 pub const MAGIC: &[u8; 4] = b"RMP1";
@@ -255,7 +260,7 @@ impl Encoder {
         Self::with_frame_size(codec, framing, FRAME_SIZE)
     }
 
-    /// An encoder with another chunk size (at least 64 bytes); tests use small ones.
+    /// An encoder with another chunk size (at least 512 bytes); tests use small ones.
     pub fn with_frame_size(codec: Codec, framing: Framing, frame_size: usize) -> Self {
         Encoder {
             codec,
@@ -265,7 +270,7 @@ impl Encoder {
             frame: FrameState::default(),
             magic_sent: false,
             line: String::new(),
-            frame_size: frame_size.max(64),
+            frame_size: frame_size.max(MIN_FRAME),
         }
     }
 
@@ -311,15 +316,35 @@ impl Encoder {
                 self.line = l;
             }
             Codec::Postcard => {
-                let mut r = vec![R_DIGEST];
-                put_str(id, &mut r);
-                let entries: Vec<_> = clock.collect();
-                put_varint(entries.len() as u64, &mut r);
-                for (s, t) in entries {
-                    put_str(s, &mut r);
-                    r.extend_from_slice(&t.to_le_bytes());
+                // A clock too large for one frame goes in parts, each a record of its own.
+                let entries: Vec<(&str, f64)> = clock.collect();
+                let mut rest = &entries[..];
+                loop {
+                    let mut r = vec![R_DIGEST];
+                    put_str(id, &mut r);
+                    let room = self.frame_size.saturating_sub(r.len() + 4);
+                    let mut size = 0;
+                    let n = rest
+                        .iter()
+                        .take_while(|(s, _)| {
+                            size += 1 + 2 + s.len() + 8;
+                            size <= room
+                        })
+                        .count()
+                        .max(1)
+                        .min(rest.len());
+                    put_varint(n as u64, &mut r);
+                    for (s, t) in &rest[..n] {
+                        put_str(s, &mut r);
+                        r.extend_from_slice(&t.to_le_bytes());
+                    }
+                    rest = &rest[n..];
+                    r.push(u8::from(!rest.is_empty()));
+                    self.record(&r);
+                    if rest.is_empty() {
+                        break;
+                    }
                 }
-                self.record(&r);
             }
         }
     }
@@ -528,6 +553,8 @@ pub struct Decoder {
     /// JSON: the current line passed the limit and is being skipped.
     overflow: bool,
     frag: Option<Fragment>,
+    /// A digest whose clock came in parts so far: id and entries.
+    digest: Option<(String, Vec<(String, f64)>)>,
     out: VecDeque<Result<Message, DecodeError>>,
     /// JSON: the source id of the last update, reused while it repeats.
     last_source: Option<SmolStr>,
@@ -556,6 +583,7 @@ impl Decoder {
             failed: false,
             overflow: false,
             frag: None,
+            digest: None,
             out: VecDeque::new(),
             last_source: None,
         }
@@ -711,6 +739,7 @@ impl Decoder {
         if let Err(e) = self.decode_frame(frame) {
             self.out.truncate(before);
             self.frag = None;
+            self.digest = None;
             self.out.push_back(Err(e));
         }
     }
@@ -724,25 +753,45 @@ impl Decoder {
             if self.frag.is_some() && tag != R_FRAG_MORE {
                 return Err(DecodeError::Fragment("record between fragments"));
             }
+            if self.digest.is_some() && tag != R_DIGEST {
+                self.digest = None;
+                return Err(DecodeError::Malformed("record between digest parts"));
+            }
             match tag {
                 R_DIGEST => {
                     let id = r.str()?;
                     check_source(id, lim)?;
                     let n = r.count()?;
-                    if n > lim.max_clock_entries {
+                    let (_, entries) = self
+                        .digest
+                        .get_or_insert_with(|| (id.to_owned(), Vec::new()));
+                    if entries.len() + n > lim.max_clock_entries {
+                        self.digest = None;
                         return Err(DecodeError::ClockTooLarge(lim.max_clock_entries));
                     }
-                    let mut entries = Vec::with_capacity(n);
                     for _ in 0..n {
                         let s = r.str()?;
                         check_source(s, lim)?;
                         let t = check_ts(r.f64()?)?;
                         entries.push((s.to_owned(), t));
                     }
-                    self.out.push_back(Ok(Message::Digest {
-                        id: id.to_owned(),
-                        clock: Clock::from_entries(entries),
-                    }));
+                    let more = r.u8()?;
+                    if self.digest.as_ref().is_some_and(|(first, _)| first != id) {
+                        self.digest = None;
+                        return Err(DecodeError::Malformed("digest parts from two ids"));
+                    }
+                    match more {
+                        0 => {
+                            if let Some((id, entries)) = self.digest.take() {
+                                self.out.push_back(Ok(Message::Digest {
+                                    id,
+                                    clock: Clock::from_entries(entries),
+                                }));
+                            }
+                        }
+                        1 => {}
+                        _ => return Err(DecodeError::Malformed("bad digest flag")),
+                    }
                 }
                 R_SYNC => self.out.push_back(Ok(Message::Sync)),
                 R_PING => self.out.push_back(Ok(Message::Ping)),
@@ -1227,7 +1276,7 @@ mod tests {
         let mut d = Decoder::new(codec, framing, Limits::default());
         while let Some(c) = e.poll_transmit() {
             assert!(
-                framing == Framing::Stream || c.len() <= frame,
+                framing == Framing::Stream || c.len() <= frame.max(MIN_FRAME),
                 "chunk {} > {frame}",
                 c.len()
             );
@@ -1253,6 +1302,41 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             "{\"id\":\"A\",\"clock\":{\"A\":1795713876272}}\n[[\"preA\",1],1795713876272,\"A\"]\n\"SYNC\"\n"
         );
+    }
+
+    #[test]
+    fn a_large_clock_goes_in_parts_that_fit_frames() {
+        let mut c = Clock::new();
+        for i in 0..3000 {
+            c.set(&format!("peer-{i:05}.0123456789abcdef"), 1e12 + i as f64);
+        }
+        let msgs = vec![
+            Message::Digest {
+                id: "me".into(),
+                clock: c,
+            },
+            Message::Sync,
+        ];
+        assert_eq!(
+            roundtrip(Codec::Postcard, Framing::Messages, &msgs, FRAME_SIZE),
+            msgs
+        );
+        assert_eq!(
+            roundtrip(Codec::Postcard, Framing::Stream, &msgs, FRAME_SIZE),
+            msgs
+        );
+        // A record between the parts is an error, and nothing is reported.
+        let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
+        e.message(&msgs[0]);
+        let first = e.poll_transmit().unwrap();
+        let mut d = Decoder::new(Codec::Postcard, Framing::Messages, Limits::default());
+        d.push(&first);
+        d.push(&[R_SYNC]);
+        assert!(matches!(
+            d.poll_message(),
+            Some(Err(DecodeError::Malformed(_)))
+        ));
+        assert_eq!(d.poll_message(), None);
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (
             arb_source(),
-            prop::collection::vec((arb_source(), arb_ts()), 0..5)
+            prop::collection::vec((arb_source(), arb_ts()), 0..40)
         )
             .prop_map(|(id, c)| Message::Digest {
                 id,
@@ -271,7 +271,7 @@ proptest! {
         let mut d = Decoder::new(codec, framing, Limits::default());
         while let Some(chunk) = e.poll_transmit() {
             if framing == Framing::Messages {
-                prop_assert!(chunk.len() <= frame.max(64));
+                prop_assert!(chunk.len() <= frame.max(rtc_mesh_core::wire::MIN_FRAME));
             }
             // Split stream chunks anywhere: the decoder must not care.
             if framing == Framing::Stream && chunk.len() > 3 {
