@@ -796,9 +796,10 @@ impl Decoder {
                 R_SYNC => self.out.push_back(Ok(Message::Sync)),
                 R_PING => self.out.push_back(Ok(Message::Ping)),
                 R_PONG => self.out.push_back(Ok(Message::Pong)),
-                R_CONTROL => self
-                    .out
-                    .push_back(Ok(Message::Control(r.str()?.to_owned()))),
+                R_CONTROL => {
+                    let m = control_message(r.str()?);
+                    self.out.push_back(Ok(m));
+                }
                 R_UPDATE => {
                     let (source, key, ts) = read_update_header(&mut r, &mut st, lim)?;
                     let value = EncodedValue::take(&mut r, lim)?;
@@ -891,6 +892,17 @@ impl Decoder {
             ts: f.ts,
             source: f.source,
         })))
+    }
+}
+
+/// The message a control string stands for: the same in both codecs, so that
+/// `"SYNC"` sent as a plain control string is still the `SYNC` marker.
+fn control_message(s: &str) -> Message {
+    match s {
+        "SYNC" => Message::Sync,
+        "PING" => Message::Ping,
+        "PONG" => Message::Pong,
+        _ => Message::Control(s.to_owned()),
     }
 }
 
@@ -1030,12 +1042,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
         f.write_str("a scuttlebutt message")
     }
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Message, E> {
-        Ok(match s {
-            "SYNC" => Message::Sync,
-            "PING" => Message::Ping,
-            "PONG" => Message::Pong,
-            _ => Message::Control(s.to_owned()),
-        })
+        Ok(control_message(s))
     }
     fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Message, E> {
         Err(fail(self.err, DecodeError::NotAMessage("a boolean")))
@@ -1302,6 +1309,16 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             "{\"id\":\"A\",\"clock\":{\"A\":1795713876272}}\n[[\"preA\",1],1795713876272,\"A\"]\n\"SYNC\"\n"
         );
+    }
+
+    #[test]
+    fn a_control_string_naming_a_marker_is_that_marker() {
+        // Found by fuzzing: "SYNC" sent as a plain control string must not decode to
+        // something that re-encodes differently.
+        let mut d = Decoder::new(Codec::Postcard, Framing::Messages, Limits::default());
+        d.push(&[R_CONTROL, 4, b'S', b'Y', b'N', b'C', R_CONTROL, 1, b'x']);
+        assert_eq!(d.poll_message(), Some(Ok(Message::Sync)));
+        assert_eq!(d.poll_message(), Some(Ok(Message::Control("x".into()))));
     }
 
     #[test]
