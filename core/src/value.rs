@@ -1205,44 +1205,52 @@ fn skip_value(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueE
             if depth == 0 {
                 return Err(ValueError::TooDeep(max));
             }
-            let n = r.count()?;
-            // Keys must be unique and in JavaScript order, so that a value has exactly
-            // one encoding (decode then encode gives the same bytes).
-            const SMALL: usize = 16;
-            let mut small: [&[u8]; SMALL] = [b""; SMALL];
-            let mut big = std::collections::HashSet::new();
-            // Some(array index) of the previous key, or None for a plain key.
-            let mut prev: Option<Option<u32>> = None;
-            for i in 0..n {
-                let k = r.str_bytes()?;
-                let ix = array_index_bytes(k);
-                let ordered = match (prev, ix) {
-                    (None, _) => true,
-                    (Some(Some(a)), Some(b)) => a < b,
-                    (Some(_), None) => true,
-                    (Some(None), Some(_)) => false,
-                };
-                if !ordered {
-                    return Err(ValueError::Malformed("object keys out of order"));
-                }
-                let dup = if i < SMALL {
-                    let d = small[..i].contains(&k);
-                    small[i] = k;
-                    d
-                } else {
-                    if big.is_empty() {
-                        big.extend(small.iter().copied());
-                    }
-                    !big.insert(k)
-                };
-                if dup {
-                    return Err(ValueError::Malformed("duplicate object key"));
-                }
-                prev = Some(ix);
-                skip_value(r, depth - 1, max)?;
-            }
+            skip_object(r, depth, max)?;
         }
         _ => return Err(ValueError::Malformed("unknown value tag")),
+    }
+    Ok(())
+}
+
+/// The entries of an object (after its tag), checked as [`skip_value`] checks values.
+/// Apart from it so that its key table is set up only for objects.
+#[inline(never)]
+fn skip_object(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueError> {
+    let n = r.count()?;
+    // Keys must be unique and in JavaScript order, so that a value has exactly
+    // one encoding (decode then encode gives the same bytes).
+    const SMALL: usize = 16;
+    let mut small: [&[u8]; SMALL] = [b""; SMALL];
+    let mut big = std::collections::HashSet::new();
+    // Some(array index) of the previous key, or None for a plain key.
+    let mut prev: Option<Option<u32>> = None;
+    for i in 0..n {
+        let k = r.str_bytes()?;
+        let ix = array_index_bytes(k);
+        let ordered = match (prev, ix) {
+            (None, _) => true,
+            (Some(Some(a)), Some(b)) => a < b,
+            (Some(_), None) => true,
+            (Some(None), Some(_)) => false,
+        };
+        if !ordered {
+            return Err(ValueError::Malformed("object keys out of order"));
+        }
+        let dup = if i < SMALL {
+            let d = small[..i].contains(&k);
+            small[i] = k;
+            d
+        } else {
+            if big.is_empty() {
+                big.extend(small.iter().copied());
+            }
+            !big.insert(k)
+        };
+        if dup {
+            return Err(ValueError::Malformed("duplicate object key"));
+        }
+        prev = Some(ix);
+        skip_value(r, depth - 1, max)?;
     }
     Ok(())
 }
