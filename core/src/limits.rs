@@ -35,9 +35,10 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The longest JSON line a decoder keeps: the maximum value size plus 4 KiB
+    /// The longest JSON line a decoder keeps: the maximum value size (values are
+    /// bounded as JSON text too) plus room for the key and source id, escaped, and 4 KiB
     /// (DESIGN, Conventions: the partial tail of a line is bounded by this).
     pub fn max_line_len(&self) -> usize {
-        self.max_value_len + self.max_key_len + 4096
+        self.max_value_len + 6 * (self.max_key_len + self.max_id_len) + 4096
     }
 }

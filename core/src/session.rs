@@ -184,9 +184,12 @@ impl Session {
     fn handle_message(&mut self, store: &mut Store, now: Instant, m: Message) {
         match m {
             Message::Digest { id, clock } => {
+                // Sources we hold nothing of cannot lower what we send: they are not
+                // kept, so digests cannot grow the store's tables.
                 for (s, t) in clock.iter() {
-                    let ix = store.intern(s);
-                    self.raise_remote(ix, t);
+                    if let Some(ix) = store.source_ix(s) {
+                        self.raise_remote(ix, t);
+                    }
                 }
                 if self.remote_id.is_none() {
                     self.events

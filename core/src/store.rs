@@ -429,6 +429,8 @@ impl Store {
 
     /// Sets `key` to `value` (`null` deletes). Returns the update made, to be sent.
     pub fn set(&mut self, now: Instant, key: &str, value: &Value) -> Result<Update, StoreError> {
+        // Refuse what peers would refuse (non-finite numbers, too deep) before encoding.
+        value.check(self.limits.max_depth)?;
         self.set_encoded(now, key, EncodedValue::from_value(value))
     }
 
@@ -445,13 +447,21 @@ impl Store {
         value: EncodedValue,
     ) -> Result<Update, StoreError> {
         self.check_key(key)?;
-        if value.len() > self.limits.max_value_len {
-            return Err(StoreError::ValueTooLarge {
-                len: value.len(),
-                max: self.limits.max_value_len,
-            });
+        // Checked as a peer's value would be: size (binary and JSON text), depth, form.
+        let value =
+            EncodedValue::from_bytes(value.as_bytes(), &self.limits).map_err(|e| match e {
+                ValueError::TooLarge { len, max } => StoreError::ValueTooLarge { len, max },
+                e => StoreError::Value(e),
+            })?;
+        let mut ts = self.next_ts(now);
+        // The write must win its key on every replica: above the key's current write
+        // even when that one came stamped ahead of our clock (skewed or tied).
+        if let Some(e) = self.entries.get(key) {
+            if e.ts >= ts {
+                ts = e.ts.next_up();
+                self.last_local = ts;
+            }
         }
-        let ts = self.next_ts(now);
         self.sources.clock[self.local.0 as usize] = ts;
         self.stats.local += 1;
         let key = self
@@ -554,7 +564,7 @@ impl Store {
             Some(Rejection::BadKey)
         } else if known.is_none() && !valid_source(u.source, &self.limits) {
             Some(Rejection::BadSource)
-        } else if u.value.len() > self.limits.max_value_len {
+        } else if !u.value.fits(&self.limits) {
             Some(Rejection::ValueTooLarge)
         } else {
             None
@@ -768,10 +778,6 @@ impl Store {
     pub(crate) fn source_ix(&self, name: &str) -> Option<SourceIx> {
         self.sources.get(name)
     }
-
-    pub(crate) fn intern(&mut self, name: &str) -> SourceIx {
-        self.sources.intern(name)
-    }
 }
 
 #[cfg(test)]
@@ -838,6 +844,54 @@ mod tests {
         assert!(s.get("k").is_none());
         assert!(s.entry("k").unwrap().value.is_null());
         assert_eq!(s.history(&Clock::new()).len(), 1);
+    }
+
+    #[test]
+    fn a_local_write_wins_its_key_everywhere_even_after_a_write_from_the_future() {
+        // Found in review: a tie or a skewed remote write must not let the two replicas
+        // keep different winners.
+        let t0 = Instant::now();
+        for ahead in [500.0, 3_600_000.0] {
+            let mut a = store("a", t0);
+            let mut z = store("z", t0);
+            let uz = Update {
+                key: "k".into(),
+                value: EncodedValue::from_value(&"fromZ".into()),
+                ts: 1_700_000_000_000.0 + ahead,
+                source: "z".into(),
+            };
+            z.apply(t0, uz.clone());
+            a.apply(t0, uz);
+            let ua = a.set(t0, "k", &"fromA".into()).unwrap();
+            assert_eq!(z.apply(t0, ua), Verdict::Applied);
+            assert_eq!(a.get("k"), z.get("k"));
+        }
+    }
+
+    #[test]
+    fn set_refuses_what_peers_would_refuse() {
+        let t0 = Instant::now();
+        let mut s = store("a", t0);
+        assert_eq!(
+            s.set(t0, "k", &Value::Number(f64::NAN)),
+            Err(StoreError::Value(ValueError::NotFinite))
+        );
+        let mut deep = Value::Null;
+        for _ in 0..100 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(matches!(
+            s.set(t0, "k", &deep),
+            Err(StoreError::Value(ValueError::TooDeep(_)))
+        ));
+        // Small encoded, but six times larger as JSON text.
+        let ctl = Value::String("\u{1}".repeat(600_000));
+        assert!(matches!(
+            s.set(t0, "k", &ctl),
+            Err(StoreError::ValueTooLarge { .. })
+        ));
+        assert!(s.is_empty());
+        assert!(s.poll_event().is_none());
     }
 
     #[test]

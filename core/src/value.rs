@@ -133,6 +133,21 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
+
+    /// Checks what a peer's decoder checks: numbers are finite and nesting is at most
+    /// `max_depth` levels.
+    pub fn check(&self, max_depth: usize) -> Result<(), ValueError> {
+        fn walk(v: &Value, left: usize, max: usize) -> Result<(), ValueError> {
+            match v {
+                Value::Number(n) if !n.is_finite() => Err(ValueError::NotFinite),
+                Value::Array(_) | Value::Object(_) if left == 0 => Err(ValueError::TooDeep(max)),
+                Value::Array(a) => a.iter().try_for_each(|x| walk(x, left - 1, max)),
+                Value::Object(o) => o.iter().try_for_each(|(_, x)| walk(x, left - 1, max)),
+                _ => Ok(()),
+            }
+        }
+        walk(self, max_depth, max_depth)
+    }
 }
 
 impl fmt::Display for Value {
@@ -752,7 +767,26 @@ impl EncodedValue {
         if !r.is_empty() {
             return Err(ValueError::Malformed("trailing bytes"));
         }
-        Ok(EncodedValue::from_checked(bytes))
+        let v = EncodedValue::from_checked(bytes);
+        if !v.fits(limits) {
+            return Err(ValueError::TooLarge {
+                len: v.to_json().len(),
+                max: limits.max_value_len,
+            });
+        }
+        Ok(v)
+    }
+
+    /// Is this value within the maximum value size both as encoded and as JSON text
+    /// (which can be up to about six times longer), so that JSON peers take it too?
+    pub fn fits(&self, limits: &Limits) -> bool {
+        let n = self.len();
+        if n > limits.max_value_len {
+            return false;
+        }
+        // JSON text is at most 6 bytes per encoded byte, plus a little.
+        n.saturating_mul(6).saturating_add(32) <= limits.max_value_len
+            || self.to_json().len() <= limits.max_value_len
     }
 
     /// Reads one value from the front of `r` (bounded by `limits`), keeping its bytes.
@@ -1170,7 +1204,7 @@ fn finite(n: f64) -> Result<f64, ValueError> {
 }
 
 fn int_ok(i: i64) -> Result<i64, ValueError> {
-    if (i as f64).abs() <= MAX_SAFE {
+    if i.unsigned_abs() <= 1 << 53 {
         Ok(i)
     } else {
         Err(ValueError::Malformed("integer out of range"))
@@ -1400,5 +1434,9 @@ mod tests {
             Err(ValueError::Malformed("overlong varint"))
         );
         assert!(EncodedValue::from_bytes(&[5, 0x80, 0x00], &lim).is_err());
+        // 2^53 + 1 is not a safe integer (found in review).
+        let mut b = vec![3];
+        put_ivarint((1i64 << 53) + 1, &mut b);
+        assert!(EncodedValue::from_bytes(&b, &lim).is_err());
     }
 }

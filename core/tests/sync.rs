@@ -229,3 +229,18 @@ fn writes_made_while_the_history_streams_keep_each_sources_order() {
     assert_eq!(b.store().stats().stale, 0);
     assert!(b.session(w.b).unwrap().is_synced());
 }
+
+#[test]
+fn digests_naming_unknown_sources_do_not_grow_the_store() {
+    let t0 = Instant::now();
+    let mut a = replica("a", t0);
+    let l = a.open_link(Codec::Json, Framing::Stream);
+    while !matches!(a.poll_output(), Output::Timeout(_)) {}
+    let clock: Vec<String> = (0..1000).map(|i| format!("\"s{i}\":1")).collect();
+    let digest = format!("{{\"id\":\"p\",\"clock\":{{{}}}}}\n", clock.join(","));
+    for _ in 0..3 {
+        a.handle_input(l, t0, digest.as_bytes());
+    }
+    while !matches!(a.poll_output(), Output::Timeout(_)) {}
+    assert_eq!(a.store().clock().len(), 0);
+}
