@@ -431,7 +431,7 @@ impl Store {
     pub fn set(&mut self, now: Instant, key: &str, value: &Value) -> Result<Update, StoreError> {
         // Refuse what peers would refuse (non-finite numbers, too deep) before encoding.
         value.check(self.limits.max_depth)?;
-        self.set_encoded(now, key, EncodedValue::from_value(value))
+        self.write(now, key, EncodedValue::from_value(value))
     }
 
     /// Deletes `key` (writes a tombstone).
@@ -446,13 +446,29 @@ impl Store {
         key: &str,
         value: EncodedValue,
     ) -> Result<Update, StoreError> {
-        self.check_key(key)?;
         // Checked as a peer's value would be: size (binary and JSON text), depth, form.
         let value =
             EncodedValue::from_bytes(value.as_bytes(), &self.limits).map_err(|e| match e {
                 ValueError::TooLarge { len, max } => StoreError::ValueTooLarge { len, max },
                 e => StoreError::Value(e),
             })?;
+        self.write(now, key, value)
+    }
+
+    /// A local write of a value whose form is checked (its size is checked here).
+    fn write(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: EncodedValue,
+    ) -> Result<Update, StoreError> {
+        self.check_key(key)?;
+        if !value.fits(&self.limits) {
+            return Err(StoreError::ValueTooLarge {
+                len: value.len().max(value.to_json().len()),
+                max: self.limits.max_value_len,
+            });
+        }
         let mut ts = self.next_ts(now);
         // The write must win its key on every replica: above the key's current write
         // even when that one came stamped ahead of our clock (skewed or tied).
