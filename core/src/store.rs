@@ -706,19 +706,15 @@ impl Store {
                 floor[ix.0 as usize] = t;
             }
         }
-        self.history_after(&floor)
-    }
-
-    /// History against a clock indexed by [`SourceIx`] (missing entries count as 0).
-    pub(crate) fn history_after(&self, floor: &[f64]) -> Vec<UpdateRef<'_>> {
-        self.history_entries(floor)
+        self.history_refs(&floor)
             .into_iter()
-            .map(|(_, u)| u)
+            .map(|(k, e)| self.view(k, e))
             .collect()
     }
 
-    /// The history after `floor` as owned, cheaply cloned items (shared keys and values),
-    /// in (timestamp, source) order: what a session streams.
+    /// The history after `floor` (a clock indexed by [`SourceIx`], missing entries 0) as
+    /// store slots with their timestamps, in (timestamp, source) order: what a session
+    /// streams.
     pub(crate) fn history_slots(&self, floor: &[f64]) -> Vec<HistoryItem> {
         self.history_order(floor)
             .into_iter()
@@ -776,14 +772,6 @@ impl Store {
             rank[ix as usize] = r as u32;
         }
         rank
-    }
-
-    /// Like [`Store::history_after`], with each update's source index.
-    pub(crate) fn history_entries(&self, floor: &[f64]) -> Vec<(SourceIx, UpdateRef<'_>)> {
-        self.history_refs(floor)
-            .into_iter()
-            .map(|(k, e)| (e.source, self.view(k, e)))
-            .collect()
     }
 
     /// The next change event, if any.
