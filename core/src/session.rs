@@ -25,6 +25,9 @@ use crate::store::{HistoryItem, SourceIx, Store, UpdateRef, Verdict};
 
 /// How far ahead of the link the history is encoded, in bytes.
 const STREAM_AHEAD: usize = 64 * 1024;
+
+/// The most keys a peer's history size hint makes a store reserve room for.
+const MAX_RESERVE: u64 = 1 << 20;
 use crate::wire::{Codec, DecodeError, Decoder, Encoder, Framing, Message};
 
 /// Session configuration.
@@ -200,6 +203,7 @@ impl Session {
                     // The history is streamed by poll_transmit, a few frames at a time.
                     self.started = true;
                     self.history = store.history_slots(&self.remote_clock).into();
+                    self.enc.history_size(self.history.len() as u64);
                     self.streaming = true;
                 }
             }
@@ -217,6 +221,11 @@ impl Session {
                 self.check_synced();
             }
             Message::Ping => self.enc.control("PONG"),
+            Message::HistorySize(n) => {
+                // A hint from the peer: bounded, so that it cannot make us reserve much
+                // more than a peer could fill anyway.
+                store.reserve(n.min(MAX_RESERVE) as usize);
+            }
             Message::Pong | Message::Control(_) => {}
         }
     }

@@ -633,6 +633,12 @@ impl Store {
             .filter(|v| !v.is_null())
     }
 
+    /// Makes room for `additional` more keys, so that a large sync does not grow the
+    /// tables step by step.
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
+    }
+
     /// The winning update of `key`, including a tombstone.
     pub fn entry(&self, key: &str) -> Option<UpdateRef<'_>> {
         self.entries

@@ -32,6 +32,7 @@
 //!          | 0x06 source key ts varint(total) bytes                first fragment of a large value
 //!          | 0x07 bytes                                            next fragment
 //!          | 0x08 str(text)                                        other control string
+//!          | 0x09 varint(n)                                        history size hint
 //! source   = varint(i)            i < table length: the i-th source of this frame
 //!                                 i = table length: followed by str(id), appended to the table
 //! key      = varint(p) str(s)     the first p bytes of the previous key in this frame, then s
@@ -44,6 +45,10 @@
 //! str      = varint(len) utf8*len
 //! varint   = postcard's LEB128 unsigned varint (at most 10 bytes)
 //! ```
+//!
+//! The history size hint tells how many updates the sender is about to stream before
+//! `SYNC`, so that the receiver can make room for them at once; it is only a hint (the
+//! receiver bounds what it reserves) and the json codec does not carry it.
 //!
 //! A value whose update does not fit in one frame travels as a `0x06` record holding
 //! its first bytes, followed by `0x07` records (each in a frame of its own) until
@@ -136,6 +141,9 @@ pub enum Message {
     Pong,
     /// Another control string (ignored by the session, kept for forward compatibility).
     Control(String),
+    /// The sender is about to stream this many history updates: a hint that lets the
+    /// receiver make room at once. Postcard only: the json encoder writes nothing.
+    HistorySize(u64),
 }
 
 /// Why bytes from a peer could not be decoded. Nothing from the failed line or frame
@@ -243,6 +251,7 @@ const R_UPDATE: u8 = 5;
 const R_FRAG_START: u8 = 6;
 const R_FRAG_MORE: u8 = 7;
 const R_CONTROL: u8 = 8;
+const R_HISTORY_SIZE: u8 = 9;
 
 fn common_prefix(a: &str, b: &str) -> usize {
     let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
@@ -288,6 +297,16 @@ impl Encoder {
             Message::Ping => self.control("PING"),
             Message::Pong => self.control("PONG"),
             Message::Control(s) => self.control(s),
+            Message::HistorySize(n) => self.history_size(*n),
+        }
+    }
+
+    /// Encodes a history size hint (postcard only: scuttlebutt has no such message).
+    pub fn history_size(&mut self, n: u64) {
+        if self.codec == Codec::Postcard {
+            let mut r = vec![R_HISTORY_SIZE];
+            put_varint(n, &mut r);
+            self.record(&r);
         }
     }
 
@@ -800,6 +819,10 @@ impl Decoder {
                     let m = control_message(r.str()?);
                     self.out.push_back(Ok(m));
                 }
+                R_HISTORY_SIZE => {
+                    let n = r.varint()?;
+                    self.out.push_back(Ok(Message::HistorySize(n)));
+                }
                 R_UPDATE => {
                     let (source, key, ts) = read_update_header(&mut r, &mut st, lim)?;
                     let value = EncodedValue::take(&mut r, lim)?;
@@ -1309,6 +1332,20 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             "{\"id\":\"A\",\"clock\":{\"A\":1795713876272}}\n[[\"preA\",1],1795713876272,\"A\"]\n\"SYNC\"\n"
         );
+    }
+
+    #[test]
+    fn the_history_size_hint_is_postcard_only() {
+        let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
+        e.history_size(300);
+        let bytes = e.poll_transmit().unwrap();
+        assert_eq!(bytes, [R_HISTORY_SIZE, 0xac, 0x02]);
+        let mut d = Decoder::new(Codec::Postcard, Framing::Messages, Limits::default());
+        d.push(&bytes);
+        assert_eq!(d.poll_message(), Some(Ok(Message::HistorySize(300))));
+        let mut j = Encoder::new(Codec::Json, Framing::Messages);
+        j.history_size(300);
+        assert_eq!(j.poll_transmit(), None);
     }
 
     #[test]

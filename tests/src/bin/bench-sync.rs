@@ -199,7 +199,7 @@ fn main() {
         // "full sync CODEC  X ms cold,  Y ms warm ..."
         let figures: Vec<f64> = text
             .lines()
-            .next()
+            .find(|l| l.starts_with("full sync"))
             .unwrap_or_default()
             .split_whitespace()
             .filter_map(|w| w.trim_end_matches(',').parse().ok())
