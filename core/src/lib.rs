@@ -68,7 +68,9 @@ pub mod control;
 pub mod limits;
 pub mod replica;
 pub mod session;
+pub mod signal;
 pub mod store;
+pub mod switchboard;
 pub mod value;
 pub mod wire;
 

@@ -1,0 +1,483 @@
+//! The switchboard's rules, one test each, and a proptest over random sequences.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use rtc_mesh_core::switchboard::{
+    CloseReason, ConnId, SwitchOutput, Switchboard, SwitchboardConfig,
+};
+
+/// A switchboard with its outputs sorted by connection.
+struct Board {
+    sb: Switchboard,
+    now: Instant,
+    inbox: BTreeMap<u64, Vec<String>>,
+    closed: Vec<(u64, CloseReason)>,
+    pings: Vec<u64>,
+}
+
+impl Board {
+    fn new(config: SwitchboardConfig) -> Self {
+        Board {
+            sb: Switchboard::new(config),
+            now: Instant::now(),
+            inbox: BTreeMap::new(),
+            closed: Vec::new(),
+            pings: Vec::new(),
+        }
+    }
+    fn open(&mut self, c: u64) {
+        self.sb.open(ConnId(c), self.now);
+    }
+    fn send(&mut self, c: u64, text: &str) {
+        self.sb.text(ConnId(c), self.now, text);
+        self.drain();
+    }
+    fn close(&mut self, c: u64) {
+        self.sb.close(ConnId(c), self.now);
+        self.drain();
+    }
+    fn drain(&mut self) {
+        while let Some(o) = self.sb.poll_output() {
+            match o {
+                SwitchOutput::Send(c, t) => self.inbox.entry(c.0).or_default().push(t.to_string()),
+                SwitchOutput::Ping(c) => self.pings.push(c.0),
+                SwitchOutput::Close(c, r) => self.closed.push((c.0, r)),
+            }
+        }
+    }
+    /// What `c` received since the last call.
+    fn got(&mut self, c: u64) -> Vec<String> {
+        self.inbox.remove(&c).unwrap_or_default()
+    }
+    fn announce(&mut self, c: u64, id: &str, room: &str) {
+        self.send(c, &ann(id, room));
+    }
+}
+
+fn ann(id: &str, room: &str) -> String {
+    format!(r#"/announce|{id}|{{"id":"{id}","room":"{room}"}}"#)
+}
+
+fn config(f: impl FnOnce(&mut SwitchboardConfig)) -> SwitchboardConfig {
+    let mut c = SwitchboardConfig::default();
+    f(&mut c);
+    c
+}
+
+fn board() -> Board {
+    Board::new(SwitchboardConfig::default())
+}
+
+#[test]
+fn roominfo_goes_to_the_announcer_before_the_announce_is_relayed() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    assert_eq!(b.got(1), [r#"/roominfo|{"memberCount":1}"#]);
+    b.announce(2, "b", "r");
+    assert_eq!(b.got(2), [r#"/roominfo|{"memberCount":2}"#]);
+    assert_eq!(b.got(1), [ann("b", "r")]);
+    assert_eq!(b.sb.room_members("r"), ["a", "b"]);
+}
+
+#[test]
+fn directed_messages_reach_only_their_target_in_the_same_room() {
+    let mut b = board();
+    for c in 1..=4 {
+        b.open(c);
+    }
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.announce(3, "c", "r");
+    b.announce(4, "d", "other");
+    for c in 1..=4 {
+        b.got(c);
+    }
+    let m = r#"/to|b|/mesh:sdp|a|{"type":"offer","sdp":"v=0"}"#;
+    b.send(1, m);
+    assert_eq!(b.got(2), [m]);
+    assert!(b.got(3).is_empty() && b.got(4).is_empty() && b.got(1).is_empty());
+    // Another room's member and an unknown id are out of reach.
+    b.send(1, "/to|d|/x|a");
+    b.send(1, "/to|zz|/x|a");
+    assert!((1..=4).all(|c| b.got(c).is_empty()));
+    assert_eq!(b.sb.counters().dropped_no_target, 2);
+    assert_eq!(b.sb.counters().directed, 1);
+}
+
+#[test]
+fn broadcasts_stay_in_the_room_and_skip_the_sender() {
+    let mut b = board();
+    for c in 1..=3 {
+        b.open(c);
+    }
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.announce(3, "c", "s");
+    for c in 1..=3 {
+        b.got(c);
+    }
+    b.send(2, r#"/custom|b|{"k":"v"}|plain text part"#);
+    assert_eq!(b.got(1), [r#"/custom|b|{"k":"v"}|plain text part"#]);
+    assert!(b.got(2).is_empty() && b.got(3).is_empty());
+}
+
+#[test]
+fn nothing_is_delivered_for_a_connection_that_has_not_announced() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.got(1);
+    b.send(2, r#"/hello|x|{"x":0}"#);
+    b.send(2, "/to|a|/hello|x");
+    assert!(b.got(1).is_empty());
+    assert_eq!(b.sb.counters().dropped_unannounced, 2);
+}
+
+#[test]
+fn a_sender_other_than_the_announced_id_is_dropped() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    b.got(2);
+    b.send(2, "/to|a|/mesh:sdp|c|{}");
+    b.send(2, "/hello|a");
+    b.send(2, &ann("a", "r"));
+    b.send(2, r#"/roominfo|{"memberCount":9}"#);
+    assert!(b.got(1).is_empty() && b.got(2).is_empty());
+    assert_eq!(b.sb.counters().dropped_spoofed, 4);
+    // An announce whose attributes name another id is refused too.
+    b.open(3);
+    b.send(3, r#"/announce|c|{"id":"a","room":"r"}"#);
+    assert!(b.got(1).is_empty() && b.got(3).is_empty());
+    assert_eq!(b.sb.room_members("r"), ["a", "b"]);
+}
+
+#[test]
+fn a_closed_connection_is_announced_as_left_with_reason_disconnected() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    b.close(2);
+    assert_eq!(b.got(1), [r#"/leave|b|{"id":"b","reason":"disconnected"}"#]);
+    b.close(1);
+    assert_eq!(b.sb.counters().rooms, 0, "empty rooms are removed");
+    assert_eq!(b.sb.counters().members, 0);
+    assert_eq!(b.sb.counters().connections, 0);
+}
+
+#[test]
+fn joining_another_room_leaves_the_first_and_it_hears_so() {
+    let mut b = board();
+    for c in 1..=3 {
+        b.open(c);
+    }
+    b.announce(1, "a", "r1");
+    b.announce(2, "b", "r1");
+    b.announce(3, "c", "r2");
+    for c in 1..=3 {
+        b.got(c);
+    }
+    b.announce(1, "a", "r2");
+    assert_eq!(b.got(2), [r#"/leave|a|{"id":"a"}"#]);
+    assert_eq!(b.got(1), [r#"/roominfo|{"memberCount":2}"#]);
+    assert_eq!(b.got(3), [ann("a", "r2")]);
+    assert_eq!(b.sb.room_members("r1"), ["b"]);
+}
+
+#[test]
+fn a_new_connection_with_the_same_id_replaces_the_old_one_silently() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    b.got(2);
+    b.open(3);
+    b.announce(3, "b", "r");
+    assert_eq!(b.closed, [(2, CloseReason::Replaced)]);
+    assert_eq!(b.got(3), [r#"/roominfo|{"memberCount":2}"#]);
+    assert_eq!(b.got(1), [ann("b", "r")], "no /leave for the replaced one");
+    // The old connection's close, when the runtime reports it, says nothing.
+    b.close(2);
+    assert!(b.got(1).is_empty());
+    b.send(1, "/to|b|/x|a");
+    assert_eq!(b.got(3), ["/to|b|/x|a"]);
+}
+
+#[test]
+fn a_client_leave_is_relayed_and_ends_membership() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    b.send(2, r#"/leave|b|{"id":"b"}"#);
+    assert_eq!(b.got(1), [r#"/leave|b|{"id":"b"}"#]);
+    b.send(2, "/after-leave|b");
+    assert!(b.got(1).is_empty());
+    b.close(2);
+    assert!(b.got(1).is_empty(), "no second leave");
+}
+
+#[test]
+fn room_and_member_limits_refuse_announces() {
+    let mut b = Board::new(config(|c| {
+        c.max_members = 2;
+        c.max_rooms = 2;
+    }));
+    for c in 1..=5 {
+        b.open(c);
+    }
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.announce(3, "c", "r");
+    assert!(b.got(3).is_empty());
+    assert_eq!(b.sb.counters().refused_room_full, 1);
+    b.announce(3, "c", "s");
+    b.announce(4, "d", "t");
+    assert!(b.got(4).is_empty());
+    assert_eq!(b.sb.counters().refused_rooms, 1);
+    // A member's re-announce into its full room is still fine.
+    b.got(1);
+    b.announce(1, "a", "r");
+    assert_eq!(b.got(1), [r#"/roominfo|{"memberCount":2}"#]);
+}
+
+#[test]
+fn bad_frames_are_counted_and_repeated_abuse_closes() {
+    let mut b = Board::new(config(|c| {
+        c.max_frame = 100;
+        c.max_strikes = 5.0;
+    }));
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    b.sb.binary(ConnId(2), b.now);
+    b.send(2, "hello world");
+    b.send(2, &format!("/x|b|{}", "y".repeat(200)));
+    b.send(2, &format!("/x|b|{}1{}", "[".repeat(40), "]".repeat(40)));
+    let c = b.sb.counters().clone();
+    assert_eq!(
+        (c.dropped_binary, c.dropped_malformed, c.dropped_oversize),
+        (1, 2, 1)
+    );
+    assert!(b.closed.is_empty());
+    b.send(2, "nope");
+    assert_eq!(b.closed, [(2, CloseReason::Abuse)]);
+    assert_eq!(b.got(1), [r#"/leave|b|{"id":"b","reason":"disconnected"}"#]);
+    // Strikes are forgiven over time: one a second.
+    b.now += Duration::from_secs(10);
+    for _ in 0..4 {
+        b.send(1, "nope");
+    }
+    b.now += Duration::from_secs(2);
+    for _ in 0..2 {
+        b.send(1, "nope");
+    }
+    assert_eq!(b.closed.len(), 1);
+}
+
+#[test]
+fn the_token_bucket_allows_a_burst_then_the_rate() {
+    let mut b = Board::new(config(|c| {
+        c.rate_per_sec = 10.0;
+        c.burst = 20.0;
+        c.max_strikes = 1000.0;
+    }));
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(2);
+    for _ in 0..30 {
+        b.send(1, "/x|a");
+    }
+    assert_eq!(b.got(2).len(), 19, "burst of 20, less the announce");
+    assert_eq!(b.sb.counters().dropped_rate, 11);
+    b.now += Duration::from_millis(500);
+    for _ in 0..10 {
+        b.send(1, "/x|a");
+    }
+    assert_eq!(b.got(2).len(), 5);
+}
+
+#[test]
+fn idle_connections_are_pinged_and_dead_ones_closed_and_announced_left() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    let step = Duration::from_secs(1);
+    for _ in 0..12 {
+        b.now += step;
+        // Connection 1 answers everything; 2 is silent.
+        b.sb.activity(ConnId(1), b.now);
+        let t = b.sb.poll_timeout().unwrap();
+        if t <= b.now {
+            b.sb.handle_timeout(b.now);
+        }
+        b.drain();
+    }
+    assert_eq!(b.pings, [2]);
+    assert!(b.closed.is_empty());
+    for _ in 0..20 {
+        b.now += step;
+        b.sb.activity(ConnId(1), b.now);
+        b.sb.handle_timeout(b.now);
+        b.drain();
+    }
+    assert_eq!(b.closed, [(2, CloseReason::Dead)]);
+    assert_eq!(b.got(1), [r#"/leave|b|{"id":"b","reason":"disconnected"}"#]);
+    assert_eq!(b.sb.counters().closed_dead, 1);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Open(u8),
+    Close(u8),
+    Announce(u8, u8, u8),
+    To(u8, u8, u8),
+    Broadcast(u8, u8),
+    Leave(u8, u8),
+    Garbage(u8, Vec<u8>),
+    Binary(u8),
+    Tick(u16),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let c = 0u8..6;
+    let id = 0u8..5;
+    let room = 0u8..3;
+    prop_oneof![
+        c.clone().prop_map(Op::Open),
+        c.clone().prop_map(Op::Close),
+        (c.clone(), id.clone(), room).prop_map(|(c, i, r)| Op::Announce(c, i, r)),
+        (c.clone(), id.clone(), id.clone()).prop_map(|(c, i, t)| Op::To(c, i, t)),
+        (c.clone(), id.clone()).prop_map(|(c, i)| Op::Broadcast(c, i)),
+        (c.clone(), id).prop_map(|(c, i)| Op::Leave(c, i)),
+        (c.clone(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(c, b)| Op::Garbage(c, b)),
+        c.prop_map(Op::Binary),
+        (0u16..5000).prop_map(Op::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/switchboard.txt"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    /// Random opens, closes, valid and malformed frames: nothing crosses rooms, nothing
+    /// is delivered for an unannounced connection, no panic.
+    #[test]
+    fn nothing_crosses_rooms(ops in prop::collection::vec(arb_op(), 0..80)) {
+        let mut sb = Switchboard::new(config(|c| c.max_strikes = 8.0));
+        let mut now = Instant::now();
+        // Our model: which connections are open, and the room each is in.
+        let mut open: BTreeMap<u8, Option<u8>> = BTreeMap::new();
+        let ids = ["a", "b", "c", "d", "e"];
+        for op in ops {
+            // The room of the sending connection before this op (for the check).
+            let mut sender: Option<u8> = None;
+            match &op {
+                Op::Open(c) => {
+                    if open.contains_key(c) { continue; }
+                    sb.open(ConnId(*c as u64), now);
+                    open.insert(*c, None);
+                }
+                Op::Close(c) => {
+                    if open.remove(c).is_none() { continue; }
+                    sb.close(ConnId(*c as u64), now);
+                }
+                Op::Announce(c, i, r) => {
+                    if !open.contains_key(c) { continue; }
+                    sender = Some(*c);
+                    sb.text(ConnId(*c as u64), now, &ann(ids[*i as usize], &format!("r{r}")));
+                }
+                Op::To(c, i, t) => {
+                    if !open.contains_key(c) { continue; }
+                    sender = Some(*c);
+                    sb.text(ConnId(*c as u64), now, &format!("/to|{}|/x|{}|{{}}", ids[*t as usize], ids[*i as usize]));
+                }
+                Op::Broadcast(c, i) => {
+                    if !open.contains_key(c) { continue; }
+                    sender = Some(*c);
+                    sb.text(ConnId(*c as u64), now, &format!("/x|{}|t", ids[*i as usize]));
+                }
+                Op::Leave(c, i) => {
+                    if !open.contains_key(c) { continue; }
+                    sender = Some(*c);
+                    sb.text(ConnId(*c as u64), now, &format!("/leave|{}|{{}}", ids[*i as usize]));
+                }
+                Op::Garbage(c, bytes) => {
+                    if !open.contains_key(c) { continue; }
+                    sb.text(ConnId(*c as u64), now, &String::from_utf8_lossy(bytes));
+                }
+                Op::Binary(c) => {
+                    if !open.contains_key(c) { continue; }
+                    sb.binary(ConnId(*c as u64), now);
+                }
+                Op::Tick(ms) => {
+                    now += Duration::from_millis(*ms as u64 * 10);
+                    sb.handle_timeout(now);
+                }
+            }
+            // Each connection's room after the op, as the switchboard sees it.
+            let room_of = |sb: &Switchboard, c: u8| -> Option<String> {
+                let room = sb.conn_room(ConnId(c as u64))?;
+                let id = sb.conn_id(ConnId(c as u64))?;
+                assert!(sb.room_members(room).contains(&id), "member lists agree");
+                Some(room.to_owned())
+            };
+            let sender_room_before = sender.and_then(|c| open.get(&c).copied().flatten());
+            while let Some(o) = sb.poll_output() {
+                match o {
+                    SwitchOutput::Send(to, text) => {
+                        let to = to.0 as u8;
+                        prop_assert!(open.contains_key(&to), "sent to a closed connection");
+                        let to_room = room_of(&sb, to);
+                        prop_assert!(to_room.is_some() || text.starts_with("/roominfo"),
+                            "delivered to an unannounced connection: {text}");
+                        if !text.starts_with("/roominfo") && !text.starts_with("/leave") {
+                            // A relayed message: the sender was announced, in the recipient's room.
+                            let s = sender.expect("relay without a sender");
+                            let s_room = room_of(&sb, s).or(sender_room_before.map(|r| format!("r{r}")));
+                            prop_assert_eq!(s_room, to_room, "crossed rooms: {}", text);
+                        }
+                    }
+                    SwitchOutput::Close(c, _) => {
+                        open.remove(&(c.0 as u8));
+                    }
+                    SwitchOutput::Ping(_) => {}
+                }
+            }
+            // Refresh the model's rooms.
+            let keys: Vec<u8> = open.keys().copied().collect();
+            for c in keys {
+                let r = room_of(&sb, c).map(|r| r[1..].parse().unwrap());
+                open.insert(c, r);
+            }
+            let counters = sb.counters();
+            prop_assert_eq!(counters.connections as usize, open.len());
+        }
+    }
+}
