@@ -69,6 +69,7 @@ pub mod limits;
 pub mod replica;
 pub mod session;
 pub mod signal;
+pub mod signal_client;
 pub mod store;
 pub mod switchboard;
 pub mod value;

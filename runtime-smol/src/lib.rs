@@ -26,6 +26,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod signal;
+pub mod switchboard;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr};

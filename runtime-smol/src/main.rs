@@ -19,6 +19,7 @@ Usage:
   rtc-mesh demo [--peers N] [--keys K] [--codec json|postcard]
   rtc-mesh replicate (--listen ADDR | --connect ADDR) [--codec json|postcard]
                      [--id ID] [--runtime smol|std] [--json]
+  rtc-mesh serve [--listen ADDR] [--json]
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
@@ -58,6 +59,21 @@ Options:
   --codec json|postcard  wire codec (default postcard)
 ";
 
+const SERVE_USAGE: &str = "\
+rtc-mesh serve: the signalling server (a switchboard speaking rtc-signaller 6.x over
+WebSocket; rtc-switchboard 3.2 compatible, with leaves on disconnect and limits)
+
+Usage:
+  rtc-mesh serve [--listen ADDR] [--json]
+
+Options:
+  --listen ADDR        address to listen on (default 127.0.0.1:3000; port 0 picks one)
+  --json               write the ready event as a JSON line
+
+Clients connect to ws://ADDR/ (any path); GET http://ADDR/health returns the counters
+as JSON. Runs until killed.
+";
+
 /// A command-line error: message for stderr, exit code 2.
 struct Usage(String);
 
@@ -89,6 +105,7 @@ fn main() -> ExitCode {
         }
         "replicate" => replicate(args),
         "demo" => demo(args),
+        "serve" => serve(args),
         other => Err(Usage(format!("unknown command {other:?}"))),
     };
     match result {
@@ -339,6 +356,39 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     backend.close(Duration::from_secs(2));
     out.emit(&Report::Closed);
     Ok(ExitCode::SUCCESS)
+}
+
+fn serve(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
+    use lexopt::prelude::*;
+    let mut listen: SocketAddr = "127.0.0.1:3000".parse().expect("valid default");
+    let mut json = false;
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("listen") => listen = parse_addr(&args.value()?.string()?)?,
+            Long("json") => json = true,
+            Long("help") | Short('h') => {
+                print!("{SERVE_USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(smol::block_on(async {
+        let server =
+            match rtc_mesh_smol::switchboard::Server::bind(listen, Default::default()).await {
+                Ok(s) => s,
+                Err(e) => return fail(bind_error(listen, e)),
+            };
+        let addr = server.local_addr();
+        if json {
+            println!("{{\"event\":\"ready\",\"addr\":\"{addr}\"}}");
+        } else {
+            println!("rtc-mesh: signalling on ws://{addr}/ (counters: http://{addr}/health)");
+        }
+        let _ = io::stdout().flush();
+        server.run_until(smol::future::pending::<()>()).await;
+        ExitCode::SUCCESS
+    }))
 }
 
 fn bind_error(a: SocketAddr, e: io::Error) -> String {

@@ -1,0 +1,308 @@
+//! The switchboard (signalling server) hosted over WebSocket on smol.
+//!
+//! One task per connection moves frames between its WebSocket and the shared sans-IO
+//! [`Switchboard`]; a timer task pings idle connections and closes dead ones. The same
+//! port answers `GET /health` with the counters as JSON.
+//!
+//! ```no_run
+//! smol::block_on(async {
+//!     let server = rtc_mesh_smol::switchboard::Server::bind(
+//!         "127.0.0.1:3000".parse().unwrap(),
+//!         Default::default(),
+//!     )
+//!     .await
+//!     .unwrap();
+//!     println!("signalling on ws://{}/", server.local_addr());
+//!     server.run_until(smol::future::pending::<()>()).await;
+//! });
+//! ```
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use smol::channel::{self, Receiver, Sender};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::stream::StreamExt;
+use smol::{Task, Timer};
+
+use rtc_mesh_core::switchboard::{
+    CloseReason, ConnId, Counters, SwitchOutput, Switchboard, SwitchboardConfig,
+};
+use rtc_mesh_std::http::{self, Request};
+
+/// A connection whose outgoing queue holds this many frames is too slow: closed.
+const MAX_QUEUED: usize = 4096;
+
+enum Out {
+    Text(Arc<str>),
+    Ping,
+    Close(CloseReason),
+}
+
+struct Inner {
+    board: Switchboard,
+    conns: HashMap<ConnId, Sender<Out>>,
+    next_id: u64,
+}
+
+impl Inner {
+    /// Hands the switchboard's outputs to the connections' writers.
+    fn dispatch(&mut self, now: Instant) {
+        let mut slow = Vec::new();
+        while let Some(o) = self.board.poll_output() {
+            let (c, out) = match o {
+                SwitchOutput::Send(c, t) => (c, Out::Text(t)),
+                SwitchOutput::Ping(c) => (c, Out::Ping),
+                SwitchOutput::Close(c, r) => {
+                    if let Some(tx) = self.conns.remove(&c) {
+                        let _ = tx.try_send(Out::Close(r));
+                    }
+                    continue;
+                }
+            };
+            if let Some(tx) = self.conns.get(&c) {
+                if tx.len() >= MAX_QUEUED || tx.try_send(out).is_err() {
+                    slow.push(c);
+                }
+            }
+        }
+        for c in slow {
+            if let Some(tx) = self.conns.remove(&c) {
+                tx.close();
+            }
+            self.board.close(c, now);
+        }
+    }
+}
+
+/// A running switchboard server. Dropping it stops accepting; [`Server::shutdown`]
+/// also closes every connection.
+pub struct Server {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    tasks: Vec<Task<()>>,
+}
+
+impl Server {
+    /// Binds `addr` and starts serving on smol's global executor.
+    pub async fn bind(addr: SocketAddr, config: SwitchboardConfig) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let max_frame = config.max_frame;
+        let inner = Arc::new(Mutex::new(Inner {
+            board: Switchboard::new(config),
+            conns: HashMap::new(),
+            next_id: 0,
+        }));
+        let accept = smol::spawn(accept_loop(listener, inner.clone(), max_frame));
+        let timers = smol::spawn(timer_loop(inner.clone()));
+        Ok(Server {
+            addr,
+            inner,
+            tasks: vec![accept, timers],
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The switchboard's counters now.
+    pub fn counters(&self) -> Counters {
+        lock(&self.inner).board.counters().clone()
+    }
+
+    /// Serves until `stop` completes, then shuts down.
+    pub async fn run_until<F: std::future::Future>(self, stop: F) -> F::Output {
+        let out = stop.await;
+        self.shutdown().await;
+        out
+    }
+
+    /// Stops accepting and closes every connection (each gets a close frame).
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.cancel().await;
+        }
+        let conns: Vec<Sender<Out>> = lock(&self.inner).conns.drain().map(|(_, tx)| tx).collect();
+        for tx in conns {
+            let _ = tx.try_send(Out::Close(CloseReason::Dead));
+        }
+    }
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    // A panic while holding the lock would be a bug in core; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn accept_loop(listener: TcpListener, inner: Arc<Mutex<Inner>>, max_frame: usize) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                smol::spawn(connection(stream, inner.clone(), max_frame)).detach();
+            }
+            // Out of file descriptors and the like: wait a little, keep serving.
+            Err(_) => {
+                Timer::after(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn timer_loop(inner: Arc<Mutex<Inner>>) {
+    loop {
+        let next = lock(&inner).board.poll_timeout();
+        match next {
+            Some(t) => Timer::at(t).await,
+            None => Timer::after(Duration::from_millis(500)).await,
+        };
+        let now = Instant::now();
+        let mut g = lock(&inner);
+        g.board.handle_timeout(now);
+        g.dispatch(now);
+    }
+}
+
+/// Reads the request head (bounded in size and time).
+async fn read_head(stream: &mut TcpStream) -> Option<(Request, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let deadline = Instant::now() + http::HEAD_TIMEOUT;
+    loop {
+        let n = async { stream.read(&mut chunk).await.ok() }
+            .or(async {
+                Timer::at(deadline).await;
+                None
+            })
+            .await?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match http::parse_head(&buf) {
+            Ok(None) => continue,
+            Ok(Some((req, len))) => return Some((req, buf.split_off(len))),
+            Err(status) => {
+                let _ = stream
+                    .write_all(http::error_response(status).as_bytes())
+                    .await;
+                return None;
+            }
+        }
+    }
+}
+
+async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize) {
+    let Some((req, rest)) = read_head(&mut stream).await else {
+        return;
+    };
+    let key = match req {
+        Request::Upgrade { key } => key,
+        Request::Health => {
+            let body = serde_json::to_string(lock(&inner).board.counters()).unwrap_or_default();
+            let _ = stream
+                .write_all(http::json_response(&body).as_bytes())
+                .await;
+            return;
+        }
+        Request::Refuse(status) => {
+            let _ = stream
+                .write_all(http::error_response(status).as_bytes())
+                .await;
+            return;
+        }
+    };
+    if stream
+        .write_all(http::upgrade_response(&key).as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let ws = WebSocketStream::from_partially_read(
+        stream,
+        rest,
+        Role::Server,
+        Some(http::ws_config(max_frame)),
+    )
+    .await;
+    let (tx, rx) = channel::unbounded();
+    let id = {
+        let mut g = lock(&inner);
+        let id = ConnId(g.next_id);
+        g.next_id += 1;
+        g.conns.insert(id, tx);
+        g.board.open(id, Instant::now());
+        id
+    };
+    serve(ws, id, &inner, rx).await;
+    let now = Instant::now();
+    let mut g = lock(&inner);
+    if g.conns.remove(&id).is_some() {
+        g.board.close(id, now);
+        g.dispatch(now);
+    }
+}
+
+/// Moves frames both ways until either side ends.
+async fn serve(
+    ws: WebSocketStream<TcpStream>,
+    id: ConnId,
+    inner: &Mutex<Inner>,
+    rx: Receiver<Out>,
+) {
+    let (mut sink, mut stream) = ws.split();
+    let reader = async {
+        while let Some(Ok(m)) = stream.next().await {
+            let now = Instant::now();
+            let mut g = lock(inner);
+            match m {
+                Message::Text(t) => g.board.text(id, now, t.as_str()),
+                Message::Binary(_) => g.board.binary(id, now),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                    g.board.activity(id, now)
+                }
+                Message::Close(_) => break,
+            }
+            g.dispatch(now);
+        }
+    };
+    let writer = async {
+        while let Ok(out) = rx.recv().await {
+            let r = match out {
+                Out::Text(t) => sink.send(Message::text(&*t)).await,
+                Out::Ping => sink.send(Message::Ping(Default::default())).await,
+                Out::Close(reason) => {
+                    let (code, why) = match reason {
+                        CloseReason::Replaced => (CloseCode::Normal, "replaced"),
+                        CloseReason::Abuse => (CloseCode::Policy, "abuse"),
+                        CloseReason::Dead => (CloseCode::Away, "closing"),
+                    };
+                    let _ = sink
+                        .close(Some(CloseFrame {
+                            code,
+                            reason: why.into(),
+                        }))
+                        .await;
+                    break;
+                }
+            };
+            if r.is_err() {
+                break;
+            }
+        }
+    };
+    reader.or(writer).await;
+}

@@ -1,0 +1,104 @@
+//! Our signalling client against our switchboard, over real WebSockets on loopback.
+
+use std::time::Duration;
+
+use rtc_mesh_core::signal::{Part, Signal};
+use rtc_mesh_core::Object;
+use rtc_mesh_smol::signal::{SignalEvent, Signaller};
+use rtc_mesh_smol::switchboard::Server;
+use smol::future::FutureExt;
+
+fn attrs(id: &str, room: &str) -> Object {
+    let mut o = Object::new();
+    o.insert("id", id.into());
+    o.insert("room", room.into());
+    o
+}
+
+/// The next message (skipping connection events), or a panic after 10 s.
+async fn next_message(s: &Signaller) -> Signal {
+    async {
+        loop {
+            match s.recv().await {
+                Some(SignalEvent::Message(m)) => return m,
+                Some(_) => continue,
+                None => panic!("client ended"),
+            }
+        }
+    }
+    .or(async {
+        smol::Timer::after(Duration::from_secs(10)).await;
+        panic!("no message within 10 s")
+    })
+    .await
+}
+
+#[test]
+fn clients_meet_in_a_room_and_hear_leaves() {
+    smol::block_on(async {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        let a = Signaller::connect(&url, Default::default()).unwrap();
+        a.announce(&Signal::announce("a", attrs("a", "r")));
+        assert_eq!(next_message(&a).await, Signal::roominfo(1));
+        let b = Signaller::connect(&url, Default::default()).unwrap();
+        b.announce(&Signal::announce("b", attrs("b", "r")));
+        assert_eq!(next_message(&b).await, Signal::roominfo(2));
+        let seen = next_message(&a).await;
+        assert_eq!(
+            (seen.command.as_str(), seen.sender.as_deref()),
+            ("announce", Some("b"))
+        );
+        // Directed both ways, with a '|' inside JSON.
+        let mut o = Object::new();
+        o.insert("sdp", "v=0|x".into());
+        let m = Signal::new("mesh:sdp", "a", vec![Part::from(o)]).to("b");
+        a.send(&m);
+        assert_eq!(next_message(&b).await, m);
+        let back = Signal::new("hello", "b", vec!["text".into()]).to("a");
+        b.send(&back);
+        assert_eq!(next_message(&a).await, back);
+        // b's connection closes: a hears it left.
+        b.close().await;
+        assert_eq!(
+            next_message(&a).await,
+            Signal::leave("b", Some("disconnected"))
+        );
+        let c = server.counters();
+        assert_eq!((c.directed, c.announces, c.leaves), (2, 2, 1));
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn a_client_reconnects_and_announces_again_after_a_server_restart() {
+    smol::block_on(async {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let url = format!("ws://{addr}/");
+        let a = Signaller::connect(&url, Default::default()).unwrap();
+        a.announce(&Signal::announce("a", attrs("a", "r")));
+        assert_eq!(next_message(&a).await, Signal::roominfo(1));
+        server.shutdown().await;
+        // Wait for the client to notice, then bring the server back on the same port.
+        loop {
+            if a.recv().await == Some(SignalEvent::Disconnected) {
+                break;
+            }
+        }
+        // Sent while disconnected: queued.
+        a.send(&Signal::new("hello", "a", vec![]));
+        let server = Server::bind(addr, Default::default()).await.unwrap();
+        assert_eq!(next_message(&a).await, Signal::roominfo(1));
+        let b = Signaller::connect(&url, Default::default()).unwrap();
+        b.announce(&Signal::announce("b", attrs("b", "r")));
+        assert_eq!(next_message(&b).await, Signal::roominfo(2));
+        assert_eq!(next_message(&a).await.sender.as_deref(), Some("b"));
+        assert_eq!(server.counters().announces, 2);
+        server.shutdown().await;
+    });
+}

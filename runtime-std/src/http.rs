@@ -1,0 +1,139 @@
+//! The little HTTP a switchboard port speaks, shared by both runtimes: a request head
+//! parsed with `httparse`, then either a WebSocket upgrade, `GET /health` or an error.
+
+use std::time::Duration;
+
+/// Longest request head accepted, in bytes.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// How long a new connection may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A WebSocket upgrade, with the `Sec-WebSocket-Key`.
+    Upgrade {
+        /// The client's key.
+        key: String,
+    },
+    /// `GET /health`.
+    Health,
+    /// Anything else: answer with this status line and close.
+    Refuse(&'static str),
+}
+
+/// Parses a request head from `buf`: `Ok(None)` while incomplete, else the request
+/// and the head's length (bytes after it belong to the WebSocket).
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err("431 Request Header Fields Too Large")
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("400 Bad Request"),
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let path = req.path.unwrap_or("/");
+    let path = path.split('?').next().unwrap_or("/");
+    if req.method != Some("GET") {
+        return Ok(Some((Request::Refuse("405 Method Not Allowed"), n)));
+    }
+    let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        return Ok(Some((
+            match header("sec-websocket-key") {
+                Some(k) if header("sec-websocket-version") == Some("13") => Request::Upgrade {
+                    key: k.trim().to_owned(),
+                },
+                _ => Request::Refuse("400 Bad Request"),
+            },
+            n,
+        )));
+    }
+    Ok(Some((
+        match path {
+            "/health" => Request::Health,
+            _ => Request::Refuse("404 Not Found"),
+        },
+        n,
+    )))
+}
+
+/// The `101 Switching Protocols` answer to an upgrade with `key`.
+pub fn upgrade_response(key: &str) -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        tungstenite::handshake::derive_accept_key(key.as_bytes())
+    )
+}
+
+/// A complete response with a JSON body (the connection closes after it).
+pub fn json_response(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A complete error response.
+pub fn error_response(status: &str) -> String {
+    let body = format!("{status}\n");
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The WebSocket settings of a switchboard connection: small buffers (most connections
+/// are idle), and frames up to four times the switchboard's limit (larger ones close
+/// the connection; smaller oversize ones are counted and dropped by the switchboard).
+pub fn ws_config(max_frame: usize) -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(16 << 20)
+        .max_message_size(Some(4 * max_frame))
+        .max_frame_size(Some(4 * max_frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_upgrades_health_and_junk() {
+        let up = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nxy";
+        let (r, n) = parse_head(up).unwrap().unwrap();
+        assert_eq!(
+            r,
+            Request::Upgrade {
+                key: "dGhlIHNhbXBsZSBub25jZQ==".into()
+            }
+        );
+        assert_eq!(&up[n..], b"xy");
+        assert!(
+            upgrade_response("dGhlIHNhbXBsZSBub25jZQ==").contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        let h = b"GET /health HTTP/1.1\r\n\r\n";
+        assert_eq!(parse_head(h).unwrap().unwrap().0, Request::Health);
+        assert_eq!(parse_head(b"GET /he").unwrap(), None);
+        assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
+        assert_eq!(
+            parse_head(b"POST / HTTP/1.1\r\n\r\n").unwrap().unwrap().0,
+            Request::Refuse("405 Method Not Allowed")
+        );
+        assert_eq!(
+            parse_head(b"GET /x HTTP/1.1\r\n\r\n").unwrap().unwrap().0,
+            Request::Refuse("404 Not Found")
+        );
+    }
+}
