@@ -277,8 +277,10 @@ mod tests {
     #[test]
     fn the_queue_is_bounded() {
         let t0 = Instant::now();
-        let mut cfg = ClientConfig::default();
-        cfg.max_queue = 2;
+        let cfg = ClientConfig {
+            max_queue: 2,
+            ..ClientConfig::default()
+        };
         let mut c = SignalClient::new(cfg, t0);
         for i in 0..5 {
             c.send_text(format!("/m|a|{i}"));
