@@ -19,7 +19,7 @@ Usage:
   rtc-mesh demo [--peers N] [--keys K] [--codec json|postcard]
   rtc-mesh replicate (--listen ADDR | --connect ADDR) [--codec json|postcard]
                      [--id ID] [--runtime smol|std] [--json]
-  rtc-mesh serve [--listen ADDR] [--json]
+  rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
@@ -64,10 +64,11 @@ rtc-mesh serve: the signalling server (a switchboard speaking rtc-signaller 6.x 
 WebSocket; rtc-switchboard 3.2 compatible, with leaves on disconnect and limits)
 
 Usage:
-  rtc-mesh serve [--listen ADDR] [--json]
+  rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
 
 Options:
   --listen ADDR        address to listen on (default 127.0.0.1:3000; port 0 picks one)
+  --runtime smol|std   server runtime (default smol)
   --json               write the ready event as a JSON line
 
 Clients connect to ws://ADDR/ (any path); GET http://ADDR/health returns the counters
@@ -362,10 +363,22 @@ fn serve(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     use lexopt::prelude::*;
     let mut listen: SocketAddr = "127.0.0.1:3000".parse().expect("valid default");
     let mut json = false;
+    let mut std_runtime = false;
     while let Some(arg) = args.next()? {
         match arg {
             Long("listen") => listen = parse_addr(&args.value()?.string()?)?,
             Long("json") => json = true,
+            Long("runtime") => {
+                std_runtime = match args.value()?.string()?.as_str() {
+                    "smol" => false,
+                    "std" => true,
+                    o => {
+                        return Err(Usage(format!(
+                            "invalid runtime {o:?} (expected smol or std)"
+                        )))
+                    }
+                }
+            }
             Long("help") | Short('h') => {
                 print!("{SERVE_USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -379,13 +392,7 @@ fn serve(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                 Ok(s) => s,
                 Err(e) => return fail(bind_error(listen, e)),
             };
-        let addr = server.local_addr();
-        if json {
-            println!("{{\"event\":\"ready\",\"addr\":\"{addr}\"}}");
-        } else {
-            println!("rtc-mesh: signalling on ws://{addr}/ (counters: http://{addr}/health)");
-        }
-        let _ = io::stdout().flush();
+        ready(server.local_addr());
         server.run_until(smol::future::pending::<()>()).await;
         ExitCode::SUCCESS
     }))

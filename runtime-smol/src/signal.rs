@@ -20,7 +20,7 @@
 //! });
 //! ```
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Message;
@@ -37,51 +37,7 @@ use rtc_mesh_core::signal_client::{ClientConfig, ClientOutput, SignalClient};
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the client reports.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SignalEvent {
-    /// Connected (and the last announce, then queued messages, were sent).
-    Connected,
-    /// The connection dropped; reconnecting.
-    Disconnected,
-    /// A message from the server.
-    Message(Signal),
-}
-
-/// Why a signalling URL is not usable.
-#[derive(Debug, thiserror::Error)]
-pub enum UrlError {
-    /// Not `ws://host:port/path`.
-    #[error("bad signalling url {0:?}: expected ws://HOST:PORT/")]
-    Bad(String),
-    /// The host did not resolve.
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, std::io::Error),
-}
-
-/// Splits `ws://host[:port][/path]` into a socket address (resolved now) and the URL.
-pub fn resolve_ws_url(url: &str) -> Result<SocketAddr, UrlError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| UrlError::Bad(url.to_owned()))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(UrlError::Bad(url.to_owned()));
-    }
-    let has_port = host
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')));
-    let hostport = if has_port {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    hostport
-        .to_socket_addrs()
-        .map_err(|e| UrlError::Resolve(hostport.clone(), e))?
-        .next()
-        .ok_or_else(|| UrlError::Bad(url.to_owned()))
-}
+pub use rtc_mesh_std::signal::{resolve_ws_url, SignalEvent, UrlError};
 
 enum Cmd {
     Send(String),
@@ -103,11 +59,7 @@ impl Signaller {
         let (ev_tx, events) = channel::unbounded();
         let client = SignalClient::new(config, Instant::now());
         let task = smol::spawn(drive(url.to_owned(), addr, client, cmd_rx, ev_tx));
-        Ok(Signaller {
-            cmds,
-            events,
-            task,
-        })
+        Ok(Signaller { cmds, events, task })
     }
 
     /// Sends a message (queued while disconnected).

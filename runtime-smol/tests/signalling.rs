@@ -102,3 +102,61 @@ fn a_client_reconnects_and_announces_again_after_a_server_restart() {
         server.shutdown().await;
     });
 }
+
+/// The next message of a std client (skipping connection events), or a panic after 10 s.
+fn std_next(s: &rtc_mesh_std::signal::Signaller) -> Signal {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match s.events().recv_timeout(left) {
+            Ok(SignalEvent::Message(m)) => return m,
+            Ok(_) => continue,
+            Err(e) => panic!("no message within 10 s: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_std_server_and_client_work_with_the_smol_ones() {
+    // std server; a std client and a smol client meet there.
+    let server =
+        rtc_mesh_std::switchboard::Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let a = rtc_mesh_std::signal::Signaller::connect(&url, Default::default()).unwrap();
+    a.announce(&Signal::announce("a", attrs("a", "r")));
+    assert_eq!(std_next(&a), Signal::roominfo(1));
+    smol::block_on(async {
+        let b = Signaller::connect(&url, Default::default()).unwrap();
+        b.announce(&Signal::announce("b", attrs("b", "r")));
+        assert_eq!(next_message(&b).await, Signal::roominfo(2));
+        assert_eq!(std_next(&a).sender.as_deref(), Some("b"));
+        let m = Signal::new("x", "a", vec!["1".into()]).to("b");
+        a.send(&m);
+        assert_eq!(next_message(&b).await, m);
+        let m = Signal::new("y", "b", vec![]).to("a");
+        b.send(&m);
+        assert_eq!(std_next(&a), m);
+        b.close().await;
+    });
+    assert_eq!(std_next(&a), Signal::leave("b", Some("disconnected")));
+    a.close();
+    server.shutdown();
+
+    // smol server; a std client.
+    smol::block_on(async {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        let a = rtc_mesh_std::signal::Signaller::connect(&url, Default::default()).unwrap();
+        a.announce(&Signal::announce("a", attrs("a", "r")));
+        let a = smol::unblock(move || {
+            assert_eq!(std_next(&a), Signal::roominfo(1));
+            a
+        })
+        .await;
+        a.close();
+        server.shutdown().await;
+    });
+}

@@ -23,6 +23,9 @@
 #![deny(missing_docs)]
 
 pub mod http;
+pub mod signal;
+pub mod switchboard;
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};

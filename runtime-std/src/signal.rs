@@ -1,0 +1,281 @@
+//! A signalling client on std threads: a WebSocket to a switchboard, driven by the
+//! sans-IO [`SignalClient`] of core (queue while disconnected, reconnect with backoff,
+//! re-announce after a reconnect).
+//!
+//! ```no_run
+//! use rtc_mesh_core::signal::Signal;
+//! use rtc_mesh_core::Object;
+//! use rtc_mesh_std::signal::{SignalEvent, Signaller};
+//!
+//! let s = Signaller::connect("ws://127.0.0.1:3000/", Default::default()).unwrap();
+//! let mut attrs = Object::new();
+//! attrs.insert("room", "lobby".into());
+//! s.announce(&Signal::announce("alice", attrs));
+//! for ev in s.events() {
+//!     if let SignalEvent::Message(m) = ev {
+//!         println!("{m}");
+//!     }
+//! }
+//! ```
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::signal::Signal;
+use rtc_mesh_core::signal_client::{ClientConfig, ClientOutput, SignalClient};
+use tungstenite::protocol::Role;
+use tungstenite::{Message, WebSocket};
+
+use crate::ws::ReadHalf;
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the client reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalEvent {
+    /// Connected (and the last announce, then queued messages, were sent).
+    Connected,
+    /// The connection dropped; reconnecting.
+    Disconnected,
+    /// A message from the server.
+    Message(Signal),
+}
+
+/// Why a signalling URL is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Not `ws://host:port/path`.
+    #[error("bad signalling url {0:?}: expected ws://HOST:PORT/")]
+    Bad(String),
+    /// The host did not resolve.
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, std::io::Error),
+}
+
+/// Resolves the host of `ws://host[:port][/path]` (port 80 when absent).
+pub fn resolve_ws_url(url: &str) -> Result<SocketAddr, UrlError> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| UrlError::Bad(url.to_owned()))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(UrlError::Bad(url.to_owned()));
+    }
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')));
+    let hostport = if has_port {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    hostport
+        .to_socket_addrs()
+        .map_err(|e| UrlError::Resolve(hostport.clone(), e))?
+        .next()
+        .ok_or_else(|| UrlError::Bad(url.to_owned()))
+}
+
+enum Input {
+    Send(String),
+    Announce(Signal),
+    /// From the reader of connection `gen`.
+    Text(u64, String),
+    Raw(u64, Vec<u8>),
+    Closed(u64),
+    Stop,
+}
+
+/// A signalling connection driven by a thread. [`Signaller::close`] ends it.
+pub struct Signaller {
+    tx: Sender<Input>,
+    events: Receiver<SignalEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Signaller {
+    /// Starts connecting to `url` (`ws://host:port/`).
+    pub fn connect(url: &str, config: ClientConfig) -> Result<Signaller, UrlError> {
+        let addr = resolve_ws_url(url)?;
+        let (tx, rx) = mpsc::channel();
+        let (ev_tx, events) = mpsc::channel();
+        let client = SignalClient::new(config, Instant::now());
+        let (url, itx) = (url.to_owned(), tx.clone());
+        let thread = thread::Builder::new()
+            .name("signaller".into())
+            .spawn(move || drive(url, addr, client, rx, itx, ev_tx))
+            .map_err(|e| UrlError::Resolve(addr.to_string(), e))?;
+        Ok(Signaller {
+            tx,
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a message (queued while disconnected).
+    pub fn send(&self, msg: &Signal) {
+        let _ = self.tx.send(Input::Send(msg.encode()));
+    }
+
+    /// Sends a raw text frame (queued while disconnected).
+    pub fn send_text(&self, text: String) {
+        let _ = self.tx.send(Input::Send(text));
+    }
+
+    /// Announces, now and after every reconnect.
+    pub fn announce(&self, msg: &Signal) {
+        let _ = self.tx.send(Input::Announce(msg.clone()));
+    }
+
+    /// The events.
+    pub fn events(&self) -> &Receiver<SignalEvent> {
+        &self.events
+    }
+
+    /// Closes the connection (with a close frame) and waits for the thread to end.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(Input::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Signaller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Writer = WebSocket<TcpStream>;
+
+/// Opens a connection; its reader thread feeds `inputs` tagged with `gen`.
+fn open(url: &str, addr: SocketAddr, gen: u64, inputs: &Sender<Input>) -> Option<Writer> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
+    let (ws, _) = tungstenite::client(url, stream).ok()?;
+    let stream = ws.into_inner();
+    let _ = stream.set_read_timeout(None);
+    let write = stream.try_clone().ok()?;
+    let (itx, rtx) = (inputs.clone(), inputs.clone());
+    let half = ReadHalf {
+        stream,
+        forward: move |b| itx.send(Input::Raw(gen, b)).is_ok(),
+    };
+    thread::Builder::new()
+        .name("signaller-read".into())
+        .spawn(move || {
+            let mut ws = WebSocket::from_raw_socket(half, Role::Client, None);
+            loop {
+                match ws.read() {
+                    Ok(Message::Text(t)) => {
+                        if rtx.send(Input::Text(gen, t.as_str().to_owned())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = rtx.send(Input::Closed(gen));
+        })
+        .ok()?;
+    Some(WebSocket::from_raw_socket(write, Role::Client, None))
+}
+
+fn drive(
+    url: String,
+    addr: SocketAddr,
+    mut client: SignalClient,
+    inputs: Receiver<Input>,
+    itx: Sender<Input>,
+    events: Sender<SignalEvent>,
+) {
+    let mut ws: Option<Writer> = None;
+    let mut gen = 0u64;
+    let drop_ws = |ws: &mut Option<Writer>| {
+        if let Some(w) = ws.take() {
+            let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
+        }
+    };
+    loop {
+        while let Some(o) = client.poll_output() {
+            match o {
+                ClientOutput::Connect => {
+                    gen += 1;
+                    match open(&url, addr, gen, &itx) {
+                        Some(w) => {
+                            ws = Some(w);
+                            client.connected(Instant::now());
+                        }
+                        None => client.disconnected(Instant::now()),
+                    }
+                }
+                ClientOutput::Send(t) => {
+                    let ok = ws
+                        .as_mut()
+                        .is_some_and(|w| w.send(Message::text(t)).is_ok());
+                    if !ok {
+                        drop_ws(&mut ws);
+                        client.disconnected(Instant::now());
+                    }
+                }
+                ClientOutput::Message(m) => {
+                    let _ = events.send(SignalEvent::Message(m));
+                }
+                ClientOutput::Connected => {
+                    let _ = events.send(SignalEvent::Connected);
+                }
+                ClientOutput::Disconnected => {
+                    let _ = events.send(SignalEvent::Disconnected);
+                }
+                ClientOutput::BadMessage(_) => {}
+            }
+        }
+        let input = match client.poll_timeout() {
+            Some(t) => match inputs.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                Ok(i) => Some(i),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+            None => match inputs.recv() {
+                Ok(i) => Some(i),
+                Err(_) => return,
+            },
+        };
+        match input {
+            None => client.handle_timeout(Instant::now()),
+            Some(Input::Send(t)) => client.send_text(t),
+            Some(Input::Announce(a)) => client.announce(&a),
+            Some(Input::Text(g, t)) if g == gen => client.handle_text(&t),
+            Some(Input::Raw(g, b)) if g == gen => {
+                if let Some(w) = ws.as_mut() {
+                    let _ = w.get_mut().write_all(&b);
+                }
+            }
+            Some(Input::Closed(g)) if g == gen => {
+                drop_ws(&mut ws);
+                client.disconnected(Instant::now());
+            }
+            Some(Input::Stop) => {
+                client.close();
+                if let Some(mut w) = ws.take() {
+                    let _ = w.close(None);
+                    let _ = w.flush();
+                    let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
+                }
+                return;
+            }
+            Some(_) => {}
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The switchboard (signalling server) hosted over WebSocket with std threads.
+//!
+//! Each connection has a reading thread and a writing thread (small stacks); a timer
+//! thread pings idle connections and closes dead ones; all share the sans-IO
+//! [`Switchboard`] behind a mutex. The same port answers `GET /health`.
+//!
+//! ```no_run
+//! let server = rtc_mesh_std::switchboard::Server::bind(
+//!     "127.0.0.1:3000".parse().unwrap(),
+//!     Default::default(),
+//! )
+//! .unwrap();
+//! println!("signalling on ws://{}/", server.local_addr());
+//! // ... later:
+//! server.shutdown();
+//! ```
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::switchboard::{
+    CloseReason, ConnId, Counters, SwitchOutput, Switchboard, SwitchboardConfig,
+};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role};
+use tungstenite::{Message, WebSocket};
+
+use crate::http::{self, Request};
+use crate::ws::ReadHalf;
+
+/// A connection whose outgoing queue holds this many frames is too slow: closed.
+const MAX_QUEUED: usize = 4096;
+
+/// Stack size of connection threads.
+const STACK: usize = 128 * 1024;
+
+enum Out {
+    Text(Arc<str>),
+    Raw(Vec<u8>),
+    Ping,
+    Close(CloseReason),
+}
+
+struct Conn {
+    tx: Sender<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Conn {
+    fn send(&self, out: Out) -> bool {
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            return false;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(out).is_ok()
+    }
+}
+
+struct Inner {
+    board: Switchboard,
+    conns: HashMap<ConnId, Conn>,
+    next_id: u64,
+}
+
+impl Inner {
+    fn dispatch(&mut self, now: Instant) {
+        let mut slow = Vec::new();
+        while let Some(o) = self.board.poll_output() {
+            let (c, out) = match o {
+                SwitchOutput::Send(c, t) => (c, Out::Text(t)),
+                SwitchOutput::Ping(c) => (c, Out::Ping),
+                SwitchOutput::Close(c, r) => {
+                    if let Some(conn) = self.conns.remove(&c) {
+                        let _ = conn.tx.send(Out::Close(r));
+                    }
+                    continue;
+                }
+            };
+            if let Some(conn) = self.conns.get(&c) {
+                if !conn.send(out) {
+                    slow.push(c);
+                }
+            }
+        }
+        for c in slow {
+            if let Some(conn) = self.conns.remove(&c) {
+                let _ = conn.tx.send(Out::Close(CloseReason::Dead));
+            }
+            self.board.close(c, now);
+        }
+    }
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running switchboard server; [`Server::shutdown`] stops it and closes every
+/// connection.
+pub struct Server {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `addr` and starts serving.
+    pub fn bind(addr: SocketAddr, config: SwitchboardConfig) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let max_frame = config.max_frame;
+        let inner = Arc::new(Mutex::new(Inner {
+            board: Switchboard::new(config),
+            conns: HashMap::new(),
+            next_id: 0,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (i, s) = (inner.clone(), stop.clone());
+        let accept = thread::Builder::new()
+            .name("switchboard-accept".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if s.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(stream) = stream else {
+                        thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    let i = i.clone();
+                    let _ = thread::Builder::new()
+                        .stack_size(STACK)
+                        .spawn(move || connection(stream, i, max_frame));
+                }
+            })?;
+        let (i, s) = (inner.clone(), stop.clone());
+        let timer = thread::Builder::new()
+            .name("switchboard-timer".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    let next = lock(&i).board.poll_timeout();
+                    let wait = next
+                        .map(|t| t.saturating_duration_since(Instant::now()))
+                        .unwrap_or(Duration::from_millis(200))
+                        .min(Duration::from_millis(200));
+                    thread::sleep(wait);
+                    let now = Instant::now();
+                    let mut g = lock(&i);
+                    g.board.handle_timeout(now);
+                    g.dispatch(now);
+                }
+            })?;
+        Ok(Server {
+            addr,
+            inner,
+            stop,
+            threads: vec![accept, timer],
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The switchboard's counters now.
+    pub fn counters(&self) -> Counters {
+        lock(&self.inner).board.counters().clone()
+    }
+
+    /// Stops accepting and closes every connection (each gets a close frame).
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(self.addr);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let conns: Vec<Conn> = lock(&self.inner).conns.drain().map(|(_, c)| c).collect();
+        for c in conns {
+            let _ = c.tx.send(Out::Close(CloseReason::Dead));
+        }
+    }
+}
+
+fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(http::HEAD_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let (req, rest) = loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        match http::parse_head(&buf) {
+            Ok(None) => continue,
+            Ok(Some((req, len))) => break (req, buf.split_off(len)),
+            Err(status) => {
+                let _ = stream.write_all(http::error_response(status).as_bytes());
+                return;
+            }
+        }
+    };
+    let key = match req {
+        Request::Upgrade { key } => key,
+        Request::Health => {
+            let body = serde_json::to_string(lock(&inner).board.counters()).unwrap_or_default();
+            let _ = stream.write_all(http::json_response(&body).as_bytes());
+            return;
+        }
+        Request::Refuse(status) => {
+            let _ = stream.write_all(http::error_response(status).as_bytes());
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(None);
+    if stream
+        .write_all(http::upgrade_response(&key).as_bytes())
+        .is_err()
+    {
+        return;
+    }
+    let Ok(write_stream) = stream.try_clone() else {
+        return;
+    };
+    let (tx, rx) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let id = {
+        let mut g = lock(&inner);
+        let id = ConnId(g.next_id);
+        g.next_id += 1;
+        g.conns.insert(
+            id,
+            Conn {
+                tx: tx.clone(),
+                queued: queued.clone(),
+            },
+        );
+        g.board.open(id, Instant::now());
+        id
+    };
+    let config = http::ws_config(max_frame);
+    let writer = thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || write_loop(write_stream, rx, queued, config));
+    if writer.is_err() {
+        lock(&inner).conns.remove(&id);
+        return;
+    }
+    let half = ReadHalf {
+        stream,
+        forward: move |bytes| tx.send(Out::Raw(bytes)).is_ok(),
+    };
+    let mut ws = WebSocket::from_partially_read(half, rest, Role::Server, Some(config));
+    loop {
+        let m = match ws.read() {
+            Ok(m) => m,
+            Err(_) => break,
+        };
+        let now = Instant::now();
+        let mut g = lock(&inner);
+        match m {
+            Message::Text(t) => g.board.text(id, now, t.as_str()),
+            Message::Binary(_) => g.board.binary(id, now),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => g.board.activity(id, now),
+            Message::Close(_) => {
+                drop(g);
+                break;
+            }
+        }
+        g.dispatch(now);
+    }
+    let now = Instant::now();
+    let mut g = lock(&inner);
+    if let Some(conn) = g.conns.remove(&id) {
+        let _ = conn.tx.send(Out::Close(CloseReason::Dead));
+        g.board.close(id, now);
+        g.dispatch(now);
+    }
+}
+
+fn write_loop(
+    stream: TcpStream,
+    rx: Receiver<Out>,
+    queued: Arc<AtomicUsize>,
+    config: tungstenite::protocol::WebSocketConfig,
+) {
+    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    while let Ok(out) = rx.recv() {
+        let r = match out {
+            Out::Text(t) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                ws.send(Message::text(&*t))
+            }
+            Out::Ping => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                ws.send(Message::Ping(Default::default()))
+            }
+            Out::Raw(bytes) => ws.get_mut().write_all(&bytes).map_err(Into::into),
+            Out::Close(reason) => {
+                let (code, why) = match reason {
+                    CloseReason::Replaced => (CloseCode::Normal, "replaced"),
+                    CloseReason::Abuse => (CloseCode::Policy, "abuse"),
+                    CloseReason::Dead => (CloseCode::Away, "closing"),
+                };
+                let _ = ws.close(Some(CloseFrame {
+                    code,
+                    reason: why.into(),
+                }));
+                let _ = ws.flush();
+                break;
+            }
+        };
+        if r.is_err() {
+            break;
+        }
+    }
+    let _ = ws.get_ref().shutdown(Shutdown::Both);
+}
