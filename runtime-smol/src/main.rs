@@ -386,6 +386,24 @@ fn serve(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             other => return Err(other.unexpected().into()),
         }
     }
+    let ready = |addr: SocketAddr| {
+        if json {
+            println!("{{\"event\":\"ready\",\"addr\":\"{addr}\"}}");
+        } else {
+            println!("rtc-mesh: signalling on ws://{addr}/ (counters: http://{addr}/health)");
+        }
+        let _ = io::stdout().flush();
+    };
+    if std_runtime {
+        let server = match rtc_mesh_std::switchboard::Server::bind(listen, Default::default()) {
+            Ok(s) => s,
+            Err(e) => return Ok(fail(bind_error(listen, e))),
+        };
+        ready(server.local_addr());
+        loop {
+            std::thread::park();
+        }
+    }
     Ok(smol::block_on(async {
         let server =
             match rtc_mesh_smol::switchboard::Server::bind(listen, Default::default()).await {
