@@ -51,6 +51,8 @@ pub struct SwitchboardConfig {
     pub max_members: usize,
     /// Most rooms (default 10,000).
     pub max_rooms: usize,
+    /// Most open connections; runtimes refuse more with `503` (default 65,536).
+    pub max_connections: usize,
     /// Frames per second allowed per connection, on average (default 1,000).
     pub rate_per_sec: f64,
     /// Frames a connection may send at once (default 2,048: forming a mesh sends about
@@ -71,6 +73,7 @@ impl Default for SwitchboardConfig {
             max_frame: 64 << 10,
             max_members: 256,
             max_rooms: 10_000,
+            max_connections: 65_536,
             rate_per_sec: 1000.0,
             burst: 2048.0,
             max_strikes: 64.0,

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,12 +99,13 @@ impl Server {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let max_frame = config.max_frame;
+        let max_conns = config.max_connections;
         let inner = Arc::new(Mutex::new(Inner {
             board: Switchboard::new(config),
             conns: HashMap::new(),
             next_id: 0,
         }));
-        let accept = smol::spawn(accept_loop(listener, inner.clone(), max_frame));
+        let accept = smol::spawn(accept_loop(listener, inner.clone(), max_frame, max_conns));
         let timers = smol::spawn(timer_loop(inner.clone()));
         Ok(Server {
             addr,
@@ -146,12 +148,31 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn accept_loop(listener: TcpListener, inner: Arc<Mutex<Inner>>, max_frame: usize) {
+async fn accept_loop(
+    listener: TcpListener,
+    inner: Arc<Mutex<Inner>>,
+    max_frame: usize,
+    max_conns: usize,
+) {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         match listener.accept().await {
+            Ok((mut stream, _)) if active.load(Ordering::Relaxed) >= max_conns => {
+                let busy = http::error_response("503 Service Unavailable");
+                smol::spawn(async move {
+                    let _ = stream.write_all(busy.as_bytes()).await;
+                })
+                .detach();
+            }
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                smol::spawn(connection(stream, inner.clone(), max_frame)).detach();
+                active.fetch_add(1, Ordering::Relaxed);
+                let (inner, active) = (inner.clone(), active.clone());
+                smol::spawn(async move {
+                    connection(stream, inner, max_frame).await;
+                    active.fetch_sub(1, Ordering::Relaxed);
+                })
+                .detach();
             }
             // Out of file descriptors and the like: wait a little, keep serving.
             Err(_) => {

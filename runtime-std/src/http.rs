@@ -98,7 +98,7 @@ pub fn error_response(status: &str) -> String {
 /// the connection; smaller oversize ones are counted and dropped by the switchboard).
 pub fn ws_config(max_frame: usize) -> tungstenite::protocol::WebSocketConfig {
     tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(16 << 20)
         .max_message_size(Some(4 * max_frame))

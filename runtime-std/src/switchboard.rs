@@ -40,6 +40,11 @@ const MAX_QUEUED: usize = 4096;
 /// Stack size of connection threads.
 const STACK: usize = 128 * 1024;
 
+/// Most connections this server holds at once, whatever the configuration says: each
+/// takes two threads, and a process runs out of memory mappings for thread stacks
+/// somewhat above 10,000 threads (more connections get `503`).
+pub const MAX_CONNECTIONS: usize = 5_000;
+
 enum Out {
     Text(Arc<str>),
     Raw(Vec<u8>),
@@ -116,6 +121,8 @@ impl Server {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let max_frame = config.max_frame;
+        let max_conns = config.max_connections.min(MAX_CONNECTIONS);
+        let active = Arc::new(AtomicUsize::new(0));
         let inner = Arc::new(Mutex::new(Inner {
             board: Switchboard::new(config),
             conns: HashMap::new(),
@@ -130,14 +137,25 @@ impl Server {
                     if s.load(Ordering::Relaxed) {
                         return;
                     }
-                    let Ok(stream) = stream else {
+                    let Ok(mut stream) = stream else {
                         thread::sleep(Duration::from_millis(50));
                         continue;
                     };
-                    let i = i.clone();
-                    let _ = thread::Builder::new()
-                        .stack_size(STACK)
-                        .spawn(move || connection(stream, i, max_frame));
+                    if active.load(Ordering::Relaxed) >= max_conns {
+                        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                        let _ = stream
+                            .write_all(http::error_response("503 Service Unavailable").as_bytes());
+                        continue;
+                    }
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let (i, a) = (i.clone(), active.clone());
+                    let spawned = thread::Builder::new().stack_size(STACK).spawn(move || {
+                        connection(stream, i, max_frame);
+                        a.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    if spawned.is_err() {
+                        active.fetch_sub(1, Ordering::Relaxed);
+                    }
                 }
             })?;
         let (i, s) = (inner.clone(), stop.clone());

@@ -34,6 +34,8 @@ struct Opts {
     seconds: u64,
     idle: usize,
     only: Option<String>,
+    /// Drive a server that is already running (for profiling it).
+    addr: Option<SocketAddr>,
 }
 
 fn repo_root() -> PathBuf {
@@ -91,6 +93,17 @@ fn start(kind: &str) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -102,27 +115,40 @@ fn rss_kib(pid: u32) -> u64 {
 
 type Ws = async_tungstenite::WebSocketStream<TcpStream>;
 
-async fn open(addr: SocketAddr, id: &str, room: &str) -> Ws {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+async fn try_open(addr: SocketAddr, id: &str, room: &str) -> Option<Ws> {
+    let stream = TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
     let (mut ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
         .await
-        .expect("websocket handshake");
+        .ok()?;
     let ann = format!(r#"/announce|{id}|{{"id":"{id}","room":"{room}","agent":"bench"}}"#);
-    ws.send(Message::text(ann)).await.expect("announce");
-    ws
+    ws.send(Message::text(ann)).await.ok()?;
+    Some(ws)
 }
 
-/// Reads until a message that starts with `prefix`.
-async fn wait_for(ws: &mut Ws, prefix: &str) {
+async fn open(addr: SocketAddr, id: &str, room: &str) -> Ws {
+    try_open(addr, id, room)
+        .await
+        .expect("connect and announce")
+}
+
+/// Reads until a message that starts with `prefix`; false if the connection ends.
+async fn try_wait_for(ws: &mut Ws, prefix: &str) -> bool {
     while let Some(Ok(m)) = ws.next().await {
         if let Message::Text(t) = m {
             if t.as_str().starts_with(prefix) {
-                return;
+                return true;
             }
         }
     }
-    panic!("connection ended before {prefix}");
+    false
+}
+
+async fn wait_for(ws: &mut Ws, prefix: &str) {
+    assert!(
+        try_wait_for(ws, prefix).await,
+        "connection ended before {prefix}"
+    );
 }
 
 /// Relay load: returns (messages relayed, latencies in µs).
@@ -210,17 +236,22 @@ fn relay(addr: SocketAddr, o: &Opts) -> (u64, Vec<u32>, Duration) {
     })
 }
 
-/// Opens `n` idle connections (announced in rooms of 10) and returns them, held.
-fn idle(addr: SocketAddr, n: usize) -> Vec<smol::Task<()>> {
+/// Opens `n` idle connections (announced in rooms of 10) and returns them, held, with
+/// how many the server took.
+fn idle(addr: SocketAddr, n: usize) -> (Vec<smol::Task<()>>, usize) {
     smol::block_on(async {
-        let (tx, rx) = channel::unbounded::<()>();
+        let (tx, rx) = channel::unbounded::<bool>();
         let mut tasks = Vec::new();
         for i in 0..n {
             let tx = tx.clone();
             tasks.push(smol::spawn(async move {
-                let mut ws = open(addr, &format!("i{i}"), &format!("idle{}", i / 10)).await;
-                wait_for(&mut ws, "/roominfo").await;
-                let _ = tx.send(()).await;
+                let ws = try_open(addr, &format!("i{i}"), &format!("idle{}", i / 10)).await;
+                let Some(mut ws) = ws else {
+                    let _ = tx.send(false).await;
+                    return;
+                };
+                let ok = try_wait_for(&mut ws, "/roominfo").await;
+                let _ = tx.send(ok).await;
                 // Hold it, reading whatever comes (announces of later room-mates).
                 while let Some(Ok(_)) = ws.next().await {}
             }));
@@ -229,14 +260,15 @@ fn idle(addr: SocketAddr, n: usize) -> Vec<smol::Task<()>> {
             }
         }
         drop(tx);
-        let mut ready = 0;
-        while rx.recv().await.is_ok() {
-            ready += 1;
-            if ready == n {
+        let (mut done, mut held) = (0, 0);
+        while let Ok(ok) = rx.recv().await {
+            done += 1;
+            held += ok as usize;
+            if done == n {
                 break;
             }
         }
-        tasks
+        (tasks, held)
     })
 }
 
@@ -270,6 +302,7 @@ fn main() {
         seconds: 10,
         idle: 10_000,
         only: None,
+        addr: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -281,6 +314,7 @@ fn main() {
             "--seconds" => o.seconds = val().parse().expect("number"),
             "--idle" => o.idle = val().parse().expect("number"),
             "--only" => o.only = Some(val()),
+            "--addr" => o.addr = Some(val().parse().expect("HOST:PORT")),
             _ => {
                 eprintln!("usage: bench-signal [--clients C] [--rooms R] [--window W] [--seconds T] [--idle I] [--only smol|std|node]");
                 std::process::exit(2);
@@ -296,22 +330,39 @@ fn main() {
         "bench-signal: relay C={} clients in R={} rooms, W={} in flight each, T={} s; idle I={} connections; open files limit {nofile}",
         o.clients, o.rooms, o.window, o.seconds, o.idle
     );
-    println!("servers: rtc-mesh serve with default limits (64 KiB frames, 256 members, 10,000 rooms, 1,000 msg/s per connection, burst 2,048); rtc-switchboard 3.2.0 has no limits");
+    println!("servers: rtc-mesh serve with default limits (64 KiB frames, 256 members, 10,000 rooms, 1,000 msg/s per connection, burst 2,048, 65,536 connections; std: 5,000); rtc-switchboard 3.2.0 has no limits");
+    if let Some(addr) = o.addr {
+        let (n, mut lat, dt) = relay(addr, &o);
+        lat.sort_unstable();
+        println!(
+            "{addr}: relay {:.0} msg/s  p50 {:.2} ms  p99 {:.2} ms",
+            n as f64 / dt.as_secs_f64(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+        return;
+    }
     let mut rates = Vec::new();
     for kind in ["smol", "std", "node"] {
         if o.only.as_deref().is_some_and(|k| k != kind) {
             continue;
         }
         let (mut child, addr) = start(kind);
+        let pid = child.id().to_string();
+        let (s0, g0) = (cpu_secs(&pid), cpu_secs("self"));
         let (n, mut lat, dt) = relay(addr, &o);
+        let (s1, g1) = (cpu_secs(&pid), cpu_secs("self"));
         lat.sort_unstable();
         let rate = n as f64 / dt.as_secs_f64();
         println!(
-            "{kind:>5}: relay {:>9.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({n} messages in {:.1} s)",
+            "{kind:>5}: relay {:>9.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({n} messages in {:.1} s; CPU: server {:.1} s = {:.1} us/msg, generator {:.1} s)",
             rate,
             percentile(&lat, 0.5),
             percentile(&lat, 0.99),
-            dt.as_secs_f64()
+            dt.as_secs_f64(),
+            s1 - s0,
+            (s1 - s0) * 1e6 / n.max(1) as f64,
+            g1 - g0,
         );
         let _ = child.kill();
         let _ = child.wait();
@@ -320,15 +371,15 @@ fn main() {
             let (mut child, addr) = start(kind);
             std::thread::sleep(Duration::from_millis(200));
             let before = rss_kib(child.id());
-            let held = idle(addr, o.idle);
+            let (held, n) = idle(addr, o.idle);
             std::thread::sleep(Duration::from_millis(500));
             let after = rss_kib(child.id());
             println!(
-                "{kind:>5}: {} idle connections held; server RSS {} KiB -> {} KiB = {:.1} KiB per connection",
+                "{kind:>5}: {n} of {} idle connections held; server RSS {} KiB -> {} KiB = {:.1} KiB per connection",
                 o.idle,
                 before,
                 after,
-                (after.saturating_sub(before)) as f64 / o.idle as f64
+                (after.saturating_sub(before)) as f64 / n.max(1) as f64
             );
             drop(held);
             let _ = child.kill();
