@@ -3,7 +3,15 @@
 //! [`Replica`] owns a [`Store`] and one [`Session`] per link. An update that arrives on
 //! link X is applied and offered to every other link (each session sends it only if its
 //! remote lacks it, so nothing is echoed back to X); a local write is offered to every
-//! link. Sans-IO, like the rest of core:
+//! link.
+//!
+//! In a full mesh that would cost N^2 messages per write. So replicas tell each link
+//! which writers they hear directly (`"LINKS [source ids]"`, a control string that
+//! scuttlebutt ignores), and an update is not forwarded to a link whose remote hears
+//! its writer directly: a healthy full mesh costs N-1 messages per write. When a link
+//! closes, the replica sends `"CLOCK {...}"` on every other link, so that its
+//! neighbours send it what the closed link may have left out, and forward later writes.
+//! Sans-IO, like the rest of core:
 //!
 //! ```
 //! use std::time::Instant;
@@ -33,7 +41,7 @@
 //! assert_eq!(b.store().get("greeting"), Some(Value::from("hello")));
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use crate::session::{Session, SessionConfig, SessionEvent, SessionStats};
@@ -70,6 +78,13 @@ pub enum ReplicaEvent {
         /// The remote source ids of all open links.
         peers: Vec<String>,
     },
+    /// A link's remote sent a control string the replica does not handle.
+    Control {
+        /// The link.
+        link: LinkId,
+        /// The text.
+        text: String,
+    },
     /// A link sent something that could not be decoded; it was skipped. A
     /// [fatal](DecodeError::is_fatal) error means the link must be closed.
     LinkError {
@@ -100,7 +115,14 @@ pub struct Replica {
     events: VecDeque<ReplicaEvent>,
     /// Links with output possibly pending, polled in order.
     dirty: VecDeque<LinkId>,
+    /// Per link, the writers (source ids) its remote says it hears directly.
+    reaches: BTreeMap<LinkId, BTreeSet<String>>,
+    /// The LINKS report last sent (to send a new one only on change).
+    reported: Vec<String>,
 }
+
+/// The prefix of a link report control string.
+const LINKS_PREFIX: &str = "LINKS ";
 
 impl Replica {
     /// Serves `store`.
@@ -111,6 +133,8 @@ impl Replica {
             next_link: 0,
             events: VecDeque::new(),
             dirty: VecDeque::new(),
+            reaches: BTreeMap::new(),
+            reported: Vec::new(),
         }
     }
 
@@ -132,8 +156,77 @@ impl Replica {
     /// Forgets a link (its transport closed). Pending bytes for it are dropped.
     pub fn close_link(&mut self, link: LinkId) {
         if self.links.remove(&link).is_some() {
+            self.reaches.remove(&link);
             self.check_all_synced();
+            // What that link would have brought may now have to come from the others.
+            let ids: Vec<LinkId> = self.links.keys().copied().collect();
+            for id in ids {
+                if let Some(s) = self.links.get_mut(&id) {
+                    if s.remote_id().is_some() {
+                        s.send_clock(&self.store);
+                        self.mark(id);
+                    }
+                }
+            }
+            self.report_links();
         }
+    }
+
+    /// Sends `PING` on a link (the remote answers `PONG`).
+    pub fn ping(&mut self, link: LinkId) {
+        if let Some(s) = self.links.get_mut(&link) {
+            s.ping();
+            self.mark(link);
+        }
+    }
+
+    /// Sends a control string on a link.
+    pub fn send_control(&mut self, link: LinkId, text: &str) {
+        if let Some(s) = self.links.get_mut(&link) {
+            s.send_control(text);
+            self.mark(link);
+        }
+    }
+
+    /// Tells every link which writers we hear directly, if that changed.
+    fn report_links(&mut self) {
+        let ids: Vec<String> = self
+            .links
+            .values()
+            .filter_map(|s| s.remote_id().map(str::to_owned))
+            .collect();
+        if ids == self.reported {
+            return;
+        }
+        let mut text = String::from(LINKS_PREFIX);
+        let list = Value::Array(ids.iter().map(|i| Value::from(i.as_str())).collect());
+        crate::value::write_json(&list, &mut text, false);
+        self.reported = ids;
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in links {
+            if let Some(s) = self.links.get_mut(&id) {
+                if s.remote_id().is_some() {
+                    s.send_control(&text);
+                    self.mark(id);
+                }
+            }
+        }
+    }
+
+    /// A remote's `LINKS` report.
+    fn handle_links(&mut self, link: LinkId, json: &str) {
+        let Ok(Value::Array(items)) = Value::from_json(json) else {
+            return;
+        };
+        let set = items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .take(4096)
+            .collect();
+        self.reaches.insert(link, set);
     }
 
     /// Open links.
@@ -184,12 +277,17 @@ impl Replica {
     /// Moves a session's events to the replica's queue.
     fn session_events(&mut self, link: LinkId) {
         let mut synced = false;
+        let mut opened = false;
+        let mut controls = Vec::new();
         if let Some(s) = self.links.get_mut(&link) {
             while let Some(e) = s.poll_event() {
                 match e {
-                    SessionEvent::RemoteDigest { id } => self
-                        .events
-                        .push_back(ReplicaEvent::LinkOpened { link, peer: id }),
+                    SessionEvent::RemoteDigest { id } => {
+                        opened = true;
+                        self.events
+                            .push_back(ReplicaEvent::LinkOpened { link, peer: id })
+                    }
+                    SessionEvent::Control(text) => controls.push(text),
                     SessionEvent::Synced { id } => {
                         synced = true;
                         self.events
@@ -201,6 +299,26 @@ impl Replica {
                     SessionEvent::Rejected(_) => {}
                 }
             }
+        }
+        for text in controls {
+            match text.strip_prefix(LINKS_PREFIX) {
+                Some(json) => self.handle_links(link, json),
+                None => self.events.push_back(ReplicaEvent::Control { link, text }),
+            }
+        }
+        if opened {
+            // The new link hears our report too (even if unchanged for the others).
+            if let Some(s) = self.links.get_mut(&link) {
+                let mut text = String::from(LINKS_PREFIX);
+                let ids: Vec<Value> = self
+                    .reported
+                    .iter()
+                    .map(|i| Value::from(i.as_str()))
+                    .collect();
+                crate::value::write_json(&Value::Array(ids), &mut text, false);
+                s.send_control(&text);
+            }
+            self.report_links();
         }
         if synced {
             self.check_all_synced();
@@ -228,8 +346,20 @@ impl Replica {
                 source: &ev.source,
             };
             for (&id, s) in self.links.iter_mut() {
-                if Some(id) != origin && s.send_update(&self.store, u) && !self.dirty.contains(&id)
+                if Some(id) == origin {
+                    continue;
+                }
+                // Its remote hears this writer directly: it gets the update from there.
+                if origin.is_some()
+                    && (s.remote_id() == Some(&*ev.source)
+                        || self
+                            .reaches
+                            .get(&id)
+                            .is_some_and(|r| r.contains(&*ev.source)))
                 {
+                    continue;
+                }
+                if s.send_update(&self.store, u) && !self.dirty.contains(&id) {
                     self.dirty.push_back(id);
                 }
             }

@@ -17,6 +17,11 @@
 //! Both sides are synced once each has sent and received `SYNC`. A `PING` is answered
 //! with `PONG`. Reconnecting sends only what the other side lacks, because the digest
 //! says what it has.
+//!
+//! Between our own peers, two more control strings (scuttlebutt ignores both):
+//! `"CLOCK {json clock}"` says what the sender has now (the receiver then sends what it
+//! lacks, as after a digest, without a second `SYNC`), and any other control string
+//! (such as the replica's `"LINKS ..."`) is reported as [`SessionEvent::Control`].
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -65,7 +70,12 @@ pub enum SessionEvent {
     Error(DecodeError),
     /// The remote sent an update the store rejected as invalid.
     Rejected(crate::store::Rejection),
+    /// The remote sent a control string this session does not handle itself.
+    Control(String),
 }
+
+/// The prefix of a clock refresh control string.
+const CLOCK_PREFIX: &str = "CLOCK ";
 
 /// Counters for one link.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -226,8 +236,48 @@ impl Session {
                 // more than a peer could fill anyway.
                 store.reserve(n.min(MAX_RESERVE) as usize);
             }
-            Message::Pong | Message::Control(_) => {}
+            Message::Control(text) => match text.strip_prefix(CLOCK_PREFIX) {
+                Some(json) => self.refresh(store, json),
+                None => self.events.push_back(SessionEvent::Control(text)),
+            },
+            Message::Pong => {}
         }
+    }
+
+    /// The remote says what it has now: send what it lacks (the catch-up pass of
+    /// the history stream, without another `SYNC`).
+    fn refresh(&mut self, store: &Store, json: &str) {
+        let Ok(crate::value::Value::Object(clock)) =
+            crate::value::Value::from_json_with(json.as_bytes(), store.limits())
+        else {
+            self.stats.errors += 1;
+            return;
+        };
+        for (s, t) in clock.iter() {
+            if let (Some(ix), crate::value::Value::Number(t)) = (store.source_ix(s), t) {
+                self.raise_remote(ix, *t);
+            }
+        }
+        if self.started && !self.streaming {
+            self.streaming = true;
+        }
+    }
+
+    /// Sends a control string (`PING`, `LINKS ...`; scuttlebutt ignores strings other
+    /// than `SYNC`).
+    pub fn send_control(&mut self, text: &str) {
+        self.enc.control(text);
+    }
+
+    /// Tells the remote what we have now (`CLOCK {...}`), so that it sends what we lack.
+    pub fn send_clock(&mut self, store: &Store) {
+        let mut text = String::from(CLOCK_PREFIX);
+        let mut o = crate::value::Object::new();
+        for (s, t) in store.clock().iter() {
+            o.insert(s, crate::value::Value::Number(t));
+        }
+        crate::value::write_json(&crate::value::Value::Object(o), &mut text, false);
+        self.enc.control(&text);
     }
 
     fn check_synced(&mut self) {
@@ -287,9 +337,11 @@ impl Session {
                 let more = store.history_slots(&self.remote_clock);
                 if more.is_empty() {
                     self.streaming = false;
-                    self.enc.sync();
-                    self.sent_sync = true;
-                    self.check_synced();
+                    if !self.sent_sync {
+                        self.enc.sync();
+                        self.sent_sync = true;
+                        self.check_synced();
+                    }
                     return;
                 }
                 self.history = more.into();

@@ -244,3 +244,94 @@ fn digests_naming_unknown_sources_do_not_grow_the_store() {
     while !matches!(a.poll_output(), Output::Timeout(_)) {}
     assert_eq!(a.store().clock().len(), 0);
 }
+
+/// All updates encoded on every link of every replica.
+fn total_updates_out(reps: &[&mut Replica]) -> u64 {
+    reps.iter()
+        .map(|r| r.links().map(|l| updates_out(r, l)).sum::<u64>())
+        .sum()
+}
+
+#[test]
+fn a_write_in_a_healthy_full_mesh_costs_n_minus_1_messages() {
+    for codec in [Codec::Json, Codec::Postcard] {
+        let t0 = Instant::now();
+        let n = 5;
+        let mut reps: Vec<Replica> = (0..n).map(|i| replica(&format!("p{i}"), t0)).collect();
+        let mut wires = Vec::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                let (x, y) = reps.split_at_mut(j);
+                wires.push((i, j, connect(&mut x[i], &mut y[0], codec)));
+            }
+        }
+        let wref: Vec<(usize, usize, &Wire)> = wires.iter().map(|(i, j, w)| (*i, *j, w)).collect();
+        let mut refs: Vec<&mut Replica> = reps.iter_mut().collect();
+        run(&mut refs, &wref, t0);
+        let before = total_updates_out(&refs);
+        for k in 0..10 {
+            let t = t0 + Duration::from_millis(k);
+            refs[(k % 5) as usize]
+                .set(t, &format!("k{k}"), &Value::from(k as f64))
+                .unwrap();
+            run(&mut refs, &wref, t);
+        }
+        assert_eq!(
+            total_updates_out(&refs) - before,
+            10 * (n as u64 - 1),
+            "{codec:?}"
+        );
+        let dump = refs[0].store().dump();
+        assert!(refs.iter().all(|r| r.store().dump() == dump));
+    }
+}
+
+#[test]
+fn a_peer_that_loses_its_link_to_a_writer_still_gets_its_writes() {
+    // Triangle a-b-c; the a-c link goes away: c gets a's writes through b, including
+    // one made just before the link closed, whose bytes to c were lost.
+    let t0 = Instant::now();
+    let (mut a, mut b, mut c) = (replica("a", t0), replica("b", t0), replica("c", t0));
+    let ab = connect(&mut a, &mut b, Codec::Postcard);
+    let bc = connect(&mut b, &mut c, Codec::Postcard);
+    let ac = connect(&mut a, &mut c, Codec::Postcard);
+    run(
+        &mut [&mut a, &mut b, &mut c],
+        &[(0, 1, &ab), (1, 2, &bc), (0, 2, &ac)],
+        t0,
+    );
+    // A write whose copy to c is lost with the link.
+    a.set(t0, "lost", &1.0.into()).unwrap();
+    run(
+        &mut [&mut a, &mut b, &mut c],
+        &[(0, 1, &ab), (1, 2, &bc)],
+        t0,
+    );
+    loop {
+        match a.poll_output() {
+            Output::Timeout(_) => break,
+            _ => continue,
+        }
+    }
+    assert_eq!(
+        c.store().get("lost"),
+        None,
+        "b did not forward: c hears a directly"
+    );
+    a.close_link(ac.a);
+    c.close_link(ac.b);
+    run(
+        &mut [&mut a, &mut b, &mut c],
+        &[(0, 1, &ab), (1, 2, &bc)],
+        t0,
+    );
+    assert_eq!(c.store().get("lost"), Some(1.0.into()));
+    let t1 = t0 + Duration::from_millis(5);
+    a.set(t1, "later", &2.0.into()).unwrap();
+    run(
+        &mut [&mut a, &mut b, &mut c],
+        &[(0, 1, &ab), (1, 2, &bc)],
+        t1,
+    );
+    assert_eq!(c.store().get("later"), Some(2.0.into()));
+}
