@@ -66,6 +66,7 @@
 
 pub mod control;
 pub mod limits;
+pub mod mesh;
 pub mod replica;
 pub mod session;
 pub mod signal;

@@ -172,6 +172,11 @@ impl Replica {
         }
     }
 
+    /// The writers a link's remote says it hears directly (its last `LINKS` report).
+    pub fn link_reaches(&self, link: LinkId) -> Option<&BTreeSet<String>> {
+        self.reaches.get(&link)
+    }
+
     /// Sends `PING` on a link (the remote answers `PONG`).
     pub fn ping(&mut self, link: LinkId) {
         if let Some(s) = self.links.get_mut(&link) {

@@ -1,0 +1,1034 @@
+//! The peer side of a room, over abstract links: membership, negotiation roles,
+//! signalling routes, one sync session per link, liveness and recovery.
+//!
+//! A [`Mesh`] does not know WebRTC. It says what the link layer must do with
+//! [`LinkCommand`]s (open a connection to a peer as offerer or answerer, apply the
+//! remote's SDP and candidates, close), and the link layer reports back: the local SDP
+//! and candidates to route ([`Mesh::local_sdp`], [`Mesh::local_candidate`]), the data
+//! channel opened ([`Mesh::link_open`]), bytes ([`Mesh::link_data`]), closed
+//! ([`Mesh::link_closed`]). The `Node` pairs a Mesh with str0m; the simulator in
+//! `rtc-mesh-sim` pairs it with in-memory links.
+//!
+//! Rules (DESIGN, Conventions):
+//!
+//! - On [`start`](Mesh::start) the mesh announces itself: `id`, `room`, `agent`,
+//!   `incarnation`, `codecs`, then user attributes. A broadcast announce from a
+//!   newcomer is answered with a direct one, as rtc-signaller does.
+//! - The peer whose id sorts higher offers; exactly one side does. It picks the first
+//!   codec of its own list that the other side lists (a peer without `codecs` speaks
+//!   json only) and names it in the data channel's protocol field.
+//! - SDP and candidates that arrive before their sender's announce are kept (bounded)
+//!   and used once it arrives.
+//! - Links carry `PING`/`PONG`: a link to one of our peers (it announced an
+//!   `incarnation`) silent for `dead_after` is closed and the peer reported left
+//!   (`timeout`). A negotiation that does not finish in time is abandoned and retried
+//!   with backoff by the offerer; so is a link that closed while its peer is still in
+//!   the room.
+//! - The peer's own `/leave` (no reason) or an announce with a new incarnation drops its
+//!   link at once; a switchboard's `/leave` with reason `disconnected` does not, while
+//!   the link answers pings. No id is ever blocked: a returning peer gets a fresh link
+//!   and a delta sync.
+//! - Updates go through a [`Replica`], so a healthy full mesh costs N-1 messages per
+//!   write (see [`crate::replica`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::limits::Limits;
+use crate::replica::{LinkId, Output, Replica, ReplicaEvent};
+use crate::signal::{valid_peer_id, Part, Signal, SignalLimits};
+use crate::store::{Event, Store, StoreConfig, StoreError, Update};
+use crate::value::{Object, Value};
+use crate::wire::{Codec, Framing};
+
+/// How many SDP or candidate messages are kept per peer whose announce has not arrived.
+const MAX_EARLY: usize = 64;
+/// How many peers may have early messages waiting.
+const MAX_EARLY_PEERS: usize = 256;
+
+/// Configuration of a [`Mesh`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MeshConfig {
+    /// Our peer id: 1-64 bytes of `[A-Za-z0-9._~-]`.
+    pub id: String,
+    /// The room to join.
+    pub room: String,
+    /// This process's incarnation (16 hex characters, fresh at every start).
+    pub incarnation: String,
+    /// Codecs we speak, preferred first (default postcard, json).
+    pub codecs: Vec<Codec>,
+    /// User attributes added to our announce.
+    pub attributes: Object,
+    /// The `agent` attribute.
+    pub agent: String,
+    /// Wall-clock milliseconds since 1970 at `start`.
+    pub epoch_ms: f64,
+    /// The instant `epoch_ms` was read at.
+    pub start: Instant,
+    /// The store's source id (default `<id>.<incarnation>`).
+    pub source: Option<String>,
+    /// Interval between pings on a link (default 1 s).
+    pub ping_interval: Duration,
+    /// A link to one of our peers silent this long is closed (default 4 s).
+    pub dead_after: Duration,
+    /// A negotiation not finished in this time is abandoned (default 10 s).
+    pub negotiate_timeout: Duration,
+    /// First retry delay after a failed negotiation or a lost link (default 250 ms;
+    /// doubling to `retry_max`).
+    pub retry_min: Duration,
+    /// Longest retry delay (default 10 s).
+    pub retry_max: Duration,
+    /// Bounds on values, keys, ids.
+    pub limits: Limits,
+    /// Seed for jitter and the store's hash.
+    pub seed: u64,
+}
+
+impl MeshConfig {
+    /// A configuration with defaults for `id` in `room`.
+    pub fn new(
+        id: impl Into<String>,
+        room: impl Into<String>,
+        incarnation: impl Into<String>,
+        epoch_ms: f64,
+        start: Instant,
+    ) -> Self {
+        MeshConfig {
+            id: id.into(),
+            room: room.into(),
+            incarnation: incarnation.into(),
+            codecs: vec![Codec::Postcard, Codec::Json],
+            attributes: Object::new(),
+            agent: concat!("rtc-mesh/", env!("CARGO_PKG_VERSION")).into(),
+            epoch_ms,
+            start,
+            source: None,
+            ping_interval: Duration::from_secs(1),
+            dead_after: Duration::from_secs(4),
+            negotiate_timeout: Duration::from_secs(10),
+            retry_min: Duration::from_millis(250),
+            retry_max: Duration::from_secs(10),
+            limits: Limits::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Why a [`Mesh`] could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    /// The peer id breaks the Conventions.
+    #[error("invalid peer id {0:?}: 1-64 characters of A-Z a-z 0-9 . _ ~ -")]
+    BadId(String),
+    /// The room name is empty or longer than 256 bytes.
+    #[error("invalid room name {0:?}")]
+    BadRoom(String),
+    /// No codec to speak.
+    #[error("no codec configured")]
+    NoCodec,
+    /// The store refused its configuration.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a peer is reported gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It said `/leave`, or came back as a new incarnation.
+    Left,
+    /// Its link went silent.
+    Timeout,
+    /// Its link closed, or the switchboard saw it disconnect and there is no link.
+    Closed,
+    /// The link could not be negotiated.
+    Failed,
+}
+
+impl LeaveReason {
+    /// The name used in the line protocol: `left`, `timeout`, `closed`, `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Closed => "closed",
+            LeaveReason::Failed => "failed",
+        }
+    }
+}
+
+/// Something that happened in the mesh.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum MeshEvent {
+    /// The switchboard answered our announce.
+    Online,
+    /// A peer is present (announced, or its link came back).
+    PeerJoined {
+        /// Its id.
+        peer: String,
+        /// Its announce attributes.
+        attributes: Object,
+    },
+    /// A peer is gone.
+    PeerLeft {
+        /// Its id.
+        peer: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The store changed.
+    Update(Event),
+    /// The link to a peer is synced both ways.
+    Synced {
+        /// The peer.
+        peer: String,
+    },
+    /// Every present peer has a synced link.
+    SyncedAll {
+        /// The peers.
+        peers: Vec<String>,
+    },
+    /// We left (after [`Mesh::close`]).
+    Offline,
+}
+
+/// SDP kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SdpKind {
+    /// An offer.
+    Offer,
+    /// An answer.
+    Answer,
+}
+
+impl SdpKind {
+    fn name(self) -> &'static str {
+        match self {
+            SdpKind::Offer => "offer",
+            SdpKind::Answer => "answer",
+        }
+    }
+}
+
+/// What the link layer must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkCommand {
+    /// Start a connection to `peer`. The offerer creates the data channel (label
+    /// `mesh`, protocol = the codec's name) and an offer, and hands the offer to
+    /// [`Mesh::local_sdp`]; the answerer waits for [`LinkCommand::RemoteSdp`].
+    Open {
+        /// The peer.
+        peer: String,
+        /// Whether we offer.
+        offerer: bool,
+        /// The codec (the offerer's choice; the answerer learns it from the channel).
+        codec: Codec,
+    },
+    /// Apply the remote's SDP; an answerer then hands its answer to [`Mesh::local_sdp`].
+    RemoteSdp {
+        /// The peer.
+        peer: String,
+        /// Offer or answer.
+        kind: SdpKind,
+        /// The SDP text.
+        sdp: String,
+    },
+    /// Add a remote ICE candidate (`{"candidate":..,"sdpMid":..,"sdpMLineIndex":..}`).
+    RemoteCandidate {
+        /// The peer.
+        peer: String,
+        /// The candidate, as a browser's `RTCIceCandidate.toJSON()`.
+        candidate: Object,
+    },
+    /// Tear the connection down (no further input is expected for it).
+    Close {
+        /// The peer.
+        peer: String,
+    },
+}
+
+/// What [`Mesh::poll_output`] returns.
+#[derive(Debug)]
+pub enum MeshOutput {
+    /// Send this text to the switchboard.
+    Signal(String),
+    /// A command for the link layer.
+    Link(LinkCommand),
+    /// Bytes for the data channel to `peer` (one channel message).
+    Transmit {
+        /// The peer.
+        peer: String,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// An event.
+    Event(MeshEvent),
+    /// Nothing more until an input or this instant.
+    Timeout(Option<Instant>),
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// No connection; the offerer retries at `retry_at`.
+    Idle { retry_at: Option<Instant> },
+    /// Negotiating since `since`.
+    Negotiating { since: Instant, offerer: bool },
+    /// The data channel is open.
+    Open {
+        link: LinkId,
+        last_heard: Instant,
+        next_ping: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct Peer {
+    attributes: Object,
+    incarnation: Option<String>,
+    codecs: Vec<Codec>,
+    /// Reported present (joined and not left since).
+    present: bool,
+    /// The switchboard still has it (no `/leave` seen).
+    in_room: bool,
+    conn: Conn,
+    /// Consecutive failed negotiations (for backoff).
+    failures: u32,
+    synced: bool,
+}
+
+/// A peer in a room. See the module docs.
+#[derive(Debug)]
+pub struct Mesh {
+    config: MeshConfig,
+    replica: Replica,
+    peers: BTreeMap<String, Peer>,
+    links: BTreeMap<LinkId, String>,
+    early: BTreeMap<String, Vec<Signal>>,
+    out: VecDeque<MeshOutput>,
+    limits: SignalLimits,
+    rng: u64,
+    online: bool,
+    closed: bool,
+    /// The latest `now` seen (for work scheduled from replica events).
+    last_now: Instant,
+    /// Timers run on a common tick (a quarter of the ping interval): pings, dead
+    /// links, negotiation deadlines and retries are checked then.
+    next_tick: Instant,
+    /// Something changed that may complete "all synced".
+    sync_dirty: bool,
+}
+
+fn codecs_of(attrs: &Object) -> Vec<Codec> {
+    match attrs.get("codecs") {
+        Some(Value::Array(a)) => {
+            let v: Vec<Codec> = a
+                .iter()
+                .filter_map(|c| match c {
+                    Value::String(s) => Codec::from_name(s),
+                    _ => None,
+                })
+                .collect();
+            if v.is_empty() {
+                vec![Codec::Json]
+            } else {
+                v
+            }
+        }
+        _ => vec![Codec::Json],
+    }
+}
+
+impl Mesh {
+    /// A mesh peer; call [`start`](Self::start) to announce.
+    pub fn new(config: MeshConfig) -> Result<Self, MeshError> {
+        if !valid_peer_id(&config.id) {
+            return Err(MeshError::BadId(config.id));
+        }
+        if config.room.is_empty() || config.room.len() > 256 {
+            return Err(MeshError::BadRoom(config.room));
+        }
+        if config.codecs.is_empty() {
+            return Err(MeshError::NoCodec);
+        }
+        let source = config
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", config.id, config.incarnation));
+        let mut sc = StoreConfig::new(source, config.epoch_ms, config.start);
+        sc.limits = config.limits.clone();
+        sc.hash_seed = config.seed;
+        let store = Store::new(sc)?;
+        let config_start = config.start;
+        Ok(Mesh {
+            rng: config.seed | 1,
+            config,
+            replica: Replica::new(store),
+            peers: BTreeMap::new(),
+            links: BTreeMap::new(),
+            early: BTreeMap::new(),
+            out: VecDeque::new(),
+            limits: SignalLimits::default(),
+            online: false,
+            closed: false,
+            last_now: config_start,
+            next_tick: config_start,
+            sync_dirty: false,
+        })
+    }
+
+    /// Our id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.replica.store()
+    }
+
+    /// The replica (links, sessions, counters).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Present peers and their attributes.
+    pub fn peers(&self) -> impl Iterator<Item = (&str, &Object)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.present)
+            .map(|(k, p)| (k.as_str(), &p.attributes))
+    }
+
+    /// The link to `peer`, if its data channel is open.
+    pub fn link_of(&self, peer: &str) -> Option<LinkId> {
+        match self.peers.get(peer).map(|p| &p.conn) {
+            Some(Conn::Open { link, .. }) => Some(*link),
+            _ => None,
+        }
+    }
+
+    /// Our announce attributes.
+    fn attributes(&self) -> Object {
+        let c = &self.config;
+        let mut o = Object::new();
+        o.insert("id", Value::from(c.id.as_str()));
+        o.insert("room", Value::from(c.room.as_str()));
+        o.insert("agent", Value::from(c.agent.as_str()));
+        o.insert("incarnation", Value::from(c.incarnation.as_str()));
+        o.insert(
+            "codecs",
+            Value::Array(c.codecs.iter().map(|k| Value::from(k.name())).collect()),
+        );
+        for (k, v) in c.attributes.iter() {
+            if !matches!(k, "id" | "room" | "agent" | "incarnation" | "codecs") {
+                o.insert(k, v.clone());
+            }
+        }
+        o
+    }
+
+    fn signal(&mut self, s: Signal) {
+        self.out.push_back(MeshOutput::Signal(s.encode()));
+    }
+
+    /// Announces us to the room.
+    pub fn start(&mut self, _now: Instant) {
+        let a = Signal::announce(&self.config.id, self.attributes());
+        self.signal(a);
+    }
+
+    /// Updates our user attributes and announces them.
+    pub fn announce(&mut self, now: Instant, attributes: Object) {
+        self.config.attributes = attributes;
+        self.start(now);
+    }
+
+    /// Sets `key` (null deletes); the write goes to every link.
+    pub fn set(&mut self, now: Instant, key: &str, value: &Value) -> Result<Update, StoreError> {
+        self.replica.set(now, key, value)
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, now: Instant, key: &str) -> Result<Update, StoreError> {
+        self.replica.delete(now, key)
+    }
+
+    /// Leaves: says `/leave`, closes every link, reports [`MeshEvent::Offline`].
+    pub fn close(&mut self, _now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let me = self.config.id.clone();
+        self.signal(Signal::leave(&me, None));
+        let peers: Vec<String> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.drop_conn(&p, None);
+        }
+        self.out.push_back(MeshOutput::Event(MeshEvent::Offline));
+    }
+
+    fn jitter(&mut self, d: Duration) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        d.mul_f64(0.5 + (self.rng >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
+    }
+
+    fn backoff(&mut self, failures: u32) -> Duration {
+        let d = self
+            .config
+            .retry_min
+            .saturating_mul(1 << failures.min(16))
+            .min(self.config.retry_max);
+        self.jitter(d)
+    }
+
+    fn event(&mut self, e: MeshEvent) {
+        self.out.push_back(MeshOutput::Event(e));
+    }
+
+    fn set_present(&mut self, peer: &str, present: bool, reason: LeaveReason) {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if p.present == present {
+            return;
+        }
+        p.present = present;
+        let e = if present {
+            MeshEvent::PeerJoined {
+                peer: peer.to_owned(),
+                attributes: p.attributes.clone(),
+            }
+        } else {
+            MeshEvent::PeerLeft {
+                peer: peer.to_owned(),
+                reason,
+            }
+        };
+        self.event(e);
+    }
+
+    /// Closes the connection to `peer` (if any); with `retry`, the offerer tries again
+    /// after a backoff.
+    fn drop_conn(&mut self, peer: &str, retry: Option<Instant>) {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let old = std::mem::replace(&mut p.conn, Conn::Idle { retry_at: retry });
+        p.synced = false;
+        match old {
+            Conn::Open { link, .. } => {
+                self.links.remove(&link);
+                self.replica.close_link(link);
+                self.out.push_back(MeshOutput::Link(LinkCommand::Close {
+                    peer: peer.to_owned(),
+                }));
+            }
+            Conn::Negotiating { .. } => {
+                self.out.push_back(MeshOutput::Link(LinkCommand::Close {
+                    peer: peer.to_owned(),
+                }));
+            }
+            Conn::Idle { .. } => {}
+        }
+    }
+
+    fn we_offer(&self, peer: &str) -> bool {
+        self.config.id.as_str() > peer
+    }
+
+    fn codec_with(&self, peer: &Peer) -> Codec {
+        self.config
+            .codecs
+            .iter()
+            .copied()
+            .find(|c| peer.codecs.contains(c))
+            .unwrap_or(Codec::Json)
+    }
+
+    /// Starts a negotiation as offerer.
+    fn offer(&mut self, peer: &str, now: Instant) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        let codec = self.codec_with(p);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.conn = Conn::Negotiating {
+                since: now,
+                offerer: true,
+            };
+        }
+        self.out.push_back(MeshOutput::Link(LinkCommand::Open {
+            peer: peer.to_owned(),
+            offerer: true,
+            codec,
+        }));
+    }
+
+    /// A text from the switchboard.
+    pub fn handle_signal(&mut self, now: Instant, text: &str) {
+        self.last_now = self.last_now.max(now);
+        if self.closed {
+            return;
+        }
+        let Ok(msg) = Signal::parse(text, &self.limits) else {
+            return;
+        };
+        if let Some(t) = &msg.to {
+            if t != &self.config.id {
+                return;
+            }
+        }
+        if msg.command == "roominfo" {
+            if !self.online {
+                self.online = true;
+                self.event(MeshEvent::Online);
+            }
+            return;
+        }
+        let Some(from) = msg.sender.clone() else {
+            return;
+        };
+        if from == self.config.id {
+            return;
+        }
+        match msg.command.as_str() {
+            "announce" => self.on_announce(now, &from, &msg),
+            "leave" => self.on_leave(now, &from, &msg),
+            "mesh:sdp" | "mesh:candidate" | "mesh:candidates" => {
+                if self.peers.get(&from).is_some_and(|p| p.in_room) {
+                    self.on_negotiation(now, &from, &msg);
+                } else if self.early.len() < MAX_EARLY_PEERS || self.early.contains_key(&from) {
+                    // Before its announce: keep it for then.
+                    let q = self.early.entry(from).or_default();
+                    if q.len() < MAX_EARLY {
+                        q.push(msg);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_announce(&mut self, now: Instant, from: &str, msg: &Signal) {
+        let Some(attrs) = msg.object().cloned() else {
+            return;
+        };
+        if attrs.get("room") != Some(&Value::from(self.config.room.as_str())) {
+            return;
+        }
+        let incarnation = match attrs.get("incarnation") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if msg.to.is_none() {
+            // A newcomer's broadcast: answer directly, as rtc-signaller does.
+            let me = self.config.id.clone();
+            let reply = Signal::announce(&me, self.attributes()).to(from);
+            self.signal(reply);
+        }
+        let codecs = codecs_of(&attrs);
+        let returning = match self.peers.get(from) {
+            Some(p) => p.incarnation != incarnation,
+            None => false,
+        };
+        if returning {
+            // A new life: its old link (if any) is of no use.
+            self.drop_conn(from, None);
+            self.set_present(from, false, LeaveReason::Left);
+        }
+        let p = self.peers.entry(from.to_owned()).or_insert_with(|| Peer {
+            attributes: Object::new(),
+            incarnation: None,
+            codecs: Vec::new(),
+            present: false,
+            in_room: true,
+            conn: Conn::Idle { retry_at: None },
+            failures: 0,
+            synced: false,
+        });
+        p.attributes = attrs;
+        p.incarnation = incarnation;
+        p.codecs = codecs;
+        p.in_room = true;
+        if returning {
+            p.failures = 0;
+        }
+        self.set_present(from, true, LeaveReason::Left);
+        let idle = matches!(self.peers[from].conn, Conn::Idle { .. });
+        if idle && self.we_offer(from) {
+            self.offer(from, now);
+        }
+        if let Some(early) = self.early.remove(from) {
+            for m in early {
+                self.on_negotiation(now, from, &m);
+            }
+        }
+    }
+
+    fn on_leave(&mut self, _now: Instant, from: &str, msg: &Signal) {
+        let reason = msg.object().and_then(|o| match o.get("reason") {
+            Some(Value::String(r)) => Some(r.clone()),
+            _ => None,
+        });
+        self.early.remove(from);
+        let Some(p) = self.peers.get_mut(from) else {
+            return;
+        };
+        p.in_room = false;
+        let open = matches!(p.conn, Conn::Open { .. });
+        if reason.is_some() && open {
+            // The switchboard lost its connection; the link decides.
+            return;
+        }
+        self.drop_conn(from, None);
+        let why = if reason.is_some() {
+            LeaveReason::Closed
+        } else {
+            LeaveReason::Left
+        };
+        self.set_present(from, false, why);
+        self.peers.remove(from);
+        self.check_all_synced();
+    }
+
+    fn on_negotiation(&mut self, now: Instant, from: &str, msg: &Signal) {
+        match msg.command.as_str() {
+            "mesh:sdp" => {
+                let Some(o) = msg.object() else { return };
+                let (Some(Value::String(kind)), Some(Value::String(sdp))) =
+                    (o.get("type"), o.get("sdp"))
+                else {
+                    return;
+                };
+                let sdp = sdp.clone();
+                match kind.as_str() {
+                    "offer" => {
+                        let negotiating_as_offerer = matches!(
+                            self.peers.get(from).map(|p| &p.conn),
+                            Some(Conn::Negotiating { offerer: true, .. })
+                        );
+                        if negotiating_as_offerer {
+                            // Both offered (it should not, by the rule): ours stands.
+                            return;
+                        }
+                        // A fresh offer replaces whatever was there.
+                        self.drop_conn(from, None);
+                        let codec = self
+                            .peers
+                            .get(from)
+                            .map_or(Codec::Json, |p| self.codec_with(p));
+                        if let Some(p) = self.peers.get_mut(from) {
+                            p.conn = Conn::Negotiating {
+                                since: now,
+                                offerer: false,
+                            };
+                        }
+                        self.out.push_back(MeshOutput::Link(LinkCommand::Open {
+                            peer: from.to_owned(),
+                            offerer: false,
+                            codec,
+                        }));
+                        self.out.push_back(MeshOutput::Link(LinkCommand::RemoteSdp {
+                            peer: from.to_owned(),
+                            kind: SdpKind::Offer,
+                            sdp,
+                        }));
+                    }
+                    "answer" => {
+                        if matches!(
+                            self.peers.get(from).map(|p| &p.conn),
+                            Some(Conn::Negotiating { offerer: true, .. })
+                        ) {
+                            self.out.push_back(MeshOutput::Link(LinkCommand::RemoteSdp {
+                                peer: from.to_owned(),
+                                kind: SdpKind::Answer,
+                                sdp,
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "mesh:candidate" | "mesh:candidates" => {
+                if !matches!(
+                    self.peers.get(from).map(|p| &p.conn),
+                    Some(Conn::Negotiating { .. } | Conn::Open { .. })
+                ) {
+                    return;
+                }
+                let mut cands = Vec::new();
+                for part in &msg.args {
+                    match part {
+                        Part::Json(Value::Object(o)) => cands.push(o.clone()),
+                        Part::Json(Value::Array(a)) => {
+                            for c in a {
+                                if let Value::Object(o) = c {
+                                    cands.push(o.clone());
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                for candidate in cands {
+                    self.out
+                        .push_back(MeshOutput::Link(LinkCommand::RemoteCandidate {
+                            peer: from.to_owned(),
+                            candidate,
+                        }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The link layer made our SDP for `peer`: route it through signalling.
+    pub fn local_sdp(&mut self, _now: Instant, peer: &str, kind: SdpKind, sdp: &str) {
+        let mut o = Object::new();
+        o.insert("type", Value::from(kind.name()));
+        o.insert("sdp", Value::from(sdp));
+        o.insert("incarnation", Value::from(self.config.incarnation.as_str()));
+        let me = self.config.id.clone();
+        self.signal(Signal::new("mesh:sdp", &me, vec![o.into()]).to(peer));
+    }
+
+    /// The link layer found a local candidate for `peer` (trickled).
+    pub fn local_candidate(&mut self, _now: Instant, peer: &str, candidate: Object) {
+        let me = self.config.id.clone();
+        self.signal(Signal::new("mesh:candidate", &me, vec![candidate.into()]).to(peer));
+    }
+
+    /// The data channel to `peer` opened, speaking `codec`.
+    pub fn link_open(&mut self, now: Instant, peer: &str, codec: Codec) {
+        self.last_now = self.last_now.max(now);
+        let Some(p) = self.peers.get(peer) else {
+            // Not a peer we know (any more): the link layer must close it.
+            self.out.push_back(MeshOutput::Link(LinkCommand::Close {
+                peer: peer.to_owned(),
+            }));
+            return;
+        };
+        if matches!(p.conn, Conn::Open { .. }) {
+            return;
+        }
+        let link = self.replica.open_link(codec, Framing::Messages);
+        self.links.insert(link, peer.to_owned());
+        let ping = self.config.ping_interval;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.conn = Conn::Open {
+                link,
+                last_heard: now,
+                next_ping: now + ping,
+            };
+            p.failures = 0;
+        }
+        self.set_present(peer, true, LeaveReason::Left);
+    }
+
+    /// Bytes from the data channel to `peer`.
+    pub fn link_data(&mut self, now: Instant, peer: &str, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let Conn::Open {
+            link, last_heard, ..
+        } = &mut p.conn
+        else {
+            return;
+        };
+        *last_heard = now;
+        let link = *link;
+        self.replica.handle_input(link, now, data);
+    }
+
+    /// The connection to `peer` closed or failed.
+    pub fn link_closed(&mut self, now: Instant, peer: &str) {
+        self.last_now = self.last_now.max(now);
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        let was_open = matches!(p.conn, Conn::Open { .. });
+        let failures = p.failures + 1;
+        let retry = now + self.backoff(failures);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.failures = failures;
+        }
+        self.drop_conn(peer, Some(retry));
+        let reason = if was_open {
+            LeaveReason::Closed
+        } else {
+            LeaveReason::Failed
+        };
+        self.set_present(peer, false, reason);
+        if !self.peers[peer].in_room {
+            self.peers.remove(peer);
+        }
+        self.check_all_synced();
+    }
+
+    /// Time passed: pings, dead links, negotiation timeouts, retries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if self.closed || now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + self.tick();
+        let (ping, dead, negotiate) = (
+            self.config.ping_interval,
+            self.config.dead_after,
+            self.config.negotiate_timeout,
+        );
+        let mut to_ping = Vec::new();
+        let mut timed_out = Vec::new();
+        let mut failed = Vec::new();
+        let mut retry = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            match &mut p.conn {
+                Conn::Open {
+                    link,
+                    last_heard,
+                    next_ping,
+                } => {
+                    if p.incarnation.is_some() && now.saturating_duration_since(*last_heard) >= dead
+                    {
+                        timed_out.push(id.clone());
+                    } else if now >= *next_ping {
+                        to_ping.push(*link);
+                        *next_ping = now + ping;
+                    }
+                }
+                Conn::Negotiating { since, .. } => {
+                    if now.saturating_duration_since(*since) >= negotiate {
+                        failed.push(id.clone());
+                    }
+                }
+                Conn::Idle { retry_at } => {
+                    if retry_at.is_some_and(|t| now >= t) {
+                        *retry_at = None;
+                        retry.push(id.clone());
+                    }
+                }
+            }
+        }
+        for l in to_ping {
+            self.replica.ping(l);
+        }
+        for id in timed_out {
+            let failures = self.peers[&id].failures;
+            let at = now + self.backoff(failures);
+            self.drop_conn(&id, Some(at));
+            self.set_present(&id, false, LeaveReason::Timeout);
+            if !self.peers[&id].in_room {
+                self.peers.remove(&id);
+            }
+        }
+        for id in failed {
+            let failures = self.peers[&id].failures + 1;
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.failures = failures;
+            }
+            let at = now + self.backoff(failures);
+            self.drop_conn(&id, Some(at));
+            self.set_present(&id, false, LeaveReason::Failed);
+            if !self.peers[&id].in_room {
+                self.peers.remove(&id);
+            }
+        }
+        for id in retry {
+            if self.we_offer(&id) && self.peers.get(&id).is_some_and(|p| p.in_room) {
+                self.offer(&id, now);
+            }
+        }
+    }
+
+    fn tick(&self) -> Duration {
+        (self.config.ping_interval / 4).max(Duration::from_millis(10))
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    fn check_all_synced(&mut self) {
+        self.sync_dirty = true;
+    }
+
+    fn report_all_synced(&mut self) {
+        if !std::mem::take(&mut self.sync_dirty) {
+            return;
+        }
+        let present: Vec<&String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.present)
+            .map(|(k, _)| k)
+            .collect();
+        if present.is_empty() {
+            return;
+        }
+        if present.iter().all(|k| self.peers[*k].synced) {
+            let peers = present.into_iter().cloned().collect();
+            self.event(MeshEvent::SyncedAll { peers });
+        }
+    }
+
+    fn on_replica_event(&mut self, e: ReplicaEvent) {
+        match e {
+            ReplicaEvent::Update(ev) => self.event(MeshEvent::Update(ev)),
+            ReplicaEvent::Synced { link, .. } => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.synced = true;
+                    }
+                    self.event(MeshEvent::Synced { peer });
+                    self.check_all_synced();
+                }
+            }
+            ReplicaEvent::LinkError { link, error } if error.is_fatal() => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    // A peer that sends what cannot be decoded: closed, retried later.
+                    let at = self.last_now + self.backoff(4);
+                    self.drop_conn(&peer, Some(at));
+                    self.set_present(&peer, false, LeaveReason::Failed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The next output; drain until [`MeshOutput::Timeout`].
+    pub fn poll_output(&mut self) -> MeshOutput {
+        loop {
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+            match self.replica.poll_output() {
+                Output::Transmit(link, data) => {
+                    if let Some(peer) = self.links.get(&link) {
+                        return MeshOutput::Transmit {
+                            peer: peer.clone(),
+                            data,
+                        };
+                    }
+                }
+                Output::Event(e) => self.on_replica_event(e),
+                Output::Timeout(_) => {
+                    self.report_all_synced();
+                    if self.out.is_empty() {
+                        return MeshOutput::Timeout(if self.closed {
+                            None
+                        } else {
+                            self.next_timeout()
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,814 @@
+//! Deterministic simulation of Mesh peers over in-memory links.
+//!
+//! One seed fixes everything: latencies, which peers write what and when, and the
+//! faults (link partitions, peer crashes and restarts without their state, switchboard
+//! restarts). Simulated time only; no threads, no sockets. The switchboard is core's
+//! [`Switchboard`]; the link layer is modelled: an `Open` as offerer makes an offer,
+//! the answerer answers, and after a few round trips both data channels open; channel
+//! messages are reliable and ordered, held back while their pair is partitioned (SCTP
+//! retransmits) and lost once either side closes.
+//!
+//! Invariants, checked after the faults heal and traffic settles: all live replicas
+//! are equal; every write made by a peer that stayed up is present everywhere (or
+//! overwritten by a larger one); nothing is present that nobody wrote.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::mesh::{LinkCommand, Mesh, MeshConfig, MeshEvent, MeshOutput, SdpKind};
+use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
+use rtc_mesh_core::{Codec, Value};
+
+const EPOCH_MS: f64 = 1_795_713_876_272.0;
+
+/// A small seeded generator (xorshift64*), so runs never depend on a crate's choices.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// What a run does.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed.
+    pub seed: u64,
+    /// Peers.
+    pub peers: usize,
+    /// Writes during the fault phase (spread over it).
+    pub writes: usize,
+    /// Length of the fault phase.
+    pub fault_time: Duration,
+    /// Inject faults.
+    pub faults: bool,
+    /// Codecs the peers speak (a mix when both are given: odd peers json only).
+    pub mixed_codecs: bool,
+}
+
+impl SimConfig {
+    /// A small run with faults.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            peers: 6,
+            writes: 60,
+            fault_time: Duration::from_secs(30),
+            faults: true,
+            mixed_codecs: true,
+        }
+    }
+}
+
+/// Faults injected in a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Channel messages lost because a side closed.
+    pub drops: u64,
+    /// Channel messages held back by a partition.
+    pub delays: u64,
+    /// Partitions between two peers.
+    pub partitions: u64,
+    /// Peer crashes.
+    pub crashes: u64,
+    /// Peer restarts (without state).
+    pub restarts: u64,
+    /// Switchboard restarts.
+    pub switchboard_restarts: u64,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// A digest of the event timeline (same seed, same digest).
+    pub trace: u64,
+    /// Simulated time from the last fault's end (or the burst) until converged.
+    pub converge: Duration,
+    /// Updates encoded on links per write during the burst.
+    pub messages_per_update: f64,
+    /// Link bytes per write during the burst.
+    pub bytes_per_update: f64,
+    /// Invariant failures (empty when the run passed).
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Ev {
+    /// Text from a peer's signalling connection to the switchboard.
+    ToServer(ConnId, String),
+    /// Text from the switchboard to a peer (for one connection).
+    ToPeer(usize, ConnId, String),
+    /// The switchboard sees a connection close.
+    ServerClose(ConnId),
+    /// A data channel of generation `gen` opens on `at`'s side toward `other`.
+    LinkUp {
+        at: usize,
+        other: usize,
+        gen: u64,
+        codec: Codec,
+    },
+    /// A channel message.
+    LinkMsg {
+        at: usize,
+        other: usize,
+        gen: u64,
+        data: Vec<u8>,
+    },
+    /// The other side closed the connection of generation `gen`.
+    LinkDown { at: usize, other: usize, gen: u64 },
+    /// A scheduled fault or write.
+    Action(Action),
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Write(usize, String, f64),
+    Partition(usize, usize, Duration),
+    Heal(usize, usize),
+    Crash(usize),
+    Restart(usize),
+    SwitchboardRestart,
+}
+
+/// A queued event, ordered by time then sequence.
+struct Queued(Instant, u64, Ev);
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(o.0, o.1))
+    }
+}
+
+struct SimPeer {
+    id: String,
+    mesh: Option<Mesh>,
+    conn: ConnId,
+    lives: u32,
+    /// Ever crashed: its writes may be lost.
+    crashed: bool,
+    /// Per other peer: the link generation this side is bound to, and whether open.
+    sides: BTreeMap<usize, (u64, bool)>,
+}
+
+/// A Mesh-level world.
+pub struct World {
+    cfg: SimConfig,
+    t0: Instant,
+    now: Instant,
+    rng: Rng,
+    peers: Vec<SimPeer>,
+    board: Switchboard,
+    queue: BinaryHeap<Reverse<Queued>>,
+    /// Signalling connection -> peer.
+    conn_peer: BTreeMap<ConnId, usize>,
+    seq: u64,
+    next_conn: u64,
+    next_gen: u64,
+    partitioned: BTreeMap<(usize, usize), Instant>,
+    /// Each live peer's next timer, and the set ordered by time.
+    timer_of: Vec<Option<Instant>>,
+    timers: std::collections::BTreeSet<(Instant, usize)>,
+    /// Per (from, to): when the last message was delivered (channels keep order).
+    last_delivery: BTreeMap<(usize, usize), Instant>,
+    /// Every write: key -> (ts, source, value json).
+    writes: Vec<(usize, String, f64, String, String)>,
+    faults: FaultCounts,
+    trace: u64,
+}
+
+fn pair(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+impl World {
+    /// A world for `cfg`.
+    pub fn new(cfg: SimConfig) -> World {
+        let t0 = Instant::now();
+        let mut w = World {
+            rng: Rng::new(cfg.seed),
+            t0,
+            now: t0,
+            peers: Vec::new(),
+            board: Switchboard::default(),
+            queue: BinaryHeap::new(),
+            conn_peer: BTreeMap::new(),
+            seq: 0,
+            next_conn: 0,
+            next_gen: 0,
+            partitioned: BTreeMap::new(),
+            last_delivery: BTreeMap::new(),
+            timer_of: Vec::new(),
+            timers: std::collections::BTreeSet::new(),
+            writes: Vec::new(),
+            faults: FaultCounts::default(),
+            trace: 0xcbf2_9ce4_8422_2325,
+            cfg,
+        };
+        w.timer_of = vec![None; w.cfg.peers];
+        for i in 0..w.cfg.peers {
+            w.peers.push(SimPeer {
+                id: format!("p{i:03}"),
+                mesh: None,
+                conn: ConnId(0),
+                lives: 0,
+                crashed: false,
+                sides: BTreeMap::new(),
+            });
+            w.boot(i);
+        }
+        w
+    }
+
+    fn hash(&mut self, x: u64) {
+        self.trace ^= x;
+        self.trace = self.trace.wrapping_mul(0x100_0000_01b3);
+    }
+
+    fn latency(&mut self) -> Duration {
+        Duration::from_micros(500 + self.rng.below(4_500))
+    }
+
+    fn at(&mut self, t: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued(t, self.seq, ev)));
+    }
+
+    fn after(&mut self, d: Duration, ev: Ev) {
+        let t = self.now + d;
+        self.at(t, ev);
+    }
+
+    /// Starts (or restarts, without state) peer `i`.
+    fn boot(&mut self, i: usize) {
+        let p = &mut self.peers[i];
+        p.lives += 1;
+        let incarnation = format!("{:016x}", (i as u64) << 32 | p.lives as u64);
+        let mut mc = MeshConfig::new(
+            p.id.clone(),
+            "sim",
+            incarnation,
+            EPOCH_MS + self.now.duration_since(self.t0).as_millis() as f64,
+            self.now,
+        );
+        if self.cfg.mixed_codecs && i % 2 == 1 {
+            mc.codecs = vec![Codec::Json];
+        }
+        mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ p.lives as u64;
+        let mut mesh = Mesh::new(mc).expect("valid config");
+        self.next_conn += 1;
+        p.conn = ConnId(self.next_conn);
+        p.sides.clear();
+        self.conn_peer.insert(p.conn, i);
+        self.board.open(p.conn, self.now);
+        mesh.start(self.now);
+        p.mesh = Some(mesh);
+        self.drain(i);
+    }
+
+    fn set_timer(&mut self, i: usize, t: Option<Instant>) {
+        if let Some(old) = self.timer_of[i].take() {
+            self.timers.remove(&(old, i));
+        }
+        if let Some(t) = t {
+            self.timers.insert((t, i));
+            self.timer_of[i] = Some(t);
+        }
+    }
+
+    /// Moves peer `i`'s outputs into the world.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(mesh) = self.peers[i].mesh.as_mut() else {
+                self.set_timer(i, None);
+                return;
+            };
+            let o = mesh.poll_output();
+            match o {
+                MeshOutput::Timeout(t) => {
+                    self.set_timer(i, t);
+                    return;
+                }
+                MeshOutput::Signal(text) => {
+                    let c = self.peers[i].conn;
+                    let t = self.now + self.latency();
+                    let t = self.ordered(usize::MAX - i, t);
+                    self.at(t, Ev::ToServer(c, text));
+                }
+                MeshOutput::Event(e) => {
+                    let kind = match &e {
+                        MeshEvent::Online => 1,
+                        MeshEvent::PeerJoined { .. } => 2,
+                        MeshEvent::PeerLeft { .. } => 3,
+                        MeshEvent::Update(_) => 4,
+                        MeshEvent::Synced { .. } => 5,
+                        MeshEvent::SyncedAll { .. } => 6,
+                        MeshEvent::Offline => 7,
+                        _ => 8,
+                    };
+                    let t = self.now.duration_since(self.t0).as_micros() as u64;
+                    self.hash(t);
+                    self.hash(i as u64);
+                    self.hash(kind);
+                }
+                MeshOutput::Transmit { peer, data } => {
+                    let Some(j) = self.index(&peer) else { continue };
+                    let Some(&(gen, true)) = self.peers[i].sides.get(&j) else {
+                        self.faults.drops += 1;
+                        continue;
+                    };
+                    let d = self.latency();
+                    let mut t = self.now + d;
+                    if let Some(&heal) = self.partitioned.get(&pair(i, j)) {
+                        self.faults.delays += 1;
+                        t = t.max(heal + d);
+                    }
+                    // Ordered and reliable: never before the previous message.
+                    let last = self.last_delivery.entry((i, j)).or_insert(t);
+                    t = t.max(*last);
+                    *last = t;
+                    self.at(
+                        t,
+                        Ev::LinkMsg {
+                            at: j,
+                            other: i,
+                            gen,
+                            data,
+                        },
+                    );
+                }
+                MeshOutput::Link(cmd) => self.link_command(i, cmd),
+            }
+        }
+    }
+
+    /// Keeps a stream's order: `t`, or later if the stream's last message is later.
+    fn ordered(&mut self, stream: usize, t: Instant) -> Instant {
+        let last = self.last_delivery.entry((stream, stream)).or_insert(t);
+        let t = t.max(*last);
+        *last = t;
+        t
+    }
+
+    fn index(&self, id: &str) -> Option<usize> {
+        id.strip_prefix('p')
+            .and_then(|n| n.parse().ok())
+            .filter(|&n: &usize| n < self.peers.len())
+    }
+
+    fn link_command(&mut self, i: usize, cmd: LinkCommand) {
+        match cmd {
+            LinkCommand::Open {
+                peer,
+                offerer,
+                codec,
+            } => {
+                let Some(j) = self.index(&peer) else { return };
+                if offerer {
+                    self.next_gen += 1;
+                    let gen = self.next_gen;
+                    self.peers[i].sides.insert(j, (gen, false));
+                    let sdp = format!("sim {} {gen}", codec.name());
+                    if let Some(m) = self.peers[i].mesh.as_mut() {
+                        m.local_sdp(self.now, &peer, SdpKind::Offer, &sdp);
+                    }
+                }
+            }
+            LinkCommand::RemoteSdp { peer, kind, sdp } => {
+                let Some(j) = self.index(&peer) else { return };
+                let mut parts = sdp.split(' ').skip(1);
+                let codec = parts
+                    .next()
+                    .and_then(Codec::from_name)
+                    .unwrap_or(Codec::Json);
+                let gen: u64 = parts.next().and_then(|g| g.parse().ok()).unwrap_or(0);
+                match kind {
+                    SdpKind::Offer => {
+                        self.peers[i].sides.insert(j, (gen, false));
+                        if let Some(m) = self.peers[i].mesh.as_mut() {
+                            m.local_sdp(self.now, &peer, SdpKind::Answer, &sdp);
+                        }
+                    }
+                    SdpKind::Answer => {
+                        if self.peers[i].sides.get(&j).map(|s| s.0) != Some(gen) {
+                            return;
+                        }
+                        // ICE, DTLS and SCTP: a few round trips, then both sides open.
+                        let d = self.latency() * 3;
+                        let mut t = self.now + d;
+                        if let Some(&heal) = self.partitioned.get(&pair(i, j)) {
+                            t = t.max(heal + d);
+                        }
+                        self.at(
+                            t,
+                            Ev::LinkUp {
+                                at: i,
+                                other: j,
+                                gen,
+                                codec,
+                            },
+                        );
+                        self.at(
+                            t,
+                            Ev::LinkUp {
+                                at: j,
+                                other: i,
+                                gen,
+                                codec,
+                            },
+                        );
+                    }
+                }
+            }
+            LinkCommand::RemoteCandidate { .. } => {}
+            LinkCommand::Close { peer } => {
+                let Some(j) = self.index(&peer) else { return };
+                if let Some((gen, _)) = self.peers[i].sides.remove(&j) {
+                    let d = self.latency();
+                    self.after(
+                        d,
+                        Ev::LinkDown {
+                            at: j,
+                            other: i,
+                            gen,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn server_outputs(&mut self) {
+        while let Some(o) = self.board.poll_output() {
+            match o {
+                SwitchOutput::Send(c, text) => {
+                    let to = self.conn_peer.get(&c).copied();
+                    if let Some(i) = to.filter(|&i| self.peers[i].mesh.is_some()) {
+                        let t = self.now + self.latency();
+                        let t = self.ordered(usize::MAX / 2 - i, t);
+                        self.at(t, Ev::ToPeer(i, c, text.to_string()));
+                    }
+                }
+                SwitchOutput::Close(..) | SwitchOutput::Ping(_) => {}
+            }
+        }
+    }
+
+    fn apply(&mut self, ev: Ev) {
+        match ev {
+            Ev::ToServer(c, text) => {
+                self.board.text(c, self.now, &text);
+                self.server_outputs();
+            }
+            Ev::ServerClose(c) => {
+                self.board.close(c, self.now);
+                self.server_outputs();
+            }
+            Ev::ToPeer(i, c, text) => {
+                if self.peers[i].conn == c {
+                    if let Some(m) = self.peers[i].mesh.as_mut() {
+                        m.handle_signal(self.now, &text);
+                    }
+                    self.drain(i);
+                }
+            }
+            Ev::LinkUp {
+                at,
+                other,
+                gen,
+                codec,
+            } => {
+                let Some(side) = self.peers[at].sides.get_mut(&other) else {
+                    return;
+                };
+                if side.0 != gen {
+                    return;
+                }
+                side.1 = true;
+                let peer = self.peers[other].id.clone();
+                if let Some(m) = self.peers[at].mesh.as_mut() {
+                    m.link_open(self.now, &peer, codec);
+                }
+                self.drain(at);
+            }
+            Ev::LinkMsg {
+                at,
+                other,
+                gen,
+                data,
+            } => {
+                if self.peers[at].sides.get(&other) != Some(&(gen, true)) {
+                    self.faults.drops += 1;
+                    return;
+                }
+                let peer = self.peers[other].id.clone();
+                if let Some(m) = self.peers[at].mesh.as_mut() {
+                    m.link_data(self.now, &peer, &data);
+                }
+                self.drain(at);
+            }
+            Ev::LinkDown { at, other, gen } => {
+                if self.peers[at].sides.get(&other).map(|s| s.0) != Some(gen) {
+                    return;
+                }
+                self.peers[at].sides.remove(&other);
+                let peer = self.peers[other].id.clone();
+                if let Some(m) = self.peers[at].mesh.as_mut() {
+                    m.link_closed(self.now, &peer);
+                }
+                self.drain(at);
+            }
+            Ev::Action(a) => self.action(a),
+        }
+    }
+
+    fn action(&mut self, a: Action) {
+        match a {
+            Action::Write(i, key, v) => {
+                let Some(m) = self.peers[i].mesh.as_mut() else {
+                    return;
+                };
+                if let Ok(u) = m.set(self.now, &key, &Value::from(v)) {
+                    let source = u.source.to_string();
+                    self.writes.push((i, key, u.ts, source, u.value.to_json()));
+                }
+                self.drain(i);
+            }
+            Action::Partition(a, b, d) => {
+                self.faults.partitions += 1;
+                let heal = self.now + d;
+                self.partitioned.insert(pair(a, b), heal);
+                self.after(d, Ev::Action(Action::Heal(a, b)));
+            }
+            Action::Heal(a, b) => {
+                if self
+                    .partitioned
+                    .get(&pair(a, b))
+                    .is_some_and(|&t| t <= self.now)
+                {
+                    self.partitioned.remove(&pair(a, b));
+                }
+            }
+            Action::Crash(i) => {
+                if self.peers[i].mesh.take().is_some() {
+                    self.set_timer(i, None);
+                    self.faults.crashes += 1;
+                    self.peers[i].crashed = true;
+                    self.peers[i].sides.clear();
+                    let c = self.peers[i].conn;
+                    let d = self.latency();
+                    self.after(d, Ev::ServerClose(c));
+                }
+            }
+            Action::Restart(i) => {
+                if self.peers[i].mesh.is_none() {
+                    self.faults.restarts += 1;
+                    self.boot(i);
+                }
+            }
+            Action::SwitchboardRestart => {
+                self.faults.switchboard_restarts += 1;
+                self.board = Switchboard::default();
+                // Every client reconnects and announces again (the signal client does).
+                for i in 0..self.peers.len() {
+                    if self.peers[i].mesh.is_none() {
+                        continue;
+                    }
+                    self.next_conn += 1;
+                    self.peers[i].conn = ConnId(self.next_conn);
+                    self.conn_peer.insert(self.peers[i].conn, i);
+                    self.board.open(self.peers[i].conn, self.now);
+                    if let Some(m) = self.peers[i].mesh.as_mut() {
+                        m.start(self.now);
+                    }
+                    self.drain(i);
+                }
+            }
+        }
+    }
+
+    /// Runs until `until`, processing events and timers in order.
+    fn run_until(&mut self, until: Instant) {
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            assert!(steps < 50_000_000, "simulation does not settle");
+            let next_ev = self.queue.peek().map(|Reverse(q)| q.0);
+            // The earliest mesh timer.
+            let next_timer: Option<(Instant, usize)> = self.timers.iter().next().copied();
+            let t = match (next_ev, next_timer) {
+                (Some(e), Some((m, _))) => e.min(m),
+                (Some(e), None) => e,
+                (None, Some((m, _))) => m,
+                (None, None) => until,
+            };
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(t);
+            if next_ev == Some(t) {
+                let Reverse(Queued(_, _, ev)) = self.queue.pop().expect("peeked");
+                self.apply(ev);
+            } else if let Some((_, i)) = next_timer {
+                if let Some(m) = self.peers[i].mesh.as_mut() {
+                    m.handle_timeout(self.now);
+                }
+                self.drain(i);
+            }
+        }
+    }
+
+    fn schedule(&mut self, d: Duration, a: Action) {
+        self.after(d, Ev::Action(a));
+    }
+
+    /// Checks the invariants; returns what failed.
+    fn check(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        let live: Vec<&Mesh> = self.peers.iter().filter_map(|p| p.mesh.as_ref()).collect();
+        let Some(first) = live.first() else {
+            return failures;
+        };
+        let dump = first.store().dump();
+        for m in &live[1..] {
+            if m.store().dump() != dump {
+                failures.push(format!("replicas {} and {} differ", first.id(), m.id()));
+                break;
+            }
+        }
+        for m in &live {
+            for (i, key, ts, source, _) in &self.writes {
+                if self.peers[*i].crashed {
+                    continue;
+                }
+                match m.store().entry(key) {
+                    Some(e) if (e.ts, e.source) >= (*ts, source.as_str()) => {}
+                    _ => failures.push(format!("{}: write of {key} by {source} missing", m.id())),
+                }
+            }
+            for key in m.store().keys() {
+                let e = m.store().entry(key).expect("listed");
+                let known = self.writes.iter().any(|(_, k, ts, s, v)| {
+                    k == key && *ts == e.ts && s == e.source && *v == e.value.to_json()
+                });
+                if !known {
+                    failures.push(format!("{}: {key} holds what nobody wrote", m.id()));
+                }
+            }
+            if failures.len() > 10 {
+                break;
+            }
+        }
+        failures
+    }
+
+    /// Updates encoded on all links, and link bytes.
+    fn link_totals(&self) -> (u64, u64) {
+        let mut u = 0;
+        let mut b = 0;
+        for m in self.peers.iter().filter_map(|p| p.mesh.as_ref()) {
+            for l in m.replica().links() {
+                if let Some(s) = m.replica().link_stats(l) {
+                    u += s.updates_out;
+                    b += s.bytes_out;
+                }
+            }
+        }
+        (u, b)
+    }
+
+    fn converged(&self) -> bool {
+        let live: Vec<&Mesh> = self.peers.iter().filter_map(|p| p.mesh.as_ref()).collect();
+        live.windows(2)
+            .all(|w| w[0].store().dump() == w[1].store().dump())
+            && live.iter().all(|m| m.peers().count() == live.len() - 1)
+    }
+}
+
+/// Runs one seed: the mesh forms, a burst of writes is measured, then faults and
+/// writes for `fault_time`, then everything heals and settles, and the invariants are
+/// checked.
+pub fn run(cfg: SimConfig) -> SimReport {
+    let mut w = World::new(cfg.clone());
+    let n = cfg.peers;
+    // Form the mesh.
+    let form = w.now + Duration::from_secs(5) + Duration::from_millis(20 * n as u64);
+    w.run_until(form);
+    // A burst: one write per peer, measured.
+    let (u0, b0) = w.link_totals();
+    for i in 0..n {
+        w.schedule(
+            Duration::ZERO,
+            Action::Write(i, format!("burst{i}"), i as f64),
+        );
+    }
+    let burst_start = w.now;
+    let mut converge = Duration::ZERO;
+    for _ in 0..600 {
+        let t = w.now + Duration::from_millis(10);
+        w.run_until(t);
+        if w.converged()
+            && w.peers.iter().all(|p| {
+                p.mesh
+                    .as_ref()
+                    .is_some_and(|m| m.store().get(&format!("burst{}", n - 1)).is_some())
+            })
+        {
+            converge = w.now - burst_start;
+            break;
+        }
+    }
+    let (u1, b1) = w.link_totals();
+    let messages_per_update = (u1 - u0) as f64 / n as f64;
+    let bytes_per_update = (b1 - b0) as f64 / n as f64;
+
+    // Faults and writes.
+    let span = cfg.fault_time.as_millis() as u64;
+    for k in 0..cfg.writes {
+        let at = Duration::from_millis(w.rng.below(span));
+        let i = w.rng.below(n as u64) as usize;
+        let key = format!("k{}", w.rng.below(cfg.writes as u64 / 2 + 1));
+        w.schedule(at, Action::Write(i, key, k as f64));
+    }
+    if cfg.faults {
+        let events = 4 + n / 2;
+        for _ in 0..events {
+            let at = Duration::from_millis(w.rng.below(span));
+            let a = w.rng.below(n as u64) as usize;
+            match w.rng.below(10) {
+                0..=4 => {
+                    let b = (a + 1 + w.rng.below(n as u64 - 1) as usize) % n;
+                    let d = Duration::from_millis(200 + w.rng.below(8000));
+                    w.schedule(at, Action::Partition(a, b, d));
+                }
+                5..=7 => {
+                    w.schedule(at, Action::Crash(a));
+                    let back = Duration::from_millis(500 + w.rng.below(5000));
+                    w.schedule(at + back, Action::Restart(a));
+                }
+                _ => w.schedule(at, Action::SwitchboardRestart),
+            }
+        }
+    }
+    let end = w.now + cfg.fault_time;
+    w.run_until(end);
+    // Heal: restart anyone down; let it settle.
+    for i in 0..n {
+        w.schedule(Duration::ZERO, Action::Restart(i));
+    }
+    w.partitioned.clear();
+    let heal = w.now;
+    let mut settled = Duration::ZERO;
+    for _ in 0..1200 {
+        let t = w.now + Duration::from_millis(50);
+        w.run_until(t);
+        if w.converged() {
+            settled = w.now - heal;
+            break;
+        }
+    }
+    let mut failures = w.check();
+    if !w.converged() {
+        failures.push("did not converge within 60 s of healing".into());
+    }
+    SimReport {
+        faults: w.faults.clone(),
+        trace: w.trace,
+        converge: if cfg.faults { settled } else { converge },
+        messages_per_update,
+        bytes_per_update,
+        failures,
+    }
+}
