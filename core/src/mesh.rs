@@ -24,6 +24,8 @@
 //!   (`timeout`). A negotiation that does not finish in time is abandoned and retried
 //!   with backoff by the offerer; so is a link that closed while its peer is still in
 //!   the room.
+//! - A closing peer says `"BYE"` on each link (then `/leave`); either drops its link at
+//!   once and reports it left.
 //! - The peer's own `/leave` (no reason) or an announce with a new incarnation drops its
 //!   link at once; a switchboard's `/leave` with reason `disconnected` does not, while
 //!   the link answers pings. No id is ever blocked: a returning peer gets a fresh link
@@ -45,6 +47,8 @@ use crate::wire::{Codec, Framing};
 const MAX_EARLY: usize = 64;
 /// How many peers may have early messages waiting.
 const MAX_EARLY_PEERS: usize = 256;
+/// The control string a closing peer sends on each link before closing it.
+const BYE: &str = "BYE";
 
 /// Configuration of a [`Mesh`].
 #[derive(Clone, Debug)]
@@ -463,11 +467,36 @@ impl Mesh {
         self.closed = true;
         let me = self.config.id.clone();
         self.signal(Signal::leave(&me, None));
+        // Say goodbye on every link too, ahead of closing it: the link is faster than
+        // the switchboard, and its closing must not look like a failure.
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for l in links {
+            self.replica.send_control(l, BYE);
+        }
+        self.flush_replica();
         let peers: Vec<String> = self.peers.keys().cloned().collect();
         for p in peers {
             self.drop_conn(&p, None);
         }
         self.out.push_back(MeshOutput::Event(MeshEvent::Offline));
+    }
+
+    /// Moves the replica's pending output ahead of what comes next.
+    fn flush_replica(&mut self) {
+        loop {
+            match self.replica.poll_output() {
+                Output::Transmit(link, data) => {
+                    if let Some(peer) = self.links.get(&link) {
+                        self.out.push_back(MeshOutput::Transmit {
+                            peer: peer.clone(),
+                            data,
+                        });
+                    }
+                }
+                Output::Event(e) => self.on_replica_event(e),
+                Output::Timeout(_) => return,
+            }
+        }
     }
 
     fn jitter(&mut self, d: Duration) -> Duration {
@@ -987,6 +1016,15 @@ impl Mesh {
                         p.synced = true;
                     }
                     self.event(MeshEvent::Synced { peer });
+                    self.check_all_synced();
+                }
+            }
+            ReplicaEvent::Control { link, text } if text == BYE => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    // It is leaving: as its own `/leave`.
+                    self.drop_conn(&peer, None);
+                    self.set_present(&peer, false, LeaveReason::Left);
+                    self.peers.remove(&peer);
                     self.check_all_synced();
                 }
             }

@@ -206,6 +206,21 @@ pub struct World {
     writes: Vec<(usize, String, f64, String, String)>,
     faults: FaultCounts,
     trace: u64,
+    /// Record events and link commands in `log` (tests).
+    pub record: bool,
+    /// What was recorded: (time since start, peer, what).
+    pub log: Vec<(Duration, usize, Logged)>,
+    /// The largest channel message sent.
+    pub max_message: usize,
+}
+
+/// A recorded output.
+#[derive(Clone, Debug)]
+pub enum Logged {
+    /// A mesh event.
+    Event(MeshEvent),
+    /// A link command.
+    Link(LinkCommand),
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -234,6 +249,9 @@ impl World {
             writes: Vec::new(),
             faults: FaultCounts::default(),
             trace: 0xcbf2_9ce4_8422_2325,
+            record: false,
+            log: Vec::new(),
+            max_message: 0,
             cfg,
         };
         w.timer_of = vec![None; w.cfg.peers];
@@ -341,8 +359,13 @@ impl World {
                     self.hash(t);
                     self.hash(i as u64);
                     self.hash(kind);
+                    if self.record {
+                        let at = self.now.duration_since(self.t0);
+                        self.log.push((at, i, Logged::Event(e)));
+                    }
                 }
                 MeshOutput::Transmit { peer, data } => {
+                    self.max_message = self.max_message.max(data.len());
                     let Some(j) = self.index(&peer) else { continue };
                     let Some(&(gen, true)) = self.peers[i].sides.get(&j) else {
                         self.faults.drops += 1;
@@ -368,7 +391,13 @@ impl World {
                         },
                     );
                 }
-                MeshOutput::Link(cmd) => self.link_command(i, cmd),
+                MeshOutput::Link(cmd) => {
+                    if self.record {
+                        let at = self.now.duration_since(self.t0);
+                        self.log.push((at, i, Logged::Link(cmd.clone())));
+                    }
+                    self.link_command(i, cmd)
+                }
             }
         }
     }
@@ -455,9 +484,14 @@ impl World {
             LinkCommand::Close { peer } => {
                 let Some(j) = self.index(&peer) else { return };
                 if let Some((gen, _)) = self.peers[i].sides.remove(&j) {
-                    let d = self.latency();
-                    self.after(
-                        d,
+                    // After whatever this side sent before closing (SCTP shuts down
+                    // gracefully).
+                    let mut t = self.now + self.latency();
+                    if let Some(last) = self.last_delivery.get(&(i, j)) {
+                        t = t.max(*last);
+                    }
+                    self.at(
+                        t,
                         Ev::LinkDown {
                             at: j,
                             other: i,
@@ -618,6 +652,107 @@ impl World {
         }
     }
 
+    /// Runs for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// Simulated time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now.duration_since(self.t0)
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Peer `i`'s mesh, unless it is down.
+    pub fn mesh(&self, i: usize) -> Option<&Mesh> {
+        self.peers[i].mesh.as_ref()
+    }
+
+    /// Peer `i` writes `key` = `value` now.
+    pub fn write(&mut self, i: usize, key: &str, value: f64) {
+        self.action(Action::Write(i, key.into(), value));
+    }
+
+    /// Peer `i` sets `key` to any value now; the store's answer.
+    pub fn write_value(
+        &mut self,
+        i: usize,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), rtc_mesh_core::StoreError> {
+        let now = self.now;
+        let Some(m) = self.peers[i].mesh.as_mut() else {
+            return Ok(());
+        };
+        let u = m.set(now, key, value)?;
+        let source = u.source.to_string();
+        self.writes
+            .push((i, key.into(), u.ts, source, u.value.to_json()));
+        self.drain(i);
+        Ok(())
+    }
+
+    /// Peer `i` crashes (no `/leave`; its sockets close).
+    pub fn crash(&mut self, i: usize) {
+        self.action(Action::Crash(i));
+    }
+
+    /// Peer `i` starts again with a new incarnation and no state.
+    pub fn restart(&mut self, i: usize) {
+        self.action(Action::Restart(i));
+    }
+
+    /// Cuts the channel between `a` and `b` for `d`.
+    pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
+        self.action(Action::Partition(a, b, d));
+    }
+
+    /// The switchboard restarts; peers reconnect and announce again.
+    pub fn restart_switchboard(&mut self) {
+        self.action(Action::SwitchboardRestart);
+    }
+
+    /// Peer `i` leaves politely.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(m) = self.peers[i].mesh.as_mut() {
+            m.close(now);
+        }
+        self.drain(i);
+    }
+
+    /// Are all live replicas equal, each seeing every other live peer?
+    pub fn is_converged(&self) -> bool {
+        self.converged()
+    }
+
+    /// Invariant failures now.
+    pub fn failures(&self) -> Vec<String> {
+        self.check()
+    }
+
+    /// Runs until `f` holds, up to `max` of simulated time; returns the time taken.
+    pub fn run_until_true(
+        &mut self,
+        max: Duration,
+        f: impl Fn(&World) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start < max {
+            if f(self) {
+                return Some(self.now - start);
+            }
+            let t = self.now + Duration::from_millis(10);
+            self.run_until(t);
+        }
+        f(self).then(|| self.now - start)
+    }
+
     /// Runs until `until`, processing events and timers in order.
     fn run_until(&mut self, until: Instant) {
         let mut steps = 0u64;
@@ -760,7 +895,13 @@ pub fn run(cfg: SimConfig) -> SimReport {
         let at = Duration::from_millis(w.rng.below(span));
         let i = w.rng.below(n as u64) as usize;
         let key = format!("k{}", w.rng.below(cfg.writes as u64 / 2 + 1));
-        w.schedule(at, Action::Write(i, key, k as f64));
+        w.schedule(at, Action::Write(i, key.clone(), k as f64));
+        if w.rng.chance(0.25) {
+            // Another peer writes the same key in the same millisecond: a tie for
+            // the (timestamp, source) rule to break.
+            let j = (i + 1 + w.rng.below(n as u64 - 1) as usize) % n;
+            w.schedule(at, Action::Write(j, key, -(k as f64)));
+        }
     }
     if cfg.faults {
         let events = 4 + n / 2;

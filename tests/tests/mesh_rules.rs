@@ -1,0 +1,335 @@
+//! The Mesh's rules, each in a small simulated world (simulated time: no sleeping).
+
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::mesh::{
+    LeaveReason, LinkCommand, Mesh, MeshConfig, MeshEvent, MeshOutput, SdpKind,
+};
+use rtc_mesh_core::Value;
+use rtc_mesh_sim::mesh_sim::{Logged, SimConfig, World};
+
+fn world(peers: usize, seed: u64) -> World {
+    let mut cfg = SimConfig::new(seed);
+    cfg.peers = peers;
+    cfg.faults = false;
+    cfg.mixed_codecs = false;
+    let mut w = World::new(cfg);
+    w.record = true;
+    w
+}
+
+fn formed(w: &mut World) {
+    let t = w.run_until_true(Duration::from_secs(10), |w| w.is_converged());
+    assert!(t.is_some(), "the mesh did not form");
+    // Let the link reports settle.
+    w.run_for(Duration::from_millis(500));
+}
+
+#[test]
+fn exactly_the_higher_id_offers() {
+    let mut w = world(4, 1);
+    formed(&mut w);
+    let mut offers = Vec::new();
+    for (_, i, l) in &w.log {
+        if let Logged::Link(LinkCommand::Open { peer, offerer, .. }) = l {
+            let me = format!("p{i:03}");
+            assert_eq!(*offerer, me.as_str() > peer.as_str(), "{me} -> {peer}");
+            if *offerer {
+                offers.push((me, peer.clone()));
+            }
+        }
+    }
+    offers.sort();
+    offers.dedup();
+    assert_eq!(offers.len(), 6, "one offer per pair: {offers:?}");
+}
+
+#[test]
+fn a_full_mesh_costs_n_minus_1_messages_per_write() {
+    let mut w = world(10, 2);
+    formed(&mut w);
+    let before = totals(&w);
+    for i in 0..10 {
+        w.write(i, &format!("k{i}"), i as f64);
+    }
+    w.run_for(Duration::from_secs(1));
+    assert!(w.is_converged());
+    assert_eq!(totals(&w) - before, 10 * 9);
+}
+
+fn totals(w: &World) -> u64 {
+    (0..w.peer_count())
+        .filter_map(|i| w.mesh(i))
+        .map(|m| {
+            let r = m.replica();
+            r.links()
+                .filter_map(|l| r.link_stats(l))
+                .map(|s| s.updates_out)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_killed_peer_is_reported_left_within_6_seconds_and_rejoins_fresh() {
+    let mut w = world(3, 3);
+    formed(&mut w);
+    w.write(2, "before", 1.0);
+    w.run_for(Duration::from_secs(1));
+    let crash_at = w.elapsed();
+    w.crash(2);
+    let left = w.run_until_true(Duration::from_secs(10), |w| {
+        w.log.iter().any(|(t, i, l)| {
+            *t >= crash_at
+                && *i == 0
+                && matches!(l, Logged::Event(MeshEvent::PeerLeft { peer, reason: LeaveReason::Timeout }) if peer == "p002")
+        })
+    });
+    let left = left.expect("p002 reported left");
+    assert!(left <= Duration::from_secs(6), "reported after {left:?}");
+    assert!(
+        left >= Duration::from_secs(3),
+        "the link decides, not the switchboard: {left:?}"
+    );
+    // Back with the same id, no state: it receives everything, and its new writes are
+    // not dropped as old.
+    w.restart(2);
+    formed(&mut w);
+    assert_eq!(
+        w.mesh(2).unwrap().store().get("before"),
+        Some(Value::from(1.0))
+    );
+    w.write(2, "after", 2.0);
+    w.run_for(Duration::from_secs(1));
+    for i in 0..3 {
+        assert_eq!(
+            w.mesh(i).unwrap().store().get("after"),
+            Some(Value::from(2.0))
+        );
+    }
+    assert!(w.failures().is_empty(), "{:?}", w.failures());
+}
+
+#[test]
+fn a_polite_leave_is_reported_at_once() {
+    let mut w = world(3, 4);
+    formed(&mut w);
+    let t0 = w.elapsed();
+    w.leave(1);
+    let t = w.run_until_true(Duration::from_secs(5), |w| {
+        w.log.iter().any(|(_, i, l)| {
+            *i == 0 && matches!(l, Logged::Event(MeshEvent::PeerLeft { peer, reason: LeaveReason::Left }) if peer == "p001")
+        })
+    });
+    if t.is_none() {
+        for (at, i, l) in &w.log {
+            if *at >= t0 && *i == 0 {
+                eprintln!("{at:?} {l:?}");
+            }
+        }
+    }
+    assert!(
+        t.expect("left") < Duration::from_millis(100),
+        "{t:?} after {t0:?}"
+    );
+}
+
+#[test]
+fn a_switchboard_restart_keeps_the_links() {
+    let mut w = world(4, 5);
+    formed(&mut w);
+    let closes = |w: &World| {
+        w.log
+            .iter()
+            .filter(|(_, _, l)| matches!(l, Logged::Link(LinkCommand::Close { .. })))
+            .count()
+    };
+    let before = closes(&w);
+    w.restart_switchboard();
+    w.run_for(Duration::from_secs(10));
+    assert_eq!(closes(&w), before, "no link was closed");
+    w.write(0, "x", 1.0);
+    w.run_for(Duration::from_secs(1));
+    assert!(w.is_converged());
+}
+
+#[test]
+fn a_short_partition_heals_without_losing_writes() {
+    let mut w = world(3, 6);
+    formed(&mut w);
+    w.partition(0, 1, Duration::from_secs(2));
+    w.write(0, "during", 1.0);
+    w.run_for(Duration::from_secs(5));
+    assert!(w.is_converged());
+    assert!(w.failures().is_empty(), "{:?}", w.failures());
+}
+
+#[test]
+fn a_long_partition_closes_the_link_and_the_writes_still_arrive() {
+    let mut w = world(3, 7);
+    formed(&mut w);
+    w.partition(0, 1, Duration::from_secs(8));
+    w.write(0, "during", 1.0);
+    w.run_for(Duration::from_secs(6));
+    // p001 got it through p002 (it no longer hears p000 directly).
+    assert_eq!(
+        w.mesh(1).unwrap().store().get("during"),
+        Some(Value::from(1.0))
+    );
+    w.run_for(Duration::from_secs(20));
+    assert!(w.is_converged());
+    assert!(w.failures().is_empty(), "{:?}", w.failures());
+}
+
+#[test]
+fn large_values_are_fragmented_and_oversize_ones_refused() {
+    for seed in [8, 9] {
+        let mut w = world(3, seed);
+        formed(&mut w);
+        let big = Value::from("x".repeat(200_000));
+        w.write_value(0, "big", &big).unwrap();
+        w.run_for(Duration::from_secs(1));
+        for i in 1..3 {
+            assert_eq!(w.mesh(i).unwrap().store().get("big"), Some(big.clone()));
+        }
+        assert!(
+            w.max_message <= 16 * 1024,
+            "a channel message of {} bytes",
+            w.max_message
+        );
+        let huge = Value::from("x".repeat(1 << 20));
+        let err = w.write_value(0, "huge", &huge).unwrap_err();
+        assert!(
+            matches!(err, rtc_mesh_core::StoreError::ValueTooLarge { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("maximum value size"));
+    }
+}
+
+fn mesh(id: &str) -> Mesh {
+    Mesh::new(MeshConfig::new(
+        id,
+        "room",
+        "0000000000000001",
+        1.7e12,
+        Instant::now(),
+    ))
+    .unwrap()
+}
+
+fn drain(m: &mut Mesh) -> Vec<MeshOutput> {
+    let mut v = Vec::new();
+    loop {
+        match m.poll_output() {
+            MeshOutput::Timeout(_) => return v,
+            o => v.push(o),
+        }
+    }
+}
+
+#[test]
+fn sdp_and_candidates_before_the_announce_are_kept() {
+    let t = Instant::now();
+    let mut a = mesh("a");
+    a.start(t);
+    drain(&mut a);
+    // b (higher id, so the offerer) sends its offer and a candidate before a has seen
+    // its announce.
+    a.handle_signal(t, r#"/to|a|/mesh:sdp|b|{"type":"offer","sdp":"v=0 offer"}"#);
+    a.handle_signal(
+        t,
+        r#"/to|a|/mesh:candidate|b|{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}"#,
+    );
+    assert!(drain(&mut a)
+        .iter()
+        .all(|o| !matches!(o, MeshOutput::Link(_))));
+    a.handle_signal(
+        t,
+        r#"/announce|b|{"id":"b","room":"room","incarnation":"0000000000000002","codecs":["postcard","json"]}"#,
+    );
+    let out = drain(&mut a);
+    let links: Vec<&LinkCommand> = out
+        .iter()
+        .filter_map(|o| match o {
+            MeshOutput::Link(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(links[0], LinkCommand::Open { offerer: false, .. }));
+    assert!(matches!(
+        links[1],
+        LinkCommand::RemoteSdp {
+            kind: SdpKind::Offer,
+            ..
+        }
+    ));
+    assert!(matches!(links[2], LinkCommand::RemoteCandidate { .. }));
+    // And a answered b's broadcast announce directly.
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, MeshOutput::Signal(s) if s.starts_with("/to|b|/announce|a|"))));
+}
+
+#[test]
+fn a_returning_incarnation_gets_a_fresh_link() {
+    let t = Instant::now();
+    let mut b = mesh("b");
+    b.start(t);
+    drain(&mut b);
+    b.handle_signal(
+        t,
+        r#"/announce|a|{"id":"a","room":"room","incarnation":"1111111111111111"}"#,
+    );
+    let out = drain(&mut b);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, MeshOutput::Link(LinkCommand::Open { offerer: true, .. }))));
+    b.link_open(t, "a", rtc_mesh_core::Codec::Json);
+    drain(&mut b);
+    // a crashed and came back: same id, new incarnation.
+    b.handle_signal(
+        t,
+        r#"/announce|a|{"id":"a","room":"room","incarnation":"2222222222222222"}"#,
+    );
+    let out = drain(&mut b);
+    let kinds: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            MeshOutput::Link(LinkCommand::Close { .. }) => Some("close".to_string()),
+            MeshOutput::Link(LinkCommand::Open { offerer: true, .. }) => Some("open".to_string()),
+            MeshOutput::Event(MeshEvent::PeerLeft { .. }) => Some("left".to_string()),
+            MeshOutput::Event(MeshEvent::PeerJoined { .. }) => Some("joined".to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["close", "left", "joined", "open"]);
+}
+
+#[test]
+fn a_switchboard_leave_for_a_live_link_keeps_it() {
+    let t = Instant::now();
+    let mut b = mesh("b");
+    b.start(t);
+    b.handle_signal(
+        t,
+        r#"/announce|a|{"id":"a","room":"room","incarnation":"1111111111111111"}"#,
+    );
+    b.link_open(t, "a", rtc_mesh_core::Codec::Json);
+    drain(&mut b);
+    b.handle_signal(t, r#"/leave|a|{"id":"a","reason":"disconnected"}"#);
+    let out = drain(&mut b);
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        MeshOutput::Link(LinkCommand::Close { .. }) | MeshOutput::Event(MeshEvent::PeerLeft { .. })
+    )));
+    b.handle_signal(t, r#"/leave|a|{"id":"a"}"#);
+    let out = drain(&mut b);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        MeshOutput::Event(MeshEvent::PeerLeft {
+            reason: LeaveReason::Left,
+            ..
+        })
+    )));
+}
