@@ -12,8 +12,10 @@
 //! /<cmd>|<id>|arg|arg..
 //! ```
 //!
-//! An argument that starts with `{` or `[` and parses as JSON is [`Part::Json`]; any
-//! other argument is kept as [`Part::Text`] (rtc-signaller's `jsonparse` rule). The
+//! An argument that starts with `{` or `[` must parse as JSON ([`Part::Json`]); a message
+//! with one that does not is refused. Any other argument is kept as [`Part::Text`]
+//! (rtc-signaller's `jsonparse` rule, made strict so that our encoding is canonical:
+//! a text part never starts with `{` or `[`, and never holds a `|`). The
 //! original clients do not escape `|`, so a JSON argument holding a raw `|` arrives
 //! split: the parser joins the following parts back until the JSON is complete. Our
 //! encoder writes `|` inside JSON strings as `\u007c` (DESIGN, Conventions), so no
@@ -314,11 +316,9 @@ impl Signal {
                     parts.push(Part::Json(v));
                     i = j + 1;
                 }
-                None => {
-                    // JSON-looking text that is not JSON stays text, as jsonparse keeps it.
-                    parts.push(Part::Text(a.to_owned()));
-                    i += 1;
-                }
+                // JSON-looking text that is not JSON: refused, so that every text part
+                // we hold reads back the same (a text part never starts with `{`/`[`).
+                None => return Err(SignalError::Json(format!("argument {} is not JSON", i + 1))),
             }
         }
         Ok(Signal {
@@ -434,11 +434,8 @@ mod tests {
             p(&format!("/a|b|{}", "[".repeat(40) + &"]".repeat(40))),
             Err(SignalError::Json(_))
         ));
-        // JSON-looking text that does not parse stays text, as jsonparse keeps it.
-        assert_eq!(
-            p("/a|b|{nope").unwrap().args,
-            vec![Part::Text("{nope".into())]
-        );
+        // JSON-looking text that does not parse is refused.
+        assert!(matches!(p("/a|b|{nope"), Err(SignalError::Json(_))));
         let long = format!("/a|b|{}", "x".repeat(70_000));
         assert!(matches!(p(&long), Err(SignalError::TooLong { .. })));
         assert!(matches!(

@@ -6,9 +6,19 @@ use libfuzzer_sys::fuzz_target;
 use rtc_mesh_core::{Codec, Framing, Output, Replica, Store, StoreConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let codec = if mode & 1 == 0 { Codec::Json } else { Codec::Postcard };
-    let framing = if mode & 2 == 0 { Framing::Stream } else { Framing::Messages };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let codec = if mode & 1 == 0 {
+        Codec::Json
+    } else {
+        Codec::Postcard
+    };
+    let framing = if mode & 2 == 0 {
+        Framing::Stream
+    } else {
+        Framing::Messages
+    };
     let t0 = Instant::now();
     let store = Store::new(StoreConfig::new("fuzz", 1_795_713_876_272.0, t0)).unwrap();
     let mut r = Replica::new(store);
