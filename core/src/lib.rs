@@ -67,6 +67,8 @@
 pub mod control;
 pub mod limits;
 pub mod mesh;
+#[cfg(feature = "webrtc")]
+pub mod node;
 pub mod replica;
 pub mod session;
 pub mod signal;

@@ -4,3 +4,4 @@
 //! links, with faults) and the benchmark programs (`src/bin`).
 
 pub mod mesh_sim;
+pub mod node_sim;

@@ -1,0 +1,504 @@
+//! Deterministic simulation of Node peers: real str0m over simulated UDP.
+//!
+//! Each node has an address `127.0.0.1:(10000 + i)`; datagrams between nodes are
+//! delayed, lost, duplicated and reordered by a seeded network; signalling goes through
+//! core's [`Switchboard`] in order. Faults: link partitions, node crashes and restarts
+//! (same id, new incarnation, no state). The trace digest hashes time, peer, event kind
+//! and datagram counts (str0m's bytes differ from run to run: DTLS keys are random).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::mesh::{MeshConfig, MeshEvent};
+use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
+use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
+use rtc_mesh_core::Value;
+
+use crate::mesh_sim::{FaultCounts, Rng};
+
+const EPOCH_MS: f64 = 1_795_713_876_272.0;
+
+/// What a Node-level run does.
+#[derive(Clone, Debug)]
+pub struct NodeSimConfig {
+    /// The seed.
+    pub seed: u64,
+    /// Nodes.
+    pub peers: usize,
+    /// Datagram loss probability.
+    pub loss: f64,
+    /// Datagram duplication probability.
+    pub duplicate: f64,
+    /// Writes after the mesh formed.
+    pub writes: usize,
+    /// Inject partitions and crashes.
+    pub faults: bool,
+}
+
+impl NodeSimConfig {
+    /// A small run with faults.
+    pub fn new(seed: u64) -> Self {
+        NodeSimConfig {
+            seed,
+            peers: 4,
+            loss: 0.02,
+            duplicate: 0.01,
+            writes: 20,
+            faults: true,
+        }
+    }
+}
+
+/// What a Node-level run measured.
+#[derive(Clone, Debug, Default)]
+pub struct NodeSimReport {
+    /// Faults injected (drops are lost datagrams, delays reordered ones).
+    pub faults: FaultCounts,
+    /// Duplicated datagrams.
+    pub duplicates: u64,
+    /// The trace digest.
+    pub trace: u64,
+    /// Simulated time for the mesh to form (all linked and synced).
+    pub formed: Option<Duration>,
+    /// Simulated time from the last write until converged.
+    pub converge: Option<Duration>,
+    /// Datagrams moved.
+    pub datagrams: u64,
+    /// Invariant failures.
+    pub failures: Vec<String>,
+}
+
+enum Ev {
+    ToServer(ConnId, String),
+    ToPeer(usize, ConnId, String),
+    ServerClose(ConnId),
+    Datagram {
+        to: usize,
+        life: u32,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: Vec<u8>,
+    },
+    Write(usize, String, f64),
+    Crash(usize),
+    Restart(usize),
+    Partition(usize, usize, Duration),
+}
+
+struct Q(Instant, u64, Ev);
+impl PartialEq for Q {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Q {}
+impl PartialOrd for Q {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Q {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(o.0, o.1))
+    }
+}
+
+struct SimNode {
+    node: Option<Node>,
+    conn: ConnId,
+    lives: u32,
+    crashed: bool,
+    timer: Option<Instant>,
+}
+
+/// A Node-level world.
+pub struct NodeWorld {
+    cfg: NodeSimConfig,
+    t0: Instant,
+    now: Instant,
+    rng: Rng,
+    nodes: Vec<SimNode>,
+    board: Switchboard,
+    queue: BinaryHeap<Reverse<Q>>,
+    seq: u64,
+    next_conn: u64,
+    conn_peer: BTreeMap<ConnId, usize>,
+    last_signal: BTreeMap<usize, Instant>,
+    partitioned: BTreeMap<(usize, usize), Instant>,
+    path_count: BTreeMap<(usize, usize), u64>,
+    writes: Vec<(usize, String, f64, String, String)>,
+    report: NodeSimReport,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
+}
+
+impl NodeWorld {
+    /// A world for `cfg`, every node started.
+    pub fn new(cfg: NodeSimConfig) -> NodeWorld {
+        let t0 = Instant::now();
+        let mut w = NodeWorld {
+            rng: Rng::new(cfg.seed),
+            t0,
+            now: t0,
+            nodes: Vec::new(),
+            board: Switchboard::default(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            next_conn: 0,
+            conn_peer: BTreeMap::new(),
+            last_signal: BTreeMap::new(),
+            partitioned: BTreeMap::new(),
+            path_count: BTreeMap::new(),
+            writes: Vec::new(),
+            report: NodeSimReport {
+                trace: 0xcbf2_9ce4_8422_2325,
+                ..Default::default()
+            },
+            cfg,
+        };
+        for i in 0..w.cfg.peers {
+            w.nodes.push(SimNode {
+                node: None,
+                conn: ConnId(0),
+                lives: 0,
+                crashed: false,
+                timer: None,
+            });
+            w.boot(i);
+        }
+        w
+    }
+
+    fn hash(&mut self, x: u64) {
+        self.report.trace ^= x;
+        self.report.trace = self.report.trace.wrapping_mul(0x100_0000_01b3);
+    }
+
+    fn at(&mut self, t: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Q(t, self.seq, ev)));
+    }
+
+    fn latency(&mut self) -> Duration {
+        Duration::from_micros(300 + self.rng.below(3_000))
+    }
+
+    fn boot(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.lives += 1;
+        let incarnation = format!("{:016x}", (i as u64) << 32 | n.lives as u64);
+        let wall = EPOCH_MS + self.now.duration_since(self.t0).as_millis() as f64;
+        let mut mc = MeshConfig::new(format!("n{i:03}"), "nodesim", incarnation, wall, self.now);
+        mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ n.lives as u64;
+        let mut node = Node::new(NodeConfig::new(mc, vec![addr(i)])).expect("valid config");
+        self.next_conn += 1;
+        n.conn = ConnId(self.next_conn);
+        self.conn_peer.insert(n.conn, i);
+        self.board.open(n.conn, self.now);
+        node.start(self.now);
+        n.node = Some(node);
+        self.drain(i);
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(node) = self.nodes[i].node.as_mut() else {
+                self.nodes[i].timer = None;
+                return;
+            };
+            match node.poll_output() {
+                NodeOutput::Timeout(t) => {
+                    self.nodes[i].timer = Some(t);
+                    return;
+                }
+                NodeOutput::Signal(text) => {
+                    let c = self.nodes[i].conn;
+                    let mut t = self.now + self.latency();
+                    let last = self.last_signal.entry(i).or_insert(t);
+                    t = t.max(*last);
+                    *last = t;
+                    self.at(t, Ev::ToServer(c, text));
+                }
+                NodeOutput::Event(e) => {
+                    let kind = match &e {
+                        NodeEvent::Mesh(MeshEvent::PeerJoined { .. }) => 2,
+                        NodeEvent::Mesh(MeshEvent::PeerLeft { .. }) => 3,
+                        NodeEvent::Mesh(MeshEvent::Synced { .. }) => 5,
+                        NodeEvent::Mesh(MeshEvent::SyncedAll { .. }) => 6,
+                        NodeEvent::Mesh(MeshEvent::Update(_)) => 4,
+                        NodeEvent::LinkSlow { .. } => 9,
+                        _ => 1,
+                    };
+                    // Whole milliseconds: str0m's own timers are not ours to fix.
+                    let ms = self.now.duration_since(self.t0).as_millis() as u64;
+                    self.hash(ms);
+                    self.hash(i as u64);
+                    self.hash(kind);
+                }
+                NodeOutput::Transmit {
+                    source,
+                    destination,
+                    data,
+                } => {
+                    self.report.datagrams += 1;
+                    let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == destination) else {
+                        continue;
+                    };
+                    // The network's choices for this datagram depend only on the seed, the
+                    // path and the datagram's number on it, not on the order str0m emits
+                    // datagrams for different paths in.
+                    let k = self.path_count.entry((i, j)).or_insert(0);
+                    *k += 1;
+                    let mut r = Rng::new(self.cfg.seed ^ (i as u64) << 40 ^ (j as u64) << 32 ^ *k);
+                    if self.partitioned.contains_key(&(i.min(j), i.max(j)))
+                        || r.chance(self.cfg.loss)
+                    {
+                        self.report.faults.drops += 1;
+                        continue;
+                    }
+                    let copies = if r.chance(self.cfg.duplicate) {
+                        self.report.duplicates += 1;
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..copies {
+                        let d = Duration::from_micros(300 + r.below(3_000));
+                        let life = self.nodes[j].lives;
+                        self.at(
+                            self.now + d,
+                            Ev::Datagram {
+                                to: j,
+                                life,
+                                src: source,
+                                dst: destination,
+                                data: data.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn server_outputs(&mut self) {
+        while let Some(o) = self.board.poll_output() {
+            if let SwitchOutput::Send(c, text) = o {
+                if let Some(&i) = self.conn_peer.get(&c) {
+                    if self.nodes[i].node.is_some() {
+                        let mut t = self.now + self.latency();
+                        let last = self.last_signal.entry(usize::MAX - i).or_insert(t);
+                        t = t.max(*last);
+                        *last = t;
+                        self.at(t, Ev::ToPeer(i, c, text.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::ToServer(c, text) => {
+                self.board.text(c, now, &text);
+                self.server_outputs();
+            }
+            Ev::ServerClose(c) => {
+                self.board.close(c, now);
+                self.server_outputs();
+            }
+            Ev::ToPeer(i, c, text) => {
+                if self.nodes[i].conn == c {
+                    if let Some(n) = self.nodes[i].node.as_mut() {
+                        n.handle_signal(now, &text);
+                    }
+                    self.drain(i);
+                }
+            }
+            Ev::Datagram {
+                to,
+                life,
+                src,
+                dst,
+                data,
+            } => {
+                if self.nodes[to].lives != life {
+                    return;
+                }
+                if let Some(n) = self.nodes[to].node.as_mut() {
+                    n.handle_datagram(now, src, dst, &data);
+                }
+                self.drain(to);
+            }
+            Ev::Write(i, key, v) => {
+                if let Some(n) = self.nodes[i].node.as_mut() {
+                    if let Ok(u) = n.set(now, &key, &Value::from(v)) {
+                        let s = u.source.to_string();
+                        self.writes.push((i, key, u.ts, s, u.value.to_json()));
+                    }
+                }
+                self.drain(i);
+            }
+            Ev::Crash(i) => {
+                if self.nodes[i].node.take().is_some() {
+                    self.report.faults.crashes += 1;
+                    self.nodes[i].crashed = true;
+                    self.nodes[i].timer = None;
+                    let c = self.nodes[i].conn;
+                    let d = self.latency();
+                    self.at(now + d, Ev::ServerClose(c));
+                }
+            }
+            Ev::Restart(i) => {
+                if self.nodes[i].node.is_none() {
+                    self.report.faults.restarts += 1;
+                    self.boot(i);
+                }
+            }
+            Ev::Partition(a, b, d) => {
+                self.report.faults.partitions += 1;
+                self.partitioned.insert((a.min(b), a.max(b)), now + d);
+            }
+        }
+    }
+
+    /// Runs for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            assert!(steps < 20_000_000, "node simulation does not settle");
+            self.partitioned.retain(|_, heal| *heal > self.now);
+            let next_ev = self.queue.peek().map(|Reverse(q)| q.0);
+            let next_timer = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.timer.map(|t| (t, i)))
+                .min();
+            let t = match (next_ev, next_timer) {
+                (Some(e), Some((m, _))) => e.min(m),
+                (Some(e), None) => e,
+                (None, Some((m, _))) => m,
+                (None, None) => until,
+            };
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(t);
+            if next_ev == Some(t) {
+                let Reverse(Q(_, _, ev)) = self.queue.pop().expect("peeked");
+                self.apply(ev);
+            } else if let Some((_, i)) = next_timer {
+                let now = self.now;
+                if let Some(n) = self.nodes[i].node.as_mut() {
+                    n.handle_timeout(now);
+                }
+                self.drain(i);
+            }
+        }
+    }
+
+    /// Every live node linked and synced with every other, and the stores equal.
+    pub fn converged(&self) -> bool {
+        let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
+        live.windows(2)
+            .all(|w| w[0].store().dump() == w[1].store().dump())
+            && live.iter().all(|n| {
+                let r = n.mesh().replica();
+                r.links().count() == live.len() - 1
+                    && r.links()
+                        .all(|l| r.session(l).is_some_and(|s| s.is_synced()))
+            })
+    }
+
+    fn run_until_converged(&mut self, max: Duration) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start < max {
+            if self.converged() {
+                return Some(self.now - start);
+            }
+            self.run_for(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
+        for n in &live {
+            for (i, key, ts, source, _) in &self.writes {
+                if self.nodes[*i].crashed {
+                    continue;
+                }
+                match n.store().entry(key) {
+                    Some(e) if (e.ts, e.source) >= (*ts, source.as_str()) => {}
+                    _ => failures.push(format!("{}: write of {key} missing", n.mesh().id())),
+                }
+            }
+            for key in n.store().keys() {
+                let e = n.store().entry(key).expect("listed");
+                if !self.writes.iter().any(|(_, k, ts, s, v)| {
+                    k == key && *ts == e.ts && s == e.source && *v == e.value.to_json()
+                }) {
+                    failures.push(format!("{}: {key} holds what nobody wrote", n.mesh().id()));
+                }
+            }
+        }
+        failures
+    }
+}
+
+/// Runs one Node-level seed: form, write (with faults), heal, converge, check.
+pub fn run_nodes(cfg: NodeSimConfig) -> NodeSimReport {
+    let mut w = NodeWorld::new(cfg.clone());
+    let formed = w.run_until_converged(Duration::from_secs(30));
+    w.report.formed = formed;
+    let n = cfg.peers;
+    let span = 10_000u64;
+    let t = w.now;
+    for k in 0..cfg.writes {
+        let at = t + Duration::from_millis(w.rng.below(span));
+        let i = w.rng.below(n as u64) as usize;
+        let key = format!("k{}", w.rng.below(cfg.writes as u64 / 2 + 1));
+        w.at(at, Ev::Write(i, key, k as f64));
+    }
+    if cfg.faults {
+        for _ in 0..2 {
+            let at = t + Duration::from_millis(w.rng.below(span));
+            let a = w.rng.below(n as u64) as usize;
+            if w.rng.chance(0.5) {
+                let b = (a + 1 + w.rng.below(n as u64 - 1) as usize) % n;
+                let d = Duration::from_millis(500 + w.rng.below(6000));
+                w.at(at, Ev::Partition(a, b, d));
+            } else {
+                w.at(at, Ev::Crash(a));
+                let back = at + Duration::from_millis(500 + w.rng.below(3000));
+                w.at(back, Ev::Restart(a));
+            }
+        }
+    }
+    w.run_for(Duration::from_millis(span));
+    for i in 0..n {
+        let now = w.now;
+        w.at(now, Ev::Restart(i));
+    }
+    w.partitioned.clear();
+    w.report.converge = w.run_until_converged(Duration::from_secs(60));
+    let mut failures = w.check();
+    if formed.is_none() {
+        failures.push("the mesh did not form within 30 s".into());
+    }
+    if w.report.converge.is_none() {
+        failures.push("did not converge within 60 s of healing".into());
+    }
+    w.report.failures = failures;
+    w.report.clone()
+}
