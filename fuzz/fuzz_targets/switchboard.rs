@@ -44,6 +44,7 @@ const ACTIVITY: u8 = 7;
 const SLEEP: u8 = 8;
 /// Time passes by `arg` × 100 ms, with `handle_timeout` at every `poll_timeout`.
 const TICK: u8 = 9;
+/// A `/roominfo`, which only the server may send.
 const ROOMINFO: u8 = 10;
 const RAW: u8 = 11;
 
@@ -316,7 +317,10 @@ fn message(kind: u8, arg: u8, me: &str) -> String {
             }
         }
         LEAVE => format!(r#"/leave|{who}|{{"id":"{who}"}}"#),
-        _ => format!(r#"/roominfo|{{"memberCount":{a}}}"#),
+        _ => {
+            debug_assert_eq!(kind, ROOMINFO);
+            format!(r#"/roominfo|{{"memberCount":{a}}}"#)
+        }
     }
 }
 

@@ -82,6 +82,183 @@ fn write(dir: &str, name: &str, bytes: &[u8]) {
     fs::write(d.join(name), bytes).unwrap();
 }
 
+/// Signalling messages: the rtc-signaller 6.3.0 transcript (reference §2.5), the
+/// rtc-switchboard 3.2.0 probe (§3.2, in the 0.16-5.x shape with a `{"id"}` sender part,
+/// which we refuse), and a few of our own.
+const SIGNALS: &[&str] = &[
+    r#"/announce|peerA|{"browser":"node","browserVersion":"20.20.2","agent":"signaller@6.3.0","id":"peerA","room":"r6"}"#,
+    r#"/roominfo|{"memberCount":1}"#,
+    r#"/to|peerB|/announce|peerA|{"browser":"node","browserVersion":"20.20.2","agent":"signaller@6.3.0","id":"peerA","room":"r6"}"#,
+    r#"/to|peerB|/hello|peerA|{"x":1}|text"#,
+    r#"/hello|peerB|{"y":2}"#,
+    r#"/leave|peerB|{"id":"peerB"}"#,
+    r#"/hello|{"id":"A"}|{"x":0}"#,
+    r#"/announce|{"id":"A"}|{"browser":"node","browserVersion":"?","id":"A","agent":"signaller@6.3.0","room":"r1"}"#,
+    r#"/to|B|/announce|{"id":"A"}|{"id":"A","room":"r1"}"#,
+    r#"/custom|{"id":"B"}|{"k":"v"}|plain text part"#,
+    "hello world",
+    "/ping",
+    r#"/leave|b|{"id":"b","reason":"disconnected"}"#,
+    r#"/to|b|/mesh:sdp|a|{"type":"offer","sdp":"v=0\r\na=x|y\r\n"}|t"#,
+    r#"/to|b|/mesh:sdp|a|{"type":"offer","sdp":"v=0\r\na=x\u007cy\r\n"}|t"#,
+    r#"/to|b|/mesh:candidates|a|[{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host","sdpMid":"data","sdpMLineIndex":0}]"#,
+];
+
+/// An input of the switchboard target (`fuzz_targets/switchboard.rs`, which documents
+/// the format): a configuration byte, then `(slot << 4 | op, arg)` pairs.
+struct Ops(Vec<u8>);
+
+const OPEN: u8 = 0;
+const CLOSE: u8 = 1;
+const ANNOUNCE: u8 = 2;
+const TO: u8 = 3;
+const BROADCAST: u8 = 4;
+const LEAVE: u8 = 5;
+const BINARY: u8 = 6;
+const ACTIVITY: u8 = 7;
+const SLEEP: u8 = 8;
+const TICK: u8 = 9;
+const ROOMINFO: u8 = 10;
+const RAW: u8 = 11;
+
+impl Ops {
+    fn new(config: u8) -> Self {
+        Ops(vec![config])
+    }
+
+    fn op(mut self, slot: u8, op: u8, arg: u8) -> Self {
+        self.0.extend([slot << 4 | op, arg]);
+        self
+    }
+
+    /// `slot` sends `text` as it is.
+    fn text(mut self, slot: u8, text: &str) -> Self {
+        let len = u8::try_from(text.len()).expect("a raw text of at most 255 bytes");
+        self.0.extend([slot << 4 | RAW, len]);
+        self.0.extend(text.as_bytes());
+        self
+    }
+}
+
+fn switchboard_seeds() -> Vec<(&'static str, Ops)> {
+    let attrs = r#""browser":"node","browserVersion":"20.20.2","agent":"signaller@6.3.0""#;
+    let announce =
+        |id: &str, room: &str| format!(r#"/announce|{id}|{{{attrs},"id":"{id}","room":"{room}"}}"#);
+    let short = |id: &str, room: &str| format!(r#"/announce|{id}|{{"id":"{id}","room":"{room}"}}"#);
+    vec![
+        // §2.5: two rtc-signaller 6.3.0 clients.
+        (
+            "transcript-6x",
+            Ops::new(0)
+                .op(0, OPEN, 0)
+                .op(1, OPEN, 0)
+                .text(0, &announce("peerA", "r6"))
+                .text(1, &announce("peerB", "r6"))
+                .text(0, &format!("/to|peerB|{}", announce("peerA", "r6")))
+                .text(0, r#"/to|peerB|/hello|peerA|{"x":1}|text"#)
+                .text(1, r#"/hello|peerB|{"y":2}"#)
+                .text(1, r#"/leave|peerB|{"id":"peerB"}"#)
+                .op(1, CLOSE, 0)
+                .op(0, CLOSE, 0),
+        ),
+        // §3.2's probe of rtc-switchboard 3.2.0, in the 6.x shape.
+        (
+            "probe-3.2",
+            Ops::new(0)
+                .op(0, OPEN, 0)
+                .op(1, OPEN, 0)
+                .op(2, OPEN, 0)
+                .op(3, OPEN, 0)
+                .text(0, r#"/hello|A|{"x":0}"#)
+                .text(0, &announce("A", "r1"))
+                .text(1, &short("B", "r1"))
+                .text(2, &short("C", "r2"))
+                .text(0, r#"/to|B|/announce|A|{"id":"A","room":"r1"}"#)
+                .text(1, r#"/custom|B|{"k":"v"}|plain text part"#)
+                .text(0, "/to|ZZZ|/x|A")
+                .text(0, "/to|C|/x|A")
+                .text(1, "hello world")
+                .text(1, "/ping")
+                .text(1, r#"/leave|B|{"id":"B"}"#)
+                .text(1, "/after-leave|B")
+                .op(1, CLOSE, 0)
+                .text(3, &short("D", "r1"))
+                .text(0, &short("A", "r2")),
+        ),
+        // The same probe verbatim: 3.2.0's `{"id"}` sender parts, which we refuse.
+        (
+            "probe-3.2-verbatim",
+            Ops::new(0)
+                .op(0, OPEN, 0)
+                .op(1, OPEN, 0)
+                .text(0, r#"/announce|{"id":"A"}|{"browser":"node","browserVersion":"?","id":"A","agent":"signaller@6.3.0","room":"r1"}"#)
+                .text(1, r#"/announce|{"id":"B"}|{"id":"B","room":"r1"}"#)
+                .text(0, r#"/to|B|/announce|{"id":"A"}|{"id":"A","room":"r1"}"#)
+                .text(1, r#"/leave|{"id":"B"}"#),
+        ),
+        // Table messages: announce, directed, broadcast, leave, a client's roominfo.
+        (
+            "tables",
+            Ops::new(0)
+                .op(0, OPEN, 0)
+                .op(1, OPEN, 0)
+                .op(2, OPEN, 0)
+                .op(0, ANNOUNCE, 0)
+                .op(1, ANNOUNCE, 0)
+                .op(2, ANNOUNCE, 1)
+                .op(0, TO, 1)
+                .op(1, TO, 20)
+                .op(0, BROADCAST, 0)
+                .op(1, BROADCAST, 8)
+                .op(2, ROOMINFO, 2)
+                .op(0, ANNOUNCE, 20)
+                .op(0, ANNOUNCE, 24)
+                .op(1, LEAVE, 0)
+                .op(1, BROADCAST, 0),
+        ),
+        // Idle connections: pinged, one answers, the others are closed as dead and
+        // the runtime reports their ends afterwards.
+        (
+            "keepalive",
+            Ops::new(0)
+                .op(0, OPEN, 0)
+                .op(1, OPEN, 0)
+                .op(2, OPEN, 0)
+                .op(0, ANNOUNCE, 0)
+                .op(1, ANNOUNCE, 0)
+                .op(2, ANNOUNCE, 0)
+                .op(0, TICK, 110)
+                .op(0, ACTIVITY, 0)
+                .op(0, TICK, 110)
+                .op(0, ACTIVITY, 0)
+                .op(0, TICK, 110)
+                .op(1, CLOSE, 0)
+                .op(0, SLEEP, 255)
+                .op(2, CLOSE, 0)
+                .op(0, CLOSE, 0),
+        ),
+        // Tight limits: abuse closes a connection; a replaced connection; full rooms.
+        (
+            "limits",
+            Ops::new(0x20 | 0x01 | 0x02)
+                .op(0, OPEN, 0)
+                .op(5, OPEN, 0)
+                .op(1, OPEN, 0)
+                .op(0, ANNOUNCE, 0)
+                .op(5, ANNOUNCE, 0)
+                .op(1, ANNOUNCE, 0)
+                .op(1, ANNOUNCE, 1)
+                .op(1, BINARY, 0)
+                .op(1, BINARY, 0)
+                .op(1, BINARY, 0)
+                .op(1, BINARY, 0)
+                .op(1, TO, 0)
+                .op(1, CLOSE, 0)
+                .op(0, CLOSE, 0),
+        ),
+    ]
+}
+
 fn main() {
     for (i, c) in encode(Codec::Json, Framing::Stream, 16 * 1024)
         .iter()
@@ -126,5 +303,11 @@ fn main() {
             EncodedValue::from_value(&val).as_bytes(),
         );
         write("value", &format!("json-{i}"), v.as_bytes());
+    }
+    for (i, m) in SIGNALS.iter().enumerate() {
+        write("signal", &format!("seed-{i}"), m.as_bytes());
+    }
+    for (name, ops) in switchboard_seeds() {
+        write("switchboard", &format!("seed-{name}"), &ops.0);
     }
 }

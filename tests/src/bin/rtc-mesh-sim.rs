@@ -4,6 +4,8 @@
 //! rtc-mesh-sim --seed S [--peers N]      replay one seed; exit 1 if an invariant fails
 //! rtc-mesh-sim --seeds N [--peers P]     seeds 0..N with faults (CI runs a fixed list)
 //! rtc-mesh-sim --scale [SIZES]           full meshes without faults (default 10,50,200)
+//! rtc-mesh-sim --nodes N [--peers P]     Node-level seeds 0..N (real str0m, simulated UDP)
+//! rtc-mesh-sim --node-scale P            one Node-level full mesh of P peers, measured
 //! ```
 //! Every run prints its seed, the faults it injected and a trace digest (the same seed
 //! gives the same digest).
@@ -12,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use rtc_mesh_sim::mesh_sim::{run, SimConfig, SimReport};
+use rtc_mesh_sim::node_sim::{run_nodes, NodeSimConfig};
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -48,10 +51,14 @@ fn main() -> ExitCode {
     let mut seeds = None;
     let mut peers = 6;
     let mut scale = None;
+    let mut nodes = None;
+    let mut node_scale = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()),
             "--seeds" => seeds = args.next().and_then(|v| v.parse().ok()),
+            "--nodes" => nodes = args.next().and_then(|v| v.parse().ok()),
+            "--node-scale" => node_scale = args.next().and_then(|v| v.parse::<usize>().ok()),
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(6),
             "--scale" => {
                 scale = Some(
@@ -69,6 +76,57 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(n) = node_scale {
+        let mut cfg = NodeSimConfig::new(1);
+        cfg.peers = n;
+        cfg.faults = false;
+        cfg.loss = 0.0;
+        cfg.duplicate = 0.0;
+        let t = Instant::now();
+        let r = run_nodes(cfg);
+        println!(
+            "node mesh of {n}: formed in {:.2} s (simulated), {} datagrams; converged {:.2} s after the last write; wall {:.1} s, peak RSS {:.0} MiB{}",
+            r.formed.map_or(f64::NAN, |d| d.as_secs_f64()),
+            r.datagrams,
+            r.converge.map_or(f64::NAN, |d| d.as_secs_f64()),
+            t.elapsed().as_secs_f64(),
+            peak_rss_mib(),
+            if r.failures.is_empty() { String::new() } else { format!(" FAILED: {:?}", r.failures) }
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Some(count) = nodes {
+        let mut failed = Vec::new();
+        for s in 0..count {
+            let mut cfg = NodeSimConfig::new(s);
+            cfg.peers = if peers == 6 { 4 } else { peers };
+            let r = run_nodes(cfg);
+            println!(
+                "node seed {s}: {} | trace {:016x} | faults: drops {} duplicates {} partitions {} crashes {} restarts {} | formed {:?} converged {:?}",
+                if r.failures.is_empty() { "ok" } else { "FAILED" },
+                r.trace,
+                r.faults.drops,
+                r.duplicates,
+                r.faults.partitions,
+                r.faults.crashes,
+                r.faults.restarts,
+                r.formed,
+                r.converge
+            );
+            for e in &r.failures {
+                println!("    {e}");
+            }
+            if !r.failures.is_empty() {
+                failed.push(s);
+            }
+        }
+        if failed.is_empty() {
+            println!("all node seeds passed");
+            return ExitCode::SUCCESS;
+        }
+        println!("failed node seeds: {failed:?}");
+        return ExitCode::from(1);
     }
     if let Some(sizes) = scale {
         for n in sizes {
