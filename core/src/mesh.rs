@@ -137,6 +137,20 @@ pub enum MeshError {
     Store(#[from] StoreError),
 }
 
+/// Counters of a mesh.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MeshStats {
+    /// SDP or candidate messages that arrived before their sender's announce (kept).
+    pub early: u64,
+    /// Negotiations started as offerer.
+    pub offers: u64,
+    /// Negotiations abandoned for taking too long.
+    pub negotiation_timeouts: u64,
+    /// Links closed for silence.
+    pub link_timeouts: u64,
+}
+
 /// Why a peer is reported gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaveReason {
@@ -317,6 +331,7 @@ pub struct Mesh {
     closed: bool,
     /// The latest `now` seen (for work scheduled from replica events).
     last_now: Instant,
+    stats: MeshStats,
     /// Timers run on a common tick (a quarter of the ping interval): pings, dead
     /// links, negotiation deadlines and retries are checked then.
     next_tick: Instant,
@@ -377,9 +392,15 @@ impl Mesh {
             online: false,
             closed: false,
             last_now: config_start,
+            stats: MeshStats::default(),
             next_tick: config_start,
             sync_dirty: false,
         })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MeshStats {
+        &self.stats
     }
 
     /// Our id.
@@ -585,6 +606,7 @@ impl Mesh {
             return;
         };
         let codec = self.codec_with(p);
+        self.stats.offers += 1;
         if let Some(p) = self.peers.get_mut(peer) {
             p.conn = Conn::Negotiating {
                 since: now,
@@ -631,8 +653,11 @@ impl Mesh {
             "mesh:sdp" | "mesh:candidate" | "mesh:candidates" => {
                 if self.peers.get(&from).is_some_and(|p| p.in_room) {
                     self.on_negotiation(now, &from, &msg);
-                } else if self.early.len() < MAX_EARLY_PEERS || self.early.contains_key(&from) {
+                } else if !cfg!(feature = "bug-drop-early-sdp")
+                    && (self.early.len() < MAX_EARLY_PEERS || self.early.contains_key(&from))
+                {
                     // Before its announce: keep it for then.
+                    self.stats.early += 1;
                     let q = self.early.entry(from).or_default();
                     if q.len() < MAX_EARLY {
                         q.push(msg);
@@ -665,6 +690,9 @@ impl Mesh {
             Some(p) => p.incarnation != incarnation,
             None => false,
         };
+        if returning && cfg!(feature = "bug-block-returning") {
+            return;
+        }
         if returning {
             // A new life: its old link (if any) is of no use.
             self.drop_conn(from, None);
@@ -948,6 +976,8 @@ impl Mesh {
         for l in to_ping {
             self.replica.ping(l);
         }
+        self.stats.link_timeouts += timed_out.len() as u64;
+        self.stats.negotiation_timeouts += failed.len() as u64;
         for id in timed_out {
             let failures = self.peers[&id].failures;
             let at = now + self.backoff(failures);

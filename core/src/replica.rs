@@ -351,11 +351,13 @@ impl Replica {
                 source: &ev.source,
             };
             for (&id, s) in self.links.iter_mut() {
-                if Some(id) == origin {
+                if Some(id) == origin && !cfg!(feature = "bug-echo") {
                     continue;
                 }
                 // Its remote hears this writer directly: it gets the update from there.
+                let echo_bug = cfg!(feature = "bug-echo") && Some(id) == origin;
                 if origin.is_some()
+                    && !echo_bug
                     && (s.remote_id() == Some(&*ev.source)
                         || self
                             .reaches

@@ -222,8 +222,8 @@ impl Session {
                 let key = u.key.clone();
                 match store.apply_inner(now, u.as_ref(), Some(key)) {
                     (Verdict::Rejected(r), _) => self.events.push_back(SessionEvent::Rejected(r)),
-                    (_, Some(ix)) => self.raise_remote(ix, u.ts),
-                    (_, None) => {}
+                    (_, Some(ix)) if !cfg!(feature = "bug-echo") => self.raise_remote(ix, u.ts),
+                    _ => {}
                 }
             }
             Message::Sync => {

@@ -512,7 +512,9 @@ impl Store {
             !must_win
                 || e.ts < ts
                 || (e.ts == ts
-                    && names[e.source.0 as usize].as_bytes() < names[source.0 as usize].as_bytes())
+                    && (cfg!(feature = "bug-tie-by-arrival")
+                        || names[e.source.0 as usize].as_bytes()
+                            < names[source.0 as usize].as_bytes()))
         };
         let deleted = value.is_null();
         let new = Entry {

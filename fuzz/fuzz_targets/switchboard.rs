@@ -395,9 +395,8 @@ fuzz_target!(|data: &[u8]| {
                 // The runtime reports the end of the socket, also of one the
                 // switchboard closed itself.
                 h.sb.close(c, h.now);
-                h.drain(&before, Some(c), None);
                 h.slots[slot] = None;
-                h.check();
+                h.drain(&before, Some(c), None);
                 None
             }
             BINARY => {

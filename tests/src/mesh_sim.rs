@@ -22,6 +22,9 @@ use rtc_mesh_core::{Codec, Value};
 
 const EPOCH_MS: f64 = 1_795_713_876_272.0;
 
+/// How soon after the faults heal the mesh must have converged again.
+const MAX_SETTLE: Duration = Duration::from_secs(9);
+
 /// A small seeded generator (xorshift64*), so runs never depend on a crate's choices.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
@@ -63,6 +66,8 @@ pub struct SimConfig {
     pub faults: bool,
     /// Codecs the peers speak (a mix when both are given: odd peers json only).
     pub mixed_codecs: bool,
+    /// Like rtc-switchboard 3.2.0: no `/leave` when a connection closes.
+    pub no_server_leaves: bool,
 }
 
 impl SimConfig {
@@ -75,6 +80,7 @@ impl SimConfig {
             fault_time: Duration::from_secs(30),
             faults: true,
             mixed_codecs: true,
+            no_server_leaves: seed % 3 == 0,
         }
     }
 }
@@ -94,6 +100,10 @@ pub struct FaultCounts {
     pub restarts: u64,
     /// Switchboard restarts.
     pub switchboard_restarts: u64,
+    /// SDP or candidates that reached a peer before their sender's announce.
+    pub early_sdp: u64,
+    /// Signalling messages held up on their way to a peer.
+    pub signal_stalls: u64,
 }
 
 /// What a run measured.
@@ -506,10 +516,19 @@ impl World {
     fn server_outputs(&mut self) {
         while let Some(o) = self.board.poll_output() {
             match o {
+                SwitchOutput::Send(_, text)
+                    if self.cfg.no_server_leaves
+                        && text.starts_with("/leave|")
+                        && text.ends_with(r#""reason":"disconnected"}"#) => {}
                 SwitchOutput::Send(c, text) => {
                     let to = self.conn_peer.get(&c).copied();
                     if let Some(i) = to.filter(|&i| self.peers[i].mesh.is_some()) {
-                        let t = self.now + self.latency();
+                        let mut t = self.now + self.latency();
+                        if self.cfg.faults && self.rng.chance(0.02) {
+                            // A slow stretch on this peer's WebSocket (kept in order).
+                            self.faults.signal_stalls += 1;
+                            t += Duration::from_millis(300 + self.rng.below(1200));
+                        }
                         let t = self.ordered(usize::MAX / 2 - i, t);
                         self.at(t, Ev::ToPeer(i, c, text.to_string()));
                     }
@@ -615,6 +634,9 @@ impl World {
                 }
             }
             Action::Crash(i) => {
+                if let Some(m) = self.peers[i].mesh.as_ref() {
+                    self.faults.early_sdp += m.stats().early;
+                }
                 if self.peers[i].mesh.take().is_some() {
                     self.set_timer(i, None);
                     self.faults.crashes += 1;
@@ -940,9 +962,26 @@ pub fn run(cfg: SimConfig) -> SimReport {
             break;
         }
     }
+    for p in &w.peers {
+        if let Some(m) = p.mesh.as_ref() {
+            w.faults.early_sdp += m.stats().early;
+        }
+    }
     let mut failures = w.check();
     if !w.converged() {
         failures.push("did not converge within 60 s of healing".into());
+    } else if settled > MAX_SETTLE {
+        // Within a negotiation timeout: a peer must not need a failed negotiation and
+        // a retry to come back (that is how a dropped early SDP would show).
+        failures.push(format!(
+            "took {settled:?} to converge after healing (at most {MAX_SETTLE:?})"
+        ));
+    }
+    if messages_per_update > (n - 1) as f64 {
+        failures.push(format!(
+            "{messages_per_update} messages per write in a healthy full mesh of {n} (at most {})",
+            n - 1
+        ));
     }
     SimReport {
         faults: w.faults.clone(),

@@ -29,7 +29,7 @@ fn peak_rss_mib() -> f64 {
 fn print(seed: u64, r: &SimReport) {
     let f = &r.faults;
     println!(
-        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} | settled {:.2} s",
+        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-stalls {} early-sdp {} | settled {:.2} s",
         if r.failures.is_empty() { "ok" } else { "FAILED" },
         r.trace,
         f.drops,
@@ -38,6 +38,8 @@ fn print(seed: u64, r: &SimReport) {
         f.crashes,
         f.restarts,
         f.switchboard_restarts,
+        f.signal_stalls,
+        f.early_sdp,
         r.converge.as_secs_f64()
     );
     for e in &r.failures {
@@ -169,6 +171,8 @@ fn main() -> ExitCode {
         totals.crashes += f.crashes;
         totals.restarts += f.restarts;
         totals.switchboard_restarts += f.switchboard_restarts;
+        totals.early_sdp += f.early_sdp;
+        totals.signal_stalls += f.signal_stalls;
         if !r.failures.is_empty() {
             failed.push(s);
         }
