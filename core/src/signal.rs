@@ -37,6 +37,12 @@ pub struct SignalLimits {
     pub max_parts: usize,
     /// Deepest nesting in a JSON part (default 32).
     pub max_depth: usize,
+    /// Keep an argument that looks like JSON but is not as text, as rtc-signaller's
+    /// `jsonparse` does, instead of refusing the message (default false). A relay (the
+    /// switchboard) sets it: it passes messages on unchanged and must not refuse what
+    /// the original clients send, such as `/chat|a|[bot] hi`. Messages parsed this way
+    /// may not re-encode to text that reads back the same.
+    pub lenient: bool,
 }
 
 impl Default for SignalLimits {
@@ -45,6 +51,7 @@ impl Default for SignalLimits {
             max_len: 64 << 10,
             max_parts: 256,
             max_depth: 32,
+            lenient: false,
         }
     }
 }
@@ -318,6 +325,10 @@ impl Signal {
                 }
                 // JSON-looking text that is not JSON: refused, so that every text part
                 // we hold reads back the same (a text part never starts with `{`/`[`).
+                None if limits.lenient => {
+                    parts.push(Part::Text(a.to_owned()));
+                    i += 1;
+                }
                 None => return Err(SignalError::Json(format!("argument {} is not JSON", i + 1))),
             }
         }
@@ -434,8 +445,16 @@ mod tests {
             p(&format!("/a|b|{}", "[".repeat(40) + &"]".repeat(40))),
             Err(SignalError::Json(_))
         ));
-        // JSON-looking text that does not parse is refused.
+        // JSON-looking text that does not parse is refused, unless lenient.
         assert!(matches!(p("/a|b|{nope"), Err(SignalError::Json(_))));
+        let lenient = SignalLimits {
+            lenient: true,
+            ..SignalLimits::default()
+        };
+        assert_eq!(
+            Signal::parse("/chat|a|[bot] hi", &lenient).unwrap().args,
+            vec![Part::Text("[bot] hi".into())]
+        );
         let long = format!("/a|b|{}", "x".repeat(70_000));
         assert!(matches!(p(&long), Err(SignalError::TooLong { .. })));
         assert!(matches!(

@@ -194,8 +194,11 @@ impl Default for Switchboard {
 impl Switchboard {
     /// A switchboard with these limits.
     pub fn new(config: SwitchboardConfig) -> Self {
+        // Lenient: relayed text goes on unchanged, so an argument that only looks
+        // like JSON (`/chat|a|[bot] hi`) is no reason to refuse it.
         let limits = SignalLimits {
             max_len: config.max_frame,
+            lenient: true,
             ..SignalLimits::default()
         };
         Switchboard {

@@ -481,3 +481,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn arguments_that_only_look_like_json_are_relayed_unchanged() {
+    let mut b = board();
+    b.open(1);
+    b.open(2);
+    b.announce(1, "a", "r");
+    b.announce(2, "b", "r");
+    b.got(1);
+    b.send(2, "/chat|b|[bot] hi|{not json");
+    assert_eq!(b.got(1), ["/chat|b|[bot] hi|{not json"]);
+}
