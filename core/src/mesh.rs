@@ -380,10 +380,12 @@ impl Mesh {
         sc.hash_seed = config.seed;
         let store = Store::new(sc)?;
         let config_start = config.start;
+        let mut replica = Replica::new(store);
+        replica.batch_link_reports(true);
         Ok(Mesh {
             rng: config.seed | 1,
             config,
-            replica: Replica::new(store),
+            replica,
             peers: BTreeMap::new(),
             links: BTreeMap::new(),
             early: BTreeMap::new(),
@@ -976,6 +978,7 @@ impl Mesh {
         for l in to_ping {
             self.replica.ping(l);
         }
+        self.replica.flush_link_reports();
         self.stats.link_timeouts += timed_out.len() as u64;
         self.stats.negotiation_timeouts += failed.len() as u64;
         for id in timed_out {

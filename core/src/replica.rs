@@ -117,12 +117,18 @@ pub struct Replica {
     dirty: VecDeque<LinkId>,
     /// Per link, the writers (source ids) its remote says it hears directly.
     reaches: BTreeMap<LinkId, BTreeSet<String>>,
-    /// The LINKS report last sent (to send a new one only on change).
+    /// The writers every link has been told we hear directly.
     reported: Vec<String>,
+    /// Report new links only on [`Replica::flush_link_reports`].
+    batch_reports: bool,
 }
 
-/// The prefix of a link report control string.
+/// The prefix of a link report control string: every writer heard directly.
 const LINKS_PREFIX: &str = "LINKS ";
+/// The prefix of a report of writers now heard directly too.
+const LINKS_GAINED: &str = "LINKS+ ";
+/// The prefix of a report of writers no longer heard directly.
+const LINKS_LOST: &str = "LINKS- ";
 
 impl Replica {
     /// Serves `store`.
@@ -135,6 +141,7 @@ impl Replica {
             dirty: VecDeque::new(),
             reaches: BTreeMap::new(),
             reported: Vec::new(),
+            batch_reports: false,
         }
     }
 
@@ -195,43 +202,96 @@ impl Replica {
 
     /// Tells every link which writers we hear directly, if that changed.
     fn report_links(&mut self) {
+        self.report_links_now(!self.batch_reports);
+    }
+
+    /// Sends what changed in the set of writers we hear directly since the last report,
+    /// to every link: losses at once (a neighbour must start forwarding to us before it
+    /// drops anything), gains only when `gains` (they only save messages, so a mesh
+    /// batches them; see [`Replica::batch_link_reports`]).
+    fn report_links_now(&mut self, gains: bool) {
         let ids: Vec<String> = self
             .links
             .values()
             .filter_map(|s| s.remote_id().map(str::to_owned))
             .collect();
-        if ids == self.reported {
+        let lost: Vec<String> = self
+            .reported
+            .iter()
+            .filter(|r| !ids.contains(r))
+            .cloned()
+            .collect();
+        let gained: Vec<String> = if gains {
+            ids.iter()
+                .filter(|i| !self.reported.contains(i))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if lost.is_empty() && gained.is_empty() {
             return;
         }
-        let mut text = String::from(LINKS_PREFIX);
-        let list = Value::Array(ids.iter().map(|i| Value::from(i.as_str())).collect());
-        crate::value::write_json(&list, &mut text, false);
-        self.reported = ids;
+        let mut texts = Vec::new();
+        for (prefix, list) in [(LINKS_LOST, &lost), (LINKS_GAINED, &gained)] {
+            if list.is_empty() {
+                continue;
+            }
+            let mut text = String::from(prefix);
+            let v = Value::Array(list.iter().map(|i| Value::from(i.as_str())).collect());
+            crate::value::write_json(&v, &mut text, false);
+            texts.push(text);
+        }
+        self.reported.retain(|r| !lost.contains(r));
+        self.reported.extend(gained);
         let links: Vec<LinkId> = self.links.keys().copied().collect();
         for id in links {
             if let Some(s) = self.links.get_mut(&id) {
                 if s.remote_id().is_some() {
-                    s.send_control(&text);
+                    for t in &texts {
+                        s.send_control(t);
+                    }
                     self.mark(id);
                 }
             }
         }
     }
 
-    /// A remote's `LINKS` report.
-    fn handle_links(&mut self, link: LinkId, json: &str) {
+    /// Batch link reports: new links are reported by [`Replica::flush_link_reports`]
+    /// (a mesh calls it on its timer), so that a mesh forming does not send a report
+    /// per link per link. Lost links are always reported at once.
+    pub fn batch_link_reports(&mut self, batch: bool) {
+        self.batch_reports = batch;
+    }
+
+    /// Sends the link report now if it changed.
+    pub fn flush_link_reports(&mut self) {
+        self.report_links_now(true);
+    }
+
+    /// A remote's link report: `LINKS [..]` (all), `LINKS+ [..]`, `LINKS- [..]`.
+    fn handle_links(&mut self, link: LinkId, kind: &str, json: &str) {
         let Ok(Value::Array(items)) = Value::from_json(json) else {
             return;
         };
-        let set = items
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::String(s) => Some(s),
-                _ => None,
-            })
-            .take(4096)
-            .collect();
-        self.reaches.insert(link, set);
+        let ids = items.into_iter().filter_map(|v| match v {
+            Value::String(s) => Some(s),
+            _ => None,
+        });
+        let set = self.reaches.entry(link).or_default();
+        match kind {
+            "+" => set.extend(ids),
+            "-" => {
+                for i in ids {
+                    set.remove(&i);
+                }
+            }
+            _ => *set = ids.collect(),
+        }
+        // Bounded by what a peer can claim (4,096 writers).
+        while set.len() > 4096 {
+            set.pop_last();
+        }
     }
 
     /// Open links.
@@ -306,9 +366,14 @@ impl Replica {
             }
         }
         for text in controls {
-            match text.strip_prefix(LINKS_PREFIX) {
-                Some(json) => self.handle_links(link, json),
-                None => self.events.push_back(ReplicaEvent::Control { link, text }),
+            if let Some(json) = text.strip_prefix(LINKS_PREFIX) {
+                self.handle_links(link, "", json);
+            } else if let Some(json) = text.strip_prefix(LINKS_GAINED) {
+                self.handle_links(link, "+", json);
+            } else if let Some(json) = text.strip_prefix(LINKS_LOST) {
+                self.handle_links(link, "-", json);
+            } else {
+                self.events.push_back(ReplicaEvent::Control { link, text });
             }
         }
         if opened {

@@ -210,6 +210,12 @@ pub struct World {
     /// Each live peer's next timer, and the set ordered by time.
     timer_of: Vec<Option<Instant>>,
     timers: std::collections::BTreeSet<(Instant, usize)>,
+    /// Offers under way: (offerer, answerer) -> (start, generation).
+    negotiations: BTreeMap<(usize, usize), (Instant, u64)>,
+    /// The last crash, restart or partition touching each peer.
+    last_fault: BTreeMap<usize, Instant>,
+    board_restart: Option<Instant>,
+    broken_negotiations: Vec<String>,
     /// Per (from, to): when the last message was delivered (channels keep order).
     last_delivery: BTreeMap<(usize, usize), Instant>,
     /// Every write: key -> (ts, source, value json).
@@ -254,6 +260,10 @@ impl World {
             next_gen: 0,
             partitioned: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
+            negotiations: BTreeMap::new(),
+            last_fault: BTreeMap::new(),
+            board_restart: None,
+            broken_negotiations: Vec::new(),
             timer_of: Vec::new(),
             timers: std::collections::BTreeSet::new(),
             writes: Vec::new(),
@@ -438,6 +448,7 @@ impl World {
                     self.next_gen += 1;
                     let gen = self.next_gen;
                     self.peers[i].sides.insert(j, (gen, false));
+                    self.negotiations.insert((i, j), (self.now, gen));
                     let sdp = format!("sim {} {gen}", codec.name());
                     if let Some(m) = self.peers[i].mesh.as_mut() {
                         m.local_sdp(self.now, &peer, SdpKind::Offer, &sdp);
@@ -493,6 +504,26 @@ impl World {
             LinkCommand::RemoteCandidate { .. } => {}
             LinkCommand::Close { peer } => {
                 let Some(j) = self.index(&peer) else { return };
+                if let Some((start, gen)) = self.negotiations.remove(&(i, j)) {
+                    // A negotiation abandoned: fine if a fault touched either side (or
+                    // the switchboard) meanwhile; with no fault it is a bug.
+                    let faulted = |k: usize| self.last_fault.get(&k).is_some_and(|&t| t >= start);
+                    let bound = self.peers[i].sides.get(&j).map(|s| s.0) == Some(gen);
+                    if bound
+                        && self.now - start >= Duration::from_secs(9)
+                        && !faulted(i)
+                        && !faulted(j)
+                        && self.board_restart.is_none_or(|t| t < start)
+                        && self.peers[j].mesh.is_some()
+                    {
+                        self.broken_negotiations.push(format!(
+                            "{} gave up on an offer to {} after {:?} with no fault in between",
+                            self.peers[i].id,
+                            self.peers[j].id,
+                            self.now - start
+                        ));
+                    }
+                }
                 if let Some((gen, _)) = self.peers[i].sides.remove(&j) {
                     // After whatever this side sent before closing (SCTP shuts down
                     // gracefully).
@@ -569,6 +600,7 @@ impl World {
                     return;
                 }
                 side.1 = true;
+                self.negotiations.remove(&(at, other));
                 let peer = self.peers[other].id.clone();
                 if let Some(m) = self.peers[at].mesh.as_mut() {
                     m.link_open(self.now, &peer, codec);
@@ -620,6 +652,8 @@ impl World {
             }
             Action::Partition(a, b, d) => {
                 self.faults.partitions += 1;
+                self.last_fault.insert(a, self.now + d);
+                self.last_fault.insert(b, self.now + d);
                 let heal = self.now + d;
                 self.partitioned.insert(pair(a, b), heal);
                 self.after(d, Ev::Action(Action::Heal(a, b)));
@@ -639,6 +673,7 @@ impl World {
                 }
                 if self.peers[i].mesh.take().is_some() {
                     self.set_timer(i, None);
+                    self.last_fault.insert(i, self.now);
                     self.faults.crashes += 1;
                     self.peers[i].crashed = true;
                     self.peers[i].sides.clear();
@@ -649,12 +684,14 @@ impl World {
             }
             Action::Restart(i) => {
                 if self.peers[i].mesh.is_none() {
+                    self.last_fault.insert(i, self.now);
                     self.faults.restarts += 1;
                     self.boot(i);
                 }
             }
             Action::SwitchboardRestart => {
                 self.faults.switchboard_restarts += 1;
+                self.board_restart = Some(self.now);
                 self.board = Switchboard::default();
                 // Every client reconnects and announces again (the signal client does).
                 for i in 0..self.peers.len() {
@@ -968,6 +1005,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
         }
     }
     let mut failures = w.check();
+    failures.extend(w.broken_negotiations.iter().cloned());
     if !w.converged() {
         failures.push("did not converge within 60 s of healing".into());
     } else if settled > MAX_SETTLE {

@@ -11,10 +11,13 @@
 //!   missing; Node level).
 //!
 //! `bug-drop-early-sdp` (SDP that precedes its sender's announce dropped) is also
-//! plantable, but the seed list does not fail on it: the offerer's negotiation times
-//! out and its retry, sent once the announce has arrived, succeeds, so the only trace
-//! is a link that forms one negotiation timeout later (the sim counts such early SDP:
-//! about 1 per 100 seeds). The rule is proven by `mesh_rules.rs`
+//! plantable, but the seed lists do not fail on it, and cannot among our own peers: an
+//! offer reaches a peer before the offerer's announce only when that peer is a new
+//! incarnation the offerer has not heard of yet, and when the offerer then hears its
+//! announce, it drops the old negotiation and offers again (after the announce, in
+//! order). The simulator counts such early SDP (about 1 in 100 seeds) and checks that
+//! no negotiation is abandoned without a fault; the rule itself matters for offerers
+//! that are not ours (browser clients), and is proven by `mesh_rules.rs`
 //! (`sdp_and_candidates_before_the_announce_are_kept`).
 
 use std::path::PathBuf;
