@@ -161,21 +161,21 @@ enum Action {
     SwitchboardRestart,
 }
 
-/// A queued event, ordered by time then sequence.
-struct Queued(Instant, u64, Ev);
+/// A queued event, ordered by time then sequence number (ties keep their order).
+pub struct Queued<E>(pub Instant, pub u64, pub E);
 
-impl PartialEq for Queued {
+impl<E> PartialEq for Queued<E> {
     fn eq(&self, o: &Self) -> bool {
         (self.0, self.1) == (o.0, o.1)
     }
 }
-impl Eq for Queued {}
-impl PartialOrd for Queued {
+impl<E> Eq for Queued<E> {}
+impl<E> PartialOrd for Queued<E> {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Queued {
+impl<E> Ord for Queued<E> {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         (self.0, self.1).cmp(&(o.0, o.1))
     }
@@ -200,7 +200,7 @@ pub struct World {
     rng: Rng,
     peers: Vec<SimPeer>,
     board: Switchboard,
-    queue: BinaryHeap<Reverse<Queued>>,
+    queue: BinaryHeap<Reverse<Queued<Ev>>>,
     /// Signalling connection -> peer.
     conn_peer: BTreeMap<ConnId, usize>,
     seq: u64,

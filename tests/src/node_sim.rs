@@ -16,7 +16,7 @@ use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
 use rtc_mesh_core::Value;
 
-use crate::mesh_sim::{FaultCounts, Rng};
+use crate::mesh_sim::{FaultCounts, Queued as Q, Rng};
 
 const EPOCH_MS: f64 = 1_795_713_876_272.0;
 
@@ -87,24 +87,6 @@ enum Ev {
     Partition(usize, usize, Duration),
 }
 
-struct Q(Instant, u64, Ev);
-impl PartialEq for Q {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0, self.1) == (o.0, o.1)
-    }
-}
-impl Eq for Q {}
-impl PartialOrd for Q {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Q {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(o.0, o.1))
-    }
-}
-
 struct SimNode {
     node: Option<Node>,
     conn: ConnId,
@@ -121,7 +103,7 @@ pub struct NodeWorld {
     rng: Rng,
     nodes: Vec<SimNode>,
     board: Switchboard,
-    queue: BinaryHeap<Reverse<Q>>,
+    queue: BinaryHeap<Reverse<Q<Ev>>>,
     seq: u64,
     next_conn: u64,
     conn_peer: BTreeMap<ConnId, usize>,
