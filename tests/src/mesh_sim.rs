@@ -239,6 +239,13 @@ pub enum Logged {
     Link(LinkCommand),
 }
 
+/// A switchboard whose room holds every peer of the run.
+fn board(peers: usize) -> Switchboard {
+    let mut c = rtc_mesh_core::switchboard::SwitchboardConfig::default();
+    c.max_members = c.max_members.max(peers);
+    Switchboard::new(c)
+}
+
 fn pair(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
 }
@@ -252,7 +259,7 @@ impl World {
             t0,
             now: t0,
             peers: Vec::new(),
-            board: Switchboard::default(),
+            board: board(cfg.peers),
             queue: BinaryHeap::new(),
             conn_peer: BTreeMap::new(),
             seq: 0,
@@ -692,7 +699,7 @@ impl World {
             Action::SwitchboardRestart => {
                 self.faults.switchboard_restarts += 1;
                 self.board_restart = Some(self.now);
-                self.board = Switchboard::default();
+                self.board = board(self.peers.len());
                 // Every client reconnects and announces again (the signal client does).
                 for i in 0..self.peers.len() {
                     if self.peers[i].mesh.is_none() {
@@ -1006,6 +1013,11 @@ pub fn run(cfg: SimConfig) -> SimReport {
     }
     let mut failures = w.check();
     failures.extend(w.broken_negotiations.iter().cloned());
+    if failures.len() > 10 {
+        let more = failures.len() - 10;
+        failures.truncate(10);
+        failures.push(format!("... and {more} more"));
+    }
     if !w.converged() {
         failures.push("did not converge within 60 s of healing".into());
     } else if settled > MAX_SETTLE {
