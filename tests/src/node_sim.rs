@@ -85,6 +85,7 @@ enum Ev {
     Crash(usize),
     Restart(usize),
     Partition(usize, usize, Duration),
+    SwitchboardRestart,
 }
 
 struct SimNode {
@@ -346,6 +347,25 @@ impl NodeWorld {
                 self.report.faults.partitions += 1;
                 self.partitioned.insert((a.min(b), a.max(b)), now + d);
             }
+            Ev::SwitchboardRestart => {
+                self.report.faults.switchboard_restarts += 1;
+                self.board = Switchboard::default();
+                // Every client reconnects and announces again; links stay up.
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].node.is_none() {
+                        continue;
+                    }
+                    self.next_conn += 1;
+                    let c = ConnId(self.next_conn);
+                    self.nodes[i].conn = c;
+                    self.conn_peer.insert(c, i);
+                    self.board.open(c, now);
+                    if let Some(n) = self.nodes[i].node.as_mut() {
+                        n.start(now);
+                    }
+                    self.drain(i);
+                }
+            }
         }
     }
 
@@ -491,7 +511,10 @@ pub fn run_nodes(cfg: NodeSimConfig) -> NodeSimReport {
         for _ in 0..2 {
             let at = t + Duration::from_millis(w.rng.below(span));
             let a = w.rng.below(n as u64) as usize;
-            if w.rng.chance(0.5) {
+            let kind = w.rng.below(6);
+            if kind == 0 {
+                w.at(at, Ev::SwitchboardRestart);
+            } else if kind <= 3 {
                 let b = (a + 1 + w.rng.below(n as u64 - 1) as usize) % n;
                 let d = Duration::from_millis(500 + w.rng.below(6000));
                 w.at(at, Ev::Partition(a, b, d));

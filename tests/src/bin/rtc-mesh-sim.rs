@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             cfg.peers = if peers == 6 { 4 } else { peers };
             let r = run_nodes(cfg);
             println!(
-                "node seed {s}: {} | trace {:016x} | faults: drops {} duplicates {} partitions {} crashes {} restarts {} | formed {:?} converged {:?}",
+                "node seed {s}: {} | trace {:016x} | faults: drops {} duplicates {} partitions {} crashes {} restarts {} switchboard-restarts {} | formed {:?} converged {:?}",
                 if r.failures.is_empty() { "ok" } else { "FAILED" },
                 r.trace,
                 r.faults.drops,
@@ -113,6 +113,7 @@ fn main() -> ExitCode {
                 r.faults.partitions,
                 r.faults.crashes,
                 r.faults.restarts,
+                r.faults.switchboard_restarts,
                 r.formed,
                 r.converge
             );
