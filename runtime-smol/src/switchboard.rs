@@ -17,7 +17,6 @@
 //! });
 //! ```
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -35,55 +34,23 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 use smol::{Task, Timer};
 
-use rtc_mesh_core::switchboard::{
-    CloseReason, ConnId, Counters, SwitchOutput, Switchboard, SwitchboardConfig,
-};
+use rtc_mesh_core::switchboard::{CloseReason, ConnId, Counters, Switchboard, SwitchboardConfig};
+use rtc_mesh_std::hosting::{ConnOut, ConnWriter, Hosted, MAX_QUEUED};
 use rtc_mesh_std::http::{self, Request};
 
-/// A connection whose outgoing queue holds this many frames is too slow: closed.
-const MAX_QUEUED: usize = 4096;
+/// The writer of a connection: a channel to its task.
+struct Writer(Sender<ConnOut>);
 
-enum Out {
-    Text(Arc<str>),
-    Ping,
-    Close(CloseReason),
-}
-
-struct Inner {
-    board: Switchboard,
-    conns: HashMap<ConnId, Sender<Out>>,
-    next_id: u64,
-}
-
-impl Inner {
-    /// Hands the switchboard's outputs to the connections' writers.
-    fn dispatch(&mut self, now: Instant) {
-        let mut slow = Vec::new();
-        while let Some(o) = self.board.poll_output() {
-            let (c, out) = match o {
-                SwitchOutput::Send(c, t) => (c, Out::Text(t)),
-                SwitchOutput::Ping(c) => (c, Out::Ping),
-                SwitchOutput::Close(c, r) => {
-                    if let Some(tx) = self.conns.remove(&c) {
-                        let _ = tx.try_send(Out::Close(r));
-                    }
-                    continue;
-                }
-            };
-            if let Some(tx) = self.conns.get(&c) {
-                if tx.len() >= MAX_QUEUED || tx.try_send(out).is_err() {
-                    slow.push(c);
-                }
-            }
-        }
-        for c in slow {
-            if let Some(tx) = self.conns.remove(&c) {
-                tx.close();
-            }
-            self.board.close(c, now);
-        }
+impl ConnWriter for Writer {
+    fn push(&self, out: ConnOut) -> bool {
+        self.0.len() < MAX_QUEUED && self.0.try_send(out).is_ok()
+    }
+    fn abort(&self) {
+        self.0.close();
     }
 }
+
+type Inner = Hosted<Writer>;
 
 /// A running switchboard server. Dropping it stops accepting; [`Server::shutdown`]
 /// also closes every connection.
@@ -100,11 +67,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let max_frame = config.max_frame;
         let max_conns = config.max_connections;
-        let inner = Arc::new(Mutex::new(Inner {
-            board: Switchboard::new(config),
-            conns: HashMap::new(),
-            next_id: 0,
-        }));
+        let inner = Arc::new(Mutex::new(Inner::new(Switchboard::new(config))));
         let accept = smol::spawn(accept_loop(listener, inner.clone(), max_frame, max_conns));
         let timers = smol::spawn(timer_loop(inner.clone()));
         Ok(Server {
@@ -136,9 +99,9 @@ impl Server {
         for t in self.tasks.drain(..) {
             t.cancel().await;
         }
-        let conns: Vec<Sender<Out>> = lock(&self.inner).conns.drain().map(|(_, tx)| tx).collect();
-        for tx in conns {
-            let _ = tx.try_send(Out::Close(CloseReason::Dead));
+        let conns: Vec<Writer> = lock(&self.inner).conns.drain().map(|(_, w)| w).collect();
+        for w in conns {
+            w.push(ConnOut::Close(CloseReason::Dead));
         }
     }
 }
@@ -260,21 +223,9 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
     )
     .await;
     let (tx, rx) = channel::unbounded();
-    let id = {
-        let mut g = lock(&inner);
-        let id = ConnId(g.next_id);
-        g.next_id += 1;
-        g.conns.insert(id, tx);
-        g.board.open(id, Instant::now());
-        id
-    };
+    let id = lock(&inner).open(Writer(tx), Instant::now());
     serve(ws, id, &inner, rx).await;
-    let now = Instant::now();
-    let mut g = lock(&inner);
-    if g.conns.remove(&id).is_some() {
-        g.board.close(id, now);
-        g.dispatch(now);
-    }
+    lock(&inner).closed(id, Instant::now());
 }
 
 /// Moves frames both ways until either side ends.
@@ -282,7 +233,7 @@ async fn serve(
     ws: WebSocketStream<TcpStream>,
     id: ConnId,
     inner: &Mutex<Inner>,
-    rx: Receiver<Out>,
+    rx: Receiver<ConnOut>,
 ) {
     let (mut sink, mut stream) = ws.split();
     let reader = async {
@@ -303,9 +254,9 @@ async fn serve(
     let writer = async {
         while let Ok(out) = rx.recv().await {
             let r = match out {
-                Out::Text(t) => sink.send(Message::text(&*t)).await,
-                Out::Ping => sink.send(Message::Ping(Default::default())).await,
-                Out::Close(reason) => {
+                ConnOut::Text(t) => sink.send(Message::text(&*t)).await,
+                ConnOut::Ping => sink.send(Message::Ping(Default::default())).await,
+                ConnOut::Close(reason) => {
                     let (code, why) = match reason {
                         CloseReason::Replaced => (CloseCode::Normal, "replaced"),
                         CloseReason::Abuse => (CloseCode::Policy, "abuse"),

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod hosting;
 pub mod http;
 pub mod signal;
 pub mod switchboard;

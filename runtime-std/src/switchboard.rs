@@ -15,7 +15,6 @@
 //! server.shutdown();
 //! ```
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,18 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::switchboard::{
-    CloseReason, ConnId, Counters, SwitchOutput, Switchboard, SwitchboardConfig,
-};
+use rtc_mesh_core::switchboard::{CloseReason, Counters, Switchboard, SwitchboardConfig};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
+use crate::hosting::{ConnOut, ConnWriter, Hosted, MAX_QUEUED};
 use crate::http::{self, Request};
 use crate::ws::ReadHalf;
-
-/// A connection whose outgoing queue holds this many frames is too slow: closed.
-const MAX_QUEUED: usize = 4096;
 
 /// Stack size of connection threads.
 const STACK: usize = 128 * 1024;
@@ -46,61 +41,35 @@ const STACK: usize = 128 * 1024;
 pub const MAX_CONNECTIONS: usize = 5_000;
 
 enum Out {
-    Text(Arc<str>),
+    /// From the switchboard.
+    Conn(ConnOut),
+    /// Bytes the reading side's WebSocket wants written (pongs, close replies).
     Raw(Vec<u8>),
-    Ping,
-    Close(CloseReason),
 }
 
+/// The writer of a connection: a channel to its thread, and how many frames wait.
 struct Conn {
     tx: Sender<Out>,
     queued: Arc<AtomicUsize>,
 }
 
-impl Conn {
-    fn send(&self, out: Out) -> bool {
-        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+impl ConnWriter for Conn {
+    fn push(&self, out: ConnOut) -> bool {
+        let close = matches!(out, ConnOut::Close(_));
+        if !close && self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
             return false;
         }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(out).is_ok()
+        if !close {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tx.send(Out::Conn(out)).is_ok()
+    }
+    fn abort(&self) {
+        let _ = self.tx.send(Out::Conn(ConnOut::Close(CloseReason::Dead)));
     }
 }
 
-struct Inner {
-    board: Switchboard,
-    conns: HashMap<ConnId, Conn>,
-    next_id: u64,
-}
-
-impl Inner {
-    fn dispatch(&mut self, now: Instant) {
-        let mut slow = Vec::new();
-        while let Some(o) = self.board.poll_output() {
-            let (c, out) = match o {
-                SwitchOutput::Send(c, t) => (c, Out::Text(t)),
-                SwitchOutput::Ping(c) => (c, Out::Ping),
-                SwitchOutput::Close(c, r) => {
-                    if let Some(conn) = self.conns.remove(&c) {
-                        let _ = conn.tx.send(Out::Close(r));
-                    }
-                    continue;
-                }
-            };
-            if let Some(conn) = self.conns.get(&c) {
-                if !conn.send(out) {
-                    slow.push(c);
-                }
-            }
-        }
-        for c in slow {
-            if let Some(conn) = self.conns.remove(&c) {
-                let _ = conn.tx.send(Out::Close(CloseReason::Dead));
-            }
-            self.board.close(c, now);
-        }
-    }
-}
+type Inner = Hosted<Conn>;
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -123,11 +92,7 @@ impl Server {
         let max_frame = config.max_frame;
         let max_conns = config.max_connections.min(MAX_CONNECTIONS);
         let active = Arc::new(AtomicUsize::new(0));
-        let inner = Arc::new(Mutex::new(Inner {
-            board: Switchboard::new(config),
-            conns: HashMap::new(),
-            next_id: 0,
-        }));
+        let inner = Arc::new(Mutex::new(Inner::new(Switchboard::new(config))));
         let stop = Arc::new(AtomicBool::new(false));
         let (i, s) = (inner.clone(), stop.clone());
         let accept = thread::Builder::new()
@@ -203,7 +168,7 @@ impl Server {
         }
         let conns: Vec<Conn> = lock(&self.inner).conns.drain().map(|(_, c)| c).collect();
         for c in conns {
-            let _ = c.tx.send(Out::Close(CloseReason::Dead));
+            c.push(ConnOut::Close(CloseReason::Dead));
         }
     }
 }
@@ -252,26 +217,19 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
     };
     let (tx, rx) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    let id = {
-        let mut g = lock(&inner);
-        let id = ConnId(g.next_id);
-        g.next_id += 1;
-        g.conns.insert(
-            id,
-            Conn {
-                tx: tx.clone(),
-                queued: queued.clone(),
-            },
-        );
-        g.board.open(id, Instant::now());
-        id
-    };
+    let id = lock(&inner).open(
+        Conn {
+            tx: tx.clone(),
+            queued: queued.clone(),
+        },
+        Instant::now(),
+    );
     let config = http::ws_config(max_frame);
     let writer = thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || write_loop(write_stream, rx, queued, config));
     if writer.is_err() {
-        lock(&inner).conns.remove(&id);
+        lock(&inner).closed(id, Instant::now());
         return;
     }
     let half = ReadHalf {
@@ -299,11 +257,10 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
     }
     let now = Instant::now();
     let mut g = lock(&inner);
-    if let Some(conn) = g.conns.remove(&id) {
-        let _ = conn.tx.send(Out::Close(CloseReason::Dead));
-        g.board.close(id, now);
-        g.dispatch(now);
+    if let Some(conn) = g.conns.get(&id) {
+        conn.push(ConnOut::Close(CloseReason::Dead));
     }
+    g.closed(id, now);
 }
 
 fn write_loop(
@@ -315,16 +272,16 @@ fn write_loop(
     let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
     while let Ok(out) = rx.recv() {
         let r = match out {
-            Out::Text(t) => {
+            Out::Conn(ConnOut::Text(t)) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
                 ws.send(Message::text(&*t))
             }
-            Out::Ping => {
+            Out::Conn(ConnOut::Ping) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
                 ws.send(Message::Ping(Default::default()))
             }
             Out::Raw(bytes) => ws.get_mut().write_all(&bytes).map_err(Into::into),
-            Out::Close(reason) => {
+            Out::Conn(ConnOut::Close(reason)) => {
                 let (code, why) = match reason {
                     CloseReason::Replaced => (CloseCode::Normal, "replaced"),
                     CloseReason::Abuse => (CloseCode::Policy, "abuse"),

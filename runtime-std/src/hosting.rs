@@ -1,0 +1,108 @@
+//! What both runtimes' switchboard servers share: the switchboard, the table of
+//! connections, and handing the switchboard's outputs to each connection's writer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtc_mesh_core::switchboard::{CloseReason, ConnId, SwitchOutput, Switchboard};
+
+/// A connection whose outgoing queue holds this many frames is too slow: closed.
+pub const MAX_QUEUED: usize = 4096;
+
+/// What a connection's writer is told to do.
+#[derive(Debug)]
+pub enum ConnOut {
+    /// Send a text frame.
+    Text(Arc<str>),
+    /// Send a ping.
+    Ping,
+    /// Send a close frame and end.
+    Close(CloseReason),
+}
+
+/// A connection's writer, as seen by the dispatcher.
+pub trait ConnWriter {
+    /// Queues `out`; false if the writer is gone or has `MAX_QUEUED` frames waiting.
+    fn push(&self, out: ConnOut) -> bool;
+    /// Ends the writer at once (its connection was too slow).
+    fn abort(&self);
+}
+
+/// The switchboard and its connections' writers.
+pub struct Hosted<W> {
+    /// The switchboard.
+    pub board: Switchboard,
+    /// Open connections.
+    pub conns: HashMap<ConnId, W>,
+    next_id: u64,
+}
+
+impl<W: ConnWriter> Hosted<W> {
+    /// A host for `board`.
+    pub fn new(board: Switchboard) -> Self {
+        Hosted {
+            board,
+            conns: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Registers a new connection and tells the switchboard.
+    pub fn open(&mut self, writer: W, now: Instant) -> ConnId {
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        self.conns.insert(id, writer);
+        self.board.open(id, now);
+        id
+    }
+
+    /// The connection's transport ended: the switchboard hears of it (unless it
+    /// closed the connection itself).
+    pub fn closed(&mut self, id: ConnId, now: Instant) {
+        if self.conns.remove(&id).is_some() {
+            self.board.close(id, now);
+            self.dispatch(now);
+        }
+    }
+
+    /// Hands the switchboard's outputs to the writers; a writer that cannot keep up
+    /// is aborted and its connection closed.
+    pub fn dispatch(&mut self, now: Instant) {
+        loop {
+            let slow = self.dispatch_once();
+            if slow.is_empty() {
+                return;
+            }
+            for c in slow {
+                if let Some(w) = self.conns.remove(&c) {
+                    w.abort();
+                }
+                // Its room hears it left (dispatched on the next round).
+                self.board.close(c, now);
+            }
+        }
+    }
+
+    fn dispatch_once(&mut self) -> Vec<ConnId> {
+        let mut slow = Vec::new();
+        while let Some(o) = self.board.poll_output() {
+            let (c, out) = match o {
+                SwitchOutput::Send(c, t) => (c, ConnOut::Text(t)),
+                SwitchOutput::Ping(c) => (c, ConnOut::Ping),
+                SwitchOutput::Close(c, r) => {
+                    if let Some(w) = self.conns.remove(&c) {
+                        w.push(ConnOut::Close(r));
+                    }
+                    continue;
+                }
+            };
+            if let Some(w) = self.conns.get(&c) {
+                if !w.push(out) {
+                    slow.push(c);
+                }
+            }
+        }
+        slow
+    }
+}
