@@ -133,7 +133,11 @@ impl SignalClient {
 
     /// Sends `msg` (an `/announce`) and sends it again first after every reconnect.
     pub fn announce(&mut self, msg: &Signal) {
-        let text = msg.encode();
+        self.announce_text(msg.encode());
+    }
+
+    /// [`announce`](Self::announce) for an already encoded `/announce|...` text.
+    pub fn announce_text(&mut self, text: String) {
         self.announce = Some(text.clone());
         if self.is_connected() {
             self.out.push_back(ClientOutput::Send(text));

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod mesh;
 pub mod signal;
 pub mod switchboard;
 

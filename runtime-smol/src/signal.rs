@@ -41,7 +41,7 @@ pub use rtc_mesh_std::signal::{resolve_ws_url, SignalEvent, UrlError};
 
 enum Cmd {
     Send(String),
-    Announce(Signal),
+    Announce(String),
 }
 
 /// A signalling connection. Dropping it closes the connection.
@@ -74,7 +74,12 @@ impl Signaller {
 
     /// Announces, now and after every reconnect.
     pub fn announce(&self, msg: &Signal) {
-        let _ = self.cmds.try_send(Cmd::Announce(msg.clone()));
+        let _ = self.cmds.try_send(Cmd::Announce(msg.encode()));
+    }
+
+    /// Announces an already encoded `/announce|...` text, now and after every reconnect.
+    pub fn announce_text(&self, text: String) {
+        let _ = self.cmds.try_send(Cmd::Announce(text));
     }
 
     /// The next event; `None` once the client is dropped.
@@ -192,7 +197,7 @@ async fn drive(
                 return;
             }
             Wake::Cmd(Some(Cmd::Send(t))) => client.send_text(t),
-            Wake::Cmd(Some(Cmd::Announce(a))) => client.announce(&a),
+            Wake::Cmd(Some(Cmd::Announce(a))) => client.announce_text(a),
             Wake::Ws(Some(Message::Text(t))) => client.handle_text(t.as_str()),
             Wake::Ws(_) => {
                 ws = None;

@@ -1,0 +1,87 @@
+//! Real peers on real sockets: members of one room on loopback UDP, meshed through our
+//! switchboard, converge; a member that leaves is reported left.
+
+use std::time::Duration;
+
+use rtc_mesh_core::mesh::{LeaveReason, MeshEvent};
+use rtc_mesh_core::node::NodeEvent;
+use rtc_mesh_core::Value;
+use rtc_mesh_smol::mesh::{join, JoinOptions};
+use rtc_mesh_smol::switchboard::Server;
+use smol::future::FutureExt;
+
+async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    f.or(async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        panic!("timed out: {what}")
+    })
+    .await
+}
+
+#[test]
+fn three_members_mesh_over_udp_and_converge() {
+    smol::block_on(async {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        let mut members = Vec::new();
+        let mut events = Vec::new();
+        for id in ["m1", "m2", "m3"] {
+            let mut o = JoinOptions::new("room", url.clone());
+            o.id = Some(id.into());
+            let (m, e) = join(o).await.unwrap();
+            members.push(m);
+            events.push(e);
+        }
+        // Everyone synced with everyone.
+        for (i, e) in events.iter().enumerate() {
+            within(20, "synced_all", async {
+                loop {
+                    if let Ok(NodeEvent::Mesh(MeshEvent::SyncedAll { peers })) = e.recv().await {
+                        if peers.len() == 2 {
+                            return;
+                        }
+                    }
+                }
+            })
+            .await;
+            let _ = i;
+        }
+        for (i, m) in members.iter().enumerate() {
+            m.set(&format!("k{i}"), Value::from(i as f64))
+                .await
+                .unwrap();
+        }
+        within(20, "convergence", async {
+            loop {
+                let mut dumps = Vec::new();
+                for m in &members {
+                    dumps.push(m.dump().await);
+                }
+                if dumps.iter().all(|d| d.len() == 3 && *d == dumps[0]) {
+                    return;
+                }
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        // m3 leaves politely: the others hear it at once.
+        let m3 = members.pop().unwrap();
+        m3.close().await;
+        within(5, "m3 left", async {
+            loop {
+                if let Ok(NodeEvent::Mesh(MeshEvent::PeerLeft { peer, reason })) =
+                    events[0].recv().await
+                {
+                    if peer == "m3" {
+                        assert_eq!(reason, LeaveReason::Left);
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        server.shutdown().await;
+    });
+}
