@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use smol::future::FutureExt;
+
 use rtc_mesh_core::control::{parse_command, Command, Report};
 use rtc_mesh_core::{Codec, Limits, Object, ReplicaEvent, StoreError, Value};
 use rtc_mesh_smol::ReplicatorOptions;
@@ -20,6 +22,8 @@ Usage:
   rtc-mesh replicate (--listen ADDR | --connect ADDR) [--codec json|postcard]
                      [--id ID] [--runtime smol|std] [--json]
   rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
+  rtc-mesh join ROOM [--signal URL] [--id ID] [--codec auto|json|postcard]
+                     [--bind ADDR] [--json]
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
@@ -75,6 +79,27 @@ Clients connect to ws://ADDR/ (any path); GET http://ADDR/health returns the cou
 as JSON. Runs until killed.
 ";
 
+const JOIN_USAGE: &str = "\
+rtc-mesh join: join a room and keep its shared store over WebRTC data channels
+
+Usage:
+  rtc-mesh join ROOM [options]
+
+Options:
+  --signal URL         signalling server (default ws://127.0.0.1:3000/; when nothing
+                       listens there, an embedded switchboard is started on it)
+  --id ID              peer id (default: 16 random hex characters)
+  --codec auto|json|postcard   auto (default): postcard with our peers, json otherwise
+  --bind ADDR          UDP address (default 127.0.0.1:0)
+  --json               write events as JSON lines
+
+Reads one JSON command per line on stdin:
+  {\"op\":\"set\",\"key\":K,\"value\":V}   {\"op\":\"delete\",\"key\":K}   {\"op\":\"get\",\"key\":K}
+  {\"op\":\"dump\"}   {\"op\":\"peers\"}   {\"op\":\"close\"}   (end of input = close)
+Events: ready, peer_join, peer_leave, update, synced, synced_all, value, dump, peers,
+error, closed.
+";
+
 /// A command-line error: message for stderr, exit code 2.
 struct Usage(String);
 
@@ -107,6 +132,7 @@ fn main() -> ExitCode {
         "replicate" => replicate(args),
         "demo" => demo(args),
         "serve" => serve(args),
+        "join" => join(args),
         other => Err(Usage(format!("unknown command {other:?}"))),
     };
     match result {
@@ -414,6 +440,202 @@ fn serve(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         server.run_until(smol::future::pending::<()>()).await;
         ExitCode::SUCCESS
     }))
+}
+
+fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
+    use lexopt::prelude::*;
+    let mut room = None;
+    let mut signal = None;
+    let mut id = None;
+    let mut codecs = vec![Codec::Postcard, Codec::Json];
+    let mut bind: SocketAddr = "127.0.0.1:0".parse().expect("valid default");
+    let mut json = false;
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(v) if room.is_none() => room = Some(v.string()?),
+            Long("signal") => signal = Some(args.value()?.string()?),
+            Long("id") => id = Some(args.value()?.string()?),
+            Long("codec") => {
+                codecs = match args.value()?.string()?.as_str() {
+                    "auto" => vec![Codec::Postcard, Codec::Json],
+                    "json" => vec![Codec::Json],
+                    "postcard" => vec![Codec::Postcard],
+                    o => {
+                        return Err(Usage(format!(
+                            "invalid codec {o:?} (expected auto, json or postcard)"
+                        )))
+                    }
+                }
+            }
+            Long("bind") => bind = parse_addr(&args.value()?.string()?)?,
+            Long("json") => json = true,
+            Long("runtime") => {
+                let r = args.value()?.string()?;
+                if r != "smol" {
+                    return Err(Usage(format!(
+                        "join runs on the smol runtime only for now (got --runtime {r})"
+                    )));
+                }
+            }
+            Long("help") | Short('h') => {
+                print!("{JOIN_USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let Some(room) = room else {
+        return Err(Usage("join needs a ROOM".into()));
+    };
+    if let Some(id) = &id {
+        if !rtc_mesh_core::signal::valid_peer_id(id) {
+            return Err(Usage(format!(
+                "invalid id {id:?}: 1-64 characters of A-Z a-z 0-9 . _ ~ -"
+            )));
+        }
+    }
+    let out = Out { json };
+    let default_url = signal.is_none();
+    let url = signal.unwrap_or_else(|| "ws://127.0.0.1:3000/".into());
+    let addr = match rtc_mesh_smol::signal::resolve_ws_url(&url) {
+        Ok(a) => a,
+        Err(e) => return Err(Usage(e.to_string())),
+    };
+    Ok(smol::block_on(async move {
+        // Without --signal: start a switchboard on the default address when none runs.
+        let mut embedded = None;
+        if default_url && smol::net::TcpStream::connect(addr).await.is_err() {
+            match rtc_mesh_smol::switchboard::Server::bind(addr, Default::default()).await {
+                Ok(s) => embedded = Some(s),
+                Err(e) => return fail(bind_error(addr, e)),
+            }
+        }
+        let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
+        opts.id = id;
+        opts.codecs = codecs;
+        opts.bind = bind;
+        let (member, events) = match rtc_mesh_smol::mesh::join(opts).await {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        out.emit(&Report::Ready {
+            id: member.id(),
+            addr: &member.local_addr().to_string(),
+        });
+        let (ltx, lrx) = smol::channel::unbounded::<Option<String>>();
+        std::thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                match line {
+                    Ok(l) => {
+                        if ltx.send_blocking(Some(l)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = ltx.send_blocking(None);
+        });
+        let limits = Limits::default();
+        enum Wake {
+            Line(Option<String>),
+            Event(Option<rtc_mesh_core::node::NodeEvent>),
+        }
+        loop {
+            let wake = async { Wake::Line(lrx.recv().await.ok().flatten()) }
+                .or(async { Wake::Event(events.recv().await.ok()) })
+                .await;
+            match wake {
+                Wake::Line(None) => break,
+                Wake::Line(Some(l)) if l.trim().is_empty() => {}
+                Wake::Line(Some(l)) => match parse_command(&l, &limits) {
+                    Err(e) => out.emit(&Report::Error {
+                        code: e.code(),
+                        message: &e.to_string(),
+                    }),
+                    Ok(Command::Close) => break,
+                    Ok(cmd) => join_command(&out, &member, cmd).await,
+                },
+                Wake::Event(Some(e)) => report_node_event(&out, &e),
+                Wake::Event(None) => break,
+            }
+        }
+        member.close().await;
+        if let Some(s) = embedded {
+            s.shutdown().await;
+        }
+        out.emit(&Report::Closed);
+        ExitCode::SUCCESS
+    }))
+}
+
+async fn join_command(out: &Out, member: &rtc_mesh_smol::mesh::Member, cmd: Command) {
+    let result = match cmd {
+        Command::Set { key, value } => member.set(&key, value).await,
+        Command::Delete { key } => member.delete(&key).await,
+        Command::Get { key } => {
+            let value = member.get(&key).await;
+            out.emit(&Report::Value { key: &key, value });
+            Ok(())
+        }
+        Command::Dump => {
+            out.emit(&Report::Dump(&member.dump().await));
+            Ok(())
+        }
+        Command::Peers => {
+            let list: Vec<rtc_mesh_core::control::PeerReport> = member
+                .peers()
+                .await
+                .into_iter()
+                .map(|p| rtc_mesh_core::control::PeerReport {
+                    peer: p.id,
+                    attributes: Value::Object(p.attributes),
+                    state: if p.linked { "connected" } else { "connecting" }.into(),
+                    codec: None,
+                })
+                .collect();
+            out.emit(&Report::Peers(&list));
+            Ok(())
+        }
+        _ => {
+            out.emit(&Report::Error {
+                code: "unsupported",
+                message: "not available in join",
+            });
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        out.emit(&Report::Error {
+            code: store_error_code(&e),
+            message: &e.to_string(),
+        });
+    }
+}
+
+fn report_node_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
+    use rtc_mesh_core::mesh::MeshEvent;
+    use rtc_mesh_core::node::NodeEvent;
+    match e {
+        NodeEvent::Mesh(MeshEvent::Update(u)) => out.emit(&Report::Update(u)),
+        NodeEvent::Mesh(MeshEvent::PeerJoined { peer, attributes }) => {
+            out.emit(&Report::PeerJoin {
+                peer,
+                attributes: &Value::Object(attributes.clone()),
+            })
+        }
+        NodeEvent::Mesh(MeshEvent::PeerLeft { peer, reason }) => out.emit(&Report::PeerLeave {
+            peer,
+            reason: reason.name(),
+        }),
+        NodeEvent::Mesh(MeshEvent::Synced { peer }) => out.emit(&Report::Synced { peer }),
+        NodeEvent::Mesh(MeshEvent::SyncedAll { peers }) => out.emit(&Report::SyncedAll { peers }),
+        NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
+            code: "link_slow",
+            message: &format!("the link to {peer} could not keep up; reconnecting"),
+        }),
+        _ => {}
+    }
 }
 
 fn bind_error(a: SocketAddr, e: io::Error) -> String {

@@ -166,6 +166,12 @@ impl Peer {
         self.wait_event("dump")["data"].clone()
     }
 
+    /// Kills the process at once (SIGKILL): no goodbye of any kind.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends `close`, waits for `closed` and the exit.
     pub fn close(mut self) -> ExitStatus {
         self.send(serde_json::json!({"op": "close"}));
