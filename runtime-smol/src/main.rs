@@ -8,8 +8,6 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use smol::future::FutureExt;
-
 use rtc_mesh_core::control::{parse_command, Command, Report};
 use rtc_mesh_core::{Codec, Limits, Object, ReplicaEvent, StoreError, Value};
 use rtc_mesh_smol::ReplicatorOptions;
@@ -23,7 +21,7 @@ Usage:
                      [--id ID] [--runtime smol|std] [--json]
   rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
   rtc-mesh join ROOM [--signal URL] [--id ID] [--codec auto|json|postcard]
-                     [--bind ADDR] [--json]
+                     [--bind ADDR] [--runtime smol|std] [--json]
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
@@ -91,6 +89,7 @@ Options:
   --id ID              peer id (default: 16 random hex characters)
   --codec auto|json|postcard   auto (default): postcard with our peers, json otherwise
   --bind ADDR          UDP address (default 127.0.0.1:0)
+  --runtime smol|std   driver runtime (default smol)
   --json               write events as JSON lines
 
 Reads one JSON command per line on stdin:
@@ -450,6 +449,7 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut codecs = vec![Codec::Postcard, Codec::Json];
     let mut bind: SocketAddr = "127.0.0.1:0".parse().expect("valid default");
     let mut json = false;
+    let mut runtime = Runtime::Smol;
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if room.is_none() => room = Some(v.string()?),
@@ -470,11 +470,14 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("bind") => bind = parse_addr(&args.value()?.string()?)?,
             Long("json") => json = true,
             Long("runtime") => {
-                let r = args.value()?.string()?;
-                if r != "smol" {
-                    return Err(Usage(format!(
-                        "join runs on the smol runtime only for now (got --runtime {r})"
-                    )));
+                runtime = match args.value()?.string()?.as_str() {
+                    "smol" => Runtime::Smol,
+                    "std" => Runtime::Std,
+                    o => {
+                        return Err(Usage(format!(
+                            "invalid runtime {o:?} (expected smol or std)"
+                        )))
+                    }
                 }
             }
             Long("help") | Short('h') => {
@@ -501,91 +504,165 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         Ok(a) => a,
         Err(e) => return Err(Usage(e.to_string())),
     };
-    Ok(smol::block_on(async move {
-        // Without --signal: start a switchboard on the default address when none runs.
-        let mut embedded = None;
-        if default_url && smol::net::TcpStream::connect(addr).await.is_err() {
-            match rtc_mesh_smol::switchboard::Server::bind(addr, Default::default()).await {
-                Ok(s) => embedded = Some(s),
-                Err(e) => return fail(bind_error(addr, e)),
+    // Without --signal: start a switchboard on the default address when none runs.
+    let embedded = if default_url && std::net::TcpStream::connect(addr).is_err() {
+        match smol::block_on(rtc_mesh_smol::switchboard::Server::bind(
+            addr,
+            Default::default(),
+        )) {
+            Ok(s) => {
+                // Serve it on smol's global executor while we run.
+                Some(s)
             }
+            Err(e) => return Ok(fail(bind_error(addr, e))),
         }
-        let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
-        opts.id = id;
-        opts.codecs = codecs;
-        opts.bind = bind;
-        let (member, events) = match rtc_mesh_smol::mesh::join(opts).await {
-            Ok(x) => x,
-            Err(e) => return fail(e),
-        };
-        out.emit(&Report::Ready {
-            id: member.id(),
-            addr: &member.local_addr().to_string(),
-        });
-        let (ltx, lrx) = smol::channel::unbounded::<Option<String>>();
-        std::thread::spawn(move || {
-            for line in io::stdin().lock().lines() {
-                match line {
-                    Ok(l) => {
-                        if ltx.send_blocking(Some(l)).is_err() {
+    } else {
+        None
+    };
+    let (tx, rx) = mpsc::channel::<JoinMsg>();
+    let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
+    opts.id = id;
+    opts.codecs = codecs;
+    opts.bind = bind;
+    let member = match runtime {
+        Runtime::Smol => match smol::block_on(rtc_mesh_smol::mesh::join(opts)) {
+            Ok((m, events)) => {
+                let etx = tx.clone();
+                std::thread::spawn(move || {
+                    while let Ok(e) = smol::block_on(events.recv()) {
+                        if etx.send(JoinMsg::Event(e)).is_err() {
                             return;
                         }
                     }
-                    Err(_) => break,
+                });
+                JoinBackend::Smol(m)
+            }
+            Err(e) => return Ok(fail(e)),
+        },
+        Runtime::Std => match rtc_mesh_std::mesh::join(opts) {
+            Ok((m, events)) => {
+                let etx = tx.clone();
+                std::thread::spawn(move || {
+                    for e in events {
+                        if etx.send(JoinMsg::Event(e)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                JoinBackend::Std(m)
+            }
+            Err(e) => return Ok(fail(e)),
+        },
+    };
+    let (mid, maddr) = member.identity();
+    out.emit(&Report::Ready {
+        id: &mid,
+        addr: &maddr.to_string(),
+    });
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(JoinMsg::Line(l)).is_err() {
+                        return;
+                    }
                 }
-            }
-            let _ = ltx.send_blocking(None);
-        });
-        let limits = Limits::default();
-        enum Wake {
-            Line(Option<String>),
-            Event(Option<rtc_mesh_core::node::NodeEvent>),
-        }
-        loop {
-            let wake = async { Wake::Line(lrx.recv().await.ok().flatten()) }
-                .or(async { Wake::Event(events.recv().await.ok()) })
-                .await;
-            match wake {
-                Wake::Line(None) => break,
-                Wake::Line(Some(l)) if l.trim().is_empty() => {}
-                Wake::Line(Some(l)) => match parse_command(&l, &limits) {
-                    Err(e) => out.emit(&Report::Error {
-                        code: e.code(),
-                        message: &e.to_string(),
-                    }),
-                    Ok(Command::Close) => break,
-                    Ok(cmd) => join_command(&out, &member, cmd).await,
-                },
-                Wake::Event(Some(e)) => report_node_event(&out, &e),
-                Wake::Event(None) => break,
+                Err(_) => break,
             }
         }
-        member.close().await;
-        if let Some(s) = embedded {
-            s.shutdown().await;
+        let _ = tx.send(JoinMsg::Eof);
+    });
+    let limits = Limits::default();
+    for msg in rx {
+        match msg {
+            JoinMsg::Eof => break,
+            JoinMsg::Line(l) if l.trim().is_empty() => {}
+            JoinMsg::Line(l) => match parse_command(&l, &limits) {
+                Err(e) => out.emit(&Report::Error {
+                    code: e.code(),
+                    message: &e.to_string(),
+                }),
+                Ok(Command::Close) => break,
+                Ok(cmd) => join_command(&out, &member, cmd),
+            },
+            JoinMsg::Event(e) => report_node_event(&out, &e),
         }
-        out.emit(&Report::Closed);
-        ExitCode::SUCCESS
-    }))
+    }
+    member.close();
+    if let Some(s) = embedded {
+        smol::block_on(s.shutdown());
+    }
+    out.emit(&Report::Closed);
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn join_command(out: &Out, member: &rtc_mesh_smol::mesh::Member, cmd: Command) {
+enum JoinMsg {
+    Line(String),
+    Eof,
+    Event(rtc_mesh_core::node::NodeEvent),
+}
+
+/// Either runtime's membership, behind one blocking interface.
+enum JoinBackend {
+    Smol(rtc_mesh_smol::mesh::Member),
+    Std(rtc_mesh_std::mesh::Member),
+}
+
+impl JoinBackend {
+    fn identity(&self) -> (String, SocketAddr) {
+        match self {
+            JoinBackend::Smol(m) => (m.id().to_owned(), m.local_addr()),
+            JoinBackend::Std(m) => (m.id().to_owned(), m.local_addr()),
+        }
+    }
+    fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
+        match self {
+            JoinBackend::Smol(m) => smol::block_on(m.set(key, value)),
+            JoinBackend::Std(m) => m.set(key, value),
+        }
+    }
+    fn get(&self, key: &str) -> Option<Value> {
+        match self {
+            JoinBackend::Smol(m) => smol::block_on(m.get(key)),
+            JoinBackend::Std(m) => m.get(key),
+        }
+    }
+    fn dump(&self) -> Object {
+        match self {
+            JoinBackend::Smol(m) => smol::block_on(m.dump()),
+            JoinBackend::Std(m) => m.dump(),
+        }
+    }
+    fn peers(&self) -> Vec<rtc_mesh_std::mesh::PeerInfo> {
+        match self {
+            JoinBackend::Smol(m) => smol::block_on(m.peers()),
+            JoinBackend::Std(m) => m.peers(),
+        }
+    }
+    fn close(self) {
+        match self {
+            JoinBackend::Smol(m) => smol::block_on(m.close()),
+            JoinBackend::Std(m) => m.close(),
+        }
+    }
+}
+
+fn join_command(out: &Out, member: &JoinBackend, cmd: Command) {
     let result = match cmd {
-        Command::Set { key, value } => member.set(&key, value).await,
-        Command::Delete { key } => member.delete(&key).await,
+        Command::Set { key, value } => member.set(&key, value),
+        Command::Delete { key } => member.set(&key, Value::Null),
         Command::Get { key } => {
-            let value = member.get(&key).await;
+            let value = member.get(&key);
             out.emit(&Report::Value { key: &key, value });
             Ok(())
         }
         Command::Dump => {
-            out.emit(&Report::Dump(&member.dump().await));
+            out.emit(&Report::Dump(&member.dump()));
             Ok(())
         }
         Command::Peers => {
             let list: Vec<rtc_mesh_core::control::PeerReport> = member
                 .peers()
-                .await
                 .into_iter()
                 .map(|p| rtc_mesh_core::control::PeerReport {
                     peer: p.id,

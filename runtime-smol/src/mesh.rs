@@ -25,69 +25,12 @@ use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::Task;
 
-use rtc_mesh_core::mesh::MeshConfig;
-use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
-use rtc_mesh_core::{Codec, Object, StoreError, Value};
+use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
+use rtc_mesh_core::{Object, StoreError, Value};
 
-use crate::signal::{SignalEvent, Signaller, UrlError};
+use crate::signal::{SignalEvent, Signaller};
 
-/// What to join, and how.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct JoinOptions {
-    /// The room.
-    pub room: String,
-    /// The signalling server (`ws://host:port/`).
-    pub signal_url: String,
-    /// Our peer id (default: 16 random hex characters).
-    pub id: Option<String>,
-    /// The UDP address to bind (default `127.0.0.1:0`).
-    pub bind: SocketAddr,
-    /// Codecs, preferred first (default postcard, json).
-    pub codecs: Vec<Codec>,
-    /// User attributes for our announce.
-    pub attributes: Object,
-}
-
-impl JoinOptions {
-    /// Options for `room` through the switchboard at `signal_url`.
-    pub fn new(room: impl Into<String>, signal_url: impl Into<String>) -> Self {
-        JoinOptions {
-            room: room.into(),
-            signal_url: signal_url.into(),
-            id: None,
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            codecs: vec![Codec::Postcard, Codec::Json],
-            attributes: Object::new(),
-        }
-    }
-}
-
-/// Why joining failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// The signalling URL is not usable.
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    /// The UDP socket could not be bound.
-    #[error("cannot bind UDP {0}: {1}")]
-    Bind(SocketAddr, io::Error),
-    /// The configuration is invalid (id, room).
-    #[error(transparent)]
-    Mesh(#[from] rtc_mesh_core::mesh::MeshError),
-}
-
-/// A peer's present state, for [`Member::peers`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct PeerInfo {
-    /// Its id.
-    pub id: String,
-    /// Its announce attributes.
-    pub attributes: Object,
-    /// Whether a data channel is open to it.
-    pub linked: bool,
-}
+pub use rtc_mesh_std::mesh::{JoinError, JoinOptions, PeerInfo};
 
 enum Cmd {
     Set(String, Value, Sender<Result<(), StoreError>>),
@@ -115,20 +58,7 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
         .get_ref()
         .local_addr()
         .map_err(|e| JoinError::Bind(options.bind, e))?;
-    let id = options.id.clone().unwrap_or_else(random_id);
-    let (epoch_ms, start) = rtc_mesh_std::clock_anchor();
-    let seed = rtc_mesh_std::random_seed();
-    let mut mc = MeshConfig::new(
-        id.clone(),
-        options.room.clone(),
-        format!("{:016x}", seed.rotate_left(17) ^ 0x9e37_79b9),
-        epoch_ms,
-        start,
-    );
-    mc.codecs = options.codecs.clone();
-    mc.attributes = options.attributes.clone();
-    mc.seed = seed;
-    let node = Node::new(NodeConfig::new(mc, vec![local]))?;
+    let (node, id) = rtc_mesh_std::mesh::node_for(&options, local)?;
     let signaller = Signaller::connect(&options.signal_url, Default::default())?;
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
@@ -142,10 +72,6 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
         },
         events,
     ))
-}
-
-fn random_id() -> String {
-    format!("{:016x}", rtc_mesh_std::random_seed())
 }
 
 impl Member {
@@ -273,16 +199,7 @@ async fn drive(
                     let _ = r.try_send(node.store().dump());
                 }
                 Cmd::Peers(r) => {
-                    let m = node.mesh();
-                    let list = m
-                        .peers()
-                        .map(|(id, attrs)| PeerInfo {
-                            id: id.to_owned(),
-                            attributes: attrs.clone(),
-                            linked: m.link_of(id).is_some(),
-                        })
-                        .collect();
-                    let _ = r.try_send(list);
+                    let _ = r.try_send(rtc_mesh_std::mesh::peers_of(&node));
                 }
                 Cmd::Close(r) => {
                     node.close(now);

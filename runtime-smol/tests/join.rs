@@ -1,4 +1,5 @@
-//! `rtc-mesh join` processes meshing over WebRTC on loopback through `rtc-mesh serve`.
+//! `rtc-mesh join` processes (both runtimes) meshing over WebRTC on loopback through
+//! `rtc-mesh serve`.
 
 mod common;
 
@@ -7,9 +8,25 @@ use std::time::{Duration, Instant};
 use common::{rtc_mesh, Peer};
 use serde_json::json;
 
+/// Peers p1-p3 run on smol, p4 and p5 on std: the runtimes interoperate.
 fn joiner(url: &str, id: &str) -> Peer {
+    let runtime = if id == "p4" || id == "p5" {
+        "std"
+    } else {
+        "smol"
+    };
     let mut c = rtc_mesh();
-    c.args(["join", "room", "--signal", url, "--id", id, "--json"]);
+    c.args([
+        "join",
+        "room",
+        "--signal",
+        url,
+        "--id",
+        id,
+        "--runtime",
+        runtime,
+        "--json",
+    ]);
     Peer::spawn(id, c)
 }
 

@@ -85,3 +85,59 @@ fn three_members_mesh_over_udp_and_converge() {
         server.shutdown().await;
     });
 }
+
+/// The std runtime's members mesh with the smol runtime's.
+#[test]
+fn std_and_smol_members_interoperate() {
+    smol::block_on(async {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        let mut o = JoinOptions::new("mixed", url.clone());
+        o.id = Some("s1".into());
+        let (smol_member, _ev) = join(o).await.unwrap();
+        let mut std_members = Vec::new();
+        for id in ["t1", "t2"] {
+            let mut o = rtc_mesh_std::mesh::JoinOptions::new("mixed", url.clone());
+            o.id = Some(id.into());
+            std_members.push(rtc_mesh_std::mesh::join(o).unwrap());
+        }
+        smol_member
+            .set("from-smol", Value::from(1.0))
+            .await
+            .unwrap();
+        let t1 = std_members.remove(0);
+        let t1m = smol::unblock(move || {
+            t1.0.set("from-std", Value::from(2.0)).unwrap();
+            t1
+        })
+        .await;
+        within(20, "convergence across runtimes", async {
+            loop {
+                let d = smol_member.dump().await;
+                if d.len() == 2 {
+                    let (a, b) = (t1m.0.dump(), std_members[0].0.dump());
+                    if a == d && b == d {
+                        return;
+                    }
+                }
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        within(20, "links to both std members", async {
+            loop {
+                let peers = smol_member.peers().await;
+                if peers.len() == 2 && peers.iter().all(|p| p.linked) {
+                    return;
+                }
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        smol::unblock(move || t1m.0.close()).await;
+        smol_member.close().await;
+        server.shutdown().await;
+    });
+}

@@ -24,6 +24,7 @@
 
 pub mod hosting;
 pub mod http;
+pub mod mesh;
 pub mod signal;
 pub mod switchboard;
 pub mod ws;

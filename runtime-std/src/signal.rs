@@ -82,7 +82,7 @@ pub fn resolve_ws_url(url: &str) -> Result<SocketAddr, UrlError> {
 
 enum Input {
     Send(String),
-    Announce(Signal),
+    Announce(String),
     /// From the reader of connection `gen`.
     Text(u64, String),
     Raw(u64, Vec<u8>),
@@ -100,14 +100,34 @@ pub struct Signaller {
 impl Signaller {
     /// Starts connecting to `url` (`ws://host:port/`).
     pub fn connect(url: &str, config: ClientConfig) -> Result<Signaller, UrlError> {
+        let (ev_tx, events) = mpsc::channel();
+        Self::connect_with(url, config, events, move |e| ev_tx.send(e).is_ok())
+    }
+
+    /// Like [`connect`](Self::connect), but every event goes to `on_event` (on the
+    /// client's thread) instead of [`events`](Self::events), which stays empty.
+    pub fn connect_with_handler(
+        url: &str,
+        config: ClientConfig,
+        on_event: impl FnMut(SignalEvent) -> bool + Send + 'static,
+    ) -> Result<Signaller, UrlError> {
+        let (_, events) = mpsc::channel();
+        Self::connect_with(url, config, events, on_event)
+    }
+
+    fn connect_with(
+        url: &str,
+        config: ClientConfig,
+        events: Receiver<SignalEvent>,
+        on_event: impl FnMut(SignalEvent) -> bool + Send + 'static,
+    ) -> Result<Signaller, UrlError> {
         let addr = resolve_ws_url(url)?;
         let (tx, rx) = mpsc::channel();
-        let (ev_tx, events) = mpsc::channel();
         let client = SignalClient::new(config, Instant::now());
         let (url, itx) = (url.to_owned(), tx.clone());
         let thread = thread::Builder::new()
             .name("signaller".into())
-            .spawn(move || drive(url, addr, client, rx, itx, ev_tx))
+            .spawn(move || drive(url, addr, client, rx, itx, on_event))
             .map_err(|e| UrlError::Resolve(addr.to_string(), e))?;
         Ok(Signaller {
             tx,
@@ -128,7 +148,12 @@ impl Signaller {
 
     /// Announces, now and after every reconnect.
     pub fn announce(&self, msg: &Signal) {
-        let _ = self.tx.send(Input::Announce(msg.clone()));
+        let _ = self.tx.send(Input::Announce(msg.encode()));
+    }
+
+    /// Announces an already encoded `/announce|...` text, now and after every reconnect.
+    pub fn announce_text(&self, text: String) {
+        let _ = self.tx.send(Input::Announce(text));
     }
 
     /// The events.
@@ -198,7 +223,7 @@ fn drive(
     mut client: SignalClient,
     inputs: Receiver<Input>,
     itx: Sender<Input>,
-    events: Sender<SignalEvent>,
+    mut events: impl FnMut(SignalEvent) -> bool,
 ) {
     let mut ws: Option<Writer> = None;
     let mut gen = 0u64;
@@ -230,13 +255,13 @@ fn drive(
                     }
                 }
                 ClientOutput::Message(m) => {
-                    let _ = events.send(SignalEvent::Message(m));
+                    let _ = events(SignalEvent::Message(m));
                 }
                 ClientOutput::Connected => {
-                    let _ = events.send(SignalEvent::Connected);
+                    let _ = events(SignalEvent::Connected);
                 }
                 ClientOutput::Disconnected => {
-                    let _ = events.send(SignalEvent::Disconnected);
+                    let _ = events(SignalEvent::Disconnected);
                 }
                 ClientOutput::BadMessage(_) => {}
             }
@@ -255,7 +280,7 @@ fn drive(
         match input {
             None => client.handle_timeout(Instant::now()),
             Some(Input::Send(t)) => client.send_text(t),
-            Some(Input::Announce(a)) => client.announce(&a),
+            Some(Input::Announce(a)) => client.announce_text(a),
             Some(Input::Text(g, t)) if g == gen => client.handle_text(&t),
             Some(Input::Raw(g, b)) if g == gen => {
                 if let Some(w) = ws.as_mut() {
