@@ -82,3 +82,62 @@ fn join_processes_converge_and_a_killed_one_is_reported_and_rejoins() {
         assert!(p.close().success());
     }
 }
+
+#[test]
+fn two_peers_mesh_through_the_original_rtc_switchboard() {
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(common::interop_dir())
+        .arg("switchboard-server.js");
+    let mut server = Peer::spawn("rtc-switchboard", cmd);
+    let port = server.wait_event("ready")["port"].as_u64().expect("port");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let mut a = joiner(&url, "p1");
+    let mut b = joiner(&url, "p4");
+    for p in [&mut a, &mut b] {
+        p.wait_event("synced_all");
+    }
+    a.send(json!({"op":"set","key":"x","value":1}));
+    b.send(json!({"op":"set","key":"y","value":2}));
+    for p in [&mut a, &mut b] {
+        p.wait_update("x", &json!(1));
+        p.wait_update("y", &json!(2));
+    }
+    assert!(a.close().success());
+    assert!(b.close().success());
+}
+
+#[test]
+fn a_switchboard_restart_keeps_the_data_links_and_peers_announce_again() {
+    let mut server = rtc_mesh();
+    server.args(["serve", "--listen", "127.0.0.1:0", "--json"]);
+    let mut server = Peer::spawn("serve", server);
+    let addr = server.ready_addr();
+    let url = format!("ws://{addr}/");
+    let mut a = joiner(&url, "p1");
+    let mut b = joiner(&url, "p4");
+    for p in [&mut a, &mut b] {
+        p.wait_event("synced_all");
+    }
+    server.kill();
+    // The data link does not need the switchboard.
+    a.send(json!({"op":"set","key":"during","value":1}));
+    b.wait_update("during", &json!(1));
+    // The switchboard comes back on the same address; the peers announce again, so a
+    // newcomer meets both.
+    let mut server = rtc_mesh();
+    server.args(["serve", "--listen", &addr, "--json"]);
+    let mut server = Peer::spawn("serve again", server);
+    server.wait_event("ready");
+    let mut c = joiner(&url, "p2");
+    c.wait_for("synced_all with 2 peers", |v| {
+        v["event"] == "synced_all" && v["peers"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    c.wait_update("during", &json!(1));
+    for p in [&mut a, &mut b] {
+        let left = p.seen.iter().any(|l| l.contains("peer_leave"));
+        assert!(!left, "{}: a peer was reported left: {:?}", p.name, p.seen);
+    }
+    for p in [a, b, c] {
+        assert!(p.close().success());
+    }
+}
