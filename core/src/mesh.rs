@@ -889,6 +889,14 @@ impl Mesh {
         self.set_present(peer, true, LeaveReason::Left);
     }
 
+    /// The link layer's buffer for `peer` is full (`paused`), or has room again: the
+    /// mesh encodes the history no faster than the link can take it.
+    pub fn link_paused(&mut self, peer: &str, paused: bool) {
+        if let Some(link) = self.link_of(peer) {
+            self.replica.pause_link(link, paused);
+        }
+    }
+
     /// Bytes from the data channel to `peer`.
     pub fn link_data(&mut self, now: Instant, peer: &str, data: &[u8]) {
         self.last_now = self.last_now.max(now);

@@ -110,7 +110,14 @@ pub struct NodeStats {
     pub links_slow: u64,
 }
 
+/// A link queue holding this many bytes pauses the link's session...
+const PAUSE_AT: usize = 256 * 1024;
+/// ... until it drains below this.
+const RESUME_AT: usize = 64 * 1024;
+
 struct PeerRtc {
+    /// The mesh was told to stop encoding for this link.
+    paused: bool,
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
     channel: Option<ChannelId>,
@@ -322,6 +329,7 @@ impl Node {
                         .local_sdp(now, &peer, SdpKind::Offer, &offer.to_sdp_string());
                 }
                 let entry = PeerRtc {
+                    paused: false,
                     rtc,
                     pending,
                     channel,
@@ -428,6 +436,10 @@ impl Node {
         p.queued += data.len();
         p.queue.push_back(data);
         self.stats.frames_queued += 1;
+        if p.queued > PAUSE_AT && !p.paused {
+            p.paused = true;
+            self.mesh.link_paused(peer, true);
+        }
         if p.queued > max {
             self.stats.links_slow += 1;
             self.out.push_back(NodeOutput::Event(NodeEvent::LinkSlow {
@@ -450,6 +462,10 @@ impl Node {
                 Ok(true) => {
                     let f = p.queue.pop_front().expect("front exists");
                     p.queued -= f.len();
+                    if p.paused && p.queued < RESUME_AT {
+                        p.paused = false;
+                        self.mesh.link_paused(peer, false);
+                    }
                 }
                 Ok(false) => return,
                 Err(_) => {

@@ -121,6 +121,8 @@ pub struct Replica {
     reported: Vec<String>,
     /// Report new links only on [`Replica::flush_link_reports`].
     batch_reports: bool,
+    /// Links whose transport cannot take more now.
+    paused: BTreeSet<LinkId>,
 }
 
 /// The prefix of a link report control string: every writer heard directly.
@@ -142,6 +144,7 @@ impl Replica {
             reaches: BTreeMap::new(),
             reported: Vec::new(),
             batch_reports: false,
+            paused: BTreeSet::new(),
         }
     }
 
@@ -164,6 +167,7 @@ impl Replica {
     pub fn close_link(&mut self, link: LinkId) {
         if self.links.remove(&link).is_some() {
             self.reaches.remove(&link);
+            self.paused.remove(&link);
             self.check_all_synced();
             // What that link would have brought may now have to come from the others.
             let ids: Vec<LinkId> = self.links.keys().copied().collect();
@@ -254,6 +258,17 @@ impl Replica {
                     self.mark(id);
                 }
             }
+        }
+    }
+
+    /// Stops (or resumes) taking bytes for `link` from its session: a transport whose
+    /// buffer is full pauses the link, so that the history is encoded only as fast as
+    /// it can be sent. Live updates still queue in the session meanwhile.
+    pub fn pause_link(&mut self, link: LinkId, paused: bool) {
+        if paused {
+            self.paused.insert(link);
+        } else if self.paused.remove(&link) {
+            self.mark(link);
         }
     }
 
@@ -475,6 +490,11 @@ impl Replica {
     /// The next output: link bytes first, then events; `Timeout` when drained.
     pub fn poll_output(&mut self) -> Output {
         while let Some(&link) = self.dirty.front() {
+            if self.paused.contains(&link) {
+                // Resumed links are marked again by `pause_link(.., false)`.
+                self.dirty.pop_front();
+                continue;
+            }
             let store = &self.store;
             let bytes = self
                 .links
