@@ -110,6 +110,17 @@ pub struct NodeStats {
     pub links_slow: u64,
 }
 
+/// Datagrams no connection accepts yet are held this long...
+const HOLD_FOR: Duration = Duration::from_millis(500);
+/// ... at most this many.
+const MAX_HELD: usize = 64;
+
+enum Delivered {
+    Yes,
+    NoTaker,
+    Invalid,
+}
+
 /// A link queue holding this many bytes pauses the link's session...
 const PAUSE_AT: usize = 256 * 1024;
 /// ... until it drains below this.
@@ -137,6 +148,8 @@ pub struct Node {
     now: Instant,
     rng: u64,
     stats: NodeStats,
+    /// Datagrams waiting for a connection to accept them: (arrival, source, dest, bytes).
+    held: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -162,6 +175,7 @@ impl Node {
             now,
             rng: rng | 1,
             stats: NodeStats::default(),
+            held: VecDeque::new(),
         })
     }
 
@@ -225,9 +239,34 @@ impl Node {
         data: &[u8],
     ) {
         self.now = self.now.max(now);
+        match self.deliver(now, source, destination, data) {
+            Delivered::Yes => {
+                // A connectivity check may have just made earlier datagrams acceptable
+                // (a DTLS hello can arrive before the check that validates its path).
+                self.retry_held(now);
+            }
+            Delivered::NoTaker => {
+                // Hold it briefly instead of dropping it: saves a DTLS retransmission
+                // (about a second) at connection setup.
+                if self.held.len() == MAX_HELD {
+                    self.held.pop_front();
+                }
+                self.held
+                    .push_back((now, source, destination, data.to_vec()));
+            }
+            Delivered::Invalid => self.stats.datagrams_unmatched += 1,
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> Delivered {
         let Ok(recv) = Receive::new(Protocol::Udp, source, destination, data) else {
-            self.stats.datagrams_unmatched += 1;
-            return;
+            return Delivered::Invalid;
         };
         let input = Input::Receive(now, recv);
         let peer = self
@@ -236,8 +275,7 @@ impl Node {
             .find(|(_, p)| p.rtc.accepts(&input))
             .map(|(k, _)| k.clone());
         let Some(peer) = peer else {
-            self.stats.datagrams_unmatched += 1;
-            return;
+            return Delivered::NoTaker;
         };
         let failed = match self.rtcs.get_mut(&peer) {
             Some(p) => p.rtc.handle_input(input).is_err(),
@@ -247,6 +285,20 @@ impl Node {
             self.rtc_failed(&peer);
         } else {
             self.poll_rtc(&peer);
+        }
+        Delivered::Yes
+    }
+
+    fn retry_held(&mut self, now: Instant) {
+        let held = std::mem::take(&mut self.held);
+        for (at, src, dst, data) in held {
+            if now.saturating_duration_since(at) > HOLD_FOR {
+                self.stats.datagrams_unmatched += 1;
+                continue;
+            }
+            if let Delivered::NoTaker = self.deliver(now, src, dst, &data) {
+                self.held.push_back((at, src, dst, data));
+            }
         }
     }
 

@@ -102,7 +102,9 @@ fn join_time(n: usize) -> Duration {
     let mut procs = Vec::new();
     for i in 0..n - 1 {
         let id = format!("b{i:02}");
-        procs.push(spawn(&["join", "bench", "--signal", &url, "--id", &id, "--json"]));
+        procs.push(spawn(&[
+            "join", "bench", "--signal", &url, "--id", &id, "--json",
+        ]));
     }
     if n > 2 {
         for p in &procs {
@@ -115,7 +117,9 @@ fn join_time(n: usize) -> Duration {
     }
     let t = Instant::now();
     let last = format!("b{:02}", n - 1);
-    procs.push(spawn(&["join", "bench", "--signal", &url, "--id", &last, "--json"]));
+    procs.push(spawn(&[
+        "join", "bench", "--signal", &url, "--id", &last, "--json",
+    ]));
     for p in &procs {
         p.wait_for(synced_all(n - 1));
     }
@@ -222,10 +226,15 @@ fn main() {
             }
         }
     }
-    println!("bench-mesh: rtc-mesh join processes and in-process members on 127.0.0.1 (WebRTC over UDP)");
+    println!(
+        "bench-mesh: rtc-mesh join processes and in-process members on 127.0.0.1 (WebRTC over UDP)"
+    );
     for n in sizes {
         let t = join_time(n);
-        println!("join until synced, {n:>2} peers: {:>7.1} ms (from spawning the last process)", t.as_secs_f64() * 1e3);
+        println!(
+            "join until synced, {n:>2} peers: {:>7.1} ms (from spawning the last process)",
+            t.as_secs_f64() * 1e3
+        );
     }
     if bulk_n > 0 {
         let (t, mbs) = bulk(bulk_n, 1024);
