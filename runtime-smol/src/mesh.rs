@@ -34,6 +34,7 @@ pub use rtc_mesh_std::mesh::{JoinError, JoinOptions, PeerInfo};
 
 enum Cmd {
     Set(String, Value, Sender<Result<(), StoreError>>),
+    SetMany(Vec<(String, Value)>, Sender<Result<(), StoreError>>),
     Get(String, Sender<Option<Value>>),
     Dump(Sender<Object>),
     Peers(Sender<Vec<PeerInfo>>),
@@ -94,6 +95,14 @@ impl Member {
     /// Sets `key` (`null` deletes).
     pub async fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
         self.ask(|r| Cmd::Set(key.to_owned(), value, r))
+            .await
+            .unwrap_or(Ok(()))
+    }
+
+    /// Sets many keys in one step (much faster than one `set` each: the writes share
+    /// frames on every link). Stops at the first refused write and returns its error.
+    pub async fn set_many(&self, entries: Vec<(String, Value)>) -> Result<(), StoreError> {
+        self.ask(|r| Cmd::SetMany(entries, r))
             .await
             .unwrap_or(Ok(()))
     }
@@ -190,6 +199,12 @@ async fn drive(
             Wake::Cmd(Some(c)) => match c {
                 Cmd::Set(k, v, r) => {
                     let res = node.set(now, &k, &v).map(|_| ());
+                    let _ = r.try_send(res);
+                }
+                Cmd::SetMany(entries, r) => {
+                    let res = entries
+                        .iter()
+                        .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ()));
                     let _ = r.try_send(res);
                 }
                 Cmd::Get(k, r) => {

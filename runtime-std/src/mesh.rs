@@ -119,6 +119,7 @@ pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
 
 enum Cmd {
     Set(String, Value, Sender<Result<(), StoreError>>),
+    SetMany(Vec<(String, Value)>, Sender<Result<(), StoreError>>),
     Get(String, Sender<Option<Value>>),
     Dump(Sender<Object>),
     Peers(Sender<Vec<PeerInfo>>),
@@ -213,6 +214,12 @@ impl Member {
     pub fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
         self.ask(|r| Cmd::Set(key.to_owned(), value, r))
             .unwrap_or(Ok(()))
+    }
+
+    /// Sets many keys in one step (much faster than one `set` each: the writes share
+    /// frames on every link). Stops at the first refused write and returns its error.
+    pub fn set_many(&self, entries: Vec<(String, Value)>) -> Result<(), StoreError> {
+        self.ask(|r| Cmd::SetMany(entries, r)).unwrap_or(Ok(()))
     }
 
     /// Deletes `key`.
@@ -313,6 +320,12 @@ fn drive(
             Some(Input::Cmd(c)) => match c {
                 Cmd::Set(k, v, r) => {
                     let _ = r.send(node.set(now, &k, &v).map(|_| ()));
+                }
+                Cmd::SetMany(entries, r) => {
+                    let res = entries
+                        .iter()
+                        .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ()));
+                    let _ = r.send(res);
                 }
                 Cmd::Get(k, r) => {
                     let _ = r.send(node.store().get(&k));

@@ -4,8 +4,9 @@
 //!   one until every process has printed `synced_all` naming all the others;
 //! - bulk initial sync: one member holds 50k values of 1 KiB (50 MB), a second joins;
 //!   MB/s of store data until it holds them all;
-//! - small updates: 100-byte values written as fast as the API takes them on one
-//!   member, until the other has them all; updates per second end to end.
+//! - small updates: 100-byte values written through the batched API (`set_many`, 1,000
+//!   at a time) on one member, until the other has them all; updates per second end
+//!   to end.
 //!
 //! ```text
 //! cargo run --release -p rtc-mesh-sim --bin bench-mesh -- [--sizes 2,8,16] [--bulk N] [--small N]
@@ -180,8 +181,13 @@ fn small(updates: usize) -> (Duration, f64) {
         let v = Value::from("y".repeat(98));
         let t = Instant::now();
         let writer = async {
-            for i in 0..updates {
-                a.set(&format!("s{i:08}"), v.clone()).await.unwrap();
+            // In batches of 1,000: the API's batched write.
+            for chunk in (0..updates).collect::<Vec<_>>().chunks(1000) {
+                let batch = chunk
+                    .iter()
+                    .map(|i| (format!("s{i:08}"), v.clone()))
+                    .collect();
+                a.set_many(batch).await.unwrap();
             }
         };
         let reader = async {
