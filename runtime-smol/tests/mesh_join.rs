@@ -136,6 +136,21 @@ fn std_and_smol_members_interoperate() {
             }
         })
         .await;
+        // A batch from the std side arrives whole on the smol side.
+        let t1m = smol::unblock(move || {
+            let batch = (0..100)
+                .map(|i| (format!("batch{i}"), Value::from(i as f64)))
+                .collect();
+            t1m.0.set_many(batch).unwrap();
+            t1m
+        })
+        .await;
+        within(20, "the batch", async {
+            while smol_member.dump().await.len() < 102 {
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
         smol::unblock(move || t1m.0.close()).await;
         smol_member.close().await;
         server.shutdown().await;
