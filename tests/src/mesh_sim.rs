@@ -18,9 +18,48 @@ use std::time::{Duration, Instant};
 
 use rtc_mesh_core::mesh::{LinkCommand, Mesh, MeshConfig, MeshEvent, MeshOutput, SdpKind};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
-use rtc_mesh_core::{Codec, Value};
+use rtc_mesh_core::{Codec, Store, Value};
 
 const EPOCH_MS: f64 = 1_795_713_876_272.0;
+
+/// A write made in a run: (writer's index, key, timestamp, source id, value as JSON).
+pub type Write = (usize, String, f64, String, String);
+
+/// The write invariants, over the live stores (named by their peer): every write of a
+/// writer that stayed up (`lost_ok(writer)` false) is present in each store, or
+/// overwritten by a larger (timestamp, source); and each store holds only what was
+/// written.
+pub fn check_writes(
+    stores: &[(&str, &Store)],
+    writes: &[Write],
+    lost_ok: impl Fn(usize) -> bool,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, store) in stores {
+        for (i, key, ts, source, _) in writes {
+            if lost_ok(*i) {
+                continue;
+            }
+            match store.entry(key) {
+                Some(e) if (e.ts, e.source) >= (*ts, source.as_str()) => {}
+                _ => failures.push(format!("{name}: write of {key} by {source} missing")),
+            }
+        }
+        for key in store.keys() {
+            let e = store.entry(key).expect("listed");
+            let known = writes.iter().any(|(_, k, ts, s, v)| {
+                k == key && *ts == e.ts && s == e.source && *v == e.value.to_json()
+            });
+            if !known {
+                failures.push(format!("{name}: {key} holds what nobody wrote"));
+            }
+        }
+        if failures.len() > 10 {
+            break;
+        }
+    }
+    failures
+}
 
 /// How soon after the faults heal the mesh must have converged again.
 const MAX_SETTLE: Duration = Duration::from_secs(9);
@@ -219,7 +258,7 @@ pub struct World {
     /// Per (from, to): when the last message was delivered (channels keep order).
     last_delivery: BTreeMap<(usize, usize), Instant>,
     /// Every write: key -> (ts, source, value json).
-    writes: Vec<(usize, String, f64, String, String)>,
+    writes: Vec<Write>,
     faults: FaultCounts,
     trace: u64,
     /// Record events and link commands in `log` (tests).
@@ -869,29 +908,10 @@ impl World {
                 break;
             }
         }
-        for m in &live {
-            for (i, key, ts, source, _) in &self.writes {
-                if self.peers[*i].crashed {
-                    continue;
-                }
-                match m.store().entry(key) {
-                    Some(e) if (e.ts, e.source) >= (*ts, source.as_str()) => {}
-                    _ => failures.push(format!("{}: write of {key} by {source} missing", m.id())),
-                }
-            }
-            for key in m.store().keys() {
-                let e = m.store().entry(key).expect("listed");
-                let known = self.writes.iter().any(|(_, k, ts, s, v)| {
-                    k == key && *ts == e.ts && s == e.source && *v == e.value.to_json()
-                });
-                if !known {
-                    failures.push(format!("{}: {key} holds what nobody wrote", m.id()));
-                }
-            }
-            if failures.len() > 10 {
-                break;
-            }
-        }
+        let stores: Vec<(&str, &Store)> = live.iter().map(|m| (m.id(), m.store())).collect();
+        failures.extend(check_writes(&stores, &self.writes, |i| {
+            self.peers[i].crashed
+        }));
         failures
     }
 

@@ -16,7 +16,7 @@ use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
 use rtc_mesh_core::Value;
 
-use crate::mesh_sim::{FaultCounts, Queued as Q, Rng};
+use crate::mesh_sim::{check_writes, FaultCounts, Queued as Q, Rng, Write};
 
 const EPOCH_MS: f64 = 1_795_713_876_272.0;
 
@@ -111,7 +111,7 @@ pub struct NodeWorld {
     last_signal: BTreeMap<usize, Instant>,
     partitioned: BTreeMap<(usize, usize), Instant>,
     path_count: BTreeMap<(usize, usize), u64>,
-    writes: Vec<(usize, String, f64, String, String)>,
+    writes: Vec<Write>,
     report: NodeSimReport,
 }
 
@@ -461,28 +461,13 @@ impl NodeWorld {
     }
 
     fn check(&self) -> Vec<String> {
-        let mut failures = Vec::new();
-        let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
-        for n in &live {
-            for (i, key, ts, source, _) in &self.writes {
-                if self.nodes[*i].crashed {
-                    continue;
-                }
-                match n.store().entry(key) {
-                    Some(e) if (e.ts, e.source) >= (*ts, source.as_str()) => {}
-                    _ => failures.push(format!("{}: write of {key} missing", n.mesh().id())),
-                }
-            }
-            for key in n.store().keys() {
-                let e = n.store().entry(key).expect("listed");
-                if !self.writes.iter().any(|(_, k, ts, s, v)| {
-                    k == key && *ts == e.ts && s == e.source && *v == e.value.to_json()
-                }) {
-                    failures.push(format!("{}: {key} holds what nobody wrote", n.mesh().id()));
-                }
-            }
-        }
-        failures
+        let stores: Vec<(&str, &rtc_mesh_core::Store)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .map(|n| (n.mesh().id(), n.store()))
+            .collect();
+        check_writes(&stores, &self.writes, |i| self.nodes[i].crashed)
     }
 }
 
