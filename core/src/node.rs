@@ -132,7 +132,6 @@ struct PeerRtc {
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
     channel: Option<ChannelId>,
-    open: bool,
     /// Frames waiting for room in str0m's buffer, and their bytes.
     queue: VecDeque<Vec<u8>>,
     queued: usize,
@@ -385,7 +384,6 @@ impl Node {
                     rtc,
                     pending,
                     channel,
-                    open: false,
                     queue: VecDeque::new(),
                     queued: 0,
                     timeout: None,
@@ -573,7 +571,6 @@ impl Node {
                     return;
                 };
                 p.channel = Some(id);
-                p.open = true;
                 if let Some(mut ch) = p.rtc.channel(id) {
                     ch.set_buffered_amount_low_threshold(self.config.sctp_buffer / 2);
                 }

@@ -530,25 +530,20 @@ impl Switchboard {
         // leave just before it is closed itself.
         let mut leaves = Vec::new();
         for &id in &dead {
-            if let Some(c) = self.conns.remove(&id) {
-                if let (Some(room), Some(peer)) = (c.room, c.id) {
-                    if let Some(r) = self.rooms.get_mut(&room) {
-                        if r.members.get(&peer) == Some(&id) {
-                            r.members.remove(&peer);
-                            self.counters.members -= 1;
-                        }
-                    }
+            if let Some(c) = self.conns.get(&id) {
+                if let (Some(room), Some(peer)) = (c.room.clone(), c.id.clone()) {
                     leaves.push((room, peer));
                 }
             }
+            // Out of its room silently for now: the rooms hear every leave below.
+            self.leave_room_with(id, None);
+            self.conns.remove(&id);
             self.counters.closed_dead += 1;
             self.out
                 .push_back(SwitchOutput::Close(id, CloseReason::Dead));
         }
         for (room, peer) in leaves {
-            if self.rooms.get(&room).is_some_and(|r| r.members.is_empty()) {
-                self.rooms.remove(&room);
-            } else {
+            if self.rooms.contains_key(&room) {
                 self.counters.leaves += 1;
                 let text = Signal::leave(&peer, Some("disconnected")).encode().into();
                 self.broadcast(&room, None, &text);
