@@ -116,8 +116,12 @@ impl SignalClient {
         self.send_text(msg.encode());
     }
 
-    /// Sends a text now, or queues it.
+    /// Sends a text now, or queues it. An `/announce|...` text is an announce (see
+    /// [`announce_text`](Self::announce_text)): sent again after every reconnect.
     pub fn send_text(&mut self, text: String) {
+        if text.starts_with("/announce|") {
+            return self.announce_text(text);
+        }
         match self.state {
             State::Connected(_) => self.out.push_back(ClientOutput::Send(text)),
             State::Closed => {}
@@ -153,11 +157,8 @@ impl SignalClient {
         if let Some(a) = &self.announce {
             self.out.push_back(ClientOutput::Send(a.clone()));
         }
-        // Queued messages other than announces (the announce above supersedes them).
+        // Then what was queued (announces are never queued: the one above is the last).
         while let Some(t) = self.queue.pop_front() {
-            if t.starts_with("/announce|") {
-                continue;
-            }
             self.out.push_back(ClientOutput::Send(t));
         }
         self.out.push_back(ClientOutput::Connected);

@@ -272,13 +272,8 @@ fn drive(
     loop {
         let deadline = loop {
             match node.poll_output() {
-                NodeOutput::Signal(t) => {
-                    if t.starts_with("/announce|") {
-                        signaller.announce_text(t);
-                    } else {
-                        signaller.send_text(t);
-                    }
-                }
+                // Announces are sent again after a reconnect: the client knows them.
+                NodeOutput::Signal(t) => signaller.send_text(t),
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
