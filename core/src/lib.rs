@@ -74,6 +74,7 @@ pub mod session;
 pub mod signal;
 pub mod signal_client;
 pub mod store;
+pub mod stun;
 pub mod switchboard;
 pub mod value;
 pub mod wire;

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
 use crate::replica::{LinkId, Output, Replica, ReplicaEvent};
+use crate::session::SessionStats;
 use crate::signal::{valid_peer_id, Part, Signal, SignalLimits};
 use crate::store::{Event, Store, StoreConfig, StoreError, Update};
 use crate::value::{Object, Value};
@@ -149,6 +150,44 @@ pub struct MeshStats {
     pub negotiation_timeouts: u64,
     /// Links closed for silence.
     pub link_timeouts: u64,
+}
+
+/// How far the connection to a peer has come, in [`LinkInfo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkState {
+    /// No connection; one will be negotiated (again).
+    Idle,
+    /// Offer and answer are being exchanged, or ICE and DTLS are connecting.
+    Negotiating,
+    /// The data channel is open and the sync session runs.
+    Open,
+}
+
+impl LinkState {
+    /// Its name: `idle`, `negotiating` or `open`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Idle => "idle",
+            LinkState::Negotiating => "negotiating",
+            LinkState::Open => "open",
+        }
+    }
+}
+
+/// The connection to one peer, from [`Mesh::link_info`] (what the original rtc-mesh
+/// exposed as `getChannel`/`getConnection`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// How far the connection has come.
+    pub state: LinkState,
+    /// The codec of the open link.
+    pub codec: Option<Codec>,
+    /// Whether the initial sync over the open link has finished both ways.
+    pub synced: bool,
+    /// Bytes and updates each way, and the round-trip time (zero while not open).
+    pub stats: SessionStats,
 }
 
 /// Why a peer is reported gone.
@@ -434,6 +473,34 @@ impl Mesh {
             Some(Conn::Open { link, .. }) => Some(*link),
             _ => None,
         }
+    }
+
+    /// The connection to a present `peer`: its state, codec and counters.
+    pub fn link_info(&self, peer: &str) -> Option<LinkInfo> {
+        let p = self.peers.get(peer).filter(|p| p.present)?;
+        Some(match &p.conn {
+            Conn::Idle { .. } => LinkInfo {
+                state: LinkState::Idle,
+                codec: None,
+                synced: false,
+                stats: SessionStats::default(),
+            },
+            Conn::Negotiating { .. } => LinkInfo {
+                state: LinkState::Negotiating,
+                codec: None,
+                synced: false,
+                stats: SessionStats::default(),
+            },
+            Conn::Open { link, .. } => {
+                let s = self.replica.session(*link);
+                LinkInfo {
+                    state: LinkState::Open,
+                    codec: s.map(|s| s.codec()),
+                    synced: s.is_some_and(|s| s.is_synced()),
+                    stats: s.map(|s| s.stats().clone()).unwrap_or_default(),
+                }
+            }
+        })
     }
 
     /// Our announce attributes.
@@ -984,7 +1051,7 @@ impl Mesh {
             }
         }
         for l in to_ping {
-            self.replica.ping(l);
+            self.replica.ping(l, now);
         }
         self.replica.flush_link_reports();
         self.stats.link_timeouts += timed_out.len() as u64;

@@ -11,6 +11,12 @@
 //! SDP (natives do not trickle them). Remote candidates from signalling are added as
 //! they come; empty, `.local` (mDNS) or unparsable ones are counted and ignored.
 //!
+//! STUN: with [`NodeConfig::stun_servers`], the node asks each server for our
+//! server-reflexive address through a [`StunClient`] on the same socket (its answers
+//! are taken before ICE sees them). A mapped address becomes a `srflx` candidate of
+//! every connection: in the SDP of later ones, trickled (`/mesh:candidate`) to the
+//! present ones. [`NodeEvent::Stun`] reports each answer.
+//!
 //! Flow control: each data channel keeps str0m's send buffer small (32 KiB by default,
 //! since its CPU cost grows with data in flight). When a write does not fit, the frame
 //! waits in a per-link queue (bounded, `max_queued` bytes) and goes out as the buffer
@@ -32,6 +38,7 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, IceCreds, Input, O
 
 use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
 use crate::store::{Store, StoreError, Update};
+use crate::stun::{StunClient, StunEvent};
 use crate::value::{Object, Value};
 use crate::wire::Codec;
 
@@ -48,6 +55,8 @@ pub struct NodeConfig {
     /// Bytes a link may queue beyond that before it is reported slow and closed
     /// (default 8 MiB).
     pub max_queued: usize,
+    /// STUN servers asked for our server-reflexive address (default none).
+    pub stun_servers: Vec<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -58,6 +67,7 @@ impl NodeConfig {
             local_addrs,
             sctp_buffer: 32 * 1024,
             max_queued: 8 << 20,
+            stun_servers: Vec::new(),
         }
     }
 }
@@ -74,6 +84,9 @@ pub enum NodeEvent {
         /// The peer.
         peer: String,
     },
+    /// A STUN server answered (or gave up): a mapped address becomes a server-reflexive
+    /// candidate.
+    Stun(StunEvent),
 }
 
 /// What [`Node::poll_output`] returns.
@@ -132,6 +145,9 @@ struct PeerRtc {
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
     channel: Option<ChannelId>,
+    /// Our ICE username fragment and the data m-line's mid (for trickled candidates).
+    ufrag: String,
+    mid: Option<String>,
     /// Frames waiting for room in str0m's buffer, and their bytes.
     queue: VecDeque<Vec<u8>>,
     queued: usize,
@@ -149,6 +165,9 @@ pub struct Node {
     stats: NodeStats,
     /// Datagrams waiting for a connection to accept them: (arrival, source, dest, bytes).
     held: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    stun: StunClient,
+    /// Server-reflexive candidates found: (mapped, base).
+    reflexive: Vec<(SocketAddr, SocketAddr)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -166,7 +185,10 @@ impl Node {
         let now = config.mesh.start;
         let rng = config.mesh.seed ^ 0x6e6f_6465;
         let mesh = Mesh::new(config.mesh.clone())?;
+        let stun = StunClient::new(config.stun_servers.clone(), rng.rotate_left(23));
         Ok(Node {
+            stun,
+            reflexive: Vec::new(),
             config,
             mesh,
             rtcs: BTreeMap::new(),
@@ -193,10 +215,80 @@ impl Node {
         &self.stats
     }
 
-    /// Announces us.
+    /// Server-reflexive addresses found through STUN: (mapped, base).
+    pub fn reflexive_addrs(&self) -> &[(SocketAddr, SocketAddr)] {
+        &self.reflexive
+    }
+
+    /// Announces us (and asks the STUN servers).
     pub fn start(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.mesh.start(now);
+        if !self.stun.is_empty() {
+            self.stun.start(now);
+            self.stun_progress();
+        }
+    }
+
+    /// Our address of `dest`'s family: where STUN requests go from.
+    fn base_for(&self, dest: SocketAddr) -> Option<SocketAddr> {
+        self.config
+            .local_addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == dest.is_ipv4())
+    }
+
+    /// Moves STUN requests out and turns answers into candidates.
+    fn stun_progress(&mut self) {
+        while let Some((server, data)) = self.stun.poll_transmit() {
+            if let Some(source) = self.base_for(server) {
+                self.out.push_back(NodeOutput::Transmit {
+                    source,
+                    destination: server,
+                    data,
+                });
+            }
+        }
+        while let Some(e) = self.stun.poll_event() {
+            if let StunEvent::Mapped { server, mapped } = &e {
+                let base = self.base_for(*server);
+                if let Some(base) = base.filter(|_| !self.reflexive.iter().any(|r| r.0 == *mapped))
+                {
+                    self.reflexive.push((*mapped, base));
+                    let peers: Vec<String> = self.rtcs.keys().cloned().collect();
+                    for peer in peers {
+                        self.add_reflexive(&peer, *mapped, base);
+                    }
+                }
+            }
+            self.out.push_back(NodeOutput::Event(NodeEvent::Stun(e)));
+        }
+    }
+
+    /// Adds a server-reflexive candidate to `peer`'s connection and trickles it.
+    fn add_reflexive(&mut self, peer: &str, mapped: SocketAddr, base: SocketAddr) {
+        let Ok(c) = Candidate::server_reflexive(mapped, base, "udp") else {
+            return;
+        };
+        let Some(p) = self.rtcs.get_mut(peer) else {
+            return;
+        };
+        // str0m drops a candidate equal to one it has (a mapped address that is our
+        // host address: no NAT in between).
+        let Some(added) = p.rtc.add_local_candidate(c) else {
+            return;
+        };
+        let mut o = Object::new();
+        o.insert("candidate", Value::from(added.to_sdp_string()));
+        o.insert(
+            "sdpMid",
+            p.mid.as_deref().map(Value::from).unwrap_or(Value::Null),
+        );
+        o.insert("sdpMLineIndex", Value::from(0.0));
+        o.insert("usernameFragment", Value::from(p.ufrag.as_str()));
+        self.mesh.local_candidate(self.now, peer, o);
+        self.poll_rtc(peer);
     }
 
     /// Sets `key` (null deletes).
@@ -238,6 +330,10 @@ impl Node {
         data: &[u8],
     ) {
         self.now = self.now.max(now);
+        if self.stun.handle_datagram(now, source, data) {
+            self.stun_progress();
+            return;
+        }
         match self.deliver(now, source, destination, data) {
             Delivered::Yes => {
                 // A connectivity check may have just made earlier datagrams acceptable
@@ -305,6 +401,10 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.mesh.handle_timeout(now);
+        if self.stun.poll_timeout().is_some_and(|t| t <= now) {
+            self.stun.handle_timeout(now);
+            self.stun_progress();
+        }
         let due: Vec<String> = self
             .rtcs
             .iter()
@@ -336,11 +436,14 @@ impl Node {
         s
     }
 
-    fn new_rtc(&mut self) -> Rtc {
+    /// A connection offering our host and known server-reflexive candidates; and our
+    /// ICE username fragment.
+    fn new_rtc(&mut self) -> (Rtc, String) {
         let creds = IceCreds {
             ufrag: self.hex(8),
             pass: self.hex(24),
         };
+        let ufrag = creds.ufrag.clone();
         let mut rtc = Rtc::builder()
             .set_local_ice_credentials(creds)
             .set_sctp_max_buffered_amount(self.config.sctp_buffer)
@@ -350,7 +453,12 @@ impl Node {
                 rtc.add_local_candidate(c);
             }
         }
-        rtc
+        for (mapped, base) in &self.reflexive {
+            if let Ok(c) = Candidate::server_reflexive(*mapped, *base, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        (rtc, ufrag)
     }
 
     fn link_command(&mut self, cmd: LinkCommand) {
@@ -361,8 +469,8 @@ impl Node {
                 offerer,
                 codec,
             } => {
-                let mut rtc = self.new_rtc();
-                let (mut pending, mut channel) = (None, None);
+                let (mut rtc, ufrag) = self.new_rtc();
+                let (mut pending, mut channel, mut mid) = (None, None, None);
                 if offerer {
                     let mut api = rtc.sdp_api();
                     let cid = api.add_channel_with_config(ChannelConfig {
@@ -376,14 +484,17 @@ impl Node {
                     };
                     pending = Some(p);
                     channel = Some(cid);
-                    self.mesh
-                        .local_sdp(now, &peer, SdpKind::Offer, &offer.to_sdp_string());
+                    let text = offer.to_sdp_string();
+                    mid = mid_of(&text);
+                    self.mesh.local_sdp(now, &peer, SdpKind::Offer, &text);
                 }
                 let entry = PeerRtc {
                     paused: false,
                     rtc,
                     pending,
                     channel,
+                    ufrag,
+                    mid,
                     queue: VecDeque::new(),
                     queued: 0,
                     timeout: None,
@@ -402,6 +513,7 @@ impl Node {
                     {
                         Some(answer) => {
                             let text = answer.to_sdp_string();
+                            p.mid = mid_of(&text);
                             self.mesh.local_sdp(now, &peer, SdpKind::Answer, &text);
                             true
                         }
@@ -612,6 +724,9 @@ impl Node {
                         continue;
                     }
                     let mut next = t.unwrap_or(self.now + Duration::from_secs(1));
+                    if let Some(st) = self.stun.poll_timeout() {
+                        next = next.min(st);
+                    }
                     for p in self.rtcs.values() {
                         if let Some(rt) = p.timeout {
                             next = next.min(rt);
@@ -622,6 +737,13 @@ impl Node {
             }
         }
     }
+}
+
+/// The mid of the first m-line of an SDP (ours has only the data m-line).
+fn mid_of(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .map(str::to_owned)
 }
 
 /// Parses an ICE candidate line (`candidate:...`).

@@ -189,9 +189,9 @@ impl Replica {
     }
 
     /// Sends `PING` on a link (the remote answers `PONG`).
-    pub fn ping(&mut self, link: LinkId) {
+    pub fn ping(&mut self, link: LinkId, now: Instant) {
         if let Some(s) = self.links.get_mut(&link) {
-            s.ping();
+            s.ping(now);
             self.mark(link);
         }
     }

@@ -24,7 +24,7 @@
 //! (such as the replica's `"LINKS ..."`) is reported as [`SessionEvent::Control`].
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::store::{HistoryItem, SourceIx, Store, UpdateRef, Verdict};
 
@@ -91,6 +91,9 @@ pub struct SessionStats {
     pub updates_in: u64,
     /// Lines or frames that failed to decode.
     pub errors: u64,
+    /// The time from our last answered `PING` to its `PONG` (includes the time the
+    /// `PING` waited behind data already queued on the link).
+    pub rtt: Option<Duration>,
 }
 
 /// One sync conversation. See the module docs.
@@ -110,6 +113,9 @@ pub struct Session {
     synced: bool,
     events: VecDeque<SessionEvent>,
     stats: SessionStats,
+    codec: Codec,
+    /// When the unanswered `PING` was queued.
+    ping_sent: Option<Instant>,
 }
 
 impl Session {
@@ -131,7 +137,14 @@ impl Session {
             synced: false,
             events: VecDeque::new(),
             stats: SessionStats::default(),
+            codec: config.codec,
+            ping_sent: None,
         }
+    }
+
+    /// The codec this session speaks.
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     /// The remote's source id, once its digest arrived.
@@ -240,7 +253,11 @@ impl Session {
                 Some(json) => self.refresh(store, json),
                 None => self.events.push_back(SessionEvent::Control(text)),
             },
-            Message::Pong => {}
+            Message::Pong => {
+                if let Some(sent) = self.ping_sent.take() {
+                    self.stats.rtt = Some(now.saturating_duration_since(sent));
+                }
+            }
         }
     }
 
@@ -308,8 +325,11 @@ impl Session {
         true
     }
 
-    /// Queues a `PING` (the remote answers `PONG`).
-    pub fn ping(&mut self) {
+    /// Queues a `PING` (the remote answers `PONG`); its answer measures
+    /// [`SessionStats::rtt`]. While one is unanswered, the next measures from the
+    /// first, so a stalled link shows a growing round trip rather than none.
+    pub fn ping(&mut self, now: Instant) {
+        self.ping_sent.get_or_insert(now);
         self.enc.control("PING");
     }
 

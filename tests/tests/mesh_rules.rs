@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rtc_mesh_core::mesh::{
-    LeaveReason, LinkCommand, Mesh, MeshConfig, MeshEvent, MeshOutput, SdpKind,
+    LeaveReason, LinkCommand, LinkState, Mesh, MeshConfig, MeshEvent, MeshOutput, SdpKind,
 };
 use rtc_mesh_core::Value;
 use rtc_mesh_sim::mesh_sim::{Logged, SimConfig, World};
@@ -332,4 +332,34 @@ fn a_switchboard_leave_for_a_live_link_keeps_it() {
             ..
         })
     )));
+}
+
+#[test]
+fn link_info_tells_state_codec_counters_and_round_trip() {
+    let mut w = world(2, 3);
+    formed(&mut w);
+    w.write(1, "k", 1.0);
+    // Two ping intervals: each side has had a PING answered.
+    w.run_for(Duration::from_secs(2));
+    let (m0, m1) = (w.mesh(0).unwrap(), w.mesh(1).unwrap());
+    let (a, b) = (
+        m0.link_info("p001").expect("p001 is present"),
+        m1.link_info("p000").expect("p000 is present"),
+    );
+    for i in [&a, &b] {
+        assert_eq!(i.state, LinkState::Open);
+        assert_eq!(i.state.name(), "open");
+        assert!(i.codec.is_some());
+        assert!(i.synced);
+        assert!(i.stats.bytes_in > 0 && i.stats.bytes_out > 0);
+        let rtt = i.stats.rtt.expect("a ping was answered");
+        assert!(
+            rtt > Duration::ZERO && rtt < Duration::from_secs(1),
+            "{rtt:?}"
+        );
+    }
+    assert_eq!(a.stats.updates_in, 1);
+    assert_eq!(b.stats.updates_out, 1);
+    assert_eq!(a.stats.bytes_in, b.stats.bytes_out);
+    assert!(m0.link_info("nobody").is_none());
 }
