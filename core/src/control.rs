@@ -155,6 +155,8 @@ pub struct PeerReport {
     pub state: String,
     /// The codec of its link, if any.
     pub codec: Option<String>,
+    /// Bytes and updates each way on its link, and the round trip.
+    pub stats: crate::session::SessionStats,
 }
 
 /// An event the program writes.
@@ -301,6 +303,21 @@ impl Report<'_> {
                             "codec",
                             p.codec.as_deref().map(Value::from).unwrap_or(Value::Null),
                         );
+                        let st = &p.stats;
+                        for (k, n) in [
+                            ("bytes_in", st.bytes_in),
+                            ("bytes_out", st.bytes_out),
+                            ("updates_in", st.updates_in),
+                            ("updates_out", st.updates_out),
+                        ] {
+                            o.insert(k, Value::from(n as f64));
+                        }
+                        o.insert(
+                            "rtt_ms",
+                            st.rtt
+                                .map(|d| Value::from(d.as_secs_f64() * 1000.0))
+                                .unwrap_or(Value::Null),
+                        );
                         Value::Object(o)
                     })
                     .collect();
@@ -343,11 +360,21 @@ impl Report<'_> {
                 } else {
                     list.iter()
                         .map(|p| {
+                            let st = &p.stats;
+                            let rtt = st
+                                .rtt
+                                .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+                                .unwrap_or_else(|| "-".into());
                             format!(
-                                "{} {} {}",
+                                "{} {} {} rtt {} in {} B/{} updates, out {} B/{} updates",
                                 p.peer,
                                 p.state,
-                                p.codec.as_deref().unwrap_or("-")
+                                p.codec.as_deref().unwrap_or("-"),
+                                rtt,
+                                st.bytes_in,
+                                st.updates_in,
+                                st.bytes_out,
+                                st.updates_out
                             )
                         })
                         .collect::<Vec<_>>()

@@ -228,6 +228,13 @@ pub enum MeshEvent {
         /// Its announce attributes.
         attributes: Object,
     },
+    /// A present peer announced new attributes.
+    PeerUpdated {
+        /// Its id.
+        peer: String,
+        /// Its new announce attributes.
+        attributes: Object,
+    },
     /// A peer is gone.
     PeerLeft {
         /// Its id.
@@ -777,6 +784,14 @@ impl Mesh {
             failures: 0,
             synced: false,
         });
+        let changed = p.present && !returning && p.attributes != attrs;
+        if changed {
+            self.out
+                .push_back(MeshOutput::Event(MeshEvent::PeerUpdated {
+                    peer: from.to_owned(),
+                    attributes: attrs.clone(),
+                }));
+        }
         p.attributes = attrs;
         p.incarnation = incarnation;
         p.codecs = codecs;
@@ -943,6 +958,8 @@ impl Mesh {
             return;
         }
         let link = self.replica.open_link(codec, Framing::Messages);
+        // A first PING right behind the digest: the round trip is known at once.
+        self.replica.ping(link, now);
         self.links.insert(link, peer.to_owned());
         let ping = self.config.ping_interval;
         if let Some(p) = self.peers.get_mut(peer) {

@@ -9,19 +9,21 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rtc_mesh_core::control::{parse_command, Command, Report};
+use rtc_mesh_core::mesh::LinkState;
 use rtc_mesh_core::{Codec, Limits, Object, ReplicaEvent, StoreError, Value};
+use rtc_mesh_smol::mesh::{Answer, Request};
 use rtc_mesh_smol::ReplicatorOptions;
 
 const USAGE: &str = "\
 rtc-mesh: a key/value store kept in sync across peers (scuttlebutt protocol)
 
 Usage:
-  rtc-mesh demo [--peers N] [--keys K] [--codec json|postcard]
+  rtc-mesh demo [--peers N] [--keys K] [--codec auto|json|postcard]
   rtc-mesh replicate (--listen ADDR | --connect ADDR) [--codec json|postcard]
                      [--id ID] [--runtime smol|std] [--json]
   rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
   rtc-mesh join ROOM [--signal URL] [--id ID] [--codec auto|json|postcard]
-                     [--bind ADDR] [--runtime smol|std] [--json]
+                     [--bind ADDR] [--stun HOST:PORT] [--runtime smol|std] [--json]
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
@@ -49,16 +51,17 @@ Events: ready, update, synced, synced_all, value, dump, error, closed.
 ";
 
 const DEMO_USAGE: &str = "\
-rtc-mesh demo: start several replicas in this process, linked over TCP on 127.0.0.1,
-write on each, and show them converge with timings.
+rtc-mesh demo: start a switchboard and several peers in this process, mesh them over
+WebRTC data channels on 127.0.0.1 (real UDP), write on each, and show them converge
+with timings and each link's figures.
 
 Usage:
-  rtc-mesh demo [--peers N] [--keys K] [--codec json|postcard]
+  rtc-mesh demo [--peers N] [--keys K] [--codec auto|json|postcard]
 
 Options:
-  --peers N            replicas to start (default 3, 2..=64)
-  --keys K             keys each replica writes (default 1000)
-  --codec json|postcard  wire codec (default postcard)
+  --peers N            peers to start (default 3, 2..=32)
+  --keys K             keys each peer writes (default 1000)
+  --codec auto|json|postcard   wire codec (default auto: postcard)
 ";
 
 const SERVE_USAGE: &str = "\
@@ -89,6 +92,7 @@ Options:
   --id ID              peer id (default: 16 random hex characters)
   --codec auto|json|postcard   auto (default): postcard with our peers, json otherwise
   --bind ADDR          UDP address (default 127.0.0.1:0)
+  --stun HOST:PORT     a STUN server for our server-reflexive address (repeatable)
   --runtime smol|std   driver runtime (default smol)
   --json               write events as JSON lines
 
@@ -179,6 +183,28 @@ fn parse_codec(s: &str) -> Result<Codec, Usage> {
     }
 }
 
+/// A join codec choice: `auto` (postcard with our peers, json otherwise) or one codec.
+fn parse_codecs(s: &str) -> Result<Vec<Codec>, Usage> {
+    match s {
+        "auto" => Ok(vec![Codec::Postcard, Codec::Json]),
+        "json" => Ok(vec![Codec::Json]),
+        "postcard" => Ok(vec![Codec::Postcard]),
+        o => Err(Usage(format!(
+            "invalid codec {o:?} (expected auto, json or postcard)"
+        ))),
+    }
+}
+
+fn parse_runtime(s: &str) -> Result<Runtime, Usage> {
+    match s {
+        "smol" => Ok(Runtime::Smol),
+        "std" => Ok(Runtime::Std),
+        o => Err(Usage(format!(
+            "invalid runtime {o:?} (expected smol or std)"
+        ))),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Runtime {
     Smol,
@@ -261,17 +287,7 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("connect") => connect = Some(parse_addr(&args.value()?.string()?)?),
             Long("codec") => codec = parse_codec(&args.value()?.string()?)?,
             Long("id") => id = Some(args.value()?.string()?),
-            Long("runtime") => {
-                runtime = match args.value()?.string()?.as_str() {
-                    "smol" => Runtime::Smol,
-                    "std" => Runtime::Std,
-                    o => {
-                        return Err(Usage(format!(
-                            "invalid runtime {o:?} (expected smol or std)"
-                        )))
-                    }
-                }
-            }
+            Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
             Long("json") => json = true,
             Long("help") | Short('h') => {
                 print!("{REPLICATE_USAGE}");
@@ -394,15 +410,7 @@ fn serve(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("listen") => listen = parse_addr(&args.value()?.string()?)?,
             Long("json") => json = true,
             Long("runtime") => {
-                std_runtime = match args.value()?.string()?.as_str() {
-                    "smol" => false,
-                    "std" => true,
-                    o => {
-                        return Err(Usage(format!(
-                            "invalid runtime {o:?} (expected smol or std)"
-                        )))
-                    }
-                }
+                std_runtime = parse_runtime(&args.value()?.string()?)? == Runtime::Std
             }
             Long("help") | Short('h') => {
                 print!("{SERVE_USAGE}");
@@ -450,36 +458,17 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut bind: SocketAddr = "127.0.0.1:0".parse().expect("valid default");
     let mut json = false;
     let mut runtime = Runtime::Smol;
+    let mut stun = Vec::new();
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if room.is_none() => room = Some(v.string()?),
             Long("signal") => signal = Some(args.value()?.string()?),
             Long("id") => id = Some(args.value()?.string()?),
-            Long("codec") => {
-                codecs = match args.value()?.string()?.as_str() {
-                    "auto" => vec![Codec::Postcard, Codec::Json],
-                    "json" => vec![Codec::Json],
-                    "postcard" => vec![Codec::Postcard],
-                    o => {
-                        return Err(Usage(format!(
-                            "invalid codec {o:?} (expected auto, json or postcard)"
-                        )))
-                    }
-                }
-            }
+            Long("codec") => codecs = parse_codecs(&args.value()?.string()?)?,
+            Long("stun") => stun.push(args.value()?.string()?),
             Long("bind") => bind = parse_addr(&args.value()?.string()?)?,
             Long("json") => json = true,
-            Long("runtime") => {
-                runtime = match args.value()?.string()?.as_str() {
-                    "smol" => Runtime::Smol,
-                    "std" => Runtime::Std,
-                    o => {
-                        return Err(Usage(format!(
-                            "invalid runtime {o:?} (expected smol or std)"
-                        )))
-                    }
-                }
-            }
+            Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
             Long("help") | Short('h') => {
                 print!("{JOIN_USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -524,6 +513,7 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     opts.id = id;
     opts.codecs = codecs;
     opts.bind = bind;
+    opts.stun_servers = stun;
     let member = match runtime {
         Runtime::Smol => match smol::block_on(rtc_mesh_smol::mesh::join(opts)) {
             Ok((m, events)) => {
@@ -615,28 +605,10 @@ impl JoinBackend {
             JoinBackend::Std(m) => (m.id().to_owned(), m.local_addr()),
         }
     }
-    fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
+    fn request(&self, r: Request) -> Option<Answer> {
         match self {
-            JoinBackend::Smol(m) => smol::block_on(m.set(key, value)),
-            JoinBackend::Std(m) => m.set(key, value),
-        }
-    }
-    fn get(&self, key: &str) -> Option<Value> {
-        match self {
-            JoinBackend::Smol(m) => smol::block_on(m.get(key)),
-            JoinBackend::Std(m) => m.get(key),
-        }
-    }
-    fn dump(&self) -> Object {
-        match self {
-            JoinBackend::Smol(m) => smol::block_on(m.dump()),
-            JoinBackend::Std(m) => m.dump(),
-        }
-    }
-    fn peers(&self) -> Vec<rtc_mesh_std::mesh::PeerInfo> {
-        match self {
-            JoinBackend::Smol(m) => smol::block_on(m.peers()),
-            JoinBackend::Std(m) => m.peers(),
+            JoinBackend::Smol(m) => smol::block_on(m.request(r)),
+            JoinBackend::Std(m) => m.request(r),
         }
     }
     fn close(self) {
@@ -648,45 +620,54 @@ impl JoinBackend {
 }
 
 fn join_command(out: &Out, member: &JoinBackend, cmd: Command) {
-    let result = match cmd {
-        Command::Set { key, value } => member.set(&key, value),
-        Command::Delete { key } => member.set(&key, Value::Null),
+    let mut asked = None;
+    let request = match cmd {
+        Command::Set { key, value } => Request::Set(vec![(key, value)]),
+        Command::Delete { key } => Request::Set(vec![(key, Value::Null)]),
         Command::Get { key } => {
-            let value = member.get(&key);
-            out.emit(&Report::Value { key: &key, value });
-            Ok(())
+            asked = Some(key.clone());
+            Request::Get(key)
         }
-        Command::Dump => {
-            out.emit(&Report::Dump(&member.dump()));
-            Ok(())
-        }
-        Command::Peers => {
-            let list: Vec<rtc_mesh_core::control::PeerReport> = member
-                .peers()
-                .into_iter()
-                .map(|p| rtc_mesh_core::control::PeerReport {
-                    peer: p.id,
-                    attributes: Value::Object(p.attributes),
-                    state: if p.linked { "connected" } else { "connecting" }.into(),
-                    codec: None,
-                })
-                .collect();
-            out.emit(&Report::Peers(&list));
-            Ok(())
-        }
+        Command::Dump => Request::Snapshot,
+        Command::Peers => Request::Peers,
         _ => {
             out.emit(&Report::Error {
                 code: "unsupported",
                 message: "not available in join",
             });
-            Ok(())
+            return;
         }
     };
-    if let Err(e) = result {
-        out.emit(&Report::Error {
+    match (member.request(request), asked) {
+        (Some(Answer::Written(Err(e))), _) => out.emit(&Report::Error {
             code: store_error_code(&e),
             message: &e.to_string(),
-        });
+        }),
+        (Some(Answer::Value(value)), Some(key)) => out.emit(&Report::Value { key: &key, value }),
+        (Some(Answer::Snapshot(o)), _) => out.emit(&Report::Dump(&o)),
+        (Some(Answer::Peers(peers)), _) => {
+            let list: Vec<rtc_mesh_core::control::PeerReport> = peers
+                .into_iter()
+                .map(|p| rtc_mesh_core::control::PeerReport {
+                    peer: p.id,
+                    attributes: Value::Object(p.attributes),
+                    state: match (p.link.state, p.link.synced) {
+                        (LinkState::Open, true) => "synced",
+                        (LinkState::Open, false) => "connected",
+                        _ => "connecting",
+                    }
+                    .into(),
+                    codec: p.link.codec.map(|c| c.name().to_owned()),
+                    stats: p.link.stats,
+                })
+                .collect();
+            out.emit(&Report::Peers(&list));
+        }
+        (None, _) => out.emit(&Report::Error {
+            code: "closed",
+            message: "the member has left the room",
+        }),
+        _ => {}
     }
 }
 
@@ -799,12 +780,12 @@ fn demo(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     use lexopt::prelude::*;
     let mut peers = 3usize;
     let mut keys = 1000usize;
-    let mut codec = Codec::Postcard;
+    let mut codecs = vec![Codec::Postcard, Codec::Json];
     while let Some(arg) = args.next()? {
         match arg {
             Long("peers") => peers = args.value()?.parse()?,
             Long("keys") => keys = args.value()?.parse()?,
-            Long("codec") => codec = parse_codec(&args.value()?.string()?)?,
+            Long("codec") => codecs = parse_codecs(&args.value()?.string()?)?,
             Long("help") | Short('h') => {
                 print!("{DEMO_USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -812,92 +793,167 @@ fn demo(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             other => return Err(other.unexpected().into()),
         }
     }
-    if !(2..=64).contains(&peers) {
-        return Err(Usage("--peers must be between 2 and 64".into()));
+    if !(2..=32).contains(&peers) {
+        return Err(Usage("--peers must be between 2 and 32".into()));
     }
-    Ok(smol::block_on(run_demo(peers, keys, codec)))
+    if keys > 1_000_000 {
+        return Err(Usage("--keys must be at most 1000000".into()));
+    }
+    Ok(smol::block_on(run_demo(peers, keys, codecs)))
 }
 
-async fn run_demo(n: usize, keys: usize, codec: Codec) -> ExitCode {
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Waits for events on every member until `done(i, event)` has said yes for each, or
+/// 30 s have passed; prints progress each second. Returns the members not done.
+async fn await_all(
+    what: &str,
+    streams: &[smol::channel::Receiver<rtc_mesh_core::node::NodeEvent>],
+    mut done: impl FnMut(usize, &rtc_mesh_core::node::NodeEvent) -> bool,
+) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut finished = vec![false; streams.len()];
+    let mut next_progress = Instant::now() + Duration::from_secs(1);
+    while finished.iter().any(|f| !f) {
+        let next = async {
+            // Whichever member speaks first.
+            let mut any = Box::pin(smol::future::pending::<Option<(usize, _)>>())
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>;
+            for (i, s) in streams.iter().enumerate().filter(|(i, _)| !finished[*i]) {
+                any = Box::pin(smol::future::or(any, async move {
+                    s.recv().await.ok().map(|e| (i, e))
+                }));
+            }
+            any.await
+        };
+        let tick = async {
+            smol::Timer::at(next_progress.min(deadline)).await;
+            None
+        };
+        match smol::future::or(next, tick).await {
+            Some((i, e)) => finished[i] = finished[i] || done(i, &e),
+            None if Instant::now() >= deadline => break,
+            None => {
+                let n = finished.iter().filter(|f| **f).count();
+                println!("  ... {what}: {n} of {} peers so far", streams.len());
+                next_progress += Duration::from_secs(1);
+            }
+        }
+    }
+    (0..streams.len()).filter(|i| !finished[*i]).collect()
+}
+
+async fn run_demo(n: usize, keys: usize, codecs: Vec<Codec>) -> ExitCode {
+    use rtc_mesh_core::mesh::MeshEvent;
+    use rtc_mesh_core::node::NodeEvent;
+    use rtc_mesh_smol::mesh::{join, JoinOptions};
     println!(
-        "rtc-mesh demo: {n} replicas in one process, linked over TCP on 127.0.0.1, codec {codec}"
+        "rtc-mesh demo: {n} peers in one process, meshed over WebRTC data channels on 127.0.0.1"
     );
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let server = match rtc_mesh_smol::switchboard::Server::bind(any, Default::default()).await {
+        Ok(s) => s,
+        Err(e) => return fail(bind_error(any, e)),
+    };
+    let url = format!("ws://{}/", server.local_addr());
+    println!("  switchboard on {url}");
     let t0 = Instant::now();
-    let mut reps = Vec::new();
+    let mut members = Vec::new();
     let mut streams = Vec::new();
     for i in 0..n {
-        let id = format!("demo-{i}-{}", &random_id()[..8]);
-        match rtc_mesh_smol::Replicator::start(ReplicatorOptions::new(id, codec)) {
-            Ok((r, e)) => {
-                reps.push(r);
+        let mut o = JoinOptions::new("demo", url.clone());
+        o.id = Some(format!("peer-{i}"));
+        o.codecs = codecs.clone();
+        match join(o).await {
+            Ok((m, e)) => {
+                members.push(m);
                 streams.push(e);
             }
             Err(e) => return fail(e),
         }
     }
-    // Replica 0 is the hub; the others link to it and reach each other through it.
-    let hub = match reps[0]
-        .listen("127.0.0.1:0".parse().expect("literal address"))
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return fail(format!("cannot listen on 127.0.0.1: {e}")),
-    };
-    println!("  {} listens on {hub}", reps[0].id());
-    for r in &reps[1..] {
-        if let Err(e) = r.connect(hub).await {
-            return fail(format!("cannot connect to {hub}: {e}"));
-        }
+    // Formed: every member has a synced link to every other.
+    let late = await_all(
+        "meshed",
+        &streams,
+        |_, e| matches!(e, NodeEvent::Mesh(MeshEvent::SyncedAll { peers }) if peers.len() == n - 1),
+    )
+    .await;
+    if !late.is_empty() {
+        return fail(format!("peers {late:?} did not link to all others in 30 s"));
     }
-    for (i, r) in reps.iter().enumerate() {
-        for k in 0..keys {
-            let v =
-                Value::from_json(&format!(r#"{{"writer":{i},"n":{k}}}"#)).expect("literal json");
-            if let Err(e) = r.set(&format!("r{i}-key-{k:06}"), &v).await {
-                return fail(e);
-            }
-        }
-    }
+    let formed = t0.elapsed();
     println!(
-        "  each of {n} replicas wrote {keys} keys ({} in all)",
-        n * keys
+        "  {n} peers joined and linked ({} data channels) in {}",
+        n * (n - 1) / 2,
+        ms(formed)
     );
-    let total = n * keys;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut counts = vec![0usize; n];
-    for (i, events) in streams.iter_mut().enumerate() {
-        while counts[i] < total {
-            let next = smol::future::or(async { events.recv().await.ok() }, async {
-                smol::Timer::at(deadline).await;
-                None
-            });
-            match next.await {
-                Some(ReplicaEvent::Update(_)) => counts[i] += 1,
-                Some(_) => {}
-                None => {
-                    return fail(format!(
-                        "replica {i} saw only {} of {total} keys in 30 s",
-                        counts[i]
-                    ))
-                }
-            }
+    let t1 = Instant::now();
+    for (i, m) in members.iter().enumerate() {
+        let batch = (0..keys)
+            .map(|k| {
+                let v = Value::from_json(&format!(r#"{{"writer":{i},"n":{k}}}"#))
+                    .expect("literal json");
+                (format!("p{i}-key-{k:06}"), v)
+            })
+            .collect();
+        if let Err(e) = m.set_many(batch).await {
+            return fail(e);
         }
     }
-    let elapsed = t0.elapsed();
-    let mut dumps = Vec::new();
-    for r in &reps {
-        dumps.push(r.dump().await);
+    println!("  each peer wrote {keys} keys ({} in all)", n * keys);
+    // Each member reports its own writes and the others'.
+    let expect = n * keys;
+    let mut seen = vec![0usize; n];
+    let late = if expect == 0 {
+        Vec::new()
+    } else {
+        await_all("converged", &streams, |i, e| {
+            if let NodeEvent::Mesh(MeshEvent::Update(_)) = e {
+                seen[i] += 1;
+            }
+            seen[i] >= expect
+        })
+        .await
+    };
+    if !late.is_empty() {
+        return fail(format!(
+            "peers {late:?} did not receive every write in 30 s"
+        ));
     }
-    let equal = dumps.windows(2).all(|w| w[0] == w[1]);
+    let converged = t1.elapsed();
+    let mut snaps = Vec::new();
+    for m in &members {
+        snaps.push(m.snapshot().await);
+    }
+    let equal = snaps.windows(2).all(|w| w[0] == w[1]);
     println!(
-        "  all {n} replicas hold {} keys after {:.1} ms; replicas equal: {}",
-        dumps[0].len(),
-        elapsed.as_secs_f64() * 1000.0,
+        "  every peer holds {} keys {} after the writes; stores equal: {}",
+        snaps[0].len(),
+        ms(converged),
         if equal { "yes" } else { "NO" }
     );
-    for r in reps {
-        r.close(Duration::from_secs(2)).await;
+    println!("  links of {}:", members[0].id());
+    for p in members[0].peers().await {
+        let l = &p.link;
+        println!(
+            "    {:<8} {:<5} codec {:<8} rtt {:>8}  sent {} B / {} updates, received {} B / {} updates",
+            p.id,
+            l.state.name(),
+            l.codec.map(|c| c.name()).unwrap_or("-"),
+            l.stats.rtt.map(ms).unwrap_or_else(|| "-".into()),
+            l.stats.bytes_out,
+            l.stats.updates_out,
+            l.stats.bytes_in,
+            l.stats.updates_in
+        );
     }
+    for m in members {
+        m.close().await;
+    }
+    server.shutdown().await;
     if equal {
         ExitCode::SUCCESS
     } else {

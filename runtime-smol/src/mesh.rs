@@ -26,27 +26,19 @@ use smol::future::FutureExt;
 use smol::Task;
 
 use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
-use rtc_mesh_core::{Object, StoreError, Value};
 
 use crate::signal::{SignalEvent, Signaller};
 
-pub use rtc_mesh_std::mesh::{JoinError, JoinOptions, PeerInfo};
-
-enum Cmd {
-    Set(String, Value, Sender<Result<(), StoreError>>),
-    SetMany(Vec<(String, Value)>, Sender<Result<(), StoreError>>),
-    Get(String, Sender<Option<Value>>),
-    Dump(Sender<Object>),
-    Peers(Sender<Vec<PeerInfo>>),
-    Close(Sender<()>),
-}
+pub use rtc_mesh_std::mesh::{
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
+};
 
 /// Our membership of a room. Dropping it stops the driver without a goodbye; call
 /// [`Member::close`] to leave politely.
 pub struct Member {
     id: String,
     local: SocketAddr,
-    cmds: Sender<Cmd>,
+    cmds: Sender<(Request, Sender<Answer>)>,
     _task: Task<()>,
 }
 
@@ -86,55 +78,24 @@ impl Member {
         self.local
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Cmd) -> Option<T> {
+    /// Sends `request` to the driver and waits for its answer (`None` once the
+    /// driver has stopped). The typed calls below are built on it.
+    pub async fn request(&self, request: Request) -> Option<Answer> {
         let (tx, rx) = channel::bounded(1);
-        self.cmds.send(make(tx)).await.ok()?;
+        self.cmds.send((request, tx)).await.ok()?;
         rx.recv().await.ok()
     }
 
-    /// Sets `key` (`null` deletes).
-    pub async fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
-        self.ask(|r| Cmd::Set(key.to_owned(), value, r))
-            .await
-            .unwrap_or(Ok(()))
-    }
-
-    /// Sets many keys in one step (much faster than one `set` each: the writes share
-    /// frames on every link). Stops at the first refused write and returns its error.
-    pub async fn set_many(&self, entries: Vec<(String, Value)>) -> Result<(), StoreError> {
-        self.ask(|r| Cmd::SetMany(entries, r))
-            .await
-            .unwrap_or(Ok(()))
-    }
-
-    /// Deletes `key`.
-    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.set(key, Value::Null).await
-    }
-
-    /// The value of `key`.
-    pub async fn get(&self, key: &str) -> Option<Value> {
-        self.ask(|r| Cmd::Get(key.to_owned(), r)).await.flatten()
-    }
-
-    /// Every live key and value.
-    pub async fn dump(&self) -> Object {
-        self.ask(Cmd::Dump).await.unwrap_or_default()
-    }
-
-    /// Present peers.
-    pub async fn peers(&self) -> Vec<PeerInfo> {
-        self.ask(Cmd::Peers).await.unwrap_or_default()
-    }
+    rtc_mesh_std::__member_calls!(async; .await);
 
     /// Leaves the room (says goodbye on every link and to the switchboard).
     pub async fn close(self) {
-        self.ask(Cmd::Close).await;
+        self.request(Request::Close).await;
     }
 }
 
 enum Wake {
-    Cmd(Option<Cmd>),
+    Cmd(Option<(Request, Sender<Answer>)>),
     Signal(Option<SignalEvent>),
     Datagram(io::Result<(usize, SocketAddr)>),
     Timer,
@@ -145,12 +106,12 @@ async fn drive(
     udp: Async<UdpSocket>,
     local: SocketAddr,
     signaller: Signaller,
-    cmds: Receiver<Cmd>,
+    cmds: Receiver<(Request, Sender<Answer>)>,
     events: Sender<NodeEvent>,
 ) {
     let mut buf = vec![0u8; 2048];
     node.start(Instant::now());
-    let mut closing: Option<(Sender<()>, Instant)> = None;
+    let mut closing: Option<(Sender<Answer>, Instant)> = None;
     loop {
         // Drain the node.
         let deadline = loop {
@@ -171,7 +132,7 @@ async fn drive(
         if let Some((reply, until)) = &closing {
             // Give the goodbyes a moment to leave, then stop.
             if Instant::now() >= *until {
-                let _ = reply.try_send(());
+                let _ = reply.try_send(Answer::Done);
                 signaller.close().await;
                 return;
             }
@@ -191,31 +152,15 @@ async fn drive(
         let now = Instant::now();
         match wake {
             Wake::Cmd(None) => return,
-            Wake::Cmd(Some(c)) => match c {
-                Cmd::Set(k, v, r) => {
-                    let res = node.set(now, &k, &v).map(|_| ());
-                    let _ = r.try_send(res);
+            Wake::Cmd(Some((req, reply))) => {
+                let close = matches!(req, Request::Close);
+                let ans = answer(&mut node, now, req);
+                if close {
+                    closing = Some((reply, now + Duration::from_millis(200)));
+                } else {
+                    let _ = reply.try_send(ans);
                 }
-                Cmd::SetMany(entries, r) => {
-                    let res = entries
-                        .iter()
-                        .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ()));
-                    let _ = r.try_send(res);
-                }
-                Cmd::Get(k, r) => {
-                    let _ = r.try_send(node.store().get(&k));
-                }
-                Cmd::Dump(r) => {
-                    let _ = r.try_send(node.store().dump());
-                }
-                Cmd::Peers(r) => {
-                    let _ = r.try_send(rtc_mesh_std::mesh::peers_of(&node));
-                }
-                Cmd::Close(r) => {
-                    node.close(now);
-                    closing = Some((r, now + Duration::from_millis(200)));
-                }
-            },
+            }
             Wake::Signal(Some(SignalEvent::Message(m))) => node.handle_signal(now, &m.encode()),
             Wake::Signal(Some(_)) => {}
             Wake::Signal(None) => return,

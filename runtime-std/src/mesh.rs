@@ -13,16 +13,17 @@
 //! ```
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::mesh::MeshConfig;
+use rtc_mesh_core::mesh::{LinkInfo, LinkState, MeshConfig};
 use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
-use rtc_mesh_core::{Codec, Object, StoreError, Value};
+use rtc_mesh_core::{Codec, Limits, StoreError};
+pub use rtc_mesh_core::{Object, Value};
 
 use crate::signal::{SignalEvent, Signaller, UrlError};
 
@@ -42,6 +43,20 @@ pub struct JoinOptions {
     pub codecs: Vec<Codec>,
     /// User attributes for our announce.
     pub attributes: Object,
+    /// STUN servers (`host:port`, or `stun:host:port`; default none) asked for our
+    /// server-reflexive address. Names are resolved once, at join.
+    pub stun_servers: Vec<String>,
+    /// Interval between pings on a link (default 1 s).
+    pub ping_interval: Duration,
+    /// A link silent this long is closed and its peer reported gone (default 4 s).
+    pub dead_after: Duration,
+    /// A connection not established in this time is abandoned and retried (default
+    /// 10 s).
+    pub negotiate_timeout: Duration,
+    /// Bounds on values, keys and ids.
+    pub limits: Limits,
+    /// Bytes a slow link may queue before it is closed (default 8 MiB).
+    pub max_queued: usize,
 }
 
 impl JoinOptions {
@@ -54,6 +69,12 @@ impl JoinOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             codecs: vec![Codec::Postcard, Codec::Json],
             attributes: Object::new(),
+            stun_servers: Vec::new(),
+            ping_interval: Duration::from_secs(1),
+            dead_after: Duration::from_secs(4),
+            negotiate_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            max_queued: 8 << 20,
         }
     }
 }
@@ -68,20 +89,53 @@ pub enum JoinError {
     /// The UDP socket could not be bound.
     #[error("cannot bind UDP {0}: {1}")]
     Bind(SocketAddr, io::Error),
+    /// A STUN server name does not resolve to an address.
+    #[error("STUN server {0:?}: {1}")]
+    Stun(String, String),
     /// The configuration is invalid (id, room).
     #[error(transparent)]
     Mesh(#[from] rtc_mesh_core::mesh::MeshError),
 }
 
+/// Why a write through a member failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// The store refused the write (key or value too large, bad value).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The member has left the room (or its driver stopped): nothing was written.
+    #[error("the member has left the room")]
+    Closed,
+}
+
 /// A peer's present state, for [`Member::peers`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// Its id.
     pub id: String,
     /// Its announce attributes.
     pub attributes: Object,
+    /// The connection to it: state, codec, bytes and updates each way, round trip.
+    pub link: LinkInfo,
+}
+
+impl PeerInfo {
     /// Whether a data channel is open to it.
-    pub linked: bool,
+    pub fn is_linked(&self) -> bool {
+        self.link.state == LinkState::Open
+    }
+}
+
+/// Resolves a STUN server given as `host:port` or `stun:host:port`.
+fn resolve_stun(s: &str) -> Result<SocketAddr, JoinError> {
+    let hp = s.strip_prefix("stun:").unwrap_or(s);
+    let fail = |why: String| JoinError::Stun(s.to_owned(), why);
+    hp.to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))
 }
 
 /// The Node for `options`, offering `local` as its host candidate; and its id.
@@ -101,33 +155,165 @@ pub fn node_for(options: &JoinOptions, local: SocketAddr) -> Result<(Node, Strin
     );
     mc.codecs = options.codecs.clone();
     mc.attributes = options.attributes.clone();
+    mc.ping_interval = options.ping_interval;
+    mc.dead_after = options.dead_after;
+    mc.negotiate_timeout = options.negotiate_timeout;
+    mc.limits = options.limits.clone();
     mc.seed = seed;
-    Ok((Node::new(NodeConfig::new(mc, vec![local]))?, id))
+    let mut nc = NodeConfig::new(mc, vec![local]);
+    nc.max_queued = options.max_queued;
+    nc.stun_servers = options
+        .stun_servers
+        .iter()
+        .map(|s| resolve_stun(s))
+        .collect::<Result<_, _>>()?;
+    Ok((Node::new(nc)?, id))
 }
 
-/// Answers a `peers` question from the node's state.
+/// A request to a member's driver. Both runtimes' drivers answer it the same way, with
+/// [`answer`]; a custom driver can too.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Request {
+    /// Write these keys (`null` deletes), stopping at the first refused one.
+    Set(Vec<(String, Value)>),
+    /// The value of a key.
+    Get(String),
+    /// Every live key, in byte order.
+    Keys,
+    /// Every live key and value.
+    Snapshot,
+    /// Present peers and their links.
+    Peers,
+    /// New announce attributes.
+    Announce(Object),
+    /// Leave the room.
+    Close,
+}
+
+/// What [`answer`] gives back for a [`Request`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Answer {
+    /// For `Set`.
+    Written(Result<(), StoreError>),
+    /// For `Get`.
+    Value(Option<Value>),
+    /// For `Keys`.
+    Keys(Vec<String>),
+    /// For `Snapshot`.
+    Snapshot(Object),
+    /// For `Peers`.
+    Peers(Vec<PeerInfo>),
+    /// For `Announce` and `Close`.
+    Done,
+}
+
+/// Answers `request` from `node`.
+pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
+    match request {
+        Request::Set(entries) => Answer::Written(
+            entries
+                .iter()
+                .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ())),
+        ),
+        Request::Get(k) => Answer::Value(node.store().get(&k)),
+        Request::Keys => Answer::Keys(node.store().keys().map(str::to_owned).collect()),
+        Request::Snapshot => Answer::Snapshot(node.store().dump()),
+        Request::Peers => Answer::Peers(peers_of(node)),
+        Request::Announce(attributes) => {
+            node.announce(now, attributes);
+            Answer::Done
+        }
+        Request::Close => {
+            node.close(now);
+            Answer::Done
+        }
+    }
+}
+
+/// Present peers of `node`, with their links.
 pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
     let m = node.mesh();
     m.peers()
-        .map(|(id, attrs)| PeerInfo {
-            id: id.to_owned(),
-            attributes: attrs.clone(),
-            linked: m.link_of(id).is_some(),
+        .filter_map(|(id, attrs)| {
+            Some(PeerInfo {
+                id: id.to_owned(),
+                attributes: attrs.clone(),
+                link: m.link_info(id)?,
+            })
         })
         .collect()
 }
 
-enum Cmd {
-    Set(String, Value, Sender<Result<(), StoreError>>),
-    SetMany(Vec<(String, Value)>, Sender<Result<(), StoreError>>),
-    Get(String, Sender<Option<Value>>),
-    Dump(Sender<Object>),
-    Peers(Sender<Vec<PeerInfo>>),
-    Close(Sender<()>),
+/// The typed calls of a member, over its one `request` primitive (shared by both
+/// runtimes' `Member`s).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __member_calls {
+    ($($async:ident)? ; $($await:tt)*) => {
+        /// Sets `key` (`null` deletes).
+        pub $($async)? fn set(&self, key: &str, value: $crate::mesh::Value) -> Result<(), $crate::mesh::MemberError> {
+            self.set_many(vec![(key.to_owned(), value)]) $($await)*
+        }
+
+        /// Sets many keys in one step (much faster than one `set` each: the writes
+        /// share frames on every link). Stops at the first refused write and returns
+        /// its error.
+        pub $($async)? fn set_many(&self, entries: Vec<(String, $crate::mesh::Value)>) -> Result<(), $crate::mesh::MemberError> {
+            match self.request($crate::mesh::Request::Set(entries)) $($await)* {
+                Some($crate::mesh::Answer::Written(r)) => r.map_err(Into::into),
+                _ => Err($crate::mesh::MemberError::Closed),
+            }
+        }
+
+        /// Deletes `key`.
+        pub $($async)? fn delete(&self, key: &str) -> Result<(), $crate::mesh::MemberError> {
+            self.set(key, $crate::mesh::Value::Null) $($await)*
+        }
+
+        /// The value of `key`.
+        pub $($async)? fn get(&self, key: &str) -> Option<$crate::mesh::Value> {
+            match self.request($crate::mesh::Request::Get(key.to_owned())) $($await)* {
+                Some($crate::mesh::Answer::Value(v)) => v,
+                _ => None,
+            }
+        }
+
+        /// Every live key, in byte order.
+        pub $($async)? fn keys(&self) -> Vec<String> {
+            match self.request($crate::mesh::Request::Keys) $($await)* {
+                Some($crate::mesh::Answer::Keys(k)) => k,
+                _ => Vec::new(),
+            }
+        }
+
+        /// A snapshot: every live key and value.
+        pub $($async)? fn snapshot(&self) -> $crate::mesh::Object {
+            match self.request($crate::mesh::Request::Snapshot) $($await)* {
+                Some($crate::mesh::Answer::Snapshot(o)) => o,
+                _ => $crate::mesh::Object::new(),
+            }
+        }
+
+        /// Present peers: their attributes and links (state, codec, bytes and updates
+        /// each way, round trip).
+        pub $($async)? fn peers(&self) -> Vec<$crate::mesh::PeerInfo> {
+            match self.request($crate::mesh::Request::Peers) $($await)* {
+                Some($crate::mesh::Answer::Peers(p)) => p,
+                _ => Vec::new(),
+            }
+        }
+
+        /// Replaces our user attributes and announces them to the room.
+        pub $($async)? fn announce(&self, attributes: $crate::mesh::Object) {
+            self.request($crate::mesh::Request::Announce(attributes)) $($await)*;
+        }
+    };
 }
 
 enum Input {
-    Cmd(Cmd),
+    Request(Request, Sender<Answer>),
     Datagram(Vec<u8>, SocketAddr),
     Signal(SignalEvent),
 }
@@ -204,48 +390,20 @@ impl Member {
         self.local
     }
 
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Cmd) -> Option<T> {
+    /// Sends `request` to the driver and waits for its answer (`None` once the
+    /// driver has stopped). The typed calls below are built on it.
+    pub fn request(&self, request: Request) -> Option<Answer> {
         let (tx, rx) = mpsc::channel();
-        self.tx.send(Input::Cmd(make(tx))).ok()?;
+        self.tx.send(Input::Request(request, tx)).ok()?;
         rx.recv().ok()
     }
 
-    /// Sets `key` (`null` deletes).
-    pub fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
-        self.ask(|r| Cmd::Set(key.to_owned(), value, r))
-            .unwrap_or(Ok(()))
-    }
-
-    /// Sets many keys in one step (much faster than one `set` each: the writes share
-    /// frames on every link). Stops at the first refused write and returns its error.
-    pub fn set_many(&self, entries: Vec<(String, Value)>) -> Result<(), StoreError> {
-        self.ask(|r| Cmd::SetMany(entries, r)).unwrap_or(Ok(()))
-    }
-
-    /// Deletes `key`.
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.set(key, Value::Null)
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<Value> {
-        self.ask(|r| Cmd::Get(key.to_owned(), r)).flatten()
-    }
-
-    /// Every live key and value.
-    pub fn dump(&self) -> Object {
-        self.ask(Cmd::Dump).unwrap_or_default()
-    }
-
-    /// Present peers.
-    pub fn peers(&self) -> Vec<PeerInfo> {
-        self.ask(Cmd::Peers).unwrap_or_default()
-    }
+    crate::__member_calls!(;);
 
     /// Leaves the room (goodbyes on every link and to the switchboard) and waits for
     /// the driver to end.
     pub fn close(mut self) {
-        self.ask(Cmd::Close);
+        self.request(Request::Close);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -268,7 +426,7 @@ fn drive(
     stop: Arc<AtomicBool>,
 ) {
     node.start(Instant::now());
-    let mut closing: Option<(Sender<()>, Instant)> = None;
+    let mut closing: Option<(Sender<Answer>, Instant)> = None;
     loop {
         let deadline = loop {
             match node.poll_output() {
@@ -293,7 +451,7 @@ fn drive(
                 if Instant::now() >= *until {
                     stop.store(true, Ordering::Relaxed);
                     signaller.close();
-                    let _ = reply.send(());
+                    let _ = reply.send(Answer::Done);
                     return;
                 }
                 deadline.min(*until)
@@ -312,30 +470,15 @@ fn drive(
             Some(Input::Datagram(d, from)) => node.handle_datagram(now, from, local, &d),
             Some(Input::Signal(SignalEvent::Message(m))) => node.handle_signal(now, &m.encode()),
             Some(Input::Signal(_)) => {}
-            Some(Input::Cmd(c)) => match c {
-                Cmd::Set(k, v, r) => {
-                    let _ = r.send(node.set(now, &k, &v).map(|_| ()));
+            Some(Input::Request(req, reply)) => {
+                let close = matches!(req, Request::Close);
+                let ans = answer(&mut node, now, req);
+                if close {
+                    closing = Some((reply, now + Duration::from_millis(200)));
+                } else {
+                    let _ = reply.send(ans);
                 }
-                Cmd::SetMany(entries, r) => {
-                    let res = entries
-                        .iter()
-                        .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ()));
-                    let _ = r.send(res);
-                }
-                Cmd::Get(k, r) => {
-                    let _ = r.send(node.store().get(&k));
-                }
-                Cmd::Dump(r) => {
-                    let _ = r.send(node.store().dump());
-                }
-                Cmd::Peers(r) => {
-                    let _ = r.send(peers_of(&node));
-                }
-                Cmd::Close(r) => {
-                    node.close(now);
-                    closing = Some((r, now + Duration::from_millis(200)));
-                }
-            },
+            }
         }
     }
 }
