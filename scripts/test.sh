@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every rtc-mesh test on a fresh machine: installs what the tests need (Node.js and
-# the pinned npm packages of the interop tests), then checks formatting and lints, runs
+# Runs every rtc-mesh test on a fresh machine: installs what the tests need (Node.js, the
+# pinned npm packages of the interop tests, coturn), then checks formatting and lints, runs
 # the Rust tests (unit, property, integration, interop) and type-checks the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,13 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "== installing nodejs and npm (Debian packages)"
   as_root apt-get update -qq
   as_root apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+# coturn is the real STUN server our STUN client is tested against (on loopback).
+if ! command -v turnserver >/dev/null; then
+  echo "== installing coturn (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null
 fi
 
 echo "== npm packages of the interop tests (pinned by tests/interop/package-lock.json)"

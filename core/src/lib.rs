@@ -16,6 +16,13 @@
 //! - [`session`]: one sync conversation over one link ([`Session`]).
 //! - [`replica`]: a store served over many links ([`Replica`]).
 //! - [`control`]: the `rtc-mesh` program's stdin/stdout line protocol.
+//! - [`signal`], [`signal_client`], [`switchboard`]: rtc-signaller 6.x messages, the
+//!   client side of signalling, and the switchboard server as a state machine.
+//! - [`mesh`]: a peer in a room ([`mesh::Mesh`]): who links to whom, leaves, retries,
+//!   link info; links are abstract.
+//! - [`node`] (feature `webrtc`, default): a [`mesh::Mesh`] over real WebRTC data
+//!   channels (str0m), with UDP datagrams in and out; its docs show a custom event loop.
+//! - [`stun`]: the STUN binding client for server-reflexive candidates.
 //!
 //! ## A driving loop
 //!

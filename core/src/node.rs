@@ -23,6 +23,66 @@
 //! drains; a link whose queue overflows is reported with [`NodeEvent::LinkSlow`] and
 //! closed, so no data is ever dropped silently.
 //!
+//! ## A custom event loop
+//!
+//! What `rtc-mesh-smol` and `rtc-mesh-std` do, in plain std: one UDP socket, a
+//! signalling connection of yours (any transport that carries text both ways to a
+//! switchboard), and the node deciding everything. Drain [`Node::poll_output`] until it
+//! returns a timeout, wait for input or that instant, feed what came, repeat.
+//!
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use std::sync::mpsc::{Receiver, RecvTimeoutError};
+//! use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+//! use rtc_mesh_core::mesh::{MeshConfig, MeshEvent};
+//! use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
+//! use rtc_mesh_core::Value;
+//!
+//! /// `signal_in` yields texts from the switchboard; `signal_out` sends texts to it.
+//! fn run(signal_in: Receiver<String>, mut signal_out: impl FnMut(String)) -> std::io::Result<()> {
+//!     let udp = UdpSocket::bind("127.0.0.1:0")?;
+//!     let local = udp.local_addr()?;
+//!     let start = Instant::now();
+//!     let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1e3;
+//!     let mut config = MeshConfig::new("alice", "lobby", "0123456789abcdef", epoch_ms, start);
+//!     config.seed = 42; // any seed: core draws no randomness of its own
+//!     let mut node = Node::new(NodeConfig::new(config, vec![local])).expect("valid id and room");
+//!     node.start(start);
+//!     node.set(start, "greeting", &Value::from("hello")).expect("a valid write");
+//!     let mut buf = vec![0u8; 2048];
+//!     udp.set_nonblocking(true)?;
+//!     loop {
+//!         let deadline = loop {
+//!             match node.poll_output() {
+//!                 NodeOutput::Signal(text) => signal_out(text),
+//!                 NodeOutput::Transmit { destination, data, .. } => {
+//!                     udp.send_to(&data, destination)?;
+//!                 }
+//!                 NodeOutput::Event(NodeEvent::Mesh(MeshEvent::Update(u))) => {
+//!                     println!("{} = {:?}", u.key, u.value);
+//!                 }
+//!                 NodeOutput::Event(_) => {}
+//!                 NodeOutput::Timeout(at) => break at,
+//!             }
+//!         };
+//!         // A real loop waits on both sources at once (poll/epoll, or a runtime);
+//!         // this one alternates with a short wait to stay std-only.
+//!         let wait = deadline
+//!             .saturating_duration_since(Instant::now())
+//!             .min(Duration::from_millis(5));
+//!         match signal_in.recv_timeout(wait) {
+//!             Ok(text) => node.handle_signal(Instant::now(), &text),
+//!             Err(RecvTimeoutError::Disconnected) => return Ok(()),
+//!             Err(RecvTimeoutError::Timeout) => {}
+//!         }
+//!         while let Ok((n, from)) = udp.recv_from(&mut buf) {
+//!             node.handle_datagram(Instant::now(), from, local, &buf[..n]);
+//!         }
+//!         node.handle_timeout(Instant::now());
+//!     }
+//! }
+//! ```
+//!
 //! str0m draws its own randomness (DTLS keys, SCTP tags) and reads the clock lazily for
 //! anchors; the ICE credentials come from the Node's seeded generator. So at Node level
 //! "deterministic" means the same event timeline, not the same datagram bytes.

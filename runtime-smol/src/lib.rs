@@ -1,8 +1,44 @@
 //! # rtc-mesh-smol
 //!
-//! rtc-mesh on `smol` / `async-io`. A driver task owns the sans-IO [`Replica`] of
-//! `rtc-mesh-core`; each TCP link has a reader task and a writer task that only move
-//! bytes. No protocol decision lives here. Tasks run on smol's global executor.
+//! rtc-mesh on `smol` / `async-io`. Tasks run on smol's global executor; no protocol
+//! decision lives here.
+//!
+//! ## A room over WebRTC: [`mesh::join`]
+//!
+//! A driver task owns one UDP socket, one signalling connection and core's `Node`. The
+//! events are an `async_channel::Receiver`, which is also a `Stream`.
+//!
+//! ```no_run
+//! use rtc_mesh_core::mesh::MeshEvent;
+//! use rtc_mesh_core::node::NodeEvent;
+//! use rtc_mesh_core::Value;
+//! use rtc_mesh_smol::mesh::{join, JoinOptions};
+//! use smol::stream::StreamExt;
+//!
+//! smol::block_on(async {
+//!     let mut options = JoinOptions::new("lobby", "ws://127.0.0.1:3000/");
+//!     options.stun_servers = vec!["stun:127.0.0.1:3478".into()];
+//!     let (member, events) = join(options).await.unwrap();
+//!     member.set("greeting", Value::from("hello")).await.unwrap();
+//!     let mut events = std::pin::pin!(events);
+//!     while let Some(event) = events.next().await {
+//!         match event {
+//!             NodeEvent::Mesh(MeshEvent::Update(u)) => println!("{} = {}", u.key, u.value.to_json()),
+//!             NodeEvent::Mesh(MeshEvent::SyncedAll { .. }) => {
+//!                 for p in member.peers().await {
+//!                     println!("{}: {} rtt {:?}", p.id, p.link.state.name(), p.link.stats.rtt);
+//!                 }
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//! ```
+//!
+//! ## Two replicas over TCP: [`Replicator`]
+//!
+//! A driver task owns the sans-IO [`Replica`]; each TCP link has a reader task and a
+//! writer task that only move bytes (scuttlebutt's JSON lines, or postcard).
 //!
 //! ```no_run
 //! use rtc_mesh_smol::{Replicator, ReplicatorOptions};

@@ -493,6 +493,15 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         Ok(a) => a,
         Err(e) => return Err(Usage(e.to_string())),
     };
+    // A given server must answer now; once joined, the client reconnects through
+    // outages by itself.
+    if !default_url {
+        if let Err(e) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            return Ok(fail(format!(
+                "cannot reach the signalling server {url} ({addr}): {e}"
+            )));
+        }
+    }
     // Without --signal: start a switchboard on the default address when none runs.
     let embedded = if default_url && std::net::TcpStream::connect(addr).is_err() {
         match smol::block_on(rtc_mesh_smol::switchboard::Server::bind(

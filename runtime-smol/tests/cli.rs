@@ -107,11 +107,55 @@ fn bad_arguments_exit_with_code_2() {
             "127.0.0.1:1",
         ],
         vec!["frobnicate"],
+        vec!["demo", "--peers", "1"],
+        vec!["demo", "--codec", "xml"],
+        vec!["join", "room", "--runtime", "tokio"],
+        vec!["serve", "--runtime", "tokio"],
     ] {
         let out = rtc_mesh().args(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}: no message");
     }
+}
+
+#[test]
+fn an_unreachable_signalling_server_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = rtc_mesh()
+        .args([
+            "join",
+            "room",
+            "--signal",
+            &format!("ws://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the signalling server"), "{err}");
+    // A UDP port in use is one too (the listener stands in for a server: it is reached).
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let out = rtc_mesh()
+        .args([
+            "join",
+            "room",
+            "--bind",
+            &taken.local_addr().unwrap().to_string(),
+        ])
+        .args([
+            "--signal",
+            &format!("ws://{}/", server.local_addr().unwrap()),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot bind UDP"), "{err}");
 }
 
 #[test]
@@ -132,14 +176,23 @@ fn an_unreachable_peer_is_a_clear_error() {
 }
 
 #[test]
-fn the_demo_converges() {
+fn the_demo_meshes_over_webrtc_and_converges() {
     let out = rtc_mesh()
-        .args(["demo", "--peers", "3", "--keys", "200"])
+        .args(["demo", "--peers", "4", "--keys", "200"])
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("replicas equal: yes"), "{text}");
+    assert!(
+        text.contains("4 peers joined and linked (6 data channels)"),
+        "{text}"
+    );
+    assert!(text.contains("every peer holds 800 keys"), "{text}");
+    assert!(text.contains("stores equal: yes"), "{text}");
+    // peer-0's three links, open, with a round trip measured.
+    let links: Vec<&str> = text.lines().filter(|l| l.contains(" open ")).collect();
+    assert_eq!(links.len(), 3, "{text}");
+    assert!(links.iter().all(|l| l.contains(" ms ")), "{text}");
 }
 
 #[test]

@@ -1,8 +1,36 @@
 //! # rtc-mesh-std
 //!
-//! rtc-mesh on plain `std`: threads, blocking sockets and `std::sync::mpsc`. A driver
-//! thread owns the sans-IO [`Replica`] of `rtc-mesh-core`; each TCP link has a reader
-//! thread and a writer thread that only move bytes. No protocol decision lives here.
+//! rtc-mesh on plain `std`: threads, blocking sockets and `std::sync::mpsc`. No
+//! protocol decision lives here.
+//!
+//! ## A room over WebRTC: [`mesh::join`]
+//!
+//! A driver thread owns core's `Node`, one UDP socket (with a reader thread) and one
+//! signalling connection; events come on a `Receiver`.
+//!
+//! ```no_run
+//! use rtc_mesh_core::mesh::MeshEvent;
+//! use rtc_mesh_core::node::NodeEvent;
+//! use rtc_mesh_core::Value;
+//! use rtc_mesh_std::mesh::{join, JoinOptions};
+//!
+//! let (member, events) = join(JoinOptions::new("lobby", "ws://127.0.0.1:3000/")).unwrap();
+//! member.set("greeting", Value::from("hello")).unwrap();
+//! for event in events {
+//!     if let NodeEvent::Mesh(MeshEvent::Update(u)) = event {
+//!         println!("{} = {}", u.key, u.value.to_json());
+//!         println!("keys now: {:?}", member.keys());
+//!     }
+//! }
+//! ```
+//!
+//! For a custom event loop, drive `rtc_mesh_core::node::Node` yourself (its docs show
+//! one); [`mesh::answer`] answers the same requests these members take.
+//!
+//! ## Two replicas over TCP: [`Replicator`]
+//!
+//! A driver thread owns the sans-IO [`Replica`]; each TCP link has a reader thread and a
+//! writer thread that only move bytes.
 //!
 //! ```no_run
 //! use rtc_mesh_std::{Replicator, ReplicatorOptions};

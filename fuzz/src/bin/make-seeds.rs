@@ -260,6 +260,18 @@ fn switchboard_seeds() -> Vec<(&'static str, Ops)> {
 }
 
 fn main() {
+    // STUN: the answer to the fuzz target's own request (seed 1), and that request.
+    {
+        use rtc_mesh_core::stun::{binding_success, StunClient};
+        let server = "127.0.0.1:3478".parse().expect("literal");
+        let mut c = StunClient::new(vec![server], 1);
+        c.start(std::time::Instant::now());
+        let (_, request) = c.poll_transmit().expect("a request");
+        let answer = binding_success(&request, "203.0.113.5:61000".parse().expect("literal"))
+            .expect("a binding request");
+        write("stun", "answer", &answer);
+        write("stun", "request", &request);
+    }
     for (i, c) in encode(Codec::Json, Framing::Stream, 16 * 1024)
         .iter()
         .enumerate()

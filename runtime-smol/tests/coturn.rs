@@ -1,0 +1,168 @@
+//! Our STUN binding client against a real STUN server: Debian's coturn, on loopback.
+//! (scripts/test.sh installs it.) On loopback no NAT is in between, so the mapped
+//! address a server reports is our own socket's address.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::mesh::MeshEvent;
+use rtc_mesh_core::node::NodeEvent;
+use rtc_mesh_core::stun::{StunClient, StunEvent};
+use rtc_mesh_core::Value;
+use rtc_mesh_smol::mesh::{join, JoinOptions};
+use rtc_mesh_smol::switchboard::Server;
+use smol::future::FutureExt;
+
+/// coturn in STUN-only mode on a free loopback port; killed on drop.
+struct Coturn {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Coturn {
+    fn start() -> Coturn {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("turnserver")
+            .args(["-n", "-L", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--stun-only", "--no-tls", "--no-dtls", "--no-cli", "-z"])
+            .args(["--log-file", "stdout", "--no-software-attribute"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver (Debian package coturn) runs; scripts/test.sh installs it");
+        Coturn {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Drives a StunClient over a real socket until it reports.
+fn ask(client: &mut StunClient, sock: &UdpSocket) -> StunEvent {
+    let mut buf = [0u8; 1500];
+    client.start(Instant::now());
+    loop {
+        while let Some((to, data)) = client.poll_transmit() {
+            sock.send_to(&data, to).unwrap();
+        }
+        if let Some(e) = client.poll_event() {
+            return e;
+        }
+        let wait = client
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(1));
+        sock.set_read_timeout(Some(wait)).unwrap();
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                client.handle_datagram(Instant::now(), from, &buf[..n]);
+            }
+            Err(_) => client.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+#[test]
+fn coturn_tells_our_client_its_address() {
+    let coturn = Coturn::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut client = StunClient::new(vec![coturn.addr], 42);
+    // Retransmissions cover coturn's start-up.
+    client.max_sends = 8;
+    let e = ask(&mut client, &sock);
+    assert_eq!(
+        e,
+        StunEvent::Mapped {
+            server: coturn.addr,
+            mapped: sock.local_addr().unwrap()
+        }
+    );
+}
+
+async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    f.or(async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        panic!("timed out: {what}")
+    })
+    .await
+}
+
+#[test]
+fn members_with_a_stun_server_learn_their_address_and_mesh() {
+    let coturn = Coturn::start();
+    // coturn is up once it answers.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut c = StunClient::new(vec![coturn.addr], 7);
+    c.max_sends = 8;
+    assert!(matches!(ask(&mut c, &probe), StunEvent::Mapped { .. }));
+    smol::block_on(async {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        let mut members = Vec::new();
+        for id in ["s1", "s2"] {
+            let mut o = JoinOptions::new("stun", url.clone());
+            o.id = Some(id.into());
+            // Either spelling.
+            o.stun_servers = vec![if id == "s1" {
+                format!("stun:{}", coturn.addr)
+            } else {
+                coturn.addr.to_string()
+            }];
+            members.push(join(o).await.unwrap());
+        }
+        for (m, events) in &members {
+            let local = m.local_addr();
+            let (mut mapped, mut synced) = (false, false);
+            within(20, "stun answer and sync", async {
+                while !(mapped && synced) {
+                    match events.recv().await.unwrap() {
+                        NodeEvent::Stun(StunEvent::Mapped { mapped: a, server }) => {
+                            assert_eq!((a, server), (local, coturn.addr));
+                            mapped = true;
+                        }
+                        NodeEvent::Stun(other) => panic!("{other:?}"),
+                        NodeEvent::Mesh(MeshEvent::SyncedAll { .. }) => synced = true,
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+        }
+        members[0].0.set("k", Value::from(1.0)).await.unwrap();
+        within(10, "the write", async {
+            while members[1].0.get("k").await.is_none() {
+                members[1].1.recv().await.unwrap();
+            }
+        })
+        .await;
+        for (m, _) in members {
+            m.close().await;
+        }
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn a_stun_server_that_does_not_resolve_is_a_join_error() {
+    smol::block_on(async {
+        let mut o = JoinOptions::new("stun", "ws://127.0.0.1:9/");
+        o.stun_servers = vec!["stun:no-port-given".into()];
+        let err = join(o).await.err().expect("refused");
+        assert!(err.to_string().contains("no-port-given"), "{err}");
+    });
+}
