@@ -201,6 +201,12 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
                 .await;
             return;
         }
+        Request::Asset(asset) => {
+            let _ = stream
+                .write_all(http::asset_response(asset).as_bytes())
+                .await;
+            return;
+        }
         Request::Refuse(status) => {
             let _ = stream
                 .write_all(http::error_response(status).as_bytes())

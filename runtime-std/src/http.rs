@@ -1,5 +1,6 @@
 //! The little HTTP a switchboard port speaks, shared by both runtimes: a request head
-//! parsed with `httparse`, then either a WebSocket upgrade, `GET /health` or an error.
+//! parsed with `httparse`, then either a WebSocket upgrade, `GET /health`, the demo page
+//! and its browser client (`GET /`, `GET /mesh.js`, embedded in the binary) or an error.
 
 use std::time::Duration;
 
@@ -19,9 +20,32 @@ pub enum Request {
     },
     /// `GET /health`.
     Health,
+    /// An embedded file: the demo page or the browser client.
+    Asset(&'static Asset),
     /// Anything else: answer with this status line and close.
     Refuse(&'static str),
 }
+
+/// A file embedded in the binary and served on the switchboard's port.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Asset {
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its text.
+    pub body: &'static str,
+}
+
+/// The demo page (`GET /`, `GET /index.html`): pick a room with `?room=NAME`.
+pub static INDEX_HTML: Asset = Asset {
+    content_type: "text/html; charset=utf-8",
+    body: include_str!("../web/index.html"),
+};
+
+/// The browser client, an ES module (`GET /mesh.js`).
+pub static MESH_JS: Asset = Asset {
+    content_type: "text/javascript; charset=utf-8",
+    body: include_str!("../web/mesh.js"),
+};
 
 /// Parses a request head from `buf`: `Ok(None)` while incomplete, else the request
 /// and the head's length (bytes after it belong to the WebSocket).
@@ -62,6 +86,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, &'static str> 
     Ok(Some((
         match path {
             "/health" => Request::Health,
+            "/" | "/index.html" => Request::Asset(&INDEX_HTML),
+            "/mesh.js" => Request::Asset(&MESH_JS),
             _ => Request::Refuse("404 Not Found"),
         },
         n,
@@ -81,6 +107,16 @@ pub fn json_response(body: &str) -> String {
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
+    )
+}
+
+/// A complete response carrying `asset` (the connection closes after it).
+pub fn asset_response(asset: &Asset) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n{}",
+        asset.content_type,
+        asset.body.len(),
+        asset.body
     )
 }
 
@@ -125,6 +161,18 @@ mod tests {
         );
         let h = b"GET /health HTTP/1.1\r\n\r\n";
         assert_eq!(parse_head(h).unwrap().unwrap().0, Request::Health);
+        for (path, asset) in [
+            ("/", &INDEX_HTML),
+            ("/?room=x", &INDEX_HTML),
+            ("/mesh.js", &MESH_JS),
+        ] {
+            let h = format!("GET {path} HTTP/1.1\r\n\r\n");
+            assert_eq!(
+                parse_head(h.as_bytes()).unwrap().unwrap().0,
+                Request::Asset(asset)
+            );
+        }
+        assert!(asset_response(&MESH_JS).contains("Content-Type: text/javascript"));
         assert_eq!(parse_head(b"GET /he").unwrap(), None);
         assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
         assert_eq!(

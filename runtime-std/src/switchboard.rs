@@ -200,6 +200,10 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
             let _ = stream.write_all(http::json_response(&body).as_bytes());
             return;
         }
+        Request::Asset(asset) => {
+            let _ = stream.write_all(http::asset_response(asset).as_bytes());
+            return;
+        }
         Request::Refuse(status) => {
             let _ = stream.write_all(http::error_response(status).as_bytes());
             return;
