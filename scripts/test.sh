@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every rtc-mesh test on a fresh machine: installs what the tests need (Node.js, the
-# pinned npm packages of the interop tests, coturn), then checks formatting and lints, runs
+# pinned npm packages of the interop tests, coturn, Chromium and Firefox ESR), then checks formatting and lints, runs
 # the Rust tests (unit, property, integration, interop) and type-checks the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +21,17 @@ if ! command -v turnserver >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null
 fi
 
+# Debian's Chromium and Firefox ESR run the browser tests (headless, driven by
+# playwright-core and puppeteer-core from npm; no browser is ever downloaded).
+if ! command -v chromium >/dev/null || ! command -v firefox-esr >/dev/null; then
+  echo "== installing chromium and firefox-esr (Debian packages)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium firefox-esr >/dev/null
+fi
+
 echo "== npm packages of the interop tests (pinned by tests/interop/package-lock.json)"
-(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/interop && PUPPETEER_SKIP_DOWNLOAD=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+  npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -949,9 +949,15 @@ export class Member {
 
   newPc(peer) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    // Candidates go out after our SDP (a peer drops candidates for a negotiation it
+    // has not heard of): held until `sdpSent`.
+    pc.held = [];
+    pc.sdpSent = false;
     pc.onicecandidate = (e) => {
       if (!e.candidate || !e.candidate.candidate) return;
-      this.signal(encodeSignal('mesh:candidate', this.id, [e.candidate.toJSON()], peer));
+      const text = encodeSignal('mesh:candidate', this.id, [e.candidate.toJSON()], peer);
+      if (pc.sdpSent) this.signal(text);
+      else pc.held.push(text);
     };
     pc.onconnectionstatechange = () => {
       const p = this.peers.get(peer);
@@ -959,6 +965,13 @@ export class Member {
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.linkClosed(peer);
     };
     return pc;
+  }
+
+  /** Sends our SDP, then the candidates found meanwhile. */
+  sendSdp(peer, pc, type) {
+    this.signal(encodeSignal('mesh:sdp', this.id, [{ type, sdp: pc.localDescription.sdp, incarnation: this.incarnation }], peer));
+    pc.sdpSent = true;
+    for (const t of pc.held.splice(0)) this.signal(t);
   }
 
   offer(peer) {
@@ -978,9 +991,7 @@ export class Member {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         if (p.pc !== pc) return;
-        this.signal(
-          encodeSignal('mesh:sdp', this.id, [{ type: 'offer', sdp: pc.localDescription.sdp, incarnation: this.incarnation }], peer),
-        );
+        this.sendSdp(peer, pc, 'offer');
       } catch (e) {
         if (p.pc === pc) this.linkClosed(peer);
       }
@@ -1014,9 +1025,7 @@ export class Member {
             const answer = await pc.createAnswer();
             await pc.setLocalDescription(answer);
             if (p.pc !== pc) return;
-            this.signal(
-              encodeSignal('mesh:sdp', this.id, [{ type: 'answer', sdp: pc.localDescription.sdp, incarnation: this.incarnation }], from),
-            );
+            this.sendSdp(from, pc, 'answer');
           } catch (e) {
             if (p.pc === pc) this.linkClosed(from);
           }

@@ -1,0 +1,62 @@
+//! Browser peers: the browser client's own tests in Node (the encoding vectors the Rust
+//! implementation passes, and the store's rules), then Debian's Chromium and Firefox ESR,
+//! headless, meshing with native `rtc-mesh join` processes through `rtc-mesh serve`
+//! (tests/interop/browser-mesh.js says what is proven). scripts/test.sh installs the
+//! browsers and the npm packages that drive them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::interop_dir;
+
+fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../runtime-std/web")
+}
+
+#[test]
+fn the_browser_client_passes_the_shared_vectors_in_node() {
+    let out = Command::new("node")
+        .current_dir(web_dir())
+        .args(["--test", "tests/"])
+        .output()
+        .expect("node runs (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("# fail 0"), "{text}");
+}
+
+#[test]
+fn chromium_firefox_and_native_peers_mesh() {
+    let shots = std::env::temp_dir().join(format!("rtc-mesh-shots-{}", std::process::id()));
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .current_dir(interop_dir())
+        .arg("browser-mesh.js")
+        .args(["--rtc-mesh", env!("CARGO_BIN_EXE_rtc-mesh")])
+        .arg("--shots")
+        .arg(&shots)
+        .output()
+        .expect("node runs (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    assert!(out.status.success(), "{text}\n{err}");
+    for proof in [
+        "trio converged on 4 keys",
+        "screenshot:",
+        "late native peer received all 4 keys",
+        "native reported it left",
+        "pages alone synced through each other",
+    ] {
+        assert!(text.contains(proof), "missing {proof:?}:\n{text}\n{err}");
+    }
+    let shot = shots.join("demo-page-three-peers.png");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "a real PNG");
+    let _ = std::fs::remove_dir_all(&shots);
+}

@@ -1,0 +1,283 @@
+'use strict'
+// Browser pages (Debian's Chromium and Firefox ESR, headless) and native `rtc-mesh join`
+// processes in one room, through an `rtc-mesh serve` switchboard (started here) that also
+// serves the demo page. Run by runtime-smol/tests/browser.rs; by hand:
+//
+//   node browser-mesh.js --rtc-mesh PATH [--shots DIR]
+//   node browser-mesh.js --rtc-mesh PATH --measure
+//
+// As root it runs in a network namespace of its own with only loopback up (browsers
+// otherwise gather and may use the machine's other addresses), so everything, the
+// switchboard and native peers included, talks over 127.0.0.1.
+//
+// The test mode proves: a native peer, a Chromium page and a Firefox page converge on
+// writes made on all three (a large value among them, fragmented); a value past the
+// maximum is a clear error on the page; a late native peer receives everything; a page
+// closing is reported as left by the native peer within 6 s; a Chromium page and a
+// Firefox page alone sync through each other; a screenshot of the demo page with three
+// peers, its table checked through the DOM. The measure mode prints, for each engine, a
+// browser-native pair's join-until-synced time and the update rate from a page to a
+// native peer. Exit code 0 on success, 1 with a message otherwise.
+
+const { spawn } = require('child_process')
+const readline = require('readline')
+const fs = require('fs')
+const os = require('os')
+const path = require('path')
+const { launch, isolateNetwork } = require('./browsers')
+
+const args = process.argv.slice(2)
+function opt (name, dflt) {
+  const i = args.indexOf(name)
+  return i >= 0 ? args[i + 1] : dflt
+}
+const RTC_MESH = opt('--rtc-mesh')
+let BASE = null
+let SIGNAL = null
+const SHOTS = opt('--shots', fs.mkdtempSync(path.join(os.tmpdir(), 'rtc-mesh-shots-')))
+const MEASURE = args.includes('--measure')
+if (!RTC_MESH) {
+  console.error('usage: node browser-mesh.js --rtc-mesh PATH [--measure] [--shots DIR]')
+  process.exit(2)
+}
+
+function fail (msg) {
+  throw new Error(msg)
+}
+
+function sleep (ms) {
+  return new Promise(function (resolve) { setTimeout(resolve, ms) })
+}
+
+// A native peer: `rtc-mesh join ROOM --json`, its events read line by line.
+class Native {
+  constructor (room, id) {
+    this.id = id
+    this.events = []
+    this.waiters = []
+    this.proc = spawn(RTC_MESH, ['join', room, '--signal', SIGNAL, '--id', id, '--json'], {
+      stdio: ['pipe', 'pipe', 'inherit']
+    })
+    this.exited = new Promise((resolve) => this.proc.on('exit', resolve))
+    readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
+      let e
+      try { e = JSON.parse(line) } catch (_) { return }
+      e.at = Date.now()
+      this.events.push(e)
+      for (const w of this.waiters.slice()) w()
+    })
+  }
+
+  send (cmd) {
+    this.proc.stdin.write(JSON.stringify(cmd) + '\n')
+  }
+
+  // Waits for an event (seen already, or to come) matching `pred`.
+  wait (what, pred, ms) {
+    return new Promise((resolve, reject) => {
+      let from = 0
+      const check = () => {
+        for (; from < this.events.length; from++) {
+          if (pred(this.events[from])) {
+            done()
+            resolve(this.events[from])
+            return true
+          }
+        }
+        return false
+      }
+      const timer = setTimeout(() => { done(); reject(new Error(`native ${this.id}: no ${what} in ${ms} ms`)) }, ms)
+      const done = () => { clearTimeout(timer); this.waiters = this.waiters.filter((w) => w !== check) }
+      if (!check()) this.waiters.push(check)
+    })
+  }
+
+  async dump () {
+    const n = this.events.length
+    this.send({ op: 'dump' })
+    const e = await this.wait('dump', (e) => e.event === 'dump' && this.events.indexOf(e) >= n, 10000)
+    return e.data
+  }
+
+  async close () {
+    this.send({ op: 'close' })
+    this.proc.stdin.end()
+    await Promise.race([this.exited, sleep(5000).then(() => this.proc.kill('SIGKILL'))])
+  }
+}
+
+// Key order aside (pages and natives both list keys in byte order), deep equality.
+function same (a, b) {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+async function openPage (browser, room, id) {
+  const page = await browser.newPage()
+  page.onConsole(function (m) {
+    if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${id}] ${m.text}`)
+  })
+  await page.goto(`${BASE}?room=${room}&id=${id}`)
+  return page
+}
+
+// Every page sees `n` peers, each with an open, synced link.
+function meshedOn (page, n, ms) {
+  return page.waitForFunction(function (n) {
+    const l = window.member && window.member.peerList()
+    return !!l && l.length === n && l.every(function (p) { return p.state === 'open' && p.synced })
+  }, { timeout: ms }, n)
+}
+
+async function converge (natives, pages, nKeys, ms) {
+  const deadline = Date.now() + ms
+  let last = ''
+  while (Date.now() < deadline) {
+    const snaps = []
+    for (const n of natives) snaps.push(await n.dump())
+    for (const p of pages) snaps.push(await p.evaluate(function () { return window.member.snapshot() }))
+    if (Object.keys(snaps[0]).length === nKeys && snaps.every(function (s) { return same(s, snaps[0]) })) return snaps[0]
+    last = snaps.map(function (s) { return Object.keys(s).join(',') }).join(' | ')
+    await sleep(100)
+  }
+  fail(`no convergence on ${nKeys} keys in ${ms} ms: ${last}`)
+}
+
+async function testMode (chromium, firefox) {
+  // 1. A native peer, a Chromium page and a Firefox page.
+  const native = new Native('trio', 'native')
+  await native.wait('ready', (e) => e.event === 'ready', 10000)
+  const pc = await openPage(chromium, 'trio', 'pchromium')
+  const pf = await openPage(firefox, 'trio', 'pfirefox')
+  await meshedOn(pc, 2, 20000)
+  await meshedOn(pf, 2, 20000)
+  await native.wait('synced_all with both pages', (e) => e.event === 'synced_all' && e.peers.length === 2, 20000)
+  console.log('trio meshed: native, chromium, firefox')
+
+  native.send({ op: 'set', key: 'from-native', value: { n: 1 } })
+  await pc.evaluate(function () { window.member.set('from-chromium', ['c', 2]) })
+  await pf.evaluate(function () { window.member.set('from-firefox', 'f\u00e9\ud83d\ude00') })
+  // A value far larger than a data channel message: it travels in pieces.
+  await pc.evaluate(function () { window.member.set('large', 'x'.repeat(300000) + '\u00e9') })
+  // Past the maximum: a clear error, nothing written.
+  const err = await pf.evaluate(function () {
+    try { window.member.set('too-large', 'y'.repeat(2 << 20)); return null } catch (e) { return e.code + ': ' + e.message }
+  })
+  if (!err || !err.startsWith('value_too_large')) fail(`an oversize value was not refused: ${err}`)
+  // A delete from a page.
+  await pf.evaluate(function () { window.member.set('gone', 1); window.member.delete('gone') })
+  const data = await converge([native], [pc, pf], 4, 20000)
+  if (data.large.length !== 300001) fail('the large value arrived damaged')
+  console.log('trio converged on 4 keys (one of 300 KB); the oversize value was refused: ' + err)
+
+  // The demo page with three peers (itself and two), checked through the DOM.
+  await pc.waitForFunction(function () {
+    return document.querySelectorAll('#table tbody tr').length === 4 &&
+      document.querySelectorAll('#peers tbody tr').length === 2
+  }, { timeout: 5000 })
+  const dom = await pc.evaluate(function () {
+    return {
+      keys: Array.from(document.querySelectorAll('#table tbody tr td.key')).map(function (td) { return td.textContent }),
+      peers: Array.from(document.querySelectorAll('#peers tbody tr')).map(function (tr) { return tr.textContent }),
+      native: document.querySelector('#table tbody tr[data-key="from-native"] td.value').textContent
+    }
+  })
+  if (!same(dom.keys, ['from-chromium', 'from-firefox', 'from-native', 'large'])) fail(`table keys: ${dom.keys}`)
+  if (dom.native !== '{"n":1}') fail(`table value: ${dom.native}`)
+  if (!dom.peers.every(function (t) { return t.includes('open, synced') })) fail(`peers: ${dom.peers}`)
+  const shot = path.join(SHOTS, 'demo-page-three-peers.png')
+  await pc.screenshot(shot)
+  console.log(`screenshot: ${shot}; table ${dom.keys.join(', ')}; peers ${dom.peers.length}`)
+
+  // 2. A native peer that joins late receives everything.
+  const late = new Native('trio', 'late')
+  await late.wait('synced_all with all three', (e) => e.event === 'synced_all' && e.peers.length === 3, 20000)
+  if (!same(await late.dump(), data)) fail('the late native peer did not receive everything')
+  console.log('late native peer received all 4 keys')
+  await late.close()
+
+  // 3. The Firefox page closes: the native peer reports it left within 6 s.
+  const t0 = Date.now()
+  await pf.close()
+  const left = await native.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox', 6000)
+  console.log(`firefox page closed: native reported it left (${left.reason}) after ${left.at - t0} ms`)
+  await pc.close()
+  await native.close()
+
+  // 4. A Chromium page and a Firefox page alone.
+  const a = await openPage(chromium, 'pair', 'achromium')
+  const b = await openPage(firefox, 'pair', 'bfirefox')
+  await meshedOn(a, 1, 20000)
+  await meshedOn(b, 1, 20000)
+  await a.evaluate(function () { window.member.set('a', 1) })
+  await b.evaluate(function () { window.member.set('b', 2) })
+  await converge([], [a, b], 2, 10000)
+  console.log('chromium and firefox pages alone synced through each other')
+  await a.close()
+  await b.close()
+}
+
+async function measureMode (browsers) {
+  for (const browser of browsers) {
+    const room = `measure-${browser.engine}`
+    const native = new Native(room, 'native')
+    await native.wait('ready', (e) => e.event === 'ready', 10000)
+    // Join until synced: from opening the page until both sides report the link synced.
+    const t0 = Date.now()
+    const page = await openPage(browser, room, 'page')
+    await meshedOn(page, 1, 20000)
+    await native.wait('synced', (e) => e.event === 'synced' && e.peer === 'page', 20000)
+    const joinMs = Date.now() - t0
+    // Updates per second from the page to the native peer: 100-byte values.
+    const n = 20000
+    const t1 = Date.now()
+    await page.evaluate(function (n) {
+      const v = 'v'.repeat(100)
+      for (let i = 0; i < n; i++) window.member.set('k' + i, v)
+    }, n)
+    await native.wait(`update k${n - 1}`, (e) => e.event === 'update' && e.key === `k${n - 1}`, 60000)
+    const secs = (Date.now() - t1) / 1000
+    console.log(`${browser.engine} ${browser.version || ''}: join until synced ${joinMs} ms (page load included); ` +
+      `${n} updates page -> native in ${secs.toFixed(2)} s = ${Math.round(n / secs)} updates/s`)
+    await page.close()
+    await native.close()
+  }
+}
+
+// `rtc-mesh serve` on a free loopback port; resolves to the process once it listens.
+function serve () {
+  return new Promise(function (resolve, reject) {
+    const proc = spawn(RTC_MESH, ['serve', '--listen', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    proc.on('error', reject)
+    proc.on('exit', function (code) { reject(new Error(`rtc-mesh serve exited with ${code}`)) })
+    readline.createInterface({ input: proc.stdout }).once('line', function (line) {
+      const addr = JSON.parse(line).addr
+      BASE = `http://${addr}/`
+      SIGNAL = `ws://${addr}/`
+      resolve(proc)
+    })
+  })
+}
+
+async function main () {
+  const isolated = await isolateNetwork()
+  console.log(isolated ? 'in a network namespace of its own (loopback only)' : 'in the host network namespace')
+  const server = await serve()
+  const chromium = await launch('chromium')
+  const firefox = await launch('firefox')
+  try {
+    if (MEASURE) await measureMode([chromium, firefox])
+    else await testMode(chromium, firefox)
+  } finally {
+    await chromium.close()
+    await firefox.close()
+    server.kill()
+  }
+}
+
+main().then(function () {
+  console.log('ok')
+  process.exit(0)
+}, function (e) {
+  console.error('FAILED: ' + (e && e.stack || e))
+  process.exit(1)
+})
