@@ -169,6 +169,30 @@ async function testMode (chromium, firefox) {
   if (data.large.length !== 300001) fail('the large value arrived damaged')
   console.log('trio converged on 4 keys (one of 300 KB); the oversize value was refused: ' + err)
 
+  // N-1 messages per write across engines: three writes, each received exactly twice.
+  const received = async function () {
+    let n = 0
+    for (const p of [pc, pf]) {
+      n += await p.evaluate(function () {
+        return window.member.peerList().reduce(function (a, p) { return a + (p.stats ? p.stats.updatesIn : 0) }, 0)
+      })
+    }
+    const before = native.events.length
+    native.send({ op: 'peers' })
+    const e = await native.wait('peers', (e) => e.event === 'peers' && native.events.indexOf(e) >= before, 10000)
+    return n + e.peers.reduce(function (a, p) { return a + p.updates_in }, 0)
+  }
+  const r0 = await received()
+  native.send({ op: 'set', key: 'w-native', value: 1 })
+  await pc.evaluate(function () { window.member.set('w-chromium', 2) })
+  await pf.evaluate(function () { window.member.set('w-firefox', 3) })
+  await converge([native], [pc, pf], 7, 20000)
+  const messages = (await received()) - r0
+  if (messages !== 6) fail(`3 writes in a full mesh of 3 cost ${messages} messages, not 6`)
+  console.log('3 writes in the mixed full mesh of 3 cost 6 messages (N-1 each)')
+  for (const k of ['w-native', 'w-chromium', 'w-firefox']) native.send({ op: 'delete', key: k })
+  await converge([native], [pc, pf], 4, 20000)
+
   // The demo page with three peers (itself and two), checked through the DOM.
   await pc.waitForFunction(function () {
     return document.querySelectorAll('#table tbody tr').length === 4 &&
