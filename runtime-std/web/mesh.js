@@ -901,6 +901,7 @@ export class Member {
         synced: false,
         pending: [],
         queue: [],
+        head: 0,
       };
       this.peers.set(from, p);
     }
@@ -1112,6 +1113,7 @@ export class Member {
     const p = this.peers.get(peer);
     if (!p || p.state === 'open') return;
     p.queue = [];
+    p.head = 0;
     p.link = this.replica.openLink((line) => {
       p.queue.push(line);
       this.scheduleFlush(p);
@@ -1139,21 +1141,33 @@ export class Member {
   flush(p) {
     const dc = p.dc;
     if (!dc || dc.readyState !== 'open') return;
-    while (p.queue.length && dc.bufferedAmount < HIGH_WATER) {
+    // `p.queue` is consumed from `p.head` (shifting a long array costs its length).
+    const q = p.queue;
+    while (p.head < q.length && dc.bufferedAmount < HIGH_WATER) {
       let msg = '';
-      while (p.queue.length && msg.length + p.queue[0].length <= CHUNK) msg += p.queue.shift();
-      if (!msg) {
-        // One line longer than a message: split it (never inside a character).
-        const line = p.queue.shift();
-        const parts = chunks(line, CHUNK);
-        p.queue.unshift(...parts);
+      if (q[p.head].length > CHUNK) {
+        // One line longer than a message: it goes in pieces (never inside a character).
+        for (const piece of chunks(q[p.head++], CHUNK)) this.sendOn(dc, piece);
         continue;
       }
-      try {
-        dc.send(msg);
-      } catch {
-        return;
-      }
+      while (p.head < q.length && msg.length + q[p.head].length <= CHUNK) msg += q[p.head++];
+      if (!this.sendOn(dc, msg)) return;
+    }
+    if (p.head === q.length) {
+      q.length = 0;
+      p.head = 0;
+    } else if (p.head > 4096) {
+      q.splice(0, p.head);
+      p.head = 0;
+    }
+  }
+
+  sendOn(dc, msg) {
+    try {
+      dc.send(msg);
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -1206,6 +1220,7 @@ export class Member {
     p.retryAt = retryAt;
     p.synced = false;
     p.queue = [];
+    p.head = 0;
   }
 
   backoff(failures) {
