@@ -193,6 +193,18 @@ async function testMode (chromium, firefox) {
   for (const k of ['w-native', 'w-chromium', 'w-firefox']) native.send({ op: 'delete', key: k })
   await converge([native], [pc, pf], 4, 20000)
 
+  // The page's own controls: a key set through the form, then deleted with its button.
+  await pc.evaluate(function () {
+    document.getElementById('key').value = 'from-form'
+    document.getElementById('value').value = '{"typed":true}'
+    document.querySelector('#edit button[type=submit]').click()
+  })
+  await native.wait('the form write', (e) => e.event === 'update' && e.key === 'from-form' && !e.deleted, 10000)
+  await pc.waitForFunction(function () { return !!document.querySelector('#table tbody tr[data-key="from-form"] button:last-child') }, { timeout: 5000 })
+  await pc.evaluate(function () { document.querySelector('#table tbody tr[data-key="from-form"] button:last-child').click() })
+  await native.wait('the delete button', (e) => e.event === 'update' && e.key === 'from-form' && e.deleted, 10000)
+  console.log('the page form set a key and its delete button deleted it, seen by the native peer')
+
   // The demo page with three peers (itself and two), checked through the DOM.
   await pc.waitForFunction(function () {
     return document.querySelectorAll('#table tbody tr').length === 4 &&
