@@ -1086,7 +1086,10 @@ export class Member {
       this.linkOpen(peer, dc);
     };
     dc.onmessage = (e) => {
-      if (p.pc !== pc || p.link === null) return;
+      if (p.pc !== pc) return;
+      // A message can come before this side's `open` event (the remote opened first).
+      if (p.link === null) this.linkOpen(peer, dc);
+      if (p.link === null) return;
       p.lastHeard = Date.now();
       const s = this.replica.session(p.link);
       if (s) s.stats.bytesIn += typeof e.data === 'string' ? byteLength(e.data) : e.data.byteLength;

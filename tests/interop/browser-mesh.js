@@ -120,12 +120,29 @@ async function openPage (browser, room, id) {
   return page
 }
 
-// Every page sees `n` peers, each with an open, synced link.
-function meshedOn (page, n, ms) {
-  return page.waitForFunction(function (n) {
-    const l = window.member && window.member.peerList()
-    return !!l && l.length === n && l.every(function (p) { return p.state === 'open' && p.synced })
-  }, { timeout: ms }, n)
+// Every page sees `n` peers, each with an open, synced link. On a timeout, says how far
+// each connection got.
+async function meshedOn (page, n, ms) {
+  try {
+    return await page.waitForFunction(function (n) {
+      const l = window.member && window.member.peerList()
+      return !!l && l.length === n && l.every(function (p) { return p.state === 'open' && p.synced })
+    }, { timeout: ms }, n)
+  } catch (e) {
+    const state = await page.evaluate(function () {
+      const m = window.member
+      if (!m) return 'no member'
+      return JSON.stringify(Array.from(m.peers.entries()).map(function (kv) {
+        const p = kv[1]
+        return {
+          peer: kv[0], present: p.present, state: p.state, offerer: p.offerer, failures: p.failures,
+          pc: p.pc && [p.pc.signalingState, p.pc.iceConnectionState, p.pc.connectionState],
+          dc: p.dc && p.dc.readyState, pending: p.pending && p.pending.length, ws: m.ws && m.ws.readyState
+        }
+      }))
+    }).catch(function (e2) { return String(e2) })
+    fail(`${e.message}; the page's peers: ${state}`)
+  }
 }
 
 async function converge (natives, pages, nKeys, ms) {
@@ -170,25 +187,42 @@ async function testMode (chromium, firefox) {
   console.log('trio converged on 4 keys (one of 300 KB); the oversize value was refused: ' + err)
 
   // N-1 messages per write across engines: three writes, each received exactly twice.
+  // Updates received per (receiver, sender) link.
   const received = async function () {
-    let n = 0
-    for (const p of [pc, pf]) {
-      n += await p.evaluate(function () {
-        return window.member.peerList().reduce(function (a, p) { return a + (p.stats ? p.stats.updatesIn : 0) }, 0)
+    const per = {}
+    for (const [name, p] of [['pchromium', pc], ['pfirefox', pf]]) {
+      const links = await p.evaluate(function () {
+        return window.member.peerList().map(function (p) { return [p.id, p.stats ? p.stats.updatesIn : 0] })
       })
+      for (const [from, n] of links) per[`${from}->${name}`] = n
     }
     const before = native.events.length
     native.send({ op: 'peers' })
     const e = await native.wait('peers', (e) => e.event === 'peers' && native.events.indexOf(e) >= before, 10000)
-    return n + e.peers.reduce(function (a, p) { return a + p.updates_in }, 0)
+    for (const p of e.peers) per[`${p.peer}->native`] = p.updates_in
+    return per
+  }
+  // Link reports are batched (each peer's timer): first every page link's remote must
+  // have said it hears both others directly.
+  for (const p of [pc, pf]) {
+    await p.waitForFunction(function () {
+      const links = Array.from(window.member.replica.links.values())
+      return links.length === 2 && links.every(function (l) { return l.reaches.size === 2 })
+    }, { timeout: 10000 })
   }
   const r0 = await received()
   native.send({ op: 'set', key: 'w-native', value: 1 })
   await pc.evaluate(function () { window.member.set('w-chromium', 2) })
   await pf.evaluate(function () { window.member.set('w-firefox', 3) })
   await converge([native], [pc, pf], 7, 20000)
-  const messages = (await received()) - r0
-  if (messages !== 6) fail(`3 writes in a full mesh of 3 cost ${messages} messages, not 6`)
+  const r1 = await received()
+  const delta = {}
+  let messages = 0
+  for (const k of Object.keys(r1)) {
+    delta[k] = r1[k] - (r0[k] || 0)
+    messages += delta[k]
+  }
+  if (messages !== 6) fail(`3 writes in a full mesh of 3 cost ${messages} messages, not 6: ${JSON.stringify(delta)}`)
   console.log('3 writes in the mixed full mesh of 3 cost 6 messages (N-1 each)')
   for (const k of ['w-native', 'w-chromium', 'w-firefox']) native.send({ op: 'delete', key: k })
   await converge([native], [pc, pf], 4, 20000)
