@@ -1087,6 +1087,7 @@ export class Member {
     };
     dc.onmessage = (e) => {
       if (p.pc !== pc) return;
+      p.heard = true;
       // A message can come before this side's `open` event (the remote opened first).
       if (p.link === null) this.linkOpen(peer, dc);
       if (p.link === null) return;
@@ -1117,6 +1118,11 @@ export class Member {
     if (!p || p.state === 'open') return;
     p.queue = [];
     p.head = 0;
+    // The side that did not create the channel speaks once it has heard the other:
+    // Firefox can drop what arrives just before its own `open` event. (The creator
+    // speaks at once; a silent creator is given 1 s.)
+    p.heard = p.offerer;
+    p.openedAt = Date.now();
     p.link = this.replica.openLink((line) => {
       p.queue.push(line);
       this.scheduleFlush(p);
@@ -1143,7 +1149,7 @@ export class Member {
   /** Moves queued lines onto the channel, in messages of at most CHUNK. */
   flush(p) {
     const dc = p.dc;
-    if (!dc || dc.readyState !== 'open') return;
+    if (!dc || dc.readyState !== 'open' || !p.heard) return;
     // `p.queue` is consumed from `p.head` (shifting a long array costs its length).
     const q = p.queue;
     while (p.head < q.length && dc.bufferedAmount < HIGH_WATER) {
@@ -1247,6 +1253,7 @@ export class Member {
     const now = Date.now();
     for (const [id, p] of [...this.peers.entries()]) {
       if (p.state === 'open') {
+        if (!p.heard && now - p.openedAt >= 1000) p.heard = true;
         if (p.incarnation !== null && now - p.lastHeard >= DEAD_MS) {
           this.dropConn(id, now + this.backoff(p.failures));
           this.setPresent(id, false, 'timeout');
