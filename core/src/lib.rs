@@ -77,6 +77,7 @@ pub mod mesh;
 #[cfg(feature = "webrtc")]
 pub mod node;
 pub mod replica;
+mod rng;
 pub mod session;
 pub mod signal;
 pub mod signal_client;

@@ -597,10 +597,7 @@ impl Mesh {
     }
 
     fn jitter(&mut self, d: Duration) -> Duration {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        d.mul_f64(0.5 + (self.rng >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
+        crate::rng::jitter(&mut self.rng, d)
     }
 
     fn backoff(&mut self, failures: u32) -> Duration {

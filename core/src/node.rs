@@ -487,10 +487,7 @@ impl Node {
     fn hex(&mut self, n: usize) -> String {
         let mut s = String::with_capacity(n);
         while s.len() < n {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            s.push_str(&format!("{:016x}", self.rng));
+            s.push_str(&format!("{:016x}", crate::rng::next(&mut self.rng)));
         }
         s.truncate(n);
         s

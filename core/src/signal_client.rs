@@ -178,11 +178,7 @@ impl SignalClient {
         }
         let was_connected = self.is_connected();
         // Jitter: 50-100% of the delay.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = 0.5 + (self.rng >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
-        let delay = self.backoff.mul_f64(frac);
+        let delay = crate::rng::jitter(&mut self.rng, self.backoff);
         self.backoff = (self.backoff * 2).min(self.config.max_backoff);
         self.state = State::Waiting(now + delay);
         if was_connected {

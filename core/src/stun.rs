@@ -114,12 +114,7 @@ impl StunClient {
     }
 
     fn next_trans(&mut self) -> u128 {
-        let mut half = || {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            self.rng
-        };
+        let mut half = || crate::rng::next(&mut self.rng);
         // 96 bits.
         ((half() as u128) << 32 | (half() >> 32) as u128) & ((1u128 << 96) - 1)
     }
