@@ -68,16 +68,6 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
 }
 
 impl Member {
-    /// Our peer id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The UDP address we listen on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     /// Sends `request` to the driver and waits for its answer (`None` once the
     /// driver has stopped). The typed calls below are built on it.
     pub async fn request(&self, request: Request) -> Option<Answer> {

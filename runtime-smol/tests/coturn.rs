@@ -2,6 +2,10 @@
 //! (scripts/test.sh installs it.) On loopback no NAT is in between, so the mapped
 //! address a server reports is our own socket's address.
 
+mod common;
+
+use common::within;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +16,6 @@ use rtc_mesh_core::stun::{StunClient, StunEvent};
 use rtc_mesh_core::Value;
 use rtc_mesh_smol::mesh::{join, JoinOptions};
 use rtc_mesh_smol::switchboard::Server;
-use smol::future::FutureExt;
 
 /// coturn in STUN-only mode on a free loopback port; killed on drop.
 struct Coturn {
@@ -90,14 +93,6 @@ fn coturn_tells_our_client_its_address() {
             mapped: sock.local_addr().unwrap()
         }
     );
-}
-
-async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
-    f.or(async {
-        smol::Timer::after(Duration::from_secs(secs)).await;
-        panic!("timed out: {what}")
-    })
-    .await
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! Real peers on real sockets: members of one room on loopback UDP, meshed through our
 //! switchboard, converge; a member that leaves is reported left.
 
+mod common;
+
+use common::within;
+
 use std::time::Duration;
 
 use rtc_mesh_core::mesh::{LeaveReason, MeshEvent};
@@ -8,15 +12,6 @@ use rtc_mesh_core::node::NodeEvent;
 use rtc_mesh_core::Value;
 use rtc_mesh_smol::mesh::{join, JoinOptions};
 use rtc_mesh_smol::switchboard::Server;
-use smol::future::FutureExt;
-
-async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
-    f.or(async {
-        smol::Timer::after(Duration::from_secs(secs)).await;
-        panic!("timed out: {what}")
-    })
-    .await
-}
 
 #[test]
 fn three_members_mesh_over_udp_and_converge() {

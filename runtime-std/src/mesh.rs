@@ -246,12 +246,22 @@ pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
         .collect()
 }
 
-/// The typed calls of a member, over its one `request` primitive (shared by both
-/// runtimes' `Member`s).
+/// The typed calls of a member, over its one `request` primitive, and its `id` and
+/// `local_addr` getters (shared by both runtimes' `Member`s, which hold `id` and `local`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __member_calls {
     ($($async:ident)? ; $($await:tt)*) => {
+        /// Our peer id.
+        pub fn id(&self) -> &str {
+            &self.id
+        }
+
+        /// The UDP address we listen on.
+        pub fn local_addr(&self) -> std::net::SocketAddr {
+            self.local
+        }
+
         /// Sets `key` (`null` deletes).
         pub $($async)? fn set(&self, key: &str, value: $crate::mesh::Value) -> Result<(), $crate::mesh::MemberError> {
             self.set_many(vec![(key.to_owned(), value)]) $($await)*
@@ -380,16 +390,6 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
 }
 
 impl Member {
-    /// Our peer id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The UDP address we listen on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     /// Sends `request` to the driver and waits for its answer (`None` once the
     /// driver has stopped). The typed calls below are built on it.
     pub fn request(&self, request: Request) -> Option<Answer> {

@@ -15,6 +15,16 @@ use serde_json::Value;
 /// tests never sleep, they wait for events).
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Awaits `f`, failing the test as `what` if it takes more than `secs` seconds.
+pub async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    use smol::future::FutureExt;
+    f.or(async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        panic!("timed out: {what}")
+    })
+    .await
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
