@@ -99,6 +99,18 @@ export function toJson(v) {
   return JSON.stringify(v);
 }
 
+/**
+ * A plain object from `[key, value]` pairs, in their order (as JSON.parse would build it:
+ * a key such as `__proto__` becomes an own property).
+ */
+function plainObject(entries) {
+  const o = {};
+  for (const [k, v] of entries) {
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  }
+  return o;
+}
+
 /** Compares two strings by their UTF-8 bytes (= code point order). */
 export function compareBytes(a, b) {
   if (a === b) return 0;
@@ -250,11 +262,7 @@ export class Store {
 
   /** Every live key and value, keys in byte order. */
   snapshot() {
-    const o = {};
-    for (const k of this.keys()) {
-      Object.defineProperty(o, k, { value: this.get(k), enumerable: true, writable: true, configurable: true });
-    }
-    return o;
+    return plainObject(this.keys().map((k) => [k, this.get(k)]));
   }
 
   /** What a peer whose clock is `remote` (Map source -> ts) lacks, in timestamp order. */
@@ -278,11 +286,7 @@ export function encodeUpdate(u) {
 
 /** The line of a digest: `{"id":..,"clock":{..}}` and a newline. */
 export function encodeDigest(id, clock) {
-  const c = {};
-  for (const [s, t] of clock) {
-    Object.defineProperty(c, s, { value: t, enumerable: true, writable: true, configurable: true });
-  }
-  return `{"id":${JSON.stringify(id)},"clock":${JSON.stringify(c)}}\n`;
+  return `{"id":${JSON.stringify(id)},"clock":${JSON.stringify(plainObject(clock))}}\n`;
 }
 
 /** The line of a control string (`"SYNC"`, `"PING"`, `"LINKS [..]"`, ...). */
@@ -477,11 +481,7 @@ export class Session {
   }
 
   sendClock() {
-    const c = {};
-    for (const [s, t] of this.store.clock) {
-      Object.defineProperty(c, s, { value: t, enumerable: true, writable: true, configurable: true });
-    }
-    this.sendControl(`CLOCK ${JSON.stringify(c)}`);
+    this.sendControl(`CLOCK ${JSON.stringify(plainObject(this.store.clock))}`);
   }
 }
 
@@ -975,28 +975,41 @@ export class Member {
     for (const t of pc.held.splice(0)) this.signal(t);
   }
 
+  /** A new connection to `peer`, negotiating as offerer or answerer. */
+  startNegotiation(peer, p, offerer) {
+    p.state = 'negotiating';
+    p.offerer = offerer;
+    p.since = Date.now();
+    p.pc = this.newPc(peer);
+    p.pending = [];
+    p.remoteSet = false;
+    return p.pc;
+  }
+
+  /** Runs the async steps of a negotiation on `pc`; a failure closes the link. */
+  negotiate(peer, p, pc, steps) {
+    steps().catch(() => {
+      if (p.pc === pc) this.linkClosed(peer);
+    });
+  }
+
+  /** Applies the remote's SDP, then the candidates that waited for it. */
+  async setRemote(p, pc, type, sdp) {
+    await pc.setRemoteDescription({ type, sdp });
+    p.remoteSet = true;
+    await this.flushCandidates(p, pc);
+  }
+
   offer(peer) {
     const p = this.peers.get(peer);
     if (!p) return;
-    p.state = 'negotiating';
-    p.offerer = true;
-    p.since = Date.now();
-    const pc = this.newPc(peer);
-    p.pc = pc;
-    p.pending = [];
-    p.remoteSet = false;
+    const pc = this.startNegotiation(peer, p, true);
     const dc = pc.createDataChannel('mesh', { ordered: true, protocol: 'json' });
     this.wireChannel(peer, pc, dc);
-    (async () => {
-      try {
-        const offer = await pc.createOffer();
-        await pc.setLocalDescription(offer);
-        if (p.pc !== pc) return;
-        this.sendSdp(peer, pc, 'offer');
-      } catch (e) {
-        if (p.pc === pc) this.linkClosed(peer);
-      }
-    })();
+    this.negotiate(peer, p, pc, async () => {
+      await pc.setLocalDescription(await pc.createOffer());
+      if (p.pc === pc) this.sendSdp(peer, pc, 'offer');
+    });
   }
 
   onNegotiation(from, m) {
@@ -1008,40 +1021,18 @@ export class Member {
       if (obj.type === 'offer') {
         if (p.state === 'negotiating' && p.offerer) return;
         this.dropConn(from, null);
-        p.state = 'negotiating';
-        p.offerer = false;
-        p.since = Date.now();
-        const pc = this.newPc(from);
-        p.pc = pc;
-        p.pending = [];
-        p.remoteSet = false;
+        const pc = this.startNegotiation(from, p, false);
         pc.ondatachannel = (e) => {
           if (e.channel.label === 'mesh' && p.pc === pc) this.wireChannel(from, pc, e.channel);
         };
-        (async () => {
-          try {
-            await pc.setRemoteDescription({ type: 'offer', sdp: obj.sdp });
-            p.remoteSet = true;
-            await this.flushCandidates(p, pc);
-            const answer = await pc.createAnswer();
-            await pc.setLocalDescription(answer);
-            if (p.pc !== pc) return;
-            this.sendSdp(from, pc, 'answer');
-          } catch (e) {
-            if (p.pc === pc) this.linkClosed(from);
-          }
-        })();
+        this.negotiate(from, p, pc, async () => {
+          await this.setRemote(p, pc, 'offer', obj.sdp);
+          await pc.setLocalDescription(await pc.createAnswer());
+          if (p.pc === pc) this.sendSdp(from, pc, 'answer');
+        });
       } else if (obj.type === 'answer' && p.state === 'negotiating' && p.offerer && p.pc) {
         const pc = p.pc;
-        (async () => {
-          try {
-            await pc.setRemoteDescription({ type: 'answer', sdp: obj.sdp });
-            p.remoteSet = true;
-            await this.flushCandidates(p, pc);
-          } catch (e) {
-            if (p.pc === pc) this.linkClosed(from);
-          }
-        })();
+        this.negotiate(from, p, pc, () => this.setRemote(p, pc, 'answer', obj.sdp));
       }
       return;
     }
