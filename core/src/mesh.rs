@@ -675,20 +675,29 @@ impl Mesh {
 
     /// Starts a negotiation as offerer.
     fn offer(&mut self, peer: &str, now: Instant) {
-        let Some(p) = self.peers.get(peer) else {
+        if !self.peers.contains_key(peer) {
             return;
-        };
-        let codec = self.codec_with(p);
+        }
         self.stats.offers += 1;
+        self.start_negotiation(peer, now, true);
+    }
+
+    /// Marks `peer` negotiating and tells the link layer to open a connection to it, in
+    /// `offerer`'s role, with the best common codec.
+    fn start_negotiation(&mut self, peer: &str, now: Instant, offerer: bool) {
+        let codec = self
+            .peers
+            .get(peer)
+            .map_or(Codec::Json, |p| self.codec_with(p));
         if let Some(p) = self.peers.get_mut(peer) {
             p.conn = Conn::Negotiating {
                 since: now,
-                offerer: true,
+                offerer,
             };
         }
         self.out.push_back(MeshOutput::Link(LinkCommand::Open {
             peer: peer.to_owned(),
-            offerer: true,
+            offerer,
             codec,
         }));
     }
@@ -856,21 +865,7 @@ impl Mesh {
                         }
                         // A fresh offer replaces whatever was there.
                         self.drop_conn(from, None);
-                        let codec = self
-                            .peers
-                            .get(from)
-                            .map_or(Codec::Json, |p| self.codec_with(p));
-                        if let Some(p) = self.peers.get_mut(from) {
-                            p.conn = Conn::Negotiating {
-                                since: now,
-                                offerer: false,
-                            };
-                        }
-                        self.out.push_back(MeshOutput::Link(LinkCommand::Open {
-                            peer: from.to_owned(),
-                            offerer: false,
-                            codec,
-                        }));
+                        self.start_negotiation(from, now, false);
                         self.out.push_back(MeshOutput::Link(LinkCommand::RemoteSdp {
                             peer: from.to_owned(),
                             kind: SdpKind::Offer,
