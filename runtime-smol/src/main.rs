@@ -250,10 +250,43 @@ impl Backend {
     }
 }
 
-enum Msg {
+/// What the main loop of `replicate` and `join` waits for: a line of stdin, its end, or
+/// an event of the runtime.
+enum Msg<E> {
     Line(String),
     Eof,
-    Event(ReplicaEvent),
+    Event(E),
+}
+
+/// Forwards `events` (until they end, or the main loop is gone) on a thread.
+fn forward_events<E: Send + 'static>(
+    events: impl Iterator<Item = E> + Send + 'static,
+    tx: mpsc::Sender<Msg<E>>,
+) {
+    std::thread::spawn(move || {
+        for e in events {
+            if tx.send(Msg::Event(e)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Forwards the lines of stdin, then its end, on a thread.
+fn forward_stdin<E: Send + 'static>(tx: mpsc::Sender<Msg<E>>) {
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(Msg::Line(l)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(Msg::Eof);
+    });
 }
 
 struct Out {
@@ -307,7 +340,7 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     };
     let id = id.unwrap_or_else(random_id);
     let out = Out { json };
-    let (tx, rx) = mpsc::channel::<Msg>();
+    let (tx, rx) = mpsc::channel::<Msg<ReplicaEvent>>();
     let options = ReplicatorOptions::new(id.clone(), codec);
 
     // Start the runtime, bind or connect, and forward its events to the main loop.
@@ -315,14 +348,10 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         Runtime::Smol => match rtc_mesh_smol::Replicator::start(options) {
             Err(e) => Err(e.to_string()),
             Ok((mut r, events)) => {
-                let etx = tx.clone();
-                std::thread::spawn(move || {
-                    while let Ok(e) = smol::block_on(events.recv()) {
-                        if etx.send(Msg::Event(e)).is_err() {
-                            break;
-                        }
-                    }
-                });
+                forward_events(
+                    std::iter::from_fn(move || smol::block_on(events.recv()).ok()),
+                    tx.clone(),
+                );
                 let res = match target {
                     Ok(a) => smol::block_on(r.listen(a)).map_err(|e| bind_error(a, e)),
                     Err(a) => smol::block_on(r.connect(a))
@@ -335,14 +364,7 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         Runtime::Std => match rtc_mesh_std::Replicator::start(options) {
             Err(e) => Err(e.to_string()),
             Ok((r, events)) => {
-                let etx = tx.clone();
-                std::thread::spawn(move || {
-                    for e in events {
-                        if etx.send(Msg::Event(e)).is_err() {
-                            break;
-                        }
-                    }
-                });
+                forward_events(events.into_iter(), tx.clone());
                 let res = match target {
                     Ok(a) => r.listen(a).map_err(|e| bind_error(a, e)),
                     Err(a) => r.connect(a).map(|()| a).map_err(|e| connect_error(a, e)),
@@ -360,20 +382,7 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         addr: &addr.to_string(),
     });
 
-    std::thread::spawn(move || {
-        let stdin = io::stdin();
-        for line in stdin.lock().lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(Msg::Line(l)).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(Msg::Eof);
-    });
+    forward_stdin(tx);
 
     let limits = Limits::default();
     for msg in rx {
@@ -517,7 +526,7 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     } else {
         None
     };
-    let (tx, rx) = mpsc::channel::<JoinMsg>();
+    let (tx, rx) = mpsc::channel::<Msg<rtc_mesh_core::node::NodeEvent>>();
     let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
     opts.id = id;
     opts.codecs = codecs;
@@ -526,28 +535,17 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let member = match runtime {
         Runtime::Smol => match smol::block_on(rtc_mesh_smol::mesh::join(opts)) {
             Ok((m, events)) => {
-                let etx = tx.clone();
-                std::thread::spawn(move || {
-                    while let Ok(e) = smol::block_on(events.recv()) {
-                        if etx.send(JoinMsg::Event(e)).is_err() {
-                            return;
-                        }
-                    }
-                });
+                forward_events(
+                    std::iter::from_fn(move || smol::block_on(events.recv()).ok()),
+                    tx.clone(),
+                );
                 JoinBackend::Smol(m)
             }
             Err(e) => return Ok(fail(e)),
         },
         Runtime::Std => match rtc_mesh_std::mesh::join(opts) {
             Ok((m, events)) => {
-                let etx = tx.clone();
-                std::thread::spawn(move || {
-                    for e in events {
-                        if etx.send(JoinMsg::Event(e)).is_err() {
-                            return;
-                        }
-                    }
-                });
+                forward_events(events.into_iter(), tx.clone());
                 JoinBackend::Std(m)
             }
             Err(e) => return Ok(fail(e)),
@@ -558,25 +556,13 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         id: &mid,
         addr: &maddr.to_string(),
     });
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(JoinMsg::Line(l)).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = tx.send(JoinMsg::Eof);
-    });
+    forward_stdin(tx);
     let limits = Limits::default();
     for msg in rx {
         match msg {
-            JoinMsg::Eof => break,
-            JoinMsg::Line(l) if l.trim().is_empty() => {}
-            JoinMsg::Line(l) => match parse_command(&l, &limits) {
+            Msg::Eof => break,
+            Msg::Line(l) if l.trim().is_empty() => {}
+            Msg::Line(l) => match parse_command(&l, &limits) {
                 Err(e) => out.emit(&Report::Error {
                     code: e.code(),
                     message: &e.to_string(),
@@ -584,7 +570,7 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                 Ok(Command::Close) => break,
                 Ok(cmd) => join_command(&out, &member, cmd),
             },
-            JoinMsg::Event(e) => report_node_event(&out, &e),
+            Msg::Event(e) => report_node_event(&out, &e),
         }
     }
     member.close();
@@ -593,12 +579,6 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     }
     out.emit(&Report::Closed);
     Ok(ExitCode::SUCCESS)
-}
-
-enum JoinMsg {
-    Line(String),
-    Eof,
-    Event(rtc_mesh_core::node::NodeEvent),
 }
 
 /// Either runtime's membership, behind one blocking interface.
