@@ -485,28 +485,16 @@ impl Mesh {
     /// The connection to a present `peer`: its state, codec and counters.
     pub fn link_info(&self, peer: &str) -> Option<LinkInfo> {
         let p = self.peers.get(peer).filter(|p| p.present)?;
-        Some(match &p.conn {
-            Conn::Idle { .. } => LinkInfo {
-                state: LinkState::Idle,
-                codec: None,
-                synced: false,
-                stats: SessionStats::default(),
-            },
-            Conn::Negotiating { .. } => LinkInfo {
-                state: LinkState::Negotiating,
-                codec: None,
-                synced: false,
-                stats: SessionStats::default(),
-            },
-            Conn::Open { link, .. } => {
-                let s = self.replica.session(*link);
-                LinkInfo {
-                    state: LinkState::Open,
-                    codec: s.map(|s| s.codec()),
-                    synced: s.is_some_and(|s| s.is_synced()),
-                    stats: s.map(|s| s.stats().clone()).unwrap_or_default(),
-                }
-            }
+        let (state, session) = match &p.conn {
+            Conn::Idle { .. } => (LinkState::Idle, None),
+            Conn::Negotiating { .. } => (LinkState::Negotiating, None),
+            Conn::Open { link, .. } => (LinkState::Open, self.replica.session(*link)),
+        };
+        Some(LinkInfo {
+            state,
+            codec: session.map(|s| s.codec()),
+            synced: session.is_some_and(|s| s.is_synced()),
+            stats: session.map(|s| s.stats().clone()).unwrap_or_default(),
         })
     }
 
