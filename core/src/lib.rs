@@ -78,6 +78,8 @@ pub mod mesh;
 pub mod node;
 pub mod replica;
 mod rng;
+#[cfg(feature = "webrtc")]
+mod seeded_dtls;
 pub mod session;
 pub mod signal;
 pub mod signal_client;

@@ -17,6 +17,12 @@
 //! every connection: in the SDP of later ones, trickled (`/mesh:candidate`) to the
 //! present ones. [`NodeEvent::Stun`] reports each answer.
 //!
+//! SCTP: offers carry SNAP (`a=sctp-init`, draft-hancke-tsvwg-snap), so two str0m
+//! peers set up the data channel's association from the SDP instead of an INIT round
+//! trip; a peer that does not know it (a browser) ignores the line and the normal
+//! handshake runs. Besides being faster, it keeps simulations exact: sctp-proto starts
+//! its INIT retransmission timer from the real clock.
+//!
 //! Flow control: each data channel keeps str0m's send buffer small (32 KiB by default,
 //! since its CPU cost grows with data in flight). When a write does not fit, the frame
 //! waits in a per-link queue (bounded, `max_queued` bytes) and goes out as the buffer
@@ -117,6 +123,11 @@ pub struct NodeConfig {
     pub max_queued: usize,
     /// STUN servers asked for our server-reflexive address (default none).
     pub stun_servers: Vec<SocketAddr>,
+    /// Simulations only (default `false`): draw DTLS's retransmission jitter, handshake
+    /// randoms and record nonces from a fixed-seed generator instead of the thread's, so
+    /// that a simulated run with lost datagrams replays at the same instants.
+    /// Certificates and key exchange stay random. Never set it on a real network.
+    pub seeded_dtls: bool,
 }
 
 impl NodeConfig {
@@ -128,6 +139,7 @@ impl NodeConfig {
             sctp_buffer: 32 * 1024,
             max_queued: 8 << 20,
             stun_servers: Vec::new(),
+            seeded_dtls: false,
         }
     }
 }
@@ -501,10 +513,14 @@ impl Node {
             pass: self.hex(24),
         };
         let ufrag = creds.ufrag.clone();
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder()
             .set_local_ice_credentials(creds)
             .set_sctp_max_buffered_amount(self.config.sctp_buffer)
-            .build(self.now);
+            .set_snap_enabled(true);
+        if self.config.seeded_dtls {
+            builder = builder.set_crypto_provider(crate::seeded_dtls::provider());
+        }
+        let mut rtc = builder.build(self.now);
         for a in &self.config.local_addrs {
             if let Ok(c) = Candidate::host(*a, "udp") {
                 rtc.add_local_candidate(c);

@@ -3,8 +3,10 @@
 //! Each node has an address `127.0.0.1:(10000 + i)`; datagrams between nodes are
 //! delayed, lost, duplicated and reordered by a seeded network; signalling goes through
 //! core's [`Switchboard`] in order. Faults: link partitions, node crashes and restarts
-//! (same id, new incarnation, no state). The trace digest hashes time, peer, event kind
-//! and datagram counts (str0m's bytes differ from run to run: DTLS keys are random).
+//! (same id, new incarnation, no state). The trace digest hashes the exact simulated time,
+//! peer and kind of every event and the datagram count so far (str0m's bytes differ from
+//! run to run, since DTLS keys are random; the number of datagrams and their timing do
+//! not).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -177,7 +179,9 @@ impl NodeWorld {
         let wall = EPOCH_MS + self.now.duration_since(self.t0).as_millis() as f64;
         let mut mc = MeshConfig::new(format!("n{i:03}"), "nodesim", incarnation, wall, self.now);
         mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ n.lives as u64;
-        let mut node = Node::new(NodeConfig::new(mc, vec![addr(i)])).expect("valid config");
+        let mut nc = NodeConfig::new(mc, vec![addr(i)]);
+        nc.seeded_dtls = true;
+        let mut node = Node::new(nc).expect("valid config");
         self.next_conn += 1;
         n.conn = ConnId(self.next_conn);
         self.conn_peer.insert(n.conn, i);
@@ -216,11 +220,13 @@ impl NodeWorld {
                         NodeEvent::LinkSlow { .. } => 9,
                         _ => 1,
                     };
-                    // Whole milliseconds: str0m's own timers are not ours to fix.
-                    let ms = self.now.duration_since(self.t0).as_millis() as u64;
-                    self.hash(ms);
+                    // Exact simulated time: DTLS draws from a seeded generator and SCTP's
+                    // INIT timer (the one that reads the real clock) is not used (SNAP).
+                    let ns = self.now.duration_since(self.t0).as_nanos() as u64;
+                    self.hash(ns);
                     self.hash(i as u64);
                     self.hash(kind);
+                    self.hash(self.report.datagrams);
                 }
                 NodeOutput::Transmit {
                     source,

@@ -5,10 +5,11 @@
 //! rtc-mesh-sim --seeds N [--peers P]     seeds 0..N with faults (CI runs a fixed list)
 //! rtc-mesh-sim --scale [SIZES]           full meshes without faults (default 10,50,200)
 //! rtc-mesh-sim --nodes N [--peers P]     Node-level seeds 0..N (real str0m, simulated UDP)
+//! rtc-mesh-sim --node-seed S [--peers P] replay one Node-level seed; exit 1 if it fails
 //! rtc-mesh-sim --node-scale P            one Node-level full mesh of P peers, measured
 //! ```
 //! Every run prints its seed, the faults it injected and a trace digest (the same seed
-//! gives the same digest).
+//! gives the same digest, at both levels).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -55,11 +56,13 @@ fn main() -> ExitCode {
     let mut scale = None;
     let mut nodes = None;
     let mut node_scale = None;
+    let mut node_seed = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()),
             "--seeds" => seeds = args.next().and_then(|v| v.parse().ok()),
-            "--nodes" => nodes = args.next().and_then(|v| v.parse().ok()),
+            "--nodes" => nodes = args.next().and_then(|v| v.parse::<u64>().ok()),
+            "--node-seed" => node_seed = args.next().and_then(|v| v.parse::<u64>().ok()),
             "--node-scale" => node_scale = args.next().and_then(|v| v.parse::<usize>().ok()),
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(6),
             "--scale" => {
@@ -73,7 +76,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..]) [--peers N]"
+                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N]"
                 );
                 return ExitCode::from(2);
             }
@@ -98,9 +101,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Some(count) = nodes {
+    if nodes.is_some() || node_seed.is_some() {
+        let seeds = match (node_seed, nodes) {
+            (Some(s), _) => s..s + 1,
+            (None, Some(n)) => 0..n,
+            (None, None) => 0..0,
+        };
         let mut failed = Vec::new();
-        for s in 0..count {
+        for s in seeds {
             let mut cfg = NodeSimConfig::new(s);
             cfg.peers = if peers == 6 { 4 } else { peers };
             let r = run_nodes(cfg);
