@@ -24,6 +24,11 @@
 //!   (`timeout`). A negotiation that does not finish in time is abandoned and retried
 //!   with backoff by the offerer; so is a link that closed while its peer is still in
 //!   the room.
+//! - Signalling that reconnects may have lost what was in flight: an offerer restarts
+//!   the negotiations it has in progress (a fresh offer, which replaces the old one at
+//!   the answerer) when its own announce is confirmed again (a second `/roominfo`) and
+//!   when the peer it is offering to announces again by broadcast with the same
+//!   incarnation. Open links are kept.
 //! - A closing peer says `"BYE"` on each link (then `/leave`); either drops its link at
 //!   once and reports it left.
 //! - The peer's own `/leave` (no reason) or an announce with a new incarnation drops its
@@ -150,6 +155,8 @@ pub struct MeshStats {
     pub negotiation_timeouts: u64,
     /// Links closed for silence.
     pub link_timeouts: u64,
+    /// Negotiations restarted because signalling reconnected (ours or the peer's).
+    pub offers_restarted: u64,
 }
 
 /// How far the connection to a peer has come, in [`LinkInfo`].
@@ -670,6 +677,13 @@ impl Mesh {
         self.start_negotiation(peer, now, true);
     }
 
+    /// Drops the negotiation in progress with `peer` and offers afresh.
+    fn restart_offer(&mut self, peer: &str, now: Instant) {
+        self.stats.offers_restarted += 1;
+        self.drop_conn(peer, None);
+        self.offer(peer, now);
+    }
+
     /// Marks `peer` negotiating and tells the link layer to open a connection to it, in
     /// `offerer`'s role, with the best common codec.
     fn start_negotiation(&mut self, peer: &str, now: Instant, offerer: bool) {
@@ -708,6 +722,17 @@ impl Mesh {
             if !self.online {
                 self.online = true;
                 self.event(MeshEvent::Online);
+            } else {
+                // Announced again (a reconnect): offers in flight may be lost.
+                let offering: Vec<String> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| matches!(p.conn, Conn::Negotiating { offerer: true, .. }))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for peer in offering {
+                    self.restart_offer(&peer, now);
+                }
             }
             return;
         }
@@ -794,9 +819,15 @@ impl Mesh {
             p.failures = 0;
         }
         self.set_present(from, true, LeaveReason::Left);
-        let idle = matches!(self.peers[from].conn, Conn::Idle { .. });
+        let conn = &self.peers[from].conn;
+        let idle = matches!(conn, Conn::Idle { .. });
+        let offering = matches!(conn, Conn::Negotiating { offerer: true, .. });
         if idle && self.we_offer(from) {
             self.offer(from, now);
+        } else if offering && msg.to.is_none() && !returning {
+            // It announced again by broadcast (its signalling reconnected): what we
+            // sent it, or it sent us, may be lost.
+            self.restart_offer(from, now);
         }
         if let Some(early) = self.early.remove(from) {
             for m in early {

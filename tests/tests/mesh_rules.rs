@@ -363,3 +363,44 @@ fn link_info_tells_state_codec_counters_and_round_trip() {
     assert_eq!(a.stats.bytes_in, b.stats.bytes_out);
     assert!(m0.link_info("nobody").is_none());
 }
+
+/// Signalling that reconnects may have lost an offer or answer in flight: the offerer
+/// offers again at once (not after its negotiation timeout) when its own announce is
+/// confirmed again, and when the peer announces again by broadcast; a direct announce
+/// and an open link change nothing.
+#[test]
+fn a_negotiation_in_flight_is_restarted_when_signalling_reconnects() {
+    let t = Instant::now();
+    let mut z = mesh("z");
+    z.start(t);
+    z.handle_signal(t, r#"/roominfo|{"memberCount":1}"#);
+    drain(&mut z);
+    let b = r#"/announce|b|{"id":"b","room":"room","incarnation":"0000000000000002","codecs":["postcard","json"]}"#;
+    z.handle_signal(t, b);
+    let opens = |out: &[MeshOutput]| {
+        out.iter()
+            .filter(|o| {
+                matches!(o, MeshOutput::Link(LinkCommand::Open { peer, offerer: true, .. }) if peer == "b")
+            })
+            .count()
+    };
+    let closes = |out: &[MeshOutput]| {
+        out.iter()
+            .filter(|o| matches!(o, MeshOutput::Link(LinkCommand::Close { peer }) if peer == "b"))
+            .count()
+    };
+    assert_eq!(opens(&drain(&mut z)), 1, "z offers to b");
+    // Our signalling reconnected: the switchboard confirms our announce again.
+    z.handle_signal(t, r#"/roominfo|{"memberCount":2}"#);
+    let out = drain(&mut z);
+    assert_eq!((closes(&out), opens(&out)), (1, 1), "offered afresh");
+    // b's signalling reconnected: its broadcast announce, same incarnation.
+    z.handle_signal(t, b);
+    let out = drain(&mut z);
+    assert_eq!((closes(&out), opens(&out)), (1, 1), "offered afresh");
+    // A direct announce (b answering someone's broadcast) is no reason.
+    z.handle_signal(t, &format!("/to|z|{b}"));
+    let out = drain(&mut z);
+    assert_eq!((closes(&out), opens(&out)), (0, 0));
+    assert_eq!(z.stats().offers_restarted, 2);
+}
