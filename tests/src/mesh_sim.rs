@@ -2,7 +2,8 @@
 //!
 //! One seed fixes everything: latencies, which peers write what and when, and the
 //! faults (link partitions, peer crashes and restarts without their state, switchboard
-//! restarts). Simulated time only; no threads, no sockets. The switchboard is core's
+//! restarts, stalls on a peer's signalling connection, and relays that let a later
+//! direct `/to` message overtake an earlier one). Simulated time only; no threads, no sockets. The switchboard is core's
 //! [`Switchboard`]; the link layer is modelled: an `Open` as offerer makes an offer,
 //! the answerer answers, and after a few round trips both data channels open; channel
 //! messages are reliable and ordered, held back while their pair is partitioned (SCTP
@@ -143,6 +144,8 @@ pub struct FaultCounts {
     pub early_sdp: u64,
     /// Signalling messages held up on their way to a peer.
     pub signal_stalls: u64,
+    /// Direct (`/to`) signalling messages overtaken by a later one to the same peer.
+    pub signal_reorders: u64,
 }
 
 /// What a run measured.
@@ -606,7 +609,18 @@ impl World {
                             self.faults.signal_stalls += 1;
                             t += Duration::from_millis(300 + self.rng.below(1200));
                         }
-                        let t = self.ordered(usize::MAX / 2 - i, t);
+                        let t =
+                            if self.cfg.faults && text.starts_with("/to|") && self.rng.chance(0.05)
+                            {
+                                // A relay that does not keep a sender's direct messages in
+                                // order (a switchboard cluster spreading `/to` over workers):
+                                // this one is late, and later ones may pass it. It is not a
+                                // fault that excuses anything: the mesh must cope with it.
+                                self.faults.signal_reorders += 1;
+                                t + Duration::from_millis(1 + self.rng.below(40))
+                            } else {
+                                self.ordered(usize::MAX / 2 - i, t)
+                            };
                         self.at(t, Ev::ToPeer(i, c, text.to_string()));
                     }
                 }

@@ -5,20 +5,15 @@
 //! - `bug-tie-by-arrival`: equal timestamps resolved by arrival order (replicas diverge);
 //! - `bug-echo`: an update sent back on the link it came from (more than N-1 messages
 //!   per write in a healthy mesh);
+//! - `bug-drop-early-sdp`: SDP that precedes its sender's announce dropped. The
+//!   Mesh-level network has relays that let a later direct (`/to`) message overtake an
+//!   earlier one, so an offer can arrive before the offerer's direct announce; dropped,
+//!   the offerer waits out its negotiation timeout with no fault to excuse it, and the
+//!   link is missing from the healthy mesh (more than N-1 messages per write);
 //! - `bug-block-returning`: a peer that comes back with a new incarnation is ignored
 //!   (it never links again);
 //! - `bug-drop-on-full`: a frame dropped when str0m's send buffer is full (writes go
 //!   missing; Node level).
-//!
-//! `bug-drop-early-sdp` (SDP that precedes its sender's announce dropped) is also
-//! plantable, but the seed lists do not fail on it, and cannot among our own peers: an
-//! offer reaches a peer before the offerer's announce only when that peer is a new
-//! incarnation the offerer has not heard of yet, and when the offerer then hears its
-//! announce, it drops the old negotiation and offers again (after the announce, in
-//! order). The simulator counts such early SDP (about 1 in 100 seeds) and checks that
-//! no negotiation is abandoned without a fault; the rule itself matters for offerers
-//! that are not ours (browser clients), and is proven by `mesh_rules.rs`
-//! (`sdp_and_candidates_before_the_announce_are_kept`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -64,6 +59,7 @@ fn the_seed_lists_fail_on_every_planted_bug() {
     for (feature, args) in [
         ("bug-tie-by-arrival", &["--seeds", "200"][..]),
         ("bug-echo", &["--seeds", "200"][..]),
+        ("bug-drop-early-sdp", &["--seeds", "200"][..]),
         ("bug-block-returning", &["--seeds", "200"][..]),
         ("bug-drop-on-full", &["--nodes", "20"][..]),
     ] {
