@@ -714,6 +714,7 @@ export class Member {
     this.peers = new Map();
     this.listeners = new Map();
     this.closed = false;
+    this.online = false;
     this.ws = null;
     this.wsFailures = 0;
     this.early = new Map();
@@ -840,6 +841,13 @@ export class Member {
     const m = parseSignal(text);
     if (!m || (m.to !== null && m.to !== this.id)) return;
     if (m.command === 'roominfo') {
+      if (this.online) {
+        // Announced again (a reconnect): offers in flight may be lost.
+        for (const [peer, q] of this.peers) {
+          if (q.state === 'negotiating' && q.offerer) this.restartOffer(peer);
+        }
+      }
+      this.online = true;
       this.emit('online', {});
       return;
     }
@@ -915,6 +923,10 @@ export class Member {
     if (returning) p.failures = 0;
     this.setPresent(from, true, 'left');
     if (p.state === 'idle' && this.weOffer(from)) this.offer(from);
+    else if (p.state === 'negotiating' && p.offerer && broadcast && !returning) {
+      // It announced again by broadcast (its signalling reconnected).
+      this.restartOffer(from);
+    }
     const early = this.early.get(from);
     if (early) {
       this.early.delete(from);
@@ -998,6 +1010,12 @@ export class Member {
     await pc.setRemoteDescription({ type, sdp });
     p.remoteSet = true;
     await this.flushCandidates(p, pc);
+  }
+
+  /** Drops the negotiation in progress with `peer` and offers afresh. */
+  restartOffer(peer) {
+    this.dropConn(peer, null);
+    this.offer(peer);
   }
 
   offer(peer) {
