@@ -46,7 +46,16 @@ fn next_chunk(r: &mut Replica, spent: &mut Duration) -> Option<Vec<u8>> {
 /// takes one chunk from each side and delivers it (the network is instant), so the
 /// sender streams its history a chunk at a time while the receiver applies it.
 /// Returns (elapsed, bytes a→b, bytes b→a).
+fn minflt() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(str::to_owned))
+        .and_then(|s| s.split_whitespace().nth(7).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn sync(a: &mut Replica, b: &mut Replica, codec: Codec, now: Instant) -> (Duration, u64, u64) {
+    let faults = minflt();
     let start = Instant::now();
     let la = a.open_link(codec, Framing::Messages);
     let lb = b.open_link(codec, Framing::Messages);
@@ -72,10 +81,11 @@ fn sync(a: &mut Replica, b: &mut Replica, codec: Codec, now: Instant) -> (Durati
     let t = start.elapsed();
     if std::env::var_os("BENCH_DETAIL").is_some() {
         println!(
-            "    (poll_output: sender {:.1} ms, receiver {:.1} ms; handle_input {:.1} ms)",
+            "    (poll_output: sender {:.1} ms, receiver {:.1} ms; handle_input {:.1} ms; {} page faults)",
             ms(t_a),
             ms(t_b),
-            ms(t_in)
+            ms(t_in),
+            minflt() - faults
         );
     }
     a.close_link(la);
