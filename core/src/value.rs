@@ -1160,7 +1160,11 @@ impl<'a> Reader<'a> {
     }
     /// A string: canonical varint length, then UTF-8.
     pub(crate) fn str(&mut self) -> Result<&'a str, ValueError> {
-        let b = self.str_bytes()?;
+        let n = self.varint()?;
+        if n > self.buf.len() as u64 {
+            return Err(ValueError::Malformed("truncated"));
+        }
+        let b = self.bytes(n as usize)?;
         std::str::from_utf8(b).map_err(|_| ValueError::Malformed("invalid utf-8"))
     }
 
@@ -1255,7 +1259,8 @@ fn skip_object(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), Value
     // one encoding (decode then encode gives the same bytes).
     const SMALL: usize = 16;
     let mut small: [&[u8]; SMALL] = [b""; SMALL];
-    let mut big = std::collections::HashSet::new();
+    // Only objects of more than SMALL keys build a set (and its hasher).
+    let mut big: Option<std::collections::HashSet<&[u8]>> = None;
     // Some(array index) of the previous key, or None for a plain key.
     let mut prev: Option<Option<u32>> = None;
     for i in 0..n {
@@ -1275,10 +1280,8 @@ fn skip_object(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), Value
             small[i] = k;
             d
         } else {
-            if big.is_empty() {
-                big.extend(small.iter().copied());
-            }
-            !big.insert(k)
+            !big.get_or_insert_with(|| small.iter().copied().collect())
+                .insert(k)
         };
         if dup {
             return Err(ValueError::Malformed("duplicate object key"));
@@ -1379,6 +1382,36 @@ mod tests {
         assert_eq!(num(-1.25), "-1.25");
         assert_eq!(num(1.7976931348623157e308), "1.7976931348623157e+308");
         assert_eq!(num(0.1 + 0.2), "0.30000000000000004");
+    }
+
+    /// An object encoding with `keys` (each `null`), as the encoder never writes it
+    /// when a key repeats.
+    fn raw_object(keys: &[String]) -> Vec<u8> {
+        let mut b = vec![T_OBJECT, keys.len() as u8];
+        for k in keys {
+            b.push(k.len() as u8);
+            b.extend_from_slice(k.as_bytes());
+            b.push(T_NULL);
+        }
+        b
+    }
+
+    #[test]
+    fn duplicate_object_keys_are_malformed_in_small_and_large_objects() {
+        let lim = Limits::default();
+        let take = |b: &[u8]| EncodedValue::take(&mut Reader::new(b), &lim);
+        let keys = |n: usize| (0..n).map(|i| format!("k{i:02}")).collect::<Vec<_>>();
+        assert!(take(&raw_object(&keys(3))).is_ok());
+        assert!(take(&raw_object(&keys(40))).is_ok());
+        for n in [2, 16, 17, 40] {
+            let mut k = keys(n);
+            k.push(k[n / 2].clone());
+            assert_eq!(
+                take(&raw_object(&k)).err(),
+                Some(ValueError::Malformed("duplicate object key")),
+                "{n} keys and a repeat"
+            );
+        }
     }
 
     #[test]
