@@ -1105,6 +1105,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn rest(&self) -> &'a [u8] {
         self.buf
     }
+    /// Skips `n` bytes already checked (at most what is left).
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.buf = &self.buf[n.min(self.buf.len())..];
+    }
     fn take<T: serde::Deserialize<'a>>(&mut self, what: &'static str) -> Result<T, ValueError> {
         let (v, rest) =
             postcard::take_from_bytes(self.buf).map_err(|_| ValueError::Malformed(what))?;
@@ -1168,18 +1172,6 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(b).map_err(|_| ValueError::Malformed("invalid utf-8"))
     }
 
-    /// The bytes of a string, checked to be UTF-8 (ASCII, the common case, cheaply).
-    pub(crate) fn str_bytes(&mut self) -> Result<&'a [u8], ValueError> {
-        let n = self.varint()?;
-        if n > self.buf.len() as u64 {
-            return Err(ValueError::Malformed("truncated"));
-        }
-        let b = self.bytes(n as usize)?;
-        if !b.is_ascii() && std::str::from_utf8(b).is_err() {
-            return Err(ValueError::Malformed("invalid utf-8"));
-        }
-        Ok(b)
-    }
     /// A count of items each at least one byte long: never more than the bytes left.
     pub(crate) fn count(&mut self) -> Result<usize, ValueError> {
         let n = self.varint()?;
@@ -1216,55 +1208,152 @@ fn int_ok(i: i64) -> Result<i64, ValueError> {
 }
 
 /// Validates one value without building it. `depth` levels of nesting remain.
+///
+/// Every value that reaches a store passes here, so it is written for speed: an index
+/// over the bytes and a small error type that stays in registers, turned into a
+/// [`ValueError`] once, at the end.
 fn skip_value(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueError> {
-    match r.u8()? {
-        T_NULL | T_FALSE | T_TRUE => {}
+    let b = r.rest();
+    match scan_value(b, 0, depth) {
+        Ok(end) => {
+            r.advance(end);
+            Ok(())
+        }
+        Err(Bad::Malformed(m)) => Err(ValueError::Malformed(m)),
+        Err(Bad::TooDeep) => Err(ValueError::TooDeep(max)),
+        Err(Bad::NotFinite) => Err(ValueError::NotFinite),
+    }
+}
+
+/// Why [`scan_value`] refused a value.
+#[derive(Clone, Copy)]
+enum Bad {
+    Malformed(&'static str),
+    TooDeep,
+    NotFinite,
+}
+
+const TRUNCATED: Bad = Bad::Malformed("truncated");
+
+/// A canonical unsigned varint at `b[i..]`: (value, next index).
+#[inline(always)]
+fn scan_varint(b: &[u8], i: usize) -> Result<(u64, usize), Bad> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    let mut j = i;
+    loop {
+        let Some(&x) = b.get(j) else {
+            return Err(TRUNCATED);
+        };
+        j += 1;
+        if shift == 63 && x > 1 {
+            return Err(Bad::Malformed("bad varint"));
+        }
+        v |= ((x & 0x7f) as u64) << shift;
+        if x < 0x80 {
+            // The shortest form only: a last byte of zero (after the first) is overlong.
+            if x == 0 && j - i > 1 {
+                return Err(Bad::Malformed("overlong varint"));
+            }
+            return Ok((v, j));
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(Bad::Malformed("bad varint"));
+        }
+    }
+}
+
+/// A string at `b[i..]` (length, then UTF-8): the index after it.
+#[inline(always)]
+fn scan_str(b: &[u8], i: usize) -> Result<(&[u8], usize), Bad> {
+    let (n, i) = scan_varint(b, i)?;
+    if n > (b.len() - i) as u64 {
+        return Err(TRUNCATED);
+    }
+    let s = &b[i..i + n as usize];
+    if !s.is_ascii() && std::str::from_utf8(s).is_err() {
+        return Err(Bad::Malformed("invalid utf-8"));
+    }
+    Ok((s, i + n as usize))
+}
+
+/// A count of items each at least one byte long: never more than the bytes left.
+#[inline(always)]
+fn scan_count(b: &[u8], i: usize) -> Result<(usize, usize), Bad> {
+    let (n, i) = scan_varint(b, i)?;
+    if n > (b.len() - i) as u64 {
+        return Err(Bad::Malformed("count exceeds input"));
+    }
+    Ok((n as usize, i))
+}
+
+/// Checks the value at `b[i..]`; returns the index after it.
+fn scan_value(b: &[u8], i: usize, depth: usize) -> Result<usize, Bad> {
+    let Some(&tag) = b.get(i) else {
+        return Err(TRUNCATED);
+    };
+    let i = i + 1;
+    match tag {
+        T_NULL | T_FALSE | T_TRUE => Ok(i),
         T_INT => {
-            int_ok(r.ivarint()?)?;
+            let (z, i) = scan_varint(b, i)?;
+            if (z >> 1) > 1 << 53 || (z >> 1 == 1 << 53 && z & 1 == 1) {
+                // |value| > 2^53 (zigzag: 2k is k, 2k+1 is -(k+1)).
+                return Err(Bad::Malformed("integer out of range"));
+            }
+            Ok(i)
         }
         T_F64 => {
-            let n = finite(r.f64()?)?;
-            if n.fract() == 0.0 && n.abs() <= MAX_SAFE {
-                return Err(ValueError::Malformed("integer encoded as f64"));
+            let Some(bytes) = b.get(i..i + 8) else {
+                return Err(TRUNCATED);
+            };
+            let mut a = [0u8; 8];
+            a.copy_from_slice(bytes);
+            let n = f64::from_le_bytes(a);
+            if !n.is_finite() {
+                return Err(Bad::NotFinite);
             }
+            if n.fract() == 0.0 && n.abs() <= MAX_SAFE {
+                return Err(Bad::Malformed("integer encoded as f64"));
+            }
+            Ok(i + 8)
         }
-        T_STR => {
-            r.str_bytes()?;
-        }
+        T_STR => Ok(scan_str(b, i)?.1),
         T_ARRAY => {
             if depth == 0 {
-                return Err(ValueError::TooDeep(max));
+                return Err(Bad::TooDeep);
             }
-            for _ in 0..r.count()? {
-                skip_value(r, depth - 1, max)?;
+            let (n, mut i) = scan_count(b, i)?;
+            for _ in 0..n {
+                i = scan_value(b, i, depth - 1)?;
             }
+            Ok(i)
         }
         T_OBJECT => {
             if depth == 0 {
-                return Err(ValueError::TooDeep(max));
+                return Err(Bad::TooDeep);
             }
-            skip_object(r, depth, max)?;
+            scan_object(b, i, depth)
         }
-        _ => return Err(ValueError::Malformed("unknown value tag")),
+        _ => Err(Bad::Malformed("unknown value tag")),
     }
-    Ok(())
 }
 
-/// The entries of an object (after its tag), checked as [`skip_value`] checks values.
-/// Apart from it so that its key table is set up only for objects.
-#[inline(never)]
-fn skip_object(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), ValueError> {
-    let n = r.count()?;
-    // Keys must be unique and in JavaScript order, so that a value has exactly
-    // one encoding (decode then encode gives the same bytes).
+/// The entries of an object (after its tag). Keys must be unique and in JavaScript
+/// order, so that a value has exactly one encoding (decode then encode gives the same
+/// bytes).
+fn scan_object(b: &[u8], i: usize, depth: usize) -> Result<usize, Bad> {
+    let (n, mut i) = scan_count(b, i)?;
     const SMALL: usize = 16;
     let mut small: [&[u8]; SMALL] = [b""; SMALL];
     // Only objects of more than SMALL keys build a set (and its hasher).
     let mut big: Option<std::collections::HashSet<&[u8]>> = None;
     // Some(array index) of the previous key, or None for a plain key.
     let mut prev: Option<Option<u32>> = None;
-    for i in 0..n {
-        let k = r.str_bytes()?;
+    for k_ix in 0..n {
+        let (k, next) = scan_str(b, i)?;
+        i = next;
         let ix = array_index_bytes(k);
         let ordered = match (prev, ix) {
             (None, _) => true,
@@ -1273,23 +1362,23 @@ fn skip_object(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<(), Value
             (Some(None), Some(_)) => false,
         };
         if !ordered {
-            return Err(ValueError::Malformed("object keys out of order"));
+            return Err(Bad::Malformed("object keys out of order"));
         }
-        let dup = if i < SMALL {
-            let d = small[..i].contains(&k);
-            small[i] = k;
+        let dup = if k_ix < SMALL {
+            let d = small[..k_ix].contains(&k);
+            small[k_ix] = k;
             d
         } else {
             !big.get_or_insert_with(|| small.iter().copied().collect())
                 .insert(k)
         };
         if dup {
-            return Err(ValueError::Malformed("duplicate object key"));
+            return Err(Bad::Malformed("duplicate object key"));
         }
         prev = Some(ix);
-        skip_value(r, depth - 1, max)?;
+        i = scan_value(b, i, depth - 1)?;
     }
-    Ok(())
+    Ok(i)
 }
 
 fn decode_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, ValueError> {
