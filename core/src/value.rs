@@ -1109,12 +1109,6 @@ impl<'a> Reader<'a> {
     pub(crate) fn advance(&mut self, n: usize) {
         self.buf = &self.buf[n.min(self.buf.len())..];
     }
-    fn take<T: serde::Deserialize<'a>>(&mut self, what: &'static str) -> Result<T, ValueError> {
-        let (v, rest) =
-            postcard::take_from_bytes(self.buf).map_err(|_| ValueError::Malformed(what))?;
-        self.buf = rest;
-        Ok(v)
-    }
     pub(crate) fn u8(&mut self) -> Result<u8, ValueError> {
         let (&b, rest) = self
             .buf
@@ -1125,28 +1119,13 @@ impl<'a> Reader<'a> {
     }
     /// An unsigned varint, in its shortest form only (so an encoding is canonical).
     pub(crate) fn varint(&mut self) -> Result<u64, ValueError> {
-        // One or two bytes are the common cases, decoded here; postcard reads the rest.
-        match *self.buf {
-            [b0, ref rest @ ..] if b0 < 0x80 => {
-                self.buf = rest;
-                return Ok(b0 as u64);
-            }
-            // A zero second byte would be an overlong form: postcard's path rejects it.
-            [b0, b1, ref rest @ ..] if b1 < 0x80 && b1 != 0 => {
-                self.buf = rest;
-                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
-            }
-            _ => {}
-        }
-        let before = self.buf.len();
-        let v = self.take::<u64>("bad varint")?;
-        canonical(before - self.buf.len(), v)?;
+        let (v, next) = scan_varint(self.buf, 0).map_err(ValueError::Malformed)?;
+        self.buf = &self.buf[next..];
         Ok(v)
     }
     /// A zigzag varint, in its shortest form only.
     pub(crate) fn ivarint(&mut self) -> Result<i64, ValueError> {
-        let z = self.varint()?;
-        Ok((z >> 1) as i64 ^ -((z & 1) as i64))
+        Ok(zigzag(self.varint()?))
     }
     pub(crate) fn f64(&mut self) -> Result<f64, ValueError> {
         let b = self.bytes(8)?;
@@ -1174,21 +1153,20 @@ impl<'a> Reader<'a> {
 
     /// A count of items each at least one byte long: never more than the bytes left.
     pub(crate) fn count(&mut self) -> Result<usize, ValueError> {
-        let n = self.varint()?;
-        if n > self.buf.len() as u64 {
-            return Err(ValueError::Malformed("count exceeds input"));
-        }
-        Ok(n as usize)
+        let (n, next) = scan_count(self.buf, 0).map_err(ValueError::Malformed)?;
+        self.buf = &self.buf[next..];
+        Ok(n)
     }
 }
 
-/// Rejects a varint of `used` bytes that a shorter encoding of `v` would express.
-fn canonical(used: usize, v: u64) -> Result<(), ValueError> {
-    if used == varint_len(v) {
-        Ok(())
-    } else {
-        Err(ValueError::Malformed("overlong varint"))
-    }
+/// A zigzag-encoded integer's value.
+fn zigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// Is `i` within JavaScript's exact integers (|i| <= 2^53)?
+fn safe_int(i: i64) -> bool {
+    i.unsigned_abs() <= 1 << 53
 }
 
 fn finite(n: f64) -> Result<f64, ValueError> {
@@ -1200,7 +1178,7 @@ fn finite(n: f64) -> Result<f64, ValueError> {
 }
 
 fn int_ok(i: i64) -> Result<i64, ValueError> {
-    if i.unsigned_abs() <= 1 << 53 {
+    if safe_int(i) {
         Ok(i)
     } else {
         Err(ValueError::Malformed("integer out of range"))
@@ -1233,11 +1211,27 @@ enum Bad {
     NotFinite,
 }
 
-const TRUNCATED: Bad = Bad::Malformed("truncated");
+impl From<&'static str> for Bad {
+    fn from(m: &'static str) -> Self {
+        Bad::Malformed(m)
+    }
+}
 
-/// A canonical unsigned varint at `b[i..]`: (value, next index).
+const TRUNCATED: &str = "truncated";
+
+/// A canonical unsigned varint at `b[i..]`: (value, next index). The one varint reader:
+/// [`Reader::varint`] uses it too.
 #[inline(always)]
-fn scan_varint(b: &[u8], i: usize) -> Result<(u64, usize), Bad> {
+fn scan_varint(b: &[u8], i: usize) -> Result<(u64, usize), &'static str> {
+    // One or two bytes are the common cases. (A zero second byte is overlong: the loop
+    // below rejects it.)
+    match b.get(i..) {
+        Some(&[b0, ..]) if b0 < 0x80 => return Ok((b0 as u64, i + 1)),
+        Some(&[b0, b1, ..]) if b1 < 0x80 && b1 != 0 => {
+            return Ok(((b0 & 0x7f) as u64 | (b1 as u64) << 7, i + 2))
+        }
+        _ => {}
+    }
     let mut v = 0u64;
     let mut shift = 0;
     let mut j = i;
@@ -1247,19 +1241,19 @@ fn scan_varint(b: &[u8], i: usize) -> Result<(u64, usize), Bad> {
         };
         j += 1;
         if shift == 63 && x > 1 {
-            return Err(Bad::Malformed("bad varint"));
+            return Err("bad varint");
         }
         v |= ((x & 0x7f) as u64) << shift;
         if x < 0x80 {
             // The shortest form only: a last byte of zero (after the first) is overlong.
             if x == 0 && j - i > 1 {
-                return Err(Bad::Malformed("overlong varint"));
+                return Err("overlong varint");
             }
             return Ok((v, j));
         }
         shift += 7;
         if shift > 63 {
-            return Err(Bad::Malformed("bad varint"));
+            return Err("bad varint");
         }
     }
 }
@@ -1269,21 +1263,21 @@ fn scan_varint(b: &[u8], i: usize) -> Result<(u64, usize), Bad> {
 fn scan_str(b: &[u8], i: usize) -> Result<(&[u8], usize), Bad> {
     let (n, i) = scan_varint(b, i)?;
     if n > (b.len() - i) as u64 {
-        return Err(TRUNCATED);
+        return Err(TRUNCATED.into());
     }
     let s = &b[i..i + n as usize];
     if !s.is_ascii() && std::str::from_utf8(s).is_err() {
-        return Err(Bad::Malformed("invalid utf-8"));
+        return Err("invalid utf-8".into());
     }
     Ok((s, i + n as usize))
 }
 
 /// A count of items each at least one byte long: never more than the bytes left.
 #[inline(always)]
-fn scan_count(b: &[u8], i: usize) -> Result<(usize, usize), Bad> {
+fn scan_count(b: &[u8], i: usize) -> Result<(usize, usize), &'static str> {
     let (n, i) = scan_varint(b, i)?;
     if n > (b.len() - i) as u64 {
-        return Err(Bad::Malformed("count exceeds input"));
+        return Err("count exceeds input");
     }
     Ok((n as usize, i))
 }
@@ -1291,22 +1285,21 @@ fn scan_count(b: &[u8], i: usize) -> Result<(usize, usize), Bad> {
 /// Checks the value at `b[i..]`; returns the index after it.
 fn scan_value(b: &[u8], i: usize, depth: usize) -> Result<usize, Bad> {
     let Some(&tag) = b.get(i) else {
-        return Err(TRUNCATED);
+        return Err(TRUNCATED.into());
     };
     let i = i + 1;
     match tag {
         T_NULL | T_FALSE | T_TRUE => Ok(i),
         T_INT => {
             let (z, i) = scan_varint(b, i)?;
-            if (z >> 1) > 1 << 53 || (z >> 1 == 1 << 53 && z & 1 == 1) {
-                // |value| > 2^53 (zigzag: 2k is k, 2k+1 is -(k+1)).
-                return Err(Bad::Malformed("integer out of range"));
+            if !safe_int(zigzag(z)) {
+                return Err("integer out of range".into());
             }
             Ok(i)
         }
         T_F64 => {
             let Some(bytes) = b.get(i..i + 8) else {
-                return Err(TRUNCATED);
+                return Err(TRUNCATED.into());
             };
             let mut a = [0u8; 8];
             a.copy_from_slice(bytes);
