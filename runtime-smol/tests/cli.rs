@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{rtc_mesh, Peer};
+use common::{free_port, rtc_mesh, Peer};
 use serde_json::json;
 
 fn replicate(name: &str, args: &[&str]) -> Peer {
@@ -120,11 +120,7 @@ fn bad_arguments_exit_with_code_2() {
 
 #[test]
 fn an_unreachable_signalling_server_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = rtc_mesh()
         .args([
             "join",
@@ -160,12 +156,7 @@ fn an_unreachable_signalling_server_is_a_clear_error() {
 
 #[test]
 fn an_unreachable_peer_is_a_clear_error() {
-    // Bind a port, then free it, so nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = rtc_mesh()
         .args(["replicate", "--connect", &format!("127.0.0.1:{port}")])
         .output()

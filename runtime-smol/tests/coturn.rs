@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::within;
+use common::{member, switchboard, within};
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,6 @@ use rtc_mesh_core::node::NodeEvent;
 use rtc_mesh_core::stun::{StunClient, StunEvent};
 use rtc_mesh_core::Value;
 use rtc_mesh_smol::mesh::{join, JoinOptions};
-use rtc_mesh_smol::switchboard::Server;
 
 /// coturn in STUN-only mode on a free loopback port; killed on drop.
 struct Coturn {
@@ -104,14 +103,10 @@ fn members_with_a_stun_server_learn_their_address_and_mesh() {
     c.max_sends = 8;
     assert!(matches!(ask(&mut c, &probe), StunEvent::Mapped { .. }));
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
+        let (server, url) = switchboard().await;
         let mut members = Vec::new();
         for id in ["s1", "s2"] {
-            let mut o = JoinOptions::new("stun", url.clone());
-            o.id = Some(id.into());
+            let mut o = member("stun", &url, id);
             // Either spelling.
             o.stun_servers = vec![if id == "s1" {
                 format!("stun:{}", coturn.addr)

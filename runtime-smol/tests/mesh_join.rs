@@ -3,29 +3,23 @@
 
 mod common;
 
-use common::within;
+use common::{member, switchboard, within};
 
 use std::time::Duration;
 
 use rtc_mesh_core::mesh::{LeaveReason, MeshEvent};
 use rtc_mesh_core::node::NodeEvent;
 use rtc_mesh_core::Value;
-use rtc_mesh_smol::mesh::{join, JoinOptions};
-use rtc_mesh_smol::switchboard::Server;
+use rtc_mesh_smol::mesh::join;
 
 #[test]
 fn three_members_mesh_over_udp_and_converge() {
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
+        let (server, url) = switchboard().await;
         let mut members = Vec::new();
         let mut events = Vec::new();
         for id in ["m1", "m2", "m3"] {
-            let mut o = JoinOptions::new("room", url.clone());
-            o.id = Some(id.into());
-            let (m, e) = join(o).await.unwrap();
+            let (m, e) = join(member("room", &url, id)).await.unwrap();
             members.push(m);
             events.push(e);
         }
@@ -85,18 +79,11 @@ fn three_members_mesh_over_udp_and_converge() {
 #[test]
 fn std_and_smol_members_interoperate() {
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
-        let mut o = JoinOptions::new("mixed", url.clone());
-        o.id = Some("s1".into());
-        let (smol_member, _ev) = join(o).await.unwrap();
+        let (server, url) = switchboard().await;
+        let (smol_member, _ev) = join(member("mixed", &url, "s1")).await.unwrap();
         let mut std_members = Vec::new();
         for id in ["t1", "t2"] {
-            let mut o = rtc_mesh_std::mesh::JoinOptions::new("mixed", url.clone());
-            o.id = Some(id.into());
-            std_members.push(rtc_mesh_std::mesh::join(o).unwrap());
+            std_members.push(rtc_mesh_std::mesh::join(member("mixed", &url, id)).unwrap());
         }
         smol_member
             .set("from-smol", Value::from(1.0))
@@ -160,15 +147,10 @@ fn the_member_handle_tells_links_keys_and_attributes() {
     use rtc_mesh_core::Object;
     use rtc_mesh_smol::mesh::MemberError;
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
+        let (server, url) = switchboard().await;
         let mut joined = Vec::new();
         for id in ["a", "b"] {
-            let mut o = JoinOptions::new("handle", url.clone());
-            o.id = Some(id.into());
-            joined.push(join(o).await.unwrap());
+            joined.push(join(member("handle", &url, id)).await.unwrap());
         }
         let (b, b_events) = joined.pop().unwrap();
         let (a, a_events) = joined.pop().unwrap();

@@ -1,6 +1,10 @@
 //! Our signalling client against our switchboard, over real WebSockets on loopback.
 
+mod common;
+
 use std::time::Duration;
+
+use common::switchboard;
 
 use rtc_mesh_core::signal::{Part, Signal};
 use rtc_mesh_core::Object;
@@ -36,10 +40,7 @@ async fn next_message(s: &Signaller) -> Signal {
 #[test]
 fn clients_meet_in_a_room_and_hear_leaves() {
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
+        let (server, url) = switchboard().await;
         let a = Signaller::connect(&url, Default::default()).unwrap();
         a.announce(&Signal::announce("a", attrs("a", "r")));
         assert_eq!(next_message(&a).await, Signal::roominfo(1));
@@ -145,10 +146,7 @@ fn the_std_server_and_client_work_with_the_smol_ones() {
 
     // smol server; a std client.
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
+        let (server, url) = switchboard().await;
         let a = rtc_mesh_std::signal::Signaller::connect(&url, Default::default()).unwrap();
         a.announce(&Signal::announce("a", attrs("a", "r")));
         let a = smol::unblock(move || {

@@ -216,3 +216,30 @@ impl Drop for Peer {
         let _ = self.child.wait();
     }
 }
+
+/// A switchboard on a free loopback port, and its WebSocket URL.
+pub async fn switchboard() -> (rtc_mesh_smol::switchboard::Server, String) {
+    let server = rtc_mesh_smol::switchboard::Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Default::default(),
+    )
+    .await
+    .expect("bind a switchboard on loopback");
+    let url = format!("ws://{}/", server.local_addr());
+    (server, url)
+}
+
+/// Options for member `id` joining `room` through the switchboard at `url`.
+pub fn member(room: &str, url: &str, id: &str) -> rtc_mesh_smol::mesh::JoinOptions {
+    let mut o = rtc_mesh_smol::mesh::JoinOptions::new(room, url.to_owned());
+    o.id = Some(id.into());
+    o
+}
+
+/// A loopback TCP port that nothing listens on (bound, then freed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
