@@ -130,23 +130,32 @@ fn join_time(n: usize) -> Duration {
     took
 }
 
+/// A switchboard on a free loopback port, and its WebSocket URL.
+async fn switchboard() -> (Server, String) {
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .expect("bind a switchboard on loopback");
+    let url = format!("ws://{}/", server.local_addr());
+    (server, url)
+}
+
+/// Options for member `id` joining `room` through `url`.
+fn member(room: &str, url: &str, id: &str) -> JoinOptions {
+    let mut o = JoinOptions::new(room, url.to_owned());
+    o.id = Some(id.into());
+    o
+}
+
 fn bulk(values: usize, size: usize) -> (Duration, f64) {
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
-        let mut o = JoinOptions::new("bulk", url.clone());
-        o.id = Some("a".into());
-        let (a, _ae) = join(o).await.unwrap();
+        let (server, url) = switchboard().await;
+        let (a, _ae) = join(member("bulk", &url, "a")).await.unwrap();
         let v = Value::from("x".repeat(size - 2));
         for i in 0..values {
             a.set(&format!("key{i:08}"), v.clone()).await.unwrap();
         }
         let t = Instant::now();
-        let mut o = JoinOptions::new("bulk", url);
-        o.id = Some("b".into());
-        let (b, be) = join(o).await.unwrap();
+        let (b, be) = join(member("bulk", &url, "b")).await.unwrap();
         let mut got = 0;
         while got < values {
             if let Ok(NodeEvent::Mesh(MeshEvent::Update(_))) = be.recv().await {
@@ -163,16 +172,9 @@ fn bulk(values: usize, size: usize) -> (Duration, f64) {
 
 fn small(updates: usize) -> (Duration, f64) {
     smol::block_on(async {
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap();
-        let url = format!("ws://{}/", server.local_addr());
-        let mut o = JoinOptions::new("small", url.clone());
-        o.id = Some("a".into());
-        let (a, ae) = join(o).await.unwrap();
-        let mut o = JoinOptions::new("small", url);
-        o.id = Some("b".into());
-        let (b, be) = join(o).await.unwrap();
+        let (server, url) = switchboard().await;
+        let (a, ae) = join(member("small", &url, "a")).await.unwrap();
+        let (b, be) = join(member("small", &url, "b")).await.unwrap();
         loop {
             if let Ok(NodeEvent::Mesh(MeshEvent::SyncedAll { .. })) = ae.recv().await {
                 break;
