@@ -18,7 +18,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_io::{Async, Timer};
 use smol::channel::{self, Receiver, Sender};
@@ -30,7 +30,7 @@ use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 use crate::signal::{SignalEvent, Signaller};
 
 pub use rtc_mesh_std::mesh::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request, CLOSE_LINGER,
 };
 
 /// Our membership of a room. Dropping it stops the driver without a goodbye; call
@@ -146,7 +146,7 @@ async fn drive(
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
                 if close {
-                    closing = Some((reply, now + Duration::from_millis(200)));
+                    closing = Some((reply, now + CLOSE_LINGER));
                 } else {
                     let _ = reply.try_send(ans);
                 }

@@ -209,6 +209,10 @@ pub enum Answer {
     Done,
 }
 
+/// How long a driver keeps going after answering [`Request::Close`], so that the
+/// goodbyes (`BYE` on each link, `/leave`, the DTLS close) leave before it stops.
+pub const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
 /// Answers `request` from `node`.
 pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
     match request {
@@ -474,7 +478,7 @@ fn drive(
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
                 if close {
-                    closing = Some((reply, now + Duration::from_millis(200)));
+                    closing = Some((reply, now + CLOSE_LINGER));
                 } else {
                     let _ = reply.send(ans);
                 }
