@@ -1,12 +1,13 @@
 //! Deterministic simulation of Mesh peers over in-memory links.
 //!
 //! One seed fixes everything: latencies, which peers write what and when, and the
-//! faults (link partitions, peer crashes and restarts without their state, switchboard
-//! restarts, stalls on a peer's signalling connection, and relays that let a later
-//! direct `/to` message overtake an earlier one). Simulated time only; no threads, no sockets. The switchboard is core's
-//! [`Switchboard`]; the link layer is modelled: an `Open` as offerer makes an offer,
-//! the answerer answers, and after a few round trips both data channels open; channel
-//! messages are reliable and ordered, held back while their pair is partitioned (SCTP
+//! faults (link partitions, peer crashes and restarts without their state,
+//! switchboard restarts, stalls on a peer's signalling connection, and relays that
+//! let a later direct `/to` message overtake an earlier one). Simulated time only;
+//! no threads, no sockets. The switchboard is core's [`Switchboard`]; the link
+//! layer is modelled: an `Open` as offerer makes an offer, the answerer answers,
+//! and after a few round trips both data channels open; channel messages are
+//! reliable and ordered, held back while their pair is partitioned (SCTP
 //! retransmits) and lost once either side closes.
 //!
 //! Invariants, checked after the faults heal and traffic settles: all live replicas

@@ -102,12 +102,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if nodes.is_some() || node_seed.is_some() {
-        let seeds = match (node_seed, nodes) {
-            (Some(s), _) => s..s + 1,
-            (None, Some(n)) => 0..n,
-            (None, None) => 0..0,
-        };
+    let node_seeds: Option<Vec<u64>> = node_seed
+        .map(|s| vec![s])
+        .or(nodes.map(|n| (0..n).collect()));
+    if let Some(seeds) = node_seeds {
         let mut failed = Vec::new();
         for s in seeds {
             let mut cfg = NodeSimConfig::new(s);
