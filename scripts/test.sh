@@ -29,8 +29,11 @@ if ! command -v chromium >/dev/null || ! command -v firefox-esr >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium firefox-esr >/dev/null
 fi
 
-echo "== npm packages of the interop tests (pinned by tests/interop/package-lock.json)"
-(cd tests/interop && PUPPETEER_SKIP_DOWNLOAD=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+echo "== npm packages of the interop tests (pinned by interop/package-lock.json)"
+(cd interop && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== npm packages of the browser tests (pinned by web/package-lock.json)"
+(cd web && PUPPETEER_SKIP_DOWNLOAD=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
   npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== cargo fmt --check"

@@ -15,7 +15,6 @@
 //! - [`wire`]: the two sync codecs ([`Codec::Json`], [`Codec::Postcard`]).
 //! - [`session`]: one sync conversation over one link ([`Session`]).
 //! - [`replica`]: a store served over many links ([`Replica`]).
-//! - [`control`]: the `rtc-mesh` program's stdin/stdout line protocol.
 //! - [`signal`], [`signal_client`], [`switchboard`]: rtc-signaller 6.x messages, the
 //!   client side of signalling, and the switchboard server as a state machine.
 //! - [`mesh`]: a peer in a room ([`mesh::Mesh`]): who links to whom, leaves, retries,
@@ -71,7 +70,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod control;
 pub mod limits;
 pub mod mesh;
 #[cfg(feature = "webrtc")]

@@ -38,13 +38,13 @@ pub struct Asset {
 /// The demo page (`GET /`, `GET /index.html`): pick a room with `?room=NAME`.
 pub static INDEX_HTML: Asset = Asset {
     content_type: "text/html; charset=utf-8",
-    body: include_str!("../web/index.html"),
+    body: rtc_mesh_web::INDEX_HTML,
 };
 
 /// The browser client, an ES module (`GET /mesh.js`).
 pub static MESH_JS: Asset = Asset {
     content_type: "text/javascript; charset=utf-8",
-    body: include_str!("../web/mesh.js"),
+    body: rtc_mesh_web::MESH_JS,
 };
 
 /// Parses a request head from `buf`: `Ok(None)` while incomplete, else the request

@@ -1,7 +1,9 @@
 //! # rtc-mesh-sim
 //!
-//! The deterministic simulator of rtc-mesh ([`mesh_sim`]: Mesh peers over in-memory
-//! links, with faults) and the benchmark programs (`src/bin`).
+//! The deterministic simulator of rtc-mesh: [`mesh_sim`] runs Mesh peers over in-memory
+//! links, [`node_sim`] runs whole Nodes (str0m included) over a simulated UDP network,
+//! both with seeded faults; `rtc-mesh-sim` (`src/bin`) runs seed lists and scale runs.
+//! The benchmark programs live in `bench/`.
 
 pub mod mesh_sim;
 pub mod node_sim;

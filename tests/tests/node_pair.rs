@@ -86,7 +86,7 @@ fn a_burst_larger_than_the_send_buffer_queues_and_arrives_whole() {
 
 /// Offers carry SNAP (`a=sctp-init`): between str0m peers the SCTP association is set
 /// up from the SDP, saving the INIT round trips (browsers that do not know it ignore
-/// the line and use the normal handshake; `runtime-smol/tests/browser.rs`).
+/// the line and use the normal handshake; `cli/tests/browser.rs`).
 #[test]
 fn offers_set_up_sctp_with_snap() {
     use rtc_mesh_core::mesh::MeshConfig;

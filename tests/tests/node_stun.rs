@@ -1,7 +1,7 @@
 //! A Node asks STUN servers for its server-reflexive address: the answer becomes a
 //! `srflx` candidate, in the SDP of later connections and trickled to present ones.
 //! (A simulated STUN server answering a made-up mapped address, so a NAT is in
-//! between; `runtime-smol/tests/coturn.rs` asks a real one.)
+//! between; `cli/tests/coturn.rs` asks a real one.)
 
 use std::net::SocketAddr;
 use std::time::Instant;

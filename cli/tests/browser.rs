@@ -1,7 +1,7 @@
 //! Browser peers: the browser client's own tests in Node (the encoding vectors the Rust
 //! implementation passes, and the store's rules), then Debian's Chromium and Firefox ESR,
 //! headless, meshing with native `rtc-mesh join` processes through `rtc-mesh serve`
-//! (tests/interop/browser-mesh.js says what is proven). scripts/test.sh installs the
+//! (web/tests/browser/browser-mesh.js says what is proven). scripts/test.sh installs the
 //! browsers and the npm packages that drive them.
 
 mod common;
@@ -9,10 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::interop_dir;
-
 fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../runtime-std/web")
+    common::repo().join("web")
 }
 
 #[test]
@@ -36,7 +34,7 @@ fn chromium_firefox_and_native_peers_mesh() {
     let shots = std::env::temp_dir().join(format!("rtc-mesh-shots-{}", std::process::id()));
     std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
-        .current_dir(interop_dir())
+        .current_dir(common::browser_dir())
         .arg("browser-mesh.js")
         .args(["--rtc-mesh", env!("CARGO_BIN_EXE_rtc-mesh")])
         .arg("--shots")

@@ -10,10 +10,10 @@
 //! (the run re-executes itself under `sh -c 'ulimit -n hard'`).
 //!
 //! ```text
-//! cargo run --release -p rtc-mesh-sim --bin bench-signal -- [--clients C] [--rooms R]
+//! cargo run --release -p rtc-mesh-bench --bin bench-signal -- [--clients C] [--rooms R]
 //!     [--window W] [--seconds T] [--idle I] [--only smol|std|node]
 //! ```
-//! Needs the interop npm packages (`npm ci` in tests/interop) for the node server.
+//! Needs the interop npm packages (`npm ci` in interop/) for the node server.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -51,7 +51,7 @@ fn start(kind: &str) -> (Child, SocketAddr) {
         "node" => {
             let mut c = Command::new("node");
             c.arg("switchboard-server.js")
-                .current_dir(repo_root().join("tests/interop"));
+                .current_dir(repo_root().join("interop"));
             c
         }
         rt => {

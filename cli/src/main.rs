@@ -1,5 +1,7 @@
 //! The `rtc-mesh` command-line program.
 
+mod control;
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, Write};
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::control::{parse_command, Command, Report};
+use crate::control::{parse_command, Command, Report};
 use rtc_mesh_core::mesh::LinkState;
 use rtc_mesh_core::{Codec, Limits, Object, ReplicaEvent, StoreError, Value};
 use rtc_mesh_smol::mesh::{Answer, Request};
@@ -635,9 +637,9 @@ fn join_command(out: &Out, member: &JoinBackend, cmd: Command) {
         (Some(Answer::Value(value)), Some(key)) => out.emit(&Report::Value { key: &key, value }),
         (Some(Answer::Snapshot(o)), _) => out.emit(&Report::Dump(&o)),
         (Some(Answer::Peers(peers)), _) => {
-            let list: Vec<rtc_mesh_core::control::PeerReport> = peers
+            let list: Vec<crate::control::PeerReport> = peers
                 .into_iter()
-                .map(|p| rtc_mesh_core::control::PeerReport {
+                .map(|p| crate::control::PeerReport {
                     peer: p.id,
                     attributes: Value::Object(p.attributes),
                     state: match (p.link.state, p.link.synced) {
@@ -742,7 +744,6 @@ fn run_command(out: &Out, backend: &Backend, cmd: Command) {
             Ok(())
         }
         Command::Close => Ok(()),
-        _ => Ok(()),
     };
     if let Err(e) = result {
         out.emit(&Report::Error {

@@ -35,13 +35,25 @@ pub fn repo() -> PathBuf {
 
 /// The interop scripts' folder, with its npm packages installed.
 pub fn interop_dir() -> PathBuf {
-    let d = repo().join("tests/interop");
+    let d = repo().join("interop");
     assert!(
         d.join("node_modules/scuttlebutt").is_dir(),
         "the npm packages of the interop tests are missing: run scripts/test.sh \
-         (or `npm ci` in tests/interop)"
+         (or `npm ci` in interop/)"
     );
     d
+}
+
+/// The browser tests' folder (in the web client's package), with the npm packages that
+/// drive the browsers installed.
+pub fn browser_dir() -> PathBuf {
+    let web = repo().join("web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "the npm packages of the browser tests are missing: run scripts/test.sh \
+         (or `npm ci` in web/)"
+    );
+    web.join("tests/browser")
 }
 
 /// A `rtc-mesh` command.

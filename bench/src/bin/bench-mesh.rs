@@ -9,7 +9,7 @@
 //!   to end.
 //!
 //! ```text
-//! cargo run --release -p rtc-mesh-sim --bin bench-mesh -- [--sizes 2,8,16] [--bulk N] [--small N]
+//! cargo run --release -p rtc-mesh-bench --bin bench-mesh -- [--sizes 2,8,16] [--bulk N] [--small N]
 //! ```
 //! Needs the release `rtc-mesh` binary next to this one.
 

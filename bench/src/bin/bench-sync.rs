@@ -1,7 +1,7 @@
 //! Store and sync benchmark: prints figures, and the ratio against JavaScript
 //! scuttlebutt 5.6.15 run in the same invocation.
 //!
-//! `cargo run --release -p rtc-mesh-sim --bin bench-sync [-- --keys N] [--rss-keys M] [--no-js]`
+//! `cargo run --release -p rtc-mesh-bench --bin bench-sync [-- --keys N] [--rss-keys M] [--no-js]`
 //!
 //! Inputs: keys `key-0000000001`…, values `{"n":i,"s":"v<i>"}`, 16-character source ids.
 
@@ -235,7 +235,7 @@ fn main() {
 
     // JavaScript scuttlebutt, same workload, same invocation.
     if js {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/bench-scuttlebutt.js");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/bench-scuttlebutt.js");
         let out = Command::new("node")
             .arg("--max-old-space-size=4096")
             .arg(&script)

@@ -22,9 +22,9 @@
 //! `peers{peers:[{peer,attributes,state,codec}]}`.
 //! A bad command line gets an `error` event; the program goes on.
 
-use crate::limits::Limits;
-use crate::store::Event;
-use crate::value::{write_json, write_number, write_string, Object, Value, ValueError};
+use rtc_mesh_core::limits::Limits;
+use rtc_mesh_core::store::Event;
+use rtc_mesh_core::value::{write_json, write_number, write_string, Object, Value, ValueError};
 
 /// A command read from the program's input.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,7 +156,7 @@ pub struct PeerReport {
     /// The codec of its link, if any.
     pub codec: Option<String>,
     /// Bytes and updates each way on its link, and the round trip.
-    pub stats: crate::session::SessionStats,
+    pub stats: rtc_mesh_core::session::SessionStats,
 }
 
 /// An event the program writes.

@@ -10,7 +10,7 @@ import {
 } from '../mesh.js';
 
 const vectors = JSON.parse(
-  readFileSync(fileURLToPath(new URL('../../../core/tests/vectors/json.json', import.meta.url)), 'utf8'),
+  readFileSync(fileURLToPath(new URL('../../core/tests/vectors/json.json', import.meta.url)), 'utf8'),
 );
 
 const withNewline = (l) => (l.endsWith('\n') ? l : `${l}\n`);
