@@ -2,13 +2,13 @@
 
 mod control;
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use rtc_mesh_core::url::WsUrl;
 
 use crate::control::{parse_command, Command, Report};
 use rtc_mesh_core::mesh::LinkState;
@@ -156,16 +156,9 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// A fresh peer id, by the rule every member follows.
 fn random_id() -> String {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    rtc_mesh_smol::entropy().peer_id()
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, Usage> {
@@ -500,10 +493,11 @@ fn join(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let out = Out { json };
     let default_url = signal.is_none();
     let url = signal.unwrap_or_else(|| "ws://127.0.0.1:3000/".into());
-    let addr = match rtc_mesh_smol::signal::resolve_ws_url(&url) {
-        Ok(a) => a,
-        Err(e) => return Err(Usage(e.to_string())),
-    };
+    let addr =
+        match WsUrl::parse(&url).and_then(|u| u.resolve(|hp| Ok(hp.to_socket_addrs()?.next()))) {
+            Ok(a) => a,
+            Err(e) => return Err(Usage(e.to_string())),
+        };
     // A given server must answer now; once joined, the client reconnects through
     // outages by itself.
     if !default_url {

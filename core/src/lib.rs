@@ -21,7 +21,11 @@
 //!   link info; links are abstract.
 //! - [`node`] (feature `webrtc`, default): a [`mesh::Mesh`] over real WebRTC data
 //!   channels (str0m), with UDP datagrams in and out; its docs show a custom event loop.
+//! - [`member`] (feature `webrtc`): what every driver of a room member shares: join
+//!   options, the handle's requests and answers, fresh ids and incarnations.
 //! - [`stun`]: the STUN binding client for server-reflexive candidates.
+//! - [`url`], [`http`], [`hosting`]: signalling URLs, the switchboard port's HTTP
+//!   routes and responses, and the table of a hosted switchboard's connections.
 //!
 //! ## A driving loop
 //!
@@ -70,7 +74,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod hosting;
+pub mod http;
 pub mod limits;
+#[cfg(feature = "webrtc")]
+pub mod member;
 pub mod mesh;
 #[cfg(feature = "webrtc")]
 pub mod node;
@@ -84,6 +92,7 @@ pub mod signal_client;
 pub mod store;
 pub mod stun;
 pub mod switchboard;
+pub mod url;
 pub mod value;
 pub mod wire;
 

@@ -96,6 +96,13 @@ pub struct MeshConfig {
 }
 
 impl MeshConfig {
+    /// The default interval between pings on a link.
+    pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
+    /// The default silence after which a pinging link is closed and its peer gone.
+    pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(4);
+    /// The default time a connection may take to open before it is abandoned.
+    pub const DEFAULT_NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// A configuration with defaults for `id` in `room`.
     pub fn new(
         id: impl Into<String>,
@@ -114,9 +121,9 @@ impl MeshConfig {
             epoch_ms,
             start,
             source: None,
-            ping_interval: Duration::from_secs(1),
-            dead_after: Duration::from_secs(4),
-            negotiate_timeout: Duration::from_secs(10),
+            ping_interval: Self::DEFAULT_PING_INTERVAL,
+            dead_after: Self::DEFAULT_DEAD_AFTER,
+            negotiate_timeout: Self::DEFAULT_NEGOTIATE_TIMEOUT,
             retry_min: Duration::from_millis(250),
             retry_max: Duration::from_secs(10),
             limits: Limits::default(),

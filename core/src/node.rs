@@ -131,13 +131,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The default for [`NodeConfig::max_queued`].
+    pub const DEFAULT_MAX_QUEUED: usize = 8 << 20;
+
     /// A configuration for `mesh`, offering `local_addrs`.
     pub fn new(mesh: MeshConfig, local_addrs: Vec<SocketAddr>) -> Self {
         NodeConfig {
             mesh,
             local_addrs,
             sctp_buffer: 32 * 1024,
-            max_queued: 8 << 20,
+            max_queued: Self::DEFAULT_MAX_QUEUED,
             stun_servers: Vec::new(),
             seeded_dtls: false,
         }

@@ -44,6 +44,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
+use crate::limits::Limits;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionStats};
 use crate::store::{Event, Store, StoreError, Update};
 use crate::value::{EncodedValue, Value};
@@ -512,4 +513,64 @@ impl Replica {
         }
         Output::Timeout(None)
     }
+}
+
+/// Drains a replica's output, the loop every driver runs after each input: bytes go to
+/// `send(link, bytes)`, events to `emit`, and a link whose stream cannot be decoded
+/// any more is handed to `close`. Returns the next timer, if any.
+pub fn drain(
+    replica: &mut Replica,
+    mut send: impl FnMut(LinkId, Vec<u8>),
+    mut close: impl FnMut(LinkId),
+    mut emit: impl FnMut(ReplicaEvent),
+) -> Option<Instant> {
+    loop {
+        match replica.poll_output() {
+            Output::Transmit(link, bytes) => send(link, bytes),
+            Output::Event(e) => {
+                if let ReplicaEvent::LinkError { link, error } = &e {
+                    if error.is_fatal() {
+                        close(*link);
+                    }
+                }
+                emit(e);
+            }
+            Output::Timeout(t) => return t,
+        }
+    }
+}
+
+/// How a runtime's `Replicator` (a store replicated over byte-stream links) is set up.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReplicatorOptions {
+    /// The store's source id.
+    pub id: String,
+    /// The codec spoken on every link.
+    pub codec: Codec,
+    /// Bounds on values, keys and messages.
+    pub limits: Limits,
+}
+
+impl ReplicatorOptions {
+    /// Options with default limits.
+    pub fn new(id: impl Into<String>, codec: Codec) -> Self {
+        ReplicatorOptions {
+            id: id.into(),
+            codec,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why a runtime's `Replicator` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store configuration is invalid (for example the source id).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A thread or socket could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }

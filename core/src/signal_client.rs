@@ -224,6 +224,17 @@ impl SignalClient {
     }
 }
 
+/// What a runtime's signalling connection reports to its user.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalEvent {
+    /// Connected (and the last announce, then queued messages, were sent).
+    Connected,
+    /// The connection dropped; reconnecting.
+    Disconnected,
+    /// A message from the server.
+    Message(Signal),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,11 +76,23 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 
+use rtc_mesh_core::member::Entropy;
+use rtc_mesh_core::replica::drain;
+pub use rtc_mesh_core::replica::{ReplicatorOptions, StartError};
 use rtc_mesh_core::{
     Codec, Framing, LinkId, Object, Replica, ReplicaEvent, Store, StoreConfig, StoreError, Value,
 };
-use rtc_mesh_std::drain_replica;
-pub use rtc_mesh_std::{clock_anchor, random_seed, ReplicatorOptions, StartError};
+
+/// Reads this machine's randomness and wall clock once, for a new member or store.
+pub fn entropy() -> Entropy {
+    use std::hash::BuildHasher;
+    let start = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let r = std::collections::hash_map::RandomState::new();
+    Entropy::new([0u8, 1, 2].map(|i| r.hash_one((i, wall))), wall, start)
+}
 
 enum Input {
     Conn(TcpStream),
@@ -103,10 +115,10 @@ pub struct Replicator {
 impl Replicator {
     /// Starts the driver task. Returns the handle and the event stream (a `Stream`).
     pub fn start(options: ReplicatorOptions) -> Result<(Self, Receiver<ReplicaEvent>), StartError> {
-        let (epoch_ms, start) = clock_anchor();
-        let mut config = StoreConfig::new(options.id.clone(), epoch_ms, start);
+        let entropy = entropy();
+        let mut config = StoreConfig::new(options.id.clone(), entropy.epoch_ms, entropy.start);
         config.limits = options.limits.clone();
-        config.hash_seed = random_seed();
+        config.hash_seed = entropy.seed;
         let store = Store::new(config)?;
         let (tx, rx) = channel::unbounded();
         let (etx, events) = channel::unbounded();
@@ -274,7 +286,7 @@ impl Driver {
     fn drain(&mut self) -> Option<Instant> {
         let links = &self.links;
         let events = &self.events;
-        drain_replica(
+        drain(
             &mut self.replica,
             |link, bytes| {
                 if let Some(io) = links.get(&link) {

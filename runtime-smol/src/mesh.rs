@@ -29,7 +29,7 @@ use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 
 use crate::signal::{SignalEvent, Signaller};
 
-pub use rtc_mesh_std::mesh::{
+pub use rtc_mesh_core::member::{
     answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request, CLOSE_LINGER,
 };
 
@@ -51,7 +51,8 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
         .get_ref()
         .local_addr()
         .map_err(|e| JoinError::Bind(options.bind, e))?;
-    let (node, id) = rtc_mesh_std::mesh::node_for(&options, local)?;
+    let stun = options.resolve_stun(crate::signal::resolve)?;
+    let (node, id) = options.node(local, stun, crate::entropy())?;
     let signaller = Signaller::connect(&options.signal_url, Default::default())?;
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
@@ -76,7 +77,7 @@ impl Member {
         rx.recv().await.ok()
     }
 
-    rtc_mesh_std::__member_calls!(async; .await);
+    rtc_mesh_core::__member_calls!(async; .await);
 
     /// Leaves the room (says goodbye on every link and to the switchboard).
     pub async fn close(self) {

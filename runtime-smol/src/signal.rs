@@ -37,7 +37,15 @@ use rtc_mesh_core::signal_client::{ClientConfig, ClientOutput, SignalClient};
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub use rtc_mesh_std::signal::{resolve_ws_url, SignalEvent, UrlError};
+pub use rtc_mesh_core::signal_client::SignalEvent;
+pub use rtc_mesh_core::url::UrlError;
+use rtc_mesh_core::url::WsUrl;
+
+/// Looks `HOST:PORT` up (blocking, once per join; the first address).
+pub(crate) fn resolve(host_port: &str) -> std::io::Result<Option<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    Ok(host_port.to_socket_addrs()?.next())
+}
 
 enum Cmd {
     Send(String),
@@ -54,7 +62,7 @@ pub struct Signaller {
 impl Signaller {
     /// Starts connecting to `url` (`ws://host:port/`) on smol's global executor.
     pub fn connect(url: &str, config: ClientConfig) -> Result<Signaller, UrlError> {
-        let addr = resolve_ws_url(url)?;
+        let addr = WsUrl::parse(url)?.resolve(resolve)?;
         let (cmds, cmd_rx) = channel::unbounded();
         let (ev_tx, events) = channel::unbounded();
         let client = SignalClient::new(config, Instant::now());

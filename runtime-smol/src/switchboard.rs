@@ -34,9 +34,9 @@ use smol::net::{TcpListener, TcpStream};
 use smol::stream::StreamExt;
 use smol::{Task, Timer};
 
+use rtc_mesh_core::hosting::{ConnOut, ConnWriter, Hosted, MAX_QUEUED};
+use rtc_mesh_core::http::{self, Route, WsLimits};
 use rtc_mesh_core::switchboard::{CloseReason, ConnId, Counters, Switchboard, SwitchboardConfig};
-use rtc_mesh_std::hosting::{ConnOut, ConnWriter, Hosted, MAX_QUEUED};
-use rtc_mesh_std::http::{self, Request};
 
 /// The writer of a connection: a channel to its task.
 struct Writer(Sender<ConnOut>);
@@ -160,7 +160,7 @@ async fn timer_loop(inner: Arc<Mutex<Inner>>) {
 }
 
 /// Reads the request head (bounded in size and time).
-async fn read_head(stream: &mut TcpStream) -> Option<(Request, Vec<u8>)> {
+async fn read_head(stream: &mut TcpStream) -> Option<(Route, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let deadline = Instant::now() + http::HEAD_TIMEOUT;
@@ -193,21 +193,21 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
         return;
     };
     let key = match req {
-        Request::Upgrade { key } => key,
-        Request::Health => {
+        Route::Upgrade { key } => key,
+        Route::Health => {
             let body = serde_json::to_string(lock(&inner).board.counters()).unwrap_or_default();
             let _ = stream
                 .write_all(http::json_response(&body).as_bytes())
                 .await;
             return;
         }
-        Request::Asset(asset) => {
+        Route::Asset(asset) => {
             let _ = stream
                 .write_all(http::asset_response(asset).as_bytes())
                 .await;
             return;
         }
-        Request::Refuse(status) => {
+        Route::Refuse(status) => {
             let _ = stream
                 .write_all(http::error_response(status).as_bytes())
                 .await;
@@ -215,7 +215,12 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
         }
     };
     if stream
-        .write_all(http::upgrade_response(&key).as_bytes())
+        .write_all(
+            http::upgrade_response(
+                &async_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            )
+            .as_bytes(),
+        )
         .await
         .is_err()
     {
@@ -225,7 +230,7 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
         stream,
         rest,
         Role::Server,
-        Some(http::ws_config(max_frame)),
+        Some(ws_config(WsLimits::for_switchboard(max_frame))),
     )
     .await;
     let (tx, rx) = channel::unbounded();
@@ -283,4 +288,14 @@ async fn serve(
         }
     };
     reader.or(writer).await;
+}
+
+/// The WebSocket configuration for `l`.
+fn ws_config(l: WsLimits) -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
+    async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(l.read_buffer)
+        .write_buffer_size(l.write_buffer)
+        .max_write_buffer_size(l.max_write_buffer)
+        .max_message_size(Some(l.max_frame))
+        .max_frame_size(Some(l.max_frame))
 }

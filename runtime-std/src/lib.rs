@@ -25,7 +25,7 @@
 //! ```
 //!
 //! For a custom event loop, drive `rtc_mesh_core::node::Node` yourself (its docs show
-//! one); [`mesh::answer`] answers the same requests these members take.
+//! one); `rtc_mesh_core::member::answer` answers the same requests these members take.
 //!
 //! ## Two replicas over TCP: [`Replicator`]
 //!
@@ -50,8 +50,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod hosting;
-pub mod http;
 pub mod mesh;
 pub mod signal;
 pub mod switchboard;
@@ -66,63 +64,23 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rtc_mesh_core::member::Entropy;
+use rtc_mesh_core::replica::drain;
 use rtc_mesh_core::{
-    Codec, Framing, Limits, LinkId, Object, Output, Replica, ReplicaEvent, Store, StoreConfig,
-    StoreError, Value,
+    Codec, Framing, LinkId, Object, Replica, ReplicaEvent, Store, StoreConfig, StoreError, Value,
 };
 
-/// Why a replicator could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The store configuration is invalid (for example the source id).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A thread or socket could not be created.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
+pub use rtc_mesh_core::replica::{ReplicatorOptions, StartError};
 
-/// How a [`Replicator`] is set up.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ReplicatorOptions {
-    /// The store's source id.
-    pub id: String,
-    /// The codec spoken on every TCP link.
-    pub codec: Codec,
-    /// Bounds on values, keys and messages.
-    pub limits: Limits,
-}
-
-impl ReplicatorOptions {
-    /// Options with default limits.
-    pub fn new(id: impl Into<String>, codec: Codec) -> Self {
-        ReplicatorOptions {
-            id: id.into(),
-            codec,
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// A random seed for the store's key hash (so that peers cannot choose colliding keys).
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(clock_anchor().0.to_bits());
-    h.finish()
-}
-
-/// Wall-clock milliseconds since the Unix epoch, and the instant they were read at:
-/// the two anchors a core store needs.
-pub fn clock_anchor() -> (f64, Instant) {
-    let now = Instant::now();
-    let ms = SystemTime::now()
+/// Reads this machine's randomness and wall clock once, for a new member or store.
+pub fn entropy() -> Entropy {
+    use std::hash::BuildHasher;
+    let start = Instant::now();
+    let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0);
-    (ms, now)
+        .unwrap_or_default();
+    let r = std::collections::hash_map::RandomState::new();
+    Entropy::new([0u8, 1, 2].map(|i| r.hash_one((i, wall))), wall, start)
 }
 
 enum Input {
@@ -148,10 +106,10 @@ pub struct Replicator {
 impl Replicator {
     /// Starts the driver thread. Returns the handle and the event receiver.
     pub fn start(options: ReplicatorOptions) -> Result<(Self, Receiver<ReplicaEvent>), StartError> {
-        let (epoch_ms, start) = clock_anchor();
-        let mut config = StoreConfig::new(options.id.clone(), epoch_ms, start);
+        let entropy = entropy();
+        let mut config = StoreConfig::new(options.id.clone(), entropy.epoch_ms, entropy.start);
         config.limits = options.limits;
-        config.hash_seed = random_seed();
+        config.hash_seed = entropy.seed;
         let store = Store::new(config)?;
         let (tx, rx) = mpsc::channel();
         let (etx, events) = mpsc::channel();
@@ -347,7 +305,7 @@ impl Driver {
     fn drain(&mut self) -> Option<Instant> {
         let links = &self.links;
         let events = &self.events;
-        drain_replica(
+        drain(
             &mut self.replica,
             |link, bytes| {
                 if let Some(io) = links.get(&link) {
@@ -409,31 +367,6 @@ impl Driver {
         for (stream, done) in waiting {
             let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
             let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-/// Drains a replica's output, the loop every driver runs after each input: bytes go to
-/// `send(link, bytes)`, events to `emit`, and a link whose stream cannot be decoded
-/// any more is handed to `close`. Returns the next timer, if any.
-pub fn drain_replica(
-    replica: &mut Replica,
-    mut send: impl FnMut(LinkId, Vec<u8>),
-    mut close: impl FnMut(LinkId),
-    mut emit: impl FnMut(ReplicaEvent),
-) -> Option<Instant> {
-    loop {
-        match replica.poll_output() {
-            Output::Transmit(link, bytes) => send(link, bytes),
-            Output::Event(e) => {
-                if let ReplicaEvent::LinkError { link, error } = &e {
-                    if error.is_fatal() {
-                        close(*link);
-                    }
-                }
-                emit(e);
-            }
-            Output::Timeout(t) => return t,
         }
     }
 }

@@ -20,310 +20,16 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::mesh::{LinkInfo, LinkState, MeshConfig};
-use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
-use rtc_mesh_core::{Codec, Limits, StoreError};
-pub use rtc_mesh_core::{Object, Value};
+pub use rtc_mesh_core::member::{
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request, CLOSE_LINGER,
+};
+use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 
-use crate::signal::{SignalEvent, Signaller, UrlError};
+use crate::signal::{SignalEvent, Signaller};
 
-/// What to join, and how.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct JoinOptions {
-    /// The room.
-    pub room: String,
-    /// The signalling server (`ws://host:port/`).
-    pub signal_url: String,
-    /// Our peer id (default: 16 random hex characters).
-    pub id: Option<String>,
-    /// The UDP address to bind (default `127.0.0.1:0`).
-    pub bind: SocketAddr,
-    /// Codecs, preferred first (default postcard, json).
-    pub codecs: Vec<Codec>,
-    /// User attributes for our announce.
-    pub attributes: Object,
-    /// STUN servers (`host:port`, or `stun:host:port`; default none) asked for our
-    /// server-reflexive address. Names are resolved once, at join.
-    pub stun_servers: Vec<String>,
-    /// Interval between pings on a link (default 1 s).
-    pub ping_interval: Duration,
-    /// A link silent this long is closed and its peer reported gone (default 4 s).
-    pub dead_after: Duration,
-    /// A connection not established in this time is abandoned and retried (default
-    /// 10 s).
-    pub negotiate_timeout: Duration,
-    /// Bounds on values, keys and ids.
-    pub limits: Limits,
-    /// Bytes a slow link may queue before it is closed (default 8 MiB).
-    pub max_queued: usize,
-}
-
-impl JoinOptions {
-    /// Options for `room` through the switchboard at `signal_url`.
-    pub fn new(room: impl Into<String>, signal_url: impl Into<String>) -> Self {
-        JoinOptions {
-            room: room.into(),
-            signal_url: signal_url.into(),
-            id: None,
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            codecs: vec![Codec::Postcard, Codec::Json],
-            attributes: Object::new(),
-            stun_servers: Vec::new(),
-            ping_interval: Duration::from_secs(1),
-            dead_after: Duration::from_secs(4),
-            negotiate_timeout: Duration::from_secs(10),
-            limits: Limits::default(),
-            max_queued: 8 << 20,
-        }
-    }
-}
-
-/// Why joining failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// The signalling URL is not usable.
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    /// The UDP socket could not be bound.
-    #[error("cannot bind UDP {0}: {1}")]
-    Bind(SocketAddr, io::Error),
-    /// A STUN server name does not resolve to an address.
-    #[error("STUN server {0:?}: {1}")]
-    Stun(String, String),
-    /// The configuration is invalid (id, room).
-    #[error(transparent)]
-    Mesh(#[from] rtc_mesh_core::mesh::MeshError),
-}
-
-/// Why a write through a member failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MemberError {
-    /// The store refused the write (key or value too large, bad value).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The member has left the room (or its driver stopped): nothing was written.
-    #[error("the member has left the room")]
-    Closed,
-}
-
-/// A peer's present state, for [`Member::peers`].
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct PeerInfo {
-    /// Its id.
-    pub id: String,
-    /// Its announce attributes.
-    pub attributes: Object,
-    /// The connection to it: state, codec, bytes and updates each way, round trip.
-    pub link: LinkInfo,
-}
-
-impl PeerInfo {
-    /// Whether a data channel is open to it.
-    pub fn is_linked(&self) -> bool {
-        self.link.state == LinkState::Open
-    }
-}
-
-/// Resolves a STUN server given as `host:port` or `stun:host:port`.
-fn resolve_stun(s: &str) -> Result<SocketAddr, JoinError> {
-    let hp = s.strip_prefix("stun:").unwrap_or(s);
-    let fail = |why: String| JoinError::Stun(s.to_owned(), why);
-    hp.to_socket_addrs()
-        .map_err(|e| fail(e.to_string()))?
-        .next()
-        .ok_or_else(|| fail("no address".into()))
-}
-
-/// The Node for `options`, offering `local` as its host candidate; and its id.
-pub fn node_for(options: &JoinOptions, local: SocketAddr) -> Result<(Node, String), JoinError> {
-    let id = options
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("{:016x}", crate::random_seed()));
-    let (epoch_ms, start) = crate::clock_anchor();
-    let seed = crate::random_seed();
-    let mut mc = MeshConfig::new(
-        id.clone(),
-        options.room.clone(),
-        format!("{:016x}", seed.rotate_left(17) ^ 0x9e37_79b9),
-        epoch_ms,
-        start,
-    );
-    mc.codecs = options.codecs.clone();
-    mc.attributes = options.attributes.clone();
-    mc.ping_interval = options.ping_interval;
-    mc.dead_after = options.dead_after;
-    mc.negotiate_timeout = options.negotiate_timeout;
-    mc.limits = options.limits.clone();
-    mc.seed = seed;
-    let mut nc = NodeConfig::new(mc, vec![local]);
-    nc.max_queued = options.max_queued;
-    nc.stun_servers = options
-        .stun_servers
-        .iter()
-        .map(|s| resolve_stun(s))
-        .collect::<Result<_, _>>()?;
-    Ok((Node::new(nc)?, id))
-}
-
-/// A request to a member's driver. Both runtimes' drivers answer it the same way, with
-/// [`answer`]; a custom driver can too.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Request {
-    /// Write these keys (`null` deletes), stopping at the first refused one.
-    Set(Vec<(String, Value)>),
-    /// The value of a key.
-    Get(String),
-    /// Every live key, in byte order.
-    Keys,
-    /// Every live key and value.
-    Snapshot,
-    /// Present peers and their links.
-    Peers,
-    /// New announce attributes.
-    Announce(Object),
-    /// Leave the room.
-    Close,
-}
-
-/// What [`answer`] gives back for a [`Request`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Answer {
-    /// For `Set`.
-    Written(Result<(), StoreError>),
-    /// For `Get`.
-    Value(Option<Value>),
-    /// For `Keys`.
-    Keys(Vec<String>),
-    /// For `Snapshot`.
-    Snapshot(Object),
-    /// For `Peers`.
-    Peers(Vec<PeerInfo>),
-    /// For `Announce` and `Close`.
-    Done,
-}
-
-/// How long a driver keeps going after answering [`Request::Close`], so that the
-/// goodbyes (`BYE` on each link, `/leave`, the DTLS close) leave before it stops.
-pub const CLOSE_LINGER: Duration = Duration::from_millis(200);
-
-/// Answers `request` from `node`.
-pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
-    match request {
-        Request::Set(entries) => Answer::Written(
-            entries
-                .iter()
-                .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ())),
-        ),
-        Request::Get(k) => Answer::Value(node.store().get(&k)),
-        Request::Keys => Answer::Keys(node.store().keys().map(str::to_owned).collect()),
-        Request::Snapshot => Answer::Snapshot(node.store().dump()),
-        Request::Peers => Answer::Peers(peers_of(node)),
-        Request::Announce(attributes) => {
-            node.announce(now, attributes);
-            Answer::Done
-        }
-        Request::Close => {
-            node.close(now);
-            Answer::Done
-        }
-    }
-}
-
-/// Present peers of `node`, with their links.
-pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
-    let m = node.mesh();
-    m.peers()
-        .filter_map(|(id, attrs)| {
-            Some(PeerInfo {
-                id: id.to_owned(),
-                attributes: attrs.clone(),
-                link: m.link_info(id)?,
-            })
-        })
-        .collect()
-}
-
-/// The typed calls of a member, over its one `request` primitive, and its `id` and
-/// `local_addr` getters (shared by both runtimes' `Member`s, which hold `id` and `local`).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __member_calls {
-    ($($async:ident)? ; $($await:tt)*) => {
-        /// Our peer id.
-        pub fn id(&self) -> &str {
-            &self.id
-        }
-
-        /// The UDP address we listen on.
-        pub fn local_addr(&self) -> std::net::SocketAddr {
-            self.local
-        }
-
-        /// Sets `key` (`null` deletes).
-        pub $($async)? fn set(&self, key: &str, value: $crate::mesh::Value) -> Result<(), $crate::mesh::MemberError> {
-            self.set_many(vec![(key.to_owned(), value)]) $($await)*
-        }
-
-        /// Sets many keys in one step (much faster than one `set` each: the writes
-        /// share frames on every link). Stops at the first refused write and returns
-        /// its error.
-        pub $($async)? fn set_many(&self, entries: Vec<(String, $crate::mesh::Value)>) -> Result<(), $crate::mesh::MemberError> {
-            match self.request($crate::mesh::Request::Set(entries)) $($await)* {
-                Some($crate::mesh::Answer::Written(r)) => r.map_err(Into::into),
-                _ => Err($crate::mesh::MemberError::Closed),
-            }
-        }
-
-        /// Deletes `key`.
-        pub $($async)? fn delete(&self, key: &str) -> Result<(), $crate::mesh::MemberError> {
-            self.set(key, $crate::mesh::Value::Null) $($await)*
-        }
-
-        /// The value of `key`.
-        pub $($async)? fn get(&self, key: &str) -> Option<$crate::mesh::Value> {
-            match self.request($crate::mesh::Request::Get(key.to_owned())) $($await)* {
-                Some($crate::mesh::Answer::Value(v)) => v,
-                _ => None,
-            }
-        }
-
-        /// Every live key, in byte order.
-        pub $($async)? fn keys(&self) -> Vec<String> {
-            match self.request($crate::mesh::Request::Keys) $($await)* {
-                Some($crate::mesh::Answer::Keys(k)) => k,
-                _ => Vec::new(),
-            }
-        }
-
-        /// A snapshot: every live key and value.
-        pub $($async)? fn snapshot(&self) -> $crate::mesh::Object {
-            match self.request($crate::mesh::Request::Snapshot) $($await)* {
-                Some($crate::mesh::Answer::Snapshot(o)) => o,
-                _ => $crate::mesh::Object::new(),
-            }
-        }
-
-        /// Present peers: their attributes and links (state, codec, bytes and updates
-        /// each way, round trip).
-        pub $($async)? fn peers(&self) -> Vec<$crate::mesh::PeerInfo> {
-            match self.request($crate::mesh::Request::Peers) $($await)* {
-                Some($crate::mesh::Answer::Peers(p)) => p,
-                _ => Vec::new(),
-            }
-        }
-
-        /// Replaces our user attributes and announces them to the room.
-        pub $($async)? fn announce(&self, attributes: $crate::mesh::Object) {
-            self.request($crate::mesh::Request::Announce(attributes)) $($await)*;
-        }
-    };
+/// Looks `HOST:PORT` up with std (the first address).
+pub(crate) fn resolve(host_port: &str) -> io::Result<Option<SocketAddr>> {
+    Ok(host_port.to_socket_addrs()?.next())
 }
 
 enum Input {
@@ -348,7 +54,8 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let local = udp
         .local_addr()
         .map_err(|e| JoinError::Bind(options.bind, e))?;
-    let (node, id) = node_for(&options, local)?;
+    let stun = options.resolve_stun(resolve)?;
+    let (node, id) = options.node(local, stun, crate::entropy())?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let signaller =
@@ -402,7 +109,7 @@ impl Member {
         rx.recv().ok()
     }
 
-    crate::__member_calls!(;);
+    rtc_mesh_core::__member_calls!(;);
 
     /// Leaves the room (goodbyes on every link and to the switchboard) and waits for
     /// the driver to end.

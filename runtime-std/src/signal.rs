@@ -19,13 +19,16 @@
 //! ```
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rtc_mesh_core::signal::Signal;
+pub use rtc_mesh_core::signal_client::SignalEvent;
 use rtc_mesh_core::signal_client::{ClientConfig, ClientOutput, SignalClient};
+pub use rtc_mesh_core::url::UrlError;
+use rtc_mesh_core::url::WsUrl;
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
@@ -33,52 +36,6 @@ use crate::ws::ReadHalf;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the client reports.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SignalEvent {
-    /// Connected (and the last announce, then queued messages, were sent).
-    Connected,
-    /// The connection dropped; reconnecting.
-    Disconnected,
-    /// A message from the server.
-    Message(Signal),
-}
-
-/// Why a signalling URL is not usable.
-#[derive(Debug, thiserror::Error)]
-pub enum UrlError {
-    /// Not `ws://host:port/path`.
-    #[error("bad signalling url {0:?}: expected ws://HOST:PORT/")]
-    Bad(String),
-    /// The host did not resolve.
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, std::io::Error),
-}
-
-/// Resolves the host of `ws://host[:port][/path]` (port 80 when absent).
-pub fn resolve_ws_url(url: &str) -> Result<SocketAddr, UrlError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| UrlError::Bad(url.to_owned()))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(UrlError::Bad(url.to_owned()));
-    }
-    let has_port = host
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')));
-    let hostport = if has_port {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    hostport
-        .to_socket_addrs()
-        .map_err(|e| UrlError::Resolve(hostport.clone(), e))?
-        .next()
-        .ok_or_else(|| UrlError::Bad(url.to_owned()))
-}
 
 enum Input {
     Send(String),
@@ -121,7 +78,7 @@ impl Signaller {
         events: Receiver<SignalEvent>,
         on_event: impl FnMut(SignalEvent) -> bool + Send + 'static,
     ) -> Result<Signaller, UrlError> {
-        let addr = resolve_ws_url(url)?;
+        let addr = WsUrl::parse(url)?.resolve(crate::mesh::resolve)?;
         let (tx, rx) = mpsc::channel();
         let client = SignalClient::new(config, Instant::now());
         let (url, itx) = (url.to_owned(), tx.clone());

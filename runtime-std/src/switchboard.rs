@@ -28,9 +28,9 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
-use crate::hosting::{ConnOut, ConnWriter, Hosted, MAX_QUEUED};
-use crate::http::{self, Request};
 use crate::ws::ReadHalf;
+use rtc_mesh_core::hosting::{ConnOut, ConnWriter, Hosted, MAX_QUEUED};
+use rtc_mesh_core::http::{self, Route, WsLimits};
 
 /// Stack size of connection threads.
 const STACK: usize = 128 * 1024;
@@ -194,24 +194,27 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
         }
     };
     let key = match req {
-        Request::Upgrade { key } => key,
-        Request::Health => {
+        Route::Upgrade { key } => key,
+        Route::Health => {
             let body = serde_json::to_string(lock(&inner).board.counters()).unwrap_or_default();
             let _ = stream.write_all(http::json_response(&body).as_bytes());
             return;
         }
-        Request::Asset(asset) => {
+        Route::Asset(asset) => {
             let _ = stream.write_all(http::asset_response(asset).as_bytes());
             return;
         }
-        Request::Refuse(status) => {
+        Route::Refuse(status) => {
             let _ = stream.write_all(http::error_response(status).as_bytes());
             return;
         }
     };
     let _ = stream.set_read_timeout(None);
     if stream
-        .write_all(http::upgrade_response(&key).as_bytes())
+        .write_all(
+            http::upgrade_response(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
+                .as_bytes(),
+        )
         .is_err()
     {
         return;
@@ -228,7 +231,7 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
         },
         Instant::now(),
     );
-    let config = http::ws_config(max_frame);
+    let config = ws_config(WsLimits::for_switchboard(max_frame));
     let writer = thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || write_loop(write_stream, rx, queued, config));
@@ -304,4 +307,14 @@ fn write_loop(
         }
     }
     let _ = ws.get_ref().shutdown(Shutdown::Both);
+}
+
+/// The WebSocket configuration for `l`.
+fn ws_config(l: WsLimits) -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(l.read_buffer)
+        .write_buffer_size(l.write_buffer)
+        .max_write_buffer_size(l.max_write_buffer)
+        .max_message_size(Some(l.max_frame))
+        .max_frame_size(Some(l.max_frame))
 }

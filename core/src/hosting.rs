@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtc_mesh_core::switchboard::{CloseReason, ConnId, SwitchOutput, Switchboard};
+use crate::switchboard::{CloseReason, ConnId, SwitchOutput, Switchboard};
 
 /// A connection whose outgoing queue holds this many frames is too slow: closed.
 pub const MAX_QUEUED: usize = 4096;

@@ -1,6 +1,9 @@
-//! The little HTTP a switchboard port speaks, shared by both runtimes: a request head
-//! parsed with `httparse`, then either a WebSocket upgrade, `GET /health`, the demo page
-//! and its browser client (`GET /`, `GET /mesh.js`, embedded in the binary) or an error.
+//! The little HTTP a switchboard port speaks, as pure functions both runtimes' servers
+//! call: a request head parsed with `httparse` and routed ([`parse_head`] gives a
+//! [`Route`]: a WebSocket upgrade, `GET /health`, the demo page and its browser client
+//! from the `rtc-mesh-web` package (`GET /`, `GET /mesh.js`), or a refusal), and the
+//! responses as text. The WebSocket accept key is computed by the server's WebSocket
+//! crate and handed to [`upgrade_response`].
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum Route {
     /// A WebSocket upgrade, with the `Sec-WebSocket-Key`.
     Upgrade {
         /// The client's key.
@@ -26,7 +29,7 @@ pub enum Request {
     Refuse(&'static str),
 }
 
-/// A file embedded in the binary and served on the switchboard's port.
+/// A file of the web package, served on the switchboard's port.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Asset {
     /// Its `Content-Type`.
@@ -49,7 +52,7 @@ pub static MESH_JS: Asset = Asset {
 
 /// Parses a request head from `buf`: `Ok(None)` while incomplete, else the request
 /// and the head's length (bytes after it belong to the WebSocket).
-pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, &'static str> {
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Route, usize)>, &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(buf) {
@@ -69,36 +72,36 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, &'static str> 
     let path = req.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or("/");
     if req.method != Some("GET") {
-        return Ok(Some((Request::Refuse("405 Method Not Allowed"), n)));
+        return Ok(Some((Route::Refuse("405 Method Not Allowed"), n)));
     }
     let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     if upgrade {
         return Ok(Some((
             match header("sec-websocket-key") {
-                Some(k) if header("sec-websocket-version") == Some("13") => Request::Upgrade {
+                Some(k) if header("sec-websocket-version") == Some("13") => Route::Upgrade {
                     key: k.trim().to_owned(),
                 },
-                _ => Request::Refuse("400 Bad Request"),
+                _ => Route::Refuse("400 Bad Request"),
             },
             n,
         )));
     }
     Ok(Some((
         match path {
-            "/health" => Request::Health,
-            "/" | "/index.html" => Request::Asset(&INDEX_HTML),
-            "/mesh.js" => Request::Asset(&MESH_JS),
-            _ => Request::Refuse("404 Not Found"),
+            "/health" => Route::Health,
+            "/" | "/index.html" => Route::Asset(&INDEX_HTML),
+            "/mesh.js" => Route::Asset(&MESH_JS),
+            _ => Route::Refuse("404 Not Found"),
         },
         n,
     )))
 }
 
-/// The `101 Switching Protocols` answer to an upgrade with `key`.
-pub fn upgrade_response(key: &str) -> String {
+/// The `101 Switching Protocols` answer to an upgrade, given the accept key derived
+/// from the client's `Sec-WebSocket-Key` (tungstenite's `derive_accept_key`).
+pub fn upgrade_response(accept: &str) -> String {
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        tungstenite::handshake::derive_accept_key(key.as_bytes())
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     )
 }
 
@@ -132,13 +135,30 @@ pub fn error_response(status: &str) -> String {
 /// The WebSocket settings of a switchboard connection: small buffers (most connections
 /// are idle), and frames up to four times the switchboard's limit (larger ones close
 /// the connection; smaller oversize ones are counted and dropped by the switchboard).
-pub fn ws_config(max_frame: usize) -> tungstenite::protocol::WebSocketConfig {
-    tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(16 << 20)
-        .max_message_size(Some(4 * max_frame))
-        .max_frame_size(Some(4 * max_frame))
+/// Each server maps them onto its WebSocket crate's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WsLimits {
+    /// Read buffer, in bytes.
+    pub read_buffer: usize,
+    /// Write buffer, in bytes (0: write each frame at once).
+    pub write_buffer: usize,
+    /// Most bytes waiting to be written before a write fails.
+    pub max_write_buffer: usize,
+    /// Largest message and largest frame read.
+    pub max_frame: usize,
+}
+
+impl WsLimits {
+    /// The limits for a switchboard whose largest message is `max_message` bytes.
+    pub fn for_switchboard(max_message: usize) -> Self {
+        WsLimits {
+            read_buffer: 1024,
+            write_buffer: 0,
+            max_write_buffer: 16 << 20,
+            max_frame: 4 * max_message,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -151,16 +171,15 @@ mod tests {
         let (r, n) = parse_head(up).unwrap().unwrap();
         assert_eq!(
             r,
-            Request::Upgrade {
+            Route::Upgrade {
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into()
             }
         );
         assert_eq!(&up[n..], b"xy");
-        assert!(
-            upgrade_response("dGhlIHNhbXBsZSBub25jZQ==").contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-        );
+        assert!(upgrade_response("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"));
         let h = b"GET /health HTTP/1.1\r\n\r\n";
-        assert_eq!(parse_head(h).unwrap().unwrap().0, Request::Health);
+        assert_eq!(parse_head(h).unwrap().unwrap().0, Route::Health);
         for (path, asset) in [
             ("/", &INDEX_HTML),
             ("/?room=x", &INDEX_HTML),
@@ -169,7 +188,7 @@ mod tests {
             let h = format!("GET {path} HTTP/1.1\r\n\r\n");
             assert_eq!(
                 parse_head(h.as_bytes()).unwrap().unwrap().0,
-                Request::Asset(asset)
+                Route::Asset(asset)
             );
         }
         assert!(asset_response(&MESH_JS).contains("Content-Type: text/javascript"));
@@ -177,11 +196,11 @@ mod tests {
         assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
         assert_eq!(
             parse_head(b"POST / HTTP/1.1\r\n\r\n").unwrap().unwrap().0,
-            Request::Refuse("405 Method Not Allowed")
+            Route::Refuse("405 Method Not Allowed")
         );
         assert_eq!(
             parse_head(b"GET /x HTTP/1.1\r\n\r\n").unwrap().unwrap().0,
-            Request::Refuse("404 Not Found")
+            Route::Refuse("404 Not Found")
         );
     }
 }

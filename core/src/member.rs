@@ -1,0 +1,421 @@
+//! A room member as every driver sees it, whatever its I/O: the options of a join, the
+//! requests a member's handle sends its driver and the answers ([`Request`],
+//! [`answer`]), the errors, and the rules that make a fresh member (its id and
+//! incarnation, [`Entropy`]). Both runtimes' `Member`s are built on these; a custom
+//! event loop can answer the same requests from its own [`Node`].
+//!
+//! Randomness and wall-clock time are inputs: the driver reads them once and hands
+//! them over as an [`Entropy`].
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use rtc_mesh_core::member::{answer, Answer, Entropy, JoinOptions, Request};
+//! use rtc_mesh_core::Value;
+//!
+//! let options = JoinOptions::new("lobby", "ws://127.0.0.1:3000/");
+//! let now = Instant::now();
+//! let entropy = Entropy::new([1, 0x5eed, 2], Duration::from_millis(1_795_713_876_272), now);
+//! let local = "127.0.0.1:40000".parse().unwrap();
+//! let (mut node, id) = options.node(local, Vec::new(), entropy).unwrap();
+//! assert_eq!(id, "0000000000005eed");
+//! node.start(now);
+//! let set = Request::Set(vec![("k".into(), Value::from(1.0))]);
+//! assert!(matches!(answer(&mut node, now, set), Answer::Written(Ok(()))));
+//! assert!(matches!(answer(&mut node, now, Request::Keys), Answer::Keys(k) if k == ["k"]));
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::limits::Limits;
+use crate::mesh::{LinkInfo, LinkState, MeshConfig, MeshError};
+use crate::node::{Node, NodeConfig};
+use crate::store::StoreError;
+use crate::url::UrlError;
+use crate::value::{Object, Value};
+use crate::wire::Codec;
+
+/// What a driver reads from its machine once, at start: three independent random
+/// words (from an unpredictable source: peers must not be able to choose keys that
+/// collide in our store's hash table, so the secret `seed` is never derived into
+/// anything we announce), the wall clock since the Unix epoch, and the instant it was
+/// read at.
+#[derive(Clone, Copy, Debug)]
+pub struct Entropy {
+    /// The secret seed: the store's key hash and the mesh's jitter. Never announced.
+    pub seed: u64,
+    /// Random bits for a fresh peer id.
+    pub id_bits: u64,
+    /// Random bits for this process start's incarnation.
+    pub incarnation_bits: u64,
+    /// Wall-clock time since the Unix epoch, in milliseconds, at `start`.
+    pub epoch_ms: f64,
+    /// The instant `epoch_ms` was read at.
+    pub start: Instant,
+}
+
+impl Entropy {
+    /// From three independent random words (`[seed, id bits, incarnation bits]`), the
+    /// wall clock `since_epoch` and the `start` it was read at.
+    pub fn new(random: [u64; 3], since_epoch: Duration, start: Instant) -> Self {
+        Entropy {
+            seed: random[0],
+            id_bits: random[1],
+            incarnation_bits: random[2],
+            epoch_ms: since_epoch.as_secs_f64() * 1000.0,
+            start,
+        }
+    }
+
+    /// A fresh peer id: 16 hex characters, as the Conventions say.
+    pub fn peer_id(&self) -> String {
+        format!("{:016x}", self.id_bits)
+    }
+
+    /// A fresh incarnation: 16 hex characters.
+    pub fn incarnation(&self) -> String {
+        format!("{:016x}", self.incarnation_bits)
+    }
+}
+
+/// What to join, and how.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct JoinOptions {
+    /// The room.
+    pub room: String,
+    /// The signalling server (`ws://host:port/`).
+    pub signal_url: String,
+    /// Our peer id (default: 16 random hex characters).
+    pub id: Option<String>,
+    /// The UDP address to bind (default `127.0.0.1:0`).
+    pub bind: SocketAddr,
+    /// Codecs, preferred first (default postcard, json).
+    pub codecs: Vec<Codec>,
+    /// User attributes for our announce.
+    pub attributes: Object,
+    /// STUN servers (`host:port`, or `stun:host:port`; default none) asked for our
+    /// server-reflexive address. Names are resolved once, at join.
+    pub stun_servers: Vec<String>,
+    /// Interval between pings on a link (default 1 s).
+    pub ping_interval: Duration,
+    /// A link silent this long is closed and its peer reported gone (default 4 s).
+    pub dead_after: Duration,
+    /// A connection not established in this time is abandoned and retried (default
+    /// 10 s).
+    pub negotiate_timeout: Duration,
+    /// Bounds on values, keys and ids.
+    pub limits: Limits,
+    /// Bytes a slow link may queue before it is closed (default 8 MiB).
+    pub max_queued: usize,
+}
+
+impl JoinOptions {
+    /// Options for `room` through the switchboard at `signal_url`, with the defaults of
+    /// [`MeshConfig`] and [`NodeConfig`].
+    pub fn new(room: impl Into<String>, signal_url: impl Into<String>) -> Self {
+        JoinOptions {
+            room: room.into(),
+            signal_url: signal_url.into(),
+            id: None,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            codecs: vec![Codec::Postcard, Codec::Json],
+            attributes: Object::new(),
+            stun_servers: Vec::new(),
+            ping_interval: MeshConfig::DEFAULT_PING_INTERVAL,
+            dead_after: MeshConfig::DEFAULT_DEAD_AFTER,
+            negotiate_timeout: MeshConfig::DEFAULT_NEGOTIATE_TIMEOUT,
+            limits: Limits::default(),
+            max_queued: NodeConfig::DEFAULT_MAX_QUEUED,
+        }
+    }
+
+    /// The STUN servers' addresses, each looked up with `resolve` (given `HOST:PORT`,
+    /// the `stun:` prefix taken off; the first address counts).
+    pub fn resolve_stun(
+        &self,
+        mut resolve: impl FnMut(&str) -> io::Result<Option<SocketAddr>>,
+    ) -> Result<Vec<SocketAddr>, JoinError> {
+        self.stun_servers
+            .iter()
+            .map(|s| {
+                let hp = s.strip_prefix("stun:").unwrap_or(s);
+                match resolve(hp) {
+                    Ok(Some(a)) => Ok(a),
+                    Ok(None) => Err(JoinError::Stun(s.clone(), "no address".into())),
+                    Err(e) => Err(JoinError::Stun(s.clone(), e.to_string())),
+                }
+            })
+            .collect()
+    }
+
+    /// The Node for these options, offering `local` as its host candidate and asking
+    /// `stun_servers` (see [`resolve_stun`](Self::resolve_stun)); and its peer id
+    /// (the given one, or a fresh one from `entropy`).
+    pub fn node(
+        &self,
+        local: SocketAddr,
+        stun_servers: Vec<SocketAddr>,
+        entropy: Entropy,
+    ) -> Result<(Node, String), JoinError> {
+        let id = self.id.clone().unwrap_or_else(|| entropy.peer_id());
+        let mut mc = MeshConfig::new(
+            id.clone(),
+            self.room.clone(),
+            entropy.incarnation(),
+            entropy.epoch_ms,
+            entropy.start,
+        );
+        mc.codecs = self.codecs.clone();
+        mc.attributes = self.attributes.clone();
+        mc.ping_interval = self.ping_interval;
+        mc.dead_after = self.dead_after;
+        mc.negotiate_timeout = self.negotiate_timeout;
+        mc.limits = self.limits.clone();
+        mc.seed = entropy.seed;
+        let mut nc = NodeConfig::new(mc, vec![local]);
+        nc.max_queued = self.max_queued;
+        nc.stun_servers = stun_servers;
+        Ok((Node::new(nc)?, id))
+    }
+}
+
+/// Why joining failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The signalling URL is not usable.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind UDP {0}: {1}")]
+    Bind(SocketAddr, io::Error),
+    /// A STUN server name does not resolve to an address.
+    #[error("STUN server {0:?}: {1}")]
+    Stun(String, String),
+    /// The configuration is invalid (id, room).
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+}
+
+/// Why a write through a member failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// The store refused the write (key or value too large, bad value).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The member has left the room (or its driver stopped): nothing was written.
+    #[error("the member has left the room")]
+    Closed,
+}
+
+/// A peer's present state, for a member's `peers()`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: String,
+    /// Its announce attributes.
+    pub attributes: Object,
+    /// The connection to it: state, codec, bytes and updates each way, round trip.
+    pub link: LinkInfo,
+}
+
+impl PeerInfo {
+    /// Whether a data channel is open to it.
+    pub fn is_linked(&self) -> bool {
+        self.link.state == LinkState::Open
+    }
+}
+
+/// A request to a member's driver. Both runtimes' drivers answer it the same way, with
+/// [`answer`]; a custom driver can too.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Request {
+    /// Write these keys (`null` deletes), stopping at the first refused one.
+    Set(Vec<(String, Value)>),
+    /// The value of a key.
+    Get(String),
+    /// Every live key, in byte order.
+    Keys,
+    /// Every live key and value.
+    Snapshot,
+    /// Present peers and their links.
+    Peers,
+    /// New announce attributes.
+    Announce(Object),
+    /// Leave the room.
+    Close,
+}
+
+/// What [`answer`] gives back for a [`Request`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Answer {
+    /// For `Set`.
+    Written(Result<(), StoreError>),
+    /// For `Get`.
+    Value(Option<Value>),
+    /// For `Keys`.
+    Keys(Vec<String>),
+    /// For `Snapshot`.
+    Snapshot(Object),
+    /// For `Peers`.
+    Peers(Vec<PeerInfo>),
+    /// For `Announce` and `Close`.
+    Done,
+}
+
+/// How long a driver keeps going after answering [`Request::Close`], so that the
+/// goodbyes (`BYE` on each link, `/leave`, the DTLS close) leave before it stops.
+pub const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
+/// Answers `request` from `node`.
+pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
+    match request {
+        Request::Set(entries) => Answer::Written(
+            entries
+                .iter()
+                .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ())),
+        ),
+        Request::Get(k) => Answer::Value(node.store().get(&k)),
+        Request::Keys => Answer::Keys(node.store().keys().map(str::to_owned).collect()),
+        Request::Snapshot => Answer::Snapshot(node.store().dump()),
+        Request::Peers => Answer::Peers(peers_of(node)),
+        Request::Announce(attributes) => {
+            node.announce(now, attributes);
+            Answer::Done
+        }
+        Request::Close => {
+            node.close(now);
+            Answer::Done
+        }
+    }
+}
+
+/// Present peers of `node`, with their links.
+pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
+    let m = node.mesh();
+    m.peers()
+        .filter_map(|(id, attrs)| {
+            Some(PeerInfo {
+                id: id.to_owned(),
+                attributes: attrs.clone(),
+                link: m.link_info(id)?,
+            })
+        })
+        .collect()
+}
+
+/// The typed calls of a member, over its one `request` primitive, and its `id` and
+/// `local_addr` getters (shared by both runtimes' `Member`s, which hold `id` and `local`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __member_calls {
+    ($($async:ident)? ; $($await:tt)*) => {
+        /// Our peer id.
+        pub fn id(&self) -> &str {
+            &self.id
+        }
+
+        /// The UDP address we listen on.
+        pub fn local_addr(&self) -> std::net::SocketAddr {
+            self.local
+        }
+
+        /// Sets `key` (`null` deletes).
+        pub $($async)? fn set(&self, key: &str, value: $crate::Value) -> Result<(), $crate::member::MemberError> {
+            self.set_many(vec![(key.to_owned(), value)]) $($await)*
+        }
+
+        /// Sets many keys in one step (much faster than one `set` each: the writes
+        /// share frames on every link). Stops at the first refused write and returns
+        /// its error.
+        pub $($async)? fn set_many(&self, entries: Vec<(String, $crate::Value)>) -> Result<(), $crate::member::MemberError> {
+            match self.request($crate::member::Request::Set(entries)) $($await)* {
+                Some($crate::member::Answer::Written(r)) => r.map_err(Into::into),
+                _ => Err($crate::member::MemberError::Closed),
+            }
+        }
+
+        /// Deletes `key`.
+        pub $($async)? fn delete(&self, key: &str) -> Result<(), $crate::member::MemberError> {
+            self.set(key, $crate::Value::Null) $($await)*
+        }
+
+        /// The value of `key`.
+        pub $($async)? fn get(&self, key: &str) -> Option<$crate::Value> {
+            match self.request($crate::member::Request::Get(key.to_owned())) $($await)* {
+                Some($crate::member::Answer::Value(v)) => v,
+                _ => None,
+            }
+        }
+
+        /// Every live key, in byte order.
+        pub $($async)? fn keys(&self) -> Vec<String> {
+            match self.request($crate::member::Request::Keys) $($await)* {
+                Some($crate::member::Answer::Keys(k)) => k,
+                _ => Vec::new(),
+            }
+        }
+
+        /// A snapshot: every live key and value.
+        pub $($async)? fn snapshot(&self) -> $crate::Object {
+            match self.request($crate::member::Request::Snapshot) $($await)* {
+                Some($crate::member::Answer::Snapshot(o)) => o,
+                _ => $crate::Object::new(),
+            }
+        }
+
+        /// Present peers: their attributes and links (state, codec, bytes and updates
+        /// each way, round trip).
+        pub $($async)? fn peers(&self) -> Vec<$crate::member::PeerInfo> {
+            match self.request($crate::member::Request::Peers) $($await)* {
+                Some($crate::member::Answer::Peers(p)) => p,
+                _ => Vec::new(),
+            }
+        }
+
+        /// Replaces our user attributes and announces them to the room.
+        pub $($async)? fn announce(&self, attributes: $crate::Object) {
+            self.request($crate::member::Request::Announce(attributes)) $($await)*;
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_ids_and_incarnations_follow_the_conventions() {
+        let e = Entropy::new([7, 0xabc, 0xdef], Duration::from_secs(1), Instant::now());
+        assert_eq!(e.peer_id(), "0000000000000abc");
+        assert_eq!(e.incarnation(), "0000000000000def");
+        assert_eq!(e.epoch_ms, 1000.0);
+        // The secret seed shows in neither.
+        assert!(!e.peer_id().contains('7') && !e.incarnation().contains('7'));
+    }
+
+    #[test]
+    fn stun_names_resolve_through_the_given_resolver() {
+        let mut o = JoinOptions::new("r", "ws://127.0.0.1:1/");
+        o.stun_servers = vec!["stun:a.test:3478".into(), "b.test:1".into()];
+        let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let mut asked = Vec::new();
+        let got = o
+            .resolve_stun(|hp| {
+                asked.push(hp.to_owned());
+                Ok(Some(addr))
+            })
+            .unwrap();
+        assert_eq!(got, vec![addr, addr]);
+        assert_eq!(asked, ["a.test:3478", "b.test:1"]);
+        assert!(
+            matches!(o.resolve_stun(|_| Ok(None)), Err(JoinError::Stun(s, _)) if s == "stun:a.test:3478")
+        );
+    }
+}
