@@ -13,7 +13,7 @@ use rtc_mesh_core::url::WsUrl;
 use crate::control::{parse_command, Command, Report};
 use rtc_mesh_core::mesh::LinkState;
 use rtc_mesh_core::{Codec, Limits, Object, ReplicaEvent, StoreError, Value};
-use rtc_mesh_smol::mesh::{Answer, Request};
+use rtc_mesh_smol::mesh::{Answer, MemberError, Request};
 use rtc_mesh_smol::ReplicatorOptions;
 
 const USAGE: &str = "\
@@ -213,7 +213,7 @@ enum Backend {
 }
 
 impl Backend {
-    fn set(&self, key: &str, value: &Value) -> Result<(), StoreError> {
+    fn set(&self, key: &str, value: &Value) -> Result<(), MemberError> {
         match self {
             Backend::Smol(r) => smol::block_on(r.set(key, value)),
             Backend::Std(r) => r.set(key, value),
@@ -342,7 +342,7 @@ fn replicate(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let started: Result<(Backend, SocketAddr), String> = match runtime {
         Runtime::Smol => match rtc_mesh_smol::Replicator::start(options) {
             Err(e) => Err(e.to_string()),
-            Ok((mut r, events)) => {
+            Ok((r, events)) => {
                 forward_events(
                     std::iter::from_fn(move || smol::block_on(events.recv()).ok()),
                     tx.clone(),
@@ -693,6 +693,13 @@ fn connect_error(a: SocketAddr, e: io::Error) -> String {
     format!("cannot connect to {a}: {e}")
 }
 
+fn member_error_code(e: &MemberError) -> &'static str {
+    match e {
+        MemberError::Store(e) => store_error_code(e),
+        _ => "closed",
+    }
+}
+
 fn store_error_code(e: &StoreError) -> &'static str {
     match e {
         StoreError::KeyTooLong { .. } => "key_too_long",
@@ -741,7 +748,7 @@ fn run_command(out: &Out, backend: &Backend, cmd: Command) {
     };
     if let Err(e) = result {
         out.emit(&Report::Error {
-            code: store_error_code(&e),
+            code: member_error_code(&e),
             message: &e.to_string(),
         });
     }

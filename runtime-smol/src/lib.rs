@@ -76,7 +76,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 
-use rtc_mesh_core::member::Entropy;
+use rtc_mesh_core::member::{Entropy, MemberError};
 use rtc_mesh_core::replica::drain;
 pub use rtc_mesh_core::replica::{ReplicatorOptions, StartError};
 use rtc_mesh_core::{
@@ -107,8 +107,8 @@ enum Input {
 /// A store replicated over TCP links, driven by a smol task. See the crate docs.
 pub struct Replicator {
     tx: Sender<Input>,
-    driver: Option<Task<()>>,
-    accept: Vec<Task<()>>,
+    driver: std::sync::Mutex<Option<Task<()>>>,
+    accept: std::sync::Mutex<Vec<Task<()>>>,
     id: String,
 }
 
@@ -132,8 +132,8 @@ impl Replicator {
         let driver = smol::spawn(driver.run(rx));
         let r = Replicator {
             tx,
-            driver: Some(driver),
-            accept: Vec::new(),
+            driver: std::sync::Mutex::new(Some(driver)),
+            accept: std::sync::Mutex::new(Vec::new()),
             id: options.id,
         };
         Ok((r, events))
@@ -145,11 +145,11 @@ impl Replicator {
     }
 
     /// Accepts TCP links on `addr` (port 0 picks one); returns the bound address.
-    pub async fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+    pub async fn listen(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let listener = TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
         let tx = self.tx.clone();
-        self.accept.push(smol::spawn(async move {
+        let task = smol::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((s, _)) => {
@@ -162,7 +162,10 @@ impl Replicator {
                     }
                 }
             }
-        }));
+        });
+        if let Ok(mut accept) = self.accept.lock() {
+            accept.push(task);
+        }
         Ok(bound)
     }
 
@@ -181,15 +184,20 @@ impl Replicator {
         rx.recv().await.ok()
     }
 
-    /// Sets `key` to `value` (`null` deletes).
-    pub async fn set(&self, key: &str, value: &Value) -> Result<(), StoreError> {
-        self.call(|r| Input::Set(key.to_owned(), value.clone(), r))
+    /// Sets `key` to `value` (`null` deletes). After the replicator has stopped, nothing
+    /// is written and the answer is [`MemberError::Closed`].
+    pub async fn set(&self, key: &str, value: &Value) -> Result<(), MemberError> {
+        match self
+            .call(|r| Input::Set(key.to_owned(), value.clone(), r))
             .await
-            .unwrap_or(Ok(()))
+        {
+            Some(written) => written.map_err(MemberError::Store),
+            None => Err(MemberError::Closed),
+        }
     }
 
-    /// Deletes `key`.
-    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    /// Deletes `key` (as [`set`](Self::set) to `null`).
+    pub async fn delete(&self, key: &str) -> Result<(), MemberError> {
         self.set(key, &Value::Null).await
     }
 
@@ -204,12 +212,16 @@ impl Replicator {
     }
 
     /// Flushes every link (waiting at most `flush_timeout`), closes them and stops.
-    pub async fn close(mut self, flush_timeout: Duration) {
-        for t in self.accept.drain(..) {
+    /// Later calls find it closed: writes fail with [`MemberError::Closed`], reads find
+    /// nothing. Closing again does nothing.
+    pub async fn close(&self, flush_timeout: Duration) {
+        let accept = self.accept.lock().map(|mut a| std::mem::take(&mut *a));
+        for t in accept.unwrap_or_default() {
             t.cancel().await;
         }
         let _ = self.call(|r| Input::Close(flush_timeout, r)).await;
-        if let Some(d) = self.driver.take() {
+        let driver = self.driver.lock().map(|mut d| d.take());
+        if let Ok(Some(d)) = driver {
             d.await;
         }
     }

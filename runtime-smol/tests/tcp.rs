@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use rtc_mesh_core::member::MemberError;
 use rtc_mesh_core::{Codec, ReplicaEvent, Value};
 use rtc_mesh_smol::{Replicator, ReplicatorOptions};
 use smol::channel::Receiver;
@@ -29,7 +30,7 @@ async fn wait_update(events: &Receiver<ReplicaEvent>, key: &str) -> Value {
 fn two_replicators_sync_and_close_frees_the_port() {
     smol::block_on(async {
         for codec in [Codec::Json, Codec::Postcard] {
-            let (mut a, a_events) = Replicator::start(ReplicatorOptions::new("a", codec)).unwrap();
+            let (a, a_events) = Replicator::start(ReplicatorOptions::new("a", codec)).unwrap();
             let (b, b_events) = Replicator::start(ReplicatorOptions::new("b", codec)).unwrap();
             a.set("before", &Value::from("x")).await.unwrap();
             let addr = a.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -42,5 +43,21 @@ fn two_replicators_sync_and_close_frees_the_port() {
             b.close(Duration::from_secs(2)).await;
             TcpListener::bind(addr).expect("the port is free after close");
         }
+    });
+}
+
+#[test]
+fn a_closed_replicator_refuses_writes_with_closed() {
+    smol::block_on(async {
+        let (r, _events) = Replicator::start(ReplicatorOptions::new("a", Codec::Json)).unwrap();
+        r.set("k", &Value::from(1.0)).await.unwrap();
+        r.close(Duration::from_secs(1)).await;
+        assert!(matches!(
+            r.set("k", &Value::from(2.0)).await,
+            Err(MemberError::Closed)
+        ));
+        assert!(matches!(r.delete("k").await, Err(MemberError::Closed)));
+        assert_eq!(r.get("k").await, None);
+        r.close(Duration::from_secs(1)).await;
     });
 }

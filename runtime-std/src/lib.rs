@@ -64,7 +64,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rtc_mesh_core::member::Entropy;
+use rtc_mesh_core::member::{Entropy, MemberError};
 use rtc_mesh_core::replica::drain;
 use rtc_mesh_core::{
     Codec, Framing, LinkId, Object, Replica, ReplicaEvent, Store, StoreConfig, StoreError, Value,
@@ -96,7 +96,7 @@ enum Input {
 /// A store replicated over TCP links, driven by a thread. See the crate docs.
 pub struct Replicator {
     tx: Sender<Input>,
-    driver: Option<JoinHandle<()>>,
+    driver: Mutex<Option<JoinHandle<()>>>,
     stopping: Arc<AtomicBool>,
     /// Bound addresses and accepting threads, stopped on close.
     listeners: Mutex<Vec<(SocketAddr, JoinHandle<()>)>>,
@@ -125,7 +125,7 @@ impl Replicator {
             .spawn(move || driver.run(rx))?;
         let r = Replicator {
             tx,
-            driver: Some(driver),
+            driver: Mutex::new(Some(driver)),
             stopping: Arc::new(AtomicBool::new(false)),
             listeners: Mutex::new(Vec::new()),
             id: options.id,
@@ -182,14 +182,17 @@ impl Replicator {
         rx.recv().ok()
     }
 
-    /// Sets `key` to `value` (`null` deletes).
-    pub fn set(&self, key: &str, value: &Value) -> Result<(), StoreError> {
-        self.call(|r| Input::Set(key.to_owned(), value.clone(), r))
-            .unwrap_or(Ok(()))
+    /// Sets `key` to `value` (`null` deletes). After the replicator has stopped, nothing
+    /// is written and the answer is [`MemberError::Closed`].
+    pub fn set(&self, key: &str, value: &Value) -> Result<(), MemberError> {
+        match self.call(|r| Input::Set(key.to_owned(), value.clone(), r)) {
+            Some(written) => written.map_err(MemberError::Store),
+            None => Err(MemberError::Closed),
+        }
     }
 
-    /// Deletes `key`.
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+    /// Deletes `key` (as [`set`](Self::set) to `null`).
+    pub fn delete(&self, key: &str) -> Result<(), MemberError> {
         self.set(key, &Value::Null)
     }
 
@@ -204,14 +207,13 @@ impl Replicator {
     }
 
     /// Flushes every link (waiting at most `flush_timeout`), closes them and stops.
-    pub fn close(mut self, flush_timeout: Duration) {
-        self.stop(flush_timeout);
-    }
-
-    fn stop(&mut self, flush_timeout: Duration) {
+    /// Later calls find it closed: writes fail with [`MemberError::Closed`], reads find
+    /// nothing. Closing again does nothing.
+    pub fn close(&self, flush_timeout: Duration) {
         self.stopping.store(true, Ordering::Relaxed);
         let _ = self.call(|r| Input::Close(flush_timeout, r));
-        if let Some(d) = self.driver.take() {
+        let driver = self.driver.lock().map(|mut d| d.take());
+        if let Ok(Some(d)) = driver {
             let _ = d.join();
         }
         // Wake each accepting thread with a connection of our own, so that it sees the
@@ -234,9 +236,7 @@ impl Replicator {
 
 impl Drop for Replicator {
     fn drop(&mut self) {
-        if self.driver.is_some() {
-            self.stop(Duration::ZERO);
-        }
+        self.close(Duration::ZERO);
     }
 }
 

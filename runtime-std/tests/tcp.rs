@@ -4,6 +4,7 @@ use std::net::TcpListener;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+use rtc_mesh_core::member::MemberError;
 use rtc_mesh_core::{Codec, ReplicaEvent, Value};
 use rtc_mesh_std::{Replicator, ReplicatorOptions};
 
@@ -36,4 +37,18 @@ fn two_replicators_sync_and_close_frees_the_port() {
         // Nothing of `a` holds its port any more.
         TcpListener::bind(addr).expect("the port is free after close");
     }
+}
+
+#[test]
+fn a_closed_replicator_refuses_writes_with_closed() {
+    let (r, _events) = Replicator::start(ReplicatorOptions::new("a", Codec::Json)).unwrap();
+    r.set("k", &Value::from(1.0)).unwrap();
+    r.close(Duration::from_secs(1));
+    assert!(matches!(
+        r.set("k", &Value::from(2.0)),
+        Err(MemberError::Closed)
+    ));
+    assert!(matches!(r.delete("k"), Err(MemberError::Closed)));
+    assert_eq!(r.get("k"), None);
+    r.close(Duration::from_secs(1));
 }
