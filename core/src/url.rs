@@ -49,10 +49,20 @@ impl WsUrl {
         if authority.as_str().contains('@') || authority.host().is_empty() {
             return Err(bad());
         }
+        // What follows the host: nothing, or `:PORT` (http's parser forgets a port
+        // that does not fit 16 bits instead of refusing it).
+        let port = match authority.as_str().strip_prefix(authority.host()) {
+            Some("") => 80,
+            Some(p) => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(bad)?,
+            None => return Err(bad()),
+        };
         Ok(WsUrl {
             text: text.to_owned(),
             host: authority.host().to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port,
         })
     }
 
