@@ -1,0 +1,166 @@
+//! Link routing: a link opens, carries bytes, pauses, closes; the replica's events
+//! become mesh events, and "all synced" is reported.
+
+use super::*;
+
+impl Mesh {
+    /// Closes the connection to `peer` (if any); with `retry`, the offerer tries again
+    /// after a backoff.
+    pub(super) fn drop_conn(&mut self, peer: &str, retry: Option<Instant>) {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let old = std::mem::replace(&mut p.conn, Conn::Idle { retry_at: retry });
+        p.synced = false;
+        match old {
+            Conn::Open { link, .. } => {
+                self.links.remove(&link);
+                self.replica.close_link(link);
+                self.out.push_back(MeshOutput::Link(LinkCommand::Close {
+                    peer: peer.to_owned(),
+                }));
+            }
+            Conn::Negotiating { .. } => {
+                self.out.push_back(MeshOutput::Link(LinkCommand::Close {
+                    peer: peer.to_owned(),
+                }));
+            }
+            Conn::Idle { .. } => {}
+        }
+    }
+
+    /// The data channel to `peer` opened, speaking `codec`.
+    pub fn link_open(&mut self, now: Instant, peer: &str, codec: Codec) {
+        self.last_now = self.last_now.max(now);
+        let Some(p) = self.peers.get(peer) else {
+            // Not a peer we know (any more): the link layer must close it.
+            self.out.push_back(MeshOutput::Link(LinkCommand::Close {
+                peer: peer.to_owned(),
+            }));
+            return;
+        };
+        if matches!(p.conn, Conn::Open { .. }) {
+            return;
+        }
+        let link = self.replica.open_link(codec, Framing::Messages);
+        // A first PING right behind the digest: the round trip is known at once.
+        self.replica.ping(link, now);
+        self.links.insert(link, peer.to_owned());
+        let ping = self.config.ping_interval;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.conn = Conn::Open {
+                link,
+                last_heard: now,
+                next_ping: now + ping,
+            };
+            p.failures = 0;
+        }
+        self.set_present(peer, true, LeaveReason::Left);
+    }
+
+    /// The link layer's buffer for `peer` is full (`paused`), or has room again: the
+    /// mesh encodes the history no faster than the link can take it.
+    pub fn link_paused(&mut self, peer: &str, paused: bool) {
+        if let Some(link) = self.link_of(peer) {
+            self.replica.pause_link(link, paused);
+        }
+    }
+
+    /// Bytes from the data channel to `peer`.
+    pub fn link_data(&mut self, now: Instant, peer: &str, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let Conn::Open {
+            link, last_heard, ..
+        } = &mut p.conn
+        else {
+            return;
+        };
+        *last_heard = now;
+        let link = *link;
+        self.replica.handle_input(link, now, data);
+    }
+
+    /// The connection to `peer` closed or failed.
+    pub fn link_closed(&mut self, now: Instant, peer: &str) {
+        self.last_now = self.last_now.max(now);
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        let was_open = matches!(p.conn, Conn::Open { .. });
+        let failures = p.failures + 1;
+        let retry = now + self.backoff(failures);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.failures = failures;
+        }
+        self.drop_conn(peer, Some(retry));
+        let reason = if was_open {
+            LeaveReason::Closed
+        } else {
+            LeaveReason::Failed
+        };
+        self.set_present(peer, false, reason);
+        if !self.peers[peer].in_room {
+            self.peers.remove(peer);
+        }
+        self.check_all_synced();
+    }
+
+    pub(super) fn on_replica_event(&mut self, e: ReplicaEvent) {
+        match e {
+            ReplicaEvent::Update(ev) => self.event(MeshEvent::Update(ev)),
+            ReplicaEvent::Synced { link, .. } => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.synced = true;
+                    }
+                    self.event(MeshEvent::Synced { peer });
+                    self.check_all_synced();
+                }
+            }
+            ReplicaEvent::Control { link, text } if text == BYE => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    // It is leaving: as its own `/leave`.
+                    self.drop_conn(&peer, None);
+                    self.set_present(&peer, false, LeaveReason::Left);
+                    self.peers.remove(&peer);
+                    self.check_all_synced();
+                }
+            }
+            ReplicaEvent::LinkError { link, error } if error.is_fatal() => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    // A peer that sends what cannot be decoded: closed, retried later.
+                    let at = self.last_now + self.backoff(4);
+                    self.drop_conn(&peer, Some(at));
+                    self.set_present(&peer, false, LeaveReason::Failed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn check_all_synced(&mut self) {
+        self.sync_dirty = true;
+    }
+
+    pub(super) fn report_all_synced(&mut self) {
+        if !std::mem::take(&mut self.sync_dirty) {
+            return;
+        }
+        let present: Vec<&String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.present)
+            .map(|(k, _)| k)
+            .collect();
+        if present.is_empty() {
+            return;
+        }
+        if present.iter().all(|k| self.peers[*k].synced) {
+            let peers = present.into_iter().cloned().collect();
+            self.event(MeshEvent::SyncedAll { peers });
+        }
+    }
+}

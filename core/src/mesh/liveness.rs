@@ -1,0 +1,105 @@
+//! Liveness and recovery: the common tick, pings, dead links, negotiation deadlines,
+//! retries with jittered backoff.
+
+use super::*;
+
+impl Mesh {
+    /// Time passed: pings, dead links, negotiation timeouts, retries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if self.closed || now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + self.tick();
+        let (ping, dead, negotiate) = (
+            self.config.ping_interval,
+            self.config.dead_after,
+            self.config.negotiate_timeout,
+        );
+        let mut to_ping = Vec::new();
+        let mut timed_out = Vec::new();
+        let mut failed = Vec::new();
+        let mut retry = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            match &mut p.conn {
+                Conn::Open {
+                    link,
+                    last_heard,
+                    next_ping,
+                } => {
+                    if p.incarnation.is_some() && now.saturating_duration_since(*last_heard) >= dead
+                    {
+                        timed_out.push(id.clone());
+                    } else if now >= *next_ping {
+                        to_ping.push(*link);
+                        *next_ping = now + ping;
+                    }
+                }
+                Conn::Negotiating { since, .. } => {
+                    if now.saturating_duration_since(*since) >= negotiate {
+                        failed.push(id.clone());
+                    }
+                }
+                Conn::Idle { retry_at } => {
+                    if retry_at.is_some_and(|t| now >= t) {
+                        *retry_at = None;
+                        retry.push(id.clone());
+                    }
+                }
+            }
+        }
+        for l in to_ping {
+            self.replica.ping(l, now);
+        }
+        self.replica.flush_link_reports();
+        self.stats.link_timeouts += timed_out.len() as u64;
+        self.stats.negotiation_timeouts += failed.len() as u64;
+        for id in timed_out {
+            let failures = self.peers[&id].failures;
+            let at = now + self.backoff(failures);
+            self.drop_conn(&id, Some(at));
+            self.set_present(&id, false, LeaveReason::Timeout);
+            if !self.peers[&id].in_room {
+                self.peers.remove(&id);
+            }
+        }
+        for id in failed {
+            let failures = self.peers[&id].failures + 1;
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.failures = failures;
+            }
+            let at = now + self.backoff(failures);
+            self.drop_conn(&id, Some(at));
+            self.set_present(&id, false, LeaveReason::Failed);
+            if !self.peers[&id].in_room {
+                self.peers.remove(&id);
+            }
+        }
+        for id in retry {
+            if self.we_offer(&id) && self.peers.get(&id).is_some_and(|p| p.in_room) {
+                self.offer(&id, now);
+            }
+        }
+    }
+
+    pub(super) fn tick(&self) -> Duration {
+        (self.config.ping_interval / 4).max(Duration::from_millis(10))
+    }
+
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    pub(super) fn jitter(&mut self, d: Duration) -> Duration {
+        crate::rng::jitter(&mut self.rng, d)
+    }
+
+    pub(super) fn backoff(&mut self, failures: u32) -> Duration {
+        let d = self
+            .config
+            .retry_min
+            .saturating_mul(1 << failures.min(16))
+            .min(self.config.retry_max);
+        self.jitter(d)
+    }
+}

@@ -1,0 +1,210 @@
+//! Membership: our announce and its attributes, the room's announces and leaves, who
+//! is present.
+
+use super::*;
+
+impl Mesh {
+    /// Our announce attributes.
+    pub(super) fn attributes(&self) -> Object {
+        let c = &self.config;
+        let mut o = Object::new();
+        o.insert("id", Value::from(c.id.as_str()));
+        o.insert("room", Value::from(c.room.as_str()));
+        o.insert("agent", Value::from(c.agent.as_str()));
+        o.insert("incarnation", Value::from(c.incarnation.as_str()));
+        o.insert(
+            "codecs",
+            Value::Array(c.codecs.iter().map(|k| Value::from(k.name())).collect()),
+        );
+        for (k, v) in c.attributes.iter() {
+            if !matches!(k, "id" | "room" | "agent" | "incarnation" | "codecs") {
+                o.insert(k, v.clone());
+            }
+        }
+        o
+    }
+
+    pub(super) fn signal(&mut self, s: Signal) {
+        self.out.push_back(MeshOutput::Signal(s.encode()));
+    }
+
+    pub(super) fn set_present(&mut self, peer: &str, present: bool, reason: LeaveReason) {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if p.present == present {
+            return;
+        }
+        p.present = present;
+        let e = if present {
+            MeshEvent::PeerJoined {
+                peer: peer.to_owned(),
+                attributes: p.attributes.clone(),
+            }
+        } else {
+            MeshEvent::PeerLeft {
+                peer: peer.to_owned(),
+                reason,
+            }
+        };
+        self.event(e);
+    }
+
+    /// A text from the switchboard.
+    pub fn handle_signal(&mut self, now: Instant, text: &str) {
+        self.last_now = self.last_now.max(now);
+        if self.closed {
+            return;
+        }
+        let Ok(msg) = Signal::parse(text, &self.limits) else {
+            return;
+        };
+        if let Some(t) = &msg.to {
+            if t != &self.config.id {
+                return;
+            }
+        }
+        if msg.command == "roominfo" {
+            if !self.online {
+                self.online = true;
+                self.event(MeshEvent::Online);
+            } else {
+                // Announced again (a reconnect): offers in flight may be lost.
+                let offering: Vec<String> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| matches!(p.conn, Conn::Negotiating { offerer: true, .. }))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for peer in offering {
+                    self.restart_offer(&peer, now);
+                }
+            }
+            return;
+        }
+        let Some(from) = msg.sender.clone() else {
+            return;
+        };
+        if from == self.config.id {
+            return;
+        }
+        match msg.command.as_str() {
+            "announce" => self.on_announce(now, &from, &msg),
+            "leave" => self.on_leave(now, &from, &msg),
+            "mesh:sdp" | "mesh:candidate" | "mesh:candidates" => {
+                if self.peers.get(&from).is_some_and(|p| p.in_room) {
+                    self.on_negotiation(now, &from, &msg);
+                } else if !cfg!(feature = "bug-drop-early-sdp")
+                    && (self.early.len() < MAX_EARLY_PEERS || self.early.contains_key(&from))
+                {
+                    // Before its announce: keep it for then.
+                    self.stats.early += 1;
+                    let q = self.early.entry(from).or_default();
+                    if q.len() < MAX_EARLY {
+                        q.push(msg);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_announce(&mut self, now: Instant, from: &str, msg: &Signal) {
+        let Some(attrs) = msg.object().cloned() else {
+            return;
+        };
+        if attrs.get("room") != Some(&Value::from(self.config.room.as_str())) {
+            return;
+        }
+        let incarnation = match attrs.get("incarnation") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if msg.to.is_none() {
+            // A newcomer's broadcast: answer directly, as rtc-signaller does.
+            let me = self.config.id.clone();
+            let reply = Signal::announce(&me, self.attributes()).to(from);
+            self.signal(reply);
+        }
+        let codecs = codecs_of(&attrs);
+        let returning = match self.peers.get(from) {
+            Some(p) => p.incarnation != incarnation,
+            None => false,
+        };
+        if returning && cfg!(feature = "bug-block-returning") {
+            return;
+        }
+        if returning {
+            // A new life: its old link (if any) is of no use.
+            self.drop_conn(from, None);
+            self.set_present(from, false, LeaveReason::Left);
+        }
+        let p = self.peers.entry(from.to_owned()).or_insert_with(|| Peer {
+            attributes: Object::new(),
+            incarnation: None,
+            codecs: Vec::new(),
+            present: false,
+            in_room: true,
+            conn: Conn::Idle { retry_at: None },
+            failures: 0,
+            synced: false,
+        });
+        let changed = p.present && !returning && p.attributes != attrs;
+        if changed {
+            self.out
+                .push_back(MeshOutput::Event(MeshEvent::PeerUpdated {
+                    peer: from.to_owned(),
+                    attributes: attrs.clone(),
+                }));
+        }
+        p.attributes = attrs;
+        p.incarnation = incarnation;
+        p.codecs = codecs;
+        p.in_room = true;
+        if returning {
+            p.failures = 0;
+        }
+        self.set_present(from, true, LeaveReason::Left);
+        let conn = &self.peers[from].conn;
+        let idle = matches!(conn, Conn::Idle { .. });
+        let offering = matches!(conn, Conn::Negotiating { offerer: true, .. });
+        if idle && self.we_offer(from) {
+            self.offer(from, now);
+        } else if offering && msg.to.is_none() && !returning {
+            // It announced again by broadcast (its signalling reconnected): what we
+            // sent it, or it sent us, may be lost.
+            self.restart_offer(from, now);
+        }
+        if let Some(early) = self.early.remove(from) {
+            for m in early {
+                self.on_negotiation(now, from, &m);
+            }
+        }
+    }
+
+    pub(super) fn on_leave(&mut self, _now: Instant, from: &str, msg: &Signal) {
+        let reason = msg.object().and_then(|o| match o.get("reason") {
+            Some(Value::String(r)) => Some(r.clone()),
+            _ => None,
+        });
+        self.early.remove(from);
+        let Some(p) = self.peers.get_mut(from) else {
+            return;
+        };
+        p.in_room = false;
+        let open = matches!(p.conn, Conn::Open { .. });
+        if reason.is_some() && open {
+            // The switchboard lost its connection; the link decides.
+            return;
+        }
+        self.drop_conn(from, None);
+        let why = if reason.is_some() {
+            LeaveReason::Closed
+        } else {
+            LeaveReason::Left
+        };
+        self.set_present(from, false, why);
+        self.peers.remove(from);
+        self.check_all_synced();
+    }
+}

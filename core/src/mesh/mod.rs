@@ -1,0 +1,615 @@
+//! The peer side of a room, over abstract links: membership, negotiation roles,
+//! signalling routes, one sync session per link, liveness and recovery.
+//!
+//! A [`Mesh`] does not know WebRTC. It says what the link layer must do with
+//! [`LinkCommand`]s (open a connection to a peer as offerer or answerer, apply the
+//! remote's SDP and candidates, close), and the link layer reports back: the local SDP
+//! and candidates to route ([`Mesh::local_sdp`], [`Mesh::local_candidate`]), the data
+//! channel opened ([`Mesh::link_open`]), bytes ([`Mesh::link_data`]), closed
+//! ([`Mesh::link_closed`]). The `Node` pairs a Mesh with str0m; the simulator in
+//! `rtc-mesh-sim` pairs it with in-memory links.
+//!
+//! Rules (DESIGN, Conventions):
+//!
+//! - On [`start`](Mesh::start) the mesh announces itself: `id`, `room`, `agent`,
+//!   `incarnation`, `codecs`, then user attributes. A broadcast announce from a
+//!   newcomer is answered with a direct one, as rtc-signaller does.
+//! - The peer whose id sorts higher offers; exactly one side does. It picks the first
+//!   codec of its own list that the other side lists (a peer without `codecs` speaks
+//!   json only) and names it in the data channel's protocol field.
+//! - SDP and candidates that arrive before their sender's announce are kept (bounded)
+//!   and used once it arrives.
+//! - Links carry `PING`/`PONG`: a link to one of our peers (it announced an
+//!   `incarnation`) silent for `dead_after` is closed and the peer reported left
+//!   (`timeout`). A negotiation that does not finish in time is abandoned and retried
+//!   with backoff by the offerer; so is a link that closed while its peer is still in
+//!   the room.
+//! - Signalling that reconnects may have lost what was in flight: an offerer restarts
+//!   the negotiations it has in progress (a fresh offer, which replaces the old one at
+//!   the answerer) when its own announce is confirmed again (a second `/roominfo`) and
+//!   when the peer it is offering to announces again by broadcast with the same
+//!   incarnation. Open links are kept.
+//! - A closing peer says `"BYE"` on each link (then `/leave`); either drops its link at
+//!   once and reports it left.
+//! - The peer's own `/leave` (no reason) or an announce with a new incarnation drops its
+//!   link at once; a switchboard's `/leave` with reason `disconnected` does not, while
+//!   the link answers pings. No id is ever blocked: a returning peer gets a fresh link
+//!   and a delta sync.
+//! - Updates go through a [`Replica`], so a healthy full mesh costs N-1 messages per
+//!   write (see [`crate::replica`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+mod links;
+mod liveness;
+mod membership;
+mod negotiation;
+
+use crate::limits::Limits;
+use crate::replica::{LinkId, Output, Replica, ReplicaEvent};
+use crate::session::SessionStats;
+use crate::signal::{valid_peer_id, Part, Signal, SignalLimits};
+use crate::store::{Event, Store, StoreConfig, StoreError, Update};
+use crate::value::{Object, Value};
+use crate::wire::{Codec, Framing};
+
+/// How many SDP or candidate messages are kept per peer whose announce has not arrived.
+const MAX_EARLY: usize = 64;
+/// How many peers may have early messages waiting.
+const MAX_EARLY_PEERS: usize = 256;
+/// The control string a closing peer sends on each link before closing it.
+const BYE: &str = "BYE";
+
+/// Configuration of a [`Mesh`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MeshConfig {
+    /// Our peer id: 1-64 bytes of `[A-Za-z0-9._~-]`.
+    pub id: String,
+    /// The room to join.
+    pub room: String,
+    /// This process's incarnation (16 hex characters, fresh at every start).
+    pub incarnation: String,
+    /// Codecs we speak, preferred first (default postcard, json).
+    pub codecs: Vec<Codec>,
+    /// User attributes added to our announce.
+    pub attributes: Object,
+    /// The `agent` attribute.
+    pub agent: String,
+    /// Wall-clock milliseconds since 1970 at `start`.
+    pub epoch_ms: f64,
+    /// The instant `epoch_ms` was read at.
+    pub start: Instant,
+    /// The store's source id (default `<id>.<incarnation>`).
+    pub source: Option<String>,
+    /// Interval between pings on a link (default 1 s).
+    pub ping_interval: Duration,
+    /// A link to one of our peers silent this long is closed (default 4 s).
+    pub dead_after: Duration,
+    /// A negotiation not finished in this time is abandoned (default 10 s).
+    pub negotiate_timeout: Duration,
+    /// First retry delay after a failed negotiation or a lost link (default 250 ms;
+    /// doubling to `retry_max`).
+    pub retry_min: Duration,
+    /// Longest retry delay (default 10 s).
+    pub retry_max: Duration,
+    /// Bounds on values, keys, ids.
+    pub limits: Limits,
+    /// Seed for jitter and the store's hash.
+    pub seed: u64,
+}
+
+impl MeshConfig {
+    /// The default interval between pings on a link.
+    pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
+    /// The default silence after which a pinging link is closed and its peer gone.
+    pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(4);
+    /// The default time a connection may take to open before it is abandoned.
+    pub const DEFAULT_NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A configuration with defaults for `id` in `room`.
+    pub fn new(
+        id: impl Into<String>,
+        room: impl Into<String>,
+        incarnation: impl Into<String>,
+        epoch_ms: f64,
+        start: Instant,
+    ) -> Self {
+        MeshConfig {
+            id: id.into(),
+            room: room.into(),
+            incarnation: incarnation.into(),
+            codecs: vec![Codec::Postcard, Codec::Json],
+            attributes: Object::new(),
+            agent: concat!("rtc-mesh/", env!("CARGO_PKG_VERSION")).into(),
+            epoch_ms,
+            start,
+            source: None,
+            ping_interval: Self::DEFAULT_PING_INTERVAL,
+            dead_after: Self::DEFAULT_DEAD_AFTER,
+            negotiate_timeout: Self::DEFAULT_NEGOTIATE_TIMEOUT,
+            retry_min: Duration::from_millis(250),
+            retry_max: Duration::from_secs(10),
+            limits: Limits::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Why a [`Mesh`] could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    /// The peer id breaks the Conventions.
+    #[error("invalid peer id {0:?}: 1-64 characters of A-Z a-z 0-9 . _ ~ -")]
+    BadId(String),
+    /// The room name is empty or longer than 256 bytes.
+    #[error("invalid room name {0:?}")]
+    BadRoom(String),
+    /// No codec to speak.
+    #[error("no codec configured")]
+    NoCodec,
+    /// The store refused its configuration.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Counters of a mesh.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MeshStats {
+    /// SDP or candidate messages that arrived before their sender's announce (kept).
+    pub early: u64,
+    /// Negotiations started as offerer.
+    pub offers: u64,
+    /// Negotiations abandoned for taking too long.
+    pub negotiation_timeouts: u64,
+    /// Links closed for silence.
+    pub link_timeouts: u64,
+    /// Negotiations restarted because signalling reconnected (ours or the peer's).
+    pub offers_restarted: u64,
+}
+
+/// How far the connection to a peer has come, in [`LinkInfo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkState {
+    /// No connection; one will be negotiated (again).
+    Idle,
+    /// Offer and answer are being exchanged, or ICE and DTLS are connecting.
+    Negotiating,
+    /// The data channel is open and the sync session runs.
+    Open,
+}
+
+impl LinkState {
+    /// Its name: `idle`, `negotiating` or `open`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Idle => "idle",
+            LinkState::Negotiating => "negotiating",
+            LinkState::Open => "open",
+        }
+    }
+}
+
+/// The connection to one peer, from [`Mesh::link_info`] (what the original rtc-mesh
+/// exposed as `getChannel`/`getConnection`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// How far the connection has come.
+    pub state: LinkState,
+    /// The codec of the open link.
+    pub codec: Option<Codec>,
+    /// Whether the initial sync over the open link has finished both ways.
+    pub synced: bool,
+    /// Bytes and updates each way, and the round-trip time (zero while not open).
+    pub stats: SessionStats,
+}
+
+/// Why a peer is reported gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It said `/leave`, or came back as a new incarnation.
+    Left,
+    /// Its link went silent.
+    Timeout,
+    /// Its link closed, or the switchboard saw it disconnect and there is no link.
+    Closed,
+    /// The link could not be negotiated.
+    Failed,
+}
+
+impl LeaveReason {
+    /// The name used in the line protocol: `left`, `timeout`, `closed`, `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Closed => "closed",
+            LeaveReason::Failed => "failed",
+        }
+    }
+}
+
+/// Something that happened in the mesh.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum MeshEvent {
+    /// The switchboard answered our announce.
+    Online,
+    /// A peer is present (announced, or its link came back).
+    PeerJoined {
+        /// Its id.
+        peer: String,
+        /// Its announce attributes.
+        attributes: Object,
+    },
+    /// A present peer announced new attributes.
+    PeerUpdated {
+        /// Its id.
+        peer: String,
+        /// Its new announce attributes.
+        attributes: Object,
+    },
+    /// A peer is gone.
+    PeerLeft {
+        /// Its id.
+        peer: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The store changed.
+    Update(Event),
+    /// The link to a peer is synced both ways.
+    Synced {
+        /// The peer.
+        peer: String,
+    },
+    /// Every present peer has a synced link.
+    SyncedAll {
+        /// The peers.
+        peers: Vec<String>,
+    },
+    /// We left (after [`Mesh::close`]).
+    Offline,
+}
+
+/// SDP kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SdpKind {
+    /// An offer.
+    Offer,
+    /// An answer.
+    Answer,
+}
+
+impl SdpKind {
+    fn name(self) -> &'static str {
+        match self {
+            SdpKind::Offer => "offer",
+            SdpKind::Answer => "answer",
+        }
+    }
+}
+
+/// What the link layer must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkCommand {
+    /// Start a connection to `peer`. The offerer creates the data channel (label
+    /// `mesh`, protocol = the codec's name) and an offer, and hands the offer to
+    /// [`Mesh::local_sdp`]; the answerer waits for [`LinkCommand::RemoteSdp`].
+    Open {
+        /// The peer.
+        peer: String,
+        /// Whether we offer.
+        offerer: bool,
+        /// The codec (the offerer's choice; the answerer learns it from the channel).
+        codec: Codec,
+    },
+    /// Apply the remote's SDP; an answerer then hands its answer to [`Mesh::local_sdp`].
+    RemoteSdp {
+        /// The peer.
+        peer: String,
+        /// Offer or answer.
+        kind: SdpKind,
+        /// The SDP text.
+        sdp: String,
+    },
+    /// Add a remote ICE candidate (`{"candidate":..,"sdpMid":..,"sdpMLineIndex":..}`).
+    RemoteCandidate {
+        /// The peer.
+        peer: String,
+        /// The candidate, as a browser's `RTCIceCandidate.toJSON()`.
+        candidate: Object,
+    },
+    /// Tear the connection down (no further input is expected for it).
+    Close {
+        /// The peer.
+        peer: String,
+    },
+}
+
+/// What [`Mesh::poll_output`] returns.
+#[derive(Debug)]
+pub enum MeshOutput {
+    /// Send this text to the switchboard.
+    Signal(String),
+    /// A command for the link layer.
+    Link(LinkCommand),
+    /// Bytes for the data channel to `peer` (one channel message).
+    Transmit {
+        /// The peer.
+        peer: String,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// An event.
+    Event(MeshEvent),
+    /// Nothing more until an input or this instant.
+    Timeout(Option<Instant>),
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// No connection; the offerer retries at `retry_at`.
+    Idle { retry_at: Option<Instant> },
+    /// Negotiating since `since`.
+    Negotiating { since: Instant, offerer: bool },
+    /// The data channel is open.
+    Open {
+        link: LinkId,
+        last_heard: Instant,
+        next_ping: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct Peer {
+    attributes: Object,
+    incarnation: Option<String>,
+    codecs: Vec<Codec>,
+    /// Reported present (joined and not left since).
+    present: bool,
+    /// The switchboard still has it (no `/leave` seen).
+    in_room: bool,
+    conn: Conn,
+    /// Consecutive failed negotiations (for backoff).
+    failures: u32,
+    synced: bool,
+}
+
+/// A peer in a room. See the module docs.
+#[derive(Debug)]
+pub struct Mesh {
+    config: MeshConfig,
+    replica: Replica,
+    peers: BTreeMap<String, Peer>,
+    links: BTreeMap<LinkId, String>,
+    early: BTreeMap<String, Vec<Signal>>,
+    out: VecDeque<MeshOutput>,
+    limits: SignalLimits,
+    rng: u64,
+    online: bool,
+    closed: bool,
+    /// The latest `now` seen (for work scheduled from replica events).
+    last_now: Instant,
+    stats: MeshStats,
+    /// Timers run on a common tick (a quarter of the ping interval): pings, dead
+    /// links, negotiation deadlines and retries are checked then.
+    next_tick: Instant,
+    /// Something changed that may complete "all synced".
+    sync_dirty: bool,
+}
+
+fn codecs_of(attrs: &Object) -> Vec<Codec> {
+    match attrs.get("codecs") {
+        Some(Value::Array(a)) => {
+            let v: Vec<Codec> = a
+                .iter()
+                .filter_map(|c| match c {
+                    Value::String(s) => Codec::from_name(s),
+                    _ => None,
+                })
+                .collect();
+            if v.is_empty() {
+                vec![Codec::Json]
+            } else {
+                v
+            }
+        }
+        _ => vec![Codec::Json],
+    }
+}
+
+impl Mesh {
+    /// A mesh peer; call [`start`](Self::start) to announce.
+    pub fn new(config: MeshConfig) -> Result<Self, MeshError> {
+        if !valid_peer_id(&config.id) {
+            return Err(MeshError::BadId(config.id));
+        }
+        if config.room.is_empty() || config.room.len() > 256 {
+            return Err(MeshError::BadRoom(config.room));
+        }
+        if config.codecs.is_empty() {
+            return Err(MeshError::NoCodec);
+        }
+        let source = config
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", config.id, config.incarnation));
+        let mut sc = StoreConfig::new(source, config.epoch_ms, config.start);
+        sc.limits = config.limits.clone();
+        sc.hash_seed = config.seed;
+        let store = Store::new(sc)?;
+        let config_start = config.start;
+        let mut replica = Replica::new(store);
+        replica.batch_link_reports(true);
+        Ok(Mesh {
+            rng: config.seed | 1,
+            config,
+            replica,
+            peers: BTreeMap::new(),
+            links: BTreeMap::new(),
+            early: BTreeMap::new(),
+            out: VecDeque::new(),
+            limits: SignalLimits::default(),
+            online: false,
+            closed: false,
+            last_now: config_start,
+            stats: MeshStats::default(),
+            next_tick: config_start,
+            sync_dirty: false,
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MeshStats {
+        &self.stats
+    }
+
+    /// Our id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.replica.store()
+    }
+
+    /// The replica (links, sessions, counters).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Present peers and their attributes.
+    pub fn peers(&self) -> impl Iterator<Item = (&str, &Object)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.present)
+            .map(|(k, p)| (k.as_str(), &p.attributes))
+    }
+
+    /// The link to `peer`, if its data channel is open.
+    pub fn link_of(&self, peer: &str) -> Option<LinkId> {
+        match self.peers.get(peer).map(|p| &p.conn) {
+            Some(Conn::Open { link, .. }) => Some(*link),
+            _ => None,
+        }
+    }
+
+    /// The connection to a present `peer`: its state, codec and counters.
+    pub fn link_info(&self, peer: &str) -> Option<LinkInfo> {
+        let p = self.peers.get(peer).filter(|p| p.present)?;
+        let (state, session) = match &p.conn {
+            Conn::Idle { .. } => (LinkState::Idle, None),
+            Conn::Negotiating { .. } => (LinkState::Negotiating, None),
+            Conn::Open { link, .. } => (LinkState::Open, self.replica.session(*link)),
+        };
+        Some(LinkInfo {
+            state,
+            codec: session.map(|s| s.codec()),
+            synced: session.is_some_and(|s| s.is_synced()),
+            stats: session.map(|s| s.stats().clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Announces us to the room.
+    pub fn start(&mut self, _now: Instant) {
+        let a = Signal::announce(&self.config.id, self.attributes());
+        self.signal(a);
+    }
+
+    /// Updates our user attributes and announces them.
+    pub fn announce(&mut self, now: Instant, attributes: Object) {
+        self.config.attributes = attributes;
+        self.start(now);
+    }
+
+    /// Sets `key` (null deletes); the write goes to every link.
+    pub fn set(&mut self, now: Instant, key: &str, value: &Value) -> Result<Update, StoreError> {
+        self.replica.set(now, key, value)
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, now: Instant, key: &str) -> Result<Update, StoreError> {
+        self.replica.delete(now, key)
+    }
+
+    /// Leaves: says `/leave`, closes every link, reports [`MeshEvent::Offline`].
+    pub fn close(&mut self, _now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let me = self.config.id.clone();
+        self.signal(Signal::leave(&me, None));
+        // Say goodbye on every link too, ahead of closing it: the link is faster than
+        // the switchboard, and its closing must not look like a failure.
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for l in links {
+            self.replica.send_control(l, BYE);
+        }
+        self.flush_replica();
+        let peers: Vec<String> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.drop_conn(&p, None);
+        }
+        self.out.push_back(MeshOutput::Event(MeshEvent::Offline));
+    }
+
+    /// Moves the replica's pending output ahead of what comes next.
+    fn flush_replica(&mut self) {
+        loop {
+            match self.replica.poll_output() {
+                Output::Transmit(link, data) => {
+                    if let Some(peer) = self.links.get(&link) {
+                        self.out.push_back(MeshOutput::Transmit {
+                            peer: peer.clone(),
+                            data,
+                        });
+                    }
+                }
+                Output::Event(e) => self.on_replica_event(e),
+                Output::Timeout(_) => return,
+            }
+        }
+    }
+
+    fn event(&mut self, e: MeshEvent) {
+        self.out.push_back(MeshOutput::Event(e));
+    }
+
+    /// The next output; drain until [`MeshOutput::Timeout`].
+    pub fn poll_output(&mut self) -> MeshOutput {
+        loop {
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+            match self.replica.poll_output() {
+                Output::Transmit(link, data) => {
+                    if let Some(peer) = self.links.get(&link) {
+                        return MeshOutput::Transmit {
+                            peer: peer.clone(),
+                            data,
+                        };
+                    }
+                }
+                Output::Event(e) => self.on_replica_event(e),
+                Output::Timeout(_) => {
+                    self.report_all_synced();
+                    if self.out.is_empty() {
+                        return MeshOutput::Timeout(if self.closed {
+                            None
+                        } else {
+                            self.next_timeout()
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
