@@ -15,6 +15,7 @@
 //! - [`wire`]: the two sync codecs ([`Codec::Json`], [`Codec::Postcard`]).
 //! - [`session`]: one sync conversation over one link ([`Session`]).
 //! - [`replica`]: a store served over many links ([`Replica`]).
+//! - [`control`]: the link control lines (`PING`, `CLOCK`, `LINKS`, `BYE`, ...).
 //! - [`signal`], [`signal_client`], [`switchboard`]: rtc-signaller 6.x messages, the
 //!   client side of signalling, and the switchboard server as a state machine.
 //! - [`mesh`]: a peer in a room ([`mesh::Mesh`]): who links to whom, leaves, retries,
@@ -74,6 +75,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod control;
 pub mod hosting;
 pub mod http;
 pub mod limits;

@@ -44,6 +44,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
+use crate::control::{Control, LinksChange};
 use crate::limits::Limits;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionStats};
 use crate::store::{Event, Store, StoreError, Update};
@@ -79,12 +80,12 @@ pub enum ReplicaEvent {
         /// The remote source ids of all open links.
         peers: Vec<String>,
     },
-    /// A link's remote sent a control string the replica does not handle.
+    /// A link's remote sent a control line the replica does not handle.
     Control {
         /// The link.
         link: LinkId,
-        /// The text.
-        text: String,
+        /// The line.
+        control: Control,
     },
     /// A link sent something that could not be decoded; it was skipped. A
     /// [fatal](DecodeError::is_fatal) error means the link must be closed.
@@ -125,13 +126,6 @@ pub struct Replica {
     /// Links whose transport cannot take more now.
     paused: BTreeSet<LinkId>,
 }
-
-/// The prefix of a link report control string: every writer heard directly.
-const LINKS_PREFIX: &str = "LINKS ";
-/// The prefix of a report of writers now heard directly too.
-const LINKS_GAINED: &str = "LINKS+ ";
-/// The prefix of a report of writers no longer heard directly.
-const LINKS_LOST: &str = "LINKS- ";
 
 impl Replica {
     /// Serves `store`.
@@ -198,9 +192,9 @@ impl Replica {
     }
 
     /// Sends a control string on a link.
-    pub fn send_control(&mut self, link: LinkId, text: &str) {
+    pub fn send_control(&mut self, link: LinkId, control: &Control) {
         if let Some(s) = self.links.get_mut(&link) {
-            s.send_control(text);
+            s.send_control(control);
             self.mark(link);
         }
     }
@@ -237,15 +231,11 @@ impl Replica {
         if lost.is_empty() && gained.is_empty() {
             return;
         }
-        let mut texts = Vec::new();
-        for (prefix, list) in [(LINKS_LOST, &lost), (LINKS_GAINED, &gained)] {
-            if list.is_empty() {
-                continue;
+        let mut reports = Vec::new();
+        for (change, list) in [(LinksChange::Lost, &lost), (LinksChange::Gained, &gained)] {
+            if !list.is_empty() {
+                reports.push(Control::Links(change, list.clone()));
             }
-            let mut text = String::from(prefix);
-            let v = Value::Array(list.iter().map(|i| Value::from(i.as_str())).collect());
-            crate::value::write_json(&v, &mut text, false);
-            texts.push(text);
         }
         self.reported.retain(|r| !lost.contains(r));
         self.reported.extend(gained);
@@ -253,8 +243,8 @@ impl Replica {
         for id in links {
             if let Some(s) = self.links.get_mut(&id) {
                 if s.remote_id().is_some() {
-                    for t in &texts {
-                        s.send_control(t);
+                    for r in &reports {
+                        s.send_control(r);
                     }
                     self.mark(id);
                 }
@@ -286,23 +276,16 @@ impl Replica {
     }
 
     /// A remote's link report: `LINKS [..]` (all), `LINKS+ [..]`, `LINKS- [..]`.
-    fn handle_links(&mut self, link: LinkId, kind: &str, json: &str) {
-        let Ok(Value::Array(items)) = Value::from_json(json) else {
-            return;
-        };
-        let ids = items.into_iter().filter_map(|v| match v {
-            Value::String(s) => Some(s),
-            _ => None,
-        });
+    fn handle_links(&mut self, link: LinkId, change: LinksChange, ids: Vec<String>) {
         let set = self.reaches.entry(link).or_default();
-        match kind {
-            "+" => set.extend(ids),
-            "-" => {
+        match change {
+            LinksChange::Gained => set.extend(ids),
+            LinksChange::Lost => {
                 for i in ids {
                     set.remove(&i);
                 }
             }
-            _ => *set = ids.collect(),
+            LinksChange::All => *set = ids.into_iter().collect(),
         }
         // Bounded by what a peer can claim (4,096 writers).
         while set.len() > 4096 {
@@ -368,7 +351,7 @@ impl Replica {
                         self.events
                             .push_back(ReplicaEvent::LinkOpened { link, peer: id })
                     }
-                    SessionEvent::Control(text) => controls.push(text),
+                    SessionEvent::Control(control) => controls.push(control),
                     SessionEvent::Synced { id } => {
                         synced = true;
                         self.events
@@ -381,28 +364,18 @@ impl Replica {
                 }
             }
         }
-        for text in controls {
-            if let Some(json) = text.strip_prefix(LINKS_PREFIX) {
-                self.handle_links(link, "", json);
-            } else if let Some(json) = text.strip_prefix(LINKS_GAINED) {
-                self.handle_links(link, "+", json);
-            } else if let Some(json) = text.strip_prefix(LINKS_LOST) {
-                self.handle_links(link, "-", json);
-            } else {
-                self.events.push_back(ReplicaEvent::Control { link, text });
+        for control in controls {
+            match control {
+                Control::Links(change, ids) => self.handle_links(link, change, ids),
+                control => self
+                    .events
+                    .push_back(ReplicaEvent::Control { link, control }),
             }
         }
         if opened {
             // The new link hears our report too (even if unchanged for the others).
             if let Some(s) = self.links.get_mut(&link) {
-                let mut text = String::from(LINKS_PREFIX);
-                let ids: Vec<Value> = self
-                    .reported
-                    .iter()
-                    .map(|i| Value::from(i.as_str()))
-                    .collect();
-                crate::value::write_json(&Value::Array(ids), &mut text, false);
-                s.send_control(&text);
+                s.send_control(&Control::Links(LinksChange::All, self.reported.clone()));
             }
             self.report_links();
         }

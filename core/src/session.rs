@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::control::Control;
 use crate::store::{HistoryItem, SourceIx, Store, UpdateRef, Verdict};
 
 /// How far ahead of the link the history is encoded, in bytes.
@@ -70,12 +71,9 @@ pub enum SessionEvent {
     Error(DecodeError),
     /// The remote sent an update the store rejected as invalid.
     Rejected(crate::store::Rejection),
-    /// The remote sent a control string this session does not handle itself.
-    Control(String),
+    /// The remote sent a control line this session does not handle itself.
+    Control(Control),
 }
-
-/// The prefix of a clock refresh control string.
-const CLOCK_PREFIX: &str = "CLOCK ";
 
 /// Counters for one link.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -243,15 +241,16 @@ impl Session {
                 self.recv_sync = true;
                 self.check_synced();
             }
-            Message::Ping => self.enc.control("PONG"),
+            Message::Ping => self.enc.control(&Control::Pong.encode()),
             Message::HistorySize(n) => {
                 // A hint from the peer: bounded, so that it cannot make us reserve much
                 // more than a peer could fill anyway.
                 store.reserve(n.min(MAX_RESERVE) as usize);
             }
-            Message::Control(text) => match text.strip_prefix(CLOCK_PREFIX) {
-                Some(json) => self.refresh(store, json),
-                None => self.events.push_back(SessionEvent::Control(text)),
+            Message::Control(text) => match Control::decode(&text, store.limits()) {
+                Ok(Control::Clock(clock)) => self.refresh(store, &clock),
+                Ok(control) => self.events.push_back(SessionEvent::Control(control)),
+                Err(_) => self.stats.errors += 1,
             },
             Message::Pong => {
                 if let Some(sent) = self.ping_sent.take() {
@@ -263,15 +262,9 @@ impl Session {
 
     /// The remote says what it has now: send what it lacks (the catch-up pass of
     /// the history stream, without another `SYNC`).
-    fn refresh(&mut self, store: &Store, json: &str) {
-        let Ok(crate::value::Value::Object(clock)) =
-            crate::value::Value::from_json_with(json.as_bytes(), store.limits())
-        else {
-            self.stats.errors += 1;
-            return;
-        };
-        for (s, t) in clock.iter() {
-            if let (Some(ix), crate::value::Value::Number(t)) = (store.source_ix(s), t) {
+    fn refresh(&mut self, store: &Store, clock: &[(String, f64)]) {
+        for (s, t) in clock {
+            if let Some(ix) = store.source_ix(s) {
                 self.raise_remote(ix, *t);
             }
         }
@@ -280,21 +273,20 @@ impl Session {
         }
     }
 
-    /// Sends a control string (`PING`, `LINKS ...`; scuttlebutt ignores strings other
+    /// Sends a control line (`BYE`, `LINKS ...`; scuttlebutt ignores strings other
     /// than `SYNC`).
-    pub fn send_control(&mut self, text: &str) {
-        self.enc.control(text);
+    pub fn send_control(&mut self, control: &Control) {
+        self.enc.control(&control.encode());
     }
 
     /// Tells the remote what we have now (`CLOCK {...}`), so that it sends what we lack.
     pub fn send_clock(&mut self, store: &Store) {
-        let mut text = String::from(CLOCK_PREFIX);
-        let mut o = crate::value::Object::new();
-        for (s, t) in store.clock().iter() {
-            o.insert(s, crate::value::Value::Number(t));
-        }
-        crate::value::write_json(&crate::value::Value::Object(o), &mut text, false);
-        self.enc.control(&text);
+        let clock = store
+            .clock()
+            .iter()
+            .map(|(s, t)| (s.to_owned(), t))
+            .collect();
+        self.enc.control(&Control::Clock(clock).encode());
     }
 
     fn check_synced(&mut self) {
@@ -330,7 +322,7 @@ impl Session {
     /// first, so a stalled link shows a growing round trip rather than none.
     pub fn ping(&mut self, now: Instant) {
         self.ping_sent.get_or_insert(now);
-        self.enc.control("PING");
+        self.enc.control(&Control::Ping.encode());
     }
 
     /// The next chunk of bytes for the link. While the history is being sent, each call

@@ -120,7 +120,10 @@ impl Mesh {
                     self.check_all_synced();
                 }
             }
-            ReplicaEvent::Control { link, text } if text == BYE => {
+            ReplicaEvent::Control {
+                link,
+                control: Control::Bye,
+            } => {
                 if let Some(peer) = self.links.get(&link).cloned() {
                     // It is leaving: as its own `/leave`.
                     self.drop_conn(&peer, None);

@@ -46,6 +46,7 @@ mod liveness;
 mod membership;
 mod negotiation;
 
+use crate::control::Control;
 use crate::limits::Limits;
 use crate::replica::{LinkId, Output, Replica, ReplicaEvent};
 use crate::session::SessionStats;
@@ -58,8 +59,6 @@ use crate::wire::{Codec, Framing};
 const MAX_EARLY: usize = 64;
 /// How many peers may have early messages waiting.
 const MAX_EARLY_PEERS: usize = 256;
-/// The control string a closing peer sends on each link before closing it.
-const BYE: &str = "BYE";
 
 /// Configuration of a [`Mesh`].
 #[derive(Clone, Debug)]
@@ -551,7 +550,7 @@ impl Mesh {
         // the switchboard, and its closing must not look like a failure.
         let links: Vec<LinkId> = self.links.keys().copied().collect();
         for l in links {
-            self.replica.send_control(l, BYE);
+            self.replica.send_control(l, &Control::Bye);
         }
         self.flush_replica();
         let peers: Vec<String> = self.peers.keys().cloned().collect();
