@@ -23,7 +23,7 @@
 //! A bad command line gets an `error` event; the program goes on.
 
 use rtc_mesh_core::limits::Limits;
-use rtc_mesh_core::store::Event;
+use rtc_mesh_core::store::StoreEvent;
 use rtc_mesh_core::value::{write_json, write_number, write_string, Object, Value, ValueError};
 
 /// A command read from the program's input.
@@ -171,7 +171,7 @@ pub enum Report<'a> {
         addr: &'a str,
     },
     /// A store change.
-    Update(&'a Event),
+    Update(&'a StoreEvent),
     /// Synced with one peer.
     Synced {
         /// Its id.

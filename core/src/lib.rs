@@ -7,7 +7,7 @@
 //! Nothing here does I/O: no sockets, threads, async, clock reads or unseeded
 //! randomness. Bytes and commands go in together with `now: Instant`; bytes to send
 //! and events come out of `poll_output()`, drained until it returns
-//! [`Output::Timeout`]. Runtimes (`rtc-mesh-smol`, `rtc-mesh-std`) or your own event
+//! [`ReplicaOutput::Timeout`]. Runtimes (`rtc-mesh-smol`, `rtc-mesh-std`) or your own event
 //! loop move the bytes.
 //!
 //! - [`value`]: JSON values with JavaScript semantics, and their compact encoding.
@@ -34,7 +34,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use rtc_mesh_core::{Codec, Framing, Output, Replica, ReplicaEvent, Store, StoreConfig, Value};
+//! use rtc_mesh_core::{Codec, Framing, ReplicaOutput, Replica, ReplicaEvent, Store, StoreConfig, Value};
 //!
 //! let now = Instant::now();
 //! // Wall-clock time is given, never read: epoch (ms since 1970) at `now`.
@@ -49,10 +49,10 @@
 //!     let mut moved = false;
 //!     loop {
 //!         match from.poll_output() {
-//!             Output::Transmit(_, bytes) => { to.handle_input(link, now, &bytes); moved = true; }
-//!             Output::Event(ReplicaEvent::Synced { .. }) => *synced += 1,
-//!             Output::Event(_) => {}
-//!             Output::Timeout(_) => return moved,
+//!             ReplicaOutput::Transmit(_, bytes) => { to.handle_input(link, now, &bytes); moved = true; }
+//!             ReplicaOutput::Event(ReplicaEvent::Synced { .. }) => *synced += 1,
+//!             ReplicaOutput::Event(_) => {}
+//!             ReplicaOutput::Timeout(_) => return moved,
 //!         }
 //!     }
 //! }
@@ -99,9 +99,9 @@ pub mod value;
 pub mod wire;
 
 pub use limits::Limits;
-pub use replica::{LinkId, Output, Replica, ReplicaEvent};
+pub use replica::{LinkId, Replica, ReplicaEvent, ReplicaOutput};
 pub use session::{Session, SessionConfig, SessionEvent, SessionStats};
 pub use smol_str::SmolStr;
-pub use store::{Clock, Event, Store, StoreConfig, StoreError, Update, UpdateRef, Verdict};
+pub use store::{Clock, Store, StoreConfig, StoreError, StoreEvent, Update, UpdateRef, Verdict};
 pub use value::{EncodedValue, Object, PostcardValue, Value, ValueError};
 pub use wire::{Codec, DecodeError, Decoder, Encoder, Framing, Message};

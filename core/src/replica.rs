@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use rtc_mesh_core::{Replica, Store, StoreConfig, Codec, Framing, Output, Value};
+//! use rtc_mesh_core::{Replica, Store, StoreConfig, Codec, Framing, ReplicaOutput, Value};
 //!
 //! let t0 = Instant::now();
 //! let mut a = Replica::new(Store::new(StoreConfig::new("a", 1.7e12, t0)).unwrap());
@@ -28,12 +28,12 @@
 //!     let mut moved = false;
 //!     loop {
 //!         match from.poll_output() {
-//!             Output::Transmit(_, bytes) => {
+//!             ReplicaOutput::Transmit(_, bytes) => {
 //!                 moved = true;
 //!                 to.handle_input(link, now, &bytes);
 //!             }
-//!             Output::Event(event) => println!("{event:?}"),
-//!             Output::Timeout(_) => return moved,
+//!             ReplicaOutput::Event(event) => println!("{event:?}"),
+//!             ReplicaOutput::Timeout(_) => return moved,
 //!         }
 //!     }
 //! }
@@ -47,7 +47,7 @@ use std::time::Instant;
 use crate::control::{Control, LinksChange};
 use crate::limits::Limits;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionStats};
-use crate::store::{Event, Store, StoreError, Update};
+use crate::store::{Store, StoreError, StoreEvent, Update};
 use crate::value::{EncodedValue, Value};
 use crate::wire::{Codec, DecodeError, Framing};
 
@@ -60,7 +60,7 @@ pub struct LinkId(pub u64);
 #[non_exhaustive]
 pub enum ReplicaEvent {
     /// The store changed (a local write, or an update from a link).
-    Update(Event),
+    Update(StoreEvent),
     /// A link's remote sent its digest.
     LinkOpened {
         /// The link.
@@ -99,7 +99,7 @@ pub enum ReplicaEvent {
 
 /// What [`Replica::poll_output`] returns.
 #[derive(Debug)]
-pub enum Output {
+pub enum ReplicaOutput {
     /// Bytes to write to a link (one link message on a message link).
     Transmit(LinkId, Vec<u8>),
     /// An event.
@@ -462,7 +462,7 @@ impl Replica {
     }
 
     /// The next output: link bytes first, then events; `Timeout` when drained.
-    pub fn poll_output(&mut self) -> Output {
+    pub fn poll_output(&mut self) -> ReplicaOutput {
         while let Some(&link) = self.dirty.front() {
             if self.paused.contains(&link) {
                 // Resumed links are marked again by `pause_link(.., false)`.
@@ -477,14 +477,14 @@ impl Replica {
             // Sending the end of the history can complete the sync.
             self.session_events(link);
             if let Some(bytes) = bytes {
-                return Output::Transmit(link, bytes);
+                return ReplicaOutput::Transmit(link, bytes);
             }
             self.dirty.pop_front();
         }
         if let Some(e) = self.events.pop_front() {
-            return Output::Event(e);
+            return ReplicaOutput::Event(e);
         }
-        Output::Timeout(None)
+        ReplicaOutput::Timeout(None)
     }
 }
 
@@ -499,8 +499,8 @@ pub fn drain(
 ) -> Option<Instant> {
     loop {
         match replica.poll_output() {
-            Output::Transmit(link, bytes) => send(link, bytes),
-            Output::Event(e) => {
+            ReplicaOutput::Transmit(link, bytes) => send(link, bytes),
+            ReplicaOutput::Event(e) => {
                 if let ReplicaEvent::LinkError { link, error } = &e {
                     if error.is_fatal() {
                         close(*link);
@@ -508,7 +508,7 @@ pub fn drain(
                 }
                 emit(e);
             }
-            Output::Timeout(t) => return t,
+            ReplicaOutput::Timeout(t) => return t,
         }
     }
 }

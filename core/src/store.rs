@@ -14,7 +14,7 @@
 //! A received timestamp more than `max_skew` ahead of the wall clock is applied (so
 //! replicas stay equal) but does not move the local clock; it is counted.
 //!
-//! Every change, local or remote, is reported as an [`Event`] drained with
+//! Every change, local or remote, is reported as a [`StoreEvent`] drained with
 //! [`Store::poll_event`].
 
 use std::collections::{HashMap, VecDeque};
@@ -157,7 +157,7 @@ pub enum StoreError {
 
 /// A change to the store, local or remote.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Event {
+pub struct StoreEvent {
     /// The key.
     pub key: SmolStr,
     /// The new value (`null` when deleted).
@@ -346,7 +346,7 @@ pub struct Store {
     start: Instant,
     max_skew_ms: f64,
     limits: Limits,
-    events: VecDeque<Event>,
+    events: VecDeque<StoreEvent>,
     stats: StoreStats,
     wall_cache: (Option<Instant>, f64),
 }
@@ -545,7 +545,7 @@ impl Store {
             (true, true) => self.live -= 1,
             _ => {}
         }
-        self.events.push_back(Event {
+        self.events.push_back(StoreEvent {
             key: key.clone(),
             value,
             deleted,
@@ -785,7 +785,7 @@ impl Store {
     }
 
     /// The next change event, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<StoreEvent> {
         self.events.pop_front()
     }
 

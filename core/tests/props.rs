@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use rtc_mesh_core::{
-    Clock, Codec, Decoder, EncodedValue, Encoder, Framing, Limits, Message, Object, Output,
-    Replica, Store, StoreConfig, Update, Value,
+    Clock, Codec, Decoder, EncodedValue, Encoder, Framing, Limits, Message, Object, Replica,
+    ReplicaOutput, Store, StoreConfig, Update, Value,
 };
 
 const EPOCH: f64 = 1_795_713_876_272.0;
@@ -157,12 +157,12 @@ fn drain(from: &mut Replica, to: &mut Replica, link: rtc_mesh_core::LinkId) -> u
     let mut bytes = 0;
     loop {
         match from.poll_output() {
-            Output::Transmit(_, d) => {
+            ReplicaOutput::Transmit(_, d) => {
                 bytes += d.len() as u64;
                 to.handle_input(link, now, &d);
             }
-            Output::Event(_) => {}
-            Output::Timeout(_) => return bytes,
+            ReplicaOutput::Event(_) => {}
+            ReplicaOutput::Timeout(_) => return bytes,
         }
     }
 }

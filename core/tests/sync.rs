@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rtc_mesh_core::{
-    Codec, Framing, LinkId, Output, Replica, ReplicaEvent, Store, StoreConfig, Value,
+    Codec, Framing, LinkId, Replica, ReplicaEvent, ReplicaOutput, Store, StoreConfig, Value,
 };
 
 const EPOCH: f64 = 1_795_713_876_272.0;
@@ -41,7 +41,7 @@ fn run(
         for i in 0..reps.len() {
             loop {
                 match reps[i].poll_output() {
-                    Output::Transmit(link, data) => {
+                    ReplicaOutput::Transmit(link, data) => {
                         moved = true;
                         for (w, (x, y, wire)) in wires.iter().enumerate() {
                             if *x == i && wire.a == link {
@@ -53,8 +53,8 @@ fn run(
                             }
                         }
                     }
-                    Output::Event(e) => events[i].push(e),
-                    Output::Timeout(_) => break,
+                    ReplicaOutput::Event(e) => events[i].push(e),
+                    ReplicaOutput::Timeout(_) => break,
                 }
             }
         }
@@ -170,7 +170,7 @@ fn a_bad_message_changes_nothing_and_the_link_goes_on() {
     let t0 = Instant::now();
     let mut a = replica("a", t0);
     let l = a.open_link(Codec::Json, Framing::Stream);
-    while !matches!(a.poll_output(), Output::Timeout(_)) {}
+    while !matches!(a.poll_output(), ReplicaOutput::Timeout(_)) {}
     a.handle_input(
         l,
         t0,
@@ -179,8 +179,8 @@ fn a_bad_message_changes_nothing_and_the_link_goes_on() {
     let mut errors = 0;
     loop {
         match a.poll_output() {
-            Output::Event(ReplicaEvent::LinkError { .. }) => errors += 1,
-            Output::Timeout(_) => break,
+            ReplicaOutput::Event(ReplicaEvent::LinkError { .. }) => errors += 1,
+            ReplicaOutput::Timeout(_) => break,
             _ => {}
         }
     }
@@ -204,15 +204,15 @@ fn writes_made_while_the_history_streams_keep_each_sources_order() {
     // b's digest reaches a; a starts streaming its history.
     loop {
         match b.poll_output() {
-            Output::Transmit(_, d) => a.handle_input(w.a, t0, &d),
-            Output::Event(_) => {}
-            Output::Timeout(_) => break,
+            ReplicaOutput::Transmit(_, d) => a.handle_input(w.a, t0, &d),
+            ReplicaOutput::Event(_) => {}
+            ReplicaOutput::Timeout(_) => break,
         }
     }
     // Deliver only the first few chunks, then write: keys early and late in the
     // history being sent, and a new key.
     for _ in 0..3 {
-        if let Output::Transmit(_, d) = a.poll_output() {
+        if let ReplicaOutput::Transmit(_, d) = a.poll_output() {
             b.handle_input(w.b, t0, &d);
         }
     }
@@ -235,13 +235,13 @@ fn digests_naming_unknown_sources_do_not_grow_the_store() {
     let t0 = Instant::now();
     let mut a = replica("a", t0);
     let l = a.open_link(Codec::Json, Framing::Stream);
-    while !matches!(a.poll_output(), Output::Timeout(_)) {}
+    while !matches!(a.poll_output(), ReplicaOutput::Timeout(_)) {}
     let clock: Vec<String> = (0..1000).map(|i| format!("\"s{i}\":1")).collect();
     let digest = format!("{{\"id\":\"p\",\"clock\":{{{}}}}}\n", clock.join(","));
     for _ in 0..3 {
         a.handle_input(l, t0, digest.as_bytes());
     }
-    while !matches!(a.poll_output(), Output::Timeout(_)) {}
+    while !matches!(a.poll_output(), ReplicaOutput::Timeout(_)) {}
     assert_eq!(a.store().clock().len(), 0);
 }
 
@@ -309,7 +309,7 @@ fn a_peer_that_loses_its_link_to_a_writer_still_gets_its_writes() {
     );
     loop {
         match a.poll_output() {
-            Output::Timeout(_) => break,
+            ReplicaOutput::Timeout(_) => break,
             _ => continue,
         }
     }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use rtc_mesh_core::{Codec, Framing, Output, Replica, Store, StoreConfig};
+use rtc_mesh_core::{Codec, Framing, Replica, ReplicaOutput, Store, StoreConfig};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -27,10 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let other = r.open_link(Codec::Json, Framing::Stream);
     for (i, piece) in rest.chunks(1 + (mode >> 2) as usize * 8).enumerate() {
         r.handle_input(link, t0 + Duration::from_millis(i as u64), piece);
-        while !matches!(r.poll_output(), Output::Timeout(_)) {}
+        while !matches!(r.poll_output(), ReplicaOutput::Timeout(_)) {}
     }
     r.handle_end(link, t0);
-    while !matches!(r.poll_output(), Output::Timeout(_)) {}
+    while !matches!(r.poll_output(), ReplicaOutput::Timeout(_)) {}
     let s = r.store();
     assert_eq!(s.keys().count(), s.len());
     assert!(s.get("mine").is_some() || s.entry("mine").is_some());

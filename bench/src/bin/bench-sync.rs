@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::{Codec, Framing, Output, Replica, Store, StoreConfig, Update, Value};
+use rtc_mesh_core::{Codec, Framing, Replica, ReplicaOutput, Store, StoreConfig, Update, Value};
 
 const EPOCH: f64 = 1_795_713_876_272.0;
 const WRITER: &str = "aaaaaaaaaaaaaaaa";
@@ -33,9 +33,9 @@ fn next_chunk(r: &mut Replica, spent: &mut Duration) -> Option<Vec<u8>> {
     let t = Instant::now();
     let chunk = loop {
         match r.poll_output() {
-            Output::Transmit(_, d) => break Some(d),
-            Output::Event(_) => {}
-            Output::Timeout(_) => break None,
+            ReplicaOutput::Transmit(_, d) => break Some(d),
+            ReplicaOutput::Event(_) => {}
+            ReplicaOutput::Timeout(_) => break None,
         }
     };
     *spent += t.elapsed();
@@ -160,7 +160,7 @@ fn main() {
         writer.set(t0, k, v).expect("set");
     }
     let set_t = start.elapsed();
-    while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+    while !matches!(writer.poll_output(), ReplicaOutput::Timeout(_)) {}
     println!(
         "local set:     {:>10.0} sets/s   ({:.1} ms for {keys})",
         keys as f64 / set_t.as_secs_f64(),
@@ -308,7 +308,7 @@ fn sync_child(codec: Codec, n: usize) {
     let mut writer = Replica::new(store(WRITER, t0));
     for i in 1..=n {
         writer.set(t0, &key(i), &value(i)).expect("set");
-        while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+        while !matches!(writer.poll_output(), ReplicaOutput::Timeout(_)) {}
     }
     let mut times = Vec::new();
     let mut reader = Replica::new(store(READER, t0));
@@ -339,7 +339,7 @@ fn sync_child(codec: Codec, n: usize) {
             .set(t1, &key(i), &Value::from(i as f64))
             .expect("set");
     }
-    while !matches!(writer.poll_output(), Output::Timeout(_)) {}
+    while !matches!(writer.poll_output(), ReplicaOutput::Timeout(_)) {}
     let (dt, dab, dba) = sync(&mut writer, &mut reader, codec, t1);
     assert_eq!(reader.store().dump(), writer.store().dump());
     println!(

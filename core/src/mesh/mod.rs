@@ -48,10 +48,10 @@ mod negotiation;
 
 use crate::control::Control;
 use crate::limits::Limits;
-use crate::replica::{LinkId, Output, Replica, ReplicaEvent};
+use crate::replica::{LinkId, Replica, ReplicaEvent, ReplicaOutput};
 use crate::session::SessionStats;
 use crate::signal::{valid_peer_id, Part, Signal, SignalLimits};
-use crate::store::{Event, Store, StoreConfig, StoreError, Update};
+use crate::store::{Store, StoreConfig, StoreError, StoreEvent, Update};
 use crate::value::{Object, Value};
 use crate::wire::{Codec, Framing};
 
@@ -261,7 +261,7 @@ pub enum MeshEvent {
         reason: LeaveReason,
     },
     /// The store changed.
-    Update(Event),
+    Update(StoreEvent),
     /// The link to a peer is synced both ways.
     Synced {
         /// The peer.
@@ -564,7 +564,7 @@ impl Mesh {
     fn flush_replica(&mut self) {
         loop {
             match self.replica.poll_output() {
-                Output::Transmit(link, data) => {
+                ReplicaOutput::Transmit(link, data) => {
                     if let Some(peer) = self.links.get(&link) {
                         self.out.push_back(MeshOutput::Transmit {
                             peer: peer.clone(),
@@ -572,8 +572,8 @@ impl Mesh {
                         });
                     }
                 }
-                Output::Event(e) => self.on_replica_event(e),
-                Output::Timeout(_) => return,
+                ReplicaOutput::Event(e) => self.on_replica_event(e),
+                ReplicaOutput::Timeout(_) => return,
             }
         }
     }
@@ -589,7 +589,7 @@ impl Mesh {
                 return o;
             }
             match self.replica.poll_output() {
-                Output::Transmit(link, data) => {
+                ReplicaOutput::Transmit(link, data) => {
                     if let Some(peer) = self.links.get(&link) {
                         return MeshOutput::Transmit {
                             peer: peer.clone(),
@@ -597,8 +597,8 @@ impl Mesh {
                         };
                     }
                 }
-                Output::Event(e) => self.on_replica_event(e),
-                Output::Timeout(_) => {
+                ReplicaOutput::Event(e) => self.on_replica_event(e),
+                ReplicaOutput::Timeout(_) => {
                     self.report_all_synced();
                     if self.out.is_empty() {
                         return MeshOutput::Timeout(if self.closed {
