@@ -7,3 +7,8 @@
 
 pub mod mesh_sim;
 pub mod node_sim;
+
+/// The README's examples, compiled and run as doc tests (`cargo test -p rtc-mesh-sim --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
