@@ -269,11 +269,8 @@ pub enum Answer {
     Done,
 }
 
-/// How long a driver keeps going after answering [`Request::Close`], so that the
-/// goodbyes (`BYE` on each link, `/leave`, the DTLS close) leave before it stops.
-pub const CLOSE_LINGER: Duration = Duration::from_millis(200);
-
-/// Answers `request` from `node`.
+/// Answers `request` from `node`. After [`Request::Close`] the driver drains the node
+/// once more (the goodbyes) and stops when [`Node::is_finished`] says so.
 pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
     match request {
         Request::Set(entries) => Answer::Written(

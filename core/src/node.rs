@@ -781,6 +781,14 @@ impl Node {
         }
     }
 
+    /// Whether the node has closed ([`close`](Self::close)) and every goodbye (`BYE` on
+    /// each link, `/leave`, each connection's DTLS close) has been taken from
+    /// [`poll_output`](Self::poll_output). A driver stops once this is true after a
+    /// drain; no waiting is needed.
+    pub fn is_finished(&self) -> bool {
+        self.mesh.is_finished() && self.out.is_empty() && self.rtcs.is_empty()
+    }
+
     /// The next output; drain until [`NodeOutput::Timeout`].
     pub fn poll_output(&mut self) -> NodeOutput {
         loop {

@@ -30,7 +30,7 @@ use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 use crate::signal::{SignalEvent, Signaller};
 
 pub use rtc_mesh_core::member::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request, CLOSE_LINGER,
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
 };
 
 /// Our membership of a room. Dropping it stops the driver without a goodbye; call
@@ -102,7 +102,7 @@ async fn drive(
 ) {
     let mut buf = vec![0u8; 2048];
     node.start(Instant::now());
-    let mut closing: Option<(Sender<Answer>, Instant)> = None;
+    let mut closing: Option<Sender<Answer>> = None;
     loop {
         // Drain the node.
         let deadline = loop {
@@ -120,18 +120,14 @@ async fn drive(
                 NodeOutput::Timeout(t) => break t,
             }
         };
-        if let Some((reply, until)) = &closing {
-            // Give the goodbyes a moment to leave, then stop.
-            if Instant::now() >= *until {
+        if node.is_finished() {
+            // The goodbyes are out (the signaller sends what it holds before closing).
+            signaller.close().await;
+            if let Some(reply) = closing {
                 let _ = reply.try_send(Answer::Done);
-                signaller.close().await;
-                return;
             }
+            return;
         }
-        let deadline = match &closing {
-            Some((_, until)) => deadline.min(*until),
-            None => deadline,
-        };
         let wake = async { Wake::Cmd(cmds.recv().await.ok()) }
             .or(async { Wake::Signal(signaller.recv().await) })
             .or(async { Wake::Datagram(udp.recv_from(&mut buf).await) })
@@ -147,7 +143,7 @@ async fn drive(
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
                 if close {
-                    closing = Some((reply, now + CLOSE_LINGER));
+                    closing = Some(reply);
                 } else {
                     let _ = reply.try_send(ans);
                 }

@@ -21,7 +21,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use rtc_mesh_core::member::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request, CLOSE_LINGER,
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
 };
 use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 
@@ -137,7 +137,7 @@ fn drive(
     stop: Arc<AtomicBool>,
 ) {
     node.start(Instant::now());
-    let mut closing: Option<(Sender<Answer>, Instant)> = None;
+    let mut closing: Option<Sender<Answer>> = None;
     loop {
         let deadline = loop {
             match node.poll_output() {
@@ -154,21 +154,18 @@ fn drive(
                 NodeOutput::Timeout(t) => break t,
             }
         };
-        if stop.load(Ordering::Relaxed) && closing.is_none() {
+        if node.is_finished() {
+            // The goodbyes are out (the signaller sends what it holds before closing).
+            stop.store(true, Ordering::Relaxed);
+            signaller.close();
+            if let Some(reply) = closing {
+                let _ = reply.send(Answer::Done);
+            }
             return;
         }
-        let deadline = match &closing {
-            Some((reply, until)) => {
-                if Instant::now() >= *until {
-                    stop.store(true, Ordering::Relaxed);
-                    signaller.close();
-                    let _ = reply.send(Answer::Done);
-                    return;
-                }
-                deadline.min(*until)
-            }
-            None => deadline,
-        };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let wait = deadline.saturating_duration_since(Instant::now());
         let input = match inputs.recv_timeout(wait) {
             Ok(i) => Some(i),
@@ -185,7 +182,7 @@ fn drive(
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
                 if close {
-                    closing = Some((reply, now + CLOSE_LINGER));
+                    closing = Some(reply);
                 } else {
                     let _ = reply.send(ans);
                 }

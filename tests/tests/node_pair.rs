@@ -115,3 +115,48 @@ fn offers_set_up_sctp_with_snap() {
     let offer = offer.expect("z (the higher id) offers");
     assert!(offer.contains("a=sctp-init:"), "{offer}");
 }
+
+/// A closed node says when it is finished: once the drain after `close` has taken the
+/// goodbyes (`/leave`, and the DTLS close of a connection in progress), so that a
+/// driver stops at once instead of lingering.
+#[test]
+fn a_closed_node_reports_that_it_is_finished() {
+    use rtc_mesh_core::mesh::MeshConfig;
+    use rtc_mesh_core::node::{Node, NodeConfig, NodeOutput};
+    use std::time::Instant;
+    let t = Instant::now();
+    let mc = MeshConfig::new("z", "room", "00000000000000aa", 1.7e12, t);
+    let mut z = Node::new(NodeConfig::new(
+        mc,
+        vec!["127.0.0.1:40000".parse().unwrap()],
+    ))
+    .unwrap();
+    z.start(t);
+    z.handle_signal(
+        t,
+        r#"/announce|b|{"id":"b","room":"room","incarnation":"00000000000000bb"}"#,
+    );
+    let drain = |z: &mut Node| {
+        let mut signals = Vec::new();
+        loop {
+            match z.poll_output() {
+                NodeOutput::Timeout(_) => return signals,
+                NodeOutput::Signal(s) => signals.push(s),
+                _ => {}
+            }
+        }
+    };
+    drain(&mut z);
+    assert!(
+        !z.is_finished(),
+        "an open node with a negotiation in flight"
+    );
+    z.close(t);
+    assert!(!z.is_finished(), "the goodbyes are not taken yet");
+    let signals = drain(&mut z);
+    assert!(
+        signals.iter().any(|s| s.starts_with("/leave|z")),
+        "{signals:?}"
+    );
+    assert!(z.is_finished());
+}

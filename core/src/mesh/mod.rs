@@ -560,6 +560,12 @@ impl Mesh {
         self.out.push_back(MeshOutput::Event(MeshEvent::Offline));
     }
 
+    /// Whether the mesh has closed and every goodbye it had to give has been taken
+    /// from [`poll_output`](Self::poll_output): nothing more will come out of it.
+    pub fn is_finished(&self) -> bool {
+        self.closed && self.out.is_empty()
+    }
+
     /// Moves the replica's pending output ahead of what comes next.
     fn flush_replica(&mut self) {
         loop {
