@@ -103,6 +103,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
+use crate::signal::Signal;
 use crate::store::{Store, StoreError, Update};
 use crate::stun::{StunClient, StunEvent};
 use crate::value::{Object, Value};
@@ -394,6 +395,12 @@ impl Node {
     pub fn handle_signal(&mut self, now: Instant, text: &str) {
         self.now = self.now.max(now);
         self.mesh.handle_signal(now, text);
+    }
+
+    /// A message from the switchboard, already parsed by the signalling client.
+    pub fn handle_message(&mut self, now: Instant, msg: Signal) {
+        self.now = self.now.max(now);
+        self.mesh.handle_message(now, msg);
     }
 
     /// A UDP datagram arrived on our socket.

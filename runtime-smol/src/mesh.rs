@@ -148,7 +148,7 @@ async fn drive(
                     let _ = reply.try_send(ans);
                 }
             }
-            Wake::Signal(Some(SignalEvent::Message(m))) => node.handle_signal(now, &m.encode()),
+            Wake::Signal(Some(SignalEvent::Message(m))) => node.handle_message(now, m),
             Wake::Signal(Some(_)) => {}
             Wake::Signal(None) => return,
             Wake::Datagram(Ok((n, from))) => node.handle_datagram(now, from, local, &buf[..n]),

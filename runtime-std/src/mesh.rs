@@ -176,7 +176,7 @@ fn drive(
         match input {
             None => node.handle_timeout(now),
             Some(Input::Datagram(d, from)) => node.handle_datagram(now, from, local, &d),
-            Some(Input::Signal(SignalEvent::Message(m))) => node.handle_signal(now, &m.encode()),
+            Some(Input::Signal(SignalEvent::Message(m))) => node.handle_message(now, m),
             Some(Input::Signal(_)) => {}
             Some(Input::Request(req, reply)) => {
                 let close = matches!(req, Request::Close);

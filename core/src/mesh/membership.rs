@@ -52,13 +52,20 @@ impl Mesh {
 
     /// A text from the switchboard.
     pub fn handle_signal(&mut self, now: Instant, text: &str) {
+        if let Ok(msg) = Signal::parse(text, &self.limits) {
+            self.handle_message(now, msg);
+        } else {
+            self.last_now = self.last_now.max(now);
+        }
+    }
+
+    /// A message from the switchboard, already parsed (by a signalling client): the same
+    /// as [`handle_signal`](Self::handle_signal) without parsing it again.
+    pub fn handle_message(&mut self, now: Instant, msg: Signal) {
         self.last_now = self.last_now.max(now);
         if self.closed {
             return;
         }
-        let Ok(msg) = Signal::parse(text, &self.limits) else {
-            return;
-        };
         if let Some(t) = &msg.to {
             if t != &self.config.id {
                 return;
