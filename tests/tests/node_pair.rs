@@ -89,21 +89,8 @@ fn a_burst_larger_than_the_send_buffer_queues_and_arrives_whole() {
 /// the line and use the normal handshake; `cli/tests/browser.rs`).
 #[test]
 fn offers_set_up_sctp_with_snap() {
-    use rtc_mesh_core::mesh::MeshConfig;
-    use rtc_mesh_core::node::{Node, NodeConfig, NodeOutput};
-    use std::time::Instant;
-    let t = Instant::now();
-    let mc = MeshConfig::new("z", "room", "00000000000000aa", 1.7e12, t);
-    let mut z = Node::new(NodeConfig::new(
-        mc,
-        vec!["127.0.0.1:40000".parse().unwrap()],
-    ))
-    .unwrap();
-    z.start(t);
-    z.handle_signal(
-        t,
-        r#"/announce|b|{"id":"b","room":"room","incarnation":"00000000000000bb","codecs":["postcard","json"]}"#,
-    );
+    use rtc_mesh_core::node::NodeOutput;
+    let mut z = node_z_with_peer_b();
     let mut offer = None;
     loop {
         match z.poll_output() {
@@ -121,21 +108,8 @@ fn offers_set_up_sctp_with_snap() {
 /// driver stops at once instead of lingering.
 #[test]
 fn a_closed_node_reports_that_it_is_finished() {
-    use rtc_mesh_core::mesh::MeshConfig;
-    use rtc_mesh_core::node::{Node, NodeConfig, NodeOutput};
-    use std::time::Instant;
-    let t = Instant::now();
-    let mc = MeshConfig::new("z", "room", "00000000000000aa", 1.7e12, t);
-    let mut z = Node::new(NodeConfig::new(
-        mc,
-        vec!["127.0.0.1:40000".parse().unwrap()],
-    ))
-    .unwrap();
-    z.start(t);
-    z.handle_signal(
-        t,
-        r#"/announce|b|{"id":"b","room":"room","incarnation":"00000000000000bb"}"#,
-    );
+    use rtc_mesh_core::node::{Node, NodeOutput};
+    let mut z = node_z_with_peer_b();
     let drain = |z: &mut Node| {
         let mut signals = Vec::new();
         loop {
@@ -151,7 +125,7 @@ fn a_closed_node_reports_that_it_is_finished() {
         !z.is_finished(),
         "an open node with a negotiation in flight"
     );
-    z.close(t);
+    z.close(std::time::Instant::now());
     assert!(!z.is_finished(), "the goodbyes are not taken yet");
     let signals = drain(&mut z);
     assert!(
@@ -159,4 +133,23 @@ fn a_closed_node_reports_that_it_is_finished() {
         "{signals:?}"
     );
     assert!(z.is_finished());
+}
+
+/// A lone node `z` that has heard `b` (a lower id, so `z` offers) announce.
+fn node_z_with_peer_b() -> rtc_mesh_core::node::Node {
+    use rtc_mesh_core::mesh::MeshConfig;
+    use rtc_mesh_core::node::{Node, NodeConfig};
+    let t = std::time::Instant::now();
+    let mc = MeshConfig::new("z", "room", "00000000000000aa", 1.7e12, t);
+    let mut z = Node::new(NodeConfig::new(
+        mc,
+        vec!["127.0.0.1:40000".parse().unwrap()],
+    ))
+    .unwrap();
+    z.start(t);
+    z.handle_signal(
+        t,
+        r#"/announce|b|{"id":"b","room":"room","incarnation":"00000000000000bb","codecs":["postcard","json"]}"#,
+    );
+    z
 }
