@@ -33,27 +33,26 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The interop scripts' folder, with its npm packages installed.
-pub fn interop_dir() -> PathBuf {
-    let d = repo().join("interop");
+/// The npm package `folder` of the repository, failing the test with what to run when
+/// its packages (checked by `probe`) are not installed.
+fn npm_package(folder: &str, probe: &str) -> PathBuf {
+    let d = repo().join(folder);
     assert!(
-        d.join("node_modules/scuttlebutt").is_dir(),
-        "the npm packages of the interop tests are missing: run scripts/test.sh \
-         (or `npm ci` in interop/)"
+        d.join("node_modules").join(probe).is_dir(),
+        "the npm packages in {folder}/ are missing: run scripts/test.sh (or `npm ci` there)"
     );
     d
+}
+
+/// The interop scripts' folder, with its npm packages installed.
+pub fn interop_dir() -> PathBuf {
+    npm_package("interop", "scuttlebutt")
 }
 
 /// The browser tests' folder (in the web client's package), with the npm packages that
 /// drive the browsers installed.
 pub fn browser_dir() -> PathBuf {
-    let web = repo().join("web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "the npm packages of the browser tests are missing: run scripts/test.sh \
-         (or `npm ci` in web/)"
-    );
-    web.join("tests/browser")
+    npm_package("web", "playwright-core").join("tests/browser")
 }
 
 /// A `rtc-mesh` command.
