@@ -220,7 +220,7 @@ fn join_command(out: &Out, member: &JoinBackend, cmd: Command) {
             let list: Vec<crate::control::PeerReport> = peers
                 .into_iter()
                 .map(|p| crate::control::PeerReport {
-                    peer: p.id,
+                    peer: p.id.into(),
                     attributes: Value::Object(p.attributes),
                     state: match (p.link.state, p.link.synced) {
                         (LinkState::Open, true) => "synced",
@@ -258,7 +258,10 @@ fn report_node_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
             reason: reason.name(),
         }),
         NodeEvent::Mesh(MeshEvent::Synced { peer }) => out.emit(&Report::Synced { peer }),
-        NodeEvent::Mesh(MeshEvent::SyncedAll { peers }) => out.emit(&Report::SyncedAll { peers }),
+        NodeEvent::Mesh(MeshEvent::SyncedAll { peers }) => {
+            let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+            out.emit(&Report::SyncedAll { peers: &peers })
+        }
         NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
             code: "link_slow",
             message: &format!("the link to {peer} could not keep up; reconnecting"),

@@ -101,6 +101,7 @@ pub mod wire;
 pub use limits::Limits;
 pub use replica::{LinkId, Replica, ReplicaEvent, ReplicaOutput};
 pub use session::{Session, SessionConfig, SessionEvent, SessionStats};
+pub use signal::PeerId;
 pub use smol_str::SmolStr;
 pub use store::{Clock, Store, StoreConfig, StoreError, StoreEvent, Update, UpdateRef, Verdict};
 pub use value::{EncodedValue, Object, PostcardValue, Value, ValueError};

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crate::limits::Limits;
 use crate::mesh::{LinkInfo, LinkState, MeshConfig, MeshError};
 use crate::node::{Node, NodeConfig};
+use crate::signal::PeerId;
 use crate::store::StoreError;
 use crate::url::UrlError;
 use crate::value::{Object, Value};
@@ -216,7 +217,7 @@ pub enum MemberError {
 #[non_exhaustive]
 pub struct PeerInfo {
     /// Its id.
-    pub id: String,
+    pub id: PeerId,
     /// Its announce attributes.
     pub attributes: Object,
     /// The connection to it: state, codec, bytes and updates each way, round trip.
@@ -299,7 +300,7 @@ pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
     m.peers()
         .filter_map(|(id, attrs)| {
             Some(PeerInfo {
-                id: id.to_owned(),
+                id: PeerId::checked(id),
                 attributes: attrs.clone(),
                 link: m.link_info(id)?,
             })

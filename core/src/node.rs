@@ -103,7 +103,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
-use crate::signal::Signal;
+use crate::signal::{PeerId, Signal};
 use crate::store::{Store, StoreError, Update};
 use crate::stun::{StunClient, StunEvent};
 use crate::value::{Object, Value};
@@ -158,7 +158,7 @@ pub enum NodeEvent {
     /// closed and will be negotiated again.
     LinkSlow {
         /// The peer.
-        peer: String,
+        peer: PeerId,
     },
     /// A STUN server answered (or gave up): a mapped address becomes a server-reflexive
     /// candidate.
@@ -688,7 +688,7 @@ impl Node {
         if p.queued > max {
             self.stats.links_slow += 1;
             self.out.push_back(NodeOutput::Event(NodeEvent::LinkSlow {
-                peer: peer.to_owned(),
+                peer: PeerId::checked(peer),
             }));
             self.rtc_failed(peer);
         }

@@ -24,6 +24,8 @@
 //! Parsing is bounded by [`SignalLimits`] (message length, number of parts, nesting
 //! depth), never panics and returns a typed [`SignalError`].
 
+use smol_str::SmolStr;
+
 use crate::limits::Limits;
 use crate::value::{write_json, write_string, Object, Value, ValueError};
 
@@ -154,6 +156,94 @@ pub struct Signal {
 
 /// How many times one message's parts may be joined back around a raw `|`.
 const MAX_JOINS: usize = 8;
+
+/// A peer id, valid by the Conventions (1-64 bytes of `[A-Za-z0-9._~-]`, so byte order
+/// is JavaScript's string order). Cheap to clone; compares with `str` and `String`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(SmolStr);
+
+/// A string that is not a valid [`PeerId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid peer id {0:?}: 1-64 characters of A-Z a-z 0-9 . _ ~ -")]
+pub struct BadPeerId(pub String);
+
+impl PeerId {
+    /// `id`, if it is valid.
+    pub fn new(id: &str) -> Result<PeerId, BadPeerId> {
+        if valid_peer_id(id) {
+            Ok(PeerId(SmolStr::new(id)))
+        } else {
+            Err(BadPeerId(id.to_owned()))
+        }
+    }
+
+    /// An id known valid (checked when its message was parsed, or its mesh made).
+    pub(crate) fn checked(id: &str) -> PeerId {
+        debug_assert!(valid_peer_id(id), "{id:?}");
+        PeerId(SmolStr::new(id))
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for PeerId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for PeerId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for PeerId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for PeerId {
+    type Err = BadPeerId;
+    fn from_str(s: &str) -> Result<PeerId, BadPeerId> {
+        PeerId::new(s)
+    }
+}
+
+impl PartialEq<str> for PeerId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for PeerId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for PeerId {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == other.as_str()
+    }
+}
+
+impl From<PeerId> for String {
+    fn from(id: PeerId) -> String {
+        id.0.into()
+    }
+}
 
 /// Is `id` a peer id of the Conventions: 1-64 bytes of `[A-Za-z0-9._~-]`?
 pub fn valid_peer_id(id: &str) -> bool {
@@ -384,6 +474,22 @@ mod tests {
 
     fn p(s: &str) -> Result<Signal, SignalError> {
         Signal::parse(s, &SignalLimits::default())
+    }
+
+    #[test]
+    fn peer_ids_hold_the_conventions() {
+        let id = PeerId::new("a.B_c~9-").unwrap();
+        assert_eq!(id, "a.B_c~9-");
+        assert_eq!(id.as_str(), "a.B_c~9-");
+        assert_eq!(id.to_string(), "a.B_c~9-");
+        assert_eq!(String::from(id.clone()), "a.B_c~9-");
+        assert_eq!("a.B_c~9-".parse::<PeerId>(), Ok(id));
+        let long = "x".repeat(65);
+        for bad in ["", "a|b", "é", "a b", long.as_str()] {
+            assert_eq!(PeerId::new(bad), Err(BadPeerId(bad.to_owned())), "{bad:?}");
+        }
+        // Byte order is JavaScript's string order: the offerer rule compares ids.
+        assert!(PeerId::new("B").unwrap() < PeerId::new("a").unwrap());
     }
 
     #[test]

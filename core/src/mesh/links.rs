@@ -116,7 +116,9 @@ impl Mesh {
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.synced = true;
                     }
-                    self.event(MeshEvent::Synced { peer });
+                    self.event(MeshEvent::Synced {
+                        peer: PeerId::checked(&peer),
+                    });
                     self.check_all_synced();
                 }
             }
@@ -162,7 +164,7 @@ impl Mesh {
             return;
         }
         if present.iter().all(|k| self.peers[*k].synced) {
-            let peers = present.into_iter().cloned().collect();
+            let peers = present.into_iter().map(|p| PeerId::checked(p)).collect();
             self.event(MeshEvent::SyncedAll { peers });
         }
     }

@@ -38,12 +38,12 @@ impl Mesh {
         p.present = present;
         let e = if present {
             MeshEvent::PeerJoined {
-                peer: peer.to_owned(),
+                peer: PeerId::checked(peer),
                 attributes: p.attributes.clone(),
             }
         } else {
             MeshEvent::PeerLeft {
-                peer: peer.to_owned(),
+                peer: PeerId::checked(peer),
                 reason,
             }
         };
@@ -160,7 +160,7 @@ impl Mesh {
         if changed {
             self.out
                 .push_back(MeshOutput::Event(MeshEvent::PeerUpdated {
-                    peer: from.to_owned(),
+                    peer: PeerId::checked(from),
                     attributes: attrs.clone(),
                 }));
         }

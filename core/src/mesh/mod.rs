@@ -50,7 +50,7 @@ use crate::control::Control;
 use crate::limits::Limits;
 use crate::replica::{LinkId, Replica, ReplicaEvent, ReplicaOutput};
 use crate::session::SessionStats;
-use crate::signal::{valid_peer_id, Part, Signal, SignalLimits};
+use crate::signal::{valid_peer_id, Part, PeerId, Signal, SignalLimits};
 use crate::store::{Store, StoreConfig, StoreError, StoreEvent, Update};
 use crate::value::{Object, Value};
 use crate::wire::{Codec, Framing};
@@ -242,21 +242,21 @@ pub enum MeshEvent {
     /// A peer is present (announced, or its link came back).
     PeerJoined {
         /// Its id.
-        peer: String,
+        peer: PeerId,
         /// Its announce attributes.
         attributes: Object,
     },
     /// A present peer announced new attributes.
     PeerUpdated {
         /// Its id.
-        peer: String,
+        peer: PeerId,
         /// Its new announce attributes.
         attributes: Object,
     },
     /// A peer is gone.
     PeerLeft {
         /// Its id.
-        peer: String,
+        peer: PeerId,
         /// Why.
         reason: LeaveReason,
     },
@@ -265,12 +265,12 @@ pub enum MeshEvent {
     /// The link to a peer is synced both ways.
     Synced {
         /// The peer.
-        peer: String,
+        peer: PeerId,
     },
     /// Every present peer has a synced link.
     SyncedAll {
         /// The peers.
-        peers: Vec<String>,
+        peers: Vec<PeerId>,
     },
     /// We left (after [`Mesh::close`]).
     Offline,
