@@ -53,7 +53,7 @@ impl<W: ConnWriter> Hosted<W> {
         let id = ConnId(self.next_id);
         self.next_id += 1;
         self.conns.insert(id, writer);
-        self.board.open(id, now);
+        self.board.handle_open(now, id);
         id
     }
 
@@ -61,7 +61,7 @@ impl<W: ConnWriter> Hosted<W> {
     /// closed the connection itself).
     pub fn closed(&mut self, id: ConnId, now: Instant) {
         if self.conns.remove(&id).is_some() {
-            self.board.close(id, now);
+            self.board.handle_close(now, id);
             self.dispatch(now);
         }
     }
@@ -79,7 +79,7 @@ impl<W: ConnWriter> Hosted<W> {
                     w.abort();
                 }
                 // Its room hears it left (dispatched on the next round).
-                self.board.close(c, now);
+                self.board.handle_close(now, c);
             }
         }
     }

@@ -49,7 +49,7 @@
 //!     let mut moved = false;
 //!     loop {
 //!         match from.poll_output() {
-//!             ReplicaOutput::Transmit(_, bytes) => { to.handle_input(link, now, &bytes); moved = true; }
+//!             ReplicaOutput::Transmit(_, bytes) => { to.handle_input(now, link, &bytes); moved = true; }
 //!             ReplicaOutput::Event(ReplicaEvent::Synced { .. }) => *synced += 1,
 //!             ReplicaOutput::Event(_) => {}
 //!             ReplicaOutput::Timeout(_) => return moved,

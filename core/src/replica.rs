@@ -30,7 +30,7 @@
 //!         match from.poll_output() {
 //!             ReplicaOutput::Transmit(_, bytes) => {
 //!                 moved = true;
-//!                 to.handle_input(link, now, &bytes);
+//!                 to.handle_input(now, link, &bytes);
 //!             }
 //!             ReplicaOutput::Event(event) => println!("{event:?}"),
 //!             ReplicaOutput::Timeout(_) => return moved,
@@ -184,7 +184,7 @@ impl Replica {
     }
 
     /// Sends `PING` on a link (the remote answers `PONG`).
-    pub fn ping(&mut self, link: LinkId, now: Instant) {
+    pub fn ping(&mut self, now: Instant, link: LinkId) {
         if let Some(s) = self.links.get_mut(&link) {
             s.ping(now);
             self.mark(link);
@@ -315,20 +315,20 @@ impl Replica {
     }
 
     /// Bytes arrived on `link`.
-    pub fn handle_input(&mut self, link: LinkId, now: Instant, bytes: &[u8]) {
+    pub fn handle_input(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
         let Some(s) = self.links.get_mut(&link) else {
             return;
         };
-        s.handle_input(&mut self.store, now, bytes);
+        s.handle_input(now, &mut self.store, bytes);
         self.after_input(link);
     }
 
     /// The byte stream of `link` ended.
-    pub fn handle_end(&mut self, link: LinkId, now: Instant) {
+    pub fn handle_end(&mut self, now: Instant, link: LinkId) {
         let Some(s) = self.links.get_mut(&link) else {
             return;
         };
-        s.handle_end(&mut self.store, now);
+        s.handle_end(now, &mut self.store);
         self.after_input(link);
     }
 

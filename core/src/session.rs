@@ -181,14 +181,14 @@ impl Session {
 
     /// Feeds bytes received from the link: decodes them and applies updates to
     /// `store` (whose events then tell what changed).
-    pub fn handle_input(&mut self, store: &mut Store, now: Instant, bytes: &[u8]) {
+    pub fn handle_input(&mut self, now: Instant, store: &mut Store, bytes: &[u8]) {
         self.stats.bytes_in += bytes.len() as u64;
         self.dec.push(bytes);
         self.drain_decoder(store, now);
     }
 
     /// The link's byte stream ended (a partial last line is decoded, as scuttlebutt does).
-    pub fn handle_end(&mut self, store: &mut Store, now: Instant) {
+    pub fn handle_end(&mut self, now: Instant, store: &mut Store) {
         self.dec.finish();
         self.drain_decoder(store, now);
     }

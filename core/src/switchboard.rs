@@ -1,10 +1,12 @@
 //! The signalling server as a sans-IO state machine.
 //!
 //! A runtime accepts WebSocket connections and tells the [`Switchboard`] what happens
-//! on them: [`open`](Switchboard::open), [`text`](Switchboard::text),
-//! [`binary`](Switchboard::binary), [`activity`](Switchboard::activity) (a pong or
-//! any frame), [`close`](Switchboard::close), and [`handle_timeout`](Switchboard::handle_timeout)
-//! when [`poll_timeout`](Switchboard::poll_timeout) says. It then drains
+//! on them, each with `now` first: [`handle_open`](Switchboard::handle_open),
+//! [`handle_text`](Switchboard::handle_text), [`handle_binary`](Switchboard::handle_binary),
+//! [`handle_activity`](Switchboard::handle_activity) (a pong or any frame),
+//! [`handle_close`](Switchboard::handle_close), and
+//! [`handle_timeout`](Switchboard::handle_timeout) when
+//! [`poll_timeout`](Switchboard::poll_timeout) says. It then drains
 //! [`poll_output`](Switchboard::poll_output): texts to send, pings, connections to
 //! close.
 //!
@@ -148,7 +150,7 @@ pub enum CloseReason {
 pub enum SwitchOutput {
     /// Send this text frame on the connection.
     Send(ConnId, Arc<str>),
-    /// Send a WebSocket ping (any frame back counts as [`Switchboard::activity`]).
+    /// Send a WebSocket ping (any frame back counts as [`Switchboard::handle_activity`]).
     Ping(ConnId),
     /// Close the connection. The switchboard has already forgotten it.
     Close(ConnId, CloseReason),
@@ -241,7 +243,7 @@ impl Switchboard {
     }
 
     /// A connection was accepted.
-    pub fn open(&mut self, conn: ConnId, now: Instant) {
+    pub fn handle_open(&mut self, now: Instant, conn: ConnId) {
         self.counters.connections_total += 1;
         self.conns.insert(
             conn,
@@ -263,7 +265,7 @@ impl Switchboard {
     }
 
     /// Any frame (a pong included) arrived on `conn`: it is alive.
-    pub fn activity(&mut self, conn: ConnId, now: Instant) {
+    pub fn handle_activity(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_seen = now;
             c.pinged = false;
@@ -271,15 +273,15 @@ impl Switchboard {
     }
 
     /// A binary frame arrived: not part of the protocol; counted and dropped.
-    pub fn binary(&mut self, conn: ConnId, now: Instant) {
-        self.activity(conn, now);
+    pub fn handle_binary(&mut self, now: Instant, conn: ConnId) {
+        self.handle_activity(now, conn);
         self.counters.dropped_binary += 1;
         self.strike(conn, now);
     }
 
     /// A text frame arrived.
-    pub fn text(&mut self, conn: ConnId, now: Instant, text: &str) {
-        self.activity(conn, now);
+    pub fn handle_text(&mut self, now: Instant, conn: ConnId, text: &str) {
+        self.handle_activity(now, conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -454,7 +456,7 @@ impl Switchboard {
 
     /// The connection closed (or failed). Its room hears a leave with reason
     /// `disconnected`.
-    pub fn close(&mut self, conn: ConnId, _now: Instant) {
+    pub fn handle_close(&mut self, _now: Instant, conn: ConnId) {
         let leave = self
             .conn_id(conn)
             .map(|id| Signal::leave(id, Some("disconnected")));
@@ -473,7 +475,7 @@ impl Switchboard {
         c.strikes = (c.strikes - dt).max(0.0) + 1.0;
         if c.strikes >= max {
             self.counters.closed_abuse += 1;
-            self.close(conn, now);
+            self.handle_close(now, conn);
             self.out
                 .push_back(SwitchOutput::Close(conn, CloseReason::Abuse));
         }

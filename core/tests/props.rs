@@ -159,7 +159,7 @@ fn drain(from: &mut Replica, to: &mut Replica, link: rtc_mesh_core::LinkId) -> u
         match from.poll_output() {
             ReplicaOutput::Transmit(_, d) => {
                 bytes += d.len() as u64;
-                to.handle_input(link, now, &d);
+                to.handle_input(now, link, &d);
             }
             ReplicaOutput::Event(_) => {}
             ReplicaOutput::Timeout(_) => return bytes,

@@ -28,14 +28,14 @@ impl Board {
         }
     }
     fn open(&mut self, c: u64) {
-        self.sb.open(ConnId(c), self.now);
+        self.sb.handle_open(self.now, ConnId(c));
     }
     fn send(&mut self, c: u64, text: &str) {
-        self.sb.text(ConnId(c), self.now, text);
+        self.sb.handle_text(self.now, ConnId(c), text);
         self.drain();
     }
     fn close(&mut self, c: u64) {
-        self.sb.close(ConnId(c), self.now);
+        self.sb.handle_close(self.now, ConnId(c));
         self.drain();
     }
     fn drain(&mut self) {
@@ -267,7 +267,7 @@ fn bad_frames_are_counted_and_repeated_abuse_closes() {
     b.announce(1, "a", "r");
     b.announce(2, "b", "r");
     b.got(1);
-    b.sb.binary(ConnId(2), b.now);
+    b.sb.handle_binary(b.now, ConnId(2));
     b.send(2, "hello world");
     b.send(2, &format!("/x|b|{}", "y".repeat(200)));
     b.send(2, &format!("/x|b|{}1{}", "[".repeat(40), "]".repeat(40)));
@@ -328,7 +328,7 @@ fn idle_connections_are_pinged_and_dead_ones_closed_and_announced_left() {
     for _ in 0..12 {
         b.now += step;
         // Connection 1 answers everything; 2 is silent.
-        b.sb.activity(ConnId(1), b.now);
+        b.sb.handle_activity(b.now, ConnId(1));
         let t = b.sb.poll_timeout().unwrap();
         if t <= b.now {
             b.sb.handle_timeout(b.now);
@@ -339,7 +339,7 @@ fn idle_connections_are_pinged_and_dead_ones_closed_and_announced_left() {
     assert!(b.closed.is_empty());
     for _ in 0..20 {
         b.now += step;
-        b.sb.activity(ConnId(1), b.now);
+        b.sb.handle_activity(b.now, ConnId(1));
         b.sb.handle_timeout(b.now);
         b.drain();
     }
@@ -401,40 +401,40 @@ proptest! {
             match &op {
                 Op::Open(c) => {
                     if open.contains_key(c) { continue; }
-                    sb.open(ConnId(*c as u64), now);
+                    sb.handle_open(now, ConnId(*c as u64));
                     open.insert(*c, None);
                 }
                 Op::Close(c) => {
                     if open.remove(c).is_none() { continue; }
-                    sb.close(ConnId(*c as u64), now);
+                    sb.handle_close(now, ConnId(*c as u64));
                 }
                 Op::Announce(c, i, r) => {
                     if !open.contains_key(c) { continue; }
                     sender = Some(*c);
-                    sb.text(ConnId(*c as u64), now, &ann(ids[*i as usize], &format!("r{r}")));
+                    sb.handle_text(now, ConnId(*c as u64), &ann(ids[*i as usize], &format!("r{r}")));
                 }
                 Op::To(c, i, t) => {
                     if !open.contains_key(c) { continue; }
                     sender = Some(*c);
-                    sb.text(ConnId(*c as u64), now, &format!("/to|{}|/x|{}|{{}}", ids[*t as usize], ids[*i as usize]));
+                    sb.handle_text(now, ConnId(*c as u64), &format!("/to|{}|/x|{}|{{}}", ids[*t as usize], ids[*i as usize]));
                 }
                 Op::Broadcast(c, i) => {
                     if !open.contains_key(c) { continue; }
                     sender = Some(*c);
-                    sb.text(ConnId(*c as u64), now, &format!("/x|{}|t", ids[*i as usize]));
+                    sb.handle_text(now, ConnId(*c as u64), &format!("/x|{}|t", ids[*i as usize]));
                 }
                 Op::Leave(c, i) => {
                     if !open.contains_key(c) { continue; }
                     sender = Some(*c);
-                    sb.text(ConnId(*c as u64), now, &format!("/leave|{}|{{}}", ids[*i as usize]));
+                    sb.handle_text(now, ConnId(*c as u64), &format!("/leave|{}|{{}}", ids[*i as usize]));
                 }
                 Op::Garbage(c, bytes) => {
                     if !open.contains_key(c) { continue; }
-                    sb.text(ConnId(*c as u64), now, &String::from_utf8_lossy(bytes));
+                    sb.handle_text(now, ConnId(*c as u64), &String::from_utf8_lossy(bytes));
                 }
                 Op::Binary(c) => {
                     if !open.contains_key(c) { continue; }
-                    sb.binary(ConnId(*c as u64), now);
+                    sb.handle_binary(now, ConnId(*c as u64));
                 }
                 Op::Tick(ms) => {
                     now += Duration::from_millis(*ms as u64 * 10);

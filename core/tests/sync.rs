@@ -46,10 +46,10 @@ fn run(
                         for (w, (x, y, wire)) in wires.iter().enumerate() {
                             if *x == i && wire.a == link {
                                 bytes[w].0 += data.len() as u64;
-                                reps[*y].handle_input(wire.b, now, &data);
+                                reps[*y].handle_input(now, wire.b, &data);
                             } else if *y == i && wire.b == link {
                                 bytes[w].1 += data.len() as u64;
-                                reps[*x].handle_input(wire.a, now, &data);
+                                reps[*x].handle_input(now, wire.a, &data);
                             }
                         }
                     }
@@ -171,11 +171,8 @@ fn a_bad_message_changes_nothing_and_the_link_goes_on() {
     let mut a = replica("a", t0);
     let l = a.open_link(Codec::Json, Framing::Stream);
     while !matches!(a.poll_output(), ReplicaOutput::Timeout(_)) {}
-    a.handle_input(
-        l,
-        t0,
-        b"{\"id\":\"P\",\"clock\":{}}\n[null,1795713876272,\"P\"]\n[[\"ok\",1],1795713876273,\"P\"]\n",
-    );
+    a.handle_input(t0, l,
+        b"{\"id\":\"P\",\"clock\":{}}\n[null,1795713876272,\"P\"]\n[[\"ok\",1],1795713876273,\"P\"]\n");
     let mut errors = 0;
     loop {
         match a.poll_output() {
@@ -204,7 +201,7 @@ fn writes_made_while_the_history_streams_keep_each_sources_order() {
     // b's digest reaches a; a starts streaming its history.
     loop {
         match b.poll_output() {
-            ReplicaOutput::Transmit(_, d) => a.handle_input(w.a, t0, &d),
+            ReplicaOutput::Transmit(_, d) => a.handle_input(t0, w.a, &d),
             ReplicaOutput::Event(_) => {}
             ReplicaOutput::Timeout(_) => break,
         }
@@ -213,7 +210,7 @@ fn writes_made_while_the_history_streams_keep_each_sources_order() {
     // history being sent, and a new key.
     for _ in 0..3 {
         if let ReplicaOutput::Transmit(_, d) = a.poll_output() {
-            b.handle_input(w.b, t0, &d);
+            b.handle_input(t0, w.b, &d);
         }
     }
     assert!(a.session(w.a).unwrap().is_sending_history());
@@ -239,7 +236,7 @@ fn digests_naming_unknown_sources_do_not_grow_the_store() {
     let clock: Vec<String> = (0..1000).map(|i| format!("\"s{i}\":1")).collect();
     let digest = format!("{{\"id\":\"p\",\"clock\":{{{}}}}}\n", clock.join(","));
     for _ in 0..3 {
-        a.handle_input(l, t0, digest.as_bytes());
+        a.handle_input(t0, l, digest.as_bytes());
     }
     while !matches!(a.poll_output(), ReplicaOutput::Timeout(_)) {}
     assert_eq!(a.store().clock().len(), 0);

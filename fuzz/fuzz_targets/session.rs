@@ -26,10 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let link = r.open_link(codec, framing);
     let other = r.open_link(Codec::Json, Framing::Stream);
     for (i, piece) in rest.chunks(1 + (mode >> 2) as usize * 8).enumerate() {
-        r.handle_input(link, t0 + Duration::from_millis(i as u64), piece);
+        r.handle_input(t0 + Duration::from_millis(i as u64), link, piece);
         while !matches!(r.poll_output(), ReplicaOutput::Timeout(_)) {}
     }
-    r.handle_end(link, t0);
+    r.handle_end(t0, link);
     while !matches!(r.poll_output(), ReplicaOutput::Timeout(_)) {}
     let s = r.store();
     assert_eq!(s.keys().count(), s.len());

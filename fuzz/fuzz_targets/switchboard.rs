@@ -378,7 +378,7 @@ fuzz_target!(|data: &[u8]| {
             if kind == OPEN {
                 let id = ConnId(h.next_conn);
                 h.next_conn += 1;
-                h.sb.open(id, h.now);
+                h.sb.handle_open(h.now, id);
                 h.slots[slot] = Some(Conn {
                     id,
                     live: true,
@@ -394,19 +394,19 @@ fuzz_target!(|data: &[u8]| {
             CLOSE => {
                 // The runtime reports the end of the socket, also of one the
                 // switchboard closed itself.
-                h.sb.close(c, h.now);
+                h.sb.handle_close(h.now, c);
                 h.slots[slot] = None;
                 h.drain(&before, Some(c), None);
                 None
             }
             BINARY => {
-                h.sb.binary(c, h.now);
+                h.sb.handle_binary(h.now, c);
                 h.touch(c);
                 h.drain(&before, Some(c), None);
                 None
             }
             ACTIVITY => {
-                h.sb.activity(c, h.now);
+                h.sb.handle_activity(h.now, c);
                 h.touch(c);
                 h.drain(&before, Some(c), None);
                 None
@@ -421,7 +421,7 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         if let Some(t) = text {
-            h.sb.text(c, h.now, &t);
+            h.sb.handle_text(h.now, c, &t);
             h.touch(c);
             h.drain(&before, Some(c), Some(&t));
         }

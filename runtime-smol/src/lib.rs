@@ -265,9 +265,9 @@ impl Driver {
             let now = Instant::now();
             match input {
                 Input::Conn(stream) => self.add_link(stream),
-                Input::Bytes(link, bytes) => self.replica.handle_input(link, now, &bytes),
+                Input::Bytes(link, bytes) => self.replica.handle_input(now, link, &bytes),
                 Input::End(link) => {
-                    self.replica.handle_end(link, now);
+                    self.replica.handle_end(now, link);
                     self.drain();
                     self.replica.close_link(link);
                     if let Some(io) = self.links.remove(&link) {

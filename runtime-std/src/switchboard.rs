@@ -252,9 +252,11 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
         let now = Instant::now();
         let mut g = lock(&inner);
         match m {
-            Message::Text(t) => g.board.text(id, now, t.as_str()),
-            Message::Binary(_) => g.board.binary(id, now),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => g.board.activity(id, now),
+            Message::Text(t) => g.board.handle_text(now, id, t.as_str()),
+            Message::Binary(_) => g.board.handle_binary(now, id),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                g.board.handle_activity(now, id)
+            }
             Message::Close(_) => {
                 drop(g);
                 break;

@@ -379,7 +379,7 @@ impl World {
         p.conn = ConnId(self.next_conn);
         p.sides.clear();
         self.conn_peer.insert(p.conn, i);
-        self.board.open(p.conn, self.now);
+        self.board.handle_open(self.now, p.conn);
         mesh.start(self.now);
         p.mesh = Some(mesh);
         self.drain(i);
@@ -633,11 +633,11 @@ impl World {
     fn apply(&mut self, ev: Ev) {
         match ev {
             Ev::ToServer(c, text) => {
-                self.board.text(c, self.now, &text);
+                self.board.handle_text(self.now, c, &text);
                 self.server_outputs();
             }
             Ev::ServerClose(c) => {
-                self.board.close(c, self.now);
+                self.board.handle_close(self.now, c);
                 self.server_outputs();
             }
             Ev::ToPeer(i, c, text) => {
@@ -762,7 +762,7 @@ impl World {
                     self.next_conn += 1;
                     self.peers[i].conn = ConnId(self.next_conn);
                     self.conn_peer.insert(self.peers[i].conn, i);
-                    self.board.open(self.peers[i].conn, self.now);
+                    self.board.handle_open(self.now, self.peers[i].conn);
                     if let Some(m) = self.peers[i].mesh.as_mut() {
                         m.start(self.now);
                     }

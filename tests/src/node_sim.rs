@@ -185,7 +185,7 @@ impl NodeWorld {
         self.next_conn += 1;
         n.conn = ConnId(self.next_conn);
         self.conn_peer.insert(n.conn, i);
-        self.board.open(n.conn, self.now);
+        self.board.handle_open(self.now, n.conn);
         node.start(self.now);
         n.node = Some(node);
         self.drain(i);
@@ -294,11 +294,11 @@ impl NodeWorld {
         let now = self.now;
         match ev {
             Ev::ToServer(c, text) => {
-                self.board.text(c, now, &text);
+                self.board.handle_text(now, c, &text);
                 self.server_outputs();
             }
             Ev::ServerClose(c) => {
-                self.board.close(c, now);
+                self.board.handle_close(now, c);
                 self.server_outputs();
             }
             Ev::ToPeer(i, c, text) => {
@@ -365,7 +365,7 @@ impl NodeWorld {
                     let c = ConnId(self.next_conn);
                     self.nodes[i].conn = c;
                     self.conn_peer.insert(c, i);
-                    self.board.open(c, now);
+                    self.board.handle_open(now, c);
                     if let Some(n) = self.nodes[i].node.as_mut() {
                         n.start(now);
                     }

@@ -70,11 +70,11 @@ fn sync(a: &mut Replica, b: &mut Replica, codec: Codec, now: Instant) -> (Durati
         let t = Instant::now();
         if let Some(d) = x {
             ab += d.len() as u64;
-            b.handle_input(lb, now, &d);
+            b.handle_input(now, lb, &d);
         }
         if let Some(d) = y {
             ba += d.len() as u64;
-            a.handle_input(la, now, &d);
+            a.handle_input(now, la, &d);
         }
         t_in += t.elapsed();
     }

@@ -44,7 +44,7 @@ impl Mesh {
         }
         let link = self.replica.open_link(codec, Framing::Messages);
         // A first PING right behind the digest: the round trip is known at once.
-        self.replica.ping(link, now);
+        self.replica.ping(now, link);
         self.links.insert(link, peer.to_owned());
         let ping = self.config.ping_interval;
         if let Some(p) = self.peers.get_mut(peer) {
@@ -80,7 +80,7 @@ impl Mesh {
         };
         *last_heard = now;
         let link = *link;
-        self.replica.handle_input(link, now, data);
+        self.replica.handle_input(now, link, data);
     }
 
     /// The connection to `peer` closed or failed.

@@ -49,7 +49,7 @@ impl Mesh {
             }
         }
         for l in to_ping {
-            self.replica.ping(l, now);
+            self.replica.ping(now, l);
         }
         self.replica.flush_link_reports();
         self.stats.link_timeouts += timed_out.len() as u64;
