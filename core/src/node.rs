@@ -68,6 +68,7 @@
 //!                     println!("{} = {:?}", u.key, u.value);
 //!                 }
 //!                 NodeOutput::Event(_) => {}
+//!                 NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {} // none attached
 //!                 NodeOutput::Timeout(at) => break at,
 //!             }
 //!         };
@@ -103,6 +104,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
+use crate::replica::LinkId;
 use crate::signal::{PeerId, Signal};
 use crate::store::{Store, StoreError, Update};
 use crate::stun::{StunClient, StunEvent};
@@ -179,6 +181,15 @@ pub enum NodeOutput {
         /// The datagram.
         data: Vec<u8>,
     },
+    /// Bytes to write to an attached stream ([`Node::attach`]).
+    Stream {
+        /// The stream's link.
+        link: LinkId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Close an attached stream, after writing what came before.
+    CloseStream(LinkId),
     /// An event.
     Event(NodeEvent),
     /// Call [`Node::handle_timeout`] at this instant (or earlier, on input).
@@ -401,6 +412,27 @@ impl Node {
     pub fn handle_message(&mut self, now: Instant, msg: Signal) {
         self.now = self.now.max(now);
         self.mesh.handle_message(now, msg);
+    }
+
+    /// Attaches an ordered byte stream (a TCP socket, say) speaking `codec` as one more
+    /// link of our store, beside the room's data channels ([`Mesh::attach`]). Its bytes
+    /// come out as [`NodeOutput::Stream`]; feed what it receives to
+    /// [`stream_data`](Self::stream_data) and its end to [`stream_end`](Self::stream_end).
+    pub fn attach(&mut self, now: Instant, codec: Codec) -> Option<LinkId> {
+        self.now = self.now.max(now);
+        self.mesh.attach(now, codec)
+    }
+
+    /// Bytes arrived on an attached stream.
+    pub fn stream_data(&mut self, now: Instant, link: LinkId, data: &[u8]) {
+        self.now = self.now.max(now);
+        self.mesh.stream_data(now, link, data);
+    }
+
+    /// An attached stream ended.
+    pub fn stream_end(&mut self, now: Instant, link: LinkId) {
+        self.now = self.now.max(now);
+        self.mesh.stream_end(now, link);
     }
 
     /// A UDP datagram arrived on our socket.
@@ -804,6 +836,8 @@ impl Node {
             }
             match self.mesh.poll_output() {
                 MeshOutput::Signal(s) => return NodeOutput::Signal(s),
+                MeshOutput::Stream { link, data } => return NodeOutput::Stream { link, data },
+                MeshOutput::CloseStream(link) => return NodeOutput::CloseStream(link),
                 MeshOutput::Event(e) => return NodeOutput::Event(NodeEvent::Mesh(e)),
                 MeshOutput::Link(cmd) => self.link_command(cmd),
                 MeshOutput::Transmit { peer, data } => {

@@ -117,6 +117,8 @@ async fn drive(
                 NodeOutput::Event(e) => {
                     let _ = events.try_send(e);
                 }
+                // This driver attaches no streams (yet), so none speak.
+                NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {}
                 NodeOutput::Timeout(t) => break t,
             }
         };

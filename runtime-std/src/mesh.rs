@@ -151,6 +151,8 @@ fn drive(
                 NodeOutput::Event(e) => {
                     let _ = events.send(e);
                 }
+                // This driver attaches no streams (yet), so none speak.
+                NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {}
                 NodeOutput::Timeout(t) => break t,
             }
         };

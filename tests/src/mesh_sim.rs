@@ -408,6 +408,8 @@ impl World {
                     self.set_timer(i, t);
                     return;
                 }
+                // Simulated peers attach no streams.
+                MeshOutput::Stream { .. } | MeshOutput::CloseStream(_) => {}
                 MeshOutput::Signal(text) => {
                     let c = self.peers[i].conn;
                     let t = self.now + self.latency();

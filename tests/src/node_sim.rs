@@ -202,6 +202,8 @@ impl NodeWorld {
                     self.nodes[i].timer = Some(t);
                     return;
                 }
+                // Simulated nodes attach no streams.
+                NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {}
                 NodeOutput::Signal(text) => {
                     let c = self.nodes[i].conn;
                     let mut t = self.now + self.latency();

@@ -111,6 +111,16 @@ impl Mesh {
     pub(super) fn on_replica_event(&mut self, e: ReplicaEvent) {
         match e {
             ReplicaEvent::Update(ev) => self.event(MeshEvent::Update(ev)),
+            ReplicaEvent::Synced { link, peer: source } if self.streams.contains(&link) => {
+                self.event(MeshEvent::StreamSynced { link, source });
+            }
+            ReplicaEvent::LinkError { link, error } if self.streams.contains(&link) => {
+                let fatal = error.is_fatal();
+                self.event(MeshEvent::StreamError { link, error });
+                if fatal {
+                    self.detach(link);
+                }
+            }
             ReplicaEvent::Synced { link, .. } => {
                 if let Some(peer) = self.links.get(&link).cloned() {
                     if let Some(p) = self.peers.get_mut(&peer) {

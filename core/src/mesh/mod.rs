@@ -38,13 +38,14 @@
 //! - Updates go through a [`Replica`], so a healthy full mesh costs N-1 messages per
 //!   write (see [`crate::replica`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 mod links;
 mod liveness;
 mod membership;
 mod negotiation;
+mod streams;
 
 use crate::control::Control;
 use crate::limits::Limits;
@@ -274,6 +275,22 @@ pub enum MeshEvent {
     },
     /// We left (after [`Mesh::close`]).
     Offline,
+    /// An attached stream's two sides are synced ([`Mesh::attach`]).
+    StreamSynced {
+        /// The stream's link.
+        link: LinkId,
+        /// The remote's source id.
+        source: String,
+    },
+    /// An attached stream sent something that could not be decoded. It was skipped and
+    /// the store is unchanged; a [fatal](crate::DecodeError::is_fatal) error also closes
+    /// the stream ([`MeshOutput::CloseStream`]).
+    StreamError {
+        /// The stream's link.
+        link: LinkId,
+        /// What was wrong.
+        error: crate::DecodeError,
+    },
 }
 
 /// SDP kinds.
@@ -345,6 +362,16 @@ pub enum MeshOutput {
         /// The bytes.
         data: Vec<u8>,
     },
+    /// Bytes to write to an attached stream ([`Mesh::attach`]).
+    Stream {
+        /// The stream's link.
+        link: LinkId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Close an attached stream (after writing what came before): its remote sent
+    /// what cannot be decoded, or we closed.
+    CloseStream(LinkId),
     /// An event.
     Event(MeshEvent),
     /// Nothing more until an input or this instant.
@@ -387,6 +414,8 @@ pub struct Mesh {
     replica: Replica,
     peers: BTreeMap<String, Peer>,
     links: BTreeMap<LinkId, String>,
+    /// Links over attached byte streams (no peer, no WebRTC): see [`Mesh::attach`].
+    streams: BTreeSet<LinkId>,
     early: BTreeMap<String, Vec<Signal>>,
     out: VecDeque<MeshOutput>,
     limits: SignalLimits,
@@ -452,6 +481,7 @@ impl Mesh {
             replica,
             peers: BTreeMap::new(),
             links: BTreeMap::new(),
+            streams: BTreeSet::new(),
             early: BTreeMap::new(),
             out: VecDeque::new(),
             limits: SignalLimits::default(),
@@ -557,6 +587,10 @@ impl Mesh {
         for p in peers {
             self.drop_conn(&p, None);
         }
+        let streams: Vec<LinkId> = self.streams.iter().copied().collect();
+        for link in streams {
+            self.detach(link);
+        }
         self.out.push_back(MeshOutput::Event(MeshEvent::Offline));
     }
 
@@ -571,11 +605,8 @@ impl Mesh {
         loop {
             match self.replica.poll_output() {
                 ReplicaOutput::Transmit(link, data) => {
-                    if let Some(peer) = self.links.get(&link) {
-                        self.out.push_back(MeshOutput::Transmit {
-                            peer: peer.clone(),
-                            data,
-                        });
+                    if let Some(o) = self.route(link, data) {
+                        self.out.push_back(o);
                     }
                 }
                 ReplicaOutput::Event(e) => self.on_replica_event(e),
@@ -596,11 +627,8 @@ impl Mesh {
             }
             match self.replica.poll_output() {
                 ReplicaOutput::Transmit(link, data) => {
-                    if let Some(peer) = self.links.get(&link) {
-                        return MeshOutput::Transmit {
-                            peer: peer.clone(),
-                            data,
-                        };
+                    if let Some(o) = self.route(link, data) {
+                        return o;
                     }
                 }
                 ReplicaOutput::Event(e) => self.on_replica_event(e),
