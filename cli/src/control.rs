@@ -169,6 +169,8 @@ pub enum Report<'a> {
         id: &'a str,
         /// The bound address.
         addr: &'a str,
+        /// `join --listen`: the TCP address replication links are accepted on.
+        tcp: Option<&'a str>,
     },
     /// A store change.
     Update(&'a StoreEvent),
@@ -259,7 +261,14 @@ impl Report<'_> {
     /// The event as one JSON line (without the newline).
     pub fn to_json_line(&self) -> String {
         match self {
-            Report::Ready { id, addr } => Line::new("ready").str("id", id).str("addr", addr).done(),
+            Report::Ready { id, addr, tcp } => {
+                let mut l = Line::new("ready");
+                l.str("id", id).str("addr", addr);
+                if let Some(t) = tcp {
+                    l.str("tcp", t);
+                }
+                l.done()
+            }
             Report::Update(e) => {
                 let mut l = Line::new("update");
                 l.str("key", &e.key);
@@ -330,7 +339,10 @@ impl Report<'_> {
     /// The event for a person reading a terminal.
     pub fn to_human(&self) -> String {
         match self {
-            Report::Ready { id, addr } => format!("ready: id {id}, address {addr}"),
+            Report::Ready { id, addr, tcp } => match tcp {
+                Some(t) => format!("ready: id {id}, address {addr}, TCP links on {t}"),
+                None => format!("ready: id {id}, address {addr}"),
+            },
             Report::Update(e) => {
                 let who = if e.local {
                     "local".to_owned()
@@ -418,7 +430,8 @@ mod tests {
         assert_eq!(
             Report::Ready {
                 id: "a",
-                addr: "127.0.0.1:1"
+                addr: "127.0.0.1:1",
+                tcp: None,
             }
             .to_json_line(),
             r#"{"event":"ready","id":"a","addr":"127.0.0.1:1"}"#

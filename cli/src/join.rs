@@ -13,7 +13,8 @@ use rtc_mesh_smol::mesh::{Answer, Request};
 use crate::control::{parse_command, Command, Report};
 use crate::lines::{forward_events, forward_stdin, Msg, Out};
 use crate::{
-    bind_error, fail, parse_addr, parse_codecs, parse_runtime, store_error_code, Runtime, Usage,
+    bind_error, connect_error, fail, parse_addr, parse_codecs, parse_runtime, store_error_code,
+    Runtime, Usage,
 };
 
 pub(crate) const USAGE: &str = "\
@@ -29,12 +30,16 @@ Options:
   --codec auto|json|postcard   auto (default): postcard with our peers, json otherwise
   --bind ADDR          UDP address (default 127.0.0.1:0)
   --stun HOST:PORT     a STUN server for our server-reflexive address (repeatable)
-  --runtime smol|std   driver runtime (default smol)
+  --listen ADDR        also accept TCP replication links there (scuttlebutt's JSON
+                       lines, as `replicate --listen`; postcard with --codec postcard);
+                       `ready` reports the address as `tcp`
+  --runtime smol|std   driver runtime (default smol; --listen and connect need smol)
   --json               write events as JSON lines
 
 Reads one JSON command per line on stdin:
   {\"op\":\"set\",\"key\":K,\"value\":V}   {\"op\":\"delete\",\"key\":K}   {\"op\":\"get\",\"key\":K}
-  {\"op\":\"dump\"}   {\"op\":\"peers\"}   {\"op\":\"close\"}   (end of input = close)
+  {\"op\":\"dump\"}   {\"op\":\"peers\"}   {\"op\":\"connect\",\"addr\":\"HOST:PORT\"}
+  {\"op\":\"close\"}   (end of input = close)
 Events: ready, peer_join, peer_leave, update, synced, synced_all, value, dump, peers,
 error, closed.
 ";
@@ -49,6 +54,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut json = false;
     let mut runtime = Runtime::Smol;
     let mut stun = Vec::new();
+    let mut listen = None;
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if room.is_none() => room = Some(v.string()?),
@@ -57,6 +63,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("codec") => codecs = parse_codecs(&args.value()?.string()?)?,
             Long("stun") => stun.push(args.value()?.string()?),
             Long("bind") => bind = parse_addr(&args.value()?.string()?)?,
+            Long("listen") => listen = Some(parse_addr(&args.value()?.string()?)?),
             Long("json") => json = true,
             Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
             Long("help") | Short('h') => {
@@ -76,6 +83,17 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             )));
         }
     }
+    if listen.is_some() && runtime == Runtime::Std {
+        return Err(Usage(
+            "join --listen takes TCP links on the smol runtime only (for now)".into(),
+        ));
+    }
+    // TCP replication links speak scuttlebutt's JSON lines unless postcard is asked for.
+    let stream_codec = if codecs == [Codec::Postcard] {
+        Codec::Postcard
+    } else {
+        Codec::Json
+    };
     let out = Out { json };
     let default_url = signal.is_none();
     let url = signal.unwrap_or_else(|| "ws://127.0.0.1:3000/".into());
@@ -133,10 +151,32 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Err(e) => return Ok(fail(e)),
         },
     };
+    let tcp = match listen {
+        None => None,
+        Some(a) => match std::net::TcpListener::bind(a) {
+            Ok(l) => {
+                let bound = l.local_addr().map(|b| b.to_string()).unwrap_or_default();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for conn in l.incoming().flatten() {
+                        if tx.send(Msg::Accepted(conn)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                Some(bound)
+            }
+            Err(e) => {
+                member.close();
+                return Ok(fail(bind_error(a, e)));
+            }
+        },
+    };
     let (mid, maddr) = member.identity();
     out.emit(&Report::Ready {
         id: &mid,
         addr: &maddr.to_string(),
+        tcp: tcp.as_deref(),
     });
     forward_stdin(tx);
     let limits = Limits::default();
@@ -150,9 +190,32 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                     message: &e.to_string(),
                 }),
                 Ok(Command::Close) => break,
+                Ok(Command::Connect { addr }) => {
+                    let res = parse_addr(&addr)
+                        .map_err(|Usage(m)| ("bad_address", m))
+                        .and_then(|a| {
+                            std::net::TcpStream::connect(a)
+                                .map_err(|e| ("connect_failed", connect_error(a, e)))
+                        })
+                        .and_then(|s| member.attach(s, stream_codec));
+                    if let Err((code, message)) = res {
+                        out.emit(&Report::Error {
+                            code,
+                            message: &message,
+                        });
+                    }
+                }
                 Ok(cmd) => join_command(&out, &member, cmd),
             },
             Msg::Event(e) => report_node_event(&out, &e),
+            Msg::Accepted(s) => {
+                if let Err((code, message)) = member.attach(s, stream_codec) {
+                    out.emit(&Report::Error {
+                        code,
+                        message: &message,
+                    });
+                }
+            }
         }
     }
     member.close();
@@ -180,6 +243,23 @@ impl JoinBackend {
         match self {
             JoinBackend::Smol(m) => smol::block_on(m.request(r)),
             JoinBackend::Std(m) => m.request(r),
+        }
+    }
+    /// Attaches a TCP link to the member's store.
+    fn attach(&self, s: std::net::TcpStream, codec: Codec) -> Result<(), (&'static str, String)> {
+        let _ = s.set_nodelay(true);
+        match self {
+            JoinBackend::Smol(m) => {
+                let s = smol::net::TcpStream::try_from(s)
+                    .map_err(|e| ("connect_failed", e.to_string()))?;
+                smol::block_on(m.attach(s, codec))
+                    .map(|_| ())
+                    .map_err(|e| ("closed", e.to_string()))
+            }
+            JoinBackend::Std(_) => Err((
+                "unsupported",
+                "TCP links in join need --runtime smol (for now)".into(),
+            )),
         }
     }
     fn close(self) {
@@ -262,6 +342,13 @@ fn report_node_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
             let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
             out.emit(&Report::SyncedAll { peers: &peers })
         }
+        NodeEvent::Mesh(MeshEvent::StreamSynced { source, .. }) => {
+            out.emit(&Report::Synced { peer: source })
+        }
+        NodeEvent::Mesh(MeshEvent::StreamError { error, .. }) => out.emit(&Report::Error {
+            code: "link_error",
+            message: &error.to_string(),
+        }),
         NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
             code: "link_slow",
             message: &format!("the link to {peer} could not keep up; reconnecting"),

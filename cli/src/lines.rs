@@ -6,12 +6,13 @@ use std::sync::mpsc;
 
 use crate::control::Report;
 
-/// What the main loop of `replicate` and `join` waits for: a line of stdin, its end, or
-/// an event of the runtime.
+/// What the main loop of `replicate` and `join` waits for: a line of stdin, its end, an
+/// event of the runtime, or (for `join --listen`) an accepted TCP link.
 pub(crate) enum Msg<E> {
     Line(String),
     Eof,
     Event(E),
+    Accepted(std::net::TcpStream),
 }
 
 /// Forwards `events` (until they end, or the main loop is gone) on a thread.

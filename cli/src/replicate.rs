@@ -152,6 +152,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     out.emit(&Report::Ready {
         id: &id,
         addr: &addr.to_string(),
+        tcp: None,
     });
 
     forward_stdin(tx);
@@ -161,6 +162,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         match msg {
             Msg::Event(e) => report_event(&out, &e),
             Msg::Eof => break,
+            Msg::Accepted(_) => {}
             Msg::Line(l) => {
                 if l.trim().is_empty() {
                     continue;

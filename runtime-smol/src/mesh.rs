@@ -16,6 +16,7 @@
 //! });
 //! ```
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
@@ -26,6 +27,8 @@ use smol::future::FutureExt;
 use smol::Task;
 
 use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
+use rtc_mesh_core::{Codec, LinkId};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::signal::{SignalEvent, Signaller};
 
@@ -38,8 +41,17 @@ pub use rtc_mesh_core::member::{
 pub struct Member {
     id: String,
     local: SocketAddr,
-    cmds: Sender<(Request, Sender<Answer>)>,
+    cmds: Sender<Cmd>,
     _task: Task<()>,
+}
+
+/// What a member's handle (and its streams' readers) tell the driver.
+enum Cmd {
+    Request(Request, Sender<Answer>),
+    /// Attach a stream: its writer's queue; answered with its link.
+    Attach(Codec, Sender<Vec<u8>>, Sender<Option<LinkId>>),
+    /// Bytes from an attached stream, or its end (`None`).
+    StreamIn(LinkId, Option<Vec<u8>>),
 }
 
 /// Joins a room: binds the UDP socket, connects to the switchboard and announces.
@@ -73,8 +85,52 @@ impl Member {
     /// driver has stopped). The typed calls below are built on it.
     pub async fn request(&self, request: Request) -> Option<Answer> {
         let (tx, rx) = channel::bounded(1);
-        self.cmds.send((request, tx)).await.ok()?;
+        self.cmds.send(Cmd::Request(request, tx)).await.ok()?;
         rx.recv().await.ok()
+    }
+
+    /// Attaches an ordered byte stream (a TCP socket, anything `AsyncRead +
+    /// AsyncWrite`) speaking `codec` (`Codec::Json` is scuttlebutt's JSON lines): it
+    /// syncs with our store like any link of the room, until either side ends it. Bad
+    /// bytes from it come as `MeshEvent::StreamError` events and change nothing.
+    pub async fn attach<S>(&self, stream: S, codec: Codec) -> Result<LinkId, MemberError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut rd, mut wr) = smol::io::split(stream);
+        let (wtx, wrx) = channel::unbounded::<Vec<u8>>();
+        let (tx, rx) = channel::bounded(1);
+        self.cmds
+            .send(Cmd::Attach(codec, wtx, tx))
+            .await
+            .map_err(|_| MemberError::Closed)?;
+        let link = rx.recv().await.ok().flatten().ok_or(MemberError::Closed)?;
+        // The writer ends (and closes its half) when the driver drops the queue.
+        smol::spawn(async move {
+            while let Ok(bytes) = wrx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.close().await;
+        })
+        .detach();
+        let cmds = self.cmds.clone();
+        smol::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let got = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => Some(buf[..n].to_vec()),
+                };
+                let end = got.is_none();
+                if cmds.send(Cmd::StreamIn(link, got)).await.is_err() || end {
+                    return;
+                }
+            }
+        })
+        .detach();
+        Ok(link)
     }
 
     rtc_mesh_core::__member_calls!(async; .await);
@@ -86,7 +142,7 @@ impl Member {
 }
 
 enum Wake {
-    Cmd(Option<(Request, Sender<Answer>)>),
+    Cmd(Option<Cmd>),
     Signal(Option<SignalEvent>),
     Datagram(io::Result<(usize, SocketAddr)>),
     Timer,
@@ -97,9 +153,10 @@ async fn drive(
     udp: Async<UdpSocket>,
     local: SocketAddr,
     signaller: Signaller,
-    cmds: Receiver<(Request, Sender<Answer>)>,
+    cmds: Receiver<Cmd>,
     events: Sender<NodeEvent>,
 ) {
+    let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
     let mut buf = vec![0u8; 2048];
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
@@ -117,8 +174,14 @@ async fn drive(
                 NodeOutput::Event(e) => {
                     let _ = events.try_send(e);
                 }
-                // This driver attaches no streams (yet), so none speak.
-                NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {}
+                NodeOutput::Stream { link, data } => {
+                    if let Some(w) = streams.get(&link) {
+                        let _ = w.try_send(data);
+                    }
+                }
+                NodeOutput::CloseStream(link) => {
+                    streams.remove(&link);
+                }
                 NodeOutput::Timeout(t) => break t,
             }
         };
@@ -141,7 +204,21 @@ async fn drive(
         let now = Instant::now();
         match wake {
             Wake::Cmd(None) => return,
-            Wake::Cmd(Some((req, reply))) => {
+            Wake::Cmd(Some(Cmd::Attach(codec, writer, reply))) => {
+                let link = node.attach(now, codec);
+                if let Some(l) = link {
+                    streams.insert(l, writer);
+                }
+                let _ = reply.try_send(link);
+            }
+            Wake::Cmd(Some(Cmd::StreamIn(link, Some(bytes)))) => {
+                node.stream_data(now, link, &bytes)
+            }
+            Wake::Cmd(Some(Cmd::StreamIn(link, None))) => {
+                streams.remove(&link);
+                node.stream_end(now, link);
+            }
+            Wake::Cmd(Some(Cmd::Request(req, reply))) => {
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
                 if close {
