@@ -33,7 +33,7 @@ Options:
   --listen ADDR        also accept TCP replication links there (scuttlebutt's JSON
                        lines, as `replicate --listen`; postcard with --codec postcard);
                        `ready` reports the address as `tcp`
-  --runtime smol|std   driver runtime (default smol; --listen and connect need smol)
+  --runtime smol|std   driver runtime (default smol)
   --json               write events as JSON lines
 
 Reads one JSON command per line on stdin:
@@ -82,11 +82,6 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                 "invalid id {id:?}: 1-64 characters of A-Z a-z 0-9 . _ ~ -"
             )));
         }
-    }
-    if listen.is_some() && runtime == Runtime::Std {
-        return Err(Usage(
-            "join --listen takes TCP links on the smol runtime only (for now)".into(),
-        ));
     }
     // TCP replication links speak scuttlebutt's JSON lines unless postcard is asked for.
     let stream_codec = if codecs == [Codec::Postcard] {
@@ -256,10 +251,14 @@ impl JoinBackend {
                     .map(|_| ())
                     .map_err(|e| ("closed", e.to_string()))
             }
-            JoinBackend::Std(_) => Err((
-                "unsupported",
-                "TCP links in join need --runtime smol (for now)".into(),
-            )),
+            JoinBackend::Std(m) => {
+                let reader = s
+                    .try_clone()
+                    .map_err(|e| ("connect_failed", e.to_string()))?;
+                m.attach(reader, s, codec)
+                    .map(|_| ())
+                    .map_err(|e| ("closed", e.to_string()))
+            }
         }
     }
     fn close(self) {

@@ -20,9 +20,10 @@ fn serve() -> (Peer, String) {
     (server, url)
 }
 
-fn joiner(url: &str, id: &str, listen: bool) -> (Peer, Option<String>) {
+fn joiner(url: &str, id: &str, listen: bool, runtime: &str) -> (Peer, Option<String>) {
     let mut c = rtc_mesh();
-    c.args(["join", "room", "--signal", url, "--id", id, "--json"]);
+    c.args(["join", "room", "--signal", url, "--id", id, "--json"])
+        .args(["--runtime", runtime]);
     if listen {
         c.args(["--listen", "127.0.0.1:0"]);
     }
@@ -44,12 +45,13 @@ fn set(p: &mut Peer, key: &str, value: Value) {
     p.send(json!({"op":"set","key":key,"value":value}));
 }
 
-#[test]
-fn scuttlebutt_over_tcp_and_webrtc_members_converge_both_ways() {
+/// The member with the TCP link runs on `runtime`; the other one on the other runtime.
+fn scuttlebutt_over_tcp_and_webrtc_members_converge_both_ways(runtime: &str) {
+    let other = if runtime == "smol" { "std" } else { "smol" };
     let (_server, url) = serve();
-    let (mut a, tcp) = joiner(&url, "member-a", true);
+    let (mut a, tcp) = joiner(&url, "member-a", true, runtime);
     let tcp = tcp.expect("ready reports the TCP address with --listen");
-    let (mut b, none) = joiner(&url, "member-b", false);
+    let (mut b, none) = joiner(&url, "member-b", false, other);
     assert_eq!(none, None, "no tcp field without --listen");
     for p in [&mut a, &mut b] {
         p.wait_for("synced_all with the other member", |v| {
@@ -86,7 +88,7 @@ fn scuttlebutt_over_tcp_and_webrtc_members_converge_both_ways() {
 #[test]
 fn a_member_connects_out_and_bad_bytes_on_its_tcp_link_change_nothing() {
     let (_server, url) = serve();
-    let (mut a, tcp) = joiner(&url, "member-c", true);
+    let (mut a, tcp) = joiner(&url, "member-c", true, "smol");
     let tcp = tcp.unwrap();
 
     // `connect` in join: the member dials a listening Model.
@@ -122,18 +124,28 @@ fn a_member_connects_out_and_bad_bytes_on_its_tcp_link_change_nothing() {
 }
 
 #[test]
-fn join_listen_on_std_is_refused_with_a_usage_error() {
+fn scuttlebutt_through_a_smol_member_reaches_a_std_member_and_back() {
+    scuttlebutt_over_tcp_and_webrtc_members_converge_both_ways("smol");
+}
+
+#[test]
+fn scuttlebutt_through_a_std_member_reaches_a_smol_member_and_back() {
+    scuttlebutt_over_tcp_and_webrtc_members_converge_both_ways("std");
+}
+
+#[test]
+fn a_bad_listen_address_is_a_usage_error_and_a_taken_port_exits_1() {
     let out = rtc_mesh()
-        .args([
-            "join",
-            "room",
-            "--runtime",
-            "std",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["join", "room", "--listen", "not-an-address"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (_server, url) = serve();
+    let out = rtc_mesh()
+        .args(["join", "room", "--signal", &url, "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

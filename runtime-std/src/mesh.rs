@@ -12,7 +12,8 @@
 //! }
 //! ```
 
-use std::io;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -24,6 +25,7 @@ pub use rtc_mesh_core::member::{
     answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
 };
 use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
+use rtc_mesh_core::{Codec, LinkId};
 
 use crate::signal::{SignalEvent, Signaller};
 
@@ -36,6 +38,10 @@ enum Input {
     Request(Request, Sender<Answer>),
     Datagram(Vec<u8>, SocketAddr),
     Signal(SignalEvent),
+    /// Attach a stream: its writer's queue; answered with its link.
+    Attach(Codec, Sender<Vec<u8>>, Sender<Option<LinkId>>),
+    /// Bytes from an attached stream, or its end (`None`).
+    StreamIn(LinkId, Option<Vec<u8>>),
 }
 
 /// Our membership of a room, driven by a thread. [`Member::close`] leaves politely;
@@ -111,6 +117,60 @@ impl Member {
 
     rtc_mesh_core::__member_calls!(;);
 
+    /// Attaches an ordered byte stream speaking `codec` (`Codec::Json` is scuttlebutt's
+    /// JSON lines), given as its two halves (for a `TcpStream`:
+    /// `attach(s.try_clone()?, s, codec)`): it syncs with our store like any link of
+    /// the room, until either side ends it. A reader and a writer thread move its
+    /// bytes. Bad bytes from it come as `MeshEvent::StreamError` events and change
+    /// nothing.
+    pub fn attach<R, W>(
+        &self,
+        mut reader: R,
+        mut writer: W,
+        codec: Codec,
+    ) -> Result<LinkId, MemberError>
+    where
+        R: Read + Send + 'static,
+        W: Write + Send + 'static,
+    {
+        let (wtx, wrx) = mpsc::channel::<Vec<u8>>();
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Input::Attach(codec, wtx, tx))
+            .map_err(|_| MemberError::Closed)?;
+        let link = rx.recv().ok().flatten().ok_or(MemberError::Closed)?;
+        // The writer ends (dropping its half) when the driver drops the queue.
+        thread::Builder::new()
+            .name("mesh-stream-write".into())
+            .spawn(move || {
+                while let Ok(bytes) = wrx.recv() {
+                    if writer.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.flush();
+            })
+            .map_err(|_| MemberError::Closed)?;
+        let inputs = self.tx.clone();
+        thread::Builder::new()
+            .name("mesh-stream-read".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let got = match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => None,
+                        Ok(n) => Some(buf[..n].to_vec()),
+                    };
+                    let end = got.is_none();
+                    if inputs.send(Input::StreamIn(link, got)).is_err() || end {
+                        return;
+                    }
+                }
+            })
+            .map_err(|_| MemberError::Closed)?;
+        Ok(link)
+    }
+
     /// Leaves the room (goodbyes on every link and to the switchboard) and waits for
     /// the driver to end.
     pub fn close(mut self) {
@@ -138,6 +198,7 @@ fn drive(
 ) {
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
+    let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
     loop {
         let deadline = loop {
             match node.poll_output() {
@@ -151,8 +212,14 @@ fn drive(
                 NodeOutput::Event(e) => {
                     let _ = events.send(e);
                 }
-                // This driver attaches no streams (yet), so none speak.
-                NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {}
+                NodeOutput::Stream { link, data } => {
+                    if let Some(w) = streams.get(&link) {
+                        let _ = w.send(data);
+                    }
+                }
+                NodeOutput::CloseStream(link) => {
+                    streams.remove(&link);
+                }
                 NodeOutput::Timeout(t) => break t,
             }
         };
@@ -180,6 +247,18 @@ fn drive(
             Some(Input::Datagram(d, from)) => node.handle_datagram(now, from, local, &d),
             Some(Input::Signal(SignalEvent::Message(m))) => node.handle_message(now, m),
             Some(Input::Signal(_)) => {}
+            Some(Input::Attach(codec, writer, reply)) => {
+                let link = node.attach(now, codec);
+                if let Some(l) = link {
+                    streams.insert(l, writer);
+                }
+                let _ = reply.send(link);
+            }
+            Some(Input::StreamIn(link, Some(bytes))) => node.stream_data(now, link, &bytes),
+            Some(Input::StreamIn(link, None)) => {
+                streams.remove(&link);
+                node.stream_end(now, link);
+            }
             Some(Input::Request(req, reply)) => {
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
