@@ -25,7 +25,8 @@ Usage:
                      [--id ID] [--runtime smol|std] [--json]
   rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
   rtc-mesh join ROOM [--signal URL] [--id ID] [--codec auto|json|postcard]
-                     [--bind ADDR] [--stun HOST:PORT] [--runtime smol|std] [--json]
+                     [--bind ADDR] [--stun HOST:PORT] [--listen ADDR]
+                     [--runtime smol|std] [--json]
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
