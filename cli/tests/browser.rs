@@ -49,6 +49,7 @@ fn chromium_firefox_and_native_peers_mesh() {
         "trio converged on 4 keys",
         "screenshot:",
         "late native peer received all 4 keys",
+        "a scuttlebutt Model over TCP to a native peer synced with the Chromium page both ways",
         "native reported it left",
         "pages alone synced through each other",
     ] {

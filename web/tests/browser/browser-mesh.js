@@ -12,7 +12,8 @@
 //
 // The test mode proves: a native peer, a Chromium page and a Firefox page converge on
 // writes made on all three (a large value among them, fragmented); a value past the
-// maximum is a clear error on the page; a late native peer receives everything; a page
+// maximum is a clear error on the page; a late native peer receives everything, and a
+// JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
 // closing is reported as left by the native peer within 6 s; a Chromium page and a
 // Firefox page alone sync through each other; a screenshot of the demo page with three
 // peers, its table checked through the DOM. The measure mode prints, for each engine, a
@@ -49,13 +50,15 @@ function sleep (ms) {
   return new Promise(function (resolve) { setTimeout(resolve, ms) })
 }
 
-// A native peer: `rtc-mesh join ROOM --json`, its events read line by line.
+// A native peer: `rtc-mesh join ROOM --json [extra args]`, its events read line by
+// line; or, given `command`, any program speaking the same line protocol.
 class Native {
-  constructor (room, id) {
+  constructor (room, id, extra, command) {
     this.id = id
     this.events = []
     this.waiters = []
-    this.proc = spawn(RTC_MESH, ['join', room, '--signal', SIGNAL, '--id', id, '--json'], {
+    const [cmd, args] = command || [RTC_MESH, ['join', room, '--signal', SIGNAL, '--id', id, '--json'].concat(extra || [])]
+    this.proc = spawn(cmd, args, {
       stdio: ['pipe', 'pipe', 'inherit']
     })
     this.exited = new Promise((resolve) => this.proc.on('exit', resolve))
@@ -264,10 +267,27 @@ async function testMode (chromium, firefox) {
   console.log(`screenshot: ${shot}; table ${dom.keys.join(', ')}; peers ${dom.peers.length}`)
 
   // 2. A native peer that joins late receives everything.
-  const late = new Native('trio', 'late')
+  const late = new Native('trio', 'late', ['--listen', '127.0.0.1:0'])
+  const tcp = (await late.wait('ready', (e) => e.event === 'ready', 10000)).tcp
   await late.wait('synced_all with all three', (e) => e.event === 'synced_all' && e.peers.length === 3, 20000)
   if (!same(await late.dump(), data)) fail('the late native peer did not receive everything')
   console.log('late native peer received all 4 keys')
+
+  // 2b. A JavaScript scuttlebutt Model over TCP to that native peer syncs with the pages.
+  const model = new Native('trio', 'js-model', null, ['node', [
+    path.join(__dirname, '..', '..', '..', 'interop', 'scuttlebutt-peer.js'), '--connect', tcp, '--id', 'js-model'
+  ]])
+  await model.wait('ready', (e) => e.event === 'ready', 10000)
+  await model.wait('from-chromium', (e) => e.event === 'update' && e.key === 'from-chromium', 10000)
+  model.send({ op: 'set', key: 'from-js', value: { model: 'scuttlebutt' } })
+  await pc.waitForFunction(function () {
+    const v = window.member.get('from-js')
+    return !!v && v.model === 'scuttlebutt'
+  }, { timeout: 10000 })
+  await pc.evaluate(function () { window.member.set('to-js', 'from the page') })
+  await model.wait('to-js', (e) => e.event === 'update' && e.key === 'to-js' && e.value === 'from the page', 10000)
+  console.log('a scuttlebutt Model over TCP to a native peer synced with the Chromium page both ways')
+  await model.close()
   await late.close()
 
   // 3. The Firefox page closes: the native peer reports it left within 6 s.
