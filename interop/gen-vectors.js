@@ -21,7 +21,7 @@ const path = require('path')
 const Model = require('scuttlebutt/model')
 const SB_VERSION = require('scuttlebutt/package.json').version
 
-const OUT = path.join(__dirname, '..', '..', 'core', 'tests', 'vectors', 'json.json')
+const OUT = path.join(__dirname, '..', 'core', 'tests', 'vectors', 'json.json')
 
 // ---------------------------------------------------------------- helpers
 function bitsOf (x) {

@@ -1,6 +1,6 @@
 //! Interop with the real JavaScript scuttlebutt 5.6.15 `Model` (npm registry, pinned by
-//! tests/interop/package-lock.json) over TCP on 127.0.0.1: `rtc-mesh replicate` on one
-//! end, `tests/interop/scuttlebutt-peer.js` on the other, both directions.
+//! interop/package-lock.json) over TCP on 127.0.0.1: `rtc-mesh replicate` on one
+//! end, `interop/scuttlebutt-peer.js` on the other, both directions.
 //!
 //! Scuttlebutt breaks timestamp ties by arrival order, so every key here is written by
 //! one side only, except `shared`, which the second writer writes only after it has seen

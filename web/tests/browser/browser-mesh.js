@@ -1,7 +1,7 @@
 'use strict'
 // Browser pages (Debian's Chromium and Firefox ESR, headless) and native `rtc-mesh join`
 // processes in one room, through an `rtc-mesh serve` switchboard (started here) that also
-// serves the demo page. Run by runtime-smol/tests/browser.rs; by hand:
+// serves the demo page. Run by cli/tests/browser.rs; by hand:
 //
 //   node browser-mesh.js --rtc-mesh PATH [--shots DIR]
 //   node browser-mesh.js --rtc-mesh PATH --measure
