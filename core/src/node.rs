@@ -845,6 +845,14 @@ impl Node {
                     self.poll_rtc(&peer);
                 }
                 MeshOutput::Timeout(t) => {
+                    if self.mesh.is_finished() && !self.rtcs.is_empty() {
+                        // Closed: any connection the mesh did not close itself goes too,
+                        // so that the node finishes whatever state it was in.
+                        let peers: Vec<String> = self.rtcs.keys().cloned().collect();
+                        for peer in peers {
+                            self.link_command(LinkCommand::Close { peer });
+                        }
+                    }
                     if !self.out.is_empty() {
                         continue;
                     }
