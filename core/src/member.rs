@@ -24,6 +24,7 @@
 //! assert!(matches!(answer(&mut node, now, Request::Keys), Answer::Keys(k) if k == ["k"]));
 //! ```
 
+use std::hash::BuildHasher;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -67,6 +68,14 @@ impl Entropy {
             epoch_ms: since_epoch.as_secs_f64() * 1000.0,
             start,
         }
+    }
+
+    /// From a keyed hasher the caller seeded unpredictably (std's `RandomState`): the
+    /// three words are its hashes of `(0, wall)`, `(1, wall)` and `(2, wall)`, so none
+    /// of them tells anything about another.
+    pub fn from_hasher(random: &impl BuildHasher, since_epoch: Duration, start: Instant) -> Self {
+        let words = [0u8, 1, 2].map(|i| random.hash_one((i, since_epoch)));
+        Entropy::new(words, since_epoch, start)
     }
 
     /// A fresh peer id: 16 hex characters, as the Conventions say.
@@ -394,6 +403,14 @@ mod tests {
         assert_eq!(e.peer_id(), "0000000000000abc");
         assert_eq!(e.incarnation(), "0000000000000def");
         assert_eq!(e.epoch_ms, 1000.0);
+        // From a keyed hasher: three different words, the same for the same key.
+        let r = std::collections::hash_map::RandomState::new();
+        let (a, b) = (
+            Entropy::from_hasher(&r, Duration::from_secs(1), Instant::now()),
+            Entropy::from_hasher(&r, Duration::from_secs(1), Instant::now()),
+        );
+        assert!(a.seed != a.id_bits && a.id_bits != a.incarnation_bits);
+        assert_eq!((a.seed, a.id_bits), (b.seed, b.id_bits));
         // The secret seed shows in neither.
         assert!(!e.peer_id().contains('7') && !e.incarnation().contains('7'));
     }

@@ -74,13 +74,11 @@ pub use rtc_mesh_core::replica::{ReplicatorOptions, StartError};
 
 /// Reads this machine's randomness and wall clock once, for a new member or store.
 pub fn entropy() -> Entropy {
-    use std::hash::BuildHasher;
     let start = Instant::now();
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let r = std::collections::hash_map::RandomState::new();
-    Entropy::new([0u8, 1, 2].map(|i| r.hash_one((i, wall))), wall, start)
+    Entropy::from_hasher(&std::collections::hash_map::RandomState::new(), wall, start)
 }
 
 enum Input {
