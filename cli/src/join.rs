@@ -13,8 +13,8 @@ use rtc_mesh_smol::mesh::{Answer, Request};
 use crate::control::{parse_command, Command, Report};
 use crate::lines::{forward_events, forward_stdin, Msg, Out};
 use crate::{
-    bind_error, connect_error, fail, parse_addr, parse_codecs, parse_runtime, store_error_code,
-    Runtime, Usage,
+    bind_error, connect_error, fail, member_error_code, parse_addr, parse_codecs, parse_runtime,
+    store_error_code, Runtime, Usage,
 };
 
 pub(crate) const USAGE: &str = "\
@@ -249,16 +249,12 @@ impl JoinBackend {
                     .map_err(|e| ("connect_failed", e.to_string()))?;
                 smol::block_on(m.attach(s, codec))
                     .map(|_| ())
-                    .map_err(|e| ("closed", e.to_string()))
+                    .map_err(|e| (member_error_code(&e), e.to_string()))
             }
-            JoinBackend::Std(m) => {
-                let reader = s
-                    .try_clone()
-                    .map_err(|e| ("connect_failed", e.to_string()))?;
-                m.attach(reader, s, codec)
-                    .map(|_| ())
-                    .map_err(|e| ("closed", e.to_string()))
-            }
+            JoinBackend::Std(m) => m
+                .attach_tcp(s, codec)
+                .map(|_| ())
+                .map_err(|e| (member_error_code(&e), e.to_string())),
         }
     }
     fn close(self) {

@@ -148,6 +148,7 @@ pub(crate) fn connect_error(a: SocketAddr, e: io::Error) -> String {
 pub(crate) fn member_error_code(e: &MemberError) -> &'static str {
     match e {
         MemberError::Store(e) => store_error_code(e),
+        MemberError::Attach(_) => "attach_failed",
         _ => "closed",
     }
 }

@@ -149,3 +149,32 @@ fn a_bad_listen_address_is_a_usage_error_and_a_taken_port_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// A stream the member cannot read on (a frame length far past the limit) is closed
+/// from the member's side, on both runtimes: the remote sees the end of the stream.
+#[test]
+fn a_fatal_error_closes_the_tcp_link_from_the_members_side() {
+    use std::io::Read;
+    for runtime in ["smol", "std"] {
+        let (_server, url) = serve();
+        let mut c = rtc_mesh();
+        c.args([
+            "join", "room", "--signal", &url, "--json", "--codec", "postcard",
+        ])
+        .args(["--runtime", runtime, "--listen", "127.0.0.1:0"]);
+        let mut a = Peer::spawn(runtime, c);
+        let tcp = a.wait_event("ready")["tcp"].as_str().unwrap().to_owned();
+        let mut raw = std::net::TcpStream::connect(&tcp).unwrap();
+        raw.set_read_timeout(Some(common::PATIENCE)).unwrap();
+        raw.write_all(b"RMP1\xff\xff\xff\xff\x0f").unwrap();
+        a.wait_for("the fatal link error", |v| {
+            v["event"] == "error" && v["code"] == "link_error"
+        });
+        // Whatever the member sent first (its magic and digest), then the end.
+        let mut got = Vec::new();
+        raw.read_to_end(&mut got)
+            .expect("the member ends the stream (not a read timeout)");
+        assert!(got.starts_with(b"RMP1"), "{runtime}: {got:?}");
+        a.close();
+    }
+}

@@ -219,6 +219,10 @@ pub enum MemberError {
     /// The member has left the room (or its driver stopped): nothing was written.
     #[error("the member has left the room")]
     Closed,
+    /// A stream could not be attached (its socket could not be split, or a thread to
+    /// move its bytes could not be started).
+    #[error("cannot attach the stream: {0}")]
+    Attach(io::Error),
 }
 
 /// A peer's present state, for a member's `peers()`.

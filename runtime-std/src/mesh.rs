@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -150,7 +150,7 @@ impl Member {
                 }
                 let _ = writer.flush();
             })
-            .map_err(|_| MemberError::Closed)?;
+            .map_err(MemberError::Attach)?;
         let inputs = self.tx.clone();
         thread::Builder::new()
             .name("mesh-stream-read".into())
@@ -167,8 +167,16 @@ impl Member {
                     }
                 }
             })
-            .map_err(|_| MemberError::Closed)?;
+            .map_err(MemberError::Attach)?;
         Ok(link)
+    }
+
+    /// [`attach`](Self::attach) for a TCP socket: when the stream ends on our side (a
+    /// fatal decode error, or the member closing), the socket is shut down, so that the
+    /// remote sees the end and our reader thread stops.
+    pub fn attach_tcp(&self, stream: TcpStream, codec: Codec) -> Result<LinkId, MemberError> {
+        let reader = stream.try_clone().map_err(MemberError::Attach)?;
+        self.attach(reader, ShutdownOnDrop(stream), codec)
     }
 
     /// Leaves the room (goodbyes on every link and to the switchboard) and waits for
@@ -184,6 +192,24 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A TCP socket's writing side that shuts the socket down when dropped.
+struct ShutdownOnDrop(TcpStream);
+
+impl Write for ShutdownOnDrop {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
     }
 }
 
