@@ -24,6 +24,8 @@
 //! assert_eq!(Control::decode("hello", &Limits::default()), Ok(Control::Other("hello".into())));
 //! ```
 
+use std::borrow::Cow;
+
 use crate::limits::Limits;
 use crate::value::{write_json, Object, Value};
 
@@ -126,8 +128,9 @@ impl Control {
         Ok(Control::Other(text.to_owned()))
     }
 
-    /// The line's text.
-    pub fn encode(&self) -> String {
+    /// The line's text (borrowed for the fixed lines: `PING` and `PONG` go out every
+    /// second on every link).
+    pub fn encode(&self) -> Cow<'static, str> {
         match self {
             Control::Sync => "SYNC".into(),
             Control::Ping => "PING".into(),
@@ -140,15 +143,15 @@ impl Control {
                 }
                 let mut text = String::from("CLOCK ");
                 write_json(&Value::Object(o), &mut text, false);
-                text
+                text.into()
             }
             Control::Links(change, ids) => {
                 let mut text = String::from(change.prefix());
                 let v = Value::Array(ids.iter().map(|i| Value::from(i.as_str())).collect());
                 write_json(&v, &mut text, false);
-                text
+                text.into()
             }
-            Control::Other(text) => text.clone(),
+            Control::Other(text) => text.clone().into(),
         }
     }
 }
