@@ -1,11 +1,13 @@
 //! A mesh peer with real WebRTC: a [`Mesh`] plus one `str0m::Rtc` per peer, sans-IO.
 //!
-//! Inputs: signalling text ([`Node::handle_signal`]), UDP datagrams
-//! ([`Node::handle_datagram`]: source, destination, bytes) and timeouts
-//! ([`Node::handle_timeout`]); commands (`set`, `delete`, `announce`, `close`).
-//! Outputs, from [`Node::poll_output`]: signalling text, UDP transmits, events and the
-//! next timeout. A runtime owns one UDP socket and one signalling connection and moves
-//! bytes; nothing else.
+//! Inputs: the signalling connection's state and texts
+//! ([`Node::handle_signal_connected`], [`Node::handle_signal`],
+//! [`Node::handle_signal_disconnected`]), UDP datagrams ([`Node::handle_datagram`]:
+//! source, destination, bytes) and timeouts ([`Node::handle_timeout`]); commands (`set`,
+//! `delete`, `announce`, `close`). Outputs, from [`Node::poll_output`]: open, send on or
+//! close the signalling connection, UDP transmits, events and the next timeout. The node
+//! holds the signalling client (queue, backoff, announcing again after a reconnect). A
+//! runtime owns one UDP socket and one WebSocket and moves bytes; nothing else.
 //!
 //! Local addresses given in [`NodeConfig::local_addrs`] become host candidates in the
 //! SDP (natives do not trickle them). Remote candidates from signalling are added as
@@ -32,20 +34,31 @@
 //! ## A custom event loop
 //!
 //! What `rtc-mesh-smol` and `rtc-mesh-std` do, in plain std: one UDP socket, a
-//! signalling connection of yours (any transport that carries text both ways to a
-//! switchboard), and the node deciding everything. Drain [`Node::poll_output`] until it
-//! returns a timeout, wait for input or that instant, feed what came, repeat.
+//! WebSocket of yours to a switchboard, and the node deciding everything. Drain
+//! [`Node::poll_output`] until it returns a timeout, wait for input or that instant,
+//! feed what came, repeat.
 //!
 //! ```no_run
 //! use std::net::UdpSocket;
-//! use std::sync::mpsc::{Receiver, RecvTimeoutError};
 //! use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 //! use rtc_mesh_core::mesh::{MeshConfig, MeshEvent};
 //! use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 //! use rtc_mesh_core::Value;
 //!
-//! /// `signal_in` yields texts from the switchboard; `signal_out` sends texts to it.
-//! fn run(signal_in: Receiver<String>, mut signal_out: impl FnMut(String)) -> std::io::Result<()> {
+//! /// A WebSocket client of your choice, to the switchboard.
+//! trait Ws {
+//!     /// Connects; false if that failed.
+//!     fn open(&mut self) -> bool;
+//!     /// Sends a text frame; false if the connection is gone.
+//!     fn send(&mut self, text: String) -> bool;
+//!     /// Waits up to `wait` for a text: `Ok(None)` if none came, `Err(())` if the
+//!     /// connection dropped (or none is open).
+//!     fn recv(&mut self, wait: Duration) -> Result<Option<String>, ()>;
+//!     /// Sends a close frame and drops the connection.
+//!     fn close(&mut self);
+//! }
+//!
+//! fn run(ws: &mut impl Ws) -> std::io::Result<()> {
 //!     let udp = UdpSocket::bind("127.0.0.1:0")?;
 //!     let local = udp.local_addr()?;
 //!     let start = Instant::now();
@@ -56,11 +69,26 @@
 //!     node.start(start);
 //!     node.set(start, "greeting", &Value::from("hello")).expect("a valid write");
 //!     let mut buf = vec![0u8; 2048];
+//!     let mut connected = false;
 //!     udp.set_nonblocking(true)?;
 //!     loop {
 //!         let deadline = loop {
 //!             match node.poll_output() {
-//!                 NodeOutput::Signal(text) => signal_out(text),
+//!                 NodeOutput::SignalConnect => {
+//!                     connected = ws.open();
+//!                     if connected {
+//!                         node.handle_signal_connected(Instant::now());
+//!                     } else {
+//!                         node.handle_signal_disconnected(Instant::now());
+//!                     }
+//!                 }
+//!                 NodeOutput::Signal(text) => {
+//!                     if !ws.send(text) {
+//!                         connected = false;
+//!                         node.handle_signal_disconnected(Instant::now());
+//!                     }
+//!                 }
+//!                 NodeOutput::SignalClose => ws.close(),
 //!                 NodeOutput::Transmit { destination, data, .. } => {
 //!                     udp.send_to(&data, destination)?;
 //!                 }
@@ -72,15 +100,25 @@
 //!                 NodeOutput::Timeout(at) => break at,
 //!             }
 //!         };
+//!         if node.is_finished() {
+//!             return Ok(());
+//!         }
 //!         // A real loop waits on both sources at once (poll/epoll, or a runtime);
 //!         // this one alternates with a short wait to stay std-only.
 //!         let wait = deadline
 //!             .saturating_duration_since(Instant::now())
 //!             .min(Duration::from_millis(5));
-//!         match signal_in.recv_timeout(wait) {
-//!             Ok(text) => node.handle_signal(Instant::now(), &text),
-//!             Err(RecvTimeoutError::Disconnected) => return Ok(()),
-//!             Err(RecvTimeoutError::Timeout) => {}
+//!         if connected {
+//!             match ws.recv(wait) {
+//!                 Ok(Some(text)) => node.handle_signal(Instant::now(), &text),
+//!                 Ok(None) => {}
+//!                 Err(()) => {
+//!                     connected = false;
+//!                     node.handle_signal_disconnected(Instant::now());
+//!                 }
+//!             }
+//!         } else {
+//!             std::thread::sleep(wait);
 //!         }
 //!         while let Ok((n, from)) = udp.recv_from(&mut buf) {
 //!             node.handle_datagram(Instant::now(), from, local, &buf[..n]);
@@ -105,7 +143,7 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, IceCreds, Input, O
 
 use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
 use crate::replica::LinkId;
-use crate::signal::{PeerId, Signal};
+use crate::signal::PeerId;
 use crate::store::{Store, StoreError, Update};
 use crate::stun::{StunClient, StunEvent};
 use crate::value::{Object, Value};
@@ -170,8 +208,13 @@ pub enum NodeEvent {
 /// What [`Node::poll_output`] returns.
 #[derive(Debug)]
 pub enum NodeOutput {
-    /// Send this text to the switchboard.
+    /// Open the signalling connection (a WebSocket to the switchboard), then report
+    /// [`Node::handle_signal_connected`] or [`Node::handle_signal_disconnected`].
+    SignalConnect,
+    /// Send this text on the open signalling connection.
     Signal(String),
+    /// Close the signalling connection after sending what came before.
+    SignalClose,
     /// Send a UDP datagram.
     Transmit {
         /// Our address to send from.
@@ -402,16 +445,23 @@ impl Node {
         self.mesh.close(now);
     }
 
+    /// The signalling connection asked for by [`NodeOutput::SignalConnect`] opened.
+    pub fn handle_signal_connected(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.mesh.handle_signal_connected(now);
+    }
+
     /// A text from the switchboard.
     pub fn handle_signal(&mut self, now: Instant, text: &str) {
         self.now = self.now.max(now);
         self.mesh.handle_signal(now, text);
     }
 
-    /// A message from the switchboard, already parsed by the signalling client.
-    pub fn handle_message(&mut self, now: Instant, msg: Signal) {
+    /// The signalling connection failed to open or dropped (the node asks for a new one
+    /// after a backoff, and queues what it sends until then).
+    pub fn handle_signal_disconnected(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        self.mesh.handle_message(now, msg);
+        self.mesh.handle_signal_disconnected(now);
     }
 
     /// Attaches an ordered byte stream (a TCP socket, say) speaking `codec` as one more
@@ -835,7 +885,9 @@ impl Node {
                 return o;
             }
             match self.mesh.poll_output() {
+                MeshOutput::SignalConnect => return NodeOutput::SignalConnect,
                 MeshOutput::Signal(s) => return NodeOutput::Signal(s),
+                MeshOutput::SignalClose => return NodeOutput::SignalClose,
                 MeshOutput::Stream { link, data } => return NodeOutput::Stream { link, data },
                 MeshOutput::CloseStream(link) => return NodeOutput::CloseStream(link),
                 MeshOutput::Event(e) => return NodeOutput::Event(NodeEvent::Mesh(e)),
@@ -856,7 +908,7 @@ impl Node {
                     if !self.out.is_empty() {
                         continue;
                     }
-                    let mut next = t.unwrap_or(self.now + Duration::from_secs(1));
+                    let mut next = t;
                     if let Some(st) = self.stun.poll_timeout() {
                         next = next.min(st);
                     }

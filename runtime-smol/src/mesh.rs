@@ -30,7 +30,7 @@ use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::signal::{SignalEvent, Signaller};
+use crate::signal::{Signalling, WsEvent};
 
 pub use rtc_mesh_core::member::{
     answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
@@ -65,10 +65,10 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
         .map_err(|e| JoinError::Bind(options.bind, e))?;
     let stun = options.resolve_stun(crate::signal::resolve)?;
     let (node, id) = options.node(local, stun, crate::entropy())?;
-    let signaller = Signaller::connect(&options.signal_url, Default::default())?;
+    let signalling = Signalling::new(&options.signal_url)?;
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
-    let task = smol::spawn(drive(node, udp, local, signaller, cmd_rx, ev_tx));
+    let task = smol::spawn(drive(node, udp, local, signalling, cmd_rx, ev_tx));
     Ok((
         Member {
             id,
@@ -143,7 +143,7 @@ impl Member {
 
 enum Wake {
     Cmd(Option<Cmd>),
-    Signal(Option<SignalEvent>),
+    Ws(WsEvent),
     Datagram(io::Result<(usize, SocketAddr)>),
     Timer,
 }
@@ -152,7 +152,7 @@ async fn drive(
     mut node: Node,
     udp: Async<UdpSocket>,
     local: SocketAddr,
-    signaller: Signaller,
+    mut ws: Signalling,
     cmds: Receiver<Cmd>,
     events: Sender<NodeEvent>,
 ) {
@@ -164,8 +164,14 @@ async fn drive(
         // Drain the node.
         let deadline = loop {
             match node.poll_output() {
-                // Announces are sent again after a reconnect: the client knows them.
-                NodeOutput::Signal(t) => signaller.send_text(t),
+                NodeOutput::SignalConnect => ws.connect(),
+                NodeOutput::Signal(t) => {
+                    if !ws.send(t) {
+                        node.handle_signal_disconnected(Instant::now());
+                    }
+                }
+                // After the goodbye it follows.
+                NodeOutput::SignalClose => ws.close().await,
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
@@ -186,15 +192,14 @@ async fn drive(
             }
         };
         if node.is_finished() {
-            // The goodbyes are out (the signaller sends what it holds before closing).
-            signaller.close().await;
+            // The goodbyes are out, the signalling connection closed.
             if let Some(reply) = closing {
                 let _ = reply.try_send(Answer::Done);
             }
             return;
         }
         let wake = async { Wake::Cmd(cmds.recv().await.ok()) }
-            .or(async { Wake::Signal(signaller.recv().await) })
+            .or(async { Wake::Ws(ws.recv().await) })
             .or(async { Wake::Datagram(udp.recv_from(&mut buf).await) })
             .or(async {
                 Timer::at(deadline).await;
@@ -227,9 +232,9 @@ async fn drive(
                     let _ = reply.try_send(ans);
                 }
             }
-            Wake::Signal(Some(SignalEvent::Message(m))) => node.handle_message(now, m),
-            Wake::Signal(Some(_)) => {}
-            Wake::Signal(None) => return,
+            Wake::Ws(WsEvent::Open) => node.handle_signal_connected(now),
+            Wake::Ws(WsEvent::Text(t)) => node.handle_signal(now, &t),
+            Wake::Ws(WsEvent::Closed) => node.handle_signal_disconnected(now),
             Wake::Datagram(Ok((n, from))) => node.handle_datagram(now, from, local, &buf[..n]),
             Wake::Datagram(Err(_)) => {}
             Wake::Timer => node.handle_timeout(now),

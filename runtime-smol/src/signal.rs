@@ -47,12 +47,175 @@ pub(crate) fn resolve(host_port: &str) -> std::io::Result<Option<SocketAddr>> {
     Ok(host_port.to_socket_addrs()?.next())
 }
 
+/// What the connection of one generation reports to its driver.
+pub(crate) enum WsEvent {
+    /// It opened.
+    Open,
+    /// A text frame.
+    Text(String),
+    /// It failed to open, or closed.
+    Closed,
+}
+
+/// The WebSocket side of a driver: at most one connection to the switchboard, opened
+/// and run by a task of its own, so that a slow connect never holds the driver up.
+/// Each [`connect`](Self::connect) starts a new generation; reports of older ones are
+/// dropped. The member driver and the [`Signaller`] both run on it.
+pub(crate) struct Signalling {
+    url: String,
+    addr: SocketAddr,
+    gen: u64,
+    /// The texts to send on the current connection, and its task.
+    conn: Option<(Sender<String>, Task<()>)>,
+    /// Whether the current connection has opened.
+    open: bool,
+    events_tx: Sender<(u64, WsEvent)>,
+    events: Receiver<(u64, WsEvent)>,
+}
+
+impl Signalling {
+    /// Resolves `url` (`ws://host:port/`); connects nothing yet.
+    pub(crate) fn new(url: &str) -> Result<Signalling, UrlError> {
+        let addr = WsUrl::parse(url)?.resolve(resolve)?;
+        let (events_tx, events) = channel::unbounded();
+        Ok(Signalling {
+            url: url.to_owned(),
+            addr,
+            gen: 0,
+            conn: None,
+            open: false,
+            events_tx,
+            events,
+        })
+    }
+
+    /// Starts opening a new connection (dropping any other).
+    pub(crate) fn connect(&mut self) {
+        self.gen += 1;
+        let (tx, rx) = channel::unbounded();
+        let task = smol::spawn(run(
+            self.url.clone(),
+            self.addr,
+            self.gen,
+            rx,
+            self.events_tx.clone(),
+        ));
+        self.conn = Some((tx, task));
+        self.open = false;
+    }
+
+    /// Sends a text on the current connection; false if there is none.
+    pub(crate) fn send(&mut self, text: String) -> bool {
+        self.conn
+            .as_ref()
+            .is_some_and(|(tx, _)| tx.try_send(text).is_ok())
+    }
+
+    /// Sends what is pending and a close frame, and waits for the connection to end;
+    /// a connection still being opened is given up.
+    pub(crate) async fn close(&mut self) {
+        self.gen += 1;
+        if let Some((tx, task)) = self.conn.take() {
+            drop(tx);
+            if self.open {
+                task.await;
+            }
+        }
+        self.open = false;
+    }
+
+    /// The next report of the current connection.
+    pub(crate) async fn recv(&mut self) -> WsEvent {
+        loop {
+            match self.events.recv().await {
+                Ok((g, e)) if g == self.gen => {
+                    self.open = matches!(e, WsEvent::Open | WsEvent::Text(_));
+                    return e;
+                }
+                Ok(_) => {}
+                Err(_) => return smol::future::pending().await,
+            }
+        }
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+async fn open(url: &str, addr: SocketAddr) -> Option<Ws> {
+    async {
+        let stream = TcpStream::connect(addr).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        let (ws, _) = async_tungstenite::client_async(url, stream).await.ok()?;
+        Some(ws)
+    }
+    .or(async {
+        Timer::after(CONNECT_TIMEOUT).await;
+        None
+    })
+    .await
+}
+
+/// One connection: opens it, then moves texts both ways until either side ends it.
+/// The end of `texts` (the driver closing) sends a close frame.
+async fn run(
+    url: String,
+    addr: SocketAddr,
+    gen: u64,
+    texts: Receiver<String>,
+    events: Sender<(u64, WsEvent)>,
+) {
+    let Some(mut ws) = open(&url, addr).await else {
+        let _ = events.send((gen, WsEvent::Closed)).await;
+        return;
+    };
+    if events.send((gen, WsEvent::Open)).await.is_err() {
+        return;
+    }
+    enum Wake {
+        Send(Option<String>),
+        Got(Option<String>),
+    }
+    loop {
+        let wake = async { Wake::Send(texts.recv().await.ok()) }
+            .or(async {
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) => break Wake::Got(Some(t.as_str().to_owned())),
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break Wake::Got(None),
+                        Some(Ok(_)) => continue,
+                    }
+                }
+            })
+            .await;
+        match wake {
+            Wake::Send(Some(t)) => {
+                if ws.send(Message::text(t)).await.is_err() {
+                    break;
+                }
+            }
+            Wake::Send(None) => {
+                // Closed by the driver, after every text it sent.
+                let _ = ws.close(None).await;
+                return;
+            }
+            Wake::Got(Some(t)) => {
+                if events.send((gen, WsEvent::Text(t))).await.is_err() {
+                    return;
+                }
+            }
+            Wake::Got(None) => break,
+        }
+    }
+    let _ = events.send((gen, WsEvent::Closed)).await;
+}
+
 enum Cmd {
     Send(String),
     Announce(String),
 }
 
-/// A signalling connection. Dropping it closes the connection.
+/// A signalling connection, without a room: [`SignalClient`]'s queue, backoff and
+/// re-announce over a WebSocket. Dropping it closes the connection.
 pub struct Signaller {
     cmds: Sender<Cmd>,
     events: Receiver<SignalEvent>,
@@ -62,11 +225,11 @@ pub struct Signaller {
 impl Signaller {
     /// Starts connecting to `url` (`ws://host:port/`) on smol's global executor.
     pub fn connect(url: &str, config: ClientConfig) -> Result<Signaller, UrlError> {
-        let addr = WsUrl::parse(url)?.resolve(resolve)?;
+        let ws = Signalling::new(url)?;
         let (cmds, cmd_rx) = channel::unbounded();
         let (ev_tx, events) = channel::unbounded();
         let client = SignalClient::new(config, Instant::now());
-        let task = smol::spawn(drive(url.to_owned(), addr, client, cmd_rx, ev_tx));
+        let task = smol::spawn(drive(ws, client, cmd_rx, ev_tx));
         Ok(Signaller { cmds, events, task })
     }
 
@@ -95,7 +258,8 @@ impl Signaller {
         self.events.recv().await.ok()
     }
 
-    /// Closes the connection (with a close frame) and waits for the driver to end.
+    /// Sends what is pending, closes the connection (with a close frame) and waits for
+    /// the driver to end.
     pub async fn close(self) {
         drop(self.cmds);
         self.task.await;
@@ -107,55 +271,30 @@ impl Signaller {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
-async fn open(url: &str, addr: SocketAddr) -> Option<Ws> {
-    async {
-        let stream = TcpStream::connect(addr).await.ok()?;
-        let _ = stream.set_nodelay(true);
-        let (ws, _) = async_tungstenite::client_async(url, stream).await.ok()?;
-        Some(ws)
-    }
-    .or(async {
-        Timer::after(CONNECT_TIMEOUT).await;
-        None
-    })
-    .await
-}
-
 enum Wake {
     Cmd(Option<Cmd>),
-    Ws(Option<Message>),
+    Ws(WsEvent),
     Timer,
 }
 
 async fn drive(
-    url: String,
-    addr: SocketAddr,
+    mut ws: Signalling,
     mut client: SignalClient,
     cmds: Receiver<Cmd>,
     events: Sender<SignalEvent>,
 ) {
-    let mut ws: Option<Ws> = None;
     loop {
-        while let Some(o) = client.poll_output() {
-            match o {
-                ClientOutput::Connect => match open(&url, addr).await {
-                    Some(w) => {
-                        ws = Some(w);
-                        client.connected(Instant::now());
-                    }
-                    None => client.disconnected(Instant::now()),
-                },
+        let deadline = loop {
+            match client.poll_output() {
+                ClientOutput::Connect => ws.connect(),
                 ClientOutput::Send(t) => {
-                    let ok = match ws.as_mut() {
-                        Some(w) => w.send(Message::text(t)).await.is_ok(),
-                        None => false,
-                    };
-                    if !ok {
-                        ws = None;
-                        client.disconnected(Instant::now());
+                    if !ws.send(t) {
+                        client.handle_disconnected(Instant::now());
                     }
+                }
+                ClientOutput::Close => {
+                    ws.close().await;
+                    return;
                 }
                 ClientOutput::Message(m) => {
                     let _ = events.send(SignalEvent::Message(m)).await;
@@ -167,51 +306,26 @@ async fn drive(
                     let _ = events.send(SignalEvent::Disconnected).await;
                 }
                 ClientOutput::BadMessage(_) => {}
+                ClientOutput::Timeout(t) => break t,
             }
-        }
-        let deadline = client.poll_timeout();
+        };
         let wake = async { Wake::Cmd(cmds.recv().await.ok()) }
+            .or(async { Wake::Ws(ws.recv().await) })
             .or(async {
-                match ws.as_mut() {
-                    Some(w) => loop {
-                        match w.next().await {
-                            Some(Ok(Message::Text(t))) => {
-                                break Wake::Ws(Some(Message::Text(t)));
-                            }
-                            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                                break Wake::Ws(None)
-                            }
-                            Some(Ok(_)) => continue,
-                        }
-                    },
-                    None => smol::future::pending().await,
-                }
-            })
-            .or(async {
-                match deadline {
-                    Some(t) => Timer::at(t).await,
-                    None => smol::future::pending().await,
-                };
+                Timer::at(deadline).await;
                 Wake::Timer
             })
             .await;
+        let now = Instant::now();
         match wake {
-            Wake::Cmd(None) => {
-                // The handle was dropped: close politely.
-                client.close();
-                if let Some(mut w) = ws.take() {
-                    let _ = w.close(None).await;
-                }
-                return;
-            }
+            // The handle was dropped: close politely (what is pending goes first).
+            Wake::Cmd(None) => client.close(),
             Wake::Cmd(Some(Cmd::Send(t))) => client.send_text(t),
             Wake::Cmd(Some(Cmd::Announce(a))) => client.announce_text(a),
-            Wake::Ws(Some(Message::Text(t))) => client.handle_text(t.as_str()),
-            Wake::Ws(_) => {
-                ws = None;
-                client.disconnected(Instant::now());
-            }
-            Wake::Timer => client.handle_timeout(Instant::now()),
+            Wake::Ws(WsEvent::Open) => client.handle_connected(now),
+            Wake::Ws(WsEvent::Text(t)) => client.handle_text(now, &t),
+            Wake::Ws(WsEvent::Closed) => client.handle_disconnected(now),
+            Wake::Timer => client.handle_timeout(now),
         }
     }
 }

@@ -27,7 +27,7 @@ pub use rtc_mesh_core::member::{
 use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 
-use crate::signal::{SignalEvent, Signaller};
+use crate::signal::{Forward, Signalling, WsChange, WsEvent};
 
 /// Looks `HOST:PORT` up with std (the first address).
 pub(crate) fn resolve(host_port: &str) -> io::Result<Option<SocketAddr>> {
@@ -37,7 +37,8 @@ pub(crate) fn resolve(host_port: &str) -> io::Result<Option<SocketAddr>> {
 enum Input {
     Request(Request, Sender<Answer>),
     Datagram(Vec<u8>, SocketAddr),
-    Signal(SignalEvent),
+    /// From the signalling connection of a generation.
+    Ws(u64, WsEvent),
     /// Attach a stream: its writer's queue; answered with its link.
     Attach(Codec, Sender<Vec<u8>>, Sender<Option<LinkId>>),
     /// Bytes from an attached stream, or its end (`None`).
@@ -64,10 +65,8 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let (node, id) = options.node(local, stun, crate::entropy())?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
-    let signaller =
-        Signaller::connect_with_handler(&options.signal_url, Default::default(), move |e| {
-            stx.send(Input::Signal(e)).is_ok()
-        })?;
+    let forward: Forward = Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok());
+    let signalling = Signalling::new(&options.signal_url, forward)?;
     let stop = Arc::new(AtomicBool::new(false));
     // The reader: datagrams into the driver's queue.
     let reader = udp
@@ -92,7 +91,7 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let dstop = stop.clone();
     let thread = thread::Builder::new()
         .name("mesh".into())
-        .spawn(move || drive(node, udp, local, signaller, rx, ev_tx, dstop))
+        .spawn(move || drive(node, udp, local, signalling, rx, ev_tx, dstop))
         .map_err(|e| JoinError::Bind(options.bind, e))?;
     Ok((
         Member {
@@ -217,7 +216,7 @@ fn drive(
     mut node: Node,
     udp: UdpSocket,
     local: SocketAddr,
-    signaller: Signaller,
+    mut ws: Signalling,
     inputs: Receiver<Input>,
     events: Sender<NodeEvent>,
     stop: Arc<AtomicBool>,
@@ -228,8 +227,14 @@ fn drive(
     loop {
         let deadline = loop {
             match node.poll_output() {
-                // Announces are sent again after a reconnect: the client knows them.
-                NodeOutput::Signal(t) => signaller.send_text(t),
+                NodeOutput::SignalConnect => ws.connect(),
+                NodeOutput::Signal(t) => {
+                    if !ws.send(t) {
+                        node.handle_signal_disconnected(Instant::now());
+                    }
+                }
+                // After the goodbye it follows.
+                NodeOutput::SignalClose => ws.close(),
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
@@ -250,9 +255,8 @@ fn drive(
             }
         };
         if node.is_finished() {
-            // The goodbyes are out (the signaller sends what it holds before closing).
+            // The goodbyes are out, the signalling connection closed.
             stop.store(true, Ordering::Relaxed);
-            signaller.close();
             if let Some(reply) = closing {
                 let _ = reply.send(Answer::Done);
             }
@@ -271,8 +275,12 @@ fn drive(
         match input {
             None => node.handle_timeout(now),
             Some(Input::Datagram(d, from)) => node.handle_datagram(now, from, local, &d),
-            Some(Input::Signal(SignalEvent::Message(m))) => node.handle_message(now, m),
-            Some(Input::Signal(_)) => {}
+            Some(Input::Ws(g, e)) => match ws.handle(g, e) {
+                Some(WsChange::Up) => node.handle_signal_connected(now),
+                Some(WsChange::Text(t)) => node.handle_signal(now, &t),
+                Some(WsChange::Down) => node.handle_signal_disconnected(now),
+                None => {}
+            },
             Some(Input::Attach(codec, writer, reply)) => {
                 let link = node.attach(now, codec);
                 if let Some(l) = link {

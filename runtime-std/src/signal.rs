@@ -19,8 +19,9 @@
 //! ```
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -37,17 +38,193 @@ use crate::ws::ReadHalf;
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the connection of one generation reports to its driver.
+pub(crate) enum WsEvent {
+    /// It opened: the writing side.
+    Open(Box<Writer>),
+    /// A text frame.
+    Text(String),
+    /// Bytes the reading side wants written (pongs, a close reply).
+    Raw(Vec<u8>),
+    /// It failed to open, or closed.
+    Closed,
+}
+
+/// What a [`WsEvent`] means to the driver, once [`Signalling::handle`] has taken it.
+pub(crate) enum WsChange {
+    /// The connection opened.
+    Up,
+    /// A text arrived.
+    Text(String),
+    /// The connection failed to open, or closed.
+    Down,
+}
+
+/// Hands a connection's reports (tagged with its generation) to the driver's queue;
+/// false once the driver is gone.
+pub(crate) type Forward = Arc<dyn Fn(u64, WsEvent) -> bool + Send + Sync>;
+
+/// The WebSocket side of a driver thread: at most one connection to the switchboard.
+/// A thread of its own opens it (so a slow connect never holds the driver up) and then
+/// reads it; the driver writes. Each [`connect`](Self::connect) starts a new
+/// generation; reports of older ones are dropped (an older connection that opens late
+/// is shut at once). The member driver and the [`Signaller`] both run on it.
+pub(crate) struct Signalling {
+    url: String,
+    addr: SocketAddr,
+    gen: u64,
+    ws: Option<Writer>,
+    forward: Forward,
+}
+
+impl Signalling {
+    /// Resolves `url` (`ws://host:port/`); connects nothing yet.
+    pub(crate) fn new(url: &str, forward: Forward) -> Result<Signalling, UrlError> {
+        let addr = WsUrl::parse(url)?.resolve(crate::mesh::resolve)?;
+        Ok(Signalling {
+            url: url.to_owned(),
+            addr,
+            gen: 0,
+            ws: None,
+            forward,
+        })
+    }
+
+    /// Starts opening a new connection (dropping any other).
+    pub(crate) fn connect(&mut self) {
+        self.drop_ws();
+        self.gen += 1;
+        let (url, addr, gen, forward) =
+            (self.url.clone(), self.addr, self.gen, self.forward.clone());
+        let spawned = thread::Builder::new()
+            .name("signal-ws".into())
+            .spawn(move || run(&url, addr, gen, forward));
+        if spawned.is_err() {
+            (self.forward)(gen, WsEvent::Closed);
+        }
+    }
+
+    /// Takes a report; what it means, if it is about the current connection.
+    pub(crate) fn handle(&mut self, gen: u64, event: WsEvent) -> Option<WsChange> {
+        if gen != self.gen {
+            if let WsEvent::Open(w) = event {
+                let _ = w.get_ref().shutdown(Shutdown::Both);
+            }
+            return None;
+        }
+        match event {
+            WsEvent::Open(w) => {
+                self.ws = Some(*w);
+                Some(WsChange::Up)
+            }
+            WsEvent::Text(t) => Some(WsChange::Text(t)),
+            WsEvent::Raw(b) => {
+                if let Some(w) = self.ws.as_mut() {
+                    let _ = w.get_mut().write_all(&b);
+                }
+                None
+            }
+            WsEvent::Closed => {
+                self.drop_ws();
+                Some(WsChange::Down)
+            }
+        }
+    }
+
+    /// Sends a text; false if there is no connection or it failed (then it is gone).
+    pub(crate) fn send(&mut self, text: String) -> bool {
+        let ok = self
+            .ws
+            .as_mut()
+            .is_some_and(|w| w.send(Message::text(text)).is_ok());
+        if !ok {
+            self.drop_ws();
+        }
+        ok
+    }
+
+    /// Sends a close frame and shuts the connection; one still opening is given up.
+    pub(crate) fn close(&mut self) {
+        self.gen += 1;
+        if let Some(mut w) = self.ws.take() {
+            let _ = w.close(None);
+            let _ = w.flush();
+            let _ = w.get_ref().shutdown(Shutdown::Both);
+        }
+    }
+
+    fn drop_ws(&mut self) {
+        if let Some(w) = self.ws.take() {
+            let _ = w.get_ref().shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Signalling {
+    fn drop(&mut self) {
+        self.drop_ws();
+    }
+}
+
+pub(crate) type Writer = WebSocket<TcpStream>;
+
+/// One connection's thread: opens it, reports it, then reads it until it ends.
+fn run(url: &str, addr: SocketAddr, gen: u64, forward: Forward) {
+    let Some((stream, write)) = open(url, addr) else {
+        forward(gen, WsEvent::Closed);
+        return;
+    };
+    if !forward(
+        gen,
+        WsEvent::Open(Box::new(WebSocket::from_raw_socket(
+            write,
+            Role::Client,
+            None,
+        ))),
+    ) {
+        return;
+    }
+    let raw = forward.clone();
+    let half = ReadHalf {
+        stream,
+        forward: move |b| raw(gen, WsEvent::Raw(b)),
+    };
+    let mut ws = WebSocket::from_raw_socket(half, Role::Client, None);
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                if !forward(gen, WsEvent::Text(t.as_str().to_owned())) {
+                    return;
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    forward(gen, WsEvent::Closed);
+}
+
+/// Connects and does the handshake; the socket and a clone for writing.
+fn open(url: &str, addr: SocketAddr) -> Option<(TcpStream, TcpStream)> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
+    let (ws, _) = tungstenite::client(url, stream).ok()?;
+    let stream = ws.into_inner();
+    let _ = stream.set_read_timeout(None);
+    let write = stream.try_clone().ok()?;
+    Some((stream, write))
+}
+
 enum Input {
     Send(String),
     Announce(String),
-    /// From the reader of connection `gen`.
-    Text(u64, String),
-    Raw(u64, Vec<u8>),
-    Closed(u64),
+    Ws(u64, WsEvent),
     Stop,
 }
 
-/// A signalling connection driven by a thread. [`Signaller::close`] ends it.
+/// A signalling connection without a room, driven by a thread: [`SignalClient`]'s
+/// queue, backoff and re-announce over a WebSocket. [`Signaller::close`] ends it.
 pub struct Signaller {
     tx: Sender<Input>,
     events: Receiver<SignalEvent>,
@@ -57,35 +234,16 @@ pub struct Signaller {
 impl Signaller {
     /// Starts connecting to `url` (`ws://host:port/`).
     pub fn connect(url: &str, config: ClientConfig) -> Result<Signaller, UrlError> {
-        let (ev_tx, events) = mpsc::channel();
-        Self::connect_with(url, config, events, move |e| ev_tx.send(e).is_ok())
-    }
-
-    /// Like [`connect`](Self::connect), but every event goes to `on_event` (on the
-    /// client's thread) instead of [`events`](Self::events), which stays empty.
-    pub fn connect_with_handler(
-        url: &str,
-        config: ClientConfig,
-        on_event: impl FnMut(SignalEvent) -> bool + Send + 'static,
-    ) -> Result<Signaller, UrlError> {
-        let (_, events) = mpsc::channel();
-        Self::connect_with(url, config, events, on_event)
-    }
-
-    fn connect_with(
-        url: &str,
-        config: ClientConfig,
-        events: Receiver<SignalEvent>,
-        on_event: impl FnMut(SignalEvent) -> bool + Send + 'static,
-    ) -> Result<Signaller, UrlError> {
-        let addr = WsUrl::parse(url)?.resolve(crate::mesh::resolve)?;
         let (tx, rx) = mpsc::channel();
+        let itx = tx.clone();
+        let forward: Forward = Arc::new(move |g, e| itx.send(Input::Ws(g, e)).is_ok());
+        let ws = Signalling::new(url, forward)?;
+        let (ev_tx, events) = mpsc::channel();
         let client = SignalClient::new(config, Instant::now());
-        let (url, itx) = (url.to_owned(), tx.clone());
         let thread = thread::Builder::new()
             .name("signaller".into())
-            .spawn(move || drive(url, addr, client, rx, itx, on_event))
-            .map_err(|e| UrlError::Resolve(addr.to_string(), e))?;
+            .spawn(move || drive(ws, client, rx, ev_tx))
+            .map_err(|e| UrlError::Resolve(url.to_owned(), e))?;
         Ok(Signaller {
             tx,
             events,
@@ -118,7 +276,8 @@ impl Signaller {
         &self.events
     }
 
-    /// Closes the connection (with a close frame) and waits for the thread to end.
+    /// Sends what is pending, closes the connection (with a close frame) and waits for
+    /// the thread to end.
     pub fn close(mut self) {
         self.stop();
     }
@@ -137,127 +296,56 @@ impl Drop for Signaller {
     }
 }
 
-type Writer = WebSocket<TcpStream>;
-
-/// Opens a connection; its reader thread feeds `inputs` tagged with `gen`.
-fn open(url: &str, addr: SocketAddr, gen: u64, inputs: &Sender<Input>) -> Option<Writer> {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
-    let (ws, _) = tungstenite::client(url, stream).ok()?;
-    let stream = ws.into_inner();
-    let _ = stream.set_read_timeout(None);
-    let write = stream.try_clone().ok()?;
-    let (itx, rtx) = (inputs.clone(), inputs.clone());
-    let half = ReadHalf {
-        stream,
-        forward: move |b| itx.send(Input::Raw(gen, b)).is_ok(),
-    };
-    thread::Builder::new()
-        .name("signaller-read".into())
-        .spawn(move || {
-            let mut ws = WebSocket::from_raw_socket(half, Role::Client, None);
-            loop {
-                match ws.read() {
-                    Ok(Message::Text(t)) => {
-                        if rtx.send(Input::Text(gen, t.as_str().to_owned())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Message::Close(_)) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-            let _ = rtx.send(Input::Closed(gen));
-        })
-        .ok()?;
-    Some(WebSocket::from_raw_socket(write, Role::Client, None))
-}
-
 fn drive(
-    url: String,
-    addr: SocketAddr,
+    mut ws: Signalling,
     mut client: SignalClient,
     inputs: Receiver<Input>,
-    itx: Sender<Input>,
-    mut events: impl FnMut(SignalEvent) -> bool,
+    events: Sender<SignalEvent>,
 ) {
-    let mut ws: Option<Writer> = None;
-    let mut gen = 0u64;
-    let drop_ws = |ws: &mut Option<Writer>| {
-        if let Some(w) = ws.take() {
-            let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
-        }
-    };
     loop {
-        while let Some(o) = client.poll_output() {
-            match o {
-                ClientOutput::Connect => {
-                    gen += 1;
-                    match open(&url, addr, gen, &itx) {
-                        Some(w) => {
-                            ws = Some(w);
-                            client.connected(Instant::now());
-                        }
-                        None => client.disconnected(Instant::now()),
+        let deadline = loop {
+            match client.poll_output() {
+                ClientOutput::Connect => ws.connect(),
+                ClientOutput::Send(t) => {
+                    if !ws.send(t) {
+                        client.handle_disconnected(Instant::now());
                     }
                 }
-                ClientOutput::Send(t) => {
-                    let ok = ws
-                        .as_mut()
-                        .is_some_and(|w| w.send(Message::text(t)).is_ok());
-                    if !ok {
-                        drop_ws(&mut ws);
-                        client.disconnected(Instant::now());
-                    }
+                ClientOutput::Close => {
+                    ws.close();
+                    return;
                 }
                 ClientOutput::Message(m) => {
-                    let _ = events(SignalEvent::Message(m));
+                    let _ = events.send(SignalEvent::Message(m));
                 }
                 ClientOutput::Connected => {
-                    let _ = events(SignalEvent::Connected);
+                    let _ = events.send(SignalEvent::Connected);
                 }
                 ClientOutput::Disconnected => {
-                    let _ = events(SignalEvent::Disconnected);
+                    let _ = events.send(SignalEvent::Disconnected);
                 }
                 ClientOutput::BadMessage(_) => {}
+                ClientOutput::Timeout(t) => break t,
             }
-        }
-        let input = match client.poll_timeout() {
-            Some(t) => match inputs.recv_timeout(t.saturating_duration_since(Instant::now())) {
-                Ok(i) => Some(i),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
-            None => match inputs.recv() {
-                Ok(i) => Some(i),
-                Err(_) => return,
-            },
         };
+        let input = match inputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(i) => Some(i),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let now = Instant::now();
         match input {
-            None => client.handle_timeout(Instant::now()),
+            None => client.handle_timeout(now),
             Some(Input::Send(t)) => client.send_text(t),
             Some(Input::Announce(a)) => client.announce_text(a),
-            Some(Input::Text(g, t)) if g == gen => client.handle_text(&t),
-            Some(Input::Raw(g, b)) if g == gen => {
-                if let Some(w) = ws.as_mut() {
-                    let _ = w.get_mut().write_all(&b);
-                }
-            }
-            Some(Input::Closed(g)) if g == gen => {
-                drop_ws(&mut ws);
-                client.disconnected(Instant::now());
-            }
-            Some(Input::Stop) => {
-                client.close();
-                if let Some(mut w) = ws.take() {
-                    let _ = w.close(None);
-                    let _ = w.flush();
-                    let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
-                }
-                return;
-            }
-            Some(_) => {}
+            Some(Input::Ws(g, e)) => match ws.handle(g, e) {
+                Some(WsChange::Up) => client.handle_connected(now),
+                Some(WsChange::Text(t)) => client.handle_text(now, &t),
+                Some(WsChange::Down) => client.handle_disconnected(now),
+                None => {}
+            },
+            // What is pending goes first, then the close frame.
+            Some(Input::Stop) => client.close(),
         }
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! One seed fixes everything: latencies, which peers write what and when, and the
 //! faults (link partitions, peer crashes and restarts without their state,
-//! switchboard restarts, stalls on a peer's signalling connection, and relays that
-//! let a later direct `/to` message overtake an earlier one). Simulated time only;
-//! no threads, no sockets. The switchboard is core's [`Switchboard`]; the link
-//! layer is modelled: an `Open` as offerer makes an offer, the answerer answers,
+//! switchboard restarts, a peer's signalling connection dropping, stalls on it, and
+//! relays that let a later direct `/to` message overtake an earlier one). Simulated
+//! time only; no threads, no sockets. The switchboard is core's [`Switchboard`]; each
+//! peer's signalling client is the real one inside its [`Mesh`] (its queue, backoff
+//! and announcing again), and the world only opens, drops and closes its connection
+//! and moves its texts. The link layer is modelled: an `Open` as offerer makes an offer, the answerer answers,
 //! and after a few round trips both data channels open; channel messages are
 //! reliable and ordered, held back while their pair is partitioned (SCTP
 //! retransmits) and lost once either side closes.
@@ -141,6 +143,8 @@ pub struct FaultCounts {
     pub restarts: u64,
     /// Switchboard restarts.
     pub switchboard_restarts: u64,
+    /// A peer's signalling connection dropped (the switchboard stayed up).
+    pub signal_drops: u64,
     /// SDP or candidates that reached a peer before their sender's announce.
     pub early_sdp: u64,
     /// Signalling messages held up on their way to a peer.
@@ -174,6 +178,10 @@ enum Ev {
     ToPeer(usize, ConnId, String),
     /// The switchboard sees a connection close.
     ServerClose(ConnId),
+    /// The signalling connection peer `at` (in life `life`) asked for opens.
+    SignalOpen { at: usize, life: u32 },
+    /// Peer `at` sees its signalling connection `conn` drop.
+    SignalLost { at: usize, conn: ConnId },
     /// A data channel of generation `gen` opens on `at`'s side toward `other`.
     LinkUp {
         at: usize,
@@ -202,6 +210,7 @@ enum Action {
     Crash(usize),
     Restart(usize),
     SwitchboardRestart,
+    SignalDrop(usize),
 }
 
 /// A queued event, ordered by time then sequence number (ties keep their order).
@@ -227,6 +236,7 @@ impl<E> Ord for Queued<E> {
 struct SimPeer {
     id: String,
     mesh: Option<Mesh>,
+    /// The open signalling connection (`ConnId(0)`: none).
     conn: ConnId,
     lives: u32,
     /// Ever crashed: its writes may be lost.
@@ -375,11 +385,8 @@ impl World {
         }
         mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ p.lives as u64;
         let mut mesh = Mesh::new(mc).expect("valid config");
-        self.next_conn += 1;
-        p.conn = ConnId(self.next_conn);
+        p.conn = ConnId(0);
         p.sides.clear();
-        self.conn_peer.insert(p.conn, i);
-        self.board.handle_open(self.now, p.conn);
         mesh.start(self.now);
         p.mesh = Some(mesh);
         self.drain(i);
@@ -405,16 +412,31 @@ impl World {
             let o = mesh.poll_output();
             match o {
                 MeshOutput::Timeout(t) => {
-                    self.set_timer(i, t);
+                    self.set_timer(i, Some(t));
                     return;
                 }
                 // Simulated peers attach no streams.
                 MeshOutput::Stream { .. } | MeshOutput::CloseStream(_) => {}
+                MeshOutput::SignalConnect => {
+                    // A TCP and WebSocket handshake: two round trips.
+                    let d = self.latency() * 4;
+                    let life = self.peers[i].lives;
+                    self.after(d, Ev::SignalOpen { at: i, life });
+                }
                 MeshOutput::Signal(text) => {
                     let c = self.peers[i].conn;
                     let t = self.now + self.latency();
                     let t = self.ordered(usize::MAX - i, t);
                     self.at(t, Ev::ToServer(c, text));
+                }
+                MeshOutput::SignalClose => {
+                    // After what was sent before it.
+                    let c = std::mem::replace(&mut self.peers[i].conn, ConnId(0));
+                    if c != ConnId(0) {
+                        let t = self.now + self.latency();
+                        let t = self.ordered(usize::MAX - i, t);
+                        self.at(t, Ev::ServerClose(c));
+                    }
                 }
                 MeshOutput::Event(e) => {
                     let kind = match &e {
@@ -650,6 +672,31 @@ impl World {
                     self.drain(i);
                 }
             }
+            Ev::SignalOpen { at, life } => {
+                if self.peers[at].lives != life || self.peers[at].mesh.is_none() {
+                    return;
+                }
+                self.next_conn += 1;
+                let c = ConnId(self.next_conn);
+                self.peers[at].conn = c;
+                self.conn_peer.insert(c, at);
+                self.board.handle_open(self.now, c);
+                self.server_outputs();
+                if let Some(m) = self.peers[at].mesh.as_mut() {
+                    m.handle_signal_connected(self.now);
+                }
+                self.drain(at);
+            }
+            Ev::SignalLost { at, conn } => {
+                if self.peers[at].conn != conn || conn == ConnId(0) {
+                    return;
+                }
+                self.peers[at].conn = ConnId(0);
+                if let Some(m) = self.peers[at].mesh.as_mut() {
+                    m.handle_signal_disconnected(self.now);
+                }
+                self.drain(at);
+            }
             Ev::LinkUp {
                 at,
                 other,
@@ -740,9 +787,11 @@ impl World {
                     self.faults.crashes += 1;
                     self.peers[i].crashed = true;
                     self.peers[i].sides.clear();
-                    let c = self.peers[i].conn;
-                    let d = self.latency();
-                    self.after(d, Ev::ServerClose(c));
+                    let c = std::mem::replace(&mut self.peers[i].conn, ConnId(0));
+                    if c != ConnId(0) {
+                        let d = self.latency();
+                        self.after(d, Ev::ServerClose(c));
+                    }
                 }
             }
             Action::Restart(i) => {
@@ -756,20 +805,27 @@ impl World {
                 self.faults.switchboard_restarts += 1;
                 self.board_restart = Some(self.now);
                 self.board = board(self.peers.len());
-                // Every client reconnects and announces again (the signal client does).
+                // Every connection drops; each peer's client sees it a little later,
+                // then reconnects and announces again.
                 for i in 0..self.peers.len() {
-                    if self.peers[i].mesh.is_none() {
-                        continue;
+                    let conn = self.peers[i].conn;
+                    if self.peers[i].mesh.is_some() && conn != ConnId(0) {
+                        let d = self.latency();
+                        self.after(d, Ev::SignalLost { at: i, conn });
                     }
-                    self.next_conn += 1;
-                    self.peers[i].conn = ConnId(self.next_conn);
-                    self.conn_peer.insert(self.peers[i].conn, i);
-                    self.board.handle_open(self.now, self.peers[i].conn);
-                    if let Some(m) = self.peers[i].mesh.as_mut() {
-                        m.start(self.now);
-                    }
-                    self.drain(i);
                 }
+            }
+            Action::SignalDrop(i) => {
+                let conn = self.peers[i].conn;
+                if self.peers[i].mesh.is_none() || conn == ConnId(0) {
+                    return;
+                }
+                self.faults.signal_drops += 1;
+                self.last_fault.insert(i, self.now);
+                // Both ends notice, each after its own delay.
+                let (d1, d2) = (self.latency(), self.latency());
+                self.after(d1, Ev::ServerClose(conn));
+                self.after(d2, Ev::SignalLost { at: i, conn });
             }
         }
     }
@@ -837,6 +893,29 @@ impl World {
     /// The switchboard restarts; peers reconnect and announce again.
     pub fn restart_switchboard(&mut self) {
         self.action(Action::SwitchboardRestart);
+    }
+
+    /// Peer `i`'s signalling connection drops (the switchboard stays up); its client
+    /// reconnects.
+    pub fn drop_signalling(&mut self, i: usize) {
+        self.action(Action::SignalDrop(i));
+    }
+
+    /// Peer `i` announces new user attributes.
+    pub fn announce<'a>(
+        &mut self,
+        i: usize,
+        attributes: impl IntoIterator<Item = (&'a str, Value)>,
+    ) {
+        let now = self.now;
+        let mut o = rtc_mesh_core::Object::new();
+        for (k, v) in attributes {
+            o.insert(k, v);
+        }
+        if let Some(m) = self.peers[i].mesh.as_mut() {
+            m.announce(now, o);
+        }
+        self.drain(i);
     }
 
     /// Peer `i` leaves politely.
@@ -1022,7 +1101,8 @@ pub fn run(cfg: SimConfig) -> SimReport {
                     let back = Duration::from_millis(500 + w.rng.below(5000));
                     w.schedule(at + back, Action::Restart(a));
                 }
-                _ => w.schedule(at, Action::SwitchboardRestart),
+                8 => w.schedule(at, Action::SwitchboardRestart),
+                _ => w.schedule(at, Action::SignalDrop(a)),
             }
         }
     }

@@ -76,6 +76,16 @@ enum Ev {
     ToServer(ConnId, String),
     ToPeer(usize, ConnId, String),
     ServerClose(ConnId),
+    /// The signalling connection node `at` (in life `life`) asked for opens.
+    SignalOpen {
+        at: usize,
+        life: u32,
+    },
+    /// Node `at` sees its signalling connection `conn` drop.
+    SignalLost {
+        at: usize,
+        conn: ConnId,
+    },
     Datagram {
         to: usize,
         life: u32,
@@ -182,10 +192,7 @@ impl NodeWorld {
         let mut nc = NodeConfig::new(mc, vec![addr(i)]);
         nc.seeded_dtls = true;
         let mut node = Node::new(nc).expect("valid config");
-        self.next_conn += 1;
-        n.conn = ConnId(self.next_conn);
-        self.conn_peer.insert(n.conn, i);
-        self.board.handle_open(self.now, n.conn);
+        n.conn = ConnId(0);
         node.start(self.now);
         n.node = Some(node);
         self.drain(i);
@@ -204,13 +211,22 @@ impl NodeWorld {
                 }
                 // Simulated nodes attach no streams.
                 NodeOutput::Stream { .. } | NodeOutput::CloseStream(_) => {}
+                NodeOutput::SignalConnect => {
+                    let t = self.now + self.latency() * 4;
+                    let life = self.nodes[i].lives;
+                    self.at(t, Ev::SignalOpen { at: i, life });
+                }
                 NodeOutput::Signal(text) => {
                     let c = self.nodes[i].conn;
-                    let mut t = self.now + self.latency();
-                    let last = self.last_signal.entry(i).or_insert(t);
-                    t = t.max(*last);
-                    *last = t;
+                    let t = self.signal_time(i);
                     self.at(t, Ev::ToServer(c, text));
+                }
+                NodeOutput::SignalClose => {
+                    let c = std::mem::replace(&mut self.nodes[i].conn, ConnId(0));
+                    if c != ConnId(0) {
+                        let t = self.signal_time(i);
+                        self.at(t, Ev::ServerClose(c));
+                    }
                 }
                 NodeOutput::Event(e) => {
                     let kind = match &e {
@@ -276,6 +292,15 @@ impl NodeWorld {
         }
     }
 
+    /// When a text node `i` sends now reaches the switchboard (in order).
+    fn signal_time(&mut self, i: usize) -> Instant {
+        let mut t = self.now + self.latency();
+        let last = self.last_signal.entry(i).or_insert(t);
+        t = t.max(*last);
+        *last = t;
+        t
+    }
+
     fn server_outputs(&mut self) {
         while let Some(o) = self.board.poll_output() {
             if let SwitchOutput::Send(c, text) = o {
@@ -311,6 +336,31 @@ impl NodeWorld {
                     self.drain(i);
                 }
             }
+            Ev::SignalOpen { at, life } => {
+                if self.nodes[at].lives != life || self.nodes[at].node.is_none() {
+                    return;
+                }
+                self.next_conn += 1;
+                let c = ConnId(self.next_conn);
+                self.nodes[at].conn = c;
+                self.conn_peer.insert(c, at);
+                self.board.handle_open(now, c);
+                self.server_outputs();
+                if let Some(n) = self.nodes[at].node.as_mut() {
+                    n.handle_signal_connected(now);
+                }
+                self.drain(at);
+            }
+            Ev::SignalLost { at, conn } => {
+                if self.nodes[at].conn != conn || conn == ConnId(0) {
+                    return;
+                }
+                self.nodes[at].conn = ConnId(0);
+                if let Some(n) = self.nodes[at].node.as_mut() {
+                    n.handle_signal_disconnected(now);
+                }
+                self.drain(at);
+            }
             Ev::Datagram {
                 to,
                 life,
@@ -340,9 +390,11 @@ impl NodeWorld {
                     self.report.faults.crashes += 1;
                     self.nodes[i].crashed = true;
                     self.nodes[i].timer = None;
-                    let c = self.nodes[i].conn;
-                    let d = self.latency();
-                    self.at(now + d, Ev::ServerClose(c));
+                    let c = std::mem::replace(&mut self.nodes[i].conn, ConnId(0));
+                    if c != ConnId(0) {
+                        let d = self.latency();
+                        self.at(now + d, Ev::ServerClose(c));
+                    }
                 }
             }
             Ev::Restart(i) => {
@@ -358,20 +410,14 @@ impl NodeWorld {
             Ev::SwitchboardRestart => {
                 self.report.faults.switchboard_restarts += 1;
                 self.board = Switchboard::default();
-                // Every client reconnects and announces again; links stay up.
+                // Every connection drops; each client sees it a little later, then
+                // reconnects and announces again; links stay up.
                 for i in 0..self.nodes.len() {
-                    if self.nodes[i].node.is_none() {
-                        continue;
+                    let conn = self.nodes[i].conn;
+                    if self.nodes[i].node.is_some() && conn != ConnId(0) {
+                        let t = now + self.latency();
+                        self.at(t, Ev::SignalLost { at: i, conn });
                     }
-                    self.next_conn += 1;
-                    let c = ConnId(self.next_conn);
-                    self.nodes[i].conn = c;
-                    self.conn_peer.insert(c, i);
-                    self.board.handle_open(now, c);
-                    if let Some(n) = self.nodes[i].node.as_mut() {
-                        n.start(now);
-                    }
-                    self.drain(i);
                 }
             }
         }

@@ -233,6 +233,7 @@ fn sdp_and_candidates_before_the_announce_are_kept() {
     let t = Instant::now();
     let mut a = mesh("a");
     a.start(t);
+    a.handle_signal_connected(t);
     drain(&mut a);
     // b (higher id, so the offerer) sends its offer and a candidate before a has seen
     // its announce.
@@ -365,14 +366,15 @@ fn link_info_tells_state_codec_counters_and_round_trip() {
 }
 
 /// Signalling that reconnects may have lost an offer or answer in flight: the offerer
-/// offers again at once (not after its negotiation timeout) when its own announce is
-/// confirmed again, and when the peer announces again by broadcast; a direct announce
-/// and an open link change nothing.
+/// offers again at once (not after its negotiation timeout) when its own signalling
+/// connection comes back, and when the peer announces again by broadcast; a direct
+/// announce, a second `/roominfo` and an open link change nothing.
 #[test]
 fn a_negotiation_in_flight_is_restarted_when_signalling_reconnects() {
     let t = Instant::now();
     let mut z = mesh("z");
     z.start(t);
+    z.handle_signal_connected(t);
     z.handle_signal(t, r#"/roominfo|{"memberCount":1}"#);
     drain(&mut z);
     let b = r#"/announce|b|{"id":"b","room":"room","incarnation":"0000000000000002","codecs":["postcard","json"]}"#;
@@ -390,10 +392,28 @@ fn a_negotiation_in_flight_is_restarted_when_signalling_reconnects() {
             .count()
     };
     assert_eq!(opens(&drain(&mut z)), 1, "z offers to b");
-    // Our signalling reconnected: the switchboard confirms our announce again.
+    // A second roominfo alone is no reason.
     z.handle_signal(t, r#"/roominfo|{"memberCount":2}"#);
     let out = drain(&mut z);
+    assert_eq!((closes(&out), opens(&out)), (0, 0));
+    // Our signalling dropped and came back: announce first, then the fresh offer.
+    z.handle_signal_disconnected(t);
+    assert_eq!(
+        opens(&drain(&mut z)),
+        0,
+        "nothing before the connection is back"
+    );
+    z.handle_signal_connected(t);
+    let out = drain(&mut z);
     assert_eq!((closes(&out), opens(&out)), (1, 1), "offered afresh");
+    let first_signal = out.iter().find_map(|o| match o {
+        MeshOutput::Signal(s) => Some(s.as_str()),
+        _ => None,
+    });
+    assert!(
+        first_signal.is_some_and(|s| s.starts_with("/announce|z|")),
+        "{first_signal:?}"
+    );
     // b's signalling reconnected: its broadcast announce, same incarnation.
     z.handle_signal(t, b);
     let out = drain(&mut z);
@@ -403,4 +423,65 @@ fn a_negotiation_in_flight_is_restarted_when_signalling_reconnects() {
     let out = drain(&mut z);
     assert_eq!((closes(&out), opens(&out)), (0, 0));
     assert_eq!(z.stats().offers_restarted, 2);
+}
+
+/// The real signalling client inside each mesh loses its connection while a link is
+/// being negotiated, and gets it back (after its backoff): the link forms anyway, well
+/// within a negotiation timeout, whether the offerer's connection dropped or the
+/// answerer's, and whether or not the offer or answer in flight was lost (then the
+/// offerer offers again once it is back).
+#[test]
+fn the_signalling_client_loses_and_regains_its_connection_mid_negotiation() {
+    let mut restarted = 0;
+    for seed in 11..41u64 {
+        let dropped = (seed % 2) as usize;
+        let mut w = world(2, seed);
+        // p001 (the higher id) offers to p000.
+        let negotiating = w.run_until_true(Duration::from_secs(2), |w| {
+            w.mesh(1)
+                .and_then(|m| m.link_info("p000"))
+                .is_some_and(|i| i.state == LinkState::Negotiating)
+        });
+        assert!(negotiating.is_some(), "no negotiation started");
+        w.drop_signalling(dropped);
+        let t = w.run_until_true(Duration::from_secs(5), |w| w.is_converged());
+        assert!(
+            t.is_some(),
+            "seed {seed}: no link after dropping {dropped}'s signalling"
+        );
+        w.run_for(Duration::from_millis(200));
+        let m = w.mesh(dropped).unwrap();
+        assert_eq!(m.stats().signal_disconnects, 1);
+        assert_eq!(m.signal_client().connections(), 2, "it reconnected");
+        for i in 0..2 {
+            let s = w.mesh(i).unwrap().stats();
+            assert_eq!(
+                s.negotiation_timeouts, 0,
+                "seed {seed}: peer {i} waited out a timeout"
+            );
+        }
+        restarted += w.mesh(1).unwrap().stats().offers_restarted;
+        assert!(w.failures().is_empty(), "{:?}", w.failures());
+    }
+    assert!(restarted > 0, "no offer was ever lost and restarted");
+}
+
+/// While its signalling is down a mesh's messages are queued by its client and sent,
+/// after the announce, once it is back: new attributes announced meanwhile reach the
+/// room.
+#[test]
+fn what_is_announced_while_signalling_is_down_arrives_after_the_reconnect() {
+    let mut w = world(2, 21);
+    formed(&mut w);
+    w.drop_signalling(0);
+    w.announce(0, [("nick", Value::from("zed"))]);
+    let updated = w.run_until_true(Duration::from_secs(3), |w| {
+        w.log.iter().any(|(_, i, l)| {
+            *i == 1
+                && matches!(l, Logged::Event(MeshEvent::PeerUpdated { attributes, .. })
+                    if attributes.get("nick") == Some(&Value::from("zed")))
+        })
+    });
+    assert!(updated.is_some(), "the new attributes did not arrive");
+    assert_eq!(w.mesh(0).unwrap().signal_client().connections(), 2);
 }

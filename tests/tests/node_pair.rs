@@ -104,8 +104,8 @@ fn offers_set_up_sctp_with_snap() {
 }
 
 /// A closed node says when it is finished: once the drain after `close` has taken the
-/// goodbyes (`/leave`, and the DTLS close of a connection in progress), so that a
-/// driver stops at once instead of lingering.
+/// goodbyes (`/leave`, then the signalling connection's close, and the DTLS close of a
+/// connection in progress), so that a driver stops at once instead of lingering.
 #[test]
 fn a_closed_node_reports_that_it_is_finished() {
     use rtc_mesh_core::node::{Node, NodeOutput};
@@ -116,6 +116,7 @@ fn a_closed_node_reports_that_it_is_finished() {
             match z.poll_output() {
                 NodeOutput::Timeout(_) => return signals,
                 NodeOutput::Signal(s) => signals.push(s),
+                NodeOutput::SignalClose => signals.push("(close)".into()),
                 _ => {}
             }
         }
@@ -128,8 +129,10 @@ fn a_closed_node_reports_that_it_is_finished() {
     z.close(std::time::Instant::now());
     assert!(!z.is_finished(), "the goodbyes are not taken yet");
     let signals = drain(&mut z);
+    let leave = signals.iter().position(|s| s.starts_with("/leave|z"));
+    let close = signals.iter().position(|s| s == "(close)");
     assert!(
-        signals.iter().any(|s| s.starts_with("/leave|z")),
+        leave.is_some() && close == Some(signals.len() - 1) && leave < close,
         "{signals:?}"
     );
     assert!(z.is_finished());
@@ -147,6 +150,7 @@ fn node_z_with_peer_b() -> rtc_mesh_core::node::Node {
     ))
     .unwrap();
     z.start(t);
+    z.handle_signal_connected(t);
     z.handle_signal(
         t,
         r#"/announce|b|{"id":"b","room":"room","incarnation":"00000000000000bb","codecs":["postcard","json"]}"#,

@@ -70,6 +70,7 @@ fn a_mapped_address_is_in_the_sdp_of_later_connections() {
     let t = Instant::now();
     let mut z = node("z");
     z.start(t);
+    z.handle_signal_connected(t);
     let out = drain(&mut z);
     z.handle_datagram(t, addr(SERVER), addr(LOCAL), &answer(&out));
     let out = drain(&mut z);
@@ -96,6 +97,7 @@ fn a_mapped_address_found_later_is_trickled_to_present_connections() {
     let t = Instant::now();
     let mut z = node("z");
     z.start(t);
+    z.handle_signal_connected(t);
     let first = drain(&mut z);
     z.handle_signal(t, PEER_B);
     let out = drain(&mut z);
@@ -129,6 +131,7 @@ fn a_silent_stun_server_is_reported_and_the_mesh_goes_on() {
     let t = Instant::now();
     let mut z = node("z");
     z.start(t);
+    z.handle_signal_connected(t);
     let mut now = t;
     let mut failed = false;
     for _ in 0..100 {

@@ -6,7 +6,7 @@ use rtc_mesh_sim::mesh_sim::{run, SimConfig};
 #[test]
 fn the_ci_seed_list_passes_with_faults() {
     let mut failed = Vec::new();
-    let mut faults = (0, 0, 0, 0, 0, 0);
+    let mut faults = (0, 0, 0, 0, 0, 0, 0);
     for seed in 0..200 {
         let r = run(SimConfig::new(seed));
         if !r.failures.is_empty() {
@@ -18,6 +18,7 @@ fn the_ci_seed_list_passes_with_faults() {
         faults.3 += r.faults.switchboard_restarts;
         faults.4 += r.faults.signal_reorders;
         faults.5 += r.faults.early_sdp;
+        faults.6 += r.faults.signal_drops;
     }
     assert!(
         failed.is_empty(),
@@ -29,7 +30,8 @@ fn the_ci_seed_list_passes_with_faults() {
             && faults.2 > 0
             && faults.3 > 0
             && faults.4 > 0
-            && faults.5 > 0,
+            && faults.5 > 0
+            && faults.6 > 0,
         "{faults:?}"
     );
 }

@@ -7,6 +7,10 @@ impl Mesh {
     /// Time passed: pings, dead links, negotiation timeouts, retries.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        if now >= self.client_at {
+            self.client.handle_timeout(now);
+            self.pump_signal();
+        }
         if self.closed || now < self.next_tick {
             return;
         }
@@ -86,8 +90,8 @@ impl Mesh {
         (self.config.ping_interval / 4).max(Duration::from_millis(10))
     }
 
-    pub(super) fn next_timeout(&self) -> Option<Instant> {
-        Some(self.next_tick)
+    pub(super) fn next_timeout(&self) -> Instant {
+        self.next_tick.min(self.client_at)
     }
 
     pub(super) fn jitter(&mut self, d: Duration) -> Duration {

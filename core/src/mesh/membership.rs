@@ -24,8 +24,63 @@ impl Mesh {
         o
     }
 
+    /// Sends `s` through the signalling client (queued while it is disconnected).
     pub(super) fn signal(&mut self, s: Signal) {
-        self.out.push_back(MeshOutput::Signal(s.encode()));
+        self.client.send(&s);
+        self.pump_signal();
+    }
+
+    /// Moves the signalling client's outputs out, in order.
+    pub(super) fn pump_signal(&mut self) {
+        loop {
+            match self.client.poll_output() {
+                ClientOutput::Connect => self.out.push_back(MeshOutput::SignalConnect),
+                ClientOutput::Send(t) => self.out.push_back(MeshOutput::Signal(t)),
+                ClientOutput::Close => self.out.push_back(MeshOutput::SignalClose),
+                ClientOutput::Timeout(t) => {
+                    self.client_at = t;
+                    return;
+                }
+                // Texts are parsed by the mesh itself; the connection's state is known
+                // from the calls that changed it.
+                ClientOutput::Message(_)
+                | ClientOutput::BadMessage(_)
+                | ClientOutput::Connected
+                | ClientOutput::Disconnected => {}
+            }
+        }
+    }
+
+    /// The signalling connection opened: the client sends our announce, then what was
+    /// queued. On a reconnect, offers in flight may have been lost: they start again.
+    pub fn handle_signal_connected(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        let again = self.client.connections() > 0;
+        self.client.handle_connected(now);
+        self.pump_signal();
+        if again && !self.closed {
+            let offering: Vec<String> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| matches!(p.conn, Conn::Negotiating { offerer: true, .. }))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for peer in offering {
+                self.restart_offer(&peer, now);
+            }
+        }
+    }
+
+    /// The signalling connection failed to open or dropped: the client reconnects after
+    /// its backoff ([`MeshOutput::SignalConnect`] again) and queues what is sent until
+    /// then.
+    pub fn handle_signal_disconnected(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if self.client.is_connected() {
+            self.stats.signal_disconnects += 1;
+        }
+        self.client.handle_disconnected(now);
+        self.pump_signal();
     }
 
     pub(super) fn set_present(&mut self, peer: &str, present: bool, reason: LeaveReason) {
@@ -50,19 +105,17 @@ impl Mesh {
         self.event(e);
     }
 
-    /// A text from the switchboard.
+    /// A text from the switchboard (parsed here, once; an invalid one is counted in
+    /// [`MeshStats::bad_signals`] and dropped).
     pub fn handle_signal(&mut self, now: Instant, text: &str) {
-        if let Ok(msg) = Signal::parse(text, &self.limits) {
-            self.handle_message(now, msg);
-        } else {
-            self.last_now = self.last_now.max(now);
+        self.last_now = self.last_now.max(now);
+        match Signal::parse(text, &self.config.signalling.limits) {
+            Ok(msg) => self.on_message(now, msg),
+            Err(_) => self.stats.bad_signals += 1,
         }
     }
 
-    /// A message from the switchboard, already parsed (by a signalling client): the same
-    /// as [`handle_signal`](Self::handle_signal) without parsing it again.
-    pub fn handle_message(&mut self, now: Instant, msg: Signal) {
-        self.last_now = self.last_now.max(now);
+    fn on_message(&mut self, now: Instant, msg: Signal) {
         if self.closed {
             return;
         }
@@ -75,17 +128,6 @@ impl Mesh {
             if !self.online {
                 self.online = true;
                 self.event(MeshEvent::Online);
-            } else {
-                // Announced again (a reconnect): offers in flight may be lost.
-                let offering: Vec<String> = self
-                    .peers
-                    .iter()
-                    .filter(|(_, p)| matches!(p.conn, Conn::Negotiating { offerer: true, .. }))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for peer in offering {
-                    self.restart_offer(&peer, now);
-                }
             }
             return;
         }

@@ -24,11 +24,16 @@
 //!   (`timeout`). A negotiation that does not finish in time is abandoned and retried
 //!   with backoff by the offerer; so is a link that closed while its peer is still in
 //!   the room.
+//! - The mesh holds its signalling client ([`SignalClient`]): it says when to open the
+//!   connection to the switchboard ([`MeshOutput::SignalConnect`]), queues what it sends
+//!   while the connection is down, reconnects with backoff and announces again first.
+//!   The runtime only moves texts and reports the connection opening
+//!   ([`Mesh::handle_signal_connected`]) and dropping
+//!   ([`Mesh::handle_signal_disconnected`]).
 //! - Signalling that reconnects may have lost what was in flight: an offerer restarts
 //!   the negotiations it has in progress (a fresh offer, which replaces the old one at
-//!   the answerer) when its own announce is confirmed again (a second `/roominfo`) and
-//!   when the peer it is offering to announces again by broadcast with the same
-//!   incarnation. Open links are kept.
+//!   the answerer) when its own connection comes back and when the peer it is offering
+//!   to announces again by broadcast with the same incarnation. Open links are kept.
 //! - A closing peer says `"BYE"` on each link (then `/leave`); either drops its link at
 //!   once and reports it left.
 //! - The peer's own `/leave` (no reason) or an announce with a new incarnation drops its
@@ -51,7 +56,8 @@ use crate::control::Control;
 use crate::limits::Limits;
 use crate::replica::{LinkId, Replica, ReplicaEvent, ReplicaOutput};
 use crate::session::SessionStats;
-use crate::signal::{valid_peer_id, Part, PeerId, Signal, SignalLimits};
+use crate::signal::{valid_peer_id, Part, PeerId, Signal};
+use crate::signal_client::{ClientConfig, ClientOutput, SignalClient, IDLE};
 use crate::store::{Store, StoreConfig, StoreError, StoreEvent, Update};
 use crate::value::{Object, Value};
 use crate::wire::{Codec, Framing};
@@ -98,6 +104,9 @@ pub struct MeshConfig {
     pub limits: Limits,
     /// Seed for jitter and the store's hash.
     pub seed: u64,
+    /// The signalling client's backoff, queue and bounds (its jitter seed is drawn
+    /// from `seed`).
+    pub signalling: ClientConfig,
 }
 
 impl MeshConfig {
@@ -133,6 +142,7 @@ impl MeshConfig {
             retry_max: Duration::from_secs(10),
             limits: Limits::default(),
             seed: 0,
+            signalling: ClientConfig::default(),
         }
     }
 }
@@ -169,6 +179,10 @@ pub struct MeshStats {
     pub link_timeouts: u64,
     /// Negotiations restarted because signalling reconnected (ours or the peer's).
     pub offers_restarted: u64,
+    /// Texts from the switchboard that were not valid messages (dropped).
+    pub bad_signals: u64,
+    /// Times our signalling connection dropped.
+    pub signal_disconnects: u64,
 }
 
 /// How far the connection to a peer has come, in [`LinkInfo`].
@@ -351,8 +365,15 @@ pub enum LinkCommand {
 /// What [`Mesh::poll_output`] returns.
 #[derive(Debug)]
 pub enum MeshOutput {
-    /// Send this text to the switchboard.
+    /// Open the signalling connection (a WebSocket to the switchboard), then report
+    /// [`Mesh::handle_signal_connected`] or [`Mesh::handle_signal_disconnected`].
+    SignalConnect,
+    /// Send this text on the open signalling connection (texts sent while it was down
+    /// were queued and come out after it opens).
     Signal(String),
+    /// Close the signalling connection after sending what came before (we left), or
+    /// give up opening it.
+    SignalClose,
     /// A command for the link layer.
     Link(LinkCommand),
     /// Bytes for the data channel to `peer` (one channel message).
@@ -374,8 +395,8 @@ pub enum MeshOutput {
     CloseStream(LinkId),
     /// An event.
     Event(MeshEvent),
-    /// Nothing more until an input or this instant.
-    Timeout(Option<Instant>),
+    /// Nothing more until an input or this instant (then call [`Mesh::handle_timeout`]).
+    Timeout(Instant),
 }
 
 #[derive(Debug)]
@@ -418,7 +439,9 @@ pub struct Mesh {
     streams: BTreeSet<LinkId>,
     early: BTreeMap<String, Vec<Signal>>,
     out: VecDeque<MeshOutput>,
-    limits: SignalLimits,
+    /// The signalling client, and when it next wants `handle_timeout`.
+    client: SignalClient,
+    client_at: Instant,
     rng: u64,
     online: bool,
     closed: bool,
@@ -475,7 +498,11 @@ impl Mesh {
         let config_start = config.start;
         let mut replica = Replica::new(store);
         replica.batch_link_reports(true);
+        let mut signalling = config.signalling.clone();
+        signalling.seed = config.seed.rotate_left(32) ^ 0x5167_6e61_6c6c_696e;
         Ok(Mesh {
+            client: SignalClient::new(signalling, config_start),
+            client_at: config_start,
             rng: config.seed | 1,
             config,
             replica,
@@ -484,7 +511,6 @@ impl Mesh {
             streams: BTreeSet::new(),
             early: BTreeMap::new(),
             out: VecDeque::new(),
-            limits: SignalLimits::default(),
             online: false,
             closed: false,
             last_now: config_start,
@@ -546,10 +572,18 @@ impl Mesh {
         })
     }
 
-    /// Announces us to the room.
-    pub fn start(&mut self, _now: Instant) {
+    /// The signalling client (its connection state, queue and counters).
+    pub fn signal_client(&self) -> &SignalClient {
+        &self.client
+    }
+
+    /// Announces us to the room (at once if signalling is connected, else as soon as it
+    /// connects, and again after every reconnect).
+    pub fn start(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         let a = Signal::announce(&self.config.id, self.attributes());
-        self.signal(a);
+        self.client.announce(&a);
+        self.pump_signal();
     }
 
     /// Updates our user attributes and announces them.
@@ -576,6 +610,9 @@ impl Mesh {
         self.closed = true;
         let me = self.config.id.clone();
         self.signal(Signal::leave(&me, None));
+        // The leave goes out first if the connection is up; then it closes.
+        self.client.close();
+        self.pump_signal();
         // Say goodbye on every link too, ahead of closing it: the link is faster than
         // the switchboard, and its closing must not look like a failure.
         let links: Vec<LinkId> = self.links.keys().copied().collect();
@@ -597,7 +634,7 @@ impl Mesh {
     /// Whether the mesh has closed and every goodbye it had to give has been taken
     /// from [`poll_output`](Self::poll_output): nothing more will come out of it.
     pub fn is_finished(&self) -> bool {
-        self.closed && self.out.is_empty()
+        self.closed && self.out.is_empty() && !self.client.has_output()
     }
 
     /// Moves the replica's pending output ahead of what comes next.
@@ -636,7 +673,7 @@ impl Mesh {
                     self.report_all_synced();
                     if self.out.is_empty() {
                         return MeshOutput::Timeout(if self.closed {
-                            None
+                            self.last_now + IDLE
                         } else {
                             self.next_timeout()
                         });

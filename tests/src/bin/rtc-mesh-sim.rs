@@ -30,7 +30,7 @@ fn peak_rss_mib() -> f64 {
 fn print(seed: u64, r: &SimReport) {
     let f = &r.faults;
     println!(
-        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-stalls {} signal-reorders {} early-sdp {} | settled {:.2} s",
+        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} | settled {:.2} s",
         if r.failures.is_empty() { "ok" } else { "FAILED" },
         r.trace,
         f.drops,
@@ -39,6 +39,7 @@ fn print(seed: u64, r: &SimReport) {
         f.crashes,
         f.restarts,
         f.switchboard_restarts,
+        f.signal_drops,
         f.signal_stalls,
         f.signal_reorders,
         f.early_sdp,
@@ -179,6 +180,7 @@ fn main() -> ExitCode {
         totals.crashes += f.crashes;
         totals.restarts += f.restarts;
         totals.switchboard_restarts += f.switchboard_restarts;
+        totals.signal_drops += f.signal_drops;
         totals.early_sdp += f.early_sdp;
         totals.signal_stalls += f.signal_stalls;
         totals.signal_reorders += f.signal_reorders;
