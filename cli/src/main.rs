@@ -6,6 +6,7 @@ mod control;
 mod demo;
 mod join;
 mod lines;
+mod member;
 mod replicate;
 mod serve;
 

@@ -191,6 +191,63 @@ impl JoinOptions {
     }
 }
 
+/// How a member without a room is set up: a store replicated over attached byte
+/// streams only (TCP links speaking scuttlebutt's JSON lines, or postcard), with no
+/// signalling and no WebRTC. `rtc-mesh replicate` is one; so is a runtime's
+/// `Replicator`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReplicatorOptions {
+    /// The store's source id.
+    pub id: String,
+    /// The codec spoken on every link.
+    pub codec: Codec,
+    /// Bounds on values, keys and messages.
+    pub limits: Limits,
+}
+
+impl ReplicatorOptions {
+    /// Options with default limits.
+    pub fn new(id: impl Into<String>, codec: Codec) -> Self {
+        ReplicatorOptions {
+            id: id.into(),
+            codec,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The Node of a member without a room ([`MeshConfig::without_room`]) whose store
+    /// writes as `id`.
+    pub fn node(&self, entropy: Entropy) -> Result<Node, StartError> {
+        let mut mc = MeshConfig::without_room(
+            "replicator",
+            entropy.incarnation(),
+            entropy.epoch_ms,
+            entropy.start,
+        );
+        mc.source = Some(self.id.clone());
+        mc.codecs = vec![self.codec];
+        mc.limits = self.limits.clone();
+        mc.seed = entropy.seed;
+        Node::new(NodeConfig::new(mc, Vec::new())).map_err(|e| match e {
+            MeshError::Store(e) => StartError::Store(e),
+            other => StartError::Io(io::Error::new(io::ErrorKind::InvalidInput, other)),
+        })
+    }
+}
+
+/// Why a member without a room (a runtime's `Replicator`) could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store configuration is invalid (for example the source id).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A thread or socket could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Why joining failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -332,7 +389,7 @@ macro_rules! __member_calls {
             &self.id
         }
 
-        /// The UDP address we listen on.
+        /// The UDP address we listen on (unspecified for a member without a room).
         pub fn local_addr(&self) -> std::net::SocketAddr {
             self.local
         }

@@ -45,7 +45,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use crate::control::{Control, LinksChange};
-use crate::limits::Limits;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionStats};
 use crate::store::{Store, StoreError, StoreEvent, Update};
 use crate::value::{EncodedValue, Value};
@@ -104,8 +103,10 @@ pub enum ReplicaOutput {
     Transmit(LinkId, Vec<u8>),
     /// An event.
     Event(ReplicaEvent),
-    /// Nothing more to do until the next input, or the given instant if any.
-    Timeout(Option<Instant>),
+    /// Nothing more to do until the next input or this instant. A replica has no
+    /// timers of its own, so the instant is far ahead; its owner pings links (a
+    /// [`Mesh`](crate::mesh::Mesh) does).
+    Timeout(Instant),
 }
 
 /// A store plus one sync session per link. See the module docs.
@@ -125,13 +126,14 @@ pub struct Replica {
     batch_reports: bool,
     /// Links whose transport cannot take more now.
     paused: BTreeSet<LinkId>,
+    /// The latest instant seen.
+    now: Instant,
 }
 
 impl Replica {
     /// Serves `store`.
     pub fn new(store: Store) -> Self {
         Replica {
-            store,
             links: BTreeMap::new(),
             next_link: 0,
             events: VecDeque::new(),
@@ -140,6 +142,8 @@ impl Replica {
             reported: Vec::new(),
             batch_reports: false,
             paused: BTreeSet::new(),
+            now: store.start(),
+            store,
         }
     }
 
@@ -185,6 +189,7 @@ impl Replica {
 
     /// Sends `PING` on a link (the remote answers `PONG`).
     pub fn ping(&mut self, now: Instant, link: LinkId) {
+        self.now = self.now.max(now);
         if let Some(s) = self.links.get_mut(&link) {
             s.ping(now);
             self.mark(link);
@@ -316,6 +321,7 @@ impl Replica {
 
     /// Bytes arrived on `link`.
     pub fn handle_input(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
+        self.now = self.now.max(now);
         let Some(s) = self.links.get_mut(&link) else {
             return;
         };
@@ -325,6 +331,7 @@ impl Replica {
 
     /// The byte stream of `link` ended.
     pub fn handle_end(&mut self, now: Instant, link: LinkId) {
+        self.now = self.now.max(now);
         let Some(s) = self.links.get_mut(&link) else {
             return;
         };
@@ -430,6 +437,7 @@ impl Replica {
 
     /// Sets `key` to `value` (`null` deletes) and sends it to every link.
     pub fn set(&mut self, now: Instant, key: &str, value: &Value) -> Result<Update, StoreError> {
+        self.now = self.now.max(now);
         let u = self.store.set(now, key, value)?;
         self.forward(None);
         Ok(u)
@@ -449,6 +457,7 @@ impl Replica {
 
     /// Deletes `key`.
     pub fn delete(&mut self, now: Instant, key: &str) -> Result<Update, StoreError> {
+        self.now = self.now.max(now);
         let u = self.store.delete(now, key)?;
         self.forward(None);
         Ok(u)
@@ -456,6 +465,7 @@ impl Replica {
 
     /// Applies an update obtained some other way (not from a link), and forwards it.
     pub fn apply(&mut self, now: Instant, u: Update) -> crate::store::Verdict {
+        self.now = self.now.max(now);
         let v = self.store.apply(now, u);
         self.forward(None);
         v
@@ -484,66 +494,6 @@ impl Replica {
         if let Some(e) = self.events.pop_front() {
             return ReplicaOutput::Event(e);
         }
-        ReplicaOutput::Timeout(None)
+        ReplicaOutput::Timeout(self.now + crate::signal_client::IDLE)
     }
-}
-
-/// Drains a replica's output, the loop every driver runs after each input: bytes go to
-/// `send(link, bytes)`, events to `emit`, and a link whose stream cannot be decoded
-/// any more is handed to `close`. Returns the next timer, if any.
-pub fn drain(
-    replica: &mut Replica,
-    mut send: impl FnMut(LinkId, Vec<u8>),
-    mut close: impl FnMut(LinkId),
-    mut emit: impl FnMut(ReplicaEvent),
-) -> Option<Instant> {
-    loop {
-        match replica.poll_output() {
-            ReplicaOutput::Transmit(link, bytes) => send(link, bytes),
-            ReplicaOutput::Event(e) => {
-                if let ReplicaEvent::LinkError { link, error } = &e {
-                    if error.is_fatal() {
-                        close(*link);
-                    }
-                }
-                emit(e);
-            }
-            ReplicaOutput::Timeout(t) => return t,
-        }
-    }
-}
-
-/// How a runtime's `Replicator` (a store replicated over byte-stream links) is set up.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ReplicatorOptions {
-    /// The store's source id.
-    pub id: String,
-    /// The codec spoken on every link.
-    pub codec: Codec,
-    /// Bounds on values, keys and messages.
-    pub limits: Limits,
-}
-
-impl ReplicatorOptions {
-    /// Options with default limits.
-    pub fn new(id: impl Into<String>, codec: Codec) -> Self {
-        ReplicatorOptions {
-            id: id.into(),
-            codec,
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// Why a runtime's `Replicator` could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The store configuration is invalid (for example the source id).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A thread or socket could not be created.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
 }

@@ -377,6 +377,11 @@ impl Store {
         })
     }
 
+    /// The instant the store's clock starts at ([`StoreConfig::start`]).
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// This replica's source id.
     pub fn id(&self) -> &str {
         &self.id

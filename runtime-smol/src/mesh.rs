@@ -1,5 +1,6 @@
-//! Joining a room on smol: one UDP socket, one signalling connection, and core's
-//! [`Node`] deciding everything.
+//! Joining a room on smol: one UDP socket, one WebSocket to the switchboard, and
+//! core's [`Node`] deciding everything. [`replicate`] makes a member without a room:
+//! the same driver with neither, whose store syncs over attached streams only.
 //!
 //! ```no_run
 //! use rtc_mesh_smol::mesh::{join, JoinOptions};
@@ -19,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use smol::channel::{self, Receiver, Sender};
@@ -33,8 +34,13 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::signal::{Signalling, WsEvent};
 
 pub use rtc_mesh_core::member::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions, Request,
+    StartError,
 };
+
+/// How long a closing member waits for its attached streams to take what was written
+/// to them (a slow or stuck socket does not hold the close up longer).
+pub const STREAM_FLUSH: Duration = Duration::from_secs(5);
 
 /// Our membership of a room. Dropping it stops the driver without a goodbye; call
 /// [`Member::close`] to leave politely.
@@ -48,8 +54,9 @@ pub struct Member {
 /// What a member's handle (and its streams' readers) tell the driver.
 enum Cmd {
     Request(Request, Sender<Answer>),
-    /// Attach a stream: its writer's queue; answered with its link.
-    Attach(Codec, Sender<Vec<u8>>, Sender<Option<LinkId>>),
+    /// Attach a stream: its writer's queue; answered with its link and a token its
+    /// writer holds until it is done (a closing driver waits for the tokens).
+    Attach(Codec, Sender<Vec<u8>>, Sender<Option<(LinkId, Sender<()>)>>),
     /// Bytes from an attached stream, or its end (`None`).
     StreamIn(LinkId, Option<Vec<u8>>),
 }
@@ -66,10 +73,32 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
     let stun = options.resolve_stun(crate::signal::resolve)?;
     let (node, id) = options.node(local, stun, crate::entropy())?;
     let signalling = Signalling::new(&options.signal_url)?;
+    Ok(spawn(node, id, Some((udp, local)), Some(signalling)))
+}
+
+/// A member without a room: no switchboard, no UDP socket, no peers; a store that
+/// syncs over the streams [attached](Member::attach) to it (TCP links speaking
+/// `options.codec`), exactly as a room member syncs its attached streams. Its
+/// [`id`](Member::id) is the store's source id; its `local_addr` is unspecified.
+/// `rtc-mesh replicate` is one.
+pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
+    let node = options.node(crate::entropy())?;
+    Ok(spawn(node, options.id.clone(), None, None))
+}
+
+fn spawn(
+    node: Node,
+    id: String,
+    udp: Option<(Async<UdpSocket>, SocketAddr)>,
+    ws: Option<Signalling>,
+) -> (Member, Receiver<NodeEvent>) {
+    let local = udp
+        .as_ref()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |u| u.1);
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
-    let task = smol::spawn(drive(node, udp, local, signalling, cmd_rx, ev_tx));
-    Ok((
+    let task = smol::spawn(drive(node, udp, ws, cmd_rx, ev_tx));
+    (
         Member {
             id,
             local,
@@ -77,7 +106,7 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
             _task: task,
         },
         events,
-    ))
+    )
 }
 
 impl Member {
@@ -104,7 +133,7 @@ impl Member {
             .send(Cmd::Attach(codec, wtx, tx))
             .await
             .map_err(|_| MemberError::Closed)?;
-        let link = rx.recv().await.ok().flatten().ok_or(MemberError::Closed)?;
+        let (link, token) = rx.recv().await.ok().flatten().ok_or(MemberError::Closed)?;
         // The writer ends (and closes its half) when the driver drops the queue.
         smol::spawn(async move {
             while let Ok(bytes) = wrx.recv().await {
@@ -113,6 +142,7 @@ impl Member {
                 }
             }
             let _ = wr.close().await;
+            drop(token);
         })
         .detach();
         let cmds = self.cmds.clone();
@@ -135,7 +165,9 @@ impl Member {
 
     rtc_mesh_core::__member_calls!(async; .await);
 
-    /// Leaves the room (says goodbye on every link and to the switchboard).
+    /// Leaves the room (says goodbye on every link and to the switchboard), closes the
+    /// attached streams once they have taken what was written to them (at most
+    /// [`STREAM_FLUSH`]), and waits for the driver to end.
     pub async fn close(self) {
         self.request(Request::Close).await;
     }
@@ -150,13 +182,13 @@ enum Wake {
 
 async fn drive(
     mut node: Node,
-    udp: Async<UdpSocket>,
-    local: SocketAddr,
-    mut ws: Signalling,
+    udp: Option<(Async<UdpSocket>, SocketAddr)>,
+    mut ws: Option<Signalling>,
     cmds: Receiver<Cmd>,
     events: Sender<NodeEvent>,
 ) {
     let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
+    let (flush_tx, flush_rx) = channel::unbounded::<()>();
     let mut buf = vec![0u8; 2048];
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
@@ -164,18 +196,28 @@ async fn drive(
         // Drain the node.
         let deadline = loop {
             match node.poll_output() {
-                NodeOutput::SignalConnect => ws.connect(),
+                NodeOutput::SignalConnect => {
+                    if let Some(w) = ws.as_mut() {
+                        w.connect();
+                    }
+                }
                 NodeOutput::Signal(t) => {
-                    if !ws.send(t) {
+                    if !ws.as_mut().is_some_and(|w| w.send(t)) {
                         node.handle_signal_disconnected(Instant::now());
                     }
                 }
                 // After the goodbye it follows.
-                NodeOutput::SignalClose => ws.close().await,
+                NodeOutput::SignalClose => {
+                    if let Some(w) = ws.as_mut() {
+                        w.close().await;
+                    }
+                }
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
-                    let _ = udp.send_to(&data, destination).await;
+                    if let Some((u, _)) = &udp {
+                        let _ = u.send_to(&data, destination).await;
+                    }
                 }
                 NodeOutput::Event(e) => {
                     let _ = events.try_send(e);
@@ -192,15 +234,33 @@ async fn drive(
             }
         };
         if node.is_finished() {
-            // The goodbyes are out, the signalling connection closed.
+            // The goodbyes are out, the signalling connection closed. The streams'
+            // writers finish what they hold, then drop their tokens.
+            drop(streams);
+            drop(flush_tx);
+            async { while flush_rx.recv().await.is_ok() {} }
+                .or(async {
+                    Timer::after(STREAM_FLUSH).await;
+                })
+                .await;
             if let Some(reply) = closing {
                 let _ = reply.try_send(Answer::Done);
             }
             return;
         }
         let wake = async { Wake::Cmd(cmds.recv().await.ok()) }
-            .or(async { Wake::Ws(ws.recv().await) })
-            .or(async { Wake::Datagram(udp.recv_from(&mut buf).await) })
+            .or(async {
+                match ws.as_mut() {
+                    Some(w) => Wake::Ws(w.recv().await),
+                    None => smol::future::pending().await,
+                }
+            })
+            .or(async {
+                match &udp {
+                    Some((u, _)) => Wake::Datagram(u.recv_from(&mut buf).await),
+                    None => smol::future::pending().await,
+                }
+            })
             .or(async {
                 Timer::at(deadline).await;
                 Wake::Timer
@@ -214,7 +274,7 @@ async fn drive(
                 if let Some(l) = link {
                     streams.insert(l, writer);
                 }
-                let _ = reply.try_send(link);
+                let _ = reply.try_send(link.map(|l| (l, flush_tx.clone())));
             }
             Wake::Cmd(Some(Cmd::StreamIn(link, Some(bytes)))) => {
                 node.stream_data(now, link, &bytes)
@@ -235,7 +295,11 @@ async fn drive(
             Wake::Ws(WsEvent::Open) => node.handle_signal_connected(now),
             Wake::Ws(WsEvent::Text(t)) => node.handle_signal(now, &t),
             Wake::Ws(WsEvent::Closed) => node.handle_signal_disconnected(now),
-            Wake::Datagram(Ok((n, from))) => node.handle_datagram(now, from, local, &buf[..n]),
+            Wake::Datagram(Ok((n, from))) => {
+                if let Some((_, local)) = &udp {
+                    node.handle_datagram(now, from, *local, &buf[..n]);
+                }
+            }
             Wake::Datagram(Err(_)) => {}
             Wake::Timer => node.handle_timeout(now),
         }

@@ -4,19 +4,21 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use rtc_mesh_core::member::MemberError;
-use rtc_mesh_core::{Codec, ReplicaEvent, Value};
+use rtc_mesh_core::mesh::MeshEvent;
+use rtc_mesh_core::node::NodeEvent;
+use rtc_mesh_core::{Codec, Value};
 use rtc_mesh_smol::{Replicator, ReplicatorOptions};
 use smol::channel::Receiver;
 
 /// Waits (bounded) for the update of `key`.
-async fn wait_update(events: &Receiver<ReplicaEvent>, key: &str) -> Value {
+async fn wait_update(events: &Receiver<NodeEvent>, key: &str) -> Value {
     let deadline = async {
         smol::Timer::after(Duration::from_secs(30)).await;
         panic!("no update of {key} within 30 s");
     };
     let wait = async {
         loop {
-            if let Ok(ReplicaEvent::Update(u)) = events.recv().await {
+            if let Ok(NodeEvent::Mesh(MeshEvent::Update(u))) = events.recv().await {
                 if &*u.key == key {
                     return u.value.to_value().unwrap();
                 }

@@ -1,5 +1,7 @@
-//! Joining a room with std threads: one UDP socket, one signalling connection, and
-//! core's [`Node`] deciding everything, on a driver thread.
+//! Joining a room with std threads: one UDP socket, one WebSocket to the switchboard,
+//! and core's [`Node`] deciding everything, on a driver thread. [`replicate`] makes a
+//! member without a room: the same driver with neither, whose store syncs over
+//! attached streams only.
 //!
 //! ```no_run
 //! use rtc_mesh_std::mesh::{join, JoinOptions};
@@ -22,8 +24,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use rtc_mesh_core::member::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, Request,
+    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions, Request,
+    StartError,
 };
+
+/// How long a closing member waits for its attached streams to take what was written
+/// to them (a slow or stuck socket does not hold the close up longer).
+pub const STREAM_FLUSH: Duration = Duration::from_secs(5);
 use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 
@@ -39,8 +46,9 @@ enum Input {
     Datagram(Vec<u8>, SocketAddr),
     /// From the signalling connection of a generation.
     Ws(u64, WsEvent),
-    /// Attach a stream: its writer's queue; answered with its link.
-    Attach(Codec, Sender<Vec<u8>>, Sender<Option<LinkId>>),
+    /// Attach a stream: its writer's queue; answered with its link and a token its
+    /// writer holds until it is done (a closing driver waits for the tokens).
+    Attach(Codec, Sender<Vec<u8>>, Sender<Option<(LinkId, Sender<()>)>>),
     /// Bytes from an attached stream, or its end (`None`).
     StreamIn(LinkId, Option<Vec<u8>>),
 }
@@ -87,12 +95,39 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
             }
         })
         .map_err(|e| JoinError::Bind(options.bind, e))?;
+    spawn(node, id, Some((udp, local)), Some(signalling), tx, rx, stop)
+        .map_err(|e| JoinError::Bind(options.bind, e))
+}
+
+/// A member without a room: no switchboard, no UDP socket, no peers; a store that
+/// syncs over the streams [attached](Member::attach) to it (TCP links speaking
+/// `options.codec`), exactly as a room member syncs its attached streams. Its
+/// [`id`](Member::id) is the store's source id; its `local_addr` is unspecified.
+/// `rtc-mesh replicate` is one.
+pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
+    let node = options.node(crate::entropy())?;
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    Ok(spawn(node, options.id.clone(), None, None, tx, rx, stop)?)
+}
+
+fn spawn(
+    node: Node,
+    id: String,
+    udp: Option<(UdpSocket, SocketAddr)>,
+    ws: Option<Signalling>,
+    tx: Sender<Input>,
+    rx: Receiver<Input>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<(Member, Receiver<NodeEvent>)> {
+    let local = udp
+        .as_ref()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |u| u.1);
     let (ev_tx, events) = mpsc::channel();
     let dstop = stop.clone();
     let thread = thread::Builder::new()
         .name("mesh".into())
-        .spawn(move || drive(node, udp, local, signalling, rx, ev_tx, dstop))
-        .map_err(|e| JoinError::Bind(options.bind, e))?;
+        .spawn(move || drive(node, udp, ws, rx, ev_tx, dstop))?;
     Ok((
         Member {
             id,
@@ -137,7 +172,7 @@ impl Member {
         self.tx
             .send(Input::Attach(codec, wtx, tx))
             .map_err(|_| MemberError::Closed)?;
-        let link = rx.recv().ok().flatten().ok_or(MemberError::Closed)?;
+        let (link, token) = rx.recv().ok().flatten().ok_or(MemberError::Closed)?;
         // The writer ends (dropping its half) when the driver drops the queue.
         thread::Builder::new()
             .name("mesh-stream-write".into())
@@ -148,6 +183,8 @@ impl Member {
                     }
                 }
                 let _ = writer.flush();
+                drop(writer);
+                drop(token);
             })
             .map_err(MemberError::Attach)?;
         let inputs = self.tx.clone();
@@ -178,8 +215,17 @@ impl Member {
         self.attach(reader, ShutdownOnDrop(stream), codec)
     }
 
-    /// Leaves the room (goodbyes on every link and to the switchboard) and waits for
-    /// the driver to end.
+    /// Asks the driver to close and waits at most `wait` for it to finish.
+    pub(crate) fn close_within(&self, wait: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Input::Request(Request::Close, tx)).is_ok() {
+            let _ = rx.recv_timeout(wait);
+        }
+    }
+
+    /// Leaves the room (goodbyes on every link and to the switchboard), closes the
+    /// attached streams once they have taken what was written to them (at most
+    /// [`STREAM_FLUSH`]), and waits for the driver to end.
     pub fn close(mut self) {
         self.request(Request::Close);
         if let Some(t) = self.thread.take() {
@@ -214,9 +260,8 @@ impl Drop for ShutdownOnDrop {
 
 fn drive(
     mut node: Node,
-    udp: UdpSocket,
-    local: SocketAddr,
-    mut ws: Signalling,
+    udp: Option<(UdpSocket, SocketAddr)>,
+    mut ws: Option<Signalling>,
     inputs: Receiver<Input>,
     events: Sender<NodeEvent>,
     stop: Arc<AtomicBool>,
@@ -224,21 +269,32 @@ fn drive(
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
     let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
+    let (flush_tx, flush_rx) = mpsc::channel::<()>();
     loop {
         let deadline = loop {
             match node.poll_output() {
-                NodeOutput::SignalConnect => ws.connect(),
+                NodeOutput::SignalConnect => {
+                    if let Some(w) = ws.as_mut() {
+                        w.connect();
+                    }
+                }
                 NodeOutput::Signal(t) => {
-                    if !ws.send(t) {
+                    if !ws.as_mut().is_some_and(|w| w.send(t)) {
                         node.handle_signal_disconnected(Instant::now());
                     }
                 }
                 // After the goodbye it follows.
-                NodeOutput::SignalClose => ws.close(),
+                NodeOutput::SignalClose => {
+                    if let Some(w) = ws.as_mut() {
+                        w.close();
+                    }
+                }
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
-                    let _ = udp.send_to(&data, destination);
+                    if let Some((u, _)) = &udp {
+                        let _ = u.send_to(&data, destination);
+                    }
                 }
                 NodeOutput::Event(e) => {
                     let _ = events.send(e);
@@ -255,8 +311,13 @@ fn drive(
             }
         };
         if node.is_finished() {
-            // The goodbyes are out, the signalling connection closed.
+            // The goodbyes are out, the signalling connection closed. The streams'
+            // writers finish what they hold, then drop their tokens.
             stop.store(true, Ordering::Relaxed);
+            drop(streams);
+            drop(flush_tx);
+            // Nothing is ever sent: this ends when the last token is dropped.
+            let _ = flush_rx.recv_timeout(STREAM_FLUSH);
             if let Some(reply) = closing {
                 let _ = reply.send(Answer::Done);
             }
@@ -274,8 +335,12 @@ fn drive(
         let now = Instant::now();
         match input {
             None => node.handle_timeout(now),
-            Some(Input::Datagram(d, from)) => node.handle_datagram(now, from, local, &d),
-            Some(Input::Ws(g, e)) => match ws.handle(g, e) {
+            Some(Input::Datagram(d, from)) => {
+                if let Some((_, local)) = &udp {
+                    node.handle_datagram(now, from, *local, &d);
+                }
+            }
+            Some(Input::Ws(g, e)) => match ws.as_mut().and_then(|w| w.handle(g, e)) {
                 Some(WsChange::Up) => node.handle_signal_connected(now),
                 Some(WsChange::Text(t)) => node.handle_signal(now, &t),
                 Some(WsChange::Down) => node.handle_signal_disconnected(now),
@@ -286,7 +351,7 @@ fn drive(
                 if let Some(l) = link {
                     streams.insert(l, writer);
                 }
-                let _ = reply.send(link);
+                let _ = reply.send(link.map(|l| (l, flush_tx.clone())));
             }
             Some(Input::StreamIn(link, Some(bytes))) => node.stream_data(now, link, &bytes),
             Some(Input::StreamIn(link, None)) => {

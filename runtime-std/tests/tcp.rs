@@ -5,14 +5,18 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use rtc_mesh_core::member::MemberError;
-use rtc_mesh_core::{Codec, ReplicaEvent, Value};
+use rtc_mesh_core::mesh::MeshEvent;
+use rtc_mesh_core::node::NodeEvent;
+use rtc_mesh_core::{Codec, Value};
 use rtc_mesh_std::{Replicator, ReplicatorOptions};
 
 /// Waits (bounded) for the update of `key`.
-fn wait_update(events: &Receiver<ReplicaEvent>, key: &str) -> Value {
+fn wait_update(events: &Receiver<NodeEvent>, key: &str) -> Value {
     loop {
         match events.recv_timeout(Duration::from_secs(30)) {
-            Ok(ReplicaEvent::Update(u)) if &*u.key == key => return u.value.to_value().unwrap(),
+            Ok(NodeEvent::Mesh(MeshEvent::Update(u))) if &*u.key == key => {
+                return u.value.to_value().unwrap()
+            }
             Ok(_) => {}
             Err(e) => panic!("no update of {key}: {e}"),
         }

@@ -27,14 +27,16 @@ struct World {
 impl World {
     fn new(codec: Codec) -> World {
         let t = Instant::now();
-        let mut mesh = Mesh::new(MeshConfig::new(
-            "member",
-            "room",
-            "00000000000000aa",
-            EPOCH_MS,
-            t,
-        ))
-        .unwrap();
+        Self::with(
+            MeshConfig::new("member", "room", "00000000000000aa", EPOCH_MS, t),
+            codec,
+        )
+    }
+
+    /// The same with a member of `config`.
+    fn with(config: MeshConfig, codec: Codec) -> World {
+        let t = config.start;
+        let mut mesh = Mesh::new(config).unwrap();
         mesh.start(t);
         let stream = mesh.attach(t, codec).expect("an open mesh attaches");
         let mut far = Replica::new(Store::new(StoreConfig::new("js-model", EPOCH_MS, t)).unwrap());
@@ -186,4 +188,58 @@ fn a_fatal_error_closes_only_that_stream_and_close_closes_the_rest() {
         None,
         "a closed mesh attaches nothing"
     );
+}
+
+/// A member without a room (`rtc-mesh replicate`): it never asks for a signalling
+/// connection nor says anything to a switchboard, syncs its attached streams like a
+/// room member, reports when all of them are synced, and is finished at once after
+/// closing them.
+#[test]
+fn a_member_without_a_room_syncs_its_streams_and_never_signals() {
+    let t = Instant::now();
+    let mut c = MeshConfig::without_room("replicator", "00000000000000bb", EPOCH_MS, t);
+    c.source = Some("rust-replica".into());
+    let mut w = World::with(c, Codec::Json);
+    w.mesh.set(t, "k", &Value::from(1.0)).unwrap();
+    w.far.set(t, "j", &Value::from(2.0)).unwrap();
+    let mut signals = 0;
+    loop {
+        match w.mesh.poll_output() {
+            MeshOutput::SignalConnect | MeshOutput::Signal(_) | MeshOutput::SignalClose => {
+                signals += 1
+            }
+            MeshOutput::Stream { data, .. } => w.far.handle_input(t, w.far_link, &data),
+            MeshOutput::Event(e) => w.events.push(e),
+            MeshOutput::Timeout(at) => {
+                assert!(
+                    at > t + std::time::Duration::from_secs(60),
+                    "no timer to wake for"
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
+    w.pump();
+    assert_eq!(w.far.store().get("k"), Some(Value::from(1.0)));
+    assert_eq!(w.mesh.store().get("j"), Some(Value::from(2.0)));
+    assert_eq!(w.mesh.store().id(), "rust-replica");
+    assert!(w.events.iter().any(|e| matches!(e,
+        MeshEvent::StreamsSynced { sources } if sources == &["js-model".to_string()])));
+    w.mesh
+        .handle_timeout(t + std::time::Duration::from_secs(7200));
+    w.mesh.close(t);
+    loop {
+        match w.mesh.poll_output() {
+            MeshOutput::SignalConnect | MeshOutput::Signal(_) | MeshOutput::SignalClose => {
+                signals += 1
+            }
+            MeshOutput::CloseStream(l) => w.closed.push(l),
+            MeshOutput::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(signals, 0, "a member without a room signals nothing");
+    assert_eq!(w.closed, [w.stream]);
+    assert!(w.mesh.is_finished());
 }

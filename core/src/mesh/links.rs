@@ -114,6 +114,9 @@ impl Mesh {
             ReplicaEvent::Synced { link, peer: source } if self.streams.contains(&link) => {
                 self.event(MeshEvent::StreamSynced { link, source });
             }
+            ReplicaEvent::SyncedAll { peers } if !self.config.in_room => {
+                self.event(MeshEvent::StreamsSynced { sources: peers });
+            }
             ReplicaEvent::LinkError { link, error } if self.streams.contains(&link) => {
                 let fatal = error.is_fatal();
                 self.event(MeshEvent::StreamError { link, error });

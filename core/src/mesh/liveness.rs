@@ -90,8 +90,14 @@ impl Mesh {
         (self.config.ping_interval / 4).max(Duration::from_millis(10))
     }
 
+    /// The tick only matters while there are peers (their pings, deadlines and
+    /// retries); the signalling client's backoff always does.
     pub(super) fn next_timeout(&self) -> Instant {
-        self.next_tick.min(self.client_at)
+        if self.peers.is_empty() {
+            self.client_at
+        } else {
+            self.next_tick.min(self.client_at)
+        }
     }
 
     pub(super) fn jitter(&mut self, d: Duration) -> Duration {

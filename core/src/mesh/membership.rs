@@ -26,12 +26,20 @@ impl Mesh {
 
     /// Sends `s` through the signalling client (queued while it is disconnected).
     pub(super) fn signal(&mut self, s: Signal) {
+        if !self.config.in_room {
+            return;
+        }
         self.client.send(&s);
         self.pump_signal();
     }
 
     /// Moves the signalling client's outputs out, in order.
     pub(super) fn pump_signal(&mut self) {
+        if !self.config.in_room {
+            // No room, no switchboard: the client never connects.
+            self.client_at = self.last_now + IDLE;
+            return;
+        }
         loop {
             match self.client.poll_output() {
                 ClientOutput::Connect => self.out.push_back(MeshOutput::SignalConnect),
@@ -55,6 +63,9 @@ impl Mesh {
     /// queued. On a reconnect, offers in flight may have been lost: they start again.
     pub fn handle_signal_connected(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        if !self.config.in_room {
+            return;
+        }
         let again = self.client.connections() > 0;
         self.client.handle_connected(now);
         self.pump_signal();
@@ -76,6 +87,9 @@ impl Mesh {
     /// then.
     pub fn handle_signal_disconnected(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        if !self.config.in_room {
+            return;
+        }
         if self.client.is_connected() {
             self.stats.signal_disconnects += 1;
         }
@@ -109,6 +123,9 @@ impl Mesh {
     /// [`MeshStats::bad_signals`] and dropped).
     pub fn handle_signal(&mut self, now: Instant, text: &str) {
         self.last_now = self.last_now.max(now);
+        if !self.config.in_room {
+            return;
+        }
         match Signal::parse(text, &self.config.signalling.limits) {
             Ok(msg) => self.on_message(now, msg),
             Err(_) => self.stats.bad_signals += 1,

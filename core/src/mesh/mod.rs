@@ -75,6 +75,11 @@ pub struct MeshConfig {
     pub id: String,
     /// The room to join.
     pub room: String,
+    /// Whether to join `room` through a switchboard (default true). A mesh that does
+    /// not is a member without a room ([`MeshConfig::without_room`]): no signalling,
+    /// no announce, no peers; its store syncs over attached streams only
+    /// ([`Mesh::attach`]), as `rtc-mesh replicate` does.
+    pub in_room: bool,
     /// This process's incarnation (16 hex characters, fresh at every start).
     pub incarnation: String,
     /// Codecs we speak, preferred first (default postcard, json).
@@ -128,6 +133,7 @@ impl MeshConfig {
         MeshConfig {
             id: id.into(),
             room: room.into(),
+            in_room: true,
             incarnation: incarnation.into(),
             codecs: vec![Codec::Postcard, Codec::Json],
             attributes: Object::new(),
@@ -144,6 +150,21 @@ impl MeshConfig {
             seed: 0,
             signalling: ClientConfig::default(),
         }
+    }
+}
+
+impl MeshConfig {
+    /// A member without a room (see [`MeshConfig::in_room`]): a store over attached
+    /// streams, with the defaults of [`MeshConfig::new`].
+    pub fn without_room(
+        id: impl Into<String>,
+        incarnation: impl Into<String>,
+        epoch_ms: f64,
+        start: Instant,
+    ) -> Self {
+        let mut c = MeshConfig::new(id, String::new(), incarnation, epoch_ms, start);
+        c.in_room = false;
+        c
     }
 }
 
@@ -289,6 +310,12 @@ pub enum MeshEvent {
     },
     /// We left (after [`Mesh::close`]).
     Offline,
+    /// A mesh without a room ([`MeshConfig::in_room`] false): every attached stream
+    /// is synced both ways.
+    StreamsSynced {
+        /// The remotes' source ids.
+        sources: Vec<String>,
+    },
     /// An attached stream's two sides are synced ([`Mesh::attach`]).
     StreamSynced {
         /// The stream's link.
@@ -481,7 +508,7 @@ impl Mesh {
         if !valid_peer_id(&config.id) {
             return Err(MeshError::BadId(config.id));
         }
-        if config.room.is_empty() || config.room.len() > 256 {
+        if config.in_room && (config.room.is_empty() || config.room.len() > 256) {
             return Err(MeshError::BadRoom(config.room));
         }
         if config.codecs.is_empty() {
@@ -500,9 +527,18 @@ impl Mesh {
         replica.batch_link_reports(true);
         let mut signalling = config.signalling.clone();
         signalling.seed = config.seed.rotate_left(32) ^ 0x5167_6e61_6c6c_696e;
+        let mut client = SignalClient::new(signalling, config_start);
+        let client_at = if config.in_room {
+            config_start
+        } else {
+            // No room: the client is never used.
+            client.close();
+            while !matches!(client.poll_output(), ClientOutput::Timeout(_)) {}
+            config_start + IDLE
+        };
         Ok(Mesh {
-            client: SignalClient::new(signalling, config_start),
-            client_at: config_start,
+            client,
+            client_at,
             rng: config.seed | 1,
             config,
             replica,
@@ -581,6 +617,9 @@ impl Mesh {
     /// connects, and again after every reconnect).
     pub fn start(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        if !self.config.in_room {
+            return;
+        }
         let a = Signal::announce(&self.config.id, self.attributes());
         self.client.announce(&a);
         self.pump_signal();
@@ -608,11 +647,13 @@ impl Mesh {
             return;
         }
         self.closed = true;
-        let me = self.config.id.clone();
-        self.signal(Signal::leave(&me, None));
-        // The leave goes out first if the connection is up; then it closes.
-        self.client.close();
-        self.pump_signal();
+        if self.config.in_room {
+            let me = self.config.id.clone();
+            self.signal(Signal::leave(&me, None));
+            // The leave goes out first if the connection is up; then it closes.
+            self.client.close();
+            self.pump_signal();
+        }
         // Say goodbye on every link too, ahead of closing it: the link is faster than
         // the switchboard, and its closing must not look like a failure.
         let links: Vec<LinkId> = self.links.keys().copied().collect();

@@ -1,0 +1,225 @@
+//! What `join` and `replicate` share: a member of either runtime (with a room, or
+//! without one), the line loop that drives it, and its TCP links.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, Sender};
+
+use rtc_mesh_core::mesh::LinkState;
+use rtc_mesh_core::node::NodeEvent;
+use rtc_mesh_core::{Codec, Limits, Value};
+use rtc_mesh_smol::mesh::{Answer, Request};
+
+use crate::control::{parse_command, Command, Report};
+use crate::lines::{forward_stdin, Msg, Out};
+use crate::{connect_error, member_error_code, parse_addr, store_error_code, Usage};
+
+/// Accepts TCP links on `addr` into the main loop (as [`Msg::Accepted`]); the bound
+/// address.
+pub(crate) fn listen_tcp(addr: SocketAddr, tx: Sender<Msg<NodeEvent>>) -> io::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind(addr)?;
+    let bound = l.local_addr()?;
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            if tx.send(Msg::Accepted(conn)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(bound)
+}
+
+/// The main loop: commands from stdin, events of the member, accepted TCP links
+/// (attached speaking `stream_codec`), until `close` or the end of input. A member
+/// without a room (`in_room` false) has no `peers`.
+pub(crate) fn serve(
+    out: &Out,
+    member: &Backend,
+    tx: Sender<Msg<NodeEvent>>,
+    rx: Receiver<Msg<NodeEvent>>,
+    stream_codec: Codec,
+    in_room: bool,
+) {
+    forward_stdin(tx);
+    let limits = Limits::default();
+    for msg in rx {
+        match msg {
+            Msg::Eof => break,
+            Msg::Line(l) if l.trim().is_empty() => {}
+            Msg::Line(l) => match parse_command(&l, &limits) {
+                Err(e) => out.emit(&Report::Error {
+                    code: e.code(),
+                    message: &e.to_string(),
+                }),
+                Ok(Command::Close) => break,
+                Ok(Command::Connect { addr }) => {
+                    let res = parse_addr(&addr)
+                        .map_err(|Usage(m)| ("bad_address", m))
+                        .and_then(|a| {
+                            std::net::TcpStream::connect(a)
+                                .map_err(|e| ("connect_failed", connect_error(a, e)))
+                        })
+                        .and_then(|s| member.attach(s, stream_codec));
+                    if let Err((code, message)) = res {
+                        out.emit(&Report::Error {
+                            code,
+                            message: &message,
+                        });
+                    }
+                }
+                Ok(Command::Peers) if !in_room => out.emit(&Report::Error {
+                    code: "unsupported",
+                    message: "peers is a command of rtc-mesh join",
+                }),
+                Ok(cmd) => command(out, member, cmd),
+            },
+            Msg::Event(e) => report_event(out, &e),
+            Msg::Accepted(s) => {
+                if let Err((code, message)) = member.attach(s, stream_codec) {
+                    out.emit(&Report::Error {
+                        code,
+                        message: &message,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Either runtime's member, behind one blocking interface.
+pub(crate) enum Backend {
+    Smol(rtc_mesh_smol::mesh::Member),
+    Std(rtc_mesh_std::mesh::Member),
+}
+
+impl Backend {
+    pub(crate) fn identity(&self) -> (String, SocketAddr) {
+        match self {
+            Backend::Smol(m) => (m.id().to_owned(), m.local_addr()),
+            Backend::Std(m) => (m.id().to_owned(), m.local_addr()),
+        }
+    }
+    fn request(&self, r: Request) -> Option<Answer> {
+        match self {
+            Backend::Smol(m) => smol::block_on(m.request(r)),
+            Backend::Std(m) => m.request(r),
+        }
+    }
+    /// Attaches a TCP link to the member's store.
+    pub(crate) fn attach(
+        &self,
+        s: std::net::TcpStream,
+        codec: Codec,
+    ) -> Result<(), (&'static str, String)> {
+        let _ = s.set_nodelay(true);
+        match self {
+            Backend::Smol(m) => {
+                let s = smol::net::TcpStream::try_from(s)
+                    .map_err(|e| ("connect_failed", e.to_string()))?;
+                smol::block_on(m.attach(s, codec))
+                    .map(|_| ())
+                    .map_err(|e| (member_error_code(&e), e.to_string()))
+            }
+            Backend::Std(m) => m
+                .attach_tcp(s, codec)
+                .map(|_| ())
+                .map_err(|e| (member_error_code(&e), e.to_string())),
+        }
+    }
+    pub(crate) fn close(self) {
+        match self {
+            Backend::Smol(m) => smol::block_on(m.close()),
+            Backend::Std(m) => m.close(),
+        }
+    }
+}
+
+fn command(out: &Out, member: &Backend, cmd: Command) {
+    let mut asked = None;
+    let request = match cmd {
+        Command::Set { key, value } => Request::Set(vec![(key, value)]),
+        Command::Delete { key } => Request::Set(vec![(key, Value::Null)]),
+        Command::Get { key } => {
+            asked = Some(key.clone());
+            Request::Get(key)
+        }
+        Command::Dump => Request::Snapshot,
+        Command::Peers => Request::Peers,
+        _ => {
+            out.emit(&Report::Error {
+                code: "unsupported",
+                message: "not available here",
+            });
+            return;
+        }
+    };
+    match (member.request(request), asked) {
+        (Some(Answer::Written(Err(e))), _) => out.emit(&Report::Error {
+            code: store_error_code(&e),
+            message: &e.to_string(),
+        }),
+        (Some(Answer::Value(value)), Some(key)) => out.emit(&Report::Value { key: &key, value }),
+        (Some(Answer::Snapshot(o)), _) => out.emit(&Report::Dump(&o)),
+        (Some(Answer::Peers(peers)), _) => {
+            let list: Vec<crate::control::PeerReport> = peers
+                .into_iter()
+                .map(|p| crate::control::PeerReport {
+                    peer: p.id.into(),
+                    attributes: Value::Object(p.attributes),
+                    state: match (p.link.state, p.link.synced) {
+                        (LinkState::Open, true) => "synced",
+                        (LinkState::Open, false) => "connected",
+                        _ => "connecting",
+                    }
+                    .into(),
+                    codec: p.link.codec.map(|c| c.name().to_owned()),
+                    stats: p.link.stats,
+                })
+                .collect();
+            out.emit(&Report::Peers(&list));
+        }
+        (None, _) => out.emit(&Report::Error {
+            code: "closed",
+            message: "the member has left the room",
+        }),
+        _ => {}
+    }
+}
+
+fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
+    use rtc_mesh_core::mesh::MeshEvent;
+    use rtc_mesh_core::node::NodeEvent;
+    match e {
+        NodeEvent::Mesh(MeshEvent::Update(u)) => out.emit(&Report::Update(u)),
+        NodeEvent::Mesh(MeshEvent::PeerJoined { peer, attributes }) => {
+            out.emit(&Report::PeerJoin {
+                peer,
+                attributes: &Value::Object(attributes.clone()),
+            })
+        }
+        NodeEvent::Mesh(MeshEvent::PeerLeft { peer, reason }) => out.emit(&Report::PeerLeave {
+            peer,
+            reason: reason.name(),
+        }),
+        NodeEvent::Mesh(MeshEvent::Synced { peer }) => out.emit(&Report::Synced { peer }),
+        NodeEvent::Mesh(MeshEvent::SyncedAll { peers }) => {
+            let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+            out.emit(&Report::SyncedAll { peers: &peers })
+        }
+        NodeEvent::Mesh(MeshEvent::StreamsSynced { sources }) => {
+            out.emit(&Report::SyncedAll { peers: sources })
+        }
+        NodeEvent::Mesh(MeshEvent::StreamSynced { source, .. }) => {
+            out.emit(&Report::Synced { peer: source })
+        }
+        NodeEvent::Mesh(MeshEvent::StreamError { error, .. }) => out.emit(&Report::Error {
+            code: "link_error",
+            message: &error.to_string(),
+        }),
+        NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
+            code: "link_slow",
+            message: &format!("the link to {peer} could not keep up; reconnecting"),
+        }),
+        _ => {}
+    }
+}
