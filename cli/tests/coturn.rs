@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rtc_mesh_core::mesh::MeshEvent;
 use rtc_mesh_core::node::NodeEvent;
-use rtc_mesh_core::stun::{StunClient, StunEvent};
+use rtc_mesh_core::stun::{StunClient, StunEvent, StunOutput};
 use rtc_mesh_core::Value;
 use rtc_mesh_smol::mesh::{join, JoinOptions};
 
@@ -56,16 +56,17 @@ fn ask(client: &mut StunClient, sock: &UdpSocket) -> StunEvent {
     let mut buf = [0u8; 1500];
     client.start(Instant::now());
     loop {
-        while let Some((to, data)) = client.poll_transmit() {
-            sock.send_to(&data, to).unwrap();
-        }
-        if let Some(e) = client.poll_event() {
-            return e;
-        }
-        let wait = client
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(1))
+        let deadline = loop {
+            match client.poll_output() {
+                StunOutput::Transmit { server, data } => {
+                    sock.send_to(&data, server).unwrap();
+                }
+                StunOutput::Event(e) => return e,
+                StunOutput::Timeout(t) => break t,
+            }
+        };
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
         sock.set_read_timeout(Some(wait)).unwrap();
         match sock.recv_from(&mut buf) {
@@ -81,7 +82,7 @@ fn ask(client: &mut StunClient, sock: &UdpSocket) -> StunEvent {
 fn coturn_tells_our_client_its_address() {
     let coturn = Coturn::start();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut client = StunClient::new(vec![coturn.addr], 42);
+    let mut client = StunClient::new(vec![coturn.addr], 42, Instant::now());
     // Retransmissions cover coturn's start-up.
     client.max_sends = 8;
     let e = ask(&mut client, &sock);
@@ -99,7 +100,7 @@ fn members_with_a_stun_server_learn_their_address_and_mesh() {
     let coturn = Coturn::start();
     // coturn is up once it answers.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut c = StunClient::new(vec![coturn.addr], 7);
+    let mut c = StunClient::new(vec![coturn.addr], 7, Instant::now());
     c.max_sends = 8;
     assert!(matches!(ask(&mut c, &probe), StunEvent::Mapped { .. }));
     smol::block_on(async {

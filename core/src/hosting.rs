@@ -36,6 +36,8 @@ pub struct Hosted<W> {
     /// Open connections.
     pub conns: HashMap<ConnId, W>,
     next_id: u64,
+    /// When the switchboard next wants `handle_timeout`.
+    next_timeout: Option<Instant>,
 }
 
 impl<W: ConnWriter> Hosted<W> {
@@ -45,7 +47,14 @@ impl<W: ConnWriter> Hosted<W> {
             board,
             conns: HashMap::new(),
             next_id: 0,
+            next_timeout: None,
         }
+    }
+
+    /// When the switchboard next wants `handle_timeout`, as of the last
+    /// [`dispatch`](Self::dispatch) (`None` before the first).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.next_timeout
     }
 
     /// Registers a new connection and tells the switchboard.
@@ -86,8 +95,12 @@ impl<W: ConnWriter> Hosted<W> {
 
     fn dispatch_once(&mut self) -> Vec<ConnId> {
         let mut slow = Vec::new();
-        while let Some(o) = self.board.poll_output() {
-            let (c, out) = match o {
+        loop {
+            let (c, out) = match self.board.poll_output() {
+                SwitchOutput::Timeout(t) => {
+                    self.next_timeout = Some(t);
+                    return slow;
+                }
                 SwitchOutput::Send(c, t) => (c, ConnOut::Text(t)),
                 SwitchOutput::Ping(c) => (c, ConnOut::Ping),
                 SwitchOutput::Close(c, r) => {
@@ -103,6 +116,5 @@ impl<W: ConnWriter> Hosted<W> {
                 }
             }
         }
-        slow
     }
 }

@@ -145,7 +145,7 @@ use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutpu
 use crate::replica::LinkId;
 use crate::signal::PeerId;
 use crate::store::{Store, StoreError, Update};
-use crate::stun::{StunClient, StunEvent};
+use crate::stun::{StunClient, StunEvent, StunOutput};
 use crate::value::{Object, Value};
 use crate::wire::Codec;
 
@@ -288,7 +288,7 @@ struct PeerRtc {
 pub struct Node {
     config: NodeConfig,
     mesh: Mesh,
-    rtcs: BTreeMap<String, PeerRtc>,
+    rtcs: BTreeMap<PeerId, PeerRtc>,
     out: VecDeque<NodeOutput>,
     now: Instant,
     rng: u64,
@@ -296,6 +296,8 @@ pub struct Node {
     /// Datagrams waiting for a connection to accept them: (arrival, source, dest, bytes).
     held: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     stun: StunClient,
+    /// When the STUN client next wants `handle_timeout`.
+    stun_at: Instant,
     /// Server-reflexive candidates found: (mapped, base).
     reflexive: Vec<(SocketAddr, SocketAddr)>,
 }
@@ -315,9 +317,10 @@ impl Node {
         let now = config.mesh.start;
         let rng = config.mesh.seed ^ 0x6e6f_6465;
         let mesh = Mesh::new(config.mesh.clone())?;
-        let stun = StunClient::new(config.stun_servers.clone(), rng.rotate_left(23));
+        let stun = StunClient::new(config.stun_servers.clone(), rng.rotate_left(23), now);
         Ok(Node {
             stun,
+            stun_at: now + crate::signal_client::IDLE,
             reflexive: Vec::new(),
             config,
             mesh,
@@ -371,22 +374,30 @@ impl Node {
 
     /// Moves STUN requests out and turns answers into candidates.
     fn stun_progress(&mut self) {
-        while let Some((server, data)) = self.stun.poll_transmit() {
-            if let Some(source) = self.base_for(server) {
-                self.out.push_back(NodeOutput::Transmit {
-                    source,
-                    destination: server,
-                    data,
-                });
-            }
-        }
-        while let Some(e) = self.stun.poll_event() {
+        loop {
+            let e = match self.stun.poll_output() {
+                StunOutput::Transmit { server, data } => {
+                    if let Some(source) = self.base_for(server) {
+                        self.out.push_back(NodeOutput::Transmit {
+                            source,
+                            destination: server,
+                            data,
+                        });
+                    }
+                    continue;
+                }
+                StunOutput::Event(e) => e,
+                StunOutput::Timeout(t) => {
+                    self.stun_at = t;
+                    return;
+                }
+            };
             if let StunEvent::Mapped { server, mapped } = &e {
                 let base = self.base_for(*server);
                 if let Some(base) = base.filter(|_| !self.reflexive.iter().any(|r| r.0 == *mapped))
                 {
                     self.reflexive.push((*mapped, base));
-                    let peers: Vec<String> = self.rtcs.keys().cloned().collect();
+                    let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
                     for peer in peers {
                         self.add_reflexive(&peer, *mapped, base);
                     }
@@ -565,18 +576,18 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.mesh.handle_timeout(now);
-        if self.stun.poll_timeout().is_some_and(|t| t <= now) {
+        if self.stun_at <= now {
             self.stun.handle_timeout(now);
             self.stun_progress();
         }
-        let due: Vec<String> = self
+        let due: Vec<PeerId> = self
             .rtcs
             .iter()
             .filter(|(_, p)| p.timeout.is_none_or(|t| t <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for peer in due {
-            let failed = match self.rtcs.get_mut(&peer) {
+            let failed = match self.rtcs.get_mut(peer.as_str()) {
                 Some(p) => p.rtc.handle_input(Input::Timeout(now)).is_err(),
                 None => false,
             };
@@ -900,7 +911,7 @@ impl Node {
                     if self.mesh.is_finished() && !self.rtcs.is_empty() {
                         // Closed: any connection the mesh did not close itself goes too,
                         // so that the node finishes whatever state it was in.
-                        let peers: Vec<String> = self.rtcs.keys().cloned().collect();
+                        let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
                         for peer in peers {
                             self.link_command(LinkCommand::Close { peer });
                         }
@@ -908,10 +919,7 @@ impl Node {
                     if !self.out.is_empty() {
                         continue;
                     }
-                    let mut next = t;
-                    if let Some(st) = self.stun.poll_timeout() {
-                        next = next.min(st);
-                    }
+                    let mut next = t.min(self.stun_at);
                     for p in self.rtcs.values() {
                         if let Some(rt) = p.timeout {
                             next = next.min(rt);

@@ -10,23 +10,29 @@
 //! [`StunEvent::Failed`]. Messages are built and parsed by the `stun-types` crate; the
 //! transaction ids come from the client's seeded generator, so a run is repeatable.
 //!
+//! Drain [`StunClient::poll_output`] until [`StunOutput::Timeout`], as every state
+//! machine of core is drained.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use rtc_mesh_core::stun::{StunClient, StunEvent};
+//! use rtc_mesh_core::stun::{StunClient, StunEvent, StunOutput};
 //!
 //! let server = "127.0.0.1:3478".parse().unwrap();
 //! let now = Instant::now();
-//! let mut client = StunClient::new(vec![server], 7);
+//! let mut client = StunClient::new(vec![server], 7, now);
 //! client.start(now);
-//! let (to, request) = client.poll_transmit().unwrap();
+//! let StunOutput::Transmit { server: to, data: request } = client.poll_output() else {
+//!     panic!("a request first")
+//! };
 //! assert_eq!(to, server);
 //! // ... send `request`; when the answer comes back on the same socket:
 //! # let answer = rtc_mesh_core::stun::binding_success(&request, "203.0.113.9:40000".parse().unwrap()).unwrap();
 //! assert!(client.handle_datagram(now, server, &answer));
 //! assert_eq!(
-//!     client.poll_event(),
-//!     Some(StunEvent::Mapped { server, mapped: "203.0.113.9:40000".parse().unwrap() })
+//!     client.poll_output(),
+//!     StunOutput::Event(StunEvent::Mapped { server, mapped: "203.0.113.9:40000".parse().unwrap() })
 //! );
+//! assert!(matches!(client.poll_output(), StunOutput::Timeout(_)));
 //! ```
 
 use std::collections::VecDeque;
@@ -55,6 +61,22 @@ pub enum StunEvent {
         /// The server asked.
         server: SocketAddr,
     },
+}
+
+/// What [`StunClient::poll_output`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StunOutput {
+    /// Send this request to `server` from the node's socket.
+    Transmit {
+        /// The STUN server.
+        server: SocketAddr,
+        /// The datagram.
+        data: Vec<u8>,
+    },
+    /// A result.
+    Event(StunEvent),
+    /// Nothing more until a datagram or this instant (then call `handle_timeout`).
+    Timeout(Instant),
 }
 
 #[derive(Debug)]
@@ -86,11 +108,13 @@ pub struct StunClient {
     /// Requests per server before it is reported failed (default 6: about 8 s).
     pub max_sends: u32,
     started: bool,
+    /// The latest instant seen.
+    now: Instant,
 }
 
 impl StunClient {
-    /// A client for `servers`; `seed` makes the transaction ids.
-    pub fn new(servers: Vec<SocketAddr>, seed: u64) -> Self {
+    /// A client for `servers`, made at `now`; `seed` makes the transaction ids.
+    pub fn new(servers: Vec<SocketAddr>, seed: u64, now: Instant) -> Self {
         StunClient {
             servers: servers
                 .into_iter()
@@ -105,7 +129,15 @@ impl StunClient {
             rto: Duration::from_millis(250),
             max_sends: 6,
             started: false,
+            now,
         }
+    }
+
+    /// Whether a server is still being asked (a request will be retransmitted).
+    pub fn is_asking(&self) -> bool {
+        self.servers
+            .iter()
+            .any(|s| matches!(s.state, State::Asking { .. }))
     }
 
     /// Whether no server is configured.
@@ -121,6 +153,7 @@ impl StunClient {
 
     /// Sends the first requests (again, if called later: a fresh round).
     pub fn start(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         self.started = true;
         for i in 0..self.servers.len() {
             let trans = self.next_trans();
@@ -136,6 +169,7 @@ impl StunClient {
 
     /// Time passed: retransmits, and gives up on silent servers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         let max_sends = self.max_sends;
         for s in &mut self.servers {
             let State::Asking {
@@ -168,7 +202,8 @@ impl StunClient {
     /// Offers a datagram that arrived from `from`. Returns whether it was ours (a
     /// binding response from a server we are asking, with our transaction id); any
     /// other datagram is left for the caller.
-    pub fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, data: &[u8]) -> bool {
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> bool {
+        self.now = self.now.max(now);
         // STUN starts with two zero bits; a quick test before parsing.
         if !self.started || data.len() < 20 || data[0] & 0xc0 != 0 {
             return false;
@@ -204,25 +239,24 @@ impl StunClient {
         true
     }
 
-    /// The next request to send: (server, datagram).
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        self.out.pop_front()
-    }
-
-    /// The next result.
-    pub fn poll_event(&mut self) -> Option<StunEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is next due, if anything waits.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.servers
+    /// The next thing to do: requests to send first, then results; a drain ends with
+    /// [`StunOutput::Timeout`] (far ahead once no server is being asked).
+    pub fn poll_output(&mut self) -> StunOutput {
+        if let Some((server, data)) = self.out.pop_front() {
+            return StunOutput::Transmit { server, data };
+        }
+        if let Some(e) = self.events.pop_front() {
+            return StunOutput::Event(e);
+        }
+        let next = self
+            .servers
             .iter()
             .filter_map(|s| match s.state {
                 State::Asking { next, .. } => Some(next),
                 State::Done => None,
             })
-            .min()
+            .min();
+        StunOutput::Timeout(next.unwrap_or(self.now + crate::signal_client::IDLE))
     }
 }
 
@@ -248,14 +282,30 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn transmit(c: &mut StunClient) -> Option<(SocketAddr, Vec<u8>)> {
+        match c.poll_output() {
+            StunOutput::Transmit { server, data } => Some((server, data)),
+            StunOutput::Event(e) => panic!("{e:?} before a request"),
+            StunOutput::Timeout(_) => None,
+        }
+    }
+
+    fn event(c: &mut StunClient) -> Option<StunEvent> {
+        match c.poll_output() {
+            StunOutput::Event(e) => Some(e),
+            StunOutput::Transmit { .. } => panic!("a request before the event"),
+            StunOutput::Timeout(_) => None,
+        }
+    }
+
     #[test]
     fn asks_every_server_and_reports_the_mapped_address() {
         let (a, b) = (addr("127.0.0.1:3478"), addr("[::1]:3478"));
         let now = Instant::now();
-        let mut c = StunClient::new(vec![a, b], 1);
+        let mut c = StunClient::new(vec![a, b], 1, now);
         c.start(now);
-        let (to_a, req_a) = c.poll_transmit().unwrap();
-        let (to_b, req_b) = c.poll_transmit().unwrap();
+        let (to_a, req_a) = transmit(&mut c).unwrap();
+        let (to_b, req_b) = transmit(&mut c).unwrap();
         assert_eq!((to_a, to_b), (a, b));
         assert_ne!(req_a, req_b, "distinct transaction ids");
         let m = addr("198.51.100.7:5000");
@@ -264,7 +314,7 @@ mod tests {
         assert!(!c.handle_datagram(now, b, &ans_a));
         assert!(c.handle_datagram(now, a, &ans_a));
         assert_eq!(
-            c.poll_event(),
+            event(&mut c),
             Some(StunEvent::Mapped {
                 server: a,
                 mapped: m
@@ -275,44 +325,48 @@ mod tests {
         let m6 = addr("[2001:db8::1]:6000");
         assert!(c.handle_datagram(now, b, &binding_success(&req_b, m6).unwrap()));
         assert_eq!(
-            c.poll_event(),
+            event(&mut c),
             Some(StunEvent::Mapped {
                 server: b,
                 mapped: m6
             })
         );
-        assert_eq!(c.poll_timeout(), None);
+        assert!(!c.is_asking());
     }
 
     #[test]
     fn retransmits_with_backoff_then_gives_up() {
         let s = addr("127.0.0.1:3478");
         let t0 = Instant::now();
-        let mut c = StunClient::new(vec![s], 2);
+        let mut c = StunClient::new(vec![s], 2, t0);
         c.start(t0);
-        let first = c.poll_transmit().unwrap().1;
+        let first = transmit(&mut c).unwrap().1;
         let mut at = t0;
         let mut gaps = Vec::new();
-        while let Some(next) = c.poll_timeout() {
+        while c.is_asking() {
+            let StunOutput::Timeout(next) = c.poll_output() else {
+                panic!("drained")
+            };
             gaps.push(next - at);
             at = next;
             c.handle_timeout(at);
-            if let Some((_, again)) = c.poll_transmit() {
+            if c.is_asking() {
+                let (_, again) = transmit(&mut c).expect("a retransmission");
                 assert_eq!(again, first, "a retransmission is the same request");
             }
         }
         let ms: Vec<u128> = gaps.iter().map(|d| d.as_millis()).collect();
         assert_eq!(ms, [250, 500, 1000, 2000, 4000, 8000]);
-        assert_eq!(c.poll_event(), Some(StunEvent::Failed { server: s }));
+        assert_eq!(event(&mut c), Some(StunEvent::Failed { server: s }));
     }
 
     #[test]
     fn foreign_and_malformed_datagrams_are_left_alone() {
         let s = addr("127.0.0.1:3478");
         let now = Instant::now();
-        let mut c = StunClient::new(vec![s], 3);
+        let mut c = StunClient::new(vec![s], 3, now);
         c.start(now);
-        let (_, req) = c.poll_transmit().unwrap();
+        let (_, req) = transmit(&mut c).unwrap();
         // Another transaction's answer, a request, garbage, a truncated answer.
         let mut other = req.clone();
         other[19] ^= 1;
@@ -327,7 +381,7 @@ mod tests {
         ] {
             assert!(!c.handle_datagram(now, s, d));
         }
-        assert_eq!(c.poll_event(), None);
+        assert_eq!(event(&mut c), None);
         for n in 0..ours.len() {
             let mut bad = ours.clone();
             bad[n] ^= 0x5a;

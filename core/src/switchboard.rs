@@ -5,10 +5,9 @@
 //! [`handle_text`](Switchboard::handle_text), [`handle_binary`](Switchboard::handle_binary),
 //! [`handle_activity`](Switchboard::handle_activity) (a pong or any frame),
 //! [`handle_close`](Switchboard::handle_close), and
-//! [`handle_timeout`](Switchboard::handle_timeout) when
-//! [`poll_timeout`](Switchboard::poll_timeout) says. It then drains
-//! [`poll_output`](Switchboard::poll_output): texts to send, pings, connections to
-//! close.
+//! [`handle_timeout`](Switchboard::handle_timeout) at the instant the last drain ended
+//! with. It then drains [`poll_output`](Switchboard::poll_output): texts to send,
+//! pings, connections to close, and last [`SwitchOutput::Timeout`].
 //!
 //! Rules (rtc-switchboard 3.2's, with its failures fixed):
 //!
@@ -154,6 +153,8 @@ pub enum SwitchOutput {
     Ping(ConnId),
     /// Close the connection. The switchboard has already forgotten it.
     Close(ConnId, CloseReason),
+    /// Nothing more until an input or this instant (then call `handle_timeout`).
+    Timeout(Instant),
 }
 
 #[derive(Debug)]
@@ -185,17 +186,13 @@ pub struct Switchboard {
     out: VecDeque<SwitchOutput>,
     counters: Counters,
     next_sweep: Option<Instant>,
-}
-
-impl Default for Switchboard {
-    fn default() -> Self {
-        Switchboard::new(SwitchboardConfig::default())
-    }
+    /// The latest instant seen.
+    now: Instant,
 }
 
 impl Switchboard {
-    /// A switchboard with these limits.
-    pub fn new(config: SwitchboardConfig) -> Self {
+    /// A switchboard with these limits, made at `now`.
+    pub fn new(config: SwitchboardConfig, now: Instant) -> Self {
         // Lenient: relayed text goes on unchanged, so an argument that only looks
         // like JSON (`/chat|a|[bot] hi`) is no reason to refuse it.
         let limits = SignalLimits {
@@ -211,6 +208,7 @@ impl Switchboard {
             out: VecDeque::new(),
             counters: Counters::default(),
             next_sweep: None,
+            now,
         }
     }
 
@@ -244,6 +242,7 @@ impl Switchboard {
 
     /// A connection was accepted.
     pub fn handle_open(&mut self, now: Instant, conn: ConnId) {
+        self.now = self.now.max(now);
         self.counters.connections_total += 1;
         self.conns.insert(
             conn,
@@ -266,6 +265,7 @@ impl Switchboard {
 
     /// Any frame (a pong included) arrived on `conn`: it is alive.
     pub fn handle_activity(&mut self, now: Instant, conn: ConnId) {
+        self.now = self.now.max(now);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_seen = now;
             c.pinged = false;
@@ -456,7 +456,8 @@ impl Switchboard {
 
     /// The connection closed (or failed). Its room hears a leave with reason
     /// `disconnected`.
-    pub fn handle_close(&mut self, _now: Instant, conn: ConnId) {
+    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
+        self.now = self.now.max(now);
         let leave = self
             .conn_id(conn)
             .map(|id| Signal::leave(id, Some("disconnected")));
@@ -506,14 +507,9 @@ impl Switchboard {
         (self.config.ping_after / 4).max(Duration::from_millis(100))
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is next due (`None` with no
-    /// connections).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_sweep
-    }
-
     /// Pings idle connections and closes dead ones.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if self.next_sweep.is_some_and(|t| now < t) {
             return;
         }
@@ -556,8 +552,15 @@ impl Switchboard {
         self.next_sweep = (!self.conns.is_empty()).then(|| now + self.sweep_interval());
     }
 
-    /// The next thing to do, if any.
-    pub fn poll_output(&mut self) -> Option<SwitchOutput> {
-        self.out.pop_front()
+    /// The next thing to do; a drain ends with [`SwitchOutput::Timeout`]: the next
+    /// sweep of idle connections (far ahead while there are none).
+    pub fn poll_output(&mut self) -> SwitchOutput {
+        match self.out.pop_front() {
+            Some(o) => o,
+            None => SwitchOutput::Timeout(
+                self.next_sweep
+                    .unwrap_or(self.now + crate::signal_client::IDLE),
+            ),
+        }
     }
 }

@@ -19,9 +19,10 @@ struct Board {
 
 impl Board {
     fn new(config: SwitchboardConfig) -> Self {
+        let now = Instant::now();
         Board {
-            sb: Switchboard::new(config),
-            now: Instant::now(),
+            sb: Switchboard::new(config, now),
+            now,
             inbox: BTreeMap::new(),
             closed: Vec::new(),
             pings: Vec::new(),
@@ -39,8 +40,9 @@ impl Board {
         self.drain();
     }
     fn drain(&mut self) {
-        while let Some(o) = self.sb.poll_output() {
-            match o {
+        loop {
+            match self.sb.poll_output() {
+                SwitchOutput::Timeout(_) => return,
                 SwitchOutput::Send(c, t) => self.inbox.entry(c.0).or_default().push(t.to_string()),
                 SwitchOutput::Ping(c) => self.pings.push(c.0),
                 SwitchOutput::Close(c, r) => self.closed.push((c.0, r)),
@@ -329,7 +331,9 @@ fn idle_connections_are_pinged_and_dead_ones_closed_and_announced_left() {
         b.now += step;
         // Connection 1 answers everything; 2 is silent.
         b.sb.handle_activity(b.now, ConnId(1));
-        let t = b.sb.poll_timeout().unwrap();
+        let SwitchOutput::Timeout(t) = b.sb.poll_output() else {
+            panic!("drained")
+        };
         if t <= b.now {
             b.sb.handle_timeout(b.now);
         }
@@ -390,8 +394,8 @@ proptest! {
     /// is delivered for an unannounced connection, no panic.
     #[test]
     fn nothing_crosses_rooms(ops in prop::collection::vec(arb_op(), 0..80)) {
-        let mut sb = Switchboard::new(config(|c| c.max_strikes = 8.0));
         let mut now = Instant::now();
+        let mut sb = Switchboard::new(config(|c| c.max_strikes = 8.0), now);
         // Our model: which connections are open, and the room each is in.
         let mut open: BTreeMap<u8, Option<u8>> = BTreeMap::new();
         let ids = ["a", "b", "c", "d", "e"];
@@ -449,8 +453,9 @@ proptest! {
                 Some(room.to_owned())
             };
             let sender_room_before = sender.and_then(|c| open.get(&c).copied().flatten());
-            while let Some(o) = sb.poll_output() {
-                match o {
+            loop {
+                match sb.poll_output() {
+                    SwitchOutput::Timeout(_) => break,
                     SwitchOutput::Send(to, text) => {
                         let to = to.0 as u8;
                         prop_assert!(open.contains_key(&to), "sent to a closed connection");

@@ -67,7 +67,10 @@ impl Server {
         let addr = listener.local_addr()?;
         let max_frame = config.max_frame;
         let max_conns = config.max_connections;
-        let inner = Arc::new(Mutex::new(Inner::new(Switchboard::new(config))));
+        let inner = Arc::new(Mutex::new(Inner::new(Switchboard::new(
+            config,
+            Instant::now(),
+        ))));
         let accept = smol::spawn(accept_loop(listener, inner.clone(), max_frame, max_conns));
         let timers = smol::spawn(timer_loop(inner.clone()));
         Ok(Server {
@@ -147,11 +150,11 @@ async fn accept_loop(
 
 async fn timer_loop(inner: Arc<Mutex<Inner>>) {
     loop {
-        let next = lock(&inner).board.poll_timeout();
-        match next {
-            Some(t) => Timer::at(t).await,
-            None => Timer::after(Duration::from_millis(500)).await,
-        };
+        // At least every 500 ms: a connection opened meanwhile may want a sweep sooner
+        // than the deadline of the last dispatch.
+        let cap = Instant::now() + Duration::from_millis(500);
+        let next = lock(&inner).next_timeout().map_or(cap, |t| t.min(cap));
+        Timer::at(next).await;
         let now = Instant::now();
         let mut g = lock(&inner);
         g.board.handle_timeout(now);

@@ -92,7 +92,10 @@ impl Server {
         let max_frame = config.max_frame;
         let max_conns = config.max_connections.min(MAX_CONNECTIONS);
         let active = Arc::new(AtomicUsize::new(0));
-        let inner = Arc::new(Mutex::new(Inner::new(Switchboard::new(config))));
+        let inner = Arc::new(Mutex::new(Inner::new(Switchboard::new(
+            config,
+            Instant::now(),
+        ))));
         let stop = Arc::new(AtomicBool::new(false));
         let (i, s) = (inner.clone(), stop.clone());
         let accept = thread::Builder::new()
@@ -128,7 +131,7 @@ impl Server {
             .name("switchboard-timer".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    let next = lock(&i).board.poll_timeout();
+                    let next = lock(&i).next_timeout();
                     let wait = next
                         .map(|t| t.saturating_duration_since(Instant::now()))
                         .unwrap_or(Duration::from_millis(200))

@@ -293,10 +293,10 @@ pub enum Logged {
 }
 
 /// A switchboard whose room holds every peer of the run.
-fn board(peers: usize) -> Switchboard {
+fn board(peers: usize, now: Instant) -> Switchboard {
     let mut c = rtc_mesh_core::switchboard::SwitchboardConfig::default();
     c.max_members = c.max_members.max(peers);
-    Switchboard::new(c)
+    Switchboard::new(c, now)
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -312,7 +312,7 @@ impl World {
             t0,
             now: t0,
             peers: Vec::new(),
-            board: board(cfg.peers),
+            board: board(cfg.peers, t0),
             queue: BinaryHeap::new(),
             conn_peer: BTreeMap::new(),
             seq: 0,
@@ -619,8 +619,9 @@ impl World {
     }
 
     fn server_outputs(&mut self) {
-        while let Some(o) = self.board.poll_output() {
-            match o {
+        loop {
+            match self.board.poll_output() {
+                SwitchOutput::Timeout(_) => return,
                 SwitchOutput::Send(_, text)
                     if self.cfg.no_server_leaves
                         && text.starts_with("/leave|")
@@ -804,7 +805,7 @@ impl World {
             Action::SwitchboardRestart => {
                 self.faults.switchboard_restarts += 1;
                 self.board_restart = Some(self.now);
-                self.board = board(self.peers.len());
+                self.board = board(self.peers.len(), self.now);
                 // Every connection drops; each peer's client sees it a little later,
                 // then reconnects and announces again.
                 for i in 0..self.peers.len() {

@@ -140,7 +140,7 @@ impl NodeWorld {
             t0,
             now: t0,
             nodes: Vec::new(),
-            board: Switchboard::default(),
+            board: Switchboard::new(Default::default(), t0),
             queue: BinaryHeap::new(),
             seq: 0,
             next_conn: 0,
@@ -302,7 +302,11 @@ impl NodeWorld {
     }
 
     fn server_outputs(&mut self) {
-        while let Some(o) = self.board.poll_output() {
+        loop {
+            let o = self.board.poll_output();
+            if let SwitchOutput::Timeout(_) = o {
+                return;
+            }
             if let SwitchOutput::Send(c, text) = o {
                 if let Some(&i) = self.conn_peer.get(&c) {
                     if self.nodes[i].node.is_some() {
@@ -409,7 +413,7 @@ impl NodeWorld {
             }
             Ev::SwitchboardRestart => {
                 self.report.faults.switchboard_restarts += 1;
-                self.board = Switchboard::default();
+                self.board = Switchboard::new(Default::default(), now);
                 // Every connection drops; each client sees it a little later, then
                 // reconnects and announces again; links stay up.
                 for i in 0..self.nodes.len() {

@@ -17,12 +17,12 @@ impl Mesh {
                 self.links.remove(&link);
                 self.replica.close_link(link);
                 self.out.push_back(MeshOutput::Link(LinkCommand::Close {
-                    peer: peer.to_owned(),
+                    peer: PeerId::checked(peer),
                 }));
             }
             Conn::Negotiating { .. } => {
                 self.out.push_back(MeshOutput::Link(LinkCommand::Close {
-                    peer: peer.to_owned(),
+                    peer: PeerId::checked(peer),
                 }));
             }
             Conn::Idle { .. } => {}
@@ -34,9 +34,10 @@ impl Mesh {
         self.last_now = self.last_now.max(now);
         let Some(p) = self.peers.get(peer) else {
             // Not a peer we know (any more): the link layer must close it.
-            self.out.push_back(MeshOutput::Link(LinkCommand::Close {
-                peer: peer.to_owned(),
-            }));
+            if let Ok(peer) = PeerId::new(peer) {
+                self.out
+                    .push_back(MeshOutput::Link(LinkCommand::Close { peer }));
+            }
             return;
         };
         if matches!(p.conn, Conn::Open { .. }) {

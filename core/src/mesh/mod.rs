@@ -360,7 +360,7 @@ pub enum LinkCommand {
     /// [`Mesh::local_sdp`]; the answerer waits for [`LinkCommand::RemoteSdp`].
     Open {
         /// The peer.
-        peer: String,
+        peer: PeerId,
         /// Whether we offer.
         offerer: bool,
         /// The codec (the offerer's choice; the answerer learns it from the channel).
@@ -369,7 +369,7 @@ pub enum LinkCommand {
     /// Apply the remote's SDP; an answerer then hands its answer to [`Mesh::local_sdp`].
     RemoteSdp {
         /// The peer.
-        peer: String,
+        peer: PeerId,
         /// Offer or answer.
         kind: SdpKind,
         /// The SDP text.
@@ -378,14 +378,14 @@ pub enum LinkCommand {
     /// Add a remote ICE candidate (`{"candidate":..,"sdpMid":..,"sdpMLineIndex":..}`).
     RemoteCandidate {
         /// The peer.
-        peer: String,
+        peer: PeerId,
         /// The candidate, as a browser's `RTCIceCandidate.toJSON()`.
         candidate: Object,
     },
     /// Tear the connection down (no further input is expected for it).
     Close {
         /// The peer.
-        peer: String,
+        peer: PeerId,
     },
 }
 
@@ -406,7 +406,7 @@ pub enum MeshOutput {
     /// Bytes for the data channel to `peer` (one channel message).
     Transmit {
         /// The peer.
-        peer: String,
+        peer: PeerId,
         /// The bytes.
         data: Vec<u8>,
     },

@@ -47,7 +47,7 @@ impl Mesh {
             };
         }
         self.out.push_back(MeshOutput::Link(LinkCommand::Open {
-            peer: peer.to_owned(),
+            peer: PeerId::checked(peer),
             offerer,
             codec,
         }));
@@ -77,7 +77,7 @@ impl Mesh {
                         self.drop_conn(from, None);
                         self.start_negotiation(from, now, false);
                         self.out.push_back(MeshOutput::Link(LinkCommand::RemoteSdp {
-                            peer: from.to_owned(),
+                            peer: PeerId::checked(from),
                             kind: SdpKind::Offer,
                             sdp,
                         }));
@@ -88,7 +88,7 @@ impl Mesh {
                             Some(Conn::Negotiating { offerer: true, .. })
                         ) {
                             self.out.push_back(MeshOutput::Link(LinkCommand::RemoteSdp {
-                                peer: from.to_owned(),
+                                peer: PeerId::checked(from),
                                 kind: SdpKind::Answer,
                                 sdp,
                             }));
@@ -121,7 +121,7 @@ impl Mesh {
                 for candidate in cands {
                     self.out
                         .push_back(MeshOutput::Link(LinkCommand::RemoteCandidate {
-                            peer: from.to_owned(),
+                            peer: PeerId::checked(from),
                             candidate,
                         }));
                 }

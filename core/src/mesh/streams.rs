@@ -59,7 +59,7 @@ impl Mesh {
     pub(super) fn route(&self, link: LinkId, data: Vec<u8>) -> Option<MeshOutput> {
         if let Some(peer) = self.links.get(&link) {
             Some(MeshOutput::Transmit {
-                peer: peer.clone(),
+                peer: PeerId::checked(peer),
                 data,
             })
         } else if self.streams.contains(&link) {

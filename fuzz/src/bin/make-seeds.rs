@@ -262,11 +262,14 @@ fn switchboard_seeds() -> Vec<(&'static str, Ops)> {
 fn main() {
     // STUN: the answer to the fuzz target's own request (seed 1), and that request.
     {
-        use rtc_mesh_core::stun::{binding_success, StunClient};
+        use rtc_mesh_core::stun::{binding_success, StunClient, StunOutput};
         let server = "127.0.0.1:3478".parse().expect("literal");
-        let mut c = StunClient::new(vec![server], 1);
-        c.start(std::time::Instant::now());
-        let (_, request) = c.poll_transmit().expect("a request");
+        let now = std::time::Instant::now();
+        let mut c = StunClient::new(vec![server], 1, now);
+        c.start(now);
+        let StunOutput::Transmit { data: request, .. } = c.poll_output() else {
+            panic!("a request first");
+        };
         let answer = binding_success(&request, "203.0.113.5:61000".parse().expect("literal"))
             .expect("a binding request");
         write("stun", "answer", &answer);
