@@ -58,7 +58,7 @@ impl<W: ConnWriter> Hosted<W> {
     }
 
     /// Registers a new connection and tells the switchboard.
-    pub fn open(&mut self, writer: W, now: Instant) -> ConnId {
+    pub fn open(&mut self, now: Instant, writer: W) -> ConnId {
         let id = ConnId(self.next_id);
         self.next_id += 1;
         self.conns.insert(id, writer);
@@ -68,7 +68,7 @@ impl<W: ConnWriter> Hosted<W> {
 
     /// The connection's transport ended: the switchboard hears of it (unless it
     /// closed the connection itself).
-    pub fn closed(&mut self, id: ConnId, now: Instant) {
+    pub fn closed(&mut self, now: Instant, id: ConnId) {
         if self.conns.remove(&id).is_some() {
             self.board.handle_close(now, id);
             self.dispatch(now);

@@ -237,9 +237,9 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
     )
     .await;
     let (tx, rx) = channel::unbounded();
-    let id = lock(&inner).open(Writer(tx), Instant::now());
+    let id = lock(&inner).open(Instant::now(), Writer(tx));
     serve(ws, id, &inner, rx).await;
-    lock(&inner).closed(id, Instant::now());
+    lock(&inner).closed(Instant::now(), id);
 }
 
 /// Moves frames both ways until either side ends.

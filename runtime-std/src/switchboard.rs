@@ -228,18 +228,18 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
     let (tx, rx) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let id = lock(&inner).open(
+        Instant::now(),
         Conn {
             tx: tx.clone(),
             queued: queued.clone(),
         },
-        Instant::now(),
     );
     let config = ws_config(WsLimits::for_switchboard(max_frame));
     let writer = thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || write_loop(write_stream, rx, queued, config));
     if writer.is_err() {
-        lock(&inner).closed(id, Instant::now());
+        lock(&inner).closed(Instant::now(), id);
         return;
     }
     let half = ReadHalf {
@@ -272,7 +272,7 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
     if let Some(conn) = g.conns.get(&id) {
         conn.push(ConnOut::Close(CloseReason::Dead));
     }
-    g.closed(id, now);
+    g.closed(now, id);
 }
 
 fn write_loop(
