@@ -73,7 +73,7 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
     let stun = options.resolve_stun(crate::signal::resolve)?;
     let (node, id) = options.node(local, stun, crate::entropy())?;
     let signalling = Signalling::new(&options.signal_url)?;
-    Ok(spawn(node, id, Some((udp, local)), Some(signalling)))
+    Ok(spawn(node, id, Some((udp, local)), signalling))
 }
 
 /// A member without a room: no switchboard, no UDP socket, no peers; a store that
@@ -83,14 +83,14 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
 /// `rtc-mesh replicate` is one.
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
     let node = options.node(crate::entropy())?;
-    Ok(spawn(node, options.id.clone(), None, None))
+    Ok(spawn(node, options.id.clone(), None, Signalling::none()))
 }
 
 fn spawn(
     node: Node,
     id: String,
     udp: Option<(Async<UdpSocket>, SocketAddr)>,
-    ws: Option<Signalling>,
+    ws: Signalling,
 ) -> (Member, Receiver<NodeEvent>) {
     let local = udp
         .as_ref()
@@ -183,7 +183,7 @@ enum Wake {
 async fn drive(
     mut node: Node,
     udp: Option<(Async<UdpSocket>, SocketAddr)>,
-    mut ws: Option<Signalling>,
+    mut ws: Signalling,
     cmds: Receiver<Cmd>,
     events: Sender<NodeEvent>,
 ) {
@@ -196,22 +196,14 @@ async fn drive(
         // Drain the node.
         let deadline = loop {
             match node.poll_output() {
-                NodeOutput::SignalConnect => {
-                    if let Some(w) = ws.as_mut() {
-                        w.connect();
-                    }
-                }
+                NodeOutput::SignalConnect => ws.connect(),
                 NodeOutput::Signal(t) => {
-                    if !ws.as_mut().is_some_and(|w| w.send(t)) {
+                    if !ws.send(t) {
                         node.handle_signal_disconnected(Instant::now());
                     }
                 }
                 // After the goodbye it follows.
-                NodeOutput::SignalClose => {
-                    if let Some(w) = ws.as_mut() {
-                        w.close().await;
-                    }
-                }
+                NodeOutput::SignalClose => ws.close().await,
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
@@ -249,12 +241,7 @@ async fn drive(
             return;
         }
         let wake = async { Wake::Cmd(cmds.recv().await.ok()) }
-            .or(async {
-                match ws.as_mut() {
-                    Some(w) => Wake::Ws(w.recv().await),
-                    None => smol::future::pending().await,
-                }
-            })
+            .or(async { Wake::Ws(ws.recv().await) })
             .or(async {
                 match &udp {
                     Some((u, _)) => Wake::Datagram(u.recv_from(&mut buf).await),

@@ -62,8 +62,8 @@ pub(crate) enum WsEvent {
 /// Each [`connect`](Self::connect) starts a new generation; reports of older ones are
 /// dropped. The member driver and the [`Signaller`] both run on it.
 pub(crate) struct Signalling {
-    url: String,
-    addr: SocketAddr,
+    /// The switchboard's URL and address (none for a member without a room).
+    server: Option<(String, SocketAddr)>,
     gen: u64,
     /// The texts to send on the current connection, and its task.
     conn: Option<(Sender<String>, Task<()>)>,
@@ -77,31 +77,38 @@ impl Signalling {
     /// Resolves `url` (`ws://host:port/`); connects nothing yet.
     pub(crate) fn new(url: &str) -> Result<Signalling, UrlError> {
         let addr = WsUrl::parse(url)?.resolve(resolve)?;
+        Ok(Self::with(Some((url.to_owned(), addr))))
+    }
+
+    /// No switchboard (a member without a room): a connection never opens.
+    pub(crate) fn none() -> Signalling {
+        Self::with(None)
+    }
+
+    fn with(server: Option<(String, SocketAddr)>) -> Signalling {
         let (events_tx, events) = channel::unbounded();
-        Ok(Signalling {
-            url: url.to_owned(),
-            addr,
+        Signalling {
+            server,
             gen: 0,
             conn: None,
             open: false,
             events_tx,
             events,
-        })
+        }
     }
 
     /// Starts opening a new connection (dropping any other).
     pub(crate) fn connect(&mut self) {
         self.gen += 1;
-        let (tx, rx) = channel::unbounded();
-        let task = smol::spawn(run(
-            self.url.clone(),
-            self.addr,
-            self.gen,
-            rx,
-            self.events_tx.clone(),
-        ));
-        self.conn = Some((tx, task));
         self.open = false;
+        self.conn = None;
+        let Some((url, addr)) = self.server.clone() else {
+            let _ = self.events_tx.try_send((self.gen, WsEvent::Closed));
+            return;
+        };
+        let (tx, rx) = channel::unbounded();
+        let task = smol::spawn(run(url, addr, self.gen, rx, self.events_tx.clone()));
+        self.conn = Some((tx, task));
     }
 
     /// Sends a text on the current connection; false if there is none.

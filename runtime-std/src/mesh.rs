@@ -95,7 +95,7 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
             }
         })
         .map_err(|e| JoinError::Bind(options.bind, e))?;
-    spawn(node, id, Some((udp, local)), Some(signalling), tx, rx, stop)
+    spawn(node, id, Some((udp, local)), signalling, tx, rx, stop)
         .map_err(|e| JoinError::Bind(options.bind, e))
 }
 
@@ -107,15 +107,17 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
     let node = options.node(crate::entropy())?;
     let (tx, rx) = mpsc::channel();
+    let stx = tx.clone();
+    let ws = Signalling::none(Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok()));
     let stop = Arc::new(AtomicBool::new(false));
-    Ok(spawn(node, options.id.clone(), None, None, tx, rx, stop)?)
+    Ok(spawn(node, options.id.clone(), None, ws, tx, rx, stop)?)
 }
 
 fn spawn(
     node: Node,
     id: String,
     udp: Option<(UdpSocket, SocketAddr)>,
-    ws: Option<Signalling>,
+    ws: Signalling,
     tx: Sender<Input>,
     rx: Receiver<Input>,
     stop: Arc<AtomicBool>,
@@ -261,7 +263,7 @@ impl Drop for ShutdownOnDrop {
 fn drive(
     mut node: Node,
     udp: Option<(UdpSocket, SocketAddr)>,
-    mut ws: Option<Signalling>,
+    mut ws: Signalling,
     inputs: Receiver<Input>,
     events: Sender<NodeEvent>,
     stop: Arc<AtomicBool>,
@@ -273,22 +275,14 @@ fn drive(
     loop {
         let deadline = loop {
             match node.poll_output() {
-                NodeOutput::SignalConnect => {
-                    if let Some(w) = ws.as_mut() {
-                        w.connect();
-                    }
-                }
+                NodeOutput::SignalConnect => ws.connect(),
                 NodeOutput::Signal(t) => {
-                    if !ws.as_mut().is_some_and(|w| w.send(t)) {
+                    if !ws.send(t) {
                         node.handle_signal_disconnected(Instant::now());
                     }
                 }
                 // After the goodbye it follows.
-                NodeOutput::SignalClose => {
-                    if let Some(w) = ws.as_mut() {
-                        w.close();
-                    }
-                }
+                NodeOutput::SignalClose => ws.close(),
                 NodeOutput::Transmit {
                     destination, data, ..
                 } => {
@@ -340,7 +334,7 @@ fn drive(
                     node.handle_datagram(now, from, *local, &d);
                 }
             }
-            Some(Input::Ws(g, e)) => match ws.as_mut().and_then(|w| w.handle(g, e)) {
+            Some(Input::Ws(g, e)) => match ws.handle(g, e) {
                 Some(WsChange::Up) => node.handle_signal_connected(now),
                 Some(WsChange::Text(t)) => node.handle_signal(now, &t),
                 Some(WsChange::Down) => node.handle_signal_disconnected(now),

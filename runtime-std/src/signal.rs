@@ -70,8 +70,8 @@ pub(crate) type Forward = Arc<dyn Fn(u64, WsEvent) -> bool + Send + Sync>;
 /// generation; reports of older ones are dropped (an older connection that opens late
 /// is shut at once). The member driver and the [`Signaller`] both run on it.
 pub(crate) struct Signalling {
-    url: String,
-    addr: SocketAddr,
+    /// The switchboard's URL and address (none for a member without a room).
+    server: Option<(String, SocketAddr)>,
     gen: u64,
     ws: Option<Writer>,
     forward: Forward,
@@ -82,20 +82,32 @@ impl Signalling {
     pub(crate) fn new(url: &str, forward: Forward) -> Result<Signalling, UrlError> {
         let addr = WsUrl::parse(url)?.resolve(crate::mesh::resolve)?;
         Ok(Signalling {
-            url: url.to_owned(),
-            addr,
+            server: Some((url.to_owned(), addr)),
             gen: 0,
             ws: None,
             forward,
         })
     }
 
+    /// No switchboard (a member without a room): a connection never opens.
+    pub(crate) fn none(forward: Forward) -> Signalling {
+        Signalling {
+            server: None,
+            gen: 0,
+            ws: None,
+            forward,
+        }
+    }
+
     /// Starts opening a new connection (dropping any other).
     pub(crate) fn connect(&mut self) {
         self.drop_ws();
         self.gen += 1;
-        let (url, addr, gen, forward) =
-            (self.url.clone(), self.addr, self.gen, self.forward.clone());
+        let (gen, forward) = (self.gen, self.forward.clone());
+        let Some((url, addr)) = self.server.clone() else {
+            forward(gen, WsEvent::Closed);
+            return;
+        };
         let spawned = thread::Builder::new()
             .name("signal-ws".into())
             .spawn(move || run(&url, addr, gen, forward));
