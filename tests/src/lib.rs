@@ -5,6 +5,7 @@
 //! both with seeded faults; `rtc-mesh-sim` (`src/bin`) runs seed lists and scale runs.
 //! The benchmark programs live in `bench/`.
 
+mod connections;
 pub mod mesh_sim;
 pub mod node_sim;
 

@@ -24,6 +24,8 @@ use rtc_mesh_core::mesh::{LinkCommand, Mesh, MeshConfig, MeshEvent, MeshOutput, 
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
 use rtc_mesh_core::{Codec, Store, Value};
 
+use crate::connections::Connections;
+
 const EPOCH_MS: f64 = 1_795_713_876_272.0;
 
 /// A write made in a run: (writer's index, key, timestamp, source id, value as JSON).
@@ -236,8 +238,6 @@ impl<E> Ord for Queued<E> {
 struct SimPeer {
     id: String,
     mesh: Option<Mesh>,
-    /// The open signalling connection (`ConnId(0)`: none).
-    conn: ConnId,
     lives: u32,
     /// Ever crashed: its writes may be lost.
     crashed: bool,
@@ -254,10 +254,9 @@ pub struct World {
     peers: Vec<SimPeer>,
     board: Switchboard,
     queue: BinaryHeap<Reverse<Queued<Ev>>>,
-    /// Signalling connection -> peer.
-    conn_peer: BTreeMap<ConnId, usize>,
+    /// Each peer's signalling connection.
+    conns: Connections,
     seq: u64,
-    next_conn: u64,
     next_gen: u64,
     partitioned: BTreeMap<(usize, usize), Instant>,
     /// Each live peer's next timer, and the set ordered by time.
@@ -314,9 +313,8 @@ impl World {
             peers: Vec::new(),
             board: board(cfg.peers, t0),
             queue: BinaryHeap::new(),
-            conn_peer: BTreeMap::new(),
+            conns: Connections::default(),
             seq: 0,
-            next_conn: 0,
             next_gen: 0,
             partitioned: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
@@ -339,7 +337,6 @@ impl World {
             w.peers.push(SimPeer {
                 id: format!("p{i:03}"),
                 mesh: None,
-                conn: ConnId(0),
                 lives: 0,
                 crashed: false,
                 sides: BTreeMap::new(),
@@ -385,7 +382,6 @@ impl World {
         }
         mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ p.lives as u64;
         let mut mesh = Mesh::new(mc).expect("valid config");
-        p.conn = ConnId(0);
         p.sides.clear();
         mesh.start(self.now);
         p.mesh = Some(mesh);
@@ -424,15 +420,15 @@ impl World {
                     self.after(d, Ev::SignalOpen { at: i, life });
                 }
                 MeshOutput::Signal(text) => {
-                    let c = self.peers[i].conn;
-                    let t = self.now + self.latency();
-                    let t = self.ordered(usize::MAX - i, t);
-                    self.at(t, Ev::ToServer(c, text));
+                    if let Some(c) = self.conns.of(i) {
+                        let t = self.now + self.latency();
+                        let t = self.ordered(usize::MAX - i, t);
+                        self.at(t, Ev::ToServer(c, text));
+                    }
                 }
                 MeshOutput::SignalClose => {
                     // After what was sent before it.
-                    let c = std::mem::replace(&mut self.peers[i].conn, ConnId(0));
-                    if c != ConnId(0) {
+                    if let Some(c) = self.conns.take(i) {
                         let t = self.now + self.latency();
                         let t = self.ordered(usize::MAX - i, t);
                         self.at(t, Ev::ServerClose(c));
@@ -627,7 +623,7 @@ impl World {
                         && text.starts_with("/leave|")
                         && text.ends_with(r#""reason":"disconnected"}"#) => {}
                 SwitchOutput::Send(c, text) => {
-                    let to = self.conn_peer.get(&c).copied();
+                    let to = self.conns.peer(c);
                     if let Some(i) = to.filter(|&i| self.peers[i].mesh.is_some()) {
                         let mut t = self.now + self.latency();
                         if self.cfg.faults && self.rng.chance(0.02) {
@@ -666,7 +662,7 @@ impl World {
                 self.server_outputs();
             }
             Ev::ToPeer(i, c, text) => {
-                if self.peers[i].conn == c {
+                if self.conns.of(i) == Some(c) {
                     if let Some(m) = self.peers[i].mesh.as_mut() {
                         m.handle_signal(self.now, &text);
                     }
@@ -677,11 +673,7 @@ impl World {
                 if self.peers[at].lives != life || self.peers[at].mesh.is_none() {
                     return;
                 }
-                self.next_conn += 1;
-                let c = ConnId(self.next_conn);
-                self.peers[at].conn = c;
-                self.conn_peer.insert(c, at);
-                self.board.handle_open(self.now, c);
+                self.conns.open(&mut self.board, self.now, at);
                 self.server_outputs();
                 if let Some(m) = self.peers[at].mesh.as_mut() {
                     m.handle_signal_connected(self.now);
@@ -689,10 +681,9 @@ impl World {
                 self.drain(at);
             }
             Ev::SignalLost { at, conn } => {
-                if self.peers[at].conn != conn || conn == ConnId(0) {
+                if !self.conns.lost(at, conn) {
                     return;
                 }
-                self.peers[at].conn = ConnId(0);
                 if let Some(m) = self.peers[at].mesh.as_mut() {
                     m.handle_signal_disconnected(self.now);
                 }
@@ -788,8 +779,7 @@ impl World {
                     self.faults.crashes += 1;
                     self.peers[i].crashed = true;
                     self.peers[i].sides.clear();
-                    let c = std::mem::replace(&mut self.peers[i].conn, ConnId(0));
-                    if c != ConnId(0) {
+                    if let Some(c) = self.conns.take(i) {
                         let d = self.latency();
                         self.after(d, Ev::ServerClose(c));
                     }
@@ -808,19 +798,15 @@ impl World {
                 self.board = board(self.peers.len(), self.now);
                 // Every connection drops; each peer's client sees it a little later,
                 // then reconnects and announces again.
-                for i in 0..self.peers.len() {
-                    let conn = self.peers[i].conn;
-                    if self.peers[i].mesh.is_some() && conn != ConnId(0) {
-                        let d = self.latency();
-                        self.after(d, Ev::SignalLost { at: i, conn });
-                    }
+                for (i, conn) in self.conns.open_ones() {
+                    let d = self.latency();
+                    self.after(d, Ev::SignalLost { at: i, conn });
                 }
             }
             Action::SignalDrop(i) => {
-                let conn = self.peers[i].conn;
-                if self.peers[i].mesh.is_none() || conn == ConnId(0) {
+                let Some(conn) = self.conns.of(i) else {
                     return;
-                }
+                };
                 self.faults.signal_drops += 1;
                 self.last_fault.insert(i, self.now);
                 // Both ends notice, each after its own delay.

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use rtc_mesh_core::mesh::{MeshConfig, MeshEvent};
 use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
+
+use crate::connections::Connections;
 use rtc_mesh_core::Value;
 
 use crate::mesh_sim::{check_writes, FaultCounts, Queued as Q, Rng, Write};
@@ -102,7 +104,6 @@ enum Ev {
 
 struct SimNode {
     node: Option<Node>,
-    conn: ConnId,
     lives: u32,
     crashed: bool,
     timer: Option<Instant>,
@@ -118,8 +119,7 @@ pub struct NodeWorld {
     board: Switchboard,
     queue: BinaryHeap<Reverse<Q<Ev>>>,
     seq: u64,
-    next_conn: u64,
-    conn_peer: BTreeMap<ConnId, usize>,
+    conns: Connections,
     last_signal: BTreeMap<usize, Instant>,
     partitioned: BTreeMap<(usize, usize), Instant>,
     path_count: BTreeMap<(usize, usize), u64>,
@@ -143,8 +143,7 @@ impl NodeWorld {
             board: Switchboard::new(Default::default(), t0),
             queue: BinaryHeap::new(),
             seq: 0,
-            next_conn: 0,
-            conn_peer: BTreeMap::new(),
+            conns: Connections::default(),
             last_signal: BTreeMap::new(),
             partitioned: BTreeMap::new(),
             path_count: BTreeMap::new(),
@@ -158,7 +157,6 @@ impl NodeWorld {
         for i in 0..w.cfg.peers {
             w.nodes.push(SimNode {
                 node: None,
-                conn: ConnId(0),
                 lives: 0,
                 crashed: false,
                 timer: None,
@@ -192,7 +190,6 @@ impl NodeWorld {
         let mut nc = NodeConfig::new(mc, vec![addr(i)]);
         nc.seeded_dtls = true;
         let mut node = Node::new(nc).expect("valid config");
-        n.conn = ConnId(0);
         node.start(self.now);
         n.node = Some(node);
         self.drain(i);
@@ -217,13 +214,13 @@ impl NodeWorld {
                     self.at(t, Ev::SignalOpen { at: i, life });
                 }
                 NodeOutput::Signal(text) => {
-                    let c = self.nodes[i].conn;
-                    let t = self.signal_time(i);
-                    self.at(t, Ev::ToServer(c, text));
+                    if let Some(c) = self.conns.of(i) {
+                        let t = self.signal_time(i);
+                        self.at(t, Ev::ToServer(c, text));
+                    }
                 }
                 NodeOutput::SignalClose => {
-                    let c = std::mem::replace(&mut self.nodes[i].conn, ConnId(0));
-                    if c != ConnId(0) {
+                    if let Some(c) = self.conns.take(i) {
                         let t = self.signal_time(i);
                         self.at(t, Ev::ServerClose(c));
                     }
@@ -308,7 +305,7 @@ impl NodeWorld {
                 return;
             }
             if let SwitchOutput::Send(c, text) = o {
-                if let Some(&i) = self.conn_peer.get(&c) {
+                if let Some(i) = self.conns.peer(c) {
                     if self.nodes[i].node.is_some() {
                         let mut t = self.now + self.latency();
                         let last = self.last_signal.entry(usize::MAX - i).or_insert(t);
@@ -333,7 +330,7 @@ impl NodeWorld {
                 self.server_outputs();
             }
             Ev::ToPeer(i, c, text) => {
-                if self.nodes[i].conn == c {
+                if self.conns.of(i) == Some(c) {
                     if let Some(n) = self.nodes[i].node.as_mut() {
                         n.handle_signal(now, &text);
                     }
@@ -344,11 +341,7 @@ impl NodeWorld {
                 if self.nodes[at].lives != life || self.nodes[at].node.is_none() {
                     return;
                 }
-                self.next_conn += 1;
-                let c = ConnId(self.next_conn);
-                self.nodes[at].conn = c;
-                self.conn_peer.insert(c, at);
-                self.board.handle_open(now, c);
+                self.conns.open(&mut self.board, now, at);
                 self.server_outputs();
                 if let Some(n) = self.nodes[at].node.as_mut() {
                     n.handle_signal_connected(now);
@@ -356,10 +349,9 @@ impl NodeWorld {
                 self.drain(at);
             }
             Ev::SignalLost { at, conn } => {
-                if self.nodes[at].conn != conn || conn == ConnId(0) {
+                if !self.conns.lost(at, conn) {
                     return;
                 }
-                self.nodes[at].conn = ConnId(0);
                 if let Some(n) = self.nodes[at].node.as_mut() {
                     n.handle_signal_disconnected(now);
                 }
@@ -394,8 +386,7 @@ impl NodeWorld {
                     self.report.faults.crashes += 1;
                     self.nodes[i].crashed = true;
                     self.nodes[i].timer = None;
-                    let c = std::mem::replace(&mut self.nodes[i].conn, ConnId(0));
-                    if c != ConnId(0) {
+                    if let Some(c) = self.conns.take(i) {
                         let d = self.latency();
                         self.at(now + d, Ev::ServerClose(c));
                     }
@@ -416,12 +407,9 @@ impl NodeWorld {
                 self.board = Switchboard::new(Default::default(), now);
                 // Every connection drops; each client sees it a little later, then
                 // reconnects and announces again; links stay up.
-                for i in 0..self.nodes.len() {
-                    let conn = self.nodes[i].conn;
-                    if self.nodes[i].node.is_some() && conn != ConnId(0) {
-                        let t = now + self.latency();
-                        self.at(t, Ev::SignalLost { at: i, conn });
-                    }
+                for (i, conn) in self.conns.open_ones() {
+                    let t = now + self.latency();
+                    self.at(t, Ev::SignalLost { at: i, conn });
                 }
             }
         }
