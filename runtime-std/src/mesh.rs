@@ -51,6 +51,8 @@ enum Input {
     Attach(Codec, Sender<Vec<u8>>, Sender<Option<(LinkId, Sender<()>)>>),
     /// Bytes from an attached stream, or its end (`None`).
     StreamIn(LinkId, Option<Vec<u8>>),
+    /// The handle was dropped: stop now (the driver may be waiting for a far timeout).
+    Stop,
 }
 
 /// Our membership of a room, driven by a thread. [`Member::close`] leaves politely;
@@ -239,6 +241,7 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Input::Stop);
     }
 }
 
@@ -334,6 +337,7 @@ fn drive(
                     node.handle_datagram(now, from, *local, &d);
                 }
             }
+            Some(Input::Stop) => return,
             Some(Input::Ws(g, e)) => match ws.handle(g, e) {
                 Some(WsChange::Up) => node.handle_signal_connected(now),
                 Some(WsChange::Text(t)) => node.handle_signal(now, &t),
