@@ -164,6 +164,20 @@ pub struct NodeConfig {
     pub max_queued: usize,
     /// STUN servers asked for our server-reflexive address (default none).
     pub stun_servers: Vec<SocketAddr>,
+    /// An open connection that receives no datagram at all for this long is closed and
+    /// its peer reported left (default 10 s). Every ICE agent checks its selected pair
+    /// every few seconds (str0m at least every `ice_max_rto`, Chromium about every
+    /// 2.5 s, Firefox's consent checks every 4-6 s, each retransmitted when lost), so
+    /// silence this long means the peer is gone. It is how a peer that never pings (a
+    /// plain scuttlebutt peer over WebRTC) is reported left within 15 s; str0m's ICE
+    /// alone takes longer (it trusts a pair for 15 s after the remote's last check).
+    /// A peer that pings is found out by the mesh's liveness rule in `dead_after` first.
+    pub silence_timeout: Duration,
+    /// The longest wait between our ICE checks (default 2 s; str0m's own is 3 s).
+    pub ice_max_rto: Duration,
+    /// ICE checks sent without an answer before str0m declares a connection
+    /// disconnected (default 7; str0m's own is 9): see [`NodeConfig::ice_timeout`].
+    pub ice_max_retransmits: usize,
     /// Simulations only (default `false`): draw DTLS's retransmission jitter, handshake
     /// randoms and record nonces from a fixed-seed generator instead of the thread's, so
     /// that a simulated run with lost datagrams replays at the same instants.
@@ -183,8 +197,21 @@ impl NodeConfig {
             sctp_buffer: 32 * 1024,
             max_queued: Self::DEFAULT_MAX_QUEUED,
             stun_servers: Vec::new(),
+            silence_timeout: Duration::from_secs(10),
+            ice_max_rto: Duration::from_secs(2),
+            ice_max_retransmits: 7,
             seeded_dtls: false,
         }
+    }
+
+    /// How long ICE checks go unanswered before a connection is declared disconnected:
+    /// the retransmission delays (250 ms doubling, capped at `ice_max_rto`) summed, as
+    /// str0m's ICE agent does.
+    pub fn ice_timeout(&self) -> Duration {
+        let delay =
+            |n: usize| Duration::from_millis(250u64 << (n - 1).min(20)).min(self.ice_max_rto);
+        let n = self.ice_max_retransmits.max(1);
+        (2..=n).map(delay).sum::<Duration>() + delay(n)
     }
 }
 
@@ -251,6 +278,8 @@ pub struct NodeStats {
     pub frames_queued: u64,
     /// Links closed for being too slow.
     pub links_slow: u64,
+    /// Open connections closed because nothing at all arrived for `silence_timeout`.
+    pub links_silent: u64,
 }
 
 /// Datagrams no connection accepts yet are held this long...
@@ -282,6 +311,8 @@ struct PeerRtc {
     queue: VecDeque<Vec<u8>>,
     queued: usize,
     timeout: Option<Instant>,
+    /// Once the data channel is open: when the last datagram arrived.
+    heard: Option<Instant>,
 }
 
 /// A WebRTC mesh peer. See the module docs.
@@ -548,7 +579,12 @@ impl Node {
             return Delivered::NoTaker;
         };
         let failed = match self.rtcs.get_mut(&peer) {
-            Some(p) => p.rtc.handle_input(input).is_err(),
+            Some(p) => {
+                if let Some(h) = p.heard.as_mut() {
+                    *h = now;
+                }
+                p.rtc.handle_input(input).is_err()
+            }
             None => false,
         };
         if failed {
@@ -597,6 +633,20 @@ impl Node {
                 self.poll_rtc(&peer);
             }
         }
+        let silence = self.config.silence_timeout;
+        let silent: Vec<PeerId> = self
+            .rtcs
+            .iter()
+            .filter(|(_, p)| {
+                p.heard
+                    .is_some_and(|h| now.saturating_duration_since(h) >= silence)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for peer in silent {
+            self.stats.links_silent += 1;
+            self.rtc_failed(&peer);
+        }
     }
 
     fn hex(&mut self, n: usize) -> String {
@@ -620,6 +670,8 @@ impl Node {
             .set_local_ice_credentials(creds)
             .set_sctp_max_buffered_amount(self.config.sctp_buffer)
             .set_snap_enabled(true);
+        builder.set_max_stun_rto(self.config.ice_max_rto);
+        builder.set_max_stun_retransmits(self.config.ice_max_retransmits);
         if self.config.seeded_dtls {
             builder = builder.set_crypto_provider(crate::seeded_dtls::provider());
         }
@@ -674,6 +726,7 @@ impl Node {
                     queue: VecDeque::new(),
                     queued: 0,
                     timeout: None,
+                    heard: None,
                 };
                 self.rtcs.insert(peer.clone(), entry);
                 self.poll_rtc(&peer);
@@ -859,6 +912,7 @@ impl Node {
                     return;
                 };
                 p.channel = Some(id);
+                p.heard = Some(now);
                 if let Some(mut ch) = p.rtc.channel(id) {
                     ch.set_buffered_amount_low_threshold(self.config.sctp_buffer / 2);
                 }
@@ -924,6 +978,9 @@ impl Node {
                         if let Some(rt) = p.timeout {
                             next = next.min(rt);
                         }
+                        if let Some(h) = p.heard {
+                            next = next.min(h + self.config.silence_timeout);
+                        }
                     }
                     return NodeOutput::Timeout(next);
                 }
@@ -950,5 +1007,26 @@ impl ParseCandidate for str {
             return None;
         }
         Candidate::from_sdp_string(self).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_ice_timeout_reports_a_silent_peer_within_15_s() {
+        let mc = MeshConfig::new("a", "r", "0000000000000001", 0.0, Instant::now());
+        let c = NodeConfig::new(mc, Vec::new());
+        // 500 + 1000 + 2000 x 4, then the last wait of 2000.
+        assert_eq!(c.ice_timeout(), Duration::from_millis(11_500));
+        let mut str0m = c.clone();
+        str0m.ice_max_rto = Duration::from_secs(3);
+        str0m.ice_max_retransmits = 9;
+        assert_eq!(
+            str0m.ice_timeout(),
+            Duration::from_millis(21_500),
+            "str0m's own"
+        );
     }
 }

@@ -89,6 +89,8 @@ pub struct SessionStats {
     pub updates_in: u64,
     /// Lines or frames that failed to decode.
     pub errors: u64,
+    /// `PING`s the remote sent (a remote that pings is held to the liveness rule).
+    pub pings_in: u64,
     /// The time from our last answered `PING` to its `PONG` (includes the time the
     /// `PING` waited behind data already queued on the link).
     pub rtt: Option<Duration>,
@@ -241,7 +243,10 @@ impl Session {
                 self.recv_sync = true;
                 self.check_synced();
             }
-            Message::Ping => self.enc.control(&Control::Pong.encode()),
+            Message::Ping => {
+                self.stats.pings_in += 1;
+                self.enc.control(&Control::Pong.encode());
+            }
             Message::HistorySize(n) => {
                 // A hint from the peer: bounded, so that it cannot make us reserve much
                 // more than a peer could fill anyway.

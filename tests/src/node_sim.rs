@@ -39,6 +39,9 @@ pub struct NodeSimConfig {
     pub writes: usize,
     /// Inject partitions and crashes.
     pub faults: bool,
+    /// Nodes that never ping (as plain scuttlebutt peers over WebRTC): their links are
+    /// watched by ICE alone.
+    pub quiet: Vec<usize>,
 }
 
 impl NodeSimConfig {
@@ -51,6 +54,7 @@ impl NodeSimConfig {
             duplicate: 0.01,
             writes: 20,
             faults: true,
+            quiet: Vec::new(),
         }
     }
 }
@@ -187,6 +191,9 @@ impl NodeWorld {
         let wall = EPOCH_MS + self.now.duration_since(self.t0).as_millis() as f64;
         let mut mc = MeshConfig::new(format!("n{i:03}"), "nodesim", incarnation, wall, self.now);
         mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ n.lives as u64;
+        if self.cfg.quiet.contains(&i) {
+            mc.ping = false;
+        }
         let mut nc = NodeConfig::new(mc, vec![addr(i)]);
         nc.seeded_dtls = true;
         let mut node = Node::new(nc).expect("valid config");
@@ -413,6 +420,12 @@ impl NodeWorld {
                 }
             }
         }
+    }
+
+    /// Node `i` crashes: it sends nothing more, says no goodbye, and its signalling
+    /// connection closes.
+    pub fn crash(&mut self, i: usize) {
+        self.apply(Ev::Crash(i));
     }
 
     /// Node `i`, unless it is down.

@@ -485,3 +485,48 @@ fn what_is_announced_while_signalling_is_down_arrives_after_the_reconnect() {
     assert!(updated.is_some(), "the new attributes did not arrive");
     assert_eq!(w.mesh(0).unwrap().signal_client().connections(), 2);
 }
+
+/// DESIGN: once a remote has sent a `"PING"`, a link silent for `dead_after` is closed
+/// and its peer reported left, whatever the remote is: here a foreign-style peer (a page
+/// of another client) that pings but announced no `incarnation`. A remote that never
+/// pinged is not judged by silence (ICE watches it).
+#[test]
+fn a_peer_that_pinged_and_fell_silent_is_reported_left_even_without_an_incarnation() {
+    let t = Instant::now();
+    let mut b = mesh("b");
+    b.start(t);
+    b.handle_signal_connected(t);
+    // Two foreign peers, neither with an incarnation; b (the higher id) offers to both.
+    for who in ["a", "0"] {
+        b.handle_signal(
+            t,
+            &format!(r#"/announce|{who}|{{"id":"{who}","room":"room","agent":"other/1"}}"#),
+        );
+        b.link_open(t, who, rtc_mesh_core::Codec::Json);
+    }
+    drain(&mut b);
+    // `a` pings once (b answers), then nothing more comes from either.
+    b.link_data(t, "a", b"\"PING\"\n");
+    let out = drain(&mut b);
+    assert!(out.iter().any(|o| matches!(o,
+        MeshOutput::Transmit { peer, data } if peer == "a" && data.ends_with(b"\"PONG\"\n"))));
+    let mut left = Vec::new();
+    let mut at = t;
+    while at < t + Duration::from_secs(12) {
+        at += Duration::from_millis(100);
+        b.handle_timeout(at);
+        for o in drain(&mut b) {
+            if let MeshOutput::Event(MeshEvent::PeerLeft { peer, reason }) = o {
+                left.push((peer.to_string(), reason, at - t));
+            }
+        }
+    }
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (who, reason, after) = &left[0];
+    assert_eq!((who.as_str(), *reason), ("a", LeaveReason::Timeout));
+    assert!(*after <= Duration::from_secs(5), "reported after {after:?}");
+    assert!(
+        b.peers().any(|(id, _)| id == "0"),
+        "the one that never pinged stays"
+    );
+}

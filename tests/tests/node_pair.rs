@@ -157,3 +157,39 @@ fn node_z_with_peer_b() -> rtc_mesh_core::node::Node {
     );
     z
 }
+
+/// A peer that vanishes without a word (its process killed) is reported left by the
+/// other: within 6 s by the liveness rule when it used to ping, and within 15 s by ICE
+/// (`NodeConfig::ice_timeout`) when it never pinged, as a plain scuttlebutt peer would.
+#[test]
+fn a_vanished_peer_is_reported_left_by_liveness_or_by_ice() {
+    use rtc_mesh_sim::node_sim::NodeWorld;
+    use std::time::Duration;
+    for quiet in [false, true] {
+        let mut cfg = NodeSimConfig::new(31);
+        cfg.peers = 2;
+        cfg.faults = false;
+        cfg.loss = 0.0;
+        cfg.duplicate = 0.0;
+        if quiet {
+            cfg.quiet = vec![1];
+        }
+        let mut w = NodeWorld::new(cfg);
+        assert!(w.settle(Duration::from_secs(20)).is_some(), "pair formed");
+        w.crash(1);
+        let mut waited = Duration::ZERO;
+        while w.node(0).unwrap().mesh().peers().count() > 0 && waited < Duration::from_secs(30) {
+            w.run_for(Duration::from_millis(100));
+            waited += Duration::from_millis(100);
+        }
+        let bound = if quiet { 15 } else { 6 };
+        assert!(
+            waited <= Duration::from_secs(bound),
+            "quiet {quiet}: reported after {waited:?}"
+        );
+        if quiet {
+            // Found by ICE, not by the silence rule (the quiet peer never pinged).
+            assert!(waited > Duration::from_secs(6), "{waited:?}");
+        }
+    }
+}

@@ -45,7 +45,9 @@ impl Mesh {
         }
         let link = self.replica.open_link(codec, Framing::Messages);
         // A first PING right behind the digest: the round trip is known at once.
-        self.replica.ping(now, link);
+        if self.config.ping {
+            self.replica.ping(now, link);
+        }
         self.links.insert(link, peer.to_owned());
         let ping = self.config.ping_interval;
         if let Some(p) = self.peers.get_mut(peer) {

@@ -24,6 +24,7 @@ impl Mesh {
         let mut timed_out = Vec::new();
         let mut failed = Vec::new();
         let mut retry = Vec::new();
+        let replica = &self.replica;
         for (id, p) in self.peers.iter_mut() {
             match &mut p.conn {
                 Conn::Open {
@@ -31,8 +32,14 @@ impl Mesh {
                     last_heard,
                     next_ping,
                 } => {
-                    if p.incarnation.is_some() && now.saturating_duration_since(*last_heard) >= dead
-                    {
+                    // DESIGN: once a remote has sent a PING, a link silent for
+                    // `dead_after` is dead, whatever the remote is (ours, a page, a
+                    // foreign client without an incarnation). One that never pinged is
+                    // left to ICE.
+                    let pings = replica
+                        .session(*link)
+                        .is_some_and(|s| s.stats().pings_in > 0);
+                    if pings && now.saturating_duration_since(*last_heard) >= dead {
                         timed_out.push(id.clone());
                     } else if now >= *next_ping {
                         to_ping.push(*link);
@@ -52,8 +59,10 @@ impl Mesh {
                 }
             }
         }
-        for l in to_ping {
-            self.replica.ping(now, l);
+        if self.config.ping {
+            for l in to_ping {
+                self.replica.ping(now, l);
+            }
         }
         self.replica.flush_link_reports();
         self.stats.link_timeouts += timed_out.len() as u64;

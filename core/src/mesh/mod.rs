@@ -19,9 +19,10 @@
 //!   json only) and names it in the data channel's protocol field.
 //! - SDP and candidates that arrive before their sender's announce are kept (bounded)
 //!   and used once it arrives.
-//! - Links carry `PING`/`PONG`: a link to one of our peers (it announced an
-//!   `incarnation`) silent for `dead_after` is closed and the peer reported left
-//!   (`timeout`). A negotiation that does not finish in time is abandoned and retried
+//! - Links carry `PING`/`PONG`: once the remote has sent a `PING` (ours, a page, or a
+//!   foreign client without an `incarnation`), a link silent for `dead_after` is
+//!   closed and the peer reported left (`timeout`); a remote that never pings is
+//!   watched by ICE only. A negotiation that does not finish in time is abandoned and retried
 //!   with backoff by the offerer; so is a link that closed while its peer is still in
 //!   the room.
 //! - The mesh holds its signalling client ([`SignalClient`]): it says when to open the
@@ -96,7 +97,12 @@ pub struct MeshConfig {
     pub source: Option<String>,
     /// Interval between pings on a link (default 1 s).
     pub ping_interval: Duration,
-    /// A link to one of our peers silent this long is closed (default 4 s).
+    /// Whether we ping our links at all (default true). Peers judge a mesh that does
+    /// not through ICE alone, as they judge a plain scuttlebutt peer over WebRTC; the
+    /// simulator uses it to play one.
+    pub ping: bool,
+    /// A link whose remote has pinged, silent this long, is closed and its peer
+    /// reported left (default 4 s).
     pub dead_after: Duration,
     /// A negotiation not finished in this time is abandoned (default 10 s).
     pub negotiate_timeout: Duration,
@@ -142,6 +148,7 @@ impl MeshConfig {
             start,
             source: None,
             ping_interval: Self::DEFAULT_PING_INTERVAL,
+            ping: true,
             dead_after: Self::DEFAULT_DEAD_AFTER,
             negotiate_timeout: Self::DEFAULT_NEGOTIATE_TIMEOUT,
             retry_min: Duration::from_millis(250),
