@@ -374,7 +374,7 @@ export class Session {
     this.recvSync = false;
     this.synced = false;
     this.pingSent = null;
-    this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, rtt: null };
+    this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null };
     this.emit(encodeDigest(store.id, store.clock));
   }
 
@@ -425,6 +425,7 @@ export class Session {
         this.recvSync = true;
         return { synced: this.checkSynced() };
       case 'ping':
+        this.stats.pingsIn++;
         this.emit(encodeControl('PONG'));
         return null;
       case 'pong':
@@ -1263,7 +1264,10 @@ export class Member {
     for (const [id, p] of [...this.peers.entries()]) {
       if (p.state === 'open') {
         if (!p.heard && now - p.openedAt >= 1000) p.heard = true;
-        if (p.incarnation !== null && now - p.lastHeard >= DEAD_MS) {
+        // DESIGN: once the remote has sent a PING (whatever it is: ours, a page, a
+        // foreign client without an incarnation), a link silent for DEAD_MS is dead.
+        const pinged = (this.replica.session(p.link)?.stats.pingsIn ?? 0) > 0;
+        if (pinged && now - p.lastHeard >= DEAD_MS) {
           this.dropConn(id, now + this.backoff(p.failures));
           this.setPresent(id, false, 'timeout');
           if (!p.inRoom) this.peers.delete(id);
