@@ -318,6 +318,7 @@ impl Report<'_> {
                             ("bytes_out", st.bytes_out),
                             ("updates_in", st.updates_in),
                             ("updates_out", st.updates_out),
+                            ("pings_in", st.pings_in),
                         ] {
                             o.insert(k, Value::from(n as f64));
                         }

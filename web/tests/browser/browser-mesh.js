@@ -14,7 +14,9 @@
 // writes made on all three (a large value among them, fragmented); a value past the
 // maximum is a clear error on the page; a late native peer receives everything, and a
 // JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
-// closing is reported as left by the native peer within 6 s; a Chromium page and a
+// closing is reported as left by the native peer and the other page within 6 s, so is
+// a foreign-style page (it pings, no incarnation) closing without a goodbye, and a
+// native process killed by the remaining page within 6 s; a Chromium page and a
 // Firefox page alone sync through each other; a screenshot of the demo page with three
 // peers, its table checked through the DOM. The measure mode prints, for each engine, a
 // browser-native pair's join-until-synced time and the update rate from a page to a
@@ -102,6 +104,23 @@ class Native {
     return e.data
   }
 
+  // Its `peers` report.
+  async peers () {
+    const n = this.events.length
+    this.send({ op: 'peers' })
+    const e = await this.wait('peers', (e) => e.event === 'peers' && this.events.indexOf(e) >= n, 10000)
+    return e.peers
+  }
+
+  // Asks `check` (async) again after each answer until it holds, at most `ms`.
+  async until (what, check, ms) {
+    const end = Date.now() + ms
+    while (!(await check())) {
+      if (Date.now() > end) fail(`native ${this.id}: not ${what} in ${ms} ms`)
+      await sleep(100)
+    }
+  }
+
   async close () {
     this.send({ op: 'close' })
     this.proc.stdin.end()
@@ -120,6 +139,64 @@ async function openPage (browser, room, id) {
     if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${id}] ${m.text}`)
   })
   await page.goto(`${BASE}?room=${room}&id=${id}`)
+  return page
+}
+
+// A foreign-style client in a page, as another WebRTC client's page would be: raw
+// RTCPeerConnection, scuttlebutt JSON lines, a PING each second on every channel, and an
+// announce without `incarnation` or `codecs`. It answers the offers of the room's peers
+// (each has a higher id) and, when closed, says no goodbye.
+async function openForeignPage (browser, room, id) {
+  const page = await browser.newPage()
+  page.onConsole(function (m) {
+    if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${id}] ${m.text}`)
+  })
+  await page.goto(`${BASE}health`)
+  await page.evaluate(function (cfg) {
+    const enc = function (v) { return JSON.stringify(v).replace(/\|/g, '\\u007c') }
+    const pcs = new Map()
+    const ws = new WebSocket(cfg.signal)
+    window.foreign = { linked: [] }
+    ws.onopen = function () {
+      ws.send(`/announce|${cfg.id}|` + enc({ id: cfg.id, room: cfg.room, agent: 'foreign/1' }))
+    }
+    ws.onmessage = async function (e) {
+      let parts = String(e.data).split('|')
+      if (parts[0] === '/to') {
+        if (parts[1] !== cfg.id) return
+        parts = parts.slice(2)
+      }
+      const cmd = parts[0]
+      const from = parts[1]
+      const arg = parts[2]
+      if (cmd === '/mesh:sdp') {
+        const d = JSON.parse(arg)
+        if (d.type !== 'offer') return
+        const pc = new RTCPeerConnection()
+        pcs.set(from, pc)
+        pc.onicecandidate = function (c) {
+          if (c.candidate) ws.send(`/to|${from}|/mesh:candidate|${cfg.id}|` + enc(c.candidate.toJSON()))
+        }
+        pc.ondatachannel = function (ev) {
+          const dc = ev.channel
+          dc.onopen = function () {
+            dc.send(JSON.stringify({ id: cfg.id, clock: {} }) + '\n')
+            dc.send('"SYNC"\n')
+            window.foreign.linked.push(from)
+            setInterval(function () { if (dc.readyState === 'open') dc.send('"PING"\n') }, 1000)
+          }
+          dc.onmessage = function (m) {
+            if (typeof m.data === 'string' && m.data.includes('"PING"')) dc.send('"PONG"\n')
+          }
+        }
+        await pc.setRemoteDescription({ type: 'offer', sdp: d.sdp })
+        await pc.setLocalDescription(await pc.createAnswer())
+        ws.send(`/to|${from}|/mesh:sdp|${cfg.id}|` + enc({ type: 'answer', sdp: pc.localDescription.sdp }))
+      } else if (cmd === '/mesh:candidate' && pcs.has(from)) {
+        try { await pcs.get(from).addIceCandidate(JSON.parse(arg)) } catch (_) {}
+      }
+    }
+  }, { signal: SIGNAL, room, id })
   return page
 }
 
@@ -290,13 +367,61 @@ async function testMode (chromium, firefox) {
   await model.close()
   await late.close()
 
-  // 3. The Firefox page closes: the native peer reports it left within 6 s.
+  // 2c. A foreign-style page (it pings, but announces no incarnation) links with the
+  // native peer and the Chromium page, then closes without a goodbye: both report it
+  // left within 6 s (before, natives held such a peer until ICE gave up, 23 s).
+  const foreign = await openForeignPage(chromium, 'trio', 'foreign')
+  await native.wait('peer_join of foreign', (e) => e.event === 'peer_join' && e.peer === 'foreign', 10000)
+  await foreign.waitForFunction(function () {
+    return window.foreign.linked.includes('native') && window.foreign.linked.includes('pchromium')
+  }, { timeout: 10000 })
+  // Pings have been heard on both links (so each side holds it to the liveness rule).
+  await pc.waitForFunction(function () {
+    const p = window.member.peerList().find(function (p) { return p.id === 'foreign' })
+    return !!p && !!p.stats && p.stats.pingsIn > 0
+  }, { timeout: 10000 })
+  await native.until('a ping from foreign', async function () {
+    const peers = await native.peers()
+    return peers.some(function (p) { return p.peer === 'foreign' && p.pings_in > 0 })
+  }, 10000)
+  const tf = Date.now()
+  await foreign.close()
+  await Promise.all([
+    native.wait('peer_leave of foreign', (e) => e.event === 'peer_leave' && e.peer === 'foreign' && e.at >= tf, 6000),
+    pc.waitForFunction(function () {
+      return !window.member.peerList().some(function (p) { return p.id === 'foreign' })
+    }, { timeout: 6000 })
+  ])
+  const fl = native.events.find((e) => e.event === 'peer_leave' && e.peer === 'foreign')
+  console.log(`foreign-style page closed: native reported it left (${fl.reason}) after ${fl.at - tf} ms; ` +
+    `the chromium page within ${Date.now() - tf} ms`)
+
+  // 3. The Firefox page closes: the native peer and the Chromium page each report it
+  // left within 6 s.
   const t0 = Date.now()
   await pf.close()
-  const left = await native.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox', 6000)
-  console.log(`firefox page closed: native reported it left (${left.reason}) after ${left.at - t0} ms`)
+  const gone = function (id) {
+    return pc.waitForFunction(function (id) {
+      return !window.member.peerList().some(function (p) { return p.id === id })
+    }, { timeout: 6000 - (Date.now() - t0) }, id)
+  }
+  const [left] = await Promise.all([
+    native.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox', 6000),
+    gone('pfirefox')
+  ])
+  console.log(`firefox page closed: native reported it left (${left.reason}) after ${left.at - t0} ms; ` +
+    `the chromium page within ${Date.now() - t0} ms`)
+
+  // 3b. The native process is killed (no goodbye): the Chromium page reports it left
+  // within 6 s.
+  const t1 = Date.now()
+  native.proc.kill('SIGKILL')
+  await native.exited
+  await pc.waitForFunction(function () {
+    return !window.member.peerList().some(function (p) { return p.id === 'native' })
+  }, { timeout: 6000 - (Date.now() - t1) })
+  console.log(`native peer killed: the chromium page reported it left after ${Date.now() - t1} ms`)
   await pc.close()
-  await native.close()
 
   // 4. A Chromium page and a Firefox page alone.
   const a = await openPage(chromium, 'pair', 'achromium')
