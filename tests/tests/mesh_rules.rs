@@ -218,6 +218,14 @@ fn mesh(id: &str) -> Mesh {
     .unwrap()
 }
 
+/// A mesh `id` that has started and whose signalling connection is up.
+fn online(id: &str, t: Instant) -> Mesh {
+    let mut m = mesh(id);
+    m.start(t);
+    m.handle_signal_connected(t);
+    m
+}
+
 fn drain(m: &mut Mesh) -> Vec<MeshOutput> {
     let mut v = Vec::new();
     loop {
@@ -231,9 +239,7 @@ fn drain(m: &mut Mesh) -> Vec<MeshOutput> {
 #[test]
 fn sdp_and_candidates_before_the_announce_are_kept() {
     let t = Instant::now();
-    let mut a = mesh("a");
-    a.start(t);
-    a.handle_signal_connected(t);
+    let mut a = online("a", t);
     drain(&mut a);
     // b (higher id, so the offerer) sends its offer and a candidate before a has seen
     // its announce.
@@ -372,9 +378,7 @@ fn link_info_tells_state_codec_counters_and_round_trip() {
 #[test]
 fn a_negotiation_in_flight_is_restarted_when_signalling_reconnects() {
     let t = Instant::now();
-    let mut z = mesh("z");
-    z.start(t);
-    z.handle_signal_connected(t);
+    let mut z = online("z", t);
     z.handle_signal(t, r#"/roominfo|{"memberCount":1}"#);
     drain(&mut z);
     let b = r#"/announce|b|{"id":"b","room":"room","incarnation":"0000000000000002","codecs":["postcard","json"]}"#;
@@ -493,9 +497,7 @@ fn what_is_announced_while_signalling_is_down_arrives_after_the_reconnect() {
 #[test]
 fn a_peer_that_pinged_and_fell_silent_is_reported_left_even_without_an_incarnation() {
     let t = Instant::now();
-    let mut b = mesh("b");
-    b.start(t);
-    b.handle_signal_connected(t);
+    let mut b = online("b", t);
     // Two foreign peers, neither with an incarnation; b (the higher id) offers to both.
     for who in ["a", "0"] {
         b.handle_signal(
