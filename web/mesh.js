@@ -1227,7 +1227,14 @@ export class Member {
       if (!obj || typeof obj.type !== 'string' || typeof obj.sdp !== 'string') return;
       if (obj.type === 'offer') {
         if (p.state === 'negotiating' && p.offerer) return;
+        // Over an open link a fresh offer means the remote lost it: reported as a closed
+        // link is, as core does (the peer joins again when the new one opens).
+        const wasOpen = p.state === 'open';
         this.dropConn(from, null);
+        if (wasOpen) {
+          this.setPresent(from, false, 'closed');
+          this.checkAllSynced();
+        }
         const pc = this.startNegotiation(from, p, false);
         pc.ondatachannel = (e) => {
           if (e.channel.label === 'mesh' && p.pc === pc) this.wireChannel(from, pc, e.channel);

@@ -532,3 +532,36 @@ fn a_peer_that_pinged_and_fell_silent_is_reported_left_even_without_an_incarnati
         "the one that never pinged stays"
     );
 }
+
+/// A fresh offer over an open link means the remote lost that link: the peer is reported
+/// left (`closed`, as when a link closes) and joins again once the new link opens, so a
+/// link replaced by a failed renegotiation is never reported present meanwhile.
+#[test]
+fn a_fresh_offer_over_an_open_link_reports_the_link_lost() {
+    let t = Instant::now();
+    let mut a = online("a", t);
+    a.handle_signal(
+        t,
+        r#"/announce|b|{"id":"b","room":"room","incarnation":"0000000000000002"}"#,
+    );
+    a.handle_signal(t, r#"/to|a|/mesh:sdp|b|{"type":"offer","sdp":"v=0 one"}"#);
+    a.link_open(t, "b", rtc_mesh_core::Codec::Json);
+    drain(&mut a);
+    a.handle_signal(t, r#"/to|a|/mesh:sdp|b|{"type":"offer","sdp":"v=0 two"}"#);
+    let kinds = |out: Vec<MeshOutput>| -> Vec<String> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                MeshOutput::Link(LinkCommand::Close { .. }) => Some("close".into()),
+                MeshOutput::Link(LinkCommand::RemoteSdp { .. }) => Some("sdp".into()),
+                MeshOutput::Event(MeshEvent::PeerLeft { reason, .. }) => {
+                    Some(format!("left {}", reason.name()))
+                }
+                MeshOutput::Event(MeshEvent::PeerJoined { .. }) => Some("joined".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(kinds(drain(&mut a)), ["close", "left closed", "sdp"]);
+    a.link_open(t, "b", rtc_mesh_core::Codec::Json);
+    assert_eq!(kinds(drain(&mut a)), ["joined"]);
+}

@@ -73,8 +73,18 @@ impl Mesh {
                             // Both offered (it should not, by the rule): ours stands.
                             return;
                         }
-                        // A fresh offer replaces whatever was there.
+                        // A fresh offer replaces whatever was there. Over an open link it
+                        // means the remote lost that link: reported as a closed link is
+                        // (the peer joins again when the new one opens).
+                        let was_open = matches!(
+                            self.peers.get(from).map(|p| &p.conn),
+                            Some(Conn::Open { .. })
+                        );
                         self.drop_conn(from, None);
+                        if was_open {
+                            self.set_present(from, false, LeaveReason::Closed);
+                            self.check_all_synced();
+                        }
                         self.start_negotiation(from, now, false);
                         self.out.push_back(MeshOutput::Link(LinkCommand::RemoteSdp {
                             peer: PeerId::checked(from),

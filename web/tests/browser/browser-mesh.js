@@ -16,7 +16,9 @@
 // JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
 // closing is reported as left by the native peer and the other page within 6 s, so is
 // a foreign-style page (it pings, no incarnation) closing without a goodbye, and a
-// native process killed by the remaining page within 6 s; a Chromium page and a
+// native process killed by the remaining page within 6 s, and a native peer whose
+// network path is cut (nftables, as root) by every other peer and it by them; a
+// Chromium page and a
 // Firefox page alone sync through each other; a screenshot of the demo page with three
 // peers, its table checked through the DOM. The measure mode prints, for each engine, a
 // browser-native pair's join-until-synced time and the update rate from a page to a
@@ -396,6 +398,42 @@ async function testMode (chromium, firefox) {
   console.log(`foreign-style page closed: native reported it left (${fl.reason}) after ${fl.at - tf} ms; ` +
     `the chromium page within ${Date.now() - tf} ms`)
 
+  // 2d. A native peer's network path is cut (nftables drops its UDP in this network
+  // namespace): both pages and the other native peer each report it left within 6 s,
+  // and it reports them left.
+  if (!ISOLATED) fail('the cut-path step needs root: a network namespace of its own, with nftables')
+  const cut = new Native('trio', 'cut')
+  const cutAddr = (await cut.wait('ready', (e) => e.event === 'ready', 10000)).addr
+  await cut.wait('synced_all with three', (e) => e.event === 'synced_all' && e.peers.length === 3, 20000)
+  await meshedOn(pc, 3, 20000)
+  const port = cutAddr.split(':').pop()
+  nft(['add', 'table', 'inet', 'rtcmeshcut'])
+  nft(['add', 'chain', 'inet', 'rtcmeshcut', 'out', '{ type filter hook output priority 0 ; }'])
+  nft(['add', 'rule', 'inet', 'rtcmeshcut', 'out', 'udp', 'sport', port, 'drop'])
+  nft(['add', 'rule', 'inet', 'rtcmeshcut', 'out', 'udp', 'dport', port, 'drop'])
+  const tc = Date.now()
+  try {
+    const cutGone = function (page) {
+      return page.waitForFunction(function () {
+        return !window.member.peerList().some(function (p) { return p.id === 'cut' })
+      }, { timeout: 6000 })
+    }
+    await Promise.all([
+      cutGone(pc),
+      cutGone(pf),
+      native.wait('peer_leave of cut', (e) => e.event === 'peer_leave' && e.peer === 'cut' && e.at >= tc, 6000),
+      cut.wait('peer_leave of pchromium', (e) => e.event === 'peer_leave' && e.peer === 'pchromium' && e.at >= tc, 6000),
+      cut.wait('peer_leave of native', (e) => e.event === 'peer_leave' && e.peer === 'native' && e.at >= tc, 6000),
+      cut.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox' && e.at >= tc, 6000)
+    ])
+  } finally {
+    nft(['delete', 'table', 'inet', 'rtcmeshcut'])
+  }
+  const cl = native.events.find((e) => e.event === 'peer_leave' && e.peer === 'cut' && e.at >= tc)
+  console.log(`network path of a native peer cut: the other native reported it left (${cl.reason}) after ` +
+    `${cl.at - tc} ms; both pages and the cut peer itself within ${Date.now() - tc} ms`)
+  await cut.close()
+
   // 3. The Firefox page closes: the native peer and the Chromium page each report it
   // left within 6 s.
   const t0 = Date.now()
@@ -406,7 +444,7 @@ async function testMode (chromium, firefox) {
     }, { timeout: 6000 - (Date.now() - t0) }, id)
   }
   const [left] = await Promise.all([
-    native.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox', 6000),
+    native.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox' && e.at >= t0, 6000),
     gone('pfirefox')
   ])
   console.log(`firefox page closed: native reported it left (${left.reason}) after ${left.at - t0} ms; ` +
@@ -479,8 +517,17 @@ function serve () {
   })
 }
 
+// Runs `nft` (in this process's network namespace).
+function nft (args) {
+  const r = require('child_process').spawnSync('nft', args, { encoding: 'utf8' })
+  if (r.status !== 0) fail(`nft ${args.join(' ')}: ${r.error || r.stderr}`)
+}
+
+let ISOLATED = false
+
 async function main () {
   const isolated = await isolateNetwork()
+  ISOLATED = isolated
   console.log(isolated ? 'in a network namespace of its own (loopback only)' : 'in the host network namespace')
   const server = await serve()
   const chromium = await launch('chromium')
