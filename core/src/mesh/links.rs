@@ -29,6 +29,17 @@ impl Mesh {
         }
     }
 
+    /// The link to `peer` is lost (closed, silent, or never established): the
+    /// connection goes, the peer is reported left for `reason`, the offerer retries at
+    /// `retry`, and a peer the switchboard no longer has is forgotten.
+    pub(super) fn lose_link(&mut self, peer: &str, retry: Instant, reason: LeaveReason) {
+        self.drop_conn(peer, Some(retry));
+        self.set_present(peer, false, reason);
+        if self.peers.get(peer).is_some_and(|p| !p.in_room) {
+            self.peers.remove(peer);
+        }
+    }
+
     /// The data channel to `peer` opened, speaking `codec`.
     pub fn link_open(&mut self, now: Instant, peer: &str, codec: Codec) {
         self.last_now = self.last_now.max(now);
@@ -98,16 +109,12 @@ impl Mesh {
         if let Some(p) = self.peers.get_mut(peer) {
             p.failures = failures;
         }
-        self.drop_conn(peer, Some(retry));
         let reason = if was_open {
             LeaveReason::Closed
         } else {
             LeaveReason::Failed
         };
-        self.set_present(peer, false, reason);
-        if !self.peers[peer].in_room {
-            self.peers.remove(peer);
-        }
+        self.lose_link(peer, retry, reason);
         self.check_all_synced();
     }
 

@@ -68,13 +68,8 @@ impl Mesh {
         self.stats.link_timeouts += timed_out.len() as u64;
         self.stats.negotiation_timeouts += failed.len() as u64;
         for id in timed_out {
-            let failures = self.peers[&id].failures;
-            let at = now + self.backoff(failures);
-            self.drop_conn(&id, Some(at));
-            self.set_present(&id, false, LeaveReason::Timeout);
-            if !self.peers[&id].in_room {
-                self.peers.remove(&id);
-            }
+            let at = now + self.backoff(self.peers[&id].failures);
+            self.lose_link(&id, at, LeaveReason::Timeout);
         }
         for id in failed {
             let failures = self.peers[&id].failures + 1;
@@ -82,11 +77,7 @@ impl Mesh {
                 p.failures = failures;
             }
             let at = now + self.backoff(failures);
-            self.drop_conn(&id, Some(at));
-            self.set_present(&id, false, LeaveReason::Failed);
-            if !self.peers[&id].in_room {
-                self.peers.remove(&id);
-            }
+            self.lose_link(&id, at, LeaveReason::Failed);
         }
         for id in retry {
             if self.we_offer(&id) && self.peers.get(&id).is_some_and(|p| p.in_room) {
