@@ -85,7 +85,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     } else {
         Codec::Json
     };
-    let out = Out { json };
+    let out = Out::new(json);
     let default_url = signal.is_none();
     let url = signal.unwrap_or_else(|| "ws://127.0.0.1:3000/".into());
     let addr =

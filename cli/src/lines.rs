@@ -1,6 +1,7 @@
 //! The line loop `replicate` and `join` share: stdin lines and runtime events on one
 //! channel, and reports written to stdout.
 
+use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc;
 
@@ -46,19 +47,58 @@ pub(crate) fn forward_stdin<E: Send + 'static>(tx: mpsc::Sender<Msg<E>>) {
     });
 }
 
+/// Where reports go: stdout, one line each. Lines are written at once, except while the
+/// main loop holds them ([`Out::hold`]) to write a burst in one go.
 pub(crate) struct Out {
-    pub(crate) json: bool,
+    json: bool,
+    buf: RefCell<Vec<u8>>,
+    held: Cell<bool>,
 }
 
 impl Out {
+    pub(crate) fn new(json: bool) -> Out {
+        Out {
+            json,
+            buf: RefCell::new(Vec::new()),
+            held: Cell::new(false),
+        }
+    }
+
     pub(crate) fn emit(&self, r: &Report<'_>) {
         let line = if self.json {
             r.to_json_line()
         } else {
             r.to_human()
         };
+        let mut buf = self.buf.borrow_mut();
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        let full = buf.len() >= 64 * 1024;
+        drop(buf);
+        if !self.held.get() || full {
+            self.write_out();
+        }
+    }
+
+    /// Keeps lines until [`Out::release`] (or 64 KiB of them).
+    pub(crate) fn hold(&self) {
+        self.held.set(true);
+    }
+
+    /// Writes what was held, and writes at once again.
+    pub(crate) fn release(&self) {
+        self.held.set(false);
+        self.write_out();
+    }
+
+    fn write_out(&self) {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            return;
+        }
         let mut o = io::stdout().lock();
-        let _ = writeln!(o, "{line}");
+        let _ = o.write_all(&buf);
         let _ = o.flush();
+        buf.clear();
     }
 }

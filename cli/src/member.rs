@@ -3,14 +3,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
 use rtc_mesh_core::mesh::LinkState;
 use rtc_mesh_core::node::NodeEvent;
 use rtc_mesh_core::{Codec, Limits, Value};
 use rtc_mesh_smol::mesh::{Answer, Request};
 
-use crate::control::{parse_command, Command, Report};
+use crate::control::{parse_command, Command, CommandError, Report};
 use crate::lines::{forward_stdin, Msg, Out};
 use crate::{connect_error, member_error_code, parse_addr, store_error_code, Usage};
 
@@ -42,48 +42,136 @@ pub(crate) fn serve(
 ) {
     forward_stdin(tx);
     let limits = Limits::default();
-    for msg in rx {
-        match msg {
-            Msg::Eof => break,
-            Msg::Line(l) if l.trim().is_empty() => {}
-            Msg::Line(l) => match parse_command(&l, &limits) {
-                Err(e) => out.emit(&Report::Error {
-                    code: e.code(),
-                    message: &e.to_string(),
-                }),
-                Ok(Command::Close) => break,
-                Ok(Command::Connect { addr }) => {
-                    let res = parse_addr(&addr)
-                        .map_err(|Usage(m)| ("bad_address", m))
-                        .and_then(|a| {
-                            std::net::TcpStream::connect(a)
-                                .map_err(|e| ("connect_failed", connect_error(a, e)))
-                        })
-                        .and_then(|s| member.attach(s, stream_codec));
-                    if let Err((code, message)) = res {
-                        out.emit(&Report::Error {
-                            code,
-                            message: &message,
-                        });
+    // What a batch of writes stopped at, to handle next.
+    let mut pending: Option<Item> = None;
+    loop {
+        let item = match pending.take() {
+            Some(i) => i,
+            None => match rx.try_recv() {
+                Ok(m) => Item::Msg(m),
+                Err(TryRecvError::Empty) => {
+                    // Nothing more queued: what was held goes out before we wait.
+                    out.release();
+                    match rx.recv() {
+                        Ok(m) => Item::Msg(m),
+                        Err(_) => break,
                     }
                 }
-                Ok(Command::Peers) if !in_room => out.emit(&Report::Error {
-                    code: "unsupported",
-                    message: "peers is a command of rtc-mesh join",
-                }),
-                Ok(cmd) => command(out, member, cmd),
+                Err(TryRecvError::Disconnected) => break,
             },
-            Msg::Event(e) => report_event(out, &e),
-            Msg::Accepted(s) => {
+        };
+        out.hold();
+        let parsed = match item {
+            Item::Parsed(p) => p,
+            Item::Msg(Msg::Eof) => break,
+            Item::Msg(Msg::Line(l)) if l.trim().is_empty() => continue,
+            Item::Msg(Msg::Line(l)) => parse_command(&l, &limits),
+            Item::Msg(Msg::Event(e)) => {
+                report_event(out, &e);
+                continue;
+            }
+            Item::Msg(Msg::Accepted(s)) => {
                 if let Err((code, message)) = member.attach(s, stream_codec) {
                     out.emit(&Report::Error {
                         code,
                         message: &message,
                     });
                 }
+                continue;
             }
+        };
+        match parsed {
+            Err(e) => out.emit(&Report::Error {
+                code: e.code(),
+                message: &e.to_string(),
+            }),
+            Ok(Command::Close) => break,
+            Ok(Command::Set { key, value }) => {
+                pending = write_batch(out, member, &rx, &limits, (key, value));
+            }
+            Ok(Command::Delete { key }) => {
+                pending = write_batch(out, member, &rx, &limits, (key, Value::Null));
+            }
+            Ok(Command::Connect { addr }) => {
+                let res = parse_addr(&addr)
+                    .map_err(|Usage(m)| ("bad_address", m))
+                    .and_then(|a| {
+                        std::net::TcpStream::connect(a)
+                            .map_err(|e| ("connect_failed", connect_error(a, e)))
+                    })
+                    .and_then(|s| member.attach(s, stream_codec));
+                if let Err((code, message)) = res {
+                    out.emit(&Report::Error {
+                        code,
+                        message: &message,
+                    });
+                }
+            }
+            Ok(Command::Peers) if !in_room => out.emit(&Report::Error {
+                code: "unsupported",
+                message: "peers is a command of rtc-mesh join",
+            }),
+            Ok(cmd) => command(out, member, cmd),
         }
     }
+    out.release();
+}
+
+/// A message of the main loop, or a command already parsed from one.
+enum Item {
+    Msg(Msg<NodeEvent>),
+    Parsed(Result<Command, CommandError>),
+}
+
+/// At most this many `set`/`delete` lines already waiting go to the member as one request
+/// (the writes then share frames on every link). Each is still its own write: a refused
+/// one is reported and the others are made.
+const WRITE_BATCH: usize = 1024;
+
+/// Writes `first` and the `set`/`delete` lines queued right behind it; returns what
+/// stopped the batch, to handle next.
+fn write_batch(
+    out: &Out,
+    member: &Backend,
+    rx: &Receiver<Msg<NodeEvent>>,
+    limits: &Limits,
+    first: (String, Value),
+) -> Option<Item> {
+    let mut batch = vec![first];
+    let mut stop = None;
+    while batch.len() < WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(Msg::Line(l)) if l.trim().is_empty() => {}
+            Ok(Msg::Line(l)) => match parse_command(&l, limits) {
+                Ok(Command::Set { key, value }) => batch.push((key, value)),
+                Ok(Command::Delete { key }) => batch.push((key, Value::Null)),
+                other => {
+                    stop = Some(Item::Parsed(other));
+                    break;
+                }
+            },
+            Ok(m) => {
+                stop = Some(Item::Msg(m));
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    match member.request(Request::SetEach(batch)) {
+        Some(Answer::WrittenEach(results)) => {
+            for e in results.into_iter().filter_map(Result::err) {
+                out.emit(&Report::Error {
+                    code: store_error_code(&e),
+                    message: &e.to_string(),
+                });
+            }
+        }
+        _ => out.emit(&Report::Error {
+            code: "closed",
+            message: "the member has left the room",
+        }),
+    }
+    stop
 }
 
 /// Either runtime's member, behind one blocking interface.
@@ -137,8 +225,6 @@ impl Backend {
 fn command(out: &Out, member: &Backend, cmd: Command) {
     let mut asked = None;
     let request = match cmd {
-        Command::Set { key, value } => Request::Set(vec![(key, value)]),
-        Command::Delete { key } => Request::Set(vec![(key, Value::Null)]),
         Command::Get { key } => {
             asked = Some(key.clone());
             Request::Get(key)
@@ -154,10 +240,6 @@ fn command(out: &Out, member: &Backend, cmd: Command) {
         }
     };
     match (member.request(request), asked) {
-        (Some(Answer::Written(Err(e))), _) => out.emit(&Report::Error {
-            code: store_error_code(&e),
-            message: &e.to_string(),
-        }),
         (Some(Answer::Value(value)), Some(key)) => out.emit(&Report::Value { key: &key, value }),
         (Some(Answer::Snapshot(o)), _) => out.emit(&Report::Dump(&o)),
         (Some(Answer::Peers(peers)), _) => {

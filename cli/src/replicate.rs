@@ -71,7 +71,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         }
     };
     let id = id.unwrap_or_else(random_id);
-    let out = Out { json };
+    let out = Out::new(json);
     let (tx, rx) = mpsc::channel::<Msg<NodeEvent>>();
     let options = ReplicatorOptions::new(id.clone(), codec);
 

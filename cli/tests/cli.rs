@@ -94,6 +94,27 @@ fn a_bad_line_gets_an_error_event_and_the_program_goes_on() {
 }
 
 #[test]
+fn a_burst_of_writes_with_a_refused_one_writes_all_the_others() {
+    let mut a = replicate("a", &["--listen", "127.0.0.1:0"]);
+    a.ready_addr();
+    // One write of many lines: the program takes them as a batch.
+    let long = "k".repeat(5000);
+    let mut burst: Vec<String> = (0..500)
+        .map(|i| json!({"op":"set","key":format!("k{i}"),"value":i}).to_string())
+        .collect();
+    burst.insert(250, json!({"op":"set","key":long,"value":1}).to_string());
+    burst.push(json!({"op":"delete","key":"k0"}).to_string());
+    a.send_raw(&burst.join("\n"));
+    assert_eq!(a.wait_event("error")["code"], "key_too_long");
+    let dump = a.dump();
+    let keys = dump.as_object().unwrap();
+    assert_eq!(keys.len(), 499, "all but the refused and the deleted");
+    assert_eq!(keys["k499"], json!(499));
+    assert!(!keys.contains_key("k0"));
+    assert!(a.close().success());
+}
+
+#[test]
 fn bad_arguments_exit_with_code_2() {
     for args in [
         vec!["replicate"],

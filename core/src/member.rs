@@ -308,6 +308,10 @@ impl PeerInfo {
 pub enum Request {
     /// Write these keys (`null` deletes), stopping at the first refused one.
     Set(Vec<(String, Value)>),
+    /// Write each of these keys on its own (`null` deletes): a refused one does not stop
+    /// the others. For a stream of independent writes, such as the CLI's `set` lines,
+    /// taken in batches.
+    SetEach(Vec<(String, Value)>),
     /// The value of a key.
     Get(String),
     /// Every live key, in byte order.
@@ -328,6 +332,8 @@ pub enum Request {
 pub enum Answer {
     /// For `Set`.
     Written(Result<(), StoreError>),
+    /// For `SetEach`: one result per write, in order.
+    WrittenEach(Vec<Result<(), StoreError>>),
     /// For `Get`.
     Value(Option<Value>),
     /// For `Keys`.
@@ -348,6 +354,12 @@ pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
             entries
                 .iter()
                 .try_for_each(|(k, v)| node.set(now, k, v).map(|_| ())),
+        ),
+        Request::SetEach(entries) => Answer::WrittenEach(
+            entries
+                .iter()
+                .map(|(k, v)| node.set(now, k, v).map(|_| ()))
+                .collect(),
         ),
         Request::Get(k) => Answer::Value(node.store().get(&k)),
         Request::Keys => Answer::Keys(node.store().keys().map(str::to_owned).collect()),
@@ -474,6 +486,40 @@ mod tests {
         assert_eq!((a.seed, a.id_bits), (b.seed, b.id_bits));
         // The secret seed shows in neither.
         assert!(!e.peer_id().contains('7') && !e.incarnation().contains('7'));
+    }
+
+    #[test]
+    fn set_each_writes_the_others_when_one_is_refused() {
+        let now = Instant::now();
+        let entropy = Entropy::new([1, 2, 3], Duration::from_secs(1), now);
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let (mut node, _) = JoinOptions::new("r", "ws://127.0.0.1:1/")
+            .node(local, Vec::new(), entropy)
+            .unwrap();
+        node.start(now);
+        let long = "k".repeat(Limits::default().max_key_len + 1);
+        let writes = vec![
+            ("a".into(), Value::from(1.0)),
+            (long.clone(), Value::from(2.0)),
+            ("b".into(), Value::from(3.0)),
+        ];
+        let Answer::WrittenEach(r) = answer(&mut node, now, Request::SetEach(writes.clone()))
+        else {
+            panic!("not WrittenEach")
+        };
+        assert!(r[0].is_ok() && r[1].is_err() && r[2].is_ok(), "{r:?}");
+        assert!(
+            matches!(answer(&mut node, now, Request::Keys), Answer::Keys(k) if k == ["a", "b"])
+        );
+        // `Set` stops at the refused one.
+        let writes: Vec<_> = writes
+            .into_iter()
+            .map(|(k, _)| (k + "2", Value::Null))
+            .collect();
+        assert!(matches!(
+            answer(&mut node, now, Request::Set(writes)),
+            Answer::Written(Err(_))
+        ));
     }
 
     #[test]
