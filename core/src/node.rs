@@ -189,6 +189,16 @@ impl NodeConfig {
     /// The default for [`NodeConfig::max_queued`].
     pub const DEFAULT_MAX_QUEUED: usize = 8 << 20;
 
+    /// The receive buffer both runtimes ask the kernel for on the node's UDP socket
+    /// (`SO_RCVBUF`, 4 MiB; with `SO_RCVBUFFORCE` where the process may, past
+    /// `net.core.rmem_max`). A browser's SCTP sender (Chromium's dcSCTP, Firefox's
+    /// usrsctp) grows its window on a fast path up to the 1 MiB str0m advertises; the
+    /// kernel's default buffer (212,992 bytes on Linux) holds about 92 of its datagrams,
+    /// and each overflow costs the sender a halved window or a retransmission timeout
+    /// (400 ms or more). Measured with `web/tests/browser/bench-browser.js`, which
+    /// prints the kernel's drop count beside each figure.
+    pub const UDP_RECV_BUFFER: usize = 4 << 20;
+
     /// A configuration for `mesh`, offering `local_addrs`.
     pub fn new(mesh: MeshConfig, local_addrs: Vec<SocketAddr>) -> Self {
         NodeConfig {

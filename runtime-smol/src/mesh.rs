@@ -27,7 +27,7 @@ use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::Task;
 
-use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
+use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -61,11 +61,25 @@ enum Cmd {
     StreamIn(LinkId, Option<Vec<u8>>),
 }
 
+/// Asks for [`NodeConfig::UDP_RECV_BUFFER`] on the node's socket, forced past
+/// `net.core.rmem_max` where the process may. A kernel that grants less leaves the
+/// default: the node works, browsers send to it more slowly.
+fn widen_receive_buffer(udp: &UdpSocket) {
+    use rustix::net::sockopt;
+    let want = NodeConfig::UDP_RECV_BUFFER;
+    let _ = sockopt::set_socket_recv_buffer_size(udp, want);
+    #[cfg(target_os = "linux")]
+    if sockopt::socket_recv_buffer_size(udp).is_ok_and(|got| got < want) {
+        let _ = sockopt::set_socket_recv_buffer_size_force(udp, want);
+    }
+}
+
 /// Joins a room: binds the UDP socket, connects to the switchboard and announces.
 /// Events (peers joining and leaving, updates, syncs) come on the returned channel.
 pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinError> {
     let udp =
         Async::<UdpSocket>::bind(options.bind).map_err(|e| JoinError::Bind(options.bind, e))?;
+    widen_receive_buffer(udp.get_ref());
     let local = udp
         .get_ref()
         .local_addr()

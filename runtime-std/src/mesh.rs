@@ -31,7 +31,7 @@ pub use rtc_mesh_core::member::{
 /// How long a closing member waits for its attached streams to take what was written
 /// to them (a slow or stuck socket does not hold the close up longer).
 pub const STREAM_FLUSH: Duration = Duration::from_secs(5);
-use rtc_mesh_core::node::{Node, NodeEvent, NodeOutput};
+use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 
 use crate::signal::{Forward, Signalling, WsChange, WsEvent};
@@ -65,9 +65,23 @@ pub struct Member {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Asks for [`NodeConfig::UDP_RECV_BUFFER`] on the node's socket, forced past
+/// `net.core.rmem_max` where the process may. A kernel that grants less leaves the
+/// default: the node works, browsers send to it more slowly.
+fn widen_receive_buffer(udp: &UdpSocket) {
+    use rustix::net::sockopt;
+    let want = NodeConfig::UDP_RECV_BUFFER;
+    let _ = sockopt::set_socket_recv_buffer_size(udp, want);
+    #[cfg(target_os = "linux")]
+    if sockopt::socket_recv_buffer_size(udp).is_ok_and(|got| got < want) {
+        let _ = sockopt::set_socket_recv_buffer_size_force(udp, want);
+    }
+}
+
 /// Joins a room: binds the UDP socket, connects to the switchboard and announces.
 pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinError> {
     let udp = UdpSocket::bind(options.bind).map_err(|e| JoinError::Bind(options.bind, e))?;
+    widen_receive_buffer(&udp);
     let local = udp
         .local_addr()
         .map_err(|e| JoinError::Bind(options.bind, e))?;
