@@ -1,7 +1,7 @@
 //! The little HTTP a switchboard port speaks, as pure functions both runtimes' servers
 //! call: a request head parsed with `httparse` and routed ([`parse_head`] gives a
 //! [`Route`]: a WebSocket upgrade, `GET /health`, the demo page and its browser client
-//! from the `rtc-mesh-web` package (`GET /`, `GET /mesh.js`), or a refusal), and the
+//! from the `rtc-mesh-web` package (`GET /`, `GET /mesh.js`, `GET /lib/NAME.js`), or a refusal), and the
 //! responses as text. The WebSocket accept key is computed by the server's WebSocket
 //! crate and handed to [`upgrade_response`].
 
@@ -24,13 +24,13 @@ pub enum Route {
     /// `GET /health`.
     Health,
     /// An embedded file: the demo page or the browser client.
-    Asset(&'static Asset),
+    Asset(Asset),
     /// Anything else: answer with this status line and close.
     Refuse(&'static str),
 }
 
 /// A file of the web package, served on the switchboard's port.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Asset {
     /// Its `Content-Type`.
     pub content_type: &'static str,
@@ -89,9 +89,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Route, usize)>, &'static str> {
     Ok(Some((
         match path {
             "/health" => Route::Health,
-            "/" | "/index.html" => Route::Asset(&INDEX_HTML),
-            "/mesh.js" => Route::Asset(&MESH_JS),
-            _ => Route::Refuse("404 Not Found"),
+            "/" | "/index.html" => Route::Asset(INDEX_HTML),
+            "/mesh.js" => Route::Asset(MESH_JS),
+            _ => match rtc_mesh_web::MODULES.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => Route::Asset(Asset {
+                    content_type: MESH_JS.content_type,
+                    body,
+                }),
+                None => Route::Refuse("404 Not Found"),
+            },
         },
         n,
     )))
@@ -181,9 +187,9 @@ mod tests {
         let h = b"GET /health HTTP/1.1\r\n\r\n";
         assert_eq!(parse_head(h).unwrap().unwrap().0, Route::Health);
         for (path, asset) in [
-            ("/", &INDEX_HTML),
-            ("/?room=x", &INDEX_HTML),
-            ("/mesh.js", &MESH_JS),
+            ("/", INDEX_HTML),
+            ("/?room=x", INDEX_HTML),
+            ("/mesh.js", MESH_JS),
         ] {
             let h = format!("GET {path} HTTP/1.1\r\n\r\n");
             assert_eq!(
@@ -192,6 +198,24 @@ mod tests {
             );
         }
         assert!(asset_response(&MESH_JS).contains("Content-Type: text/javascript"));
+        // Every module mesh.js imports is served, and nothing beside them.
+        for line in MESH_JS
+            .body
+            .lines()
+            .filter(|l| l.starts_with("export * from"))
+        {
+            let path = line.split('\'').nth(1).unwrap().trim_start_matches('.');
+            let h = format!("GET {path} HTTP/1.1\r\n\r\n");
+            let Route::Asset(a) = parse_head(h.as_bytes()).unwrap().unwrap().0 else {
+                panic!("{path} is not served")
+            };
+            assert!(a.body.contains("export"), "{path}");
+        }
+        let h = b"GET /lib/../mesh.js HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            parse_head(h).unwrap().unwrap().0,
+            Route::Refuse("404 Not Found")
+        );
         assert_eq!(parse_head(b"GET /he").unwrap(), None);
         assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
         assert_eq!(

@@ -206,7 +206,7 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
         }
         Route::Asset(asset) => {
             let _ = stream
-                .write_all(http::asset_response(asset).as_bytes())
+                .write_all(http::asset_response(&asset).as_bytes())
                 .await;
             return;
         }

@@ -204,7 +204,7 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
             return;
         }
         Route::Asset(asset) => {
-            let _ = stream.write_all(http::asset_response(asset).as_bytes());
+            let _ = stream.write_all(http::asset_response(&asset).as_bytes());
             return;
         }
         Route::Refuse(status) => {

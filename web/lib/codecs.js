@@ -1,0 +1,81 @@
+// The json codec (scuttlebutt's JSON lines): core's `wire::json`.
+
+import { LIMITS, MAX_LINE_LEN, MeshError, checkValue, parseJson, plainObject, toJson } from './values.js';
+
+/** The line of an update: `[[key,value],ts,source]` and a newline. */
+export function encodeUpdate(u) {
+  return `[[${JSON.stringify(u.key)},${u.json}],${JSON.stringify(u.ts)},${JSON.stringify(u.source)}]\n`;
+}
+
+/** The line of a digest: `{"id":..,"clock":{..}}` and a newline. */
+export function encodeDigest(id, clock) {
+  return `{"id":${JSON.stringify(id)},"clock":${JSON.stringify(plainObject(clock))}}\n`;
+}
+
+/** The line of a control string (`"SYNC"`, `"PING"`, `"LINKS [..]"`, ...). */
+export function encodeControl(text) {
+  return `${JSON.stringify(text)}\n`;
+}
+
+/**
+ * Decodes one line (without its newline). Returns `{type:'update', key, value, json, ts,
+ * source}`, `{type:'digest', id, clock: Map}`, `{type:'sync'|'ping'|'pong'}` or
+ * `{type:'control', text}`. Throws MeshError for a line that is not one of these.
+ */
+export function decodeLine(line) {
+  if (line.length > MAX_LINE_LEN) throw new MeshError('line_too_long', 'line too long');
+  const v = parseJson(line, LIMITS.maxDepth + 3);
+  if (typeof v === 'string') {
+    if (v === 'SYNC') return { type: 'sync' };
+    if (v === 'PING') return { type: 'ping' };
+    if (v === 'PONG') return { type: 'pong' };
+    return { type: 'control', text: v };
+  }
+  if (Array.isArray(v)) {
+    const [kv, ts, source] = v;
+    if (
+      v.length >= 3 &&
+      Array.isArray(kv) &&
+      kv.length >= 1 &&
+      typeof kv[0] === 'string' &&
+      typeof ts === 'number' &&
+      typeof source === 'string'
+    ) {
+      const value = kv.length > 1 ? kv[1] : null;
+      // The line was checked whole; an object or array also within the value's depth.
+      if (value !== null && typeof value === 'object') checkValue(value);
+      return { type: 'update', key: kv[0], value, json: toJson(value), ts, source };
+    }
+    throw new MeshError('bad_update', 'not an update');
+  }
+  if (v && typeof v === 'object' && typeof v.id === 'string' && v.clock && typeof v.clock === 'object') {
+    const clock = new Map();
+    const entries = Object.entries(v.clock);
+    if (entries.length > LIMITS.maxClockEntries) throw new MeshError('bad_digest', 'clock too large');
+    for (const [s, t] of entries) {
+      if (typeof t === 'number' && Number.isFinite(t)) clock.set(s, t);
+    }
+    return { type: 'digest', id: v.id, clock };
+  }
+  throw new MeshError('bad_line', 'not a scuttlebutt message');
+}
+
+/** Splits a received stream of text into lines; keeps the partial tail (bounded). */
+export class LineDecoder {
+  constructor() {
+    this.tail = '';
+    this.bytes = new TextDecoder('utf-8', { fatal: false });
+  }
+
+  /** Text (a string, or bytes as UTF-8) in; complete lines (no newline) out. */
+  push(chunk) {
+    const text = typeof chunk === 'string' ? chunk : this.bytes.decode(chunk, { stream: true });
+    const parts = (this.tail + text).split('\n');
+    this.tail = parts.pop();
+    if (this.tail.length > MAX_LINE_LEN) {
+      this.tail = '';
+      throw new MeshError('line_too_long', 'a line longer than the maximum value');
+    }
+    return parts;
+  }
+}

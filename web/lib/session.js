@@ -1,0 +1,131 @@
+// One sync conversation over one link: core's `session`.
+
+import { byteLength, parseJson, plainObject } from './values.js';
+import { encodeControl, encodeDigest, encodeUpdate } from './codecs.js';
+
+/**
+ * A sync session: digest, the history the remote lacks, `SYNC`, then live updates each
+ * sent only if the remote lacks it. `send(text)` is called with encoded lines.
+ */
+export class Session {
+  constructor(store, send) {
+    this.store = store;
+    this.send = send;
+    this.remoteId = null;
+    this.remoteClock = new Map();
+    this.started = false;
+    this.sentSync = false;
+    this.recvSync = false;
+    this.synced = false;
+    this.pingSent = null;
+    this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null };
+    this.emit(encodeDigest(store.id, store.clock));
+  }
+
+  emit(line) {
+    this.stats.bytesOut += byteLength(line);
+    this.send(line);
+  }
+
+  raise(source, ts) {
+    if ((this.remoteClock.get(source) ?? 0) < ts) this.remoteClock.set(source, ts);
+  }
+
+  /** Sends what the remote lacks (after its digest, or a `CLOCK`). */
+  sendHistory() {
+    for (const u of this.store.history(this.remoteClock)) {
+      this.raise(u.source, u.ts);
+      this.stats.updatesOut++;
+      this.emit(encodeUpdate(u));
+    }
+  }
+
+  /**
+   * Handles one decoded line. Returns what the caller must know:
+   * `{digest: id}`, `{update: u, verdict}`, `{synced: true}`, `{control: text}` or null.
+   */
+  handle(m, nowMs) {
+    switch (m.type) {
+      case 'digest': {
+        for (const [s, t] of m.clock) if (this.store.clock.has(s)) this.raise(s, t);
+        const first = this.remoteId === null;
+        if (first) this.remoteId = m.id;
+        if (!this.started) {
+          this.started = true;
+          this.sendHistory();
+          this.emit(encodeControl('SYNC'));
+          this.sentSync = true;
+          return { digest: m.id, synced: this.checkSynced() };
+        }
+        return null;
+      }
+      case 'update': {
+        this.stats.updatesIn++;
+        const verdict = this.store.apply(m);
+        if (verdict !== 'rejected') this.raise(m.source, m.ts);
+        return { update: m, verdict };
+      }
+      case 'sync':
+        this.recvSync = true;
+        return { synced: this.checkSynced() };
+      case 'ping':
+        this.stats.pingsIn++;
+        this.emit(encodeControl('PONG'));
+        return null;
+      case 'pong':
+        if (this.pingSent !== null) {
+          this.stats.rtt = nowMs - this.pingSent;
+          this.pingSent = null;
+        }
+        return null;
+      case 'control':
+        if (m.text.startsWith('CLOCK ')) {
+          let clock;
+          try {
+            clock = parseJson(m.text.slice(6));
+          } catch {
+            this.stats.errors++;
+            return null;
+          }
+          for (const [s, t] of Object.entries(clock || {})) {
+            if (typeof t === 'number' && this.store.clock.has(s)) this.raise(s, t);
+          }
+          if (this.started) this.sendHistory();
+          return null;
+        }
+        return { control: m.text };
+      default:
+        return null;
+    }
+  }
+
+  checkSynced() {
+    if (this.sentSync && this.recvSync && !this.synced) {
+      this.synced = true;
+      return true;
+    }
+    return false;
+  }
+
+  /** Offers a live update; sent only if the remote lacks it. */
+  sendUpdate(u) {
+    if (!this.started || u.ts <= (this.remoteClock.get(u.source) ?? 0)) return false;
+    this.raise(u.source, u.ts);
+    this.stats.updatesOut++;
+    this.emit(encodeUpdate(u));
+    return true;
+  }
+
+  ping(nowMs) {
+    if (this.pingSent === null) this.pingSent = nowMs;
+    this.emit(encodeControl('PING'));
+  }
+
+  sendControl(text) {
+    this.emit(encodeControl(text));
+  }
+
+  sendClock() {
+    this.sendControl(`CLOCK ${JSON.stringify(plainObject(this.store.clock))}`);
+  }
+}
