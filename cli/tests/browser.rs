@@ -52,6 +52,7 @@ fn chromium_firefox_and_native_peers_mesh() {
         "a scuttlebutt Model over TCP to a native peer synced with the Chromium page both ways",
         "native reported it left",
         "pages alone synced through each other",
+        "close() sent its last 2000 writes first",
     ] {
         assert!(text.contains(proof), "missing {proof:?}:\n{text}\n{err}");
     }

@@ -4,13 +4,12 @@
 // serves the demo page. Run by cli/tests/browser.rs; by hand:
 //
 //   node browser-mesh.js --rtc-mesh PATH [--shots DIR]
-//   node browser-mesh.js --rtc-mesh PATH --measure
 //
 // As root it runs in a network namespace of its own with only loopback up (browsers
 // otherwise gather and may use the machine's other addresses), so everything, the
 // switchboard and native peers included, talks over 127.0.0.1.
 //
-// The test mode proves: a native peer, a Chromium page and a Firefox page converge on
+// It proves: a native peer, a Chromium page and a Firefox page converge on
 // writes made on all three (a large value among them, fragmented); a value past the
 // maximum is a clear error on the page; a late native peer receives everything, and a
 // JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
@@ -18,18 +17,15 @@
 // a foreign-style page (it pings, no incarnation) closing without a goodbye, and a
 // native process killed by the remaining page within 6 s, and a native peer whose
 // network path is cut (nftables, as root) by every other peer and it by them; a
-// Chromium page and a
-// Firefox page alone sync through each other; a screenshot of the demo page with three
-// peers, its table checked through the DOM. The measure mode prints, for each engine, a
-// browser-native pair's join-until-synced time and the update rate from a page to a
-// native peer. Exit code 0 on success, 1 with a message otherwise.
+// Chromium page and a Firefox page alone sync through each other; a screenshot of the
+// demo page with three peers, its table checked through the DOM. Exit code 0 on
+// success, 1 with a message otherwise. (Speed is bench-browser.js's.)
 
-const { spawn } = require('child_process')
-const readline = require('readline')
 const fs = require('fs')
 const os = require('os')
 const path = require('path')
 const { launch, isolateNetwork } = require('./browsers')
+const { env, setRtcMesh, fail, sleep, Native, openPage, meshedOn, serve } = require('./harness')
 
 const args = process.argv.slice(2)
 function opt (name, dflt) {
@@ -37,111 +33,16 @@ function opt (name, dflt) {
   return i >= 0 ? args[i + 1] : dflt
 }
 const RTC_MESH = opt('--rtc-mesh')
-let BASE = null
-let SIGNAL = null
 const SHOTS = opt('--shots', fs.mkdtempSync(path.join(os.tmpdir(), 'rtc-mesh-shots-')))
-const MEASURE = args.includes('--measure')
 if (!RTC_MESH) {
-  console.error('usage: node browser-mesh.js --rtc-mesh PATH [--measure] [--shots DIR]')
+  console.error('usage: node browser-mesh.js --rtc-mesh PATH [--shots DIR]')
   process.exit(2)
 }
-
-function fail (msg) {
-  throw new Error(msg)
-}
-
-function sleep (ms) {
-  return new Promise(function (resolve) { setTimeout(resolve, ms) })
-}
-
-// A native peer: `rtc-mesh join ROOM --json [extra args]`, its events read line by
-// line; or, given `command`, any program speaking the same line protocol.
-class Native {
-  constructor (room, id, extra, command) {
-    this.id = id
-    this.events = []
-    this.waiters = []
-    const [cmd, args] = command || [RTC_MESH, ['join', room, '--signal', SIGNAL, '--id', id, '--json'].concat(extra || [])]
-    this.proc = spawn(cmd, args, {
-      stdio: ['pipe', 'pipe', 'inherit']
-    })
-    this.exited = new Promise((resolve) => this.proc.on('exit', resolve))
-    readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
-      let e
-      try { e = JSON.parse(line) } catch (_) { return }
-      e.at = Date.now()
-      this.events.push(e)
-      for (const w of this.waiters.slice()) w()
-    })
-  }
-
-  send (cmd) {
-    this.proc.stdin.write(JSON.stringify(cmd) + '\n')
-  }
-
-  // Waits for an event (seen already, or to come) matching `pred`.
-  wait (what, pred, ms) {
-    return new Promise((resolve, reject) => {
-      let from = 0
-      const check = () => {
-        for (; from < this.events.length; from++) {
-          if (pred(this.events[from])) {
-            done()
-            resolve(this.events[from])
-            return true
-          }
-        }
-        return false
-      }
-      const timer = setTimeout(() => { done(); reject(new Error(`native ${this.id}: no ${what} in ${ms} ms`)) }, ms)
-      const done = () => { clearTimeout(timer); this.waiters = this.waiters.filter((w) => w !== check) }
-      if (!check()) this.waiters.push(check)
-    })
-  }
-
-  async dump () {
-    const n = this.events.length
-    this.send({ op: 'dump' })
-    const e = await this.wait('dump', (e) => e.event === 'dump' && this.events.indexOf(e) >= n, 10000)
-    return e.data
-  }
-
-  // Its `peers` report.
-  async peers () {
-    const n = this.events.length
-    this.send({ op: 'peers' })
-    const e = await this.wait('peers', (e) => e.event === 'peers' && this.events.indexOf(e) >= n, 10000)
-    return e.peers
-  }
-
-  // Asks `check` (async) again after each answer until it holds, at most `ms`.
-  async until (what, check, ms) {
-    const end = Date.now() + ms
-    while (!(await check())) {
-      if (Date.now() > end) fail(`native ${this.id}: not ${what} in ${ms} ms`)
-      await sleep(100)
-    }
-  }
-
-  async close () {
-    this.send({ op: 'close' })
-    this.proc.stdin.end()
-    await Promise.race([this.exited, sleep(5000).then(() => this.proc.kill('SIGKILL'))])
-  }
-}
+setRtcMesh(RTC_MESH)
 
 // Key order aside (pages and natives both list keys in byte order), deep equality.
 function same (a, b) {
   return JSON.stringify(a) === JSON.stringify(b)
-}
-
-async function openPage (browser, room, id) {
-  const page = await browser.newPage()
-  page.onConsole(function (m) {
-    if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${id}] ${m.text}`)
-  })
-  await page.goto(`${BASE}?room=${room}&id=${id}`)
-  return page
 }
 
 // A foreign-style client in a page, as another WebRTC client's page would be: raw
@@ -153,7 +54,7 @@ async function openForeignPage (browser, room, id) {
   page.onConsole(function (m) {
     if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${id}] ${m.text}`)
   })
-  await page.goto(`${BASE}health`)
+  await page.goto(`${env.base}health`)
   await page.evaluate(function (cfg) {
     const enc = function (v) { return JSON.stringify(v).replace(/\|/g, '\\u007c') }
     const pcs = new Map()
@@ -198,37 +99,8 @@ async function openForeignPage (browser, room, id) {
         try { await pcs.get(from).addIceCandidate(JSON.parse(arg)) } catch (_) {}
       }
     }
-  }, { signal: SIGNAL, room, id })
+  }, { signal: env.signal, room, id })
   return page
-}
-
-// Every page sees `n` peers, each with an open, synced link. On a timeout, says how far
-// each connection got.
-async function meshedOn (page, n, ms) {
-  try {
-    return await page.waitForFunction(function (n) {
-      const l = window.member && window.member.peerList()
-      return !!l && l.length === n && l.every(function (p) { return p.state === 'open' && p.synced })
-    }, { timeout: ms }, n)
-  } catch (e) {
-    const state = await page.evaluate(function () {
-      const m = window.member
-      if (!m) return 'no member'
-      return JSON.stringify(Array.from(m.peers.entries()).map(function (kv) {
-        const p = kv[1]
-        return {
-          peer: kv[0], present: p.present, state: p.state, offerer: p.offerer, failures: p.failures,
-          pc: p.pc && [p.pc.signalingState, p.pc.iceConnectionState, p.pc.connectionState],
-          dc: p.dc && p.dc.readyState, pending: p.pending && p.pending.length, ws: m.ws && m.ws.readyState,
-          queued: p.queue && p.queue.length - p.head, buffered: p.dc && p.dc.bufferedAmount,
-          session: p.link !== null && (function (x) {
-            return x && { remote: x.remoteId, sent: x.sentSync, recv: x.recvSync, stats: x.stats }
-          })(m.replica.session(p.link))
-        }
-      }))
-    }).catch(function (e2) { return String(e2) })
-    fail(`${e.message}; the page's peers: ${state}`)
-  }
 }
 
 async function converge (natives, pages, nKeys, ms) {
@@ -471,50 +343,26 @@ async function testMode (chromium, firefox) {
   await b.evaluate(function () { window.member.set('b', 2) })
   await converge([], [a, b], 2, 10000)
   console.log('chromium and firefox pages alone synced through each other')
-  await a.close()
-  await b.close()
-}
-
-async function measureMode (browsers) {
-  for (const browser of browsers) {
-    const room = `measure-${browser.engine}`
-    const native = new Native(room, 'native')
-    await native.wait('ready', (e) => e.event === 'ready', 10000)
-    // Join until synced: from opening the page until both sides report the link synced.
-    const t0 = Date.now()
-    const page = await openPage(browser, room, 'page')
-    await meshedOn(page, 1, 20000)
-    await native.wait('synced', (e) => e.event === 'synced' && e.peer === 'page', 20000)
-    const joinMs = Date.now() - t0
-    // Updates per second from the page to the native peer: 100-byte values.
-    const n = 20000
-    const t1 = Date.now()
-    await page.evaluate(function (n) {
-      const v = 'v'.repeat(100)
-      for (let i = 0; i < n; i++) window.member.set('k' + i, v)
-    }, n)
-    await native.wait(`update k${n - 1}`, (e) => e.event === 'update' && e.key === `k${n - 1}`, 60000)
-    const secs = (Date.now() - t1) / 1000
-    console.log(`${browser.engine} ${browser.version || ''}: join until synced ${joinMs} ms (page load included); ` +
-      `${n} updates page -> native in ${secs.toFixed(2)} s = ${Math.round(n / secs)} updates/s`)
-    await page.close()
-    await native.close()
-  }
-}
-
-// `rtc-mesh serve` on a free loopback port; resolves to the process once it listens.
-function serve () {
-  return new Promise(function (resolve, reject) {
-    const proc = spawn(RTC_MESH, ['serve', '--listen', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
-    proc.on('error', reject)
-    proc.on('exit', function (code) { reject(new Error(`rtc-mesh serve exited with ${code}`)) })
-    readline.createInterface({ input: proc.stdout }).once('line', function (line) {
-      const addr = JSON.parse(line).addr
-      BASE = `http://${addr}/`
-      SIGNAL = `ws://${addr}/`
-      resolve(proc)
+  // 5. The Chromium page writes 2 MB and leaves at once: close() resolves once its
+  // channel has sent everything; the Firefox page has it all and reports a goodbye.
+  await b.evaluate(function () {
+    window.leftWhy = new Promise(function (resolve) {
+      window.member.on('peer_leave', function (e) { if (e.peer === 'achromium') resolve(e.reason) })
     })
   })
+  const closeMs = await a.evaluate(async function () {
+    const v = 'z'.repeat(1000)
+    for (let i = 0; i < 2000; i++) window.member.set('bye' + i, v)
+    const t = Date.now()
+    await window.member.close()
+    return Date.now() - t
+  })
+  const reason = await b.evaluate(function () { return window.leftWhy })
+  const kept = await b.evaluate(function () { return window.member.keys().filter(function (k) { return k.startsWith('bye') }).length })
+  if (reason !== 'left' || kept !== 2000) fail(`after close(): reason ${reason}, ${kept} of 2000 writes`)
+  console.log(`a page's close() sent its last 2000 writes first (${closeMs} ms) and was reported left`)
+  await a.close()
+  await b.close()
 }
 
 // Runs `nft` (in this process's network namespace).
@@ -533,8 +381,7 @@ async function main () {
   const chromium = await launch('chromium')
   const firefox = await launch('firefox')
   try {
-    if (MEASURE) await measureMode([chromium, firefox])
-    else await testMode(chromium, firefox)
+    await testMode(chromium, firefox)
   } finally {
     await chromium.close()
     await firefox.close()
