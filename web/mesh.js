@@ -2,6 +2,7 @@
 // other peer (native rtc-mesh processes and other pages) over WebRTC data channels.
 //
 //   import { join } from 'rtc-mesh';      // or from '/mesh.js' on a switchboard's port
+//                                         // (types: mesh.d.ts)
 //   const member = join('lobby', { signal: 'ws://127.0.0.1:3000/' });
 //   member.on('update', (u) => console.log(u.key, u.value));
 //   member.set('greeting', 'hello');
@@ -17,11 +18,14 @@
 // signal-client and mesh. All but mesh need no browser: tests run them in Node against
 // the vectors and traces the Rust implementation produces.
 
-export * from './lib/values.js';
-export * from './lib/store.js';
-export * from './lib/codecs.js';
-export * from './lib/session.js';
-export * from './lib/replica.js';
-export * from './lib/signal.js';
-export * from './lib/signal-client.js';
-export * from './lib/mesh.js';
+export {
+  LIMITS, MAX_LINE_LEN, MeshError, byteLength, checkValue, compareBytes, nextUp, parseJson,
+  toJson, validPeerId, validSource,
+} from './lib/values.js';
+export { Store } from './lib/store.js';
+export { LineDecoder, decodeLine, encodeControl, encodeDigest, encodeUpdate } from './lib/codecs.js';
+export { Session } from './lib/session.js';
+export { Replica } from './lib/replica.js';
+export { encodeSignal, parseSignal } from './lib/signal.js';
+export { SignalClient, Xorshift } from './lib/signal-client.js';
+export { Member, join } from './lib/mesh.js';

@@ -30,6 +30,39 @@ fn the_browser_client_passes_the_shared_vectors_in_node() {
 }
 
 #[test]
+fn the_type_declarations_check_and_the_package_ships_its_modules() {
+    let tsc = Command::new("node")
+        .current_dir(web_dir())
+        .args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"])
+        .output()
+        .expect("node runs (scripts/test.sh installs typescript with npm ci)");
+    assert!(
+        tsc.status.success(),
+        "tsc: {}{}",
+        String::from_utf8_lossy(&tsc.stdout),
+        String::from_utf8_lossy(&tsc.stderr)
+    );
+    let pack = Command::new("npm")
+        .current_dir(web_dir())
+        .args(["pack", "--dry-run", "--json", "--loglevel=error"])
+        .output()
+        .expect("npm runs");
+    let listing = String::from_utf8_lossy(&pack.stdout);
+    assert!(pack.status.success(), "{listing}");
+    let files: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("\"path\": \""))
+        .map(|p| p.trim_end_matches(['"', ',']))
+        .collect();
+    for (path, _) in rtc_mesh_web::MODULES {
+        assert!(files.contains(&&path[1..]), "{path} not packed: {files:?}");
+    }
+    for f in ["mesh.js", "mesh.d.ts", "index.html", "README.md"] {
+        assert!(files.contains(&f), "{f} not packed: {files:?}");
+    }
+}
+
+#[test]
 fn chromium_firefox_and_native_peers_mesh() {
     let shots = std::env::temp_dir().join(format!("rtc-mesh-shots-{}", std::process::id()));
     std::fs::create_dir_all(&shots).unwrap();

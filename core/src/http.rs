@@ -199,12 +199,14 @@ mod tests {
         }
         assert!(asset_response(&MESH_JS).contains("Content-Type: text/javascript"));
         // Every module mesh.js imports is served, and nothing beside them.
-        for line in MESH_JS
+        let imports: Vec<&str> = MESH_JS
             .body
             .lines()
-            .filter(|l| l.starts_with("export * from"))
-        {
-            let path = line.split('\'').nth(1).unwrap().trim_start_matches('.');
+            .filter_map(|l| l.split_once(" from '.").map(|(_, p)| p))
+            .collect();
+        assert_eq!(imports.len(), rtc_mesh_web::MODULES.len());
+        for rest in imports {
+            let path = rest.split('\'').next().unwrap();
             let h = format!("GET {path} HTTP/1.1\r\n\r\n");
             let Route::Asset(a) = parse_head(h.as_bytes()).unwrap().unwrap().0 else {
                 panic!("{path} is not served")

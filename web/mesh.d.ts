@@ -1,0 +1,251 @@
+// Type declarations of the rtc-mesh browser client (mesh.js and the modules it
+// re-exports). Checked by `npm run types` (tsc over these and tests/types/usage.ts), and
+// held to the module by tests/exports.test.mjs (every value mesh.js exports is declared
+// here, and nothing else).
+
+/** A JSON value, as the store keeps it. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** Bounds, as the native defaults (`rtc_mesh_core::Limits`). */
+export declare const LIMITS: Readonly<{
+  maxDepth: number;
+  maxValueLen: number;
+  maxKeyLen: number;
+  maxIdLen: number;
+  maxClockEntries: number;
+}>;
+
+/** The longest partial line a link keeps. */
+export declare const MAX_LINE_LEN: number;
+
+/** Machine-readable reasons of a {@link MeshError}. */
+export type ErrorCode =
+  | 'bad_room'
+  | 'bad_id'
+  | 'bad_url'
+  | 'bad_key'
+  | 'key_too_long'
+  | 'value_too_large'
+  | 'bad_value'
+  | 'bad_json'
+  | 'closed'
+  | 'line_too_long'
+  | 'bad_update'
+  | 'bad_digest'
+  | 'bad_line';
+
+/** An error with a machine-readable `code`. */
+export declare class MeshError extends Error {
+  constructor(code: ErrorCode, message: string);
+  readonly name: 'MeshError';
+  readonly code: ErrorCode;
+}
+
+export declare function byteLength(s: string): number;
+/** Throws a MeshError unless `v` is a JSON value within the bounds. */
+export declare function checkValue(v: unknown, maxDepth?: number): asserts v is Json;
+export declare function compareBytes(a: string, b: string): -1 | 0 | 1;
+export declare function nextUp(x: number): number;
+export declare function parseJson(text: string, maxDepth?: number): Json;
+export declare function toJson(v: Json): string;
+export declare function validPeerId(id: unknown): id is string;
+export declare function validSource(id: unknown): id is string;
+
+/** One entry of the store, or an update on the wire. */
+export interface Update {
+  key: string;
+  value: Json;
+  /** `value` as JSON text, in the Conventions' canonical form. */
+  json: string;
+  ts: number;
+  source: string;
+}
+
+export type Verdict = 'applied' | 'superseded' | 'stale' | 'rejected';
+
+/** The replicated map (core's `store`). */
+export declare class Store {
+  constructor(id: string, options?: { now?: () => number; maxSkewMs?: number });
+  readonly id: string;
+  readonly entries: Map<string, Update>;
+  readonly clock: Map<string, number>;
+  readonly stats: { applied: number; stale: number; superseded: number; rejected: number; skewed: number };
+  nextTs(): number;
+  set(key: string, value: Json | undefined): Update;
+  apply(u: Update): Verdict;
+  get(key: string): Json | undefined;
+  keys(): string[];
+  snapshot(): { [key: string]: Json };
+  history(remote: Map<string, number>): Update[];
+}
+
+/** A decoded line of the json codec. */
+export type Line =
+  | ({ type: 'update' } & Update)
+  | { type: 'digest'; id: string; clock: Map<string, number> }
+  | { type: 'sync' | 'ping' | 'pong' }
+  | { type: 'control'; text: string };
+
+export declare function encodeUpdate(u: Update): string;
+export declare function encodeDigest(id: string, clock: Map<string, number>): string;
+export declare function encodeControl(text: string): string;
+/** Throws a MeshError for a line that is not a scuttlebutt message. */
+export declare function decodeLine(line: string): Line;
+
+/** Splits a stream of text into lines; the partial tail is bounded. */
+export declare class LineDecoder {
+  push(chunk: string | Uint8Array): string[];
+}
+
+/** A link's counters. */
+export interface SessionStats {
+  bytesIn: number;
+  bytesOut: number;
+  updatesIn: number;
+  updatesOut: number;
+  errors: number;
+  pingsIn: number;
+  /** Round trip of the last answered `PING`, in milliseconds. */
+  rtt: number | null;
+}
+
+/** What {@link Session.handle} tells its caller. */
+export type SessionAnswer =
+  | { digest: string; synced: boolean }
+  | { update: Update; verdict: Verdict }
+  | { synced: boolean }
+  | { control: string }
+  | null;
+
+/** One sync conversation over one link (core's `session`). */
+export declare class Session {
+  constructor(store: Store, send: (line: string) => void);
+  readonly remoteId: string | null;
+  readonly synced: boolean;
+  readonly stats: SessionStats;
+  handle(m: Line, nowMs: number): SessionAnswer;
+  sendUpdate(u: Update): boolean;
+  sendHistory(): void;
+  ping(nowMs: number): void;
+  sendControl(text: string): void;
+  sendClock(): void;
+}
+
+/** One store served over many links (core's `replica`). */
+export declare class Replica {
+  constructor(store: Store);
+  readonly store: Store;
+  onUpdate: (u: Update, local: boolean) => void;
+  openLink(send: (line: string) => void): number;
+  closeLink(id: number): void;
+  session(id: number): Session | undefined;
+  handleLine(id: number, line: string, nowMs: number): SessionAnswer;
+  set(key: string, value: Json | undefined): Update;
+  reportLinks(gains: boolean): void;
+}
+
+/** A parsed rtc-signaller message. */
+export interface SignalMessage {
+  to: string | null;
+  command: string;
+  sender: string | null;
+  args: unknown[];
+}
+
+export declare function encodeSignal(command: string, sender: string | null, args?: unknown[], to?: string | null): string;
+export declare function parseSignal(text: unknown): SignalMessage | null;
+
+/** Core's xorshift64 generator. */
+export declare class Xorshift {
+  constructor(seed: number | bigint);
+  next(): bigint;
+  /** `ms` scaled by a factor in [0.5, 1). */
+  jitter(ms: number): number;
+}
+
+export type SignalOutput =
+  | { type: 'connect' }
+  | { type: 'send'; text: string }
+  | { type: 'close' }
+  | { type: 'connected' }
+  | { type: 'disconnected' }
+  | { type: 'timeout'; at: number };
+
+/** Core's signalling client, sans-IO (times in milliseconds on any clock). */
+export declare class SignalClient {
+  constructor(config?: { minBackoff?: number; maxBackoff?: number; maxQueue?: number; seed?: number | bigint }, now?: number);
+  readonly connections: number;
+  readonly dropped: number;
+  isConnected(): boolean;
+  isClosed(): boolean;
+  send(text: string): void;
+  announce(text: string): void;
+  handleConnected(now: number): void;
+  handleDisconnected(now: number): void;
+  handleTimeout(now: number): void;
+  close(): void;
+  /** Drain until it returns a `timeout`. */
+  poll(): SignalOutput;
+}
+
+/** Options of {@link join}. */
+export interface JoinOptions {
+  /** The switchboard's WebSocket URL (default: the page's own host, or ws://127.0.0.1:3000/). */
+  signal?: string;
+  /** Our peer id: 1-64 of `[A-Za-z0-9._~-]` (default 16 random hex characters). */
+  id?: string;
+  /** Announced to the room with our own (`id`, `room`, `agent`, `incarnation`, `codecs`). */
+  attributes?: { [key: string]: Json };
+  /** For each RTCPeerConnection. */
+  iceServers?: RTCIceServer[];
+}
+
+export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed';
+
+/** Events of a {@link Member}, by name. */
+export interface MemberEvents {
+  update: { key: string; value: Json; deleted: boolean; ts: number; source: string; local: boolean };
+  peer_join: { peer: string; attributes: { [key: string]: Json } };
+  peer_update: { peer: string; attributes: { [key: string]: Json } };
+  peer_leave: { peer: string; reason: LeaveReason };
+  synced: { peer: string };
+  synced_all: { peers: string[] };
+  online: Record<string, never>;
+  error: MeshError;
+}
+
+/** A present peer, as {@link Member.peerList} reports it. */
+export interface PeerInfo {
+  id: string;
+  attributes: { [key: string]: Json };
+  state: 'idle' | 'negotiating' | 'open';
+  synced: boolean;
+  codec: 'json' | null;
+  stats: SessionStats | null;
+}
+
+/** A member of a room; create one with {@link join}. */
+export declare class Member {
+  constructor(room: string, options?: JoinOptions);
+  readonly room: string;
+  readonly id: string;
+  readonly incarnation: string;
+  readonly store: Store;
+  readonly replica: Replica;
+  /** Subscribes; returns the function that unsubscribes. */
+  on<E extends keyof MemberEvents>(name: E, fn: (detail: MemberEvents[E]) => void): () => void;
+  /** Sets `key` (`null` deletes). Throws a MeshError for a refused write. */
+  set(key: string, value: Json): void;
+  delete(key: string): void;
+  get(key: string): Json | undefined;
+  keys(): string[];
+  snapshot(): { [key: string]: Json };
+  peerList(): PeerInfo[];
+  /** New user attributes, announced to the room. */
+  announce(attributes: { [key: string]: Json }): void;
+  /** `BYE` on every link, each channel closed once drained (at most 5 s), then `/leave`. */
+  close(): Promise<void>;
+}
+
+/** Joins `room`; the member announces as soon as its WebSocket opens. */
+export declare function join(room: string, options?: JoinOptions): Member;
