@@ -84,6 +84,7 @@ fn chromium_firefox_and_native_peers_mesh() {
         "late native peer received all 4 keys",
         "a scuttlebutt Model over TCP to a native peer synced with the Chromium page both ways",
         "native reported it left",
+        "never-pinging page closed: native reported it left",
         "pages alone synced through each other",
         "close() sent its last 2000 writes first",
     ] {

@@ -11,6 +11,8 @@ import { IDLE_MS, SignalClient } from './signal-client.js';
 const PING_MS = 1000;
 const DEAD_MS = 4000;
 const NEGOTIATE_MS = 10000;
+/** How long ICE may call an open connection `disconnected` before it is closed. */
+const ICE_LOST_MS = 2000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 10000;
 /** Text messages on a data channel carry at most this much (a longer line is split). */
@@ -385,6 +387,9 @@ export class Member {
       const p = this.peers.get(peer);
       if (!p || p.pc !== pc) return;
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.linkClosed(peer);
+      // ICE lost its path (no check answered for some seconds): watched by `tick`.
+      else if (pc.connectionState === 'disconnected') p.iceLostAt ??= Date.now();
+      else p.iceLostAt = null;
     };
     return pc;
   }
@@ -649,6 +654,7 @@ export class Member {
       }
     }
     p.pc = null;
+    p.iceLostAt = null;
     p.dc = null;
     p.state = 'idle';
     p.retryAt = retryAt;
@@ -683,7 +689,12 @@ export class Member {
         // DESIGN: once the remote has sent a PING (whatever it is: ours, a page, a
         // foreign client without an incarnation), a link silent for DEAD_MS is dead.
         const pinged = (this.replica.session(p.link)?.stats.pingsIn ?? 0) > 0;
-        if (pinged && now - p.lastHeard >= DEAD_MS) {
+        // A peer that never pings is watched by ICE: the browser calls a connection
+        // `disconnected` once its checks go unanswered (Chromium after about 5-7 s,
+        // Firefox after about 9-10 s) and `failed` only much later (about 30 s), so a
+        // connection `disconnected` for ICE_LOST_MS is dead too.
+        const iceLost = p.iceLostAt != null && now - p.iceLostAt >= ICE_LOST_MS;
+        if ((pinged && now - p.lastHeard >= DEAD_MS) || iceLost) {
           this.dropConn(id, now + this.backoff(p.failures));
           this.setPresent(id, false, 'timeout');
           if (!p.inRoom) this.peers.delete(id);

@@ -14,7 +14,8 @@
 // maximum is a clear error on the page; a late native peer receives everything, and a
 // JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
 // closing is reported as left by the native peer and the other page within 6 s, so is
-// a foreign-style page (it pings, no incarnation) closing without a goodbye, and a
+// a foreign-style page (it pings, no incarnation) closing without a goodbye, and one that
+// never pings within 15 s, and a
 // native process killed by the remaining page within 6 s, and a native peer whose
 // network path is cut (nftables, as root) by every other peer and it by them; a
 // Chromium page and a Firefox page alone sync through each other; a screenshot of the
@@ -49,7 +50,8 @@ function same (a, b) {
 // RTCPeerConnection, scuttlebutt JSON lines, a PING each second on every channel, and an
 // announce without `incarnation` or `codecs`. It answers the offers of the room's peers
 // (each has a higher id) and, when closed, says no goodbye.
-async function openForeignPage (browser, room, id) {
+async function openForeignPage (browser, room, id, opts) {
+  const ping = !(opts && opts.ping === false)
   const page = await browser.newPage()
   page.onConsole(function (m) {
     if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${id}] ${m.text}`)
@@ -86,7 +88,7 @@ async function openForeignPage (browser, room, id) {
             dc.send(JSON.stringify({ id: cfg.id, clock: {} }) + '\n')
             dc.send('"SYNC"\n')
             window.foreign.linked.push(from)
-            setInterval(function () { if (dc.readyState === 'open') dc.send('"PING"\n') }, 1000)
+            if (cfg.ping) setInterval(function () { if (dc.readyState === 'open') dc.send('"PING"\n') }, 1000)
           }
           dc.onmessage = function (m) {
             if (typeof m.data === 'string' && m.data.includes('"PING"')) dc.send('"PONG"\n')
@@ -99,7 +101,7 @@ async function openForeignPage (browser, room, id) {
         try { await pcs.get(from).addIceCandidate(JSON.parse(arg)) } catch (_) {}
       }
     }
-  }, { signal: env.signal, room, id })
+  }, { signal: env.signal, room, id, ping })
   return page
 }
 
@@ -269,6 +271,29 @@ async function testMode (chromium, firefox) {
   const fl = native.events.find((e) => e.event === 'peer_leave' && e.peer === 'foreign')
   console.log(`foreign-style page closed: native reported it left (${fl.reason}) after ${fl.at - tf} ms; ` +
     `the chromium page within ${Date.now() - tf} ms`)
+
+  // 2c'. A foreign-style page that never pings (a plain WebRTC peer) is watched by ICE:
+  // closed without a goodbye, it is reported left within 15 s by the native peer (no
+  // datagram for 10 s) and by both pages (ICE `disconnected` for 2 s).
+  const quiet = await openForeignPage(chromium, 'trio', 'fquiet', { ping: false })
+  await native.wait('peer_join of fquiet', (e) => e.event === 'peer_join' && e.peer === 'fquiet', 10000)
+  await quiet.waitForFunction(function () {
+    return ['native', 'pchromium', 'pfirefox'].every(function (p) { return window.foreign.linked.includes(p) })
+  }, { timeout: 10000 })
+  const tq = Date.now()
+  await quiet.close()
+  const goneFrom = function (page) {
+    return page.waitForFunction(function () {
+      return !window.member.peerList().some(function (p) { return p.id === 'fquiet' })
+    }, { timeout: 15000 }).then(() => Date.now() - tq)
+  }
+  const [ql, qc, qf] = await Promise.all([
+    native.wait('peer_leave of fquiet', (e) => e.event === 'peer_leave' && e.peer === 'fquiet' && e.at >= tq, 15000),
+    goneFrom(pc),
+    goneFrom(pf)
+  ])
+  console.log(`never-pinging page closed: native reported it left (${ql.reason}) after ${ql.at - tq} ms; ` +
+    `the chromium page after ${qc} ms, the firefox page after ${qf} ms`)
 
   // 2d. A native peer's network path is cut (nftables drops its UDP in this network
   // namespace): both pages and the other native peer each report it left within 6 s,
