@@ -18,13 +18,9 @@
 
 const fs = require('fs')
 const { launch, isolateNetwork } = require('./browsers')
-const { setRtcMesh, sleep, Native, openClient, meshedOn, serve } = require('./harness')
+const { option, setRtcMesh, sleep, Native, openClient, meshedOn, serve } = require('./harness')
+const opt = option(process.argv.slice(2))
 
-const args = process.argv.slice(2)
-function opt (name, dflt) {
-  const i = args.indexOf(name)
-  return i >= 0 ? args[i + 1] : dflt
-}
 const RTC_MESH = opt('--rtc-mesh')
 const SMALL = Number(opt('--small', '50000'))
 const LARGE = Number(opt('--large', '40'))
@@ -175,7 +171,6 @@ async function pageNative (browser) {
 }
 
 async function pagePage (browser) {
-  if (process.env.BENCH_SKIP_PP) return
   const room = `bench-pp-${browser.engine}`
   const p1 = await openClient(browser, room, 'page1')
   const p2 = await openClient(browser, room, 'page2')

@@ -26,13 +26,9 @@ const fs = require('fs')
 const os = require('os')
 const path = require('path')
 const { launch, isolateNetwork } = require('./browsers')
-const { env, setRtcMesh, fail, sleep, Native, openPage, meshedOn, serve } = require('./harness')
+const { env, option, setRtcMesh, fail, sleep, Native, openPage, meshedOn, serve } = require('./harness')
+const opt = option(process.argv.slice(2))
 
-const args = process.argv.slice(2)
-function opt (name, dflt) {
-  const i = args.indexOf(name)
-  return i >= 0 ? args[i + 1] : dflt
-}
 const RTC_MESH = opt('--rtc-mesh')
 const SHOTS = opt('--shots', fs.mkdtempSync(path.join(os.tmpdir(), 'rtc-mesh-shots-')))
 if (!RTC_MESH) {

@@ -15,6 +15,14 @@ const readline = require('readline')
 /** Where things are: the `rtc-mesh` binary, and the switchboard once `serve` ran. */
 const env = { rtcMesh: null, base: null, signal: null }
 
+// `opt(name, dflt)` over `args`: the word after `name`, or `dflt`.
+function option (args) {
+  return function (name, dflt) {
+    const i = args.indexOf(name)
+    return i >= 0 ? args[i + 1] : dflt
+  }
+}
+
 function setRtcMesh (path) {
   env.rtcMesh = path
 }
@@ -200,4 +208,4 @@ function serve () {
   })
 }
 
-module.exports = { env, setRtcMesh, fail, sleep, Native, openPage, openClient, meshedOn, serve }
+module.exports = { env, option, setRtcMesh, fail, sleep, Native, openPage, openClient, meshedOn, serve }
