@@ -32,7 +32,9 @@ export type ErrorCode =
   | 'line_too_long'
   | 'bad_update'
   | 'bad_digest'
-  | 'bad_line';
+  | 'bad_line'
+  | 'bad_frame'
+  | 'bad_codecs';
 
 /** An error with a machine-readable `code`. */
 export declare class MeshError extends Error {
@@ -97,6 +99,67 @@ export declare class LineDecoder {
   push(chunk: string | Uint8Array): string[];
 }
 
+/** Text messages on a data channel carry at most this many UTF-16 units. */
+export declare const CHUNK: number;
+
+/** A link's codec name, as a data channel's `protocol` and an announce's `codecs`. */
+export type CodecName = 'postcard' | 'json';
+
+/** What a Session writes to: a link's encoder. */
+export interface MessageSink {
+  digest(id: string, clock: Map<string, number>): void;
+  update(u: Update): void;
+  control(text: string): void;
+}
+
+/** The json codec, each line handed to `send` as it is made. */
+export declare class LineWriter implements MessageSink {
+  constructor(send: (line: string) => void);
+  readonly codec: 'json';
+  digest(id: string, clock: Map<string, number>): void;
+  update(u: Update): void;
+  control(text: string): void;
+}
+
+/** The json codec for a data channel: `poll()` gives text messages until null. */
+export declare class JsonEncoder extends LineWriter {
+  constructor();
+  onWrite: () => void;
+  pending(): boolean;
+  poll(): string | null;
+}
+
+/** Postcard frames on a data channel: at most this many bytes each. */
+export declare const FRAME_SIZE: number;
+/** The longest postcard frame a decoder takes. */
+export declare const MAX_FRAME_LEN: number;
+
+/** A value's compact encoding (core's `EncodedValue`). */
+export declare function encodeValue(v: Json): Uint8Array;
+/** Decodes exactly one value's bytes; throws a MeshError for bytes core refuses. */
+export declare function decodeValue(b: Uint8Array, start?: number, end?: number): { value: Json; json: string };
+/** An update's value encoding, computed once and kept on it. */
+export declare function valueBytes(u: Update & { bytes?: Uint8Array }): Uint8Array;
+
+/** Messages into postcard frames, cut as core's encoder cuts them. */
+export declare class PostcardEncoder implements MessageSink {
+  constructor(frameSize?: number);
+  readonly codec: 'postcard';
+  onWrite: () => void;
+  digest(id: string, clock: Map<string, number>): void;
+  update(u: Update): void;
+  control(text: string): void;
+  historySize(n: number): void;
+  pending(): boolean;
+  poll(): Uint8Array | null;
+}
+
+/** Postcard frames into messages; a bad frame throws a MeshError and yields nothing. */
+export declare class PostcardDecoder {
+  constructor();
+  push(frame: Uint8Array): Array<Line | { type: 'history_size'; n: number }>;
+}
+
 /** A link's counters. */
 export interface SessionStats {
   bytesIn: number;
@@ -119,7 +182,7 @@ export type SessionAnswer =
 
 /** One sync conversation over one link (core's `session`). */
 export declare class Session {
-  constructor(store: Store, send: (line: string) => void);
+  constructor(store: Store, out: MessageSink | ((line: string) => void));
   readonly remoteId: string | null;
   readonly synced: boolean;
   readonly stats: SessionStats;
@@ -136,10 +199,11 @@ export declare class Replica {
   constructor(store: Store);
   readonly store: Store;
   onUpdate: (u: Update, local: boolean) => void;
-  openLink(send: (line: string) => void): number;
+  openLink(out: MessageSink | ((line: string) => void)): number;
   closeLink(id: number): void;
   session(id: number): Session | undefined;
   handleLine(id: number, line: string, nowMs: number): SessionAnswer;
+  handleMessage(id: number, m: Line, nowMs: number): SessionAnswer;
   set(key: string, value: Json | undefined): Update;
   reportLinks(gains: boolean): void;
 }
@@ -198,6 +262,9 @@ export interface JoinOptions {
   attributes?: { [key: string]: Json };
   /** For each RTCPeerConnection. */
   iceServers?: RTCIceServer[];
+  /** Codecs we speak, best first (default `['postcard', 'json']`); a link takes the
+   * first one its peer lists too. */
+  codecs?: CodecName[];
 }
 
 export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed';
@@ -220,7 +287,7 @@ export interface PeerInfo {
   attributes: { [key: string]: Json };
   state: 'idle' | 'negotiating' | 'open';
   synced: boolean;
-  codec: 'json' | null;
+  codec: CodecName | null;
   stats: SessionStats | null;
 }
 

@@ -11,11 +11,12 @@
 // exactly: hybrid logical clock timestamps, the larger (timestamp, source id bytewise)
 // wins, `set(k, null)` is a tombstone, an update is never echoed to its link, and
 // `LINKS` reports keep a healthy full mesh at N-1 messages per write. Signalling is
-// rtc-signaller 6.x text over WebSocket; links speak the `json` codec (scuttlebutt's
-// JSON lines) with `PING`/`PONG`, `LINKS`, `CLOCK` and `BYE` control strings.
+// rtc-signaller 6.x text over WebSocket; links speak `postcard` (core's binary frames)
+// where both sides list it, else `json` (scuttlebutt's JSON lines), with `PING`/`PONG`,
+// `LINKS`, `CLOCK` and `BYE` control strings.
 //
-// The modules under lib/ mirror core's: values, store, codecs, session, replica, signal,
-// signal-client and mesh. All but mesh need no browser: tests run them in Node against
+// The modules under lib/ mirror core's: values, store, codecs (json), postcard, session,
+// replica, signal, signal-client and mesh. All but mesh need no browser: tests run them in Node against
 // the vectors and traces the Rust implementation produces.
 
 export {
@@ -23,7 +24,12 @@ export {
   toJson, validPeerId, validSource,
 } from './lib/values.js';
 export { Store } from './lib/store.js';
-export { LineDecoder, decodeLine, encodeControl, encodeDigest, encodeUpdate } from './lib/codecs.js';
+export {
+  CHUNK, JsonEncoder, LineDecoder, LineWriter, decodeLine, encodeControl, encodeDigest, encodeUpdate,
+} from './lib/codecs.js';
+export {
+  FRAME_SIZE, MAX_FRAME_LEN, PostcardDecoder, PostcardEncoder, decodeValue, encodeValue, valueBytes,
+} from './lib/postcard.js';
 export { Session } from './lib/session.js';
 export { Replica } from './lib/replica.js';
 export { encodeSignal, parseSignal } from './lib/signal.js';

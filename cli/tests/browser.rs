@@ -80,6 +80,7 @@ fn chromium_firefox_and_native_peers_mesh() {
     assert!(out.status.success(), "{text}\n{err}");
     for proof in [
         "trio converged on 4 keys",
+        "every link of the trio speaks postcard",
         "screenshot:",
         "late native peer received all 4 keys",
         "a scuttlebutt Model over TCP to a native peer synced with the Chromium page both ways",

@@ -79,3 +79,88 @@ export class LineDecoder {
     return parts;
   }
 }
+
+/** Text messages on a data channel carry at most this much (a longer line is split). */
+export const CHUNK = 16 * 1024;
+
+/** Splits text into pieces of at most `max` UTF-16 units, never inside a surrogate pair. */
+export function chunks(text, max) {
+  if (text.length <= max) return [text];
+  const out = [];
+  let i = 0;
+  while (i < text.length) {
+    let j = Math.min(i + max, text.length);
+    const c = text.charCodeAt(j - 1);
+    if (j < text.length && c >= 0xd800 && c <= 0xdbff) j--;
+    out.push(text.slice(i, j));
+    i = j;
+  }
+  return out;
+}
+
+/** The json codec's messages, each line handed to `send` as it is made. */
+export class LineWriter {
+  constructor(send) {
+    this.codec = 'json';
+    this.send = send;
+  }
+
+  digest(id, clock) {
+    this.send(encodeDigest(id, clock));
+  }
+
+  update(u) {
+    this.send(encodeUpdate(u));
+  }
+
+  control(text) {
+    this.send(encodeControl(text));
+  }
+}
+
+/**
+ * The json codec's messages for a data channel: lines queued, then `poll()` gives text
+ * messages of at most CHUNK (lines batched; one longer line in pieces) until null.
+ */
+export class JsonEncoder extends LineWriter {
+  constructor() {
+    super((line) => {
+      this.lines.push(line);
+      this.onWrite();
+    });
+    /** Called after each message is encoded (a driver schedules its flush). */
+    this.onWrite = () => {};
+    this.lines = [];
+    this.head = 0;
+    this.pieces = [];
+  }
+
+  pending() {
+    return this.head < this.lines.length || this.pieces.length > 0;
+  }
+
+  poll() {
+    if (this.pieces.length) return this.pieces.shift();
+    const q = this.lines;
+    if (this.head >= q.length) {
+      q.length = 0;
+      this.head = 0;
+      return null;
+    }
+    if (q[this.head].length > CHUNK) {
+      this.pieces = chunks(q[this.head++], CHUNK);
+      return this.pieces.shift();
+    }
+    let msg = '';
+    while (this.head < q.length && msg.length + q[this.head].length <= CHUNK) msg += q[this.head++];
+    // `lines` is consumed from `head` (shifting a long array costs its length).
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+    } else if (this.head > 4096) {
+      q.splice(0, this.head);
+      this.head = 0;
+    }
+    return msg;
+  }
+}

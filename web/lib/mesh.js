@@ -3,7 +3,8 @@
 
 import { MeshError, byteLength, validPeerId } from './values.js';
 import { Store } from './store.js';
-import { LineDecoder } from './codecs.js';
+import { JsonEncoder, LineDecoder } from './codecs.js';
+import { PostcardDecoder, PostcardEncoder } from './postcard.js';
 import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { IDLE_MS, SignalClient } from './signal-client.js';
@@ -15,8 +16,6 @@ const NEGOTIATE_MS = 10000;
 const ICE_LOST_MS = 2000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 10000;
-/** Text messages on a data channel carry at most this much (a longer line is split). */
-const CHUNK = 16 * 1024;
 /** Stop writing to a channel above this many buffered bytes; resume below a quarter. */
 const HIGH_WATER = 1 << 20;
 /** The longest `close()` waits for written data to leave (core's `STREAM_FLUSH`). */
@@ -26,21 +25,6 @@ function hex(n) {
   const b = new Uint8Array(Math.ceil(n / 2));
   crypto.getRandomValues(b);
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join('').slice(0, n);
-}
-
-/** Splits text into pieces of at most `max` UTF-16 units, never inside a surrogate pair. */
-function chunks(text, max) {
-  if (text.length <= max) return [text];
-  const out = [];
-  let i = 0;
-  while (i < text.length) {
-    let j = Math.min(i + max, text.length);
-    const c = text.charCodeAt(j - 1);
-    if (j < text.length && c >= 0xd800 && c <= 0xdbff) j--;
-    out.push(text.slice(i, j));
-    i = j;
-  }
-  return out;
 }
 
 /**
@@ -58,6 +42,10 @@ export class Member {
     this.signalUrl = options.signal || defaultSignalUrl();
     this.attributes = options.attributes || {};
     this.iceServers = options.iceServers || [];
+    this.codecs = options.codecs || ['postcard', 'json'];
+    if (!Array.isArray(this.codecs) || !this.codecs.length || this.codecs.some((c) => c !== 'postcard' && c !== 'json')) {
+      throw new MeshError('bad_codecs', 'codecs lists "postcard" and/or "json"');
+    }
     this.store = new Store(`${this.id}.${this.incarnation}`);
     this.replica = new Replica(this.store);
     this.replica.onUpdate = (u, local) => this.emit('update', updateEvent(u, local));
@@ -127,7 +115,7 @@ export class Member {
           attributes: p.attributes,
           state: p.state,
           synced: p.synced,
-          codec: p.state === 'open' ? 'json' : null,
+          codec: p.state === 'open' ? p.codec : null,
           stats: s ? { ...s.stats } : null,
         };
       });
@@ -229,7 +217,7 @@ export class Member {
       room: this.room,
       agent: 'rtc-mesh-web/0.1',
       incarnation: this.incarnation,
-      codecs: ['json'],
+      codecs: this.codecs,
     };
   }
 
@@ -436,8 +424,11 @@ export class Member {
     const p = this.peers.get(peer);
     if (!p) return;
     const pc = this.startNegotiation(peer, p, true);
-    const dc = pc.createDataChannel('mesh', { ordered: true, protocol: 'json' });
-    this.wireChannel(peer, pc, dc);
+    // The best codec both list (ours in order of preference; a peer that lists none
+    // speaks json).
+    const codec = this.codecs.find((c) => p.codecs.includes(c)) || 'json';
+    const dc = pc.createDataChannel('mesh', { ordered: true, protocol: codec });
+    this.wireChannel(peer, pc, dc, codec);
     this.negotiate(peer, p, pc, async () => {
       await pc.setLocalDescription(await pc.createOffer());
       if (p.pc === pc) this.sendSdp(peer, pc, 'offer');
@@ -462,7 +453,11 @@ export class Member {
         }
         const pc = this.startNegotiation(from, p, false);
         pc.ondatachannel = (e) => {
-          if (e.channel.label === 'mesh' && p.pc === pc) this.wireChannel(from, pc, e.channel);
+          if (e.channel.label !== 'mesh' || p.pc !== pc) return;
+          // The offerer picked from what we announced; anything else (or nothing, a
+          // foreign client) is json.
+          const codec = this.codecs.includes(e.channel.protocol) ? e.channel.protocol : 'json';
+          this.wireChannel(from, pc, e.channel, codec);
         };
         this.negotiate(from, p, pc, async () => {
           await this.setRemote(p, pc, 'offer', obj.sdp);
@@ -505,12 +500,15 @@ export class Member {
     }
   }
 
-  wireChannel(peer, pc, dc) {
+  /** Wires a data channel to `peer` speaking `codec` (its `protocol`). */
+  wireChannel(peer, pc, dc, codec) {
     const p = this.peers.get(peer);
     p.dc = dc;
+    p.codec = codec;
     dc.binaryType = 'arraybuffer';
     dc.bufferedAmountLowThreshold = HIGH_WATER / 4;
-    const decoder = new LineDecoder();
+    const lines = codec === 'json' ? new LineDecoder() : null;
+    const frames = codec === 'postcard' ? new PostcardDecoder() : null;
     dc.onopen = () => {
       if (p.pc !== pc) return;
       this.linkOpen(peer, dc);
@@ -523,17 +521,34 @@ export class Member {
       if (p.link === null) return;
       p.lastHeard = Date.now();
       const s = this.replica.session(p.link);
-      if (s) s.stats.bytesIn += typeof e.data === 'string' ? byteLength(e.data) : e.data.byteLength;
-      let lines;
-      try {
-        lines = decoder.push(typeof e.data === 'string' ? e.data : new Uint8Array(e.data));
-      } catch {
-        this.linkClosed(peer);
-        return;
-      }
-      for (const line of lines) {
-        if (p.link === null || p.pc !== pc) return;
-        this.onLine(peer, p, line);
+      const text = typeof e.data === 'string';
+      if (s) s.stats.bytesIn += text ? byteLength(e.data) : e.data.byteLength;
+      if (frames) {
+        // A postcard frame: all of its messages, or an error that drops only it.
+        let msgs;
+        try {
+          if (text) throw new MeshError('bad_frame', 'text on a postcard link');
+          msgs = frames.push(new Uint8Array(e.data));
+        } catch {
+          if (s) s.stats.errors++;
+          msgs = [];
+        }
+        for (const m of msgs) {
+          if (p.link === null || p.pc !== pc) return;
+          this.onAnswer(peer, p, this.replica.handleMessage(p.link, m, Date.now()));
+        }
+      } else {
+        let got;
+        try {
+          got = lines.push(text ? e.data : new Uint8Array(e.data));
+        } catch {
+          this.linkClosed(peer);
+          return;
+        }
+        for (const line of got) {
+          if (p.link === null || p.pc !== pc) return;
+          this.onAnswer(peer, p, this.replica.handleLine(p.link, line, Date.now()));
+        }
       }
       this.flush(p);
     };
@@ -546,17 +561,14 @@ export class Member {
   linkOpen(peer, dc) {
     const p = this.peers.get(peer);
     if (!p || p.state === 'open') return;
-    p.queue = [];
-    p.head = 0;
     // The side that did not create the channel speaks once it has heard the other:
     // Firefox can drop what arrives just before its own `open` event. (The creator
     // speaks at once; a silent creator is given 1 s.)
     p.heard = p.offerer;
     p.openedAt = Date.now();
-    p.link = this.replica.openLink((line) => {
-      p.queue.push(line);
-      this.scheduleFlush(p);
-    });
+    p.encoder = p.codec === 'postcard' ? new PostcardEncoder() : new JsonEncoder();
+    p.encoder.onWrite = () => this.scheduleFlush(p);
+    p.link = this.replica.openLink(p.encoder);
     const now = Date.now();
     this.replica.session(p.link).ping(now);
     p.state = 'open';
@@ -576,28 +588,16 @@ export class Member {
     });
   }
 
-  /** Moves queued lines onto the channel, in messages of at most CHUNK. */
+  /** Moves what the link's encoder holds onto the channel, while it takes more. */
   flush(p) {
     const dc = p.dc;
-    if (!dc || dc.readyState !== 'open' || !p.heard) return;
-    // `p.queue` is consumed from `p.head` (shifting a long array costs its length).
-    const q = p.queue;
-    while (p.head < q.length && dc.bufferedAmount < HIGH_WATER) {
-      let msg = '';
-      if (q[p.head].length > CHUNK) {
-        // One line longer than a message: it goes in pieces (never inside a character).
-        for (const piece of chunks(q[p.head++], CHUNK)) this.sendOn(dc, piece);
-        continue;
-      }
-      while (p.head < q.length && msg.length + q[p.head].length <= CHUNK) msg += q[p.head++];
+    if (!dc || dc.readyState !== 'open' || !p.heard || !p.encoder) return;
+    const s = p.link !== null ? this.replica.session(p.link) : null;
+    while (dc.bufferedAmount < HIGH_WATER) {
+      const msg = p.encoder.poll();
+      if (msg === null) return;
       if (!this.sendOn(dc, msg)) return;
-    }
-    if (p.head === q.length) {
-      q.length = 0;
-      p.head = 0;
-    } else if (p.head > 4096) {
-      q.splice(0, p.head);
-      p.head = 0;
+      if (s) s.stats.bytesOut += typeof msg === 'string' ? byteLength(msg) : msg.length;
     }
   }
 
@@ -610,8 +610,8 @@ export class Member {
     }
   }
 
-  onLine(peer, p, line) {
-    const r = this.replica.handleLine(p.link, line, Date.now());
+  /** What the replica answered to a message from `peer`. */
+  onAnswer(peer, p, r) {
     if (!r) return;
     if (r.synced) {
       p.synced = true;
@@ -659,8 +659,7 @@ export class Member {
     p.state = 'idle';
     p.retryAt = retryAt;
     p.synced = false;
-    p.queue = [];
-    p.head = 0;
+    p.encoder = null;
   }
 
   backoff(failures) {
@@ -762,7 +761,7 @@ export class Member {
       dc.addEventListener('close', () => resolve());
       const done = () => {
         this.flush(p);
-        if (p.head < p.queue.length || dc.bufferedAmount > 0) return false;
+        if ((p.encoder && p.encoder.pending()) || dc.bufferedAmount > 0) return false;
         dc.close();
         return true;
       };

@@ -17,10 +17,13 @@ export class Replica {
     this.onUpdate = () => {};
   }
 
-  /** Opens a link; `send(line)` carries its bytes. Returns the link id. */
-  openLink(send) {
+  /**
+   * Opens a link; `out` is its encoder, or a function `send(line)` for json lines (see
+   * Session). Returns the link id.
+   */
+  openLink(out) {
     const id = this.nextLink++;
-    this.links.set(id, { session: new Session(this.store, send), reaches: new Set() });
+    this.links.set(id, { session: new Session(this.store, out), reaches: new Set() });
     return id;
   }
 
@@ -35,7 +38,7 @@ export class Replica {
     return this.links.get(id)?.session;
   }
 
-  /** A line from link `id`. Returns the session's answer (see Session.handle). */
+  /** A json line from link `id`. Returns the session's answer (see Session.handle). */
   handleLine(id, line, nowMs) {
     const l = this.links.get(id);
     if (!l) return null;
@@ -46,6 +49,13 @@ export class Replica {
       l.session.stats.errors++;
       return null;
     }
+    return this.handleMessage(id, m, nowMs);
+  }
+
+  /** A decoded message (of either codec) from link `id`; as handleLine. */
+  handleMessage(id, m, nowMs) {
+    const l = this.links.get(id);
+    if (!l) return null;
     const r = l.session.handle(m, nowMs);
     if (!r) return null;
     if (r.update && r.verdict === 'applied') this.forward(r.update, id);

@@ -1,16 +1,18 @@
 // One sync conversation over one link: core's `session`.
 
-import { byteLength, parseJson, plainObject } from './values.js';
-import { encodeControl, encodeDigest, encodeUpdate } from './codecs.js';
+import { parseJson, plainObject } from './values.js';
+import { LineWriter } from './codecs.js';
 
 /**
  * A sync session: digest, the history the remote lacks, `SYNC`, then live updates each
- * sent only if the remote lacks it. `send(text)` is called with encoded lines.
+ * sent only if the remote lacks it. `out` is the link's encoder (`digest(id, clock)`,
+ * `update(u)`, `control(text)`: a `JsonEncoder` or a `PostcardEncoder`), or a function
+ * called with each json line as it is made.
  */
 export class Session {
-  constructor(store, send) {
+  constructor(store, out) {
     this.store = store;
-    this.send = send;
+    this.out = typeof out === 'function' ? new LineWriter(out) : out;
     this.remoteId = null;
     this.remoteClock = new Map();
     this.started = false;
@@ -19,12 +21,7 @@ export class Session {
     this.synced = false;
     this.pingSent = null;
     this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null };
-    this.emit(encodeDigest(store.id, store.clock));
-  }
-
-  emit(line) {
-    this.stats.bytesOut += byteLength(line);
-    this.send(line);
+    this.out.digest(store.id, store.clock);
   }
 
   raise(source, ts) {
@@ -36,7 +33,7 @@ export class Session {
     for (const u of this.store.history(this.remoteClock)) {
       this.raise(u.source, u.ts);
       this.stats.updatesOut++;
-      this.emit(encodeUpdate(u));
+      this.out.update(u);
     }
   }
 
@@ -53,7 +50,7 @@ export class Session {
         if (!this.started) {
           this.started = true;
           this.sendHistory();
-          this.emit(encodeControl('SYNC'));
+          this.out.control('SYNC');
           this.sentSync = true;
           return { digest: m.id, synced: this.checkSynced() };
         }
@@ -70,7 +67,7 @@ export class Session {
         return { synced: this.checkSynced() };
       case 'ping':
         this.stats.pingsIn++;
-        this.emit(encodeControl('PONG'));
+        this.out.control('PONG');
         return null;
       case 'pong':
         if (this.pingSent !== null) {
@@ -112,17 +109,17 @@ export class Session {
     if (!this.started || u.ts <= (this.remoteClock.get(u.source) ?? 0)) return false;
     this.raise(u.source, u.ts);
     this.stats.updatesOut++;
-    this.emit(encodeUpdate(u));
+    this.out.update(u);
     return true;
   }
 
   ping(nowMs) {
     if (this.pingSent === null) this.pingSent = nowMs;
-    this.emit(encodeControl('PING'));
+    this.out.control('PING');
   }
 
   sendControl(text) {
-    this.emit(encodeControl(text));
+    this.out.control(text);
   }
 
   sendClock() {

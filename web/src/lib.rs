@@ -16,6 +16,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("/lib/values.js", include_str!("../lib/values.js")),
     ("/lib/store.js", include_str!("../lib/store.js")),
     ("/lib/codecs.js", include_str!("../lib/codecs.js")),
+    ("/lib/postcard.js", include_str!("../lib/postcard.js")),
     ("/lib/session.js", include_str!("../lib/session.js")),
     ("/lib/replica.js", include_str!("../lib/replica.js")),
     ("/lib/signal.js", include_str!("../lib/signal.js")),

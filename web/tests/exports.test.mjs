@@ -17,7 +17,7 @@ test('mesh.d.ts declares every export of mesh.js, and only those', () => {
 test('every public method of Member and SignalClient is declared', () => {
   const dts = readFileSync(new URL('../mesh.d.ts', import.meta.url), 'utf8');
   for (const [cls, name, internal] of [
-    [mesh.Member, 'Member', /^(emit|pumpSignal|openSocket|signal|announceAttributes|sendAnnounce|handleSignal|onAnnounce|onLeave|weOffer|setPresent|newPc|sendSdp|startNegotiation|negotiate|setRemote|restartOffer|offer|onNegotiation|flushCandidates|wireChannel|linkOpen|scheduleFlush|flush|sendOn|onLine|checkAllSynced|dropConn|backoff|linkClosed|tick|closeChannel|connect)$/],
+    [mesh.Member, 'Member', /^(emit|pumpSignal|openSocket|signal|announceAttributes|sendAnnounce|handleSignal|onAnnounce|onLeave|weOffer|setPresent|newPc|sendSdp|startNegotiation|negotiate|setRemote|restartOffer|offer|onNegotiation|flushCandidates|wireChannel|linkOpen|scheduleFlush|flush|sendOn|onAnswer|checkAllSynced|dropConn|backoff|linkClosed|tick|closeChannel|connect)$/],
     [mesh.SignalClient, 'SignalClient', /^$/],
   ]) {
     const body = dts.slice(dts.indexOf(`export declare class ${name} `));

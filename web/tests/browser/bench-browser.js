@@ -9,7 +9,9 @@
 // Two loads, each written on one side in a burst and timed until the other side has
 // the last of it (the writer writes faster than the link carries, so this is the link's
 // rate): `--small` N updates of 100-byte values (default 50,000), `--large` M values of
-// 300 KB (default 40, 12 MB). Pages run the client alone (a blank page importing
+// 300 KB (default 40, 12 MB). Page <-> native runs once per codec of `--codecs` (the page
+// lists only that one), and each line says the bytes the writer put on the link per
+// update. Pages run the client alone (a blank page importing
 // /mesh.js), so no drawing is measured. Natives are written through their stdin and
 // watched on their stdout, as a program embedding `rtc-mesh join` would. Each line also
 // says which codec the link spoke and how many UDP datagrams the kernel dropped
@@ -25,8 +27,9 @@ const RTC_MESH = opt('--rtc-mesh')
 const SMALL = Number(opt('--small', '50000'))
 const LARGE = Number(opt('--large', '40'))
 const ENGINES = opt('--engines', 'chromium,firefox').split(',')
+const CODECS = opt('--codecs', 'postcard,json').split(',')
 if (!RTC_MESH || !(SMALL > 0) || !(LARGE > 0)) {
-  console.error('usage: node bench-browser.js --rtc-mesh PATH [--small N] [--large M] [--engines chromium,firefox]')
+  console.error('usage: node bench-browser.js --rtc-mesh PATH [--small N] [--large M] [--engines chromium,firefox] [--codecs postcard,json]')
   process.exit(2)
 }
 setRtcMesh(RTC_MESH)
@@ -92,6 +95,13 @@ function pageSide (page, name) {
         const l = window.member.peerList()
         return l.length ? l[0].codec : null
       })
+    },
+    // Bytes this side has sent on its link so far.
+    async bytesOut () {
+      return page.evaluate(function () {
+        const l = window.member.peerList()
+        return l.length && l[0].stats ? l[0].stats.bytesOut : 0
+      })
     }
   }
 }
@@ -112,6 +122,10 @@ function nativeSide (native, name) {
     async codec () {
       const peers = await native.peers()
       return peers.length ? peers[0].codec : null
+    },
+    async bytesOut () {
+      const peers = await native.peers()
+      return peers.length ? peers[0].bytes_out : 0
     }
   }
 }
@@ -124,6 +138,7 @@ async function transfer (from, to, kind) {
   const prefix = `${kind}${runs++}-`
   const last = prefix + (n - 1)
   const arrived = await to.arm(last)
+  const sent = await from.bytesOut()
   const before = udpDrops()
   const t0 = Date.now()
   await from.write(prefix, n, size)
@@ -133,12 +148,13 @@ async function transfer (from, to, kind) {
   const secs = (t1 - t0) / 1000
   const rate = kind === 'small' ? `${Math.round(n / secs).toLocaleString('en')} updates/s` : `${(n * LARGE_BYTES / 1e6 / secs).toFixed(1)} MB/s`
   const what = kind === 'small' ? `${n} x 100 B` : `${n} x 300 KB`
-  return { line: `${from.name} -> ${to.name}`, what, secs, rate, writeSecs: (wrote - t0) / 1000, drops: dropsBetween(before, udpDrops(), NATIVE_PORTS) }
+  const perUpdate = Math.round((await from.bytesOut() - sent) / n)
+  return { line: `${from.name} -> ${to.name}`, what, secs, rate, perUpdate, writeSecs: (wrote - t0) / 1000, drops: dropsBetween(before, udpDrops(), NATIVE_PORTS) }
 }
 
 const results = []
 function report (r, codec) {
-  const row = `${r.line.padEnd(30)} ${r.what.padEnd(13)} ${r.secs.toFixed(2).padStart(6)} s  ${r.rate.padStart(17)}  (writes ${r.writeSecs.toFixed(2)} s)  codec ${codec || '?'}  ${r.drops}`
+  const row = `${r.line.padEnd(40)} ${r.what.padEnd(13)} ${r.secs.toFixed(2).padStart(6)} s  ${r.rate.padStart(17)}  (writes ${r.writeSecs.toFixed(2)} s)  ${(codec || '?').padEnd(8)} ${String(r.perUpdate).padStart(6)} B/update  ${r.drops}`
   results.push(row)
   console.log(row)
 }
@@ -157,11 +173,11 @@ async function ready (native) {
   NATIVE_PORTS.add(Number(String(e.addr).split(':').pop()))
 }
 
-async function pageNative (browser) {
-  const room = `bench-pn-${browser.engine}`
+async function pageNative (browser, codec) {
+  const room = `bench-pn-${browser.engine}-${codec}`
   const native = new Native(room, 'native', [], null, { quietUpdates: true })
   await ready(native)
-  const page = await openClient(browser, room, 'page')
+  const page = await openClient(browser, room, 'page', { codecs: [codec] })
   await meshedOn(page, 1, 20000)
   await native.wait('synced', (e) => e.event === 'synced' && e.peer === 'page', 20000)
   const engine = `${browser.engine} ${browser.version || ''}`.trim()
@@ -203,7 +219,7 @@ async function main () {
     for (const engine of ENGINES) {
       const browser = await launch(engine)
       try {
-        await pageNative(browser)
+        for (const codec of CODECS) await pageNative(browser, codec)
         await pagePage(browser)
       } finally {
         await browser.close()

@@ -125,6 +125,14 @@ async function testMode (chromium, firefox) {
   await meshedOn(pf, 2, 20000)
   await native.wait('synced_all with both pages', (e) => e.event === 'synced_all' && e.peers.length === 2, 20000)
   console.log('trio meshed: native, chromium, firefox')
+  // Every link of the trio speaks postcard: each side lists it.
+  const codecs = {}
+  for (const [name, p] of [['pchromium', pc], ['pfirefox', pf]]) {
+    for (const l of await p.evaluate(function () { return window.member.peerList().map(function (p) { return [p.id, p.codec] }) })) codecs[`${name}-${l[0]}`] = l[1]
+  }
+  for (const l of await native.peers()) codecs[`native-${l.peer}`] = l.codec
+  if (Object.keys(codecs).length !== 6 || !Object.values(codecs).every(function (c) { return c === 'postcard' })) fail(`codecs of the trio: ${JSON.stringify(codecs)}`)
+  console.log('every link of the trio speaks postcard')
 
   // N-1 messages per write across engines: three writes, each received exactly twice.
   // Updates received per (receiver, sender) link.
@@ -356,14 +364,16 @@ async function testMode (chromium, firefox) {
 
   // 4. A Chromium page and a Firefox page alone.
   const a = await openPage(chromium, 'pair', 'achromium')
-  const b = await openPage(firefox, 'pair', 'bfirefox')
+  const b = await openPage(firefox, 'pair', 'bfirefox', 'codecs=json')
   const pair = await Promise.allSettled([meshedOn(a, 1, 20000), meshedOn(b, 1, 20000)])
   const why = pair.filter(function (r) { return r.status === 'rejected' }).map(function (r) { return r.reason.message })
   if (why.length) fail(why.join('\n'))
   await a.evaluate(function () { window.member.set('a', 1) })
   await b.evaluate(function () { window.member.set('b', 2) })
   await converge([], [a, b], 2, 10000)
-  console.log('chromium and firefox pages alone synced through each other')
+  const pairCodec = await a.evaluate(function () { return window.member.peerList()[0].codec })
+  if (pairCodec !== 'json') fail(`a page that speaks only json linked in ${pairCodec}`)
+  console.log('chromium and firefox pages alone synced through each other (json: one of them lists only json)')
   // 5. The Chromium page writes 2 MB and leaves at once: close() resolves once its
   // channel has sent everything; the Firefox page has it all and reports a goodbye.
   await b.evaluate(function () {

@@ -141,25 +141,26 @@ function logConsole (browser, id, page) {
   })
 }
 
-// The demo page in room `room` as peer `id`.
-async function openPage (browser, room, id) {
+// The demo page in room `room` as peer `id` (`query`: more of its URL's query).
+async function openPage (browser, room, id, query) {
   const page = await browser.newPage()
   logConsole(browser, id, page)
-  await page.goto(`${env.base}?room=${room}&id=${id}`)
+  await page.goto(`${env.base}?room=${room}&id=${id}${query ? '&' + query : ''}`)
   return page
 }
 
 // Our client alone (no demo page drawing anything): a blank page of the switchboard
-// that imports /mesh.js and joins `room` as `id`; the member is `window.member`.
-async function openClient (browser, room, id) {
+// that imports /mesh.js and joins `room` as `id` (with more join `options`); the member
+// is `window.member`.
+async function openClient (browser, room, id, options) {
   const page = await browser.newPage()
   logConsole(browser, id, page)
   await page.goto(`${env.base}health`)
   await page.evaluate(async function (cfg) {
     const m = await import(cfg.base + 'mesh.js')
     window.rtcMesh = m
-    window.member = m.join(cfg.room, { signal: cfg.signal, id: cfg.id })
-  }, { base: env.base, signal: env.signal, room, id })
+    window.member = m.join(cfg.room, Object.assign({ signal: cfg.signal, id: cfg.id }, cfg.options))
+  }, { base: env.base, signal: env.signal, room, id, options: options || {} })
   return page
 }
 

@@ -40,5 +40,10 @@ member.set(1, 'v');
 member.on('peer_joined', () => {});
 // @ts-expect-error: a leave's reason is a string
 member.on('peer_leave', (p: { reason: number }) => p);
+const jsonOnly = join('lobby', { codecs: ['json'] });
+jsonOnly.peerList().forEach((p) => console.log(p.codec === 'postcard' || p.codec === 'json' || p.codec === null));
+
 // @ts-expect-error: the room is required
 join();
+// @ts-expect-error: no such codec
+join('lobby', { codecs: ['xml'] });
