@@ -81,7 +81,9 @@ fn chromium_firefox_and_native_peers_mesh() {
     for proof in [
         "trio converged on 4 keys",
         "every link of the trio speaks postcard",
-        "screenshot:",
+        "chromium demo page: table",
+        "firefox demo page: table",
+        "page with 100,000 keys",
         "late native peer received all 4 keys",
         "a scuttlebutt Model over TCP to a native peer synced with the Chromium page both ways",
         "native reported it left",
@@ -91,7 +93,9 @@ fn chromium_firefox_and_native_peers_mesh() {
     ] {
         assert!(text.contains(proof), "missing {proof:?}:\n{text}\n{err}");
     }
-    let shot = shots.join("demo-page-three-peers.png");
-    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "a real PNG");
+    for engine in ["chromium", "firefox"] {
+        let shot = shots.join(format!("demo-page-three-peers-{engine}.png"));
+        assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "a real PNG");
+    }
     let _ = std::fs::remove_dir_all(&shots);
 }

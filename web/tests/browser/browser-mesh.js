@@ -199,29 +199,50 @@ async function testMode (chromium, firefox) {
     document.querySelector('#edit button[type=submit]').click()
   })
   await native.wait('the form write', (e) => e.event === 'update' && e.key === 'from-form' && !e.deleted, 10000)
-  await pc.waitForFunction(function () { return !!document.querySelector('#table tbody tr[data-key="from-form"] button:last-child') }, { timeout: 5000 })
-  await pc.evaluate(function () { document.querySelector('#table tbody tr[data-key="from-form"] button:last-child').click() })
+  await pc.waitForFunction(function () { return !!document.querySelector('#rows tr[data-key="from-form"] button:last-child') }, { timeout: 5000 })
+  await pc.evaluate(function () { document.querySelector('#rows tr[data-key="from-form"] button:last-child').click() })
   await native.wait('the delete button', (e) => e.event === 'update' && e.key === 'from-form' && e.deleted, 10000)
   console.log('the page form set a key and its delete button deleted it, seen by the native peer')
 
-  // The demo page with three peers (itself and two), checked through the DOM.
-  await pc.waitForFunction(function () {
-    return document.querySelectorAll('#table tbody tr').length === 4 &&
-      document.querySelectorAll('#peers tbody tr').length === 2
-  }, { timeout: 5000 })
-  const dom = await pc.evaluate(function () {
-    return {
-      keys: Array.from(document.querySelectorAll('#table tbody tr td.key')).map(function (td) { return td.textContent }),
-      peers: Array.from(document.querySelectorAll('#peers tbody tr')).map(function (tr) { return tr.textContent }),
-      native: document.querySelector('#table tbody tr[data-key="from-native"] td.value').textContent
+  // The demo page with three peers (itself and two), checked through the DOM, in both
+  // engines: the table, the peers, and the graph of the room (a node per peer, our links
+  // coloured by state with their round trip and traffic on hover, the links our peers
+  // report dashed); then a screenshot of each.
+  const lost = native.events.filter(function (e) { return e.event === 'peer_leave' })
+  if (lost.length) fail(`the trio lost links before its DOM check: ${JSON.stringify(lost)}`)
+  for (const [engine, page, me] of [['chromium', pc, 'pchromium'], ['firefox', pf, 'pfirefox']]) {
+    const other = me === 'pchromium' ? 'pfirefox' : 'pchromium'
+    await page.waitForFunction(function (a) {
+      const reported = document.querySelector(`#graph line.reported[data-link="${['native', a.other].sort().join('|')}"]`)
+      return document.querySelectorAll('#rows tr').length === 4 &&
+        document.querySelectorAll('#peers tbody tr').length === 2 &&
+        document.querySelectorAll('#graph circle[data-peer]').length === 3 && !!reported
+    }, { timeout: 10000 }, { other })
+    const dom = await page.evaluate(function (me) {
+      const link = document.querySelector(`#graph line[data-link="${me}|native"]`)
+      link.dispatchEvent(new MouseEvent('mouseenter'))
+      return {
+        keys: Array.from(document.querySelectorAll('#rows tr td.key')).map(function (td) { return td.textContent }),
+        count: document.getElementById('key-count').textContent,
+        peers: Array.from(document.querySelectorAll('#peers tbody tr')).map(function (tr) { return tr.textContent }),
+        native: document.querySelector('#rows tr[data-key="from-native"] td.value').textContent,
+        linkClass: link.getAttribute('class'),
+        linkTitle: link.querySelector('title').textContent,
+        info: document.getElementById('graph-info').textContent
+      }
+    }, me)
+    if (!same(dom.keys, ['from-chromium', 'from-firefox', 'from-native', 'large'])) fail(`${engine} table keys: ${dom.keys}`)
+    if (dom.count !== '4 keys') fail(`${engine} key count: ${dom.count}`)
+    if (dom.native !== '{"n":1}') fail(`${engine} table value: ${dom.native}`)
+    if (!dom.peers.every(function (t) { return t.includes('open, synced') })) fail(`${engine} peers: ${dom.peers}`)
+    if (dom.linkClass !== 'open synced' || !/round trip \d+ ms/.test(dom.linkTitle) || !dom.linkTitle.includes('postcard') ||
+      !/in \d+ updates, [\d.]+ kB; out \d+ updates/.test(dom.linkTitle) || dom.info !== dom.linkTitle) {
+      fail(`${engine} graph link to native: ${JSON.stringify(dom)}`)
     }
-  })
-  if (!same(dom.keys, ['from-chromium', 'from-firefox', 'from-native', 'large'])) fail(`table keys: ${dom.keys}`)
-  if (dom.native !== '{"n":1}') fail(`table value: ${dom.native}`)
-  if (!dom.peers.every(function (t) { return t.includes('open, synced') })) fail(`peers: ${dom.peers}`)
-  const shot = path.join(SHOTS, 'demo-page-three-peers.png')
-  await pc.screenshot(shot)
-  console.log(`screenshot: ${shot}; table ${dom.keys.join(', ')}; peers ${dom.peers.length}`)
+    const shot = path.join(SHOTS, `demo-page-three-peers-${engine}.png`)
+    await page.screenshot(shot)
+    console.log(`${engine} demo page: table ${dom.keys.join(', ')}; ${dom.peers.length} peers; graph link to native: ${dom.linkTitle.split('\n').join('; ')}; screenshot: ${shot}`)
+  }
 
   // 2. A native peer that joins late receives everything.
   const late = new Native('trio', 'late', ['--listen', '127.0.0.1:0'])
@@ -374,6 +395,46 @@ async function testMode (chromium, firefox) {
   const pairCodec = await a.evaluate(function () { return window.member.peerList()[0].codec })
   if (pairCodec !== 'json') fail(`a page that speaks only json linked in ${pairCodec}`)
   console.log('chromium and firefox pages alone synced through each other (json: one of them lists only json)')
+  // 4b. 100,000 keys: each page draws only the rows in view, filters, and scrolls to
+  // the last key.
+  await a.evaluate(function () {
+    for (let i = 0; i < 100000; i++) window.member.set('k' + String(i).padStart(6, '0'), i)
+  })
+  for (const [engine, page] of [['chromium', a], ['firefox', b]]) {
+    await page.waitForFunction(function () { return document.getElementById('key-count').textContent === '100002 keys' }, { timeout: 30000 })
+    const rows = await page.evaluate(function () { return document.querySelectorAll('#rows tr').length })
+    if (!(rows > 5 && rows < 60)) fail(`${engine}: ${rows} rows drawn for 100,000 keys`)
+    const t0 = Date.now()
+    await page.evaluate(function () {
+      const f = document.getElementById('filter')
+      f.value = 'k09999'
+      f.dispatchEvent(new Event('input'))
+    })
+    await page.waitForFunction(function () {
+      const keys = Array.from(document.querySelectorAll('#rows tr td.key')).map(function (td) { return td.textContent })
+      return keys.length === 10 && keys[0] === 'k099990' && keys[9] === 'k099999' &&
+        document.getElementById('key-count').textContent === '10 of 100002 keys'
+    }, { timeout: 5000 })
+    const filterMs = Date.now() - t0
+    await page.evaluate(function () {
+      const f = document.getElementById('filter')
+      f.value = ''
+      f.dispatchEvent(new Event('input'))
+    })
+    await page.waitForFunction(function () {
+      const first = document.querySelector('#rows tr td.key')
+      return !!first && first.textContent === 'a' && !!document.querySelector('#pad-bottom tr')
+    }, { timeout: 5000 })
+    await page.evaluate(function () {
+      const box = document.getElementById('table-view')
+      box.scrollTop = box.scrollHeight
+    })
+    await page.waitForFunction(function () {
+      const keys = Array.from(document.querySelectorAll('#rows tr td.key')).map(function (td) { return td.textContent })
+      return keys[keys.length - 1] === 'k099999' && keys.length < 60
+    }, { timeout: 5000 })
+    console.log(`${engine} page with 100,000 keys: ${rows} rows drawn; the filter narrowed it to 10 in ${filterMs} ms; scrolled to the last key`)
+  }
   // 5. The Chromium page writes 2 MB and leaves at once: close() resolves once its
   // channel has sent everything; the Firefox page has it all and reports a goodbye.
   await b.evaluate(function () {
