@@ -7,7 +7,7 @@ import { JsonEncoder, LineDecoder } from './codecs.js';
 import { PostcardDecoder, PostcardEncoder } from './postcard.js';
 import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
-import { IDLE_MS, SignalClient } from './signal-client.js';
+import { IDLE_MS, SignalClient, Xorshift } from './signal-client.js';
 
 const PING_MS = 1000;
 const DEAD_MS = 4000;
@@ -55,6 +55,9 @@ export class Member {
     this.closing = null;
     this.online = false;
     this.ws = null;
+    // Core's generator for link retries, seeded from the incarnation (as the signalling
+    // client's), so a member's retries replay.
+    this.rng = new Xorshift(BigInt('0x' + this.incarnation) ^ 0x6d657368n);
     this.signalClient = new SignalClient(
       { seed: Number.parseInt(this.incarnation.slice(0, 12), 16) },
       Date.now(),
@@ -662,9 +665,11 @@ export class Member {
     p.encoder = null;
   }
 
+  /** The wait before retrying a link after `failures`: core's rule (250 ms doubling
+   * to 10 s, jittered into [0.5, 1) of it by core's generator, seeded per member). */
   backoff(failures) {
     const d = Math.min(RETRY_MIN_MS * 2 ** Math.min(failures, 16), RETRY_MAX_MS);
-    return d * (0.5 + Math.random() / 2);
+    return this.rng.jitter(d);
   }
 
   linkClosed(peer) {
