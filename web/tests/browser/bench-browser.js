@@ -8,7 +8,8 @@
 //
 // Two loads, each written on one side in a burst and timed until the other side has
 // the last of it (the writer writes faster than the link carries, so this is the link's
-// rate): `--small` N updates of 100-byte values (default 50,000), `--large` M values of
+// rate), `--repeat` R times each way (default 3; the median is printed, with the first
+// burst's rate and the range): `--small` N updates of 100-byte values (default 50,000), `--large` M values of
 // 300 KB (default 40, 12 MB). Page <-> native runs once per codec of `--codecs` (the page
 // lists only that one), and each line says the bytes the writer put on the link per
 // update. Pages run the client alone (a blank page importing
@@ -28,8 +29,9 @@ const SMALL = Number(opt('--small', '50000'))
 const LARGE = Number(opt('--large', '40'))
 const ENGINES = opt('--engines', 'chromium,firefox').split(',')
 const CODECS = opt('--codecs', 'postcard,json').split(',')
-if (!RTC_MESH || !(SMALL > 0) || !(LARGE > 0)) {
-  console.error('usage: node bench-browser.js --rtc-mesh PATH [--small N] [--large M] [--engines chromium,firefox] [--codecs postcard,json]')
+const REPEAT = Number(opt('--repeat', '3'))
+if (!RTC_MESH || !(SMALL > 0) || !(LARGE > 0) || !(REPEAT >= 1)) {
+  console.error('usage: node bench-browser.js --rtc-mesh PATH [--small N] [--large M] [--repeat R] [--engines chromium,firefox] [--codecs postcard,json]')
   process.exit(2)
 }
 setRtcMesh(RTC_MESH)
@@ -64,7 +66,7 @@ function dropsBetween (before, after, natives) {
     if (natives.has(port)) native += d
     else other += d
   }
-  return `udp drops: native ${native}, browsers ${other}`
+  return `${native}/${other}`
 }
 const NATIVE_PORTS = new Set()
 
@@ -146,15 +148,33 @@ async function transfer (from, to, kind) {
   const t1 = await Promise.race([arrived(), sleep(LIMIT_MS).then(() => null)])
   if (t1 === null) throw new Error(`${from.name} -> ${to.name}: ${last} did not arrive in ${LIMIT_MS} ms`)
   const secs = (t1 - t0) / 1000
-  const rate = kind === 'small' ? `${Math.round(n / secs).toLocaleString('en')} updates/s` : `${(n * LARGE_BYTES / 1e6 / secs).toFixed(1)} MB/s`
-  const what = kind === 'small' ? `${n} x 100 B` : `${n} x 300 KB`
+  const rate = kind === 'small' ? n / secs : n * LARGE_BYTES / 1e6 / secs
   const perUpdate = Math.round((await from.bytesOut() - sent) / n)
-  return { line: `${from.name} -> ${to.name}`, what, secs, rate, perUpdate, writeSecs: (wrote - t0) / 1000, drops: dropsBetween(before, udpDrops(), NATIVE_PORTS) }
+  return { rate, perUpdate, writeSecs: (wrote - t0) / 1000, drops: dropsBetween(before, udpDrops(), NATIVE_PORTS) }
+}
+
+// REPEAT bursts one way: the median rate, the first burst's and the range.
+async function repeated (from, to, kind) {
+  const runs = []
+  for (let i = 0; i < REPEAT; i++) runs.push(await transfer(from, to, kind))
+  const rates = runs.map((r) => r.rate).sort((a, b) => a - b)
+  const fmt = kind === 'small' ? (x) => `${Math.round(x).toLocaleString('en')}` : (x) => x.toFixed(1)
+  const unit = kind === 'small' ? 'updates/s' : 'MB/s'
+  const median = rates[Math.floor(rates.length / 2)]
+  return {
+    line: `${from.name} -> ${to.name}`,
+    what: kind === 'small' ? `${SMALL} x 100 B` : `${LARGE} x 300 KB`,
+    rate: `${fmt(median)} ${unit}`,
+    spread: REPEAT > 1 ? `(first ${fmt(runs[0].rate)}, ${fmt(rates[0])}-${fmt(rates[rates.length - 1])})` : '',
+    perUpdate: runs[runs.length - 1].perUpdate,
+    writeSecs: runs.reduce((a, r) => a + r.writeSecs, 0) / runs.length,
+    drops: runs.map((r) => r.drops).join('; ')
+  }
 }
 
 const results = []
 function report (r, codec) {
-  const row = `${r.line.padEnd(40)} ${r.what.padEnd(13)} ${r.secs.toFixed(2).padStart(6)} s  ${r.rate.padStart(17)}  (writes ${r.writeSecs.toFixed(2)} s)  ${(codec || '?').padEnd(8)} ${String(r.perUpdate).padStart(6)} B/update  ${r.drops}`
+  const row = `${r.line.padEnd(40)} ${r.what.padEnd(13)} ${r.rate.padStart(17)} ${r.spread.padEnd(30)} ${(codec || '?').padEnd(8)} ${String(r.perUpdate).padStart(6)} B/update  writes ${r.writeSecs.toFixed(2)} s  udp drops (native/browsers) ${r.drops}`
   results.push(row)
   console.log(row)
 }
@@ -162,8 +182,8 @@ function report (r, codec) {
 async function pair (a, b) {
   const codec = await a.codec()
   for (const kind of ['small', 'large']) {
-    report(await transfer(a, b, kind), codec)
-    report(await transfer(b, a, kind), codec)
+    report(await repeated(a, b, kind), codec)
+    report(await repeated(b, a, kind), codec)
   }
 }
 
