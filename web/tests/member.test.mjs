@@ -1,0 +1,295 @@
+// The browser client's Member in Node, without a browser: a fake switchboard, WebSocket,
+// RTCPeerConnection and data channel (in memory, every delivery on a later task) stand
+// in for the browser, so that the mesh rules run here: who offers, which codec, sync both
+// ways, and what close() sends in which order.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Member } from '../mesh.js';
+
+/** Everything sent, in order: signalling texts and data-channel messages. */
+let log = [];
+const later = (fn) => setTimeout(fn, 0);
+
+class Switchboard {
+  constructor() {
+    this.sockets = new Set();
+  }
+
+  deliver(from, text) {
+    log.push({ kind: 'signal', from: from.id, text });
+    const m = /^\/announce\|([^|]+)\|/.exec(text);
+    if (m) {
+      from.id = m[1];
+      later(() => from.receive(`/roominfo|{"memberCount":${this.sockets.size}}`));
+    }
+    const to = /^\/to\|([^|]+)\|/.exec(text);
+    for (const s of this.sockets) {
+      if (s === from || s.readyState !== 1) continue;
+      if (to && s.id !== to[1]) continue;
+      later(() => s.receive(text));
+    }
+  }
+}
+
+let board = new Switchboard();
+
+class FakeWebSocket {
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.id = null;
+    board.sockets.add(this);
+    later(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    });
+  }
+
+  send(text) {
+    board.deliver(this, text);
+  }
+
+  receive(text) {
+    if (this.readyState === 1) this.onmessage?.({ data: text });
+  }
+
+  close() {
+    this.readyState = 3;
+    board.sockets.delete(this);
+    later(() => this.onclose?.());
+  }
+}
+
+const pcs = new Map(); // sdp text -> pc
+let nextPc = 0;
+
+class FakeChannel {
+  constructor(pc, label, protocol) {
+    this.pc = pc;
+    this.label = label;
+    this.protocol = protocol;
+    this.readyState = 'connecting';
+    this.bufferedAmount = 0;
+    this.listeners = new Map();
+    this.peer = null;
+  }
+
+  addEventListener(name, fn) {
+    if (!this.listeners.has(name)) this.listeners.set(name, []);
+    this.listeners.get(name).push(fn);
+  }
+
+  fire(name, e) {
+    this[`on${name}`]?.(e);
+    for (const fn of this.listeners.get(name) || []) fn(e);
+  }
+
+  open() {
+    this.readyState = 'open';
+    this.fire('open', {});
+  }
+
+  send(data) {
+    if (this.readyState !== 'open') throw new Error('InvalidStateError');
+    const copy = typeof data === 'string' ? data : data.slice().buffer;
+    const size = typeof data === 'string' ? data.length : data.length;
+    this.queue ??= [];
+    this.queue.push([copy, size]);
+    this.bufferedAmount += size;
+    this.pump();
+  }
+
+  /** Like a real channel, what was sent leaves a few messages per task. */
+  pump() {
+    if (this.pumping) return;
+    this.pumping = true;
+    later(() => {
+      this.pumping = false;
+      const before = this.bufferedAmount;
+      for (let i = 0; i < 4 && this.queue.length; i++) {
+        const [copy, size] = this.queue.shift();
+        this.bufferedAmount -= size;
+        log.push({ kind: 'data', from: this.pc.owner, size });
+        const peer = this.peer;
+        if (peer.readyState === 'open') peer.fire('message', { data: copy });
+      }
+      const low = this.bufferedAmountLowThreshold ?? 0;
+      if (before > low && this.bufferedAmount <= low) this.fire('bufferedamountlow', {});
+      if (this.queue.length) this.pump();
+      else if (this.readyState === 'closing') this.finishClose();
+    });
+  }
+
+  close() {
+    if (this.readyState === 'closed' || this.readyState === 'closing') return;
+    // An orderly close: what was sent goes first.
+    this.readyState = 'closing';
+    if (!this.queue || !this.queue.length) later(() => this.finishClose());
+  }
+
+  finishClose() {
+    this.readyState = 'closed';
+    this.fire('close', {});
+    if (this.peer && this.peer.readyState !== 'closed') {
+      this.peer.readyState = 'closed';
+      this.peer.fire('close', {});
+    }
+  }
+}
+
+class FakePeerConnection {
+  constructor() {
+    this.id = nextPc++;
+    this.owner = null;
+    this.localDescription = null;
+    this.remote = null;
+    this.connectionState = 'new';
+    this.channels = [];
+  }
+
+  createDataChannel(label, opts) {
+    const dc = new FakeChannel(this, label, opts.protocol || '');
+    this.channels.push(dc);
+    return dc;
+  }
+
+  async createOffer() {
+    return { type: 'offer', sdp: `fake-sdp-${this.id}` };
+  }
+
+  async createAnswer() {
+    return { type: 'answer', sdp: `fake-sdp-${this.id}` };
+  }
+
+  async setLocalDescription(d) {
+    this.localDescription = d;
+    pcs.set(d.sdp, this);
+    later(() => this.onicecandidate?.({
+      candidate: {
+        candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host',
+        toJSON: () => ({ candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 }),
+      },
+    }));
+  }
+
+  async setRemoteDescription(d) {
+    this.remote = pcs.get(d.sdp);
+    if (d.type === 'answer') later(() => this.connect());
+  }
+
+  async addIceCandidate() {}
+
+  /** The offerer's side: its channels appear on the answerer, then both open. */
+  connect() {
+    const other = this.remote;
+    for (const dc of this.channels) {
+      const theirs = new FakeChannel(other, dc.label, dc.protocol);
+      dc.peer = theirs;
+      theirs.peer = dc;
+      other.channels.push(theirs);
+      other.ondatachannel?.({ channel: theirs });
+      dc.open();
+      theirs.open();
+    }
+    for (const pc of [this, other]) {
+      pc.connectionState = 'connected';
+      pc.onconnectionstatechange?.();
+    }
+  }
+
+  close() {
+    this.connectionState = 'closed';
+    for (const dc of this.channels) dc.close();
+  }
+}
+
+globalThis.WebSocket = FakeWebSocket;
+globalThis.RTCPeerConnection = FakePeerConnection;
+
+function fresh() {
+  log = [];
+  board = new Switchboard();
+}
+
+/** A member whose peer connections are marked as its own (for the log). */
+function member(id, options = {}) {
+  const m = new Member('room', { id, signal: 'ws://fake/', ...options });
+  const newPc = m.newPc.bind(m);
+  m.newPc = (peer) => {
+    const pc = newPc(peer);
+    pc.owner = id;
+    return pc;
+  };
+  m.connect();
+  return m;
+}
+
+function next(m, name, pred = () => true) {
+  return new Promise((resolve) => {
+    const off = m.on(name, (e) => {
+      if (pred(e)) {
+        off();
+        resolve(e);
+      }
+    });
+  });
+}
+
+function stop(...ms) {
+  for (const m of ms) {
+    clearInterval(m.timer);
+    clearTimeout(m.signalTimer);
+    m.closed = true;
+    for (const id of [...m.peers.keys()]) m.dropConn(id, null);
+  }
+}
+
+test('the higher id offers, in postcard, and writes cross both ways', async () => {
+  fresh();
+  const lo = member('alpha');
+  const hi = member('omega');
+  await Promise.all([next(lo, 'synced'), next(hi, 'synced')]);
+  const [p] = hi.peerList();
+  assert.equal(p.id, 'alpha');
+  assert.equal(p.codec, 'postcard');
+  // omega made the offer: its connection created the channel.
+  const offers = log.filter((e) => e.kind === 'signal' && e.text.includes('"type":"offer"'));
+  assert.equal(offers.length, 1);
+  assert.equal(offers[0].from, 'omega');
+  const got = next(lo, 'update', (u) => u.key === 'k');
+  hi.set('k', { v: [1, 'x'] });
+  assert.deepEqual((await got).value, { v: [1, 'x'] });
+  const back = next(hi, 'update', (u) => u.key === 'j');
+  lo.set('j', 2);
+  assert.equal((await back).value, 2);
+  stop(lo, hi);
+});
+
+test('a member that lists only json links in json with one that prefers postcard', async () => {
+  fresh();
+  const a = member('alpha', { codecs: ['json'] });
+  const b = member('omega');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  assert.equal(a.peerList()[0].codec, 'json');
+  assert.equal(b.peerList()[0].codec, 'json');
+  const got = next(a, 'update', (u) => u.key === 'k');
+  b.set('k', 'v');
+  assert.equal((await got).value, 'v');
+  stop(a, b);
+});
+
+test('close() sends every write and BYE before the /leave, and resolves', async () => {
+  fresh();
+  const a = member('alpha');
+  const b = member('omega');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const left = next(a, 'peer_leave');
+  for (let i = 0; i < 2000; i++) b.set(`bye${i}`, 'z'.repeat(100));
+  await b.close();
+  assert.equal((await left).reason, 'left');
+  assert.equal(a.keys().filter((k) => k.startsWith('bye')).length, 2000);
+  const leave = log.findIndex((e) => e.kind === 'signal' && e.text.startsWith('/leave|omega'));
+  const lastData = log.findLastIndex((e) => e.kind === 'data' && e.from === 'omega');
+  assert.ok(leave > lastData, `the /leave (at ${leave}) went after the last data (at ${lastData})`);
+  stop(a);
+});
