@@ -293,3 +293,34 @@ test('close() sends every write and BYE before the /leave, and resolves', async 
   assert.ok(leave > lastData, `the /leave (at ${leave}) went after the last data (at ${lastData})`);
   stop(a);
 });
+
+test('a peer that pinged and went silent is reported left after 4 s', async () => {
+  fresh();
+  const a = member('alpha');
+  const b = member('omega');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  // omega's messages stop arriving (its process vanished, say).
+  for (const pc of pcs.values()) if (pc.owner === 'omega') for (const dc of pc.channels) dc.peer.readyState = 'cut';
+  const t0 = Date.now();
+  const left = await next(a, 'peer_leave');
+  const ms = Date.now() - t0;
+  assert.equal(left.reason, 'timeout');
+  assert.ok(ms >= 3000 && ms < 6000, `reported after ${ms} ms`);
+  stop(a, b);
+});
+
+test('a connection ICE calls disconnected is closed after 2 s', async () => {
+  fresh();
+  const a = member('alpha');
+  const b = member('omega');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const pc = a.peers.get('omega').pc;
+  const t0 = Date.now();
+  pc.connectionState = 'disconnected';
+  pc.onconnectionstatechange();
+  const left = await next(a, 'peer_leave');
+  const ms = Date.now() - t0;
+  assert.equal(left.reason, 'timeout');
+  assert.ok(ms >= 2000 && ms < 3500, `reported after ${ms} ms`);
+  stop(a, b);
+});
