@@ -13,10 +13,21 @@ const later = (fn) => setTimeout(fn, 0);
 class Switchboard {
   constructor() {
     this.sockets = new Set();
+    /** Ids whose direct announces are held back 50 ms (so their SDP can come first). */
+    this.slowAnnounces = new Set();
   }
 
   deliver(from, text) {
     log.push({ kind: 'signal', from: from.id, text });
+    const held = /^\/to\|([^|]+)\|\/announce\|/.exec(text);
+    if (held && this.slowAnnounces.has(held[1])) {
+      setTimeout(() => this.relay(from, text), 50);
+      return;
+    }
+    this.relay(from, text);
+  }
+
+  relay(from, text) {
     const m = /^\/announce\|([^|]+)\|/.exec(text);
     if (m) {
       from.id = m[1];
@@ -26,7 +37,10 @@ class Switchboard {
     for (const s of this.sockets) {
       if (s === from || s.readyState !== 1) continue;
       if (to && s.id !== to[1]) continue;
-      later(() => s.receive(text));
+      later(() => {
+        if (to) log.push({ kind: 'delivered', to: s.id, text });
+        s.receive(text);
+      });
     }
   }
 }
@@ -322,5 +336,42 @@ test('a connection ICE calls disconnected is closed after 2 s', async () => {
   const ms = Date.now() - t0;
   assert.equal(left.reason, 'timeout');
   assert.ok(ms >= 2000 && ms < 3500, `reported after ${ms} ms`);
+  stop(a, b);
+});
+
+test('an offer that comes before its sender\'s announce is kept until the announce', async () => {
+  fresh();
+  board.slowAnnounces.add('alpha');
+  const b = member('omega');
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const t0 = Date.now();
+  const a = member('alpha');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  // At once: not after a negotiation timeout and a fresh offer (10 s).
+  assert.ok(Date.now() - t0 < 2000, `linked after ${Date.now() - t0} ms`);
+  const firstOffer = log.findIndex((e) => e.kind === 'delivered' && e.to === 'alpha' && e.text.includes('"type":"offer"'));
+  const firstAnnounce = log.findIndex((e) => e.kind === 'delivered' && e.to === 'alpha' && e.text.includes('/announce|omega'));
+  assert.ok(firstOffer >= 0 && firstOffer < firstAnnounce, `offer at ${firstOffer}, announce at ${firstAnnounce}`);
+  assert.equal(a.peerList()[0].state, 'open');
+  stop(a, b);
+});
+
+test("a switchboard's disconnected leave keeps a link that answers; a peer's own leave drops it", async () => {
+  fresh();
+  const a = member('alpha');
+  const b = member('omega');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  let lefts = 0;
+  a.on('peer_leave', () => lefts++);
+  a.handleSignal('/leave|omega|{"id":"omega","reason":"disconnected"}');
+  const got = next(a, 'update', (u) => u.key === 'still');
+  b.set('still', 'here');
+  assert.equal((await got).value, 'here');
+  assert.equal(lefts, 0);
+  assert.equal(a.peerList()[0].state, 'open');
+  const left = next(a, 'peer_leave');
+  a.handleSignal('/leave|omega|{"id":"omega"}');
+  assert.equal((await left).reason, 'left');
+  assert.equal(a.peerList().length, 0);
   stop(a, b);
 });
