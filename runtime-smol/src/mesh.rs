@@ -240,6 +240,12 @@ async fn drive(
             }
         };
         if node.is_finished() {
+            // No command is taken from here on. Closing the channel and dropping what it
+            // holds answers every caller still waiting with `closed` (a queued request's
+            // reply sender would otherwise outlive the driver: the member's own sender
+            // keeps the channel, and the queue, alive).
+            cmds.close();
+            while cmds.try_recv().is_ok() {}
             // The goodbyes are out, the signalling connection closed. The streams'
             // writers finish what they hold, then drop their tokens.
             drop(streams);

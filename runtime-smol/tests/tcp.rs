@@ -63,3 +63,24 @@ fn a_closed_replicator_refuses_writes_with_closed() {
         r.close(Duration::from_secs(1)).await;
     });
 }
+
+#[test]
+fn a_request_right_after_close_is_refused_and_never_left_waiting() {
+    // Found in CI: a request queued while the driver was ending waited forever.
+    smol::block_on(async {
+        for _ in 0..200 {
+            let (r, _events) = Replicator::start(ReplicatorOptions::new("a", Codec::Json)).unwrap();
+            r.close(Duration::from_secs(1)).await;
+            let v = Value::from(2.0);
+            let refused = smol::future::or(async { Some(r.set("k", &v).await) }, async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                None
+            })
+            .await;
+            assert!(
+                matches!(refused, Some(Err(MemberError::Closed))),
+                "{refused:?}"
+            );
+        }
+    });
+}
