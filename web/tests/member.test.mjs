@@ -52,6 +52,8 @@ class FakeWebSocket {
     this.url = url;
     this.readyState = 0;
     this.id = null;
+    // Its own switchboard: one made for an earlier test never reaches a later one's.
+    this.board = board;
     board.sockets.add(this);
     later(() => {
       this.readyState = 1;
@@ -60,7 +62,7 @@ class FakeWebSocket {
   }
 
   send(text) {
-    board.deliver(this, text);
+    this.board.deliver(this, text);
   }
 
   receive(text) {
@@ -69,7 +71,7 @@ class FakeWebSocket {
 
   close() {
     this.readyState = 3;
-    board.sockets.delete(this);
+    this.board.sockets.delete(this);
     later(() => this.onclose?.());
   }
 }
@@ -105,6 +107,8 @@ class FakeChannel {
 
   send(data) {
     if (this.readyState !== 'open') throw new Error('InvalidStateError');
+    // A cut path: what is sent is lost.
+    if (this.cut) return;
     const copy = typeof data === 'string' ? data : data.slice().buffer;
     const size = typeof data === 'string' ? data.length : data.length;
     this.queue ??= [];
@@ -125,7 +129,7 @@ class FakeChannel {
         this.bufferedAmount -= size;
         log.push({ kind: 'data', from: this.pc.owner, size });
         const peer = this.peer;
-        if (peer.readyState === 'open') peer.fire('message', { data: copy });
+        if (peer.readyState === 'open' && !peer.cut) peer.fire('message', { data: copy });
       }
       const low = this.bufferedAmountLowThreshold ?? 0;
       if (before > low && this.bufferedAmount <= low) this.fire('bufferedamountlow', {});
@@ -144,7 +148,8 @@ class FakeChannel {
   finishClose() {
     this.readyState = 'closed';
     this.fire('close', {});
-    if (this.peer && this.peer.readyState !== 'closed') {
+    // Across a cut path the other side hears nothing of it.
+    if (this.peer && this.peer.readyState !== 'closed' && !this.cut) {
       this.peer.readyState = 'closed';
       this.peer.fire('close', {});
     }
@@ -220,9 +225,13 @@ class FakePeerConnection {
 globalThis.WebSocket = FakeWebSocket;
 globalThis.RTCPeerConnection = FakePeerConnection;
 
-function fresh() {
+function fresh(t) {
   log = [];
   board = new Switchboard();
+  made = [];
+  const mine = made;
+  // Stopped however the test ends, so that no timer keeps the process alive.
+  t.after(() => stop(...mine.filter((m) => !m.closed)));
 }
 
 /** A member whose peer connections are marked as its own (for the log). */
@@ -235,6 +244,7 @@ function member(id, options = {}) {
     return pc;
   };
   m.connect();
+  made.push(m);
   return m;
 }
 
@@ -249,6 +259,9 @@ function next(m, name, pred = () => true) {
   });
 }
 
+/** Members made in the running test, stopped after it (passed or not). */
+let made = [];
+
 function stop(...ms) {
   for (const m of ms) {
     clearInterval(m.timer);
@@ -258,8 +271,8 @@ function stop(...ms) {
   }
 }
 
-test('the higher id offers, in postcard, and writes cross both ways', async () => {
-  fresh();
+test('the higher id offers, in postcard, and writes cross both ways', { timeout: 30000 }, async (t) => {
+  fresh(t);
   const lo = member('alpha');
   const hi = member('omega');
   await Promise.all([next(lo, 'synced'), next(hi, 'synced')]);
@@ -279,8 +292,8 @@ test('the higher id offers, in postcard, and writes cross both ways', async () =
   stop(lo, hi);
 });
 
-test('a member that lists only json links in json with one that prefers postcard', async () => {
-  fresh();
+test('a member that lists only json links in json with one that prefers postcard', { timeout: 30000 }, async (t) => {
+  fresh(t);
   const a = member('alpha', { codecs: ['json'] });
   const b = member('omega');
   await Promise.all([next(a, 'synced'), next(b, 'synced')]);
@@ -292,8 +305,8 @@ test('a member that lists only json links in json with one that prefers postcard
   stop(a, b);
 });
 
-test('close() sends every write and BYE before the /leave, and resolves', async () => {
-  fresh();
+test('close() sends every write and BYE before the /leave, and resolves', { timeout: 30000 }, async (t) => {
+  fresh(t);
   const a = member('alpha');
   const b = member('omega');
   await Promise.all([next(a, 'synced'), next(b, 'synced')]);
@@ -308,13 +321,16 @@ test('close() sends every write and BYE before the /leave, and resolves', async 
   stop(a);
 });
 
-test('a peer that pinged and went silent is reported left after 4 s', async () => {
-  fresh();
+test('a peer that pinged and went silent is reported left after 4 s', { timeout: 30000 }, async (t) => {
+  fresh(t);
   const a = member('alpha');
   const b = member('omega');
   await Promise.all([next(a, 'synced'), next(b, 'synced')]);
-  // omega's messages stop arriving (its process vanished, say).
-  for (const pc of pcs.values()) if (pc.owner === 'omega') for (const dc of pc.channels) dc.peer.readyState = 'cut';
+  // The path between them is cut: nothing crosses either way, not even a close.
+  for (const dc of a.peers.get('omega').pc.channels) {
+    dc.cut = true;
+    dc.peer.cut = true;
+  }
   const t0 = Date.now();
   const left = await next(a, 'peer_leave');
   const ms = Date.now() - t0;
@@ -323,8 +339,8 @@ test('a peer that pinged and went silent is reported left after 4 s', async () =
   stop(a, b);
 });
 
-test('a connection ICE calls disconnected is closed after 2 s', async () => {
-  fresh();
+test('a connection ICE calls disconnected is closed after 2 s', { timeout: 30000 }, async (t) => {
+  fresh(t);
   const a = member('alpha');
   const b = member('omega');
   await Promise.all([next(a, 'synced'), next(b, 'synced')]);
@@ -339,8 +355,8 @@ test('a connection ICE calls disconnected is closed after 2 s', async () => {
   stop(a, b);
 });
 
-test('an offer that comes before its sender\'s announce is kept until the announce', async () => {
-  fresh();
+test('an offer that comes before its sender\'s announce is kept until the announce', { timeout: 30000 }, async (t) => {
+  fresh(t);
   board.slowAnnounces.add('alpha');
   const b = member('omega');
   await new Promise((resolve) => setTimeout(resolve, 20));
@@ -356,8 +372,8 @@ test('an offer that comes before its sender\'s announce is kept until the announ
   stop(a, b);
 });
 
-test("a switchboard's disconnected leave keeps a link that answers; a peer's own leave drops it", async () => {
-  fresh();
+test("a switchboard's disconnected leave keeps a link that answers; a peer's own leave drops it", { timeout: 30000 }, async (t) => {
+  fresh(t);
   const a = member('alpha');
   const b = member('omega');
   await Promise.all([next(a, 'synced'), next(b, 'synced')]);
