@@ -100,6 +100,12 @@ impl Mesh {
     /// The connection to `peer` closed or failed.
     pub fn link_closed(&mut self, now: Instant, peer: &str) {
         self.last_now = self.last_now.max(now);
+        if self.closed {
+            // We are closing: the remote read our goodbye and closed the link.
+            self.drop_conn(peer, None);
+            self.check_closing();
+            return;
+        }
         let Some(p) = self.peers.get(peer) else {
             return;
         };
@@ -155,6 +161,7 @@ impl Mesh {
                     self.set_present(&peer, false, LeaveReason::Left);
                     self.peers.remove(&peer);
                     self.check_all_synced();
+                    self.check_closing();
                 }
             }
             ReplicaEvent::LinkError { link, error } if error.is_fatal() => {

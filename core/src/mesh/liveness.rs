@@ -11,7 +11,11 @@ impl Mesh {
             self.client.handle_timeout(now);
             self.pump_signal();
         }
-        if self.closed || now < self.next_tick {
+        if self.closed {
+            self.check_closing();
+            return;
+        }
+        if now < self.next_tick {
             return;
         }
         self.next_tick = now + self.tick();

@@ -35,8 +35,10 @@
 //!   the negotiations it has in progress (a fresh offer, which replaces the old one at
 //!   the answerer) when its own connection comes back and when the peer it is offering
 //!   to announces again by broadcast with the same incarnation. Open links are kept.
-//! - A closing peer says `"BYE"` on each link (then `/leave`); either drops its link at
-//!   once and reports it left.
+//! - A closing peer says `"BYE"` on each link, behind everything written to it, and
+//!   keeps the link until its remote, having read it all, closes it (at most
+//!   [`CLOSE_FLUSH`]); then its `/leave`. The remote drops the link on the `"BYE"` and
+//!   reports it left.
 //! - The peer's own `/leave` (no reason) or an announce with a new incarnation drops its
 //!   link at once; a switchboard's `/leave` with reason `disconnected` does not, while
 //!   the link answers pings. No id is ever blocked: a returning peer gets a fresh link
@@ -65,6 +67,10 @@ use crate::wire::{Codec, Framing};
 
 /// How many SDP or candidate messages are kept per peer whose announce has not arrived.
 const MAX_EARLY: usize = 64;
+
+/// The longest a closing mesh waits for its links' remotes to read its goodbye (and
+/// close them) before it drops them and sends its `/leave` (see [`Mesh::close`]).
+pub const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 /// How many peers may have early messages waiting.
 const MAX_EARLY_PEERS: usize = 256;
 
@@ -479,6 +485,8 @@ pub struct Mesh {
     rng: u64,
     online: bool,
     closed: bool,
+    /// Closing: the links are saying goodbye until then (see [`Mesh::close`]).
+    closing_until: Option<Instant>,
     /// The latest `now` seen (for work scheduled from replica events).
     last_now: Instant,
     stats: MeshStats,
@@ -556,6 +564,7 @@ impl Mesh {
             out: VecDeque::new(),
             online: false,
             closed: false,
+            closing_until: None,
             last_now: config_start,
             stats: MeshStats::default(),
             next_tick: config_start,
@@ -648,12 +657,60 @@ impl Mesh {
         self.replica.delete(now, key)
     }
 
-    /// Leaves: says `/leave`, closes every link, reports [`MeshEvent::Offline`].
-    pub fn close(&mut self, _now: Instant) {
+    /// Leaves: says `BYE` on every link, keeps each until its remote closes it (at most
+    /// [`CLOSE_FLUSH`], so what was written before reaches it), then closes what is
+    /// left, says `/leave` and reports [`MeshEvent::Offline`]. [`Mesh::is_finished`]
+    /// turns true after that.
+    pub fn close(&mut self, now: Instant) {
         if self.closed {
             return;
         }
         self.closed = true;
+        self.last_now = self.last_now.max(now);
+        // Say goodbye on every link, behind what was written to it. Each link then stays
+        // until its remote, having read everything before the goodbye, closes it (or
+        // `CLOSE_FLUSH` passes); the `/leave` goes last, since a peer that hears it drops
+        // its link to us at once and would lose what is still on the way.
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for l in links {
+            self.replica.send_control(l, &Control::Bye);
+        }
+        self.flush_replica();
+        let idle: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !matches!(p.conn, Conn::Open { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for p in idle {
+            self.drop_conn(&p, None);
+        }
+        let streams: Vec<LinkId> = self.streams.iter().copied().collect();
+        for link in streams {
+            self.detach(link);
+        }
+        self.closing_until = Some(now + CLOSE_FLUSH);
+        self.check_closing();
+    }
+
+    /// While closing: once no link is left open, or `CLOSE_FLUSH` has passed, the
+    /// remaining links go, then the `/leave`, and the mesh is offline.
+    pub(super) fn check_closing(&mut self) {
+        let Some(until) = self.closing_until else {
+            return;
+        };
+        let open = self
+            .peers
+            .values()
+            .any(|p| matches!(p.conn, Conn::Open { .. }));
+        if open && self.last_now < until {
+            return;
+        }
+        self.closing_until = None;
+        let peers: Vec<String> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.drop_conn(&p, None);
+        }
         if self.config.in_room {
             let me = self.config.id.clone();
             self.signal(Signal::leave(&me, None));
@@ -661,28 +718,16 @@ impl Mesh {
             self.client.close();
             self.pump_signal();
         }
-        // Say goodbye on every link too, ahead of closing it: the link is faster than
-        // the switchboard, and its closing must not look like a failure.
-        let links: Vec<LinkId> = self.links.keys().copied().collect();
-        for l in links {
-            self.replica.send_control(l, &Control::Bye);
-        }
-        self.flush_replica();
-        let peers: Vec<String> = self.peers.keys().cloned().collect();
-        for p in peers {
-            self.drop_conn(&p, None);
-        }
-        let streams: Vec<LinkId> = self.streams.iter().copied().collect();
-        for link in streams {
-            self.detach(link);
-        }
         self.out.push_back(MeshOutput::Event(MeshEvent::Offline));
     }
 
     /// Whether the mesh has closed and every goodbye it had to give has been taken
     /// from [`poll_output`](Self::poll_output): nothing more will come out of it.
     pub fn is_finished(&self) -> bool {
-        self.closed && self.out.is_empty() && !self.client.has_output()
+        self.closed
+            && self.closing_until.is_none()
+            && self.out.is_empty()
+            && !self.client.has_output()
     }
 
     /// Moves the replica's pending output ahead of what comes next.
@@ -721,7 +766,7 @@ impl Mesh {
                     self.report_all_synced();
                     if self.out.is_empty() {
                         return MeshOutput::Timeout(if self.closed {
-                            self.last_now + IDLE
+                            self.closing_until.unwrap_or(self.last_now + IDLE)
                         } else {
                             self.next_timeout()
                         });
