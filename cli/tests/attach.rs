@@ -9,16 +9,8 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::{interop_dir, rtc_mesh, Peer};
+use common::{interop_dir, rtc_mesh, serve, Peer};
 use serde_json::{json, Value};
-
-fn serve() -> (Peer, String) {
-    let mut server = rtc_mesh();
-    server.args(["serve", "--listen", "127.0.0.1:0", "--json"]);
-    let mut server = Peer::spawn("serve", server);
-    let url = format!("ws://{}/", server.ready_addr());
-    (server, url)
-}
 
 fn joiner(url: &str, id: &str, listen: bool, runtime: &str) -> (Peer, Option<String>) {
     let mut c = rtc_mesh();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{rtc_mesh, Peer};
+use common::{rtc_mesh, serve, Peer};
 use serde_json::json;
 
 /// Peers p1-p3 run on smol, p4 and p5 on std: the runtimes interoperate.
@@ -32,10 +32,7 @@ fn joiner(url: &str, id: &str) -> Peer {
 
 #[test]
 fn join_processes_converge_and_a_killed_one_is_reported_and_rejoins() {
-    let mut server = rtc_mesh();
-    server.args(["serve", "--listen", "127.0.0.1:0", "--json"]);
-    let mut server = Peer::spawn("serve", server);
-    let url = format!("ws://{}/", server.ready_addr());
+    let (_server, url) = serve();
     let ids = ["p1", "p2", "p3", "p4", "p5"];
     let mut peers: Vec<Peer> = ids.iter().map(|id| joiner(&url, id)).collect();
     for p in &mut peers {
@@ -146,10 +143,7 @@ fn a_switchboard_restart_keeps_the_data_links_and_peers_announce_again() {
 fn a_closing_peer_delivers_every_write_before_it_leaves() {
     // Before: the /leave went first and the links were dropped with their queues; a
     // peer closing right after 20,000 writes of 1 KB delivered about 3,000.
-    let mut server = rtc_mesh();
-    server.args(["serve", "--listen", "127.0.0.1:0", "--json"]);
-    let mut server = Peer::spawn("serve", server);
-    let url = format!("ws://{}/", server.ready_addr());
+    let (server, url) = serve();
     for runtime in ["smol", "std"] {
         let mut a = rtc_mesh();
         a.args([

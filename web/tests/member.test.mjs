@@ -248,6 +248,21 @@ function member(id, options = {}) {
   return m;
 }
 
+/** alpha and omega (omega offers), linked and synced in a fresh world. */
+async function linked(t, options = {}) {
+  fresh(t);
+  const a = member('alpha', options.alpha);
+  const b = member('omega', options.omega);
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  return [a, b];
+}
+
+/** Waits for `m`'s next peer_leave; its reason and the ms since `t0`. */
+async function leaveAfter(m, t0) {
+  const left = await next(m, 'peer_leave');
+  return [left.reason, Date.now() - t0];
+}
+
 function next(m, name, pred = () => true) {
   return new Promise((resolve) => {
     const off = m.on(name, (e) => {
@@ -293,10 +308,7 @@ test('the higher id offers, in postcard, and writes cross both ways', { timeout:
 });
 
 test('a member that lists only json links in json with one that prefers postcard', { timeout: 30000 }, async (t) => {
-  fresh(t);
-  const a = member('alpha', { codecs: ['json'] });
-  const b = member('omega');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const [a, b] = await linked(t, { alpha: { codecs: ['json'] } });
   assert.equal(a.peerList()[0].codec, 'json');
   assert.equal(b.peerList()[0].codec, 'json');
   const got = next(a, 'update', (u) => u.key === 'k');
@@ -306,10 +318,7 @@ test('a member that lists only json links in json with one that prefers postcard
 });
 
 test('close() sends every write and BYE before the /leave, and resolves', { timeout: 30000 }, async (t) => {
-  fresh(t);
-  const a = member('alpha');
-  const b = member('omega');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const [a, b] = await linked(t);
   const left = next(a, 'peer_leave');
   for (let i = 0; i < 2000; i++) b.set(`bye${i}`, 'z'.repeat(100));
   await b.close();
@@ -322,35 +331,26 @@ test('close() sends every write and BYE before the /leave, and resolves', { time
 });
 
 test('a peer that pinged and went silent is reported left after 4 s', { timeout: 30000 }, async (t) => {
-  fresh(t);
-  const a = member('alpha');
-  const b = member('omega');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const [a, b] = await linked(t);
   // The path between them is cut: nothing crosses either way, not even a close.
   for (const dc of a.peers.get('omega').pc.channels) {
     dc.cut = true;
     dc.peer.cut = true;
   }
-  const t0 = Date.now();
-  const left = await next(a, 'peer_leave');
-  const ms = Date.now() - t0;
-  assert.equal(left.reason, 'timeout');
+  const [reason, ms] = await leaveAfter(a, Date.now());
+  assert.equal(reason, 'timeout');
   assert.ok(ms >= 3000 && ms < 6000, `reported after ${ms} ms`);
   stop(a, b);
 });
 
 test('a connection ICE calls disconnected is closed after 2 s', { timeout: 30000 }, async (t) => {
-  fresh(t);
-  const a = member('alpha');
-  const b = member('omega');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const [a, b] = await linked(t);
   const pc = a.peers.get('omega').pc;
   const t0 = Date.now();
   pc.connectionState = 'disconnected';
   pc.onconnectionstatechange();
-  const left = await next(a, 'peer_leave');
-  const ms = Date.now() - t0;
-  assert.equal(left.reason, 'timeout');
+  const [reason, ms] = await leaveAfter(a, t0);
+  assert.equal(reason, 'timeout');
   assert.ok(ms >= 2000 && ms < 3500, `reported after ${ms} ms`);
   stop(a, b);
 });
@@ -373,10 +373,7 @@ test('an offer that comes before its sender\'s announce is kept until the announ
 });
 
 test("a switchboard's disconnected leave keeps a link that answers; a peer's own leave drops it", { timeout: 30000 }, async (t) => {
-  fresh(t);
-  const a = member('alpha');
-  const b = member('omega');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const [a, b] = await linked(t);
   let lefts = 0;
   a.on('peer_leave', () => lefts++);
   a.handleSignal('/leave|omega|{"id":"omega","reason":"disconnected"}');

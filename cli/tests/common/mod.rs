@@ -228,6 +228,16 @@ impl Drop for Peer {
     }
 }
 
+/// An `rtc-mesh serve` process on a free loopback port, and its WebSocket URL.
+#[allow(dead_code)] // not every test file uses it
+pub fn serve() -> (Peer, String) {
+    let mut server = rtc_mesh();
+    server.args(["serve", "--listen", "127.0.0.1:0", "--json"]);
+    let mut server = Peer::spawn("serve", server);
+    let url = format!("ws://{}/", server.ready_addr());
+    (server, url)
+}
+
 /// A switchboard on a free loopback port, and its WebSocket URL.
 pub async fn switchboard() -> (rtc_mesh_smol::switchboard::Server, String) {
     let server = rtc_mesh_smol::switchboard::Server::bind(
