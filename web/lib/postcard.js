@@ -434,13 +434,9 @@ function readValue(r, depth) {
 export function decodeValue(b, start = 0, end = b.length) {
   if (end - start > LIMITS.maxValueLen) throw bad(`value of ${end - start} bytes exceeds the limit`, 'value_too_large');
   const r = new Reader(b, start, end);
-  const value = readValue(r, LIMITS.maxDepth);
+  const v = takeValue(r);
   if (!r.empty()) throw bad('trailing bytes');
-  const json = JSON.stringify(value);
-  if (json.length > LIMITS.maxValueLen && utf8.encode(json).length > LIMITS.maxValueLen) {
-    throw bad('value too large as JSON', 'value_too_large');
-  }
-  return { value, json };
+  return v;
 }
 
 /** The value at the front of `r`, read and checked: `{value, json}`. */
