@@ -1,8 +1,8 @@
 //! The little HTTP a switchboard port speaks, as pure functions both runtimes' servers
 //! call: a request head parsed with `httparse` and routed ([`parse_head`] gives a
 //! [`Route`]: a WebSocket upgrade, `GET /health`, the demo page and its browser client
-//! from the `rtc-mesh-web` package (`GET /`, `GET /mesh.js`, `GET /lib/NAME.js`), or a refusal), and the
-//! responses as text. The WebSocket accept key is computed by the server's WebSocket
+//! from the `rtc-mesh-web` package (`GET /`, `GET /mesh.js`, `GET /lib/NAME.js`), or a
+//! refusal), and the responses as text. The WebSocket accept key is computed by the server's WebSocket
 //! crate and handed to [`upgrade_response`].
 
 use std::time::Duration;

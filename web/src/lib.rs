@@ -2,8 +2,9 @@
 //!
 //! The browser client of rtc-mesh (`mesh.js`, an ES module, and the modules under
 //! `lib/` it re-exports) and its demo page (`index.html`), as the text a switchboard
-//! serves on its port (`GET /mesh.js`, `GET /lib/NAME.js`, `GET /`). The files are this package's own, so they travel with it when it is
-//! packaged; `web/README.md` documents the client's API.
+//! serves on its port (`GET /mesh.js`, `GET /lib/NAME.js`, `GET /`). The files are this
+//! package's own, so they travel with it when it is packaged; `web/README.md` documents
+//! the client's API.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

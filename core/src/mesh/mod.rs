@@ -68,11 +68,12 @@ use crate::wire::{Codec, Framing};
 /// How many SDP or candidate messages are kept per peer whose announce has not arrived.
 const MAX_EARLY: usize = 64;
 
+/// How many peers may have early messages waiting.
+const MAX_EARLY_PEERS: usize = 256;
+
 /// The longest a closing mesh waits for its links' remotes to read its goodbye (and
 /// close them) before it drops them and sends its `/leave` (see [`Mesh::close`]).
 pub const CLOSE_FLUSH: Duration = Duration::from_secs(5);
-/// How many peers may have early messages waiting.
-const MAX_EARLY_PEERS: usize = 256;
 
 /// Configuration of a [`Mesh`].
 #[derive(Clone, Debug)]
