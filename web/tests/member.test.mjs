@@ -1,10 +1,11 @@
 // The browser client's Member in Node, without a browser: a fake switchboard, WebSocket,
 // RTCPeerConnection and data channel (in memory, every delivery on a later task) stand
 // in for the browser, so that the mesh rules run here: who offers, which codec, sync both
-// ways, and what close() sends in which order.
+// ways, what close() sends in which order, liveness, and the retry backoff (core's:
+// 250 ms doubling to 10 s, jittered into [0.5, 1) by core's seeded generator).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Member } from '../mesh.js';
+import { Member, Xorshift } from '../mesh.js';
 
 /** Everything sent, in order: signalling texts and data-channel messages. */
 let log = [];
@@ -387,4 +388,21 @@ test("a switchboard's disconnected leave keeps a link that answers; a peer's own
   assert.equal((await left).reason, 'left');
   assert.equal(a.peerList().length, 0);
   stop(a, b);
+});
+
+test("link retries back off as core's do, from a generator seeded per member", () => {
+  const m = new Member('room', { id: 'a' });
+  clearInterval(m.timer);
+  for (let failures = 0; failures <= 20; failures++) {
+    const d = Math.min(250 * 2 ** failures, 10000);
+    for (let i = 0; i < 50; i++) {
+      const b = m.backoff(failures);
+      assert.ok(b >= d / 2 && b < d, `failures ${failures}: ${b} outside [${d / 2}, ${d})`);
+    }
+  }
+  // The same seed, the same waits.
+  const a = new Xorshift(42n);
+  const b = new Xorshift(42n);
+  assert.deepEqual([1, 2, 3].map(() => a.jitter(1000)), [1, 2, 3].map(() => b.jitter(1000)));
+  assert.throws(() => new Member('room', { id: 'a', codecs: ['xml'] }), { code: 'bad_codecs' });
 });

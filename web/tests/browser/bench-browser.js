@@ -4,20 +4,22 @@
 // page <-> page through our client (two pages of one engine) and native <-> native, all
 // in one run, on 127.0.0.1 through an `rtc-mesh serve` switchboard started here.
 //
-//   node bench-browser.js --rtc-mesh PATH [--small N] [--large M] [--engines chromium,firefox]
+//   node bench-browser.js --rtc-mesh PATH [--small N] [--large M] [--repeat R]
+//                         [--engines chromium,firefox] [--codecs postcard,json]
 //
 // Two loads, each written on one side in a burst and timed until the other side has
 // the last of it (the writer writes faster than the link carries, so this is the link's
-// rate), `--repeat` R times each way (default 3; the median is printed, with the first
-// burst's rate and the range): `--small` N updates of 100-byte values (default 50,000), `--large` M values of
-// 300 KB (default 40, 12 MB). Page <-> native runs once per codec of `--codecs` (the page
-// lists only that one), and each line says the bytes the writer put on the link per
-// update. Pages run the client alone (a blank page importing
-// /mesh.js), so no drawing is measured. Natives are written through their stdin and
-// watched on their stdout, as a program embedding `rtc-mesh join` would. Each line also
-// says which codec the link spoke and how many UDP datagrams the kernel dropped
-// meanwhile for a full receive buffer, at the natives' sockets and at the browsers'. As root it runs in a network namespace of its own. Not a test:
-// it prints figures and exits 0, or 1 when a transfer does not complete.
+// rate): `--small` N updates of 100-byte values (default 50,000) and `--large` M values
+// of 300 KB (default 40, 12 MB), `--repeat` R times each way (default 3; the median is
+// printed, with the first burst's rate and the range). Page <-> native runs once per
+// codec of `--codecs` (the page lists only that one). Pages run the client alone (a
+// blank page importing /mesh.js), so no drawing is measured. Natives are written
+// through their stdin and watched on their stdout, as a program embedding `rtc-mesh
+// join` would. Each line also says which codec the link spoke, the bytes the writer put
+// on the link per update, and how many UDP datagrams the kernel dropped meanwhile for a
+// full receive buffer, at the natives' sockets and at the browsers'. As root it runs in
+// a network namespace of its own. Not a test: it prints figures and exits 0, or 1 when
+// a transfer does not complete.
 
 const fs = require('fs')
 const { launch, isolateNetwork } = require('./browsers')
@@ -155,9 +157,9 @@ async function transfer (from, to, kind) {
 
 // REPEAT bursts one way: the median rate, the first burst's and the range.
 async function repeated (from, to, kind) {
-  const runs = []
-  for (let i = 0; i < REPEAT; i++) runs.push(await transfer(from, to, kind))
-  const rates = runs.map((r) => r.rate).sort((a, b) => a - b)
+  const bursts = []
+  for (let i = 0; i < REPEAT; i++) bursts.push(await transfer(from, to, kind))
+  const rates = bursts.map((r) => r.rate).sort((a, b) => a - b)
   const fmt = kind === 'small' ? (x) => `${Math.round(x).toLocaleString('en')}` : (x) => x.toFixed(1)
   const unit = kind === 'small' ? 'updates/s' : 'MB/s'
   const median = rates[Math.floor(rates.length / 2)]
@@ -165,10 +167,10 @@ async function repeated (from, to, kind) {
     line: `${from.name} -> ${to.name}`,
     what: kind === 'small' ? `${SMALL} x 100 B` : `${LARGE} x 300 KB`,
     rate: `${fmt(median)} ${unit}`,
-    spread: REPEAT > 1 ? `(first ${fmt(runs[0].rate)}, ${fmt(rates[0])}-${fmt(rates[rates.length - 1])})` : '',
-    perUpdate: runs[runs.length - 1].perUpdate,
-    writeSecs: runs.reduce((a, r) => a + r.writeSecs, 0) / runs.length,
-    drops: runs.map((r) => r.drops).join('; ')
+    spread: REPEAT > 1 ? `(first ${fmt(bursts[0].rate)}, ${fmt(rates[0])}-${fmt(rates[rates.length - 1])})` : '',
+    perUpdate: bursts[bursts.length - 1].perUpdate,
+    writeSecs: bursts.reduce((a, r) => a + r.writeSecs, 0) / bursts.length,
+    drops: bursts.map((r) => r.drops).join('; ')
   }
 }
 
