@@ -252,6 +252,74 @@ export declare class SignalClient {
   poll(): SignalOutput;
 }
 
+/** What a {@link Mesh} asks of its signalling connection and link layer. */
+export type MeshOutput =
+  | { type: 'signalConnect' }
+  | { type: 'signal'; text: string }
+  | { type: 'signalClose' }
+  | { type: 'open'; peer: string; offerer: boolean; codec: CodecName }
+  | { type: 'remoteSdp'; peer: string; kind: 'offer' | 'answer'; sdp: string }
+  | { type: 'remoteCandidate'; peer: string; candidate: { [key: string]: Json } }
+  | { type: 'close'; peer: string }
+  | { [E in keyof MemberEvents]: { type: 'event'; name: E; detail: MemberEvents[E] } }[keyof MemberEvents]
+  | { type: 'timeout'; at: number };
+
+/** Configuration of a {@link Mesh} (core's `MeshConfig`; times in milliseconds). */
+export interface MeshConfig {
+  id: string;
+  room: string;
+  incarnation: string;
+  codecs?: CodecName[];
+  attributes?: { [key: string]: Json };
+  agent?: string;
+  /** Wall-clock milliseconds at the mesh's start (the store's timestamps count from it). */
+  epochMs?: number;
+  /** Seed of the retries' jitter and the signalling client's. */
+  seed?: bigint;
+  pingMs?: number;
+  deadMs?: number;
+  negotiateMs?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  signalling?: { minBackoff?: number; maxBackoff?: number; maxQueue?: number };
+}
+
+/** The longest a closing mesh waits for its links' remotes to read its `BYE`. */
+export declare const CLOSE_FLUSH_MS: number;
+
+/**
+ * The peer side of a room over abstract links, sans-IO (core's `Mesh`, rule for rule):
+ * feed it inputs with the time, then drain {@link Mesh.poll} until a `timeout`. A
+ * {@link Member} drives one with a WebSocket and RTCPeerConnections.
+ */
+export declare class Mesh {
+  constructor(config: MeshConfig, start?: number);
+  readonly id: string;
+  readonly store: Store;
+  readonly replica: Replica;
+  readonly closed: boolean;
+  poll(): MeshOutput;
+  isFinished(): boolean;
+  /** What goes on the open link to `peer` (its channel messages), or null. */
+  encoderOf(peer: string): JsonEncoder | PostcardEncoder | null;
+  sessionOf(peer: string): Session | null;
+  start(now: number): void;
+  announce(now: number, attributes: { [key: string]: Json }): void;
+  set(now: number, key: string, value: Json): Update;
+  close(now: number): void;
+  handleSignalConnected(now: number): void;
+  handleSignalDisconnected(now: number): void;
+  handleSignal(now: number, text: string): void;
+  localSdp(now: number, peer: string, kind: 'offer' | 'answer', sdp: string): void;
+  localCandidate(now: number, peer: string, candidate: { [key: string]: Json }): void;
+  linkOpen(now: number, peer: string, codec: CodecName): void;
+  linkData(now: number, peer: string, data: string | Uint8Array): void;
+  linkClosed(now: number, peer: string): void;
+  /** The link layer judged the open link dead (ICE lost): the peer leaves for `timeout`. */
+  linkLost(now: number, peer: string): void;
+  handleTimeout(now: number): void;
+}
+
 /** Options of {@link join}. */
 export interface JoinOptions {
   /** The switchboard's WebSocket URL (default: the page's own host, or ws://127.0.0.1:3000/). */
@@ -278,6 +346,7 @@ export interface MemberEvents {
   synced: { peer: string };
   synced_all: { peers: string[] };
   online: Record<string, never>;
+  offline: Record<string, never>;
   error: MeshError;
 }
 
@@ -299,6 +368,10 @@ export declare class Member {
   readonly incarnation: string;
   readonly store: Store;
   readonly replica: Replica;
+  /** The sans-IO mesh it drives. */
+  readonly mesh: Mesh;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
   /** Subscribes; returns the function that unsubscribes. */
   on<E extends keyof MemberEvents>(name: E, fn: (detail: MemberEvents[E]) => void): () => void;
   /** Sets `key` (`null` deletes). Throws a MeshError for a refused write. */
@@ -310,7 +383,7 @@ export declare class Member {
   peerList(): PeerInfo[];
   /** New user attributes, announced to the room. */
   announce(attributes: { [key: string]: Json }): void;
-  /** `BYE` on every link, each channel closed once drained (at most 5 s), then `/leave`. */
+  /** `BYE` on every link, each kept until its remote closes it (at most 5 s), then `/leave`. */
   close(): Promise<void>;
 }
 

@@ -16,8 +16,9 @@
 // `LINKS`, `CLOCK` and `BYE` control strings.
 //
 // The modules under lib/ mirror core's: values, store, codecs (json), postcard, session,
-// replica, signal, signal-client and mesh. All but mesh need no browser: tests run them in Node against
-// the vectors and traces the Rust implementation produces.
+// replica, signal, signal-client and mesh (sans-IO, as core's), and member (the mesh
+// driven with WebSocket and RTCPeerConnection). All but member need no browser: tests
+// run them in Node against the vectors and traces the Rust implementation produces.
 
 export {
   LIMITS, MAX_LINE_LEN, MeshError, byteLength, checkValue, compareBytes, nextUp, parseJson,
@@ -34,4 +35,5 @@ export { Session } from './lib/session.js';
 export { Replica } from './lib/replica.js';
 export { encodeSignal, parseSignal } from './lib/signal.js';
 export { SignalClient, Xorshift } from './lib/signal-client.js';
-export { Member, join } from './lib/mesh.js';
+export { CLOSE_FLUSH_MS, Mesh } from './lib/mesh.js';
+export { Member, join } from './lib/member.js';

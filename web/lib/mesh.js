@@ -1,5 +1,7 @@
-// The mesh (membership, negotiation, links) and its WebRTC driving: core's `mesh`
-// and `node`, over the browser's RTCPeerConnection.
+// The peer side of a room over abstract links: core's `mesh` (core/src/mesh/), rule for
+// rule and sans-IO, so that a trace recorded from the Rust Mesh replays here
+// (web/tests/replay.test.mjs). lib/member.js drives it with the browser's WebSocket and
+// RTCPeerConnection.
 
 import { MeshError, byteLength, validPeerId } from './values.js';
 import { Store } from './store.js';
@@ -9,801 +11,633 @@ import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { IDLE_MS, SignalClient, Xorshift } from './signal-client.js';
 
-const PING_MS = 1000;
-const DEAD_MS = 4000;
-const NEGOTIATE_MS = 10000;
-/** How long ICE may call an open connection `disconnected` before it is closed. */
-const ICE_LOST_MS = 2000;
-const RETRY_MIN_MS = 250;
-const RETRY_MAX_MS = 10000;
-/** Stop writing to a channel above this many buffered bytes; resume below a quarter. */
-const HIGH_WATER = 1 << 20;
-/** The longest `close()` waits for written data to leave (core's `STREAM_FLUSH`). */
-const CLOSE_FLUSH_MS = 5000;
+/** SDP or candidate messages kept per peer whose announce has not arrived. */
+const MAX_EARLY = 64;
+/** Peers that may have early messages waiting. */
+const MAX_EARLY_PEERS = 256;
+/** The longest a closing mesh waits for its links' remotes to read its `BYE`. */
+export const CLOSE_FLUSH_MS = 5000;
+/** Times here are float milliseconds, core's are exact instants: a deadline is met
+ * within a nanosecond of it. */
+const EPS = 1e-6;
 
-function hex(n) {
-  const b = new Uint8Array(Math.ceil(n / 2));
-  crypto.getRandomValues(b);
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('').slice(0, n);
+const CODECS = ['postcard', 'json'];
+
+function codecsOf(attrs) {
+  const a = Array.isArray(attrs.codecs) ? attrs.codecs.filter((c) => CODECS.includes(c)) : [];
+  return a.length ? a : ['json'];
+}
+
+function isObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Attribute objects compared as core compares them (entries in order). */
+function sameObject(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Core's `u64::rotate_left(32) ^ 0x5167_6e61_6c6c_696e`: the signalling client's seed. */
+function signallingSeed(seed) {
+  const s = BigInt.asUintN(64, seed);
+  return BigInt.asUintN(64, (s << 32n) | (s >> 32n)) ^ 0x5167_6e61_6c6c_696en;
 }
 
 /**
- * A member of a room. Create one with {@link join}. Events (`on(name, fn)`):
- * `update` ({key, value, deleted, ts, source, local}), `peer_join` ({peer, attributes}),
- * `peer_update` ({peer, attributes}), `peer_leave` ({peer, reason: left | timeout |
- * closed | failed}), `synced` ({peer}), `synced_all` ({peers}), `online`, `error`.
+ * A peer in a room, sans-IO (core's `Mesh`): times are milliseconds on one clock, given
+ * with every input. Inputs: `start`, `announce`, `set`, `close`; from the signalling
+ * connection `handleSignalConnected`, `handleSignalDisconnected`, `handleSignal`; from
+ * the link layer `localSdp`, `localCandidate`, `linkOpen`, `linkData`, `linkClosed`,
+ * `linkLost`; and `handleTimeout`. Drain `poll()` after each until it returns
+ * `{type: 'timeout', at}`. Its outputs:
+ *
+ * - `{type: 'signalConnect'}`: open the WebSocket, then report it opening or failing;
+ *   `{type: 'signal', text}`: send it; `{type: 'signalClose'}`: close it.
+ * - `{type: 'open', peer, offerer, codec}`: start a connection (the offerer creates the
+ *   data channel `mesh` with protocol `codec` and an offer for `localSdp`);
+ *   `{type: 'remoteSdp', peer, kind, sdp}`, `{type: 'remoteCandidate', peer,
+ *   candidate}`: apply them; `{type: 'close', peer}`: tear the connection down.
+ * - `{type: 'event', name, detail}`: `online`, `peer_join`, `peer_update`,
+ *   `peer_leave`, `synced`, `synced_all`, `update`, `offline`.
+ *
+ * What goes on an open link is in its encoder (`encoderOf(peer)`: `poll()` gives each
+ * channel message, `onWrite` says more came), so the link layer sends it no faster
+ * than the channel takes it.
  */
-export class Member {
-  constructor(room, options = {}) {
-    this.room = room;
-    this.id = options.id || hex(16);
-    if (!validPeerId(this.id)) throw new MeshError('bad_id', `invalid peer id ${JSON.stringify(this.id)}`);
-    this.incarnation = hex(16);
-    this.signalUrl = options.signal || defaultSignalUrl();
-    this.attributes = options.attributes || {};
-    this.iceServers = options.iceServers || [];
-    this.codecs = options.codecs || ['postcard', 'json'];
-    if (!Array.isArray(this.codecs) || !this.codecs.length || this.codecs.some((c) => c !== 'postcard' && c !== 'json')) {
+export class Mesh {
+  /**
+   * @param {object} config `id`, `room`, `incarnation`, `codecs`, `attributes`,
+   *   `agent`, `epochMs` (wall-clock ms at `start`), `seed` (BigInt), `pingMs`,
+   *   `deadMs`, `negotiateMs`, `retryMinMs`, `retryMaxMs`, `signalling`
+   *   ({minBackoff, maxBackoff, maxQueue}).
+   * @param {number} start the clock at creation
+   */
+  constructor(config, start = 0) {
+    if (!validPeerId(config.id)) throw new MeshError('bad_id', `invalid peer id ${JSON.stringify(config.id)}`);
+    if (typeof config.room !== 'string' || !config.room || config.room.length > 256) {
+      throw new MeshError('bad_room', `invalid room name ${JSON.stringify(config.room)}`);
+    }
+    const codecs = config.codecs ?? ['postcard', 'json'];
+    if (!Array.isArray(codecs) || !codecs.length || codecs.some((c) => !CODECS.includes(c))) {
       throw new MeshError('bad_codecs', 'codecs lists "postcard" and/or "json"');
     }
-    this.store = new Store(`${this.id}.${this.incarnation}`);
+    this.id = config.id;
+    this.room = config.room;
+    this.incarnation = config.incarnation;
+    this.codecs = codecs;
+    this.attributes = config.attributes ?? {};
+    this.agent = config.agent ?? 'rtc-mesh-web/0.1';
+    this.pingMs = config.pingMs ?? 1000;
+    this.deadMs = config.deadMs ?? 4000;
+    this.negotiateMs = config.negotiateMs ?? 10000;
+    this.retryMinMs = config.retryMinMs ?? 250;
+    this.retryMaxMs = config.retryMaxMs ?? 10000;
+    const seed = BigInt(config.seed ?? 0n);
+    const epochMs = config.epochMs ?? 0;
+    // The store's clock: wall-clock ms of the input being handled.
+    this.clock = start;
+    this.store = new Store(`${this.id}.${this.incarnation}`, { now: () => epochMs + (this.clock - start) });
     this.replica = new Replica(this.store);
-    this.replica.onUpdate = (u, local) => this.emit('update', updateEvent(u, local));
+    this.replica.onUpdate = (u, local) => this.event('update', updateEvent(u, local));
+    this.client = new SignalClient({ ...(config.signalling ?? {}), seed: signallingSeed(seed) }, start);
+    this.clientAt = start;
+    this.rng = new Xorshift(seed);
     this.peers = new Map();
-    this.listeners = new Map();
-    this.closed = false;
-    this.closing = null;
-    this.online = false;
-    this.ws = null;
-    // Core's generator for link retries, seeded from the incarnation (as the signalling
-    // client's), so a member's retries replay.
-    this.rng = new Xorshift(BigInt('0x' + this.incarnation) ^ 0x6d657368n);
-    this.signalClient = new SignalClient(
-      { seed: Number.parseInt(this.incarnation.slice(0, 12), 16) },
-      Date.now(),
-    );
-    this.signalTimer = null;
     this.early = new Map();
-    this.timer = setInterval(() => this.tick(), PING_MS / 4);
+    this.out = [];
+    this.head = 0;
+    this.online = false;
+    this.closed = false;
+    this.closingUntil = null;
+    this.lastNow = start;
+    this.nextTick = start;
+    this.syncDirty = false;
+    this.stats = {
+      early: 0, offers: 0, negotiationTimeouts: 0, linkTimeouts: 0, offersRestarted: 0, badSignals: 0,
+      signalDisconnects: 0,
+    };
   }
 
-  // -- events
-  on(name, fn) {
-    if (!this.listeners.has(name)) this.listeners.set(name, new Set());
-    this.listeners.get(name).add(fn);
-    return () => this.listeners.get(name)?.delete(fn);
-  }
+  // -- outputs
 
-  emit(name, detail) {
-    for (const fn of this.listeners.get(name) || []) {
-      try {
-        fn(detail);
-      } catch (e) {
-        console.error(e);
+  /** The next output; drain until `{type: 'timeout'}`. */
+  poll() {
+    if (this.head === this.out.length) {
+      this.out = [];
+      this.head = 0;
+      this.reportAllSynced();
+      if (!this.out.length) {
+        let at;
+        if (this.closed) at = this.closingUntil ?? this.lastNow + IDLE_MS;
+        else at = this.peers.size ? Math.min(this.nextTick, this.clientAt) : this.clientAt;
+        return { type: 'timeout', at };
       }
     }
+    return this.out[this.head++];
   }
 
-  // -- the store
-  /** Sets `key` to a JSON value (`null` deletes). Throws MeshError for a bad write. */
-  set(key, value) {
-    if (this.closed) throw new MeshError('closed', 'the member has left the room');
-    this.replica.set(key, value);
+  push(o) {
+    this.out.push(o);
   }
 
-  delete(key) {
-    this.set(key, null);
+  event(name, detail = {}) {
+    this.push({ type: 'event', name, detail });
   }
 
-  get(key) {
-    return this.store.get(key);
+  /** Whether the mesh has closed and everything it had to say has been polled. */
+  isFinished() {
+    return this.closed && this.closingUntil === null && this.head === this.out.length;
   }
 
-  keys() {
-    return this.store.keys();
+  /** The encoder of the open link to `peer`, or null. */
+  encoderOf(peer) {
+    return this.peers.get(peer)?.encoder ?? null;
   }
 
-  snapshot() {
-    return this.store.snapshot();
+  /** The session of the open link to `peer`, or null. */
+  sessionOf(peer) {
+    const p = this.peers.get(peer);
+    return p && p.link !== null ? this.replica.session(p.link) ?? null : null;
   }
 
-  /** Present peers: id, attributes, link state, codec, counters and round trip. */
-  peerList() {
-    return [...this.peers.entries()]
-      .filter(([, p]) => p.present)
-      .map(([id, p]) => {
-        const s = p.link !== null ? this.replica.session(p.link) : null;
-        return {
-          id,
-          attributes: p.attributes,
-          state: p.state,
-          synced: p.synced,
-          codec: p.state === 'open' ? p.codec : null,
-          stats: s ? { ...s.stats } : null,
-        };
-      });
+  /** Peer ids in core's order (bytewise). */
+  ids() {
+    return [...this.peers.keys()].sort();
   }
 
-  /** New user attributes, announced to the room. */
-  announce(attributes) {
-    this.attributes = attributes;
-    this.sendAnnounce(null);
+  // -- membership (core's mesh/membership.rs)
+
+  announceAttributes() {
+    const o = { id: this.id, room: this.room, agent: this.agent, incarnation: this.incarnation, codecs: this.codecs };
+    for (const [k, v] of Object.entries(this.attributes)) if (!(k in o)) o[k] = v;
+    return o;
   }
 
-  // -- signalling: the client decides, this moves WebSocket frames.
-  connect() {
-    // Remembered by the client, sent as soon as the WebSocket opens and after every
-    // reconnect.
-    this.sendAnnounce(null);
-  }
-
-  /** Carries out the signalling client's outputs. */
-  pumpSignal() {
-    for (;;) {
-      const o = this.signalClient.poll();
-      switch (o.type) {
-        case 'connect':
-          this.openSocket();
-          break;
-        case 'send':
-          if (this.ws && this.ws.readyState === 1) this.ws.send(o.text);
-          break;
-        case 'close':
-          if (this.ws) {
-            const ws = this.ws;
-            this.ws = null;
-            ws.close();
-          }
-          break;
-        case 'connected':
-          if (this.signalClient.connections > 1) {
-            // A reconnect: offers in flight may have been lost.
-            for (const [peer, q] of this.peers) {
-              if (q.state === 'negotiating' && q.offerer) this.restartOffer(peer);
-            }
-          }
-          break;
-        case 'disconnected':
-          break;
-        case 'timeout': {
-          clearTimeout(this.signalTimer);
-          const wait = o.at - Date.now();
-          if (wait < IDLE_MS) {
-            this.signalTimer = setTimeout(() => {
-              this.signalClient.handleTimeout(Date.now());
-              this.pumpSignal();
-            }, Math.max(0, wait));
-          }
-          return;
-        }
-      }
-    }
-  }
-
-  openSocket() {
-    let ws;
-    try {
-      ws = new WebSocket(this.signalUrl);
-    } catch (e) {
-      this.emit('error', new MeshError('bad_url', e.message));
-      this.signalClient.close();
-      return;
-    }
-    this.ws = ws;
-    ws.onopen = () => {
-      if (this.ws !== ws) return;
-      this.signalClient.handleConnected(Date.now());
-      this.pumpSignal();
-    };
-    ws.onmessage = (e) => {
-      if (this.ws === ws && typeof e.data === 'string') this.handleSignal(e.data);
-    };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.signalClient.handleDisconnected(Date.now());
-      this.pumpSignal();
-    };
-    ws.onerror = () => {};
-  }
-
-  /** Sends a text to the switchboard now, or after the next (re)connect (bounded). */
-  signal(text) {
-    this.signalClient.send(text);
+  /** Announces us (at once if connected, else on connecting, and after every reconnect). */
+  start(now) {
+    this.lastNow = Math.max(this.lastNow, now);
+    this.client.announce(encodeSignal('announce', this.id, [this.announceAttributes()]));
     this.pumpSignal();
   }
 
-  announceAttributes() {
-    return {
-      ...this.attributes,
-      id: this.id,
-      room: this.room,
-      agent: 'rtc-mesh-web/0.1',
-      incarnation: this.incarnation,
-      codecs: this.codecs,
-    };
+  /** New user attributes, announced. */
+  announce(now, attributes) {
+    this.attributes = attributes;
+    this.start(now);
   }
 
-  sendAnnounce(to) {
-    const a = this.announceAttributes();
-    // Ours first, as natives order them.
-    const ordered = { id: a.id, room: a.room, agent: a.agent, incarnation: a.incarnation, codecs: a.codecs };
-    for (const [k, v] of Object.entries(this.attributes)) {
-      if (!(k in ordered)) ordered[k] = v;
-    }
-    const text = encodeSignal('announce', this.id, [ordered], to);
-    if (to === null) {
-      // Ours: sent again first after every reconnect.
-      this.signalClient.announce(text);
-      this.pumpSignal();
-    } else {
-      this.signal(text);
-    }
+  signal(text) {
+    this.client.send(text);
+    this.pumpSignal();
   }
 
-  handleSignal(text) {
-    if (this.closed) return;
-    const m = parseSignal(text);
-    if (!m || (m.to !== null && m.to !== this.id)) return;
-    if (m.command === 'roominfo') {
-      // A reconnect is known from the connection (see pumpSignal), not from this.
-      if (!this.online) {
-        this.online = true;
-        this.emit('online', {});
+  pumpSignal() {
+    for (;;) {
+      const o = this.client.poll();
+      switch (o.type) {
+        case 'connect': this.push({ type: 'signalConnect' }); break;
+        case 'send': this.push({ type: 'signal', text: o.text }); break;
+        case 'close': this.push({ type: 'signalClose' }); break;
+        case 'timeout': this.clientAt = o.at; return;
+        default:
       }
-      return;
     }
-    const from = m.sender;
-    if (!from || from === this.id || !validPeerId(from)) return;
-    const obj = m.args.find((a) => a && typeof a === 'object' && !Array.isArray(a));
-    switch (m.command) {
-      case 'announce':
-        if (obj) this.onAnnounce(from, obj, m.to === null);
-        break;
-      case 'leave':
-        this.onLeave(from, obj);
-        break;
-      case 'mesh:sdp':
-      case 'mesh:candidate':
-      case 'mesh:candidates': {
-        const p = this.peers.get(from);
-        if (p && p.inRoom) this.onNegotiation(from, m);
-        else {
-          if (!this.early.has(from) && this.early.size >= 64) return;
-          const q = this.early.get(from) || [];
-          if (q.length < 64) q.push(m);
-          this.early.set(from, q);
-        }
-        break;
+  }
+
+  handleSignalConnected(now) {
+    this.lastNow = Math.max(this.lastNow, now);
+    const again = this.client.connections > 0;
+    this.client.handleConnected(now);
+    this.pumpSignal();
+    if (again && !this.closed) {
+      for (const id of this.ids()) {
+        const p = this.peers.get(id);
+        if (p.state === 'negotiating' && p.offerer) this.restartOffer(id, now);
       }
-      default:
     }
   }
 
-  onAnnounce(from, attrs, broadcast) {
-    if (attrs.room !== this.room) return;
-    if (broadcast) this.sendAnnounce(from);
-    const incarnation = typeof attrs.incarnation === 'string' ? attrs.incarnation : null;
-    const codecs = Array.isArray(attrs.codecs) ? attrs.codecs : ['json'];
-    let p = this.peers.get(from);
-    const returning = p !== undefined && p.incarnation !== incarnation;
-    if (returning) {
-      this.dropConn(from, null);
-      this.setPresent(from, false, 'left');
-    }
-    if (!p) {
-      p = {
-        attributes: {},
-        incarnation: null,
-        codecs: [],
-        present: false,
-        inRoom: true,
-        state: 'idle',
-        retryAt: null,
-        since: 0,
-        offerer: false,
-        pc: null,
-        dc: null,
-        link: null,
-        lastHeard: 0,
-        nextPing: 0,
-        failures: 0,
-        synced: false,
-        pending: [],
-        queue: [],
-        head: 0,
-      };
-      this.peers.set(from, p);
-    }
-    if (p.present && !returning && JSON.stringify(p.attributes) !== JSON.stringify(attrs)) {
-      this.emit('peer_update', { peer: from, attributes: attrs });
-    }
-    p.attributes = attrs;
-    p.incarnation = incarnation;
-    p.codecs = codecs;
-    p.inRoom = true;
-    if (returning) p.failures = 0;
-    this.setPresent(from, true, 'left');
-    if (p.state === 'idle' && this.weOffer(from)) this.offer(from);
-    else if (p.state === 'negotiating' && p.offerer && broadcast && !returning) {
-      // It announced again by broadcast (its signalling reconnected).
-      this.restartOffer(from);
-    }
-    const early = this.early.get(from);
-    if (early) {
-      this.early.delete(from);
-      for (const m of early) this.onNegotiation(from, m);
-    }
-  }
-
-  onLeave(from, obj) {
-    this.early.delete(from);
-    const p = this.peers.get(from);
-    if (!p) return;
-    p.inRoom = false;
-    const reason = obj && typeof obj.reason === 'string' ? obj.reason : null;
-    // The switchboard lost its connection: the link decides.
-    if (reason !== null && p.state === 'open') return;
-    this.dropConn(from, null);
-    this.setPresent(from, false, reason !== null ? 'closed' : 'left');
-    this.peers.delete(from);
-    this.checkAllSynced();
-  }
-
-  weOffer(peer) {
-    return this.id > peer;
+  handleSignalDisconnected(now) {
+    this.lastNow = Math.max(this.lastNow, now);
+    if (this.client.isConnected()) this.stats.signalDisconnects++;
+    this.client.handleDisconnected(now);
+    this.pumpSignal();
   }
 
   setPresent(peer, present, reason) {
     const p = this.peers.get(peer);
     if (!p || p.present === present) return;
     p.present = present;
-    if (present) this.emit('peer_join', { peer, attributes: p.attributes });
-    else this.emit('peer_leave', { peer, reason });
+    if (present) this.event('peer_join', { peer, attributes: p.attributes });
+    else this.event('peer_leave', { peer, reason });
   }
 
-  newPc(peer) {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    // Candidates go out after our SDP (a peer drops candidates for a negotiation it
-    // has not heard of): held until `sdpSent`.
-    pc.held = [];
-    pc.sdpSent = false;
-    pc.onicecandidate = (e) => {
-      if (!e.candidate || !e.candidate.candidate) return;
-      const text = encodeSignal('mesh:candidate', this.id, [e.candidate.toJSON()], peer);
-      if (pc.sdpSent) this.signal(text);
-      else pc.held.push(text);
-    };
-    pc.onconnectionstatechange = () => {
-      const p = this.peers.get(peer);
-      if (!p || p.pc !== pc) return;
-      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.linkClosed(peer);
-      // ICE lost its path (no check answered for some seconds): watched by `tick`.
-      else if (pc.connectionState === 'disconnected') p.iceLostAt ??= Date.now();
-      else p.iceLostAt = null;
-    };
-    return pc;
-  }
-
-  /** Sends our SDP, then the candidates found meanwhile. */
-  sendSdp(peer, pc, type) {
-    this.signal(encodeSignal('mesh:sdp', this.id, [{ type, sdp: pc.localDescription.sdp, incarnation: this.incarnation }], peer));
-    pc.sdpSent = true;
-    for (const t of pc.held.splice(0)) this.signal(t);
-  }
-
-  /** A new connection to `peer`, negotiating as offerer or answerer. */
-  startNegotiation(peer, p, offerer) {
-    p.state = 'negotiating';
-    p.offerer = offerer;
-    p.since = Date.now();
-    p.pc = this.newPc(peer);
-    p.pending = [];
-    p.remoteSet = false;
-    return p.pc;
-  }
-
-  /** Runs the async steps of a negotiation on `pc`; a failure closes the link. */
-  negotiate(peer, p, pc, steps) {
-    steps().catch(() => {
-      if (p.pc === pc) this.linkClosed(peer);
-    });
-  }
-
-  /** Applies the remote's SDP, then the candidates that waited for it. */
-  async setRemote(p, pc, type, sdp) {
-    await pc.setRemoteDescription({ type, sdp });
-    p.remoteSet = true;
-    await this.flushCandidates(p, pc);
-  }
-
-  /** Drops the negotiation in progress with `peer` and offers afresh. */
-  restartOffer(peer) {
-    this.dropConn(peer, null);
-    this.offer(peer);
-  }
-
-  offer(peer) {
-    const p = this.peers.get(peer);
-    if (!p) return;
-    const pc = this.startNegotiation(peer, p, true);
-    // The best codec both list (ours in order of preference; a peer that lists none
-    // speaks json).
-    const codec = this.codecs.find((c) => p.codecs.includes(c)) || 'json';
-    const dc = pc.createDataChannel('mesh', { ordered: true, protocol: codec });
-    this.wireChannel(peer, pc, dc, codec);
-    this.negotiate(peer, p, pc, async () => {
-      await pc.setLocalDescription(await pc.createOffer());
-      if (p.pc === pc) this.sendSdp(peer, pc, 'offer');
-    });
-  }
-
-  onNegotiation(from, m) {
-    const p = this.peers.get(from);
-    if (!p) return;
-    const obj = m.args.find((a) => a && typeof a === 'object');
-    if (m.command === 'mesh:sdp') {
-      if (!obj || typeof obj.type !== 'string' || typeof obj.sdp !== 'string') return;
-      if (obj.type === 'offer') {
-        if (p.state === 'negotiating' && p.offerer) return;
-        // Over an open link a fresh offer means the remote lost it: reported as a closed
-        // link is, as core does (the peer joins again when the new one opens).
-        const wasOpen = p.state === 'open';
-        this.dropConn(from, null);
-        if (wasOpen) {
-          this.setPresent(from, false, 'closed');
-          this.checkAllSynced();
-        }
-        const pc = this.startNegotiation(from, p, false);
-        pc.ondatachannel = (e) => {
-          if (e.channel.label !== 'mesh' || p.pc !== pc) return;
-          // The offerer picked from what we announced; anything else (or nothing, a
-          // foreign client) is json.
-          const codec = this.codecs.includes(e.channel.protocol) ? e.channel.protocol : 'json';
-          this.wireChannel(from, pc, e.channel, codec);
-        };
-        this.negotiate(from, p, pc, async () => {
-          await this.setRemote(p, pc, 'offer', obj.sdp);
-          await pc.setLocalDescription(await pc.createAnswer());
-          if (p.pc === pc) this.sendSdp(from, pc, 'answer');
-        });
-      } else if (obj.type === 'answer' && p.state === 'negotiating' && p.offerer && p.pc) {
-        const pc = p.pc;
-        this.negotiate(from, p, pc, () => this.setRemote(p, pc, 'answer', obj.sdp));
+  /** A text from the switchboard. */
+  handleSignal(now, text) {
+    this.lastNow = Math.max(this.lastNow, now);
+    const m = parseSignal(text);
+    if (!m) {
+      this.stats.badSignals++;
+      return;
+    }
+    if (this.closed) return;
+    if (m.to !== null && m.to !== this.id) return;
+    if (m.command === 'roominfo') {
+      if (!this.online) {
+        this.online = true;
+        this.event('online');
       }
       return;
     }
-    // Candidates, one or a batch.
-    if (p.state === 'idle' || !p.pc) return;
-    const list = [];
+    const from = m.sender;
+    if (!from || from === this.id || !validPeerId(from)) return;
+    switch (m.command) {
+      case 'announce': this.onAnnounce(now, from, m); break;
+      case 'leave': this.onLeave(from, m); break;
+      case 'mesh:sdp':
+      case 'mesh:candidate':
+      case 'mesh:candidates':
+        if (this.peers.get(from)?.inRoom) this.onNegotiation(now, from, m);
+        else if (this.early.size < MAX_EARLY_PEERS || this.early.has(from)) {
+          // Before its announce: kept for then.
+          this.stats.early++;
+          const q = this.early.get(from) ?? [];
+          if (q.length < MAX_EARLY) q.push(m);
+          this.early.set(from, q);
+        }
+        break;
+      default:
+    }
+  }
+
+  onAnnounce(now, from, m) {
+    const attrs = m.args[0];
+    if (!isObject(attrs) || attrs.room !== this.room) return;
+    const incarnation = typeof attrs.incarnation === 'string' ? attrs.incarnation : null;
+    if (m.to === null) {
+      // A newcomer's broadcast: answered directly, as rtc-signaller does.
+      this.signal(encodeSignal('announce', this.id, [this.announceAttributes()], from));
+    }
+    let p = this.peers.get(from);
+    const returning = p !== undefined && p.incarnation !== incarnation;
+    if (returning) {
+      // A new life: its old link (if any) is of no use.
+      this.dropConn(from, null);
+      this.setPresent(from, false, 'left');
+    }
+    if (!p) {
+      p = {
+        attributes: {}, incarnation: null, codecs: [], present: false, inRoom: true,
+        state: 'idle', retryAt: null, since: 0, offerer: false,
+        link: null, codec: null, encoder: null, decoder: null, lastHeard: 0, nextPing: 0,
+        failures: 0, synced: false,
+      };
+      this.peers.set(from, p);
+    }
+    if (p.present && !returning && !sameObject(p.attributes, attrs)) {
+      this.event('peer_update', { peer: from, attributes: attrs });
+    }
+    p.attributes = attrs;
+    p.incarnation = incarnation;
+    p.codecs = codecsOf(attrs);
+    p.inRoom = true;
+    if (returning) p.failures = 0;
+    this.setPresent(from, true, 'left');
+    if (p.state === 'idle' && this.weOffer(from)) this.offer(from, now);
+    else if (p.state === 'negotiating' && p.offerer && m.to === null && !returning) {
+      // It announced again by broadcast (its signalling reconnected): what went
+      // between us may be lost.
+      this.restartOffer(from, now);
+    }
+    const early = this.early.get(from);
+    if (early) {
+      this.early.delete(from);
+      for (const e of early) this.onNegotiation(now, from, e);
+    }
+  }
+
+  onLeave(from, m) {
+    const o = m.args[0];
+    const reason = isObject(o) && typeof o.reason === 'string' ? o.reason : null;
+    this.early.delete(from);
+    const p = this.peers.get(from);
+    if (!p) return;
+    p.inRoom = false;
+    // The switchboard lost its connection: the link decides.
+    if (reason !== null && p.state === 'open') return;
+    this.dropConn(from, null);
+    this.setPresent(from, false, reason !== null ? 'closed' : 'left');
+    this.peers.delete(from);
+    this.syncDirty = true;
+  }
+
+  // -- negotiation (core's mesh/negotiation.rs)
+
+  weOffer(peer) {
+    return this.id > peer;
+  }
+
+  offer(peer, now) {
+    if (!this.peers.has(peer)) return;
+    this.stats.offers++;
+    this.startNegotiation(peer, now, true);
+  }
+
+  restartOffer(peer, now) {
+    this.stats.offersRestarted++;
+    this.dropConn(peer, null);
+    this.offer(peer, now);
+  }
+
+  startNegotiation(peer, now, offerer) {
+    const p = this.peers.get(peer);
+    // The first of ours that it lists (one that lists none speaks json).
+    const codec = (p && this.codecs.find((c) => p.codecs.includes(c))) || 'json';
+    if (p) {
+      p.state = 'negotiating';
+      p.since = now;
+      p.offerer = offerer;
+    }
+    this.push({ type: 'open', peer, offerer, codec });
+  }
+
+  onNegotiation(now, from, m) {
+    const p = this.peers.get(from);
+    if (m.command === 'mesh:sdp') {
+      const o = m.args[0];
+      if (!isObject(o) || typeof o.type !== 'string' || typeof o.sdp !== 'string') return;
+      const offering = p?.state === 'negotiating' && p.offerer;
+      if (o.type === 'offer') {
+        // Both offered (it should not, by the rule): ours stands.
+        if (offering) return;
+        // A fresh offer replaces whatever was there. Over an open link it means the
+        // remote lost that link: reported as a closed link is.
+        const wasOpen = p?.state === 'open';
+        this.dropConn(from, null);
+        if (wasOpen) {
+          this.setPresent(from, false, 'closed');
+          this.syncDirty = true;
+        }
+        this.startNegotiation(from, now, false);
+        this.push({ type: 'remoteSdp', peer: from, kind: 'offer', sdp: o.sdp });
+      } else if (o.type === 'answer' && offering) {
+        this.push({ type: 'remoteSdp', peer: from, kind: 'answer', sdp: o.sdp });
+      }
+      return;
+    }
+    if (!p || p.state === 'idle') return;
     for (const a of m.args) {
-      if (Array.isArray(a)) list.push(...a.filter((c) => c && typeof c === 'object'));
-      else if (a && typeof a === 'object') list.push(a);
-    }
-    for (const c of list) {
-      if (typeof c.candidate !== 'string' || !c.candidate || / [^ ]+\.local /.test(c.candidate)) continue;
-      p.pending.push(c);
-    }
-    if (p.remoteSet) this.flushCandidates(p, p.pc);
-  }
-
-  async flushCandidates(p, pc) {
-    const list = p.pending;
-    p.pending = [];
-    for (const c of list) {
-      try {
-        await pc.addIceCandidate({
-          candidate: c.candidate,
-          sdpMid: c.sdpMid ?? null,
-          sdpMLineIndex: c.sdpMLineIndex ?? 0,
-        });
-      } catch {
-        // An unparsable candidate is ignored, as natives do.
+      if (isObject(a)) this.push({ type: 'remoteCandidate', peer: from, candidate: a });
+      else if (Array.isArray(a)) {
+        for (const c of a) if (isObject(c)) this.push({ type: 'remoteCandidate', peer: from, candidate: c });
       }
     }
   }
 
-  /** Wires a data channel to `peer` speaking `codec` (its `protocol`). */
-  wireChannel(peer, pc, dc, codec) {
-    const p = this.peers.get(peer);
-    p.dc = dc;
-    p.codec = codec;
-    dc.binaryType = 'arraybuffer';
-    dc.bufferedAmountLowThreshold = HIGH_WATER / 4;
-    const lines = codec === 'json' ? new LineDecoder() : null;
-    const frames = codec === 'postcard' ? new PostcardDecoder() : null;
-    dc.onopen = () => {
-      if (p.pc !== pc) return;
-      this.linkOpen(peer, dc);
-    };
-    dc.onmessage = (e) => {
-      if (p.pc !== pc) return;
-      p.heard = true;
-      // A message can come before this side's `open` event (the remote opened first).
-      if (p.link === null) this.linkOpen(peer, dc);
-      if (p.link === null) return;
-      p.lastHeard = Date.now();
-      const s = this.replica.session(p.link);
-      const text = typeof e.data === 'string';
-      if (s) s.stats.bytesIn += text ? byteLength(e.data) : e.data.byteLength;
-      if (frames) {
-        // A postcard frame: all of its messages, or an error that drops only it.
-        let msgs;
-        try {
-          if (text) throw new MeshError('bad_frame', 'text on a postcard link');
-          msgs = frames.push(new Uint8Array(e.data));
-        } catch {
-          if (s) s.stats.errors++;
-          msgs = [];
-        }
-        for (const m of msgs) {
-          if (p.link === null || p.pc !== pc) return;
-          this.onAnswer(peer, p, this.replica.handleMessage(p.link, m, Date.now()));
-        }
-      } else {
-        let got;
-        try {
-          got = lines.push(text ? e.data : new Uint8Array(e.data));
-        } catch {
-          this.linkClosed(peer);
-          return;
-        }
-        for (const line of got) {
-          if (p.link === null || p.pc !== pc) return;
-          this.onAnswer(peer, p, this.replica.handleLine(p.link, line, Date.now()));
-        }
-      }
-      this.flush(p);
-    };
-    dc.onbufferedamountlow = () => this.flush(p);
-    dc.onclose = () => {
-      if (p.pc === pc) this.linkClosed(peer);
-    };
+  /** The link layer made our SDP (`offer` or `answer`) for `peer`. */
+  localSdp(now, peer, kind, sdp) {
+    this.signal(encodeSignal('mesh:sdp', this.id, [{ type: kind, sdp, incarnation: this.incarnation }], peer));
   }
 
-  linkOpen(peer, dc) {
-    const p = this.peers.get(peer);
-    if (!p || p.state === 'open') return;
-    // The side that did not create the channel speaks once it has heard the other:
-    // Firefox can drop what arrives just before its own `open` event. (The creator
-    // speaks at once; a silent creator is given 1 s.)
-    p.heard = p.offerer;
-    p.openedAt = Date.now();
-    p.encoder = p.codec === 'postcard' ? new PostcardEncoder() : new JsonEncoder();
-    p.encoder.onWrite = () => this.scheduleFlush(p);
-    p.link = this.replica.openLink(p.encoder);
-    const now = Date.now();
-    this.replica.session(p.link).ping(now);
-    p.state = 'open';
-    p.lastHeard = now;
-    p.nextPing = now + PING_MS;
-    p.failures = 0;
-    this.setPresent(peer, true, 'left');
-    this.flush(p);
+  /** The link layer found a local candidate for `peer` (`RTCIceCandidate.toJSON()`). */
+  localCandidate(now, peer, candidate) {
+    this.signal(encodeSignal('mesh:candidate', this.id, [candidate], peer));
   }
 
-  scheduleFlush(p) {
-    if (p.flushing) return;
-    p.flushing = true;
-    queueMicrotask(() => {
-      p.flushing = false;
-      this.flush(p);
-    });
-  }
-
-  /** Moves what the link's encoder holds onto the channel, while it takes more. */
-  flush(p) {
-    const dc = p.dc;
-    if (!dc || dc.readyState !== 'open' || !p.heard || !p.encoder) return;
-    const s = p.link !== null ? this.replica.session(p.link) : null;
-    while (dc.bufferedAmount < HIGH_WATER) {
-      const msg = p.encoder.poll();
-      if (msg === null) return;
-      if (!this.sendOn(dc, msg)) return;
-      if (s) s.stats.bytesOut += typeof msg === 'string' ? byteLength(msg) : msg.length;
-    }
-  }
-
-  sendOn(dc, msg) {
-    try {
-      dc.send(msg);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** What the replica answered to a message from `peer`. */
-  onAnswer(peer, p, r) {
-    if (!r) return;
-    if (r.synced) {
-      p.synced = true;
-      this.emit('synced', { peer });
-      this.checkAllSynced();
-    }
-    if (r.control === 'BYE') {
-      this.dropConn(peer, null);
-      this.setPresent(peer, false, 'left');
-      this.peers.delete(peer);
-      this.checkAllSynced();
-    }
-  }
-
-  checkAllSynced() {
-    const present = [...this.peers.entries()].filter(([, p]) => p.present);
-    if (present.length && present.every(([, p]) => p.synced)) {
-      this.emit('synced_all', { peers: present.map(([id]) => id) });
-    }
-  }
+  // -- links (core's mesh/links.rs)
 
   dropConn(peer, retryAt) {
     const p = this.peers.get(peer);
     if (!p) return;
-    if (p.link !== null) {
-      this.flush(p);
-      this.replica.closeLink(p.link);
-      p.link = null;
-    }
-    if (p.dc) {
-      p.dc.onclose = null;
-      p.dc.onmessage = null;
-    }
-    if (p.pc) {
-      p.pc.onconnectionstatechange = null;
-      try {
-        p.pc.close();
-      } catch {
-        // closed already
-      }
-    }
-    p.pc = null;
-    p.iceLostAt = null;
-    p.dc = null;
+    const old = p.state;
     p.state = 'idle';
     p.retryAt = retryAt;
     p.synced = false;
-    p.encoder = null;
+    if (old === 'open') {
+      const link = p.link;
+      p.link = null;
+      p.encoder = null;
+      p.decoder = null;
+      this.replica.closeLink(link);
+    }
+    if (old !== 'idle') this.push({ type: 'close', peer });
   }
 
-  /** The wait before retrying a link after `failures`: core's rule (250 ms doubling
-   * to 10 s, jittered into [0.5, 1) of it by core's generator, seeded per member). */
-  backoff(failures) {
-    const d = Math.min(RETRY_MIN_MS * 2 ** Math.min(failures, 16), RETRY_MAX_MS);
-    return this.rng.jitter(d);
+  /** The link to `peer` is lost: it goes, the peer is reported left for `reason`, the
+   * offerer retries at `retryAt`, and a peer the switchboard no longer has is forgotten. */
+  loseLink(peer, retryAt, reason) {
+    this.dropConn(peer, retryAt);
+    this.setPresent(peer, false, reason);
+    if (this.peers.get(peer)?.inRoom === false) this.peers.delete(peer);
   }
 
-  linkClosed(peer) {
+  /** The data channel to `peer` opened, speaking `codec`. */
+  linkOpen(now, peer, codec) {
+    this.lastNow = Math.max(this.lastNow, now);
     const p = this.peers.get(peer);
-    // A closing member closes its links itself (see close).
-    if (!p || this.closed) return;
+    if (!p) {
+      // Not a peer we know (any more): the link layer must close it.
+      if (validPeerId(peer)) this.push({ type: 'close', peer });
+      return;
+    }
+    if (p.state === 'open') return;
+    p.codec = codec;
+    p.encoder = codec === 'postcard' ? new PostcardEncoder() : new JsonEncoder();
+    p.decoder = codec === 'postcard' ? new PostcardDecoder() : new LineDecoder();
+    p.link = this.replica.openLink(p.encoder);
+    // A first PING right behind the digest: the round trip is known at once.
+    this.replica.session(p.link).ping(now);
+    p.state = 'open';
+    p.lastHeard = now;
+    p.nextPing = now + this.pingMs;
+    p.failures = 0;
+    this.setPresent(peer, true, 'left');
+  }
+
+  /** A message from the data channel to `peer` (text for json, bytes for postcard). */
+  linkData(now, peer, data) {
+    this.lastNow = Math.max(this.lastNow, now);
+    this.clock = now;
+    const p = this.peers.get(peer);
+    if (!p || p.state !== 'open') return;
+    p.lastHeard = now;
+    const link = p.link;
+    const s = this.replica.session(link);
+    s.stats.bytesIn += typeof data === 'string' ? byteLength(data) : data.length;
+    let msgs;
+    try {
+      if (p.codec === 'postcard') {
+        if (typeof data === 'string') throw new MeshError('bad_frame', 'text on a postcard link');
+        msgs = p.decoder.push(data);
+      } else msgs = p.decoder.push(data);
+    } catch {
+      // Skipped, the store unchanged (core's non-fatal decode errors).
+      s.stats.errors++;
+      return;
+    }
+    for (const m of msgs) {
+      if (p.link !== link) return;
+      const r = p.codec === 'postcard' ? this.replica.handleMessage(link, m, now) : this.replica.handleLine(link, m, now);
+      if (r) this.onAnswer(peer, p, r);
+    }
+  }
+
+  onAnswer(peer, p, r) {
+    if (r.synced) {
+      p.synced = true;
+      this.event('synced', { peer });
+      this.syncDirty = true;
+    }
+    if (r.control === 'BYE') {
+      // It is leaving: as its own `/leave`.
+      this.dropConn(peer, null);
+      this.setPresent(peer, false, 'left');
+      this.peers.delete(peer);
+      this.syncDirty = true;
+      this.checkClosing();
+    }
+  }
+
+  /** The connection to `peer` closed or failed. */
+  linkClosed(now, peer) {
+    this.lastNow = Math.max(this.lastNow, now);
+    if (this.closed) {
+      // We are closing: the remote read our goodbye and closed the link.
+      this.dropConn(peer, null);
+      this.checkClosing();
+      return;
+    }
+    const p = this.peers.get(peer);
+    if (!p) return;
     const wasOpen = p.state === 'open';
     p.failures++;
-    this.dropConn(peer, Date.now() + this.backoff(p.failures));
-    this.setPresent(peer, false, wasOpen ? 'closed' : 'failed');
-    if (!p.inRoom) this.peers.delete(peer);
-    this.checkAllSynced();
-  }
-
-  tick() {
-    if (this.closed) return;
-    const now = Date.now();
-    for (const [id, p] of [...this.peers.entries()]) {
-      if (p.state === 'open') {
-        if (!p.heard && now - p.openedAt >= 1000) p.heard = true;
-        // DESIGN: once the remote has sent a PING (whatever it is: ours, a page, a
-        // foreign client without an incarnation), a link silent for DEAD_MS is dead.
-        const pinged = (this.replica.session(p.link)?.stats.pingsIn ?? 0) > 0;
-        // A peer that never pings is watched by ICE: the browser calls a connection
-        // `disconnected` once its checks go unanswered (Chromium after about 5-7 s,
-        // Firefox after about 9-10 s) and `failed` only much later (about 30 s), so a
-        // connection `disconnected` for ICE_LOST_MS is dead too.
-        const iceLost = p.iceLostAt != null && now - p.iceLostAt >= ICE_LOST_MS;
-        if ((pinged && now - p.lastHeard >= DEAD_MS) || iceLost) {
-          this.dropConn(id, now + this.backoff(p.failures));
-          this.setPresent(id, false, 'timeout');
-          if (!p.inRoom) this.peers.delete(id);
-          this.checkAllSynced();
-        } else if (now >= p.nextPing) {
-          this.replica.session(p.link)?.ping(now);
-          p.nextPing = now + PING_MS;
-        }
-      } else if (p.state === 'negotiating') {
-        if (now - p.since >= NEGOTIATE_MS) {
-          p.failures++;
-          this.dropConn(id, now + this.backoff(p.failures));
-          this.setPresent(id, false, 'failed');
-          if (!p.inRoom) this.peers.delete(id);
-        }
-      } else if (p.retryAt !== null && now >= p.retryAt) {
-        p.retryAt = null;
-        if (this.weOffer(id) && p.inRoom) this.offer(id);
-      }
-    }
-    this.replica.reportLinks(true);
-    for (const p of this.peers.values()) this.flush(p);
+    this.loseLink(peer, now + this.backoff(p.failures), wasOpen ? 'closed' : 'failed');
+    this.syncDirty = true;
   }
 
   /**
-   * Leaves the room: `BYE` on every link; each data channel is closed once what was
-   * written to it has gone (the channel's own orderly close, which sends what it
-   * buffered first), at most `CLOSE_FLUSH_MS` (5 s, as natives wait for their
-   * streams); then `/leave` to the switchboard. Resolves when every link is closed
-   * and the signalling connection with it; calling it again gives the same promise.
+   * The link layer judged the open connection to `peer` dead (a browser's ICE calling
+   * it `disconnected` too long): as a silent link, reported left for `timeout`.
    */
-  close() {
-    if (this.closing) return this.closing;
-    for (const p of this.peers.values()) {
-      if (p.link !== null) {
-        this.replica.session(p.link)?.sendControl('BYE');
-        this.flush(p);
-      }
-    }
-    this.closed = true;
-    clearInterval(this.timer);
-    const channels = [...this.peers.values()].filter((p) => p.dc && p.dc.readyState === 'open');
-    const drained = channels.map((p) => this.closeChannel(p));
-    let cap;
-    const limit = new Promise((resolve) => {
-      cap = setTimeout(resolve, CLOSE_FLUSH_MS);
-    });
-    this.closing = Promise.race([Promise.all(drained), limit]).then(() => {
-      clearTimeout(cap);
-      for (const id of [...this.peers.keys()]) this.dropConn(id, null);
-      // The leave only now: a peer that hears it drops its link to us at once, and
-      // must not do so while our last writes are still on the way.
-      this.signal(encodeSignal('leave', this.id, [{ id: this.id }]));
-      this.signalClient.close();
-      this.pumpSignal();
-      clearTimeout(this.signalTimer);
-    });
-    return this.closing;
+  linkLost(now, peer) {
+    this.lastNow = Math.max(this.lastNow, now);
+    const p = this.peers.get(peer);
+    if (this.closed || !p || p.state !== 'open') return;
+    this.stats.linkTimeouts++;
+    this.loseLink(peer, now + this.backoff(p.failures), 'timeout');
+    this.syncDirty = true;
   }
 
-  /** Closes `p`'s channel once its queue and buffer are empty; resolves when closed. */
-  closeChannel(p) {
-    const dc = p.dc;
-    return new Promise((resolve) => {
-      dc.addEventListener('close', () => resolve());
-      const done = () => {
-        this.flush(p);
-        if ((p.encoder && p.encoder.pending()) || dc.bufferedAmount > 0) return false;
-        dc.close();
-        return true;
-      };
-      if (!done()) {
-        dc.bufferedAmountLowThreshold = 0;
-        dc.addEventListener('bufferedamountlow', done);
+  reportAllSynced() {
+    if (!this.syncDirty) return;
+    this.syncDirty = false;
+    const present = this.ids().filter((id) => this.peers.get(id).present);
+    if (present.length && present.every((id) => this.peers.get(id).synced)) {
+      this.event('synced_all', { peers: present });
+    }
+  }
+
+  // -- the store
+
+  /** Sets `key` (null deletes); the write goes to every link. Throws MeshError. */
+  set(now, key, value) {
+    if (this.closed) throw new MeshError('closed', 'the member has left the room');
+    this.clock = now;
+    return this.replica.set(key, value);
+  }
+
+  // -- liveness (core's mesh/liveness.rs)
+
+  /** Time passed: pings, dead links, negotiation deadlines, retries. */
+  handleTimeout(now) {
+    this.lastNow = Math.max(this.lastNow, now);
+    if (now >= this.clientAt - EPS) {
+      this.client.handleTimeout(now);
+      this.pumpSignal();
+    }
+    if (this.closed) {
+      this.checkClosing();
+      return;
+    }
+    if (now < this.nextTick - EPS) return;
+    this.nextTick = now + Math.max(this.pingMs / 4, 10);
+    const toPing = [];
+    const timedOut = [];
+    const failed = [];
+    const retry = [];
+    for (const id of this.ids()) {
+      const p = this.peers.get(id);
+      if (p.state === 'open') {
+        // DESIGN: once a remote has sent a PING, a link silent for `deadMs` is dead,
+        // whatever the remote is; one that never pinged is left to ICE.
+        const pings = (this.replica.session(p.link)?.stats.pingsIn ?? 0) > 0;
+        if (pings && now - p.lastHeard >= this.deadMs - EPS) timedOut.push(id);
+        else if (now >= p.nextPing - EPS) {
+          toPing.push(p.link);
+          p.nextPing = now + this.pingMs;
+        }
+      } else if (p.state === 'negotiating') {
+        if (now - p.since >= this.negotiateMs - EPS) failed.push(id);
+      } else if (p.retryAt !== null && now >= p.retryAt - EPS) {
+        p.retryAt = null;
+        retry.push(id);
       }
-    });
+    }
+    for (const l of toPing) this.replica.session(l)?.ping(now);
+    this.replica.reportLinks(true);
+    this.stats.linkTimeouts += timedOut.length;
+    this.stats.negotiationTimeouts += failed.length;
+    for (const id of timedOut) this.loseLink(id, now + this.backoff(this.peers.get(id).failures), 'timeout');
+    for (const id of failed) {
+      const p = this.peers.get(id);
+      p.failures++;
+      this.loseLink(id, now + this.backoff(p.failures), 'failed');
+    }
+    for (const id of retry) {
+      if (this.weOffer(id) && this.peers.get(id)?.inRoom) this.offer(id, now);
+    }
+  }
+
+  /** The wait before retrying a link after `failures` (doubling from `retryMinMs` to
+   * `retryMaxMs`, jittered into [0.5, 1) of it). */
+  backoff(failures) {
+    return this.rng.jitter(Math.min(this.retryMinMs * 2 ** Math.min(failures, 16), this.retryMaxMs));
+  }
+
+  // -- leaving
+
+  /**
+   * Leaves: `BYE` on every link, each kept until its remote closes it (at most
+   * `CLOSE_FLUSH_MS`, so what was written before reaches it); then what is left is
+   * closed, `/leave` sent, and `offline` reported.
+   */
+  close(now) {
+    if (this.closed) return;
+    this.closed = true;
+    this.lastNow = Math.max(this.lastNow, now);
+    for (const id of this.ids()) {
+      const p = this.peers.get(id);
+      if (p.link !== null) this.replica.session(p.link)?.sendControl('BYE');
+    }
+    for (const id of this.ids()) if (this.peers.get(id).state !== 'open') this.dropConn(id, null);
+    this.closingUntil = now + CLOSE_FLUSH_MS;
+    this.checkClosing();
+  }
+
+  checkClosing() {
+    if (this.closingUntil === null) return;
+    const open = [...this.peers.values()].some((p) => p.state === 'open');
+    if (open && this.lastNow < this.closingUntil - EPS) return;
+    this.closingUntil = null;
+    for (const id of this.ids()) this.dropConn(id, null);
+    this.signal(encodeSignal('leave', this.id, [{ id: this.id }]));
+    // The leave goes out first if the connection is up; then it closes.
+    this.client.close();
+    this.pumpSignal();
+    this.event('offline');
   }
 }
 
 function updateEvent(u, local) {
-  return {
-    key: u.key,
-    value: u.value,
-    deleted: u.value === null,
-    ts: u.ts,
-    source: u.source,
-    local,
-  };
-}
-
-function defaultSignalUrl() {
-  if (typeof location !== 'undefined' && /^https?:$/.test(location.protocol)) {
-    return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
-  }
-  return 'ws://127.0.0.1:3000/';
-}
-
-/**
- * Joins `room` through the switchboard at `options.signal` (default: the page's own
- * host, or ws://127.0.0.1:3000/). Options: `id`, `attributes`, `iceServers`.
- * Returns the {@link Member} at once; it announces as soon as the WebSocket opens.
- */
-export function join(room, options = {}) {
-  if (typeof room !== 'string' || !room) throw new MeshError('bad_room', 'a room name is required');
-  const m = new Member(room, options);
-  m.connect();
-  return m;
+  return { key: u.key, value: u.value, deleted: u.value === null, ts: u.ts, source: u.source, local };
 }

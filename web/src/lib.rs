@@ -26,6 +26,7 @@ pub const MODULES: &[(&str, &str)] = &[
         include_str!("../lib/signal-client.js"),
     ),
     ("/lib/mesh.js", include_str!("../lib/mesh.js")),
+    ("/lib/member.js", include_str!("../lib/member.js")),
 ];
 
 /// The demo page; it loads `/mesh.js` and picks a room with `?room=NAME`.

@@ -13,18 +13,22 @@ test('mesh.d.ts declares every export of mesh.js, and only those', () => {
   assert.deepEqual([...new Set(declared)].sort(), exported.sort());
 });
 
-// Member's other methods are its driving (signalling, negotiation, channels), not API.
-test('every public method of Member and SignalClient is declared', () => {
+// Member's other methods are its driving (signalling, negotiation, channels), Mesh's
+// its rules (core's private functions): not API.
+test('every public method of Member, Mesh and SignalClient is declared', () => {
   const dts = readFileSync(new URL('../mesh.d.ts', import.meta.url), 'utf8');
   for (const [cls, name, internal] of [
-    [mesh.Member, 'Member', /^(emit|pumpSignal|openSocket|signal|announceAttributes|sendAnnounce|handleSignal|onAnnounce|onLeave|weOffer|setPresent|newPc|sendSdp|startNegotiation|negotiate|setRemote|restartOffer|offer|onNegotiation|flushCandidates|wireChannel|linkOpen|scheduleFlush|flush|sendOn|onAnswer|checkAllSynced|dropConn|backoff|linkClosed|tick|closeChannel|connect)$/],
+    [mesh.Member, 'Member', /^(emit|pump|drain|schedule|openSocket|closeSocket|open|input|negotiate|sendSdp|remoteSdp|remoteCandidate|flushCandidates|wireChannel|channelOpen|checkQuiet|scheduleFlush|flush|closeLink)$/],
+    [mesh.Mesh, 'Mesh', /^(push|event|ids|announceAttributes|signal|pumpSignal|setPresent|onAnnounce|onLeave|weOffer|offer|restartOffer|startNegotiation|onNegotiation|dropConn|loseLink|onAnswer|reportAllSynced|backoff|checkClosing)$/],
     [mesh.SignalClient, 'SignalClient', /^$/],
   ]) {
     const body = dts.slice(dts.indexOf(`export declare class ${name} `));
     const block = body.slice(0, body.indexOf('\n}'));
     for (const m of Object.getOwnPropertyNames(cls.prototype)) {
       if (m === 'constructor' || internal.test(m)) continue;
-      assert.match(block, new RegExp(`\\n  ${m}[<(]`), `${name}.${m} is not declared`);
+      const getter = Object.getOwnPropertyDescriptor(cls.prototype, m).get !== undefined;
+      const declared = getter ? new RegExp(`\\n  readonly ${m}: `) : new RegExp(`\\n  ${m}[<(]`);
+      assert.match(block, declared, `${name}.${m} is not declared`);
     }
   }
 });

@@ -232,21 +232,27 @@ function fresh(t) {
   made = [];
   const mine = made;
   // Stopped however the test ends, so that no timer keeps the process alive.
-  t.after(() => stop(...mine.filter((m) => !m.closed)));
+  t.after(() => stop(...mine));
 }
 
 /** A member whose peer connections are marked as its own (for the log). */
 function member(id, options = {}) {
   const m = new Member('room', { id, signal: 'ws://fake/', ...options });
-  const newPc = m.newPc.bind(m);
-  m.newPc = (peer) => {
-    const pc = newPc(peer);
-    pc.owner = id;
-    return pc;
+  const open = m.open.bind(m);
+  m.open = (peer, offerer, codec) => {
+    open(peer, offerer, codec);
+    m.links.get(peer).pc.owner = id;
   };
-  m.connect();
+  m.mesh.start(performance.now());
+  m.pump();
   made.push(m);
   return m;
+}
+
+/** A text from the switchboard, as if it came over the WebSocket. */
+function signal(m, text) {
+  m.mesh.handleSignal(performance.now(), text);
+  m.pump();
 }
 
 /** alpha and omega (omega offers), linked and synced in a fresh world. */
@@ -280,10 +286,11 @@ let made = [];
 
 function stop(...ms) {
   for (const m of ms) {
-    clearInterval(m.timer);
-    clearTimeout(m.signalTimer);
-    m.closed = true;
-    for (const id of [...m.peers.keys()]) m.dropConn(id, null);
+    // Nothing more runs: no outputs, no timer, its links and WebSocket closed.
+    m.pump = () => {};
+    clearTimeout(m.timer);
+    for (const id of [...m.links.keys()]) m.closeLink(id);
+    m.ws?.close();
   }
 }
 
@@ -334,7 +341,7 @@ test('close() sends every write and BYE before the /leave, and resolves', { time
 test('a peer that pinged and went silent is reported left after 4 s', { timeout: 30000 }, async (t) => {
   const [a, b] = await linked(t);
   // The path between them is cut: nothing crosses either way, not even a close.
-  for (const dc of a.peers.get('omega').pc.channels) {
+  for (const dc of a.links.get('omega').pc.channels) {
     dc.cut = true;
     dc.peer.cut = true;
   }
@@ -346,7 +353,7 @@ test('a peer that pinged and went silent is reported left after 4 s', { timeout:
 
 test('a connection ICE calls disconnected is closed after 2 s', { timeout: 30000 }, async (t) => {
   const [a, b] = await linked(t);
-  const pc = a.peers.get('omega').pc;
+  const pc = a.links.get('omega').pc;
   const t0 = Date.now();
   pc.connectionState = 'disconnected';
   pc.onconnectionstatechange();
@@ -377,14 +384,14 @@ test("a switchboard's disconnected leave keeps a link that answers; a peer's own
   const [a, b] = await linked(t);
   let lefts = 0;
   a.on('peer_leave', () => lefts++);
-  a.handleSignal('/leave|omega|{"id":"omega","reason":"disconnected"}');
+  signal(a, '/leave|omega|{"id":"omega","reason":"disconnected"}');
   const got = next(a, 'update', (u) => u.key === 'still');
   b.set('still', 'here');
   assert.equal((await got).value, 'here');
   assert.equal(lefts, 0);
   assert.equal(a.peerList()[0].state, 'open');
   const left = next(a, 'peer_leave');
-  a.handleSignal('/leave|omega|{"id":"omega"}');
+  signal(a, '/leave|omega|{"id":"omega"}');
   assert.equal((await left).reason, 'left');
   assert.equal(a.peerList().length, 0);
   stop(a, b);
@@ -392,11 +399,10 @@ test("a switchboard's disconnected leave keeps a link that answers; a peer's own
 
 test("link retries back off as core's do, from a generator seeded per member", () => {
   const m = new Member('room', { id: 'a' });
-  clearInterval(m.timer);
   for (let failures = 0; failures <= 20; failures++) {
     const d = Math.min(250 * 2 ** failures, 10000);
     for (let i = 0; i < 50; i++) {
-      const b = m.backoff(failures);
+      const b = m.mesh.backoff(failures);
       assert.ok(b >= d / 2 && b < d, `failures ${failures}: ${b} outside [${d / 2}, ${d})`);
     }
   }

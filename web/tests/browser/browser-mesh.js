@@ -235,7 +235,7 @@ async function testMode (chromium, firefox) {
     if (dom.count !== '4 keys') fail(`${engine} key count: ${dom.count}`)
     if (dom.native !== '{"n":1}') fail(`${engine} table value: ${dom.native}`)
     if (!dom.peers.every(function (t) { return t.includes('open, synced') })) fail(`${engine} peers: ${dom.peers}`)
-    if (dom.linkClass !== 'open synced' || !/round trip \d+ ms/.test(dom.linkTitle) || !dom.linkTitle.includes('postcard') ||
+    if (dom.linkClass !== 'open synced' || !/round trip \d+(\.\d)? ms/.test(dom.linkTitle) || !dom.linkTitle.includes('postcard') ||
       !/in \d+ updates, [\d.]+ kB; out \d+ updates/.test(dom.linkTitle) || dom.info !== dom.linkTitle) {
       fail(`${engine} graph link to native: ${JSON.stringify(dom)}`)
     }

@@ -1,0 +1,495 @@
+// The browser's link layer: the sans-IO Mesh (lib/mesh.js) driven with a WebSocket to
+// the switchboard and an RTCPeerConnection per peer (core's `node`, for browsers).
+
+import { MeshError, byteLength } from './values.js';
+import { CLOSE_FLUSH_MS, Mesh } from './mesh.js';
+
+/** How long ICE may call an open connection `disconnected` before it is judged dead. */
+const ICE_LOST_MS = 2000;
+/** Stop writing to a channel above this many buffered bytes; resume below a quarter. */
+const HIGH_WATER = 1 << 20;
+/** A channel's creator speaks at once; the other side once it has heard the creator,
+ * or after this long (Firefox can drop what arrives just before its own `open`). */
+const QUIET_MS = 1000;
+
+function hex(n) {
+  const b = new Uint8Array(Math.ceil(n / 2));
+  crypto.getRandomValues(b);
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('').slice(0, n);
+}
+
+const clock = () => performance.now();
+
+/**
+ * A member of a room. Create one with {@link join}. Events (`on(name, fn)`):
+ * `update` ({key, value, deleted, ts, source, local}), `peer_join` ({peer, attributes}),
+ * `peer_update` ({peer, attributes}), `peer_leave` ({peer, reason: left | timeout |
+ * closed | failed}), `synced` ({peer}), `synced_all` ({peers}), `online`, `offline`,
+ * `error`.
+ */
+export class Member {
+  constructor(room, options = {}) {
+    this.room = room;
+    this.incarnation = hex(16);
+    this.signalUrl = options.signal || defaultSignalUrl();
+    this.iceServers = options.iceServers || [];
+    const start = clock();
+    this.mesh = new Mesh(
+      {
+        id: options.id || hex(16),
+        room,
+        incarnation: this.incarnation,
+        codecs: options.codecs,
+        attributes: options.attributes,
+        agent: 'rtc-mesh-web/0.1',
+        epochMs: Date.now(),
+        // Core's generator, seeded per member: its retries replay.
+        seed: BigInt(`0x${this.incarnation}`),
+      },
+      start,
+    );
+    this.id = this.mesh.id;
+    this.links = new Map();
+    this.listeners = new Map();
+    this.ws = null;
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.pumping = false;
+    this.again = false;
+    this.closing = null;
+    this.finish = null;
+  }
+
+  /** The store (read it with `get`, `keys`, `snapshot`). */
+  get store() {
+    return this.mesh.store;
+  }
+
+  /** The store's links and their sessions. */
+  get replica() {
+    return this.mesh.replica;
+  }
+
+  /** Whether `close()` was called. */
+  get closed() {
+    return this.mesh.closed;
+  }
+
+  // -- events
+  on(name, fn) {
+    if (!this.listeners.has(name)) this.listeners.set(name, new Set());
+    this.listeners.get(name).add(fn);
+    return () => this.listeners.get(name)?.delete(fn);
+  }
+
+  emit(name, detail) {
+    for (const fn of this.listeners.get(name) || []) {
+      try {
+        fn(detail);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  // -- the store
+  /** Sets `key` to a JSON value (`null` deletes). Throws MeshError for a bad write. */
+  set(key, value) {
+    this.mesh.set(clock(), key, value);
+    this.pump();
+  }
+
+  delete(key) {
+    this.set(key, null);
+  }
+
+  get(key) {
+    return this.store.get(key);
+  }
+
+  keys() {
+    return this.store.keys();
+  }
+
+  snapshot() {
+    return this.store.snapshot();
+  }
+
+  /** Present peers: id, attributes, link state, codec, counters and round trip. */
+  peerList() {
+    return [...this.mesh.peers.entries()]
+      .filter(([, p]) => p.present)
+      .map(([id, p]) => {
+        const s = this.mesh.sessionOf(id);
+        return {
+          id,
+          attributes: p.attributes,
+          state: p.state,
+          synced: p.synced,
+          codec: p.state === 'open' ? p.codec : null,
+          stats: s ? { ...s.stats } : null,
+        };
+      });
+  }
+
+  /** New user attributes, announced to the room. */
+  announce(attributes) {
+    this.mesh.announce(clock(), attributes);
+    this.pump();
+  }
+
+  // -- driving the mesh
+  /** Runs the mesh's outputs; once, however often it is re-entered. */
+  pump() {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.again = false;
+        this.drain();
+      } while (this.again);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  drain() {
+    for (;;) {
+      const o = this.mesh.poll();
+      switch (o.type) {
+        case 'signalConnect': this.openSocket(); break;
+        case 'signal':
+          if (this.ws && this.ws.readyState === 1) this.ws.send(o.text);
+          break;
+        case 'signalClose': this.closeSocket(); break;
+        case 'open': this.open(o.peer, o.offerer, o.codec); break;
+        case 'remoteSdp': this.remoteSdp(o.peer, o.kind, o.sdp); break;
+        case 'remoteCandidate': this.remoteCandidate(o.peer, o.candidate); break;
+        case 'close': this.closeLink(o.peer); break;
+        case 'event':
+          if (o.name === 'offline') this.finish?.();
+          this.emit(o.name, o.detail);
+          break;
+        case 'timeout':
+          this.schedule(o.at);
+          return;
+        default:
+      }
+    }
+  }
+
+  /** Wakes the mesh at `at` (one timer, for the earliest wake-up asked). */
+  schedule(at) {
+    if (at === this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    const wait = at - clock();
+    // Nothing is due for an hour: no timer (the mesh has nothing scheduled).
+    if (wait > 3_000_000) return;
+    this.timer = setTimeout(() => {
+      this.timerAt = Infinity;
+      this.mesh.handleTimeout(clock());
+      this.checkQuiet();
+      this.pump();
+    }, Math.max(0, wait));
+  }
+
+  // -- signalling: the mesh decides, this moves WebSocket frames.
+  openSocket() {
+    let ws;
+    try {
+      ws = new WebSocket(this.signalUrl);
+    } catch (e) {
+      // A switchboard URL that cannot work: the member stops (it is closed).
+      this.emit('error', new MeshError('bad_url', e.message));
+      this.mesh.close(clock());
+      this.again = true;
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      this.mesh.handleSignalConnected(clock());
+      this.pump();
+    };
+    ws.onmessage = (e) => {
+      if (this.ws !== ws || typeof e.data !== 'string') return;
+      this.mesh.handleSignal(clock(), e.data);
+      this.pump();
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.mesh.handleSignalDisconnected(clock());
+      this.pump();
+    };
+    ws.onerror = () => {};
+  }
+
+  closeSocket() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+    this.socketClosed?.();
+  }
+
+  // -- links: the mesh's commands carried out on RTCPeerConnections
+  open(peer, offerer, codec) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const l = {
+      peer, pc, dc: null, codec, encoder: null, offerer, held: [], sdpSent: false, pending: [], remoteSet: false,
+      heard: false, openedAt: 0, iceLostAt: null, flushing: false, lost: null,
+    };
+    this.links.set(peer, l);
+    // Candidates go out after our SDP (a peer drops candidates for a negotiation it
+    // has not heard of): held until then.
+    pc.onicecandidate = (e) => {
+      if (!e.candidate || !e.candidate.candidate || this.links.get(peer) !== l) return;
+      const c = e.candidate.toJSON();
+      if (l.sdpSent) this.input((now) => this.mesh.localCandidate(now, peer, c));
+      else l.held.push(c);
+    };
+    pc.onconnectionstatechange = () => {
+      if (this.links.get(peer) !== l) return;
+      const s = pc.connectionState;
+      if (s === 'failed' || s === 'closed') this.input((now) => this.mesh.linkClosed(now, peer));
+      else if (s === 'disconnected') {
+        // ICE lost its path (no check answered for some seconds): the browser calls it
+        // `failed` only much later (about 30 s), so `disconnected` for ICE_LOST_MS is
+        // dead. This watches links whose remote never pings.
+        if (l.iceLostAt === null) {
+          l.iceLostAt = clock();
+          l.lost = setTimeout(() => {
+            if (this.links.get(peer) === l && l.iceLostAt !== null) this.input((now) => this.mesh.linkLost(now, peer));
+          }, ICE_LOST_MS);
+        }
+      } else {
+        l.iceLostAt = null;
+        clearTimeout(l.lost);
+      }
+    };
+    if (offerer) {
+      this.wireChannel(peer, l, pc.createDataChannel('mesh', { ordered: true, protocol: codec }));
+      this.negotiate(peer, l, async () => {
+        await pc.setLocalDescription(await pc.createOffer());
+        this.sendSdp(peer, l, 'offer');
+      });
+    } else {
+      pc.ondatachannel = (e) => {
+        if (e.channel.label !== 'mesh' || this.links.get(peer) !== l) return;
+        // The offerer picked from what we announced; anything else (or nothing, a
+        // foreign client) is json.
+        l.codec = this.mesh.codecs.includes(e.channel.protocol) ? e.channel.protocol : 'json';
+        this.wireChannel(peer, l, e.channel);
+      };
+    }
+  }
+
+  /** Runs an input of the mesh now, then its outputs. */
+  input(f) {
+    f(clock());
+    this.pump();
+  }
+
+  /** Runs the async steps of a negotiation; a failure closes the link. */
+  negotiate(peer, l, steps) {
+    steps().catch(() => {
+      if (this.links.get(peer) === l) this.input((now) => this.mesh.linkClosed(now, peer));
+    });
+  }
+
+  /** Routes our SDP, then the candidates found meanwhile. */
+  sendSdp(peer, l, kind) {
+    if (this.links.get(peer) !== l) return;
+    const sdp = l.pc.localDescription.sdp;
+    this.input((now) => {
+      this.mesh.localSdp(now, peer, kind, sdp);
+      l.sdpSent = true;
+      for (const c of l.held.splice(0)) this.mesh.localCandidate(now, peer, c);
+    });
+  }
+
+  remoteSdp(peer, kind, sdp) {
+    const l = this.links.get(peer);
+    if (!l) return;
+    this.negotiate(peer, l, async () => {
+      await l.pc.setRemoteDescription({ type: kind, sdp });
+      l.remoteSet = true;
+      await this.flushCandidates(l);
+      if (kind === 'offer') {
+        await l.pc.setLocalDescription(await l.pc.createAnswer());
+        this.sendSdp(peer, l, 'answer');
+      }
+    });
+  }
+
+  remoteCandidate(peer, c) {
+    const l = this.links.get(peer);
+    // mDNS names (`x.local`) cannot be resolved here: dropped, as natives do.
+    if (!l || typeof c.candidate !== 'string' || !c.candidate || / [^ ]+\.local /.test(c.candidate)) return;
+    l.pending.push(c);
+    if (l.remoteSet) this.flushCandidates(l);
+  }
+
+  async flushCandidates(l) {
+    for (const c of l.pending.splice(0)) {
+      try {
+        await l.pc.addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? 0 });
+      } catch {
+        // An unparsable candidate is ignored, as natives do.
+      }
+    }
+  }
+
+  wireChannel(peer, l, dc) {
+    l.dc = dc;
+    dc.binaryType = 'arraybuffer';
+    dc.bufferedAmountLowThreshold = HIGH_WATER / 4;
+    const current = () => this.links.get(peer) === l;
+    dc.onopen = () => {
+      if (current()) this.channelOpen(peer, l);
+    };
+    dc.onmessage = (e) => {
+      if (!current()) return;
+      // A message can come before this side's `open` event (the remote opened first).
+      if (!l.encoder) this.channelOpen(peer, l);
+      l.heard = true;
+      const now = clock();
+      this.mesh.linkData(now, peer, typeof e.data === 'string' ? e.data : new Uint8Array(e.data));
+      this.pump();
+      this.flush(l);
+    };
+    dc.onbufferedamountlow = () => this.flush(l);
+    dc.onclose = () => {
+      if (current()) this.input((now) => this.mesh.linkClosed(now, peer));
+    };
+  }
+
+  channelOpen(peer, l) {
+    if (l.encoder) return;
+    this.mesh.linkOpen(clock(), peer, l.codec);
+    const encoder = this.mesh.encoderOf(peer);
+    if (!encoder) {
+      this.pump();
+      return;
+    }
+    l.encoder = encoder;
+    l.heard = l.offerer;
+    l.openedAt = clock();
+    encoder.onWrite = () => this.scheduleFlush(l);
+    this.pump();
+    this.flush(l);
+  }
+
+  /** The side that did not create the channel speaks once heard, or after QUIET_MS. */
+  checkQuiet() {
+    const now = clock();
+    for (const l of this.links.values()) {
+      if (l.encoder && !l.heard && now - l.openedAt >= QUIET_MS) {
+        l.heard = true;
+        this.flush(l);
+      }
+    }
+  }
+
+  scheduleFlush(l) {
+    if (l.flushing) return;
+    l.flushing = true;
+    queueMicrotask(() => {
+      l.flushing = false;
+      this.flush(l);
+    });
+  }
+
+  /** Moves what the link's encoder holds onto the channel, while it takes more. */
+  flush(l) {
+    const dc = l.dc;
+    if (!dc || dc.readyState !== 'open' || !l.heard || !l.encoder) return;
+    const s = this.mesh.sessionOf(l.peer);
+    while (dc.bufferedAmount < HIGH_WATER) {
+      const msg = l.encoder.poll();
+      if (msg === null) return;
+      try {
+        dc.send(msg);
+      } catch {
+        return;
+      }
+      if (s) s.stats.bytesOut += typeof msg === 'string' ? byteLength(msg) : msg.length;
+    }
+  }
+
+  closeLink(peer) {
+    const l = this.links.get(peer);
+    if (!l) return;
+    this.links.delete(peer);
+    clearTimeout(l.lost);
+    if (l.dc) {
+      l.dc.onclose = null;
+      l.dc.onmessage = null;
+    }
+    l.pc.onconnectionstatechange = null;
+    try {
+      l.pc.close();
+    } catch {
+      // closed already
+    }
+  }
+
+  /**
+   * Leaves the room: `BYE` on every link behind what was written to it; each link is
+   * kept until its remote, having read everything, closes it (at most
+   * `CLOSE_FLUSH_MS`, 5 s, as natives wait); then `/leave` to the switchboard. Resolves
+   * when every link is closed and the signalling connection with it; calling it again
+   * gives the same promise.
+   */
+  close() {
+    if (this.closing) return this.closing;
+    this.closing = new Promise((resolve) => {
+      let offline = false;
+      let socket = false;
+      const done = () => {
+        if (offline && socket) {
+          clearTimeout(this.timer);
+          resolve();
+        }
+      };
+      this.finish = () => {
+        offline = true;
+        done();
+      };
+      this.socketClosed = () => {
+        socket = true;
+        done();
+      };
+    });
+    this.mesh.close(clock());
+    this.pump();
+    for (const l of this.links.values()) this.flush(l);
+    // The mesh's own deadline, should no timer be running.
+    setTimeout(() => this.input((now) => this.mesh.handleTimeout(now)), CLOSE_FLUSH_MS + 50);
+    return this.closing;
+  }
+}
+
+function defaultSignalUrl() {
+  if (typeof location !== 'undefined' && /^https?:$/.test(location.protocol)) {
+    return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
+  }
+  return 'ws://127.0.0.1:3000/';
+}
+
+/**
+ * Joins `room` through the switchboard at `options.signal` (default: the page's own
+ * host, or ws://127.0.0.1:3000/). Options: `id`, `attributes`, `iceServers`, `codecs`.
+ * Returns the {@link Member} at once; it announces as soon as the WebSocket opens.
+ */
+export function join(room, options = {}) {
+  if (typeof room !== 'string' || !room) throw new MeshError('bad_room', 'a room name is required');
+  const m = new Member(room, options);
+  m.mesh.start(clock());
+  m.pump();
+  return m;
+}
