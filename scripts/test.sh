@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every rtc-mesh test on a fresh machine: installs what the tests need (Node.js, the
-# pinned npm packages of the interop tests, coturn, nftables, Chromium and Firefox ESR), then checks formatting and lints, runs
+# pinned npm packages of the interop tests, coturn, iproute2, nftables, Chromium and Firefox ESR), then checks formatting and lints, runs
 # the Rust tests (unit, property, integration, interop) and type-checks the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,13 @@ if ! command -v turnserver >/dev/null; then
   echo "== installing coturn (Debian package)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null
+fi
+
+# iproute2 makes the network namespaces of the LAN and NAT tests.
+if ! command -v ip >/dev/null && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then
+  echo "== installing iproute2 (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
 fi
 
 # nftables cuts a peer's network path in the browser test's network namespace.

@@ -167,8 +167,10 @@ pub enum Report<'a> {
     Ready {
         /// Our id.
         id: &'a str,
-        /// The bound address.
+        /// The bound address (`join`: the first UDP one).
         addr: &'a str,
+        /// `join`: every bound UDP address, each a host candidate.
+        addrs: &'a [String],
         /// `join --listen`: the TCP address replication links are accepted on.
         tcp: Option<&'a str>,
     },
@@ -261,9 +263,17 @@ impl Report<'_> {
     /// The event as one JSON line (without the newline).
     pub fn to_json_line(&self) -> String {
         match self {
-            Report::Ready { id, addr, tcp } => {
+            Report::Ready {
+                id,
+                addr,
+                addrs,
+                tcp,
+            } => {
                 let mut l = Line::new("ready");
                 l.str("id", id).str("addr", addr);
+                if !addrs.is_empty() {
+                    l.strs("addrs", addrs);
+                }
                 if let Some(t) = tcp {
                     l.str("tcp", t);
                 }
@@ -340,10 +350,22 @@ impl Report<'_> {
     /// The event for a person reading a terminal.
     pub fn to_human(&self) -> String {
         match self {
-            Report::Ready { id, addr, tcp } => match tcp {
-                Some(t) => format!("ready: id {id}, address {addr}, TCP links on {t}"),
-                None => format!("ready: id {id}, address {addr}"),
-            },
+            Report::Ready {
+                id,
+                addr,
+                addrs,
+                tcp,
+            } => {
+                let at = if addrs.len() > 1 {
+                    format!("addresses {}", addrs.join(", "))
+                } else {
+                    format!("address {addr}")
+                };
+                match tcp {
+                    Some(t) => format!("ready: id {id}, {at}, TCP links on {t}"),
+                    None => format!("ready: id {id}, {at}"),
+                }
+            }
             Report::Update(e) => {
                 let who = if e.local {
                     "local".to_owned()
@@ -432,10 +454,26 @@ mod tests {
             Report::Ready {
                 id: "a",
                 addr: "127.0.0.1:1",
+                addrs: &[],
                 tcp: None,
             }
             .to_json_line(),
             r#"{"event":"ready","id":"a","addr":"127.0.0.1:1"}"#
+        );
+        let two = ["127.0.0.1:1".to_owned(), "10.0.1.2:2".to_owned()];
+        let ready = Report::Ready {
+            id: "a",
+            addr: "127.0.0.1:1",
+            addrs: &two,
+            tcp: None,
+        };
+        assert_eq!(
+            ready.to_json_line(),
+            r#"{"event":"ready","id":"a","addr":"127.0.0.1:1","addrs":["127.0.0.1:1","10.0.1.2:2"]}"#
+        );
+        assert_eq!(
+            ready.to_human(),
+            "ready: id a, addresses 127.0.0.1:1, 10.0.1.2:2"
         );
         assert_eq!(Report::Closed.to_json_line(), r#"{"event":"closed"}"#);
     }

@@ -112,6 +112,8 @@ async fn run_demo(n: usize, keys: usize, codecs: Vec<Codec>) -> ExitCode {
         let mut o = JoinOptions::new("demo", url.clone());
         o.id = Some(format!("peer-{i}"));
         o.codecs = codecs.clone();
+        // The demo's peers are all on this host.
+        o.bind = vec![any];
         match join(o).await {
             Ok((m, e)) => {
                 members.push(m);

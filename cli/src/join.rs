@@ -24,7 +24,9 @@ Options:
                        listens there, an embedded switchboard is started on it)
   --id ID              peer id (default: 16 random hex characters)
   --codec auto|json|postcard   auto (default): postcard with our peers, json otherwise
-  --bind ADDR          UDP address (default 127.0.0.1:0)
+  --bind ADDR          UDP address to bind (repeatable; default 0.0.0.0:0 and [::]:0:
+                       every usable interface address, one socket each, each
+                       offered as a host candidate; 127.0.0.1:0 keeps to this host)
   --stun HOST:PORT     a STUN server for our server-reflexive address (repeatable)
   --listen ADDR        also accept TCP replication links there (scuttlebutt's JSON
                        lines, as `replicate --listen`; postcard with --codec postcard);
@@ -46,7 +48,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut signal = None;
     let mut id = None;
     let mut codecs = vec![Codec::Postcard, Codec::Json];
-    let mut bind: SocketAddr = "127.0.0.1:0".parse().expect("valid default");
+    let mut bind: Vec<SocketAddr> = Vec::new();
     let mut json = false;
     let mut runtime = Runtime::Smol;
     let mut stun = Vec::new();
@@ -58,7 +60,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("id") => id = Some(args.value()?.string()?),
             Long("codec") => codecs = parse_codecs(&args.value()?.string()?)?,
             Long("stun") => stun.push(args.value()?.string()?),
-            Long("bind") => bind = parse_addr(&args.value()?.string()?)?,
+            Long("bind") => bind.push(parse_addr(&args.value()?.string()?)?),
             Long("listen") => listen = Some(parse_addr(&args.value()?.string()?)?),
             Long("json") => json = true,
             Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
@@ -121,7 +123,9 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
     opts.id = id;
     opts.codecs = codecs;
-    opts.bind = bind;
+    if !bind.is_empty() {
+        opts.bind = bind;
+    }
     opts.stun_servers = stun;
     let member = match runtime {
         Runtime::Smol => match smol::block_on(rtc_mesh_smol::mesh::join(opts)) {
@@ -152,10 +156,12 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             }
         },
     };
-    let (mid, maddr) = member.identity();
+    let (mid, maddrs) = member.identity();
+    let addrs: Vec<String> = maddrs.iter().map(|a| a.to_string()).collect();
     out.emit(&Report::Ready {
         id: &mid,
-        addr: &maddr.to_string(),
+        addr: addrs.first().map_or("0.0.0.0:0", |a| a.as_str()),
+        addrs: &addrs,
         tcp: tcp.as_deref(),
     });
     serve(&out, &member, tx, rx, stream_codec, true);

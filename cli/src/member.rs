@@ -181,10 +181,10 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    pub(crate) fn identity(&self) -> (String, SocketAddr) {
+    pub(crate) fn identity(&self) -> (String, Vec<SocketAddr>) {
         match self {
-            Backend::Smol(m) => (m.id().to_owned(), m.local_addr()),
-            Backend::Std(m) => (m.id().to_owned(), m.local_addr()),
+            Backend::Smol(m) => (m.id().to_owned(), m.local_addrs().to_vec()),
+            Backend::Std(m) => (m.id().to_owned(), m.local_addrs().to_vec()),
         }
     }
     fn request(&self, r: Request) -> Option<Answer> {

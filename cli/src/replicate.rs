@@ -112,6 +112,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     out.emit(&Report::Ready {
         id: &id,
         addr: &addr.to_string(),
+        addrs: &[],
         tcp: None,
     });
     serve(&out, &member, tx, rx, codec, false);

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 fn joiner(url: &str, id: &str, listen: bool, runtime: &str) -> (Peer, Option<String>) {
     let mut c = rtc_mesh();
     c.args(["join", "room", "--signal", url, "--id", id, "--json"])
+        .args(["--bind", "127.0.0.1:0"])
         .args(["--runtime", runtime]);
     if listen {
         c.args(["--listen", "127.0.0.1:0"]);
@@ -151,7 +152,15 @@ fn a_fatal_error_closes_the_tcp_link_from_the_members_side() {
         let (_server, url) = serve();
         let mut c = rtc_mesh();
         c.args([
-            "join", "room", "--signal", &url, "--json", "--codec", "postcard",
+            "join",
+            "room",
+            "--signal",
+            &url,
+            "--json",
+            "--codec",
+            "postcard",
+            "--bind",
+            "127.0.0.1:0",
         ])
         .args(["--runtime", runtime, "--listen", "127.0.0.1:0"]);
         let mut a = Peer::spawn(runtime, c);

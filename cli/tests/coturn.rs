@@ -152,6 +152,7 @@ fn members_with_a_stun_server_learn_their_address_and_mesh() {
 fn a_stun_server_that_does_not_resolve_is_a_join_error() {
     smol::block_on(async {
         let mut o = JoinOptions::new("stun", "ws://127.0.0.1:9/");
+        o.bind = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
         o.stun_servers = vec!["stun:no-port-given".into()];
         let err = join(o).await.err().expect("refused");
         assert!(err.to_string().contains("no-port-given"), "{err}");

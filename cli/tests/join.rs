@@ -26,6 +26,8 @@ fn joiner(url: &str, id: &str) -> Peer {
         "--runtime",
         runtime,
         "--json",
+        "--bind",
+        "127.0.0.1:0",
     ]);
     Peer::spawn(id, c)
 }
@@ -156,10 +158,13 @@ fn a_closing_peer_delivers_every_write_before_it_leaves() {
             "--runtime",
             runtime,
             "--json",
+            "--bind",
+            "127.0.0.1:0",
         ]);
         let mut a = Peer::spawn("pa", a);
         let mut b = rtc_mesh();
-        b.args(["join", runtime, "--signal", &url, "--id", "pb", "--json"]);
+        b.args(["join", runtime, "--signal", &url, "--id", "pb", "--json"])
+            .args(["--bind", "127.0.0.1:0"]);
         let mut b = Peer::spawn("pb", b);
         a.wait_event("synced");
         b.wait_event("synced");

@@ -16,7 +16,7 @@
 //! let now = Instant::now();
 //! let entropy = Entropy::new([1, 0x5eed, 2], Duration::from_millis(1_795_713_876_272), now);
 //! let local = "127.0.0.1:40000".parse().unwrap();
-//! let (mut node, id) = options.node(local, Vec::new(), entropy).unwrap();
+//! let (mut node, id) = options.node(vec![local], Vec::new(), entropy).unwrap();
 //! assert_eq!(id, "0000000000005eed");
 //! node.start(now);
 //! let set = Request::Set(vec![("k".into(), Value::from(1.0))]);
@@ -26,7 +26,7 @@
 
 use std::hash::BuildHasher;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
@@ -89,6 +89,32 @@ impl Entropy {
     }
 }
 
+/// The socket (of a runtime's bound ones, each with its address) to send a node's
+/// transmit from: the one bound to `source`, or else one of `destination`'s family.
+pub fn socket_for<S>(
+    sockets: &[(S, SocketAddr)],
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Option<&(S, SocketAddr)> {
+    sockets.iter().find(|s| s.1 == source).or_else(|| {
+        sockets
+            .iter()
+            .find(|s| s.1.is_ipv4() == destination.is_ipv4())
+    })
+}
+
+/// Whether `ip` can be a host candidate: not unspecified, multicast or link-local.
+fn usable_host_ip(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            !(v.is_unspecified() || v.is_multicast() || v.is_link_local() || v.is_broadcast())
+        }
+        IpAddr::V6(v) => {
+            !(v.is_unspecified() || v.is_multicast() || (v.segments()[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
 /// What to join, and how.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -99,8 +125,12 @@ pub struct JoinOptions {
     pub signal_url: String,
     /// Our peer id (default: 16 random hex characters).
     pub id: Option<String>,
-    /// The UDP address to bind (default `127.0.0.1:0`).
-    pub bind: SocketAddr,
+    /// The UDP addresses to bind, one socket each, each offered as a host candidate
+    /// (default `0.0.0.0:0` and `[::]:0`). An unspecified address stands for every
+    /// usable address of its family on the machine's interfaces (see
+    /// [`JoinOptions::bind_addresses`]), each with the given port (0: a free one per
+    /// socket); a named address binds just that one.
+    pub bind: Vec<SocketAddr>,
     /// Codecs, preferred first (default postcard, json).
     pub codecs: Vec<Codec>,
     /// User attributes for our announce.
@@ -129,7 +159,10 @@ impl JoinOptions {
             room: room.into(),
             signal_url: signal_url.into(),
             id: None,
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bind: vec![
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                SocketAddr::from(([0u16; 8], 0)),
+            ],
             codecs: vec![Codec::Postcard, Codec::Json],
             attributes: Object::new(),
             stun_servers: Vec::new(),
@@ -139,6 +172,57 @@ impl JoinOptions {
             limits: Limits::default(),
             max_queued: NodeConfig::DEFAULT_MAX_QUEUED,
         }
+    }
+
+    /// The addresses to bind, given the machine's interface addresses (in the order
+    /// the system lists them): [`JoinOptions::bind`] with each unspecified address
+    /// replaced by the usable interface addresses of its family. Usable means not
+    /// multicast, not unspecified, and not link-local (`169.254.0.0/16`, `fe80::/10`:
+    /// such an address needs its interface named, and TURN servers refuse to relay to
+    /// them). Loopback addresses are kept, so peers on one host link over loopback.
+    /// No address twice; the order is the requested one.
+    pub fn bind_addresses(&self, interfaces: &[IpAddr]) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        let mut add = |a: SocketAddr| {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        };
+        for b in &self.bind {
+            if !b.ip().is_unspecified() {
+                add(*b);
+                continue;
+            }
+            for ip in interfaces {
+                if ip.is_ipv4() == b.is_ipv4() && usable_host_ip(ip) {
+                    add(SocketAddr::new(*ip, b.port()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Binds [`JoinOptions::bind_addresses`] with `bind` (which makes a socket and
+    /// says its bound address): the runtimes' one rule. A named address that cannot be
+    /// bound is an error; an interface address that cannot (an IPv6 address still
+    /// tentative, say) is left out; none at all is [`JoinError::NoAddress`].
+    pub fn bind_all<S>(
+        &self,
+        interfaces: &[IpAddr],
+        mut bind: impl FnMut(SocketAddr) -> io::Result<(S, SocketAddr)>,
+    ) -> Result<Vec<(S, SocketAddr)>, JoinError> {
+        let mut bound = Vec::new();
+        for a in self.bind_addresses(interfaces) {
+            match bind(a) {
+                Ok(s) => bound.push(s),
+                Err(e) if self.bind.contains(&a) => return Err(JoinError::Bind(a, e)),
+                Err(_) => {}
+            }
+        }
+        if bound.is_empty() {
+            return Err(JoinError::NoAddress(self.bind.clone()));
+        }
+        Ok(bound)
     }
 
     /// The STUN servers' addresses, each looked up with `resolve` (given `HOST:PORT`,
@@ -165,7 +249,7 @@ impl JoinOptions {
     /// (the given one, or a fresh one from `entropy`).
     pub fn node(
         &self,
-        local: SocketAddr,
+        locals: Vec<SocketAddr>,
         stun_servers: Vec<SocketAddr>,
         entropy: Entropy,
     ) -> Result<(Node, String), JoinError> {
@@ -184,7 +268,7 @@ impl JoinOptions {
         mc.negotiate_timeout = self.negotiate_timeout;
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
-        let mut nc = NodeConfig::new(mc, vec![local]);
+        let mut nc = NodeConfig::new(mc, locals);
         nc.max_queued = self.max_queued;
         nc.stun_servers = stun_servers;
         Ok((Node::new(nc)?, id))
@@ -258,6 +342,10 @@ pub enum JoinError {
     /// The UDP socket could not be bound.
     #[error("cannot bind UDP {0}: {1}")]
     Bind(SocketAddr, io::Error),
+    /// No address to bind: every requested one was unspecified, and the machine has no
+    /// usable interface address of its family (or none could be bound).
+    #[error("no UDP address to bind (requested {0:?}); name one, e.g. 127.0.0.1:0")]
+    NoAddress(Vec<SocketAddr>),
     /// A STUN server name does not resolve to an address.
     #[error("STUN server {0:?}: {1}")]
     Stun(String, String),
@@ -401,9 +489,19 @@ macro_rules! __member_calls {
             &self.id
         }
 
-        /// The UDP address we listen on (unspecified for a member without a room).
+        /// The first UDP address we listen on (unspecified for a member without a
+        /// room).
         pub fn local_addr(&self) -> std::net::SocketAddr {
-            self.local
+            self.locals
+                .first()
+                .copied()
+                .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+        }
+
+        /// Every UDP address we listen on, each a host candidate (none for a member
+        /// without a room).
+        pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
+            &self.locals
         }
 
         /// Sets `key` (`null` deletes).
@@ -489,12 +587,54 @@ mod tests {
     }
 
     #[test]
+    fn unspecified_bind_addresses_stand_for_every_usable_interface_address() {
+        let ips: Vec<IpAddr> = [
+            "127.0.0.1",
+            "10.0.1.2",
+            "169.254.3.4",
+            "::1",
+            "fe80::1",
+            "2001:db8::5",
+            "192.168.7.9",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let mut o = JoinOptions::new("r", "ws://127.0.0.1:1/");
+        assert_eq!(
+            o.bind_addresses(&ips),
+            [
+                a("127.0.0.1:0"),
+                a("10.0.1.2:0"),
+                a("192.168.7.9:0"),
+                a("[::1]:0"),
+                a("[2001:db8::5]:0")
+            ]
+        );
+        // A named address narrows it; a port is kept; nothing twice.
+        o.bind = vec![a("0.0.0.0:5000"), a("10.0.1.2:5000")];
+        assert_eq!(
+            o.bind_addresses(&ips),
+            [
+                a("127.0.0.1:5000"),
+                a("10.0.1.2:5000"),
+                a("192.168.7.9:5000")
+            ]
+        );
+        o.bind = vec![a("[::]:0")];
+        assert_eq!(o.bind_addresses(&ips[..3]), Vec::<SocketAddr>::new());
+        o.bind = vec![a("127.0.0.1:0")];
+        assert_eq!(o.bind_addresses(&[]), [a("127.0.0.1:0")]);
+    }
+
+    #[test]
     fn set_each_writes_the_others_when_one_is_refused() {
         let now = Instant::now();
         let entropy = Entropy::new([1, 2, 3], Duration::from_secs(1), now);
         let local = "127.0.0.1:40000".parse().unwrap();
         let (mut node, _) = JoinOptions::new("r", "ws://127.0.0.1:1/")
-            .node(local, Vec::new(), entropy)
+            .node(vec![local], Vec::new(), entropy)
             .unwrap();
         node.start(now);
         let long = "k".repeat(Limits::default().max_key_len + 1);

@@ -404,13 +404,20 @@ impl Node {
         }
     }
 
-    /// Our address of `dest`'s family: where STUN requests go from.
+    /// Our address of `dest`'s family that reaches it: where STUN requests go from.
+    /// A loopback address only for a server on loopback, else the first other one.
     fn base_for(&self, dest: SocketAddr) -> Option<SocketAddr> {
-        self.config
+        let family = self
+            .config
             .local_addrs
             .iter()
             .copied()
-            .find(|a| a.is_ipv4() == dest.is_ipv4())
+            .filter(|a| a.is_ipv4() == dest.is_ipv4());
+        let wanted = dest.ip().is_loopback();
+        family
+            .clone()
+            .find(|a| a.ip().is_loopback() == wanted)
+            .or_else(|| family.clone().next())
     }
 
     /// Moves STUN requests out and turns answers into candidates.

@@ -1,4 +1,4 @@
-//! Joining a room on smol: one UDP socket, one WebSocket to the switchboard, and
+//! Joining a room on smol: a UDP socket per local address, one WebSocket to the switchboard, and
 //! core's [`Node`] deciding everything. [`replicate`] makes a member without a room:
 //! the same driver with neither, whose store syncs over attached streams only.
 //!
@@ -27,6 +27,7 @@ use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::Task;
 
+use rtc_mesh_core::member::socket_for;
 use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -46,7 +47,7 @@ pub const STREAM_FLUSH: Duration = Duration::from_secs(5);
 /// [`Member::close`] to leave politely.
 pub struct Member {
     id: String,
-    local: SocketAddr,
+    locals: Vec<SocketAddr>,
     cmds: Sender<Cmd>,
     _task: Task<()>,
 }
@@ -74,20 +75,58 @@ fn widen_receive_buffer(udp: &UdpSocket) {
     }
 }
 
-/// Joins a room: binds the UDP socket, connects to the switchboard and announces.
-/// Events (peers joining and leaving, updates, syncs) come on the returned channel.
+/// The machine's interface addresses, for [`JoinOptions::bind_addresses`] (none if the
+/// system cannot list them: then only named addresses are bound).
+fn interface_ips() -> Vec<std::net::IpAddr> {
+    if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// Joins a room: binds a UDP socket per local address (see [`JoinOptions::bind`]),
+/// connects to the switchboard and announces. Events (peers joining and leaving,
+/// updates, syncs) come on the returned channel.
 pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinError> {
-    let udp =
-        Async::<UdpSocket>::bind(options.bind).map_err(|e| JoinError::Bind(options.bind, e))?;
-    widen_receive_buffer(udp.get_ref());
-    let local = udp
-        .get_ref()
-        .local_addr()
-        .map_err(|e| JoinError::Bind(options.bind, e))?;
+    let sockets = options.bind_all(&interface_ips(), |a| {
+        let u = Async::<UdpSocket>::bind(a)?;
+        widen_receive_buffer(u.get_ref());
+        let local = u.get_ref().local_addr()?;
+        Ok((u, local))
+    })?;
     let stun = options.resolve_stun(crate::signal::resolve)?;
-    let (node, id) = options.node(local, stun, crate::entropy())?;
+    let locals = sockets.iter().map(|s| s.1).collect();
+    let (node, id) = options.node(locals, stun, crate::entropy())?;
     let signalling = Signalling::new(&options.signal_url)?;
-    Ok(spawn(node, id, Some((udp, local)), signalling))
+    Ok(spawn(node, id, sockets, signalling))
+}
+
+/// Waits for a datagram on any of `udp` (taking turns, from `turn` on) and reads it
+/// into `buf`: the local address it came to, and what `recv_from` said.
+async fn recv_any(
+    udp: &[(Async<UdpSocket>, SocketAddr)],
+    turn: &mut usize,
+    buf: &mut [u8],
+) -> (SocketAddr, io::Result<(usize, SocketAddr)>) {
+    if udp.is_empty() {
+        return smol::future::pending().await;
+    }
+    loop {
+        let i = std::future::poll_fn(|cx| {
+            for k in 0..udp.len() {
+                let i = (*turn + k) % udp.len();
+                if udp[i].0.poll_readable(cx).is_ready() {
+                    return std::task::Poll::Ready(i);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        *turn = i + 1;
+        match udp[i].0.get_ref().recv_from(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return (udp[i].1, r),
+        }
+    }
 }
 
 /// A member without a room: no switchboard, no UDP socket, no peers; a store that
@@ -97,25 +136,28 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
 /// `rtc-mesh replicate` is one.
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
     let node = options.node(crate::entropy())?;
-    Ok(spawn(node, options.id.clone(), None, Signalling::none()))
+    Ok(spawn(
+        node,
+        options.id.clone(),
+        Vec::new(),
+        Signalling::none(),
+    ))
 }
 
 fn spawn(
     node: Node,
     id: String,
-    udp: Option<(Async<UdpSocket>, SocketAddr)>,
+    udp: Vec<(Async<UdpSocket>, SocketAddr)>,
     ws: Signalling,
 ) -> (Member, Receiver<NodeEvent>) {
-    let local = udp
-        .as_ref()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |u| u.1);
+    let locals = udp.iter().map(|u| u.1).collect();
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
     let task = smol::spawn(drive(node, udp, ws, cmd_rx, ev_tx));
     (
         Member {
             id,
-            local,
+            locals,
             cmds,
             _task: task,
         },
@@ -190,13 +232,13 @@ impl Member {
 enum Wake {
     Cmd(Option<Cmd>),
     Ws(WsEvent),
-    Datagram(io::Result<(usize, SocketAddr)>),
+    Datagram(SocketAddr, io::Result<(usize, SocketAddr)>),
     Timer,
 }
 
 async fn drive(
     mut node: Node,
-    udp: Option<(Async<UdpSocket>, SocketAddr)>,
+    udp: Vec<(Async<UdpSocket>, SocketAddr)>,
     mut ws: Signalling,
     cmds: Receiver<Cmd>,
     events: Sender<NodeEvent>,
@@ -204,6 +246,7 @@ async fn drive(
     let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
     let (flush_tx, flush_rx) = channel::unbounded::<()>();
     let mut buf = vec![0u8; 2048];
+    let mut turn = 0;
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
     loop {
@@ -219,9 +262,11 @@ async fn drive(
                 // After the goodbye it follows.
                 NodeOutput::SignalClose => ws.close().await,
                 NodeOutput::Transmit {
-                    destination, data, ..
+                    source,
+                    destination,
+                    data,
                 } => {
-                    if let Some((u, _)) = &udp {
+                    if let Some((u, _)) = socket_for(&udp, source, destination) {
                         let _ = u.send_to(&data, destination).await;
                     }
                 }
@@ -263,10 +308,8 @@ async fn drive(
         let wake = async { Wake::Cmd(cmds.recv().await.ok()) }
             .or(async { Wake::Ws(ws.recv().await) })
             .or(async {
-                match &udp {
-                    Some((u, _)) => Wake::Datagram(u.recv_from(&mut buf).await),
-                    None => smol::future::pending().await,
-                }
+                let (local, got) = recv_any(&udp, &mut turn, &mut buf).await;
+                Wake::Datagram(local, got)
             })
             .or(async {
                 Timer::at(deadline).await;
@@ -302,12 +345,10 @@ async fn drive(
             Wake::Ws(WsEvent::Open) => node.handle_signal_connected(now),
             Wake::Ws(WsEvent::Text(t)) => node.handle_signal(now, &t),
             Wake::Ws(WsEvent::Closed) => node.handle_signal_disconnected(now),
-            Wake::Datagram(Ok((n, from))) => {
-                if let Some((_, local)) = &udp {
-                    node.handle_datagram(now, from, *local, &buf[..n]);
-                }
+            Wake::Datagram(local, Ok((n, from))) => {
+                node.handle_datagram(now, from, local, &buf[..n])
             }
-            Wake::Datagram(Err(_)) => {}
+            Wake::Datagram(_, Err(_)) => {}
             Wake::Timer => node.handle_timeout(now),
         }
     }

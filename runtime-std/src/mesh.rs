@@ -1,4 +1,4 @@
-//! Joining a room with std threads: one UDP socket, one WebSocket to the switchboard,
+//! Joining a room with std threads: a UDP socket per local address, one WebSocket to the switchboard,
 //! and core's [`Node`] deciding everything, on a driver thread. [`replicate`] makes a
 //! member without a room: the same driver with neither, whose store syncs over
 //! attached streams only.
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rtc_mesh_core::member::socket_for;
 pub use rtc_mesh_core::member::{
     answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions, Request,
     StartError,
@@ -43,7 +44,8 @@ pub(crate) fn resolve(host_port: &str) -> io::Result<Option<SocketAddr>> {
 
 enum Input {
     Request(Request, Sender<Answer>),
-    Datagram(Vec<u8>, SocketAddr),
+    /// A datagram: its bytes, its sender and the local address it came to.
+    Datagram(Vec<u8>, SocketAddr, SocketAddr),
     /// From the signalling connection of a generation.
     Ws(u64, WsEvent),
     /// Attach a stream: its writer's queue; answered with its link and a token its
@@ -59,7 +61,7 @@ enum Input {
 /// dropping it stops the thread without a goodbye.
 pub struct Member {
     id: String,
-    local: SocketAddr,
+    locals: Vec<SocketAddr>,
     tx: Sender<Input>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -78,41 +80,54 @@ fn widen_receive_buffer(udp: &UdpSocket) {
     }
 }
 
-/// Joins a room: binds the UDP socket, connects to the switchboard and announces.
+/// The machine's interface addresses, for [`JoinOptions::bind_addresses`] (none if the
+/// system cannot list them: then only named addresses are bound).
+fn interface_ips() -> Vec<std::net::IpAddr> {
+    if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// Joins a room: binds a UDP socket per local address (see [`JoinOptions::bind`]),
+/// connects to the switchboard and announces.
 pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinError> {
-    let udp = UdpSocket::bind(options.bind).map_err(|e| JoinError::Bind(options.bind, e))?;
-    widen_receive_buffer(&udp);
-    let local = udp
-        .local_addr()
-        .map_err(|e| JoinError::Bind(options.bind, e))?;
+    let sockets = options.bind_all(&interface_ips(), |a| {
+        let u = UdpSocket::bind(a)?;
+        let local = u.local_addr()?;
+        Ok((u, local))
+    })?;
     let stun = options.resolve_stun(resolve)?;
-    let (node, id) = options.node(local, stun, crate::entropy())?;
+    let locals: Vec<SocketAddr> = sockets.iter().map(|s| s.1).collect();
+    let (node, id) = options.node(locals, stun, crate::entropy())?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let forward: Forward = Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok());
     let signalling = Signalling::new(&options.signal_url, forward)?;
     let stop = Arc::new(AtomicBool::new(false));
-    // The reader: datagrams into the driver's queue.
-    let reader = udp
-        .try_clone()
-        .map_err(|e| JoinError::Bind(options.bind, e))?;
-    let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
-    let (rtx, rstop) = (tx.clone(), stop.clone());
-    thread::Builder::new()
-        .name("mesh-udp".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 2048];
-            while !rstop.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = reader.recv_from(&mut buf) {
-                    if rtx.send(Input::Datagram(buf[..n].to_vec(), from)).is_err() {
-                        return;
+    // The readers: datagrams into the driver's queue, one thread per socket.
+    for (udp, local) in &sockets {
+        widen_receive_buffer(udp);
+        let bind_error = |e| JoinError::Bind(*local, e);
+        let reader = udp.try_clone().map_err(bind_error)?;
+        let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
+        let (rtx, rstop, local) = (tx.clone(), stop.clone(), *local);
+        thread::Builder::new()
+            .name("mesh-udp".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                while !rstop.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = reader.recv_from(&mut buf) {
+                        let d = buf[..n].to_vec();
+                        if rtx.send(Input::Datagram(d, from, local)).is_err() {
+                            return;
+                        }
                     }
                 }
-            }
-        })
-        .map_err(|e| JoinError::Bind(options.bind, e))?;
-    spawn(node, id, Some((udp, local)), signalling, tx, rx, stop)
-        .map_err(|e| JoinError::Bind(options.bind, e))
+            })
+            .map_err(bind_error)?;
+    }
+    let first = sockets[0].1;
+    spawn(node, id, sockets, signalling, tx, rx, stop).map_err(|e| JoinError::Bind(first, e))
 }
 
 /// A member without a room: no switchboard, no UDP socket, no peers; a store that
@@ -126,21 +141,27 @@ pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEv
     let stx = tx.clone();
     let ws = Signalling::none(Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok()));
     let stop = Arc::new(AtomicBool::new(false));
-    Ok(spawn(node, options.id.clone(), None, ws, tx, rx, stop)?)
+    Ok(spawn(
+        node,
+        options.id.clone(),
+        Vec::new(),
+        ws,
+        tx,
+        rx,
+        stop,
+    )?)
 }
 
 fn spawn(
     node: Node,
     id: String,
-    udp: Option<(UdpSocket, SocketAddr)>,
+    udp: Vec<(UdpSocket, SocketAddr)>,
     ws: Signalling,
     tx: Sender<Input>,
     rx: Receiver<Input>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<(Member, Receiver<NodeEvent>)> {
-    let local = udp
-        .as_ref()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |u| u.1);
+    let locals = udp.iter().map(|u| u.1).collect();
     let (ev_tx, events) = mpsc::channel();
     let dstop = stop.clone();
     let thread = thread::Builder::new()
@@ -149,7 +170,7 @@ fn spawn(
     Ok((
         Member {
             id,
-            local,
+            locals,
             tx,
             stop,
             thread: Some(thread),
@@ -279,7 +300,7 @@ impl Drop for ShutdownOnDrop {
 
 fn drive(
     mut node: Node,
-    udp: Option<(UdpSocket, SocketAddr)>,
+    udp: Vec<(UdpSocket, SocketAddr)>,
     mut ws: Signalling,
     inputs: Receiver<Input>,
     events: Sender<NodeEvent>,
@@ -301,9 +322,11 @@ fn drive(
                 // After the goodbye it follows.
                 NodeOutput::SignalClose => ws.close(),
                 NodeOutput::Transmit {
-                    destination, data, ..
+                    source,
+                    destination,
+                    data,
                 } => {
-                    if let Some((u, _)) = &udp {
+                    if let Some((u, _)) = socket_for(&udp, source, destination) {
                         let _ = u.send_to(&data, destination);
                     }
                 }
@@ -346,11 +369,7 @@ fn drive(
         let now = Instant::now();
         match input {
             None => node.handle_timeout(now),
-            Some(Input::Datagram(d, from)) => {
-                if let Some((_, local)) = &udp {
-                    node.handle_datagram(now, from, *local, &d);
-                }
-            }
+            Some(Input::Datagram(d, from, local)) => node.handle_datagram(now, from, local, &d),
             Some(Input::Stop) => return,
             Some(Input::Ws(g, e)) => match ws.handle(g, e) {
                 Some(WsChange::Up) => node.handle_signal_connected(now),

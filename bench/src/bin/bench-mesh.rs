@@ -104,7 +104,15 @@ fn join_time(n: usize) -> Duration {
     for i in 0..n - 1 {
         let id = format!("b{i:02}");
         procs.push(spawn(&[
-            "join", "bench", "--signal", &url, "--id", &id, "--json",
+            "join",
+            "bench",
+            "--signal",
+            &url,
+            "--id",
+            &id,
+            "--json",
+            "--bind",
+            "127.0.0.1:0",
         ]));
     }
     if n > 2 {
@@ -119,7 +127,15 @@ fn join_time(n: usize) -> Duration {
     let t = Instant::now();
     let last = format!("b{:02}", n - 1);
     procs.push(spawn(&[
-        "join", "bench", "--signal", &url, "--id", &last, "--json",
+        "join",
+        "bench",
+        "--signal",
+        &url,
+        "--id",
+        &last,
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
     ]));
     for p in &procs {
         p.wait_for(synced_all(n - 1));
@@ -143,6 +159,7 @@ async fn switchboard() -> (Server, String) {
 fn member(room: &str, url: &str, id: &str) -> JoinOptions {
     let mut o = JoinOptions::new(room, url.to_owned());
     o.id = Some(id.into());
+    o.bind = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
     o
 }
 

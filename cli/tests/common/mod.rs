@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod netns;
+
 /// How long any one awaited event may take before the test fails (a safety bound: the
 /// tests never sleep, they wait for events).
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -254,6 +256,8 @@ pub async fn switchboard() -> (rtc_mesh_smol::switchboard::Server, String) {
 pub fn member(room: &str, url: &str, id: &str) -> rtc_mesh_smol::mesh::JoinOptions {
     let mut o = rtc_mesh_smol::mesh::JoinOptions::new(room, url.to_owned());
     o.id = Some(id.into());
+    // Tests keep to loopback.
+    o.bind = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
     o
 }
 

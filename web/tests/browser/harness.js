@@ -46,7 +46,7 @@ class Native {
     this.waiters = []
     this.quiet = !!(opts && opts.quietUpdates)
     this.keySeen = new Map()
-    const [cmd, args] = command || [env.rtcMesh, ['join', room, '--signal', env.signal, '--id', id, '--json'].concat(extra || [])]
+    const [cmd, args] = command || [env.rtcMesh, ['join', room, '--signal', env.signal, '--id', id, '--json', '--bind', '127.0.0.1:0'].concat(extra || [])]
     this.proc = spawn(cmd, args, {
       stdio: ['pipe', 'pipe', 'inherit']
     })
