@@ -202,6 +202,13 @@ pub enum Report<'a> {
         /// Human-readable message.
         message: &'a str,
     },
+    /// A TURN server gave us a relayed address.
+    Relay {
+        /// The server.
+        server: &'a str,
+        /// Our relayed address on it.
+        relayed: &'a str,
+    },
     /// A peer joined.
     PeerJoin {
         /// Its id.
@@ -343,6 +350,10 @@ impl Report<'_> {
                     .collect();
                 Line::new("peers").value("peers", &Value::Array(arr)).done()
             }
+            Report::Relay { server, relayed } => Line::new("relay")
+                .str("server", server)
+                .str("relayed", relayed)
+                .done(),
             Report::Closed => Line::new("closed").done(),
         }
     }
@@ -415,6 +426,9 @@ impl Report<'_> {
                         .collect::<Vec<_>>()
                         .join("\n")
                 }
+            }
+            Report::Relay { server, relayed } => {
+                format!("relay: TURN server {server} relays for us at {relayed}")
             }
             Report::Closed => "closed".to_owned(),
         }

@@ -28,6 +28,12 @@ Options:
                        every usable interface address, one socket each, each
                        offered as a host candidate; 127.0.0.1:0 keeps to this host)
   --stun HOST:PORT     a STUN server for our server-reflexive address (repeatable)
+  --turn turn:HOST:PORT   a TURN server to relay through, over UDP (repeatable;
+                       port 3478 by default); with --turn-user and --turn-credential
+  --turn-user U        the TURN username
+  --turn-credential P  the TURN password
+  --relay-only         offer relayed candidates only (every link through TURN), as
+                       a browser's iceTransportPolicy 'relay'
   --listen ADDR        also accept TCP replication links there (scuttlebutt's JSON
                        lines, as `replicate --listen`; postcard with --codec postcard);
                        `ready` reports the address as `tcp`
@@ -52,6 +58,10 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut json = false;
     let mut runtime = Runtime::Smol;
     let mut stun = Vec::new();
+    let mut turn = Vec::new();
+    let mut turn_user = None;
+    let mut turn_credential = None;
+    let mut relay_only = false;
     let mut listen = None;
     while let Some(arg) = args.next()? {
         match arg {
@@ -60,6 +70,17 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("id") => id = Some(args.value()?.string()?),
             Long("codec") => codecs = parse_codecs(&args.value()?.string()?)?,
             Long("stun") => stun.push(args.value()?.string()?),
+            Long("turn") => {
+                let u = args.value()?.string()?;
+                turn.push(if u.starts_with("turn:") || u.starts_with("turns:") {
+                    u
+                } else {
+                    format!("turn:{u}")
+                });
+            }
+            Long("turn-user") => turn_user = Some(args.value()?.string()?),
+            Long("turn-credential") => turn_credential = Some(args.value()?.string()?),
+            Long("relay-only") => relay_only = true,
             Long("bind") => bind.push(parse_addr(&args.value()?.string()?)?),
             Long("listen") => listen = Some(parse_addr(&args.value()?.string()?)?),
             Long("json") => json = true,
@@ -74,6 +95,14 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let Some(room) = room else {
         return Err(Usage("join needs a ROOM".into()));
     };
+    if !turn.is_empty() && (turn_user.is_none() || turn_credential.is_none()) {
+        return Err(Usage(
+            "--turn needs --turn-user and --turn-credential".into(),
+        ));
+    }
+    if relay_only && turn.is_empty() {
+        return Err(Usage("--relay-only needs a --turn server".into()));
+    }
     if let Some(id) = &id {
         if !rtc_mesh_core::signal::valid_peer_id(id) {
             return Err(Usage(format!(
@@ -127,6 +156,14 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         opts.bind = bind;
     }
     opts.stun_servers = stun;
+    if !turn.is_empty() {
+        opts.ice_servers = vec![rtc_mesh_smol::mesh::IceServer {
+            urls: turn,
+            username: turn_user,
+            credential: turn_credential,
+        }];
+    }
+    opts.relay_only = relay_only;
     let member = match runtime {
         Runtime::Smol => match smol::block_on(rtc_mesh_smol::mesh::join(opts)) {
             Ok((m, events)) => {

@@ -271,6 +271,7 @@ fn command(out: &Out, member: &Backend, cmd: Command) {
 fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
     use rtc_mesh_core::mesh::MeshEvent;
     use rtc_mesh_core::node::NodeEvent;
+    use rtc_mesh_core::turn::{TurnEvent, TurnFailure};
     match e {
         NodeEvent::Mesh(MeshEvent::Update(u)) => out.emit(&Report::Update(u)),
         NodeEvent::Mesh(MeshEvent::PeerJoined { peer, attributes }) => {
@@ -298,6 +299,23 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
             code: "link_error",
             message: &error.to_string(),
         }),
+        NodeEvent::Turn(TurnEvent::Allocated { server, relayed }) => out.emit(&Report::Relay {
+            server: &server.to_string(),
+            relayed: &relayed.to_string(),
+        }),
+        NodeEvent::Turn(TurnEvent::Failed { server, failure }) => {
+            let why = match failure {
+                TurnFailure::Refused => {
+                    "refused the allocation (check the username and credential)"
+                }
+                TurnFailure::Timeout => "did not answer",
+                _ => "cannot be reached from any of our addresses",
+            };
+            out.emit(&Report::Error {
+                code: &format!("turn_{}", failure.name()),
+                message: &format!("TURN server {server} {why}; going on without it"),
+            })
+        }
         NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
             code: "link_slow",
             message: &format!("the link to {peer} could not keep up; reconnecting"),

@@ -4,83 +4,21 @@
 
 mod common;
 
+use common::coturn::{ask, Coturn};
 use common::{member, switchboard, within};
 
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::time::Instant;
 
 use rtc_mesh_core::mesh::MeshEvent;
 use rtc_mesh_core::node::NodeEvent;
-use rtc_mesh_core::stun::{StunClient, StunEvent, StunOutput};
+use rtc_mesh_core::stun::{StunClient, StunEvent};
 use rtc_mesh_core::Value;
 use rtc_mesh_smol::mesh::{join, JoinOptions};
 
-/// coturn in STUN-only mode on a free loopback port; killed on drop.
-struct Coturn {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Coturn {
-    fn start() -> Coturn {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("turnserver")
-            .args(["-n", "-L", "127.0.0.1", "-p", &port.to_string()])
-            .args(["--stun-only", "--no-tls", "--no-dtls", "--no-cli", "-z"])
-            .args(["--log-file", "stdout", "--no-software-attribute"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnserver (Debian package coturn) runs; scripts/test.sh installs it");
-        Coturn {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Drives a StunClient over a real socket until it reports.
-fn ask(client: &mut StunClient, sock: &UdpSocket) -> StunEvent {
-    let mut buf = [0u8; 1500];
-    client.start(Instant::now());
-    loop {
-        let deadline = loop {
-            match client.poll_output() {
-                StunOutput::Transmit { server, data } => {
-                    sock.send_to(&data, server).unwrap();
-                }
-                StunOutput::Event(e) => return e,
-                StunOutput::Timeout(t) => break t,
-            }
-        };
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        sock.set_read_timeout(Some(wait)).unwrap();
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                client.handle_datagram(Instant::now(), from, &buf[..n]);
-            }
-            Err(_) => client.handle_timeout(Instant::now()),
-        }
-    }
-}
-
 #[test]
 fn coturn_tells_our_client_its_address() {
-    let coturn = Coturn::start();
+    let coturn = Coturn::stun();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut client = StunClient::new(vec![coturn.addr], 42, Instant::now());
     // Retransmissions cover coturn's start-up.
@@ -97,7 +35,7 @@ fn coturn_tells_our_client_its_address() {
 
 #[test]
 fn members_with_a_stun_server_learn_their_address_and_mesh() {
-    let coturn = Coturn::start();
+    let coturn = Coturn::stun();
     // coturn is up once it answers.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut c = StunClient::new(vec![coturn.addr], 7, Instant::now());

@@ -94,6 +94,8 @@ pub mod signal_client;
 pub mod store;
 pub mod stun;
 pub mod switchboard;
+#[cfg(feature = "webrtc")]
+pub mod turn;
 pub mod url;
 pub mod value;
 pub mod wire;

@@ -16,7 +16,7 @@
 //! let now = Instant::now();
 //! let entropy = Entropy::new([1, 0x5eed, 2], Duration::from_millis(1_795_713_876_272), now);
 //! let local = "127.0.0.1:40000".parse().unwrap();
-//! let (mut node, id) = options.node(vec![local], Vec::new(), entropy).unwrap();
+//! let (mut node, id) = options.node(vec![local], Vec::new(), Vec::new(), entropy).unwrap();
 //! assert_eq!(id, "0000000000005eed");
 //! node.start(now);
 //! let set = Request::Set(vec![("k".into(), Value::from(1.0))]);
@@ -34,6 +34,7 @@ use crate::mesh::{LinkInfo, LinkState, MeshConfig, MeshError};
 use crate::node::{Node, NodeConfig};
 use crate::signal::PeerId;
 use crate::store::StoreError;
+use crate::turn::TurnServer;
 use crate::url::UrlError;
 use crate::value::{Object, Value};
 use crate::wire::Codec;
@@ -115,6 +116,60 @@ fn usable_host_ip(ip: &IpAddr) -> bool {
     }
 }
 
+/// A STUN or TURN server, as a browser's `RTCIceServer`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:HOST[:PORT]` or `turn:HOST[:PORT][?transport=udp]` (port 3478 by default).
+    pub urls: Vec<String>,
+    /// The TURN username.
+    pub username: Option<String>,
+    /// The TURN password.
+    pub credential: Option<String>,
+}
+
+enum IceUrl {
+    Stun(String),
+    Turn(String),
+}
+
+/// `stun:H[:P]`, `turn:H[:P][?transport=udp]` or a bare `H:P` (STUN): its kind and
+/// `HOST:PORT`.
+fn ice_url(u: &str) -> Result<IceUrl, String> {
+    let (turn, rest) = if let Some(r) = u.strip_prefix("turn:") {
+        (true, r)
+    } else if let Some(r) = u.strip_prefix("stun:") {
+        (false, r)
+    } else if u.starts_with("turns:") || u.starts_with("stuns:") {
+        return Err("TLS (turns:, stuns:) is not supported; use turn: over UDP".into());
+    } else {
+        (false, u)
+    };
+    let (hp, query) = rest.split_once('?').unwrap_or((rest, ""));
+    match query {
+        "" | "transport=udp" => {}
+        "transport=tcp" => return Err("TURN over TCP is not supported; use UDP".into()),
+        q => return Err(format!("unknown parameter {q:?}")),
+    }
+    if hp.is_empty() {
+        return Err("no host".into());
+    }
+    // A port unless the last colon is inside an IPv6 literal.
+    let has_port = match hp.rfind(':') {
+        Some(i) => !hp[i..].contains(']') && (hp.starts_with('[') || hp[..i].find(':').is_none()),
+        None => false,
+    };
+    let hp = if has_port {
+        hp.to_owned()
+    } else {
+        format!("{hp}:3478")
+    };
+    Ok(if turn {
+        IceUrl::Turn(hp)
+    } else {
+        IceUrl::Stun(hp)
+    })
+}
+
 /// What to join, and how.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -138,6 +193,17 @@ pub struct JoinOptions {
     /// STUN servers (`host:port`, or `stun:host:port`; default none) asked for our
     /// server-reflexive address. Names are resolved once, at join.
     pub stun_servers: Vec<String>,
+    /// STUN and TURN servers, as a browser's `RTCIceServer`s (default none): `stun:`
+    /// URLs are asked for our server-reflexive address (as [`stun_servers`]); `turn:`
+    /// URLs (`turn:HOST[:PORT][?transport=udp]`, port 3478 by default) are asked for a
+    /// relayed address with the entry's `username` and `credential`, and for our
+    /// server-reflexive one too. Names are resolved once, at join.
+    ///
+    /// [`stun_servers`]: JoinOptions::stun_servers
+    pub ice_servers: Vec<IceServer>,
+    /// Offer relayed candidates only (default false), as a browser's
+    /// `iceTransportPolicy: 'relay'`.
+    pub relay_only: bool,
     /// Interval between pings on a link (default 1 s).
     pub ping_interval: Duration,
     /// A link silent this long is closed and its peer reported gone (default 4 s).
@@ -166,6 +232,8 @@ impl JoinOptions {
             codecs: vec![Codec::Postcard, Codec::Json],
             attributes: Object::new(),
             stun_servers: Vec::new(),
+            ice_servers: Vec::new(),
+            relay_only: false,
             ping_interval: MeshConfig::DEFAULT_PING_INTERVAL,
             dead_after: MeshConfig::DEFAULT_DEAD_AFTER,
             negotiate_timeout: MeshConfig::DEFAULT_NEGOTIATE_TIMEOUT,
@@ -226,31 +294,79 @@ impl JoinOptions {
     }
 
     /// The STUN servers' addresses, each looked up with `resolve` (given `HOST:PORT`,
-    /// the `stun:` prefix taken off; the first address counts).
+    /// the `stun:` prefix taken off; the first address counts): [`stun_servers`], the
+    /// `stun:` URLs of [`ice_servers`], and the TURN servers (which answer STUN too).
+    ///
+    /// [`stun_servers`]: JoinOptions::stun_servers
+    /// [`ice_servers`]: JoinOptions::ice_servers
     pub fn resolve_stun(
         &self,
         mut resolve: impl FnMut(&str) -> io::Result<Option<SocketAddr>>,
     ) -> Result<Vec<SocketAddr>, JoinError> {
-        self.stun_servers
-            .iter()
-            .map(|s| {
-                let hp = s.strip_prefix("stun:").unwrap_or(s);
-                match resolve(hp) {
-                    Ok(Some(a)) => Ok(a),
-                    Ok(None) => Err(JoinError::Stun(s.clone(), "no address".into())),
-                    Err(e) => Err(JoinError::Stun(s.clone(), e.to_string())),
-                }
-            })
-            .collect()
+        let mut out: Vec<SocketAddr> = Vec::new();
+        let urls = self.ice_servers.iter().flat_map(|i| i.urls.iter());
+        for s in self.stun_servers.iter().chain(urls) {
+            let hp = match ice_url(s) {
+                Ok(IceUrl::Stun(hp) | IceUrl::Turn(hp)) => hp,
+                Err(e) => return Err(JoinError::Stun(s.clone(), e)),
+            };
+            let a = match resolve(&hp) {
+                Ok(Some(a)) => a,
+                Ok(None) => return Err(JoinError::Stun(s.clone(), "no address".into())),
+                Err(e) => return Err(JoinError::Stun(s.clone(), e.to_string())),
+            };
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
-    /// The Node for these options, offering `local` as its host candidate and asking
-    /// `stun_servers` (see [`resolve_stun`](Self::resolve_stun)); and its peer id
+    /// The TURN servers of [`ice_servers`](JoinOptions::ice_servers), each looked up
+    /// with `resolve` as in [`resolve_stun`](Self::resolve_stun). An entry with a
+    /// `turn:` URL needs a username and a credential.
+    pub fn resolve_turn(
+        &self,
+        mut resolve: impl FnMut(&str) -> io::Result<Option<SocketAddr>>,
+    ) -> Result<Vec<TurnServer>, JoinError> {
+        let mut out = Vec::new();
+        for i in &self.ice_servers {
+            for u in &i.urls {
+                let hp = match ice_url(u) {
+                    Ok(IceUrl::Turn(hp)) => hp,
+                    Ok(IceUrl::Stun(_)) => continue,
+                    Err(e) => return Err(JoinError::Turn(u.clone(), e)),
+                };
+                let (Some(username), Some(credential)) = (&i.username, &i.credential) else {
+                    return Err(JoinError::Turn(
+                        u.clone(),
+                        "a TURN server needs a username and a credential".into(),
+                    ));
+                };
+                let addr = match resolve(&hp) {
+                    Ok(Some(a)) => a,
+                    Ok(None) => return Err(JoinError::Turn(u.clone(), "no address".into())),
+                    Err(e) => return Err(JoinError::Turn(u.clone(), e.to_string())),
+                };
+                out.push(TurnServer {
+                    addr,
+                    username: username.clone(),
+                    credential: credential.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Node for these options, offering `locals` as its host candidates, asking
+    /// `stun_servers` and `turn_servers` (see [`resolve_stun`](Self::resolve_stun) and
+    /// [`resolve_turn`](Self::resolve_turn)); and its peer id
     /// (the given one, or a fresh one from `entropy`).
     pub fn node(
         &self,
         locals: Vec<SocketAddr>,
         stun_servers: Vec<SocketAddr>,
+        turn_servers: Vec<TurnServer>,
         entropy: Entropy,
     ) -> Result<(Node, String), JoinError> {
         let id = self.id.clone().unwrap_or_else(|| entropy.peer_id());
@@ -271,6 +387,8 @@ impl JoinOptions {
         let mut nc = NodeConfig::new(mc, locals);
         nc.max_queued = self.max_queued;
         nc.stun_servers = stun_servers;
+        nc.turn_servers = turn_servers;
+        nc.relay_only = self.relay_only;
         Ok((Node::new(nc)?, id))
     }
 }
@@ -349,6 +467,9 @@ pub enum JoinError {
     /// A STUN server name does not resolve to an address.
     #[error("STUN server {0:?}: {1}")]
     Stun(String, String),
+    /// A TURN server URL is not usable (bad form, no credentials, no address).
+    #[error("TURN server {0:?}: {1}")]
+    Turn(String, String),
     /// The configuration is invalid (id, room).
     #[error(transparent)]
     Mesh(#[from] MeshError),
@@ -634,7 +755,7 @@ mod tests {
         let entropy = Entropy::new([1, 2, 3], Duration::from_secs(1), now);
         let local = "127.0.0.1:40000".parse().unwrap();
         let (mut node, _) = JoinOptions::new("r", "ws://127.0.0.1:1/")
-            .node(vec![local], Vec::new(), entropy)
+            .node(vec![local], Vec::new(), Vec::new(), entropy)
             .unwrap();
         node.start(now);
         let long = "k".repeat(Limits::default().max_key_len + 1);
@@ -674,10 +795,67 @@ mod tests {
                 Ok(Some(addr))
             })
             .unwrap();
-        assert_eq!(got, vec![addr, addr]);
+        // Both asked; the one address they give, once.
+        assert_eq!(got, vec![addr]);
         assert_eq!(asked, ["a.test:3478", "b.test:1"]);
         assert!(
             matches!(o.resolve_stun(|_| Ok(None)), Err(JoinError::Stun(s, _)) if s == "stun:a.test:3478")
         );
+    }
+
+    #[test]
+    fn ice_servers_give_stun_and_turn_servers() {
+        let mut o = JoinOptions::new("r", "ws://127.0.0.1:1/");
+        o.ice_servers = vec![
+            IceServer {
+                urls: vec!["stun:s.test".into()],
+                ..Default::default()
+            },
+            IceServer {
+                urls: vec!["turn:t.test:3479?transport=udp".into(), "turn:[::1]".into()],
+                username: Some("u".into()),
+                credential: Some("p".into()),
+            },
+        ];
+        let mut asked = Vec::new();
+        let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let turn = o
+            .resolve_turn(|hp| {
+                asked.push(hp.to_owned());
+                Ok(Some(addr))
+            })
+            .unwrap();
+        assert_eq!(asked, ["t.test:3479", "[::1]:3478"]);
+        assert_eq!(turn.len(), 2);
+        assert_eq!(
+            (turn[0].username.as_str(), turn[0].credential.as_str()),
+            ("u", "p")
+        );
+        // Every one of them answers STUN; one address once.
+        asked.clear();
+        let stun = o
+            .resolve_stun(|hp| {
+                asked.push(hp.to_owned());
+                Ok(Some(addr))
+            })
+            .unwrap();
+        assert_eq!(asked, ["s.test:3478", "t.test:3479", "[::1]:3478"]);
+        assert_eq!(stun, [addr]);
+        for (url, user, why) in [
+            ("turns:t.test", true, "TLS"),
+            ("turn:t.test?transport=tcp", true, "TCP"),
+            ("turn:t.test", false, "username"),
+            ("turn:", true, "no host"),
+        ] {
+            o.ice_servers = vec![IceServer {
+                urls: vec![url.into()],
+                username: user.then(|| "u".into()),
+                credential: user.then(|| "p".into()),
+            }];
+            match o.resolve_turn(|_| Ok(Some(addr))) {
+                Err(JoinError::Turn(u, e)) => assert!(u == url && e.contains(why), "{u}: {e}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 }

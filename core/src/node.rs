@@ -146,6 +146,7 @@ use crate::replica::LinkId;
 use crate::signal::PeerId;
 use crate::store::{Store, StoreError, Update};
 use crate::stun::{StunClient, StunEvent, StunOutput};
+use crate::turn::{Datagram, Received, Relays, TurnEvent, TurnServer};
 use crate::value::{Object, Value};
 use crate::wire::Codec;
 
@@ -164,6 +165,12 @@ pub struct NodeConfig {
     pub max_queued: usize,
     /// STUN servers asked for our server-reflexive address (default none).
     pub stun_servers: Vec<SocketAddr>,
+    /// TURN servers to allocate a relayed address on (default none): see
+    /// [`crate::turn`].
+    pub turn_servers: Vec<TurnServer>,
+    /// Offer relayed candidates only (default false), as a browser's
+    /// `iceTransportPolicy: 'relay'`: every link goes through a TURN server.
+    pub relay_only: bool,
     /// An open connection that receives no datagram at all for this long is closed and
     /// its peer reported left (default 10 s). Every ICE agent checks its selected pair
     /// every few seconds (str0m at least every `ice_max_rto`, Chromium about every
@@ -207,6 +214,8 @@ impl NodeConfig {
             sctp_buffer: 32 * 1024,
             max_queued: Self::DEFAULT_MAX_QUEUED,
             stun_servers: Vec::new(),
+            turn_servers: Vec::new(),
+            relay_only: false,
             silence_timeout: Duration::from_secs(10),
             ice_max_rto: Duration::from_secs(2),
             ice_max_retransmits: 7,
@@ -240,6 +249,8 @@ pub enum NodeEvent {
     /// A STUN server answered (or gave up): a mapped address becomes a server-reflexive
     /// candidate.
     Stun(StunEvent),
+    /// A TURN server gave us a relayed address, or gives us none.
+    Turn(TurnEvent),
 }
 
 /// What [`Node::poll_output`] returns.
@@ -341,6 +352,9 @@ pub struct Node {
     stun_at: Instant,
     /// Server-reflexive candidates found: (mapped, base).
     reflexive: Vec<(SocketAddr, SocketAddr)>,
+    /// TURN allocations, and when they next want `handle_timeout`.
+    relays: Relays,
+    relays_at: Instant,
 }
 
 impl std::fmt::Debug for Node {
@@ -359,7 +373,14 @@ impl Node {
         let rng = config.mesh.seed ^ 0x6e6f_6465;
         let mesh = Mesh::new(config.mesh.clone())?;
         let stun = StunClient::new(config.stun_servers.clone(), rng.rotate_left(23), now);
+        let relays = Relays::new(
+            &config.turn_servers,
+            |server| base_for(&config.local_addrs, server),
+            now,
+        );
         Ok(Node {
+            relays,
+            relays_at: now,
             stun,
             stun_at: now + crate::signal_client::IDLE,
             reflexive: Vec::new(),
@@ -398,6 +419,7 @@ impl Node {
     pub fn start(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.mesh.start(now);
+        self.relay_progress();
         if !self.stun.is_empty() {
             self.stun.start(now);
             self.stun_progress();
@@ -405,19 +427,58 @@ impl Node {
     }
 
     /// Our address of `dest`'s family that reaches it: where STUN requests go from.
-    /// A loopback address only for a server on loopback, else the first other one.
     fn base_for(&self, dest: SocketAddr) -> Option<SocketAddr> {
-        let family = self
-            .config
-            .local_addrs
-            .iter()
-            .copied()
-            .filter(|a| a.is_ipv4() == dest.is_ipv4());
-        let wanted = dest.ip().is_loopback();
-        family
-            .clone()
-            .find(|a| a.ip().is_loopback() == wanted)
-            .or_else(|| family.clone().next())
+        base_for(&self.config.local_addrs, dest)
+    }
+
+    /// Moves the TURN clients' datagrams out and turns allocations into candidates.
+    fn relay_progress(&mut self) {
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let next = self.relays.progress(self.now, &mut out, &mut events);
+        self.relays_at = next.unwrap_or(self.now + crate::signal_client::IDLE);
+        self.push_datagrams(out);
+        for e in events {
+            if let TurnEvent::Allocated { relayed, server } = &e {
+                let local = self.base_for(*server);
+                let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
+                for peer in peers {
+                    if let Some(local) = local {
+                        if let Ok(c) = Candidate::relayed(*relayed, local, "udp") {
+                            self.add_local(&peer, c);
+                        }
+                    }
+                }
+            }
+            self.out.push_back(NodeOutput::Event(NodeEvent::Turn(e)));
+        }
+    }
+
+    fn push_datagrams(&mut self, out: Vec<Datagram>) {
+        for d in out {
+            self.out.push_back(NodeOutput::Transmit {
+                source: d.source,
+                destination: d.destination,
+                data: d.data,
+            });
+        }
+    }
+
+    /// A datagram str0m sends: from a relayed address through its TURN server, else
+    /// straight from our socket.
+    fn transmit(&mut self, source: SocketAddr, destination: SocketAddr, data: Vec<u8>) {
+        if self.relays.is_relayed(source) {
+            if let Some(d) = self.relays.send(self.now, source, destination, &data) {
+                self.push_datagrams(vec![d]);
+            }
+            self.relay_progress();
+        } else {
+            self.out.push_back(NodeOutput::Transmit {
+                source,
+                destination,
+                data,
+            });
+        }
     }
 
     /// Moves STUN requests out and turns answers into candidates.
@@ -447,7 +508,12 @@ impl Node {
                     self.reflexive.push((*mapped, base));
                     let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
                     for peer in peers {
-                        self.add_reflexive(&peer, *mapped, base);
+                        if self.config.relay_only {
+                            continue;
+                        }
+                        if let Ok(c) = Candidate::server_reflexive(*mapped, base, "udp") {
+                            self.add_local(&peer, c);
+                        }
                     }
                 }
             }
@@ -455,11 +521,9 @@ impl Node {
         }
     }
 
-    /// Adds a server-reflexive candidate to `peer`'s connection and trickles it.
-    fn add_reflexive(&mut self, peer: &str, mapped: SocketAddr, base: SocketAddr) {
-        let Ok(c) = Candidate::server_reflexive(mapped, base, "udp") else {
-            return;
-        };
+    /// Adds a local candidate (server-reflexive or relayed) to `peer`'s connection and
+    /// trickles it.
+    fn add_local(&mut self, peer: &str, c: Candidate) {
         let Some(p) = self.rtcs.get_mut(peer) else {
             return;
         };
@@ -498,7 +562,8 @@ impl Node {
         self.mesh.announce(now, attributes);
     }
 
-    /// Leaves the room and closes every connection.
+    /// Leaves the room and closes every connection (and gives the TURN allocations
+    /// back).
     pub fn close(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.mesh.close(now);
@@ -553,10 +618,24 @@ impl Node {
         data: &[u8],
     ) {
         self.now = self.now.max(now);
+        match self.relays.recv(now, source, destination, data) {
+            Received::NotOurs => {}
+            Received::Taken => return self.relay_progress(),
+            Received::Peer {
+                from,
+                relayed,
+                data,
+            } => return self.take(now, from, relayed, &data),
+        }
         if self.stun.handle_datagram(now, source, data) {
             self.stun_progress();
             return;
         }
+        self.take(now, source, destination, data);
+    }
+
+    /// A datagram for ICE, DTLS or SCTP: to the connection that accepts it, or held.
+    fn take(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
         match self.deliver(now, source, destination, data) {
             Delivered::Yes => {
                 // A connectivity check may have just made earlier datagrams acceptable
@@ -633,6 +712,9 @@ impl Node {
             self.stun.handle_timeout(now);
             self.stun_progress();
         }
+        if self.relays_at <= now {
+            self.relay_progress();
+        }
         let due: Vec<PeerId> = self
             .rtcs
             .iter()
@@ -693,13 +775,20 @@ impl Node {
             builder = builder.set_crypto_provider(crate::seeded_dtls::provider());
         }
         let mut rtc = builder.build(self.now);
-        for a in &self.config.local_addrs {
-            if let Ok(c) = Candidate::host(*a, "udp") {
-                rtc.add_local_candidate(c);
+        if !self.config.relay_only {
+            for a in &self.config.local_addrs {
+                if let Ok(c) = Candidate::host(*a, "udp") {
+                    rtc.add_local_candidate(c);
+                }
+            }
+            for (mapped, base) in &self.reflexive {
+                if let Ok(c) = Candidate::server_reflexive(*mapped, *base, "udp") {
+                    rtc.add_local_candidate(c);
+                }
             }
         }
-        for (mapped, base) in &self.reflexive {
-            if let Ok(c) = Candidate::server_reflexive(*mapped, *base, "udp") {
+        for (relayed, local) in self.relays.relayed() {
+            if let Ok(c) = Candidate::relayed(relayed, local, "udp") {
                 rtc.add_local_candidate(c);
             }
         }
@@ -749,6 +838,18 @@ impl Node {
                 self.poll_rtc(&peer);
             }
             LinkCommand::RemoteSdp { peer, kind, sdp } => {
+                // Its candidates may send to our relays: permitted before ICE starts
+                // (a controlled agent may wait for the other side's checks).
+                for line in sdp.lines() {
+                    if let Some(c) = line
+                        .trim()
+                        .strip_prefix("a=")
+                        .and_then(|l| l.parse_candidate())
+                    {
+                        self.relays.permit(now, c.addr().ip());
+                    }
+                }
+                self.relay_progress();
                 let Some(p) = self.rtcs.get_mut(&peer) else {
                     return;
                 };
@@ -786,6 +887,11 @@ impl Node {
                     .unwrap_or(&text)
                     .parse_candidate()
                     .filter(|c| !c.addr().ip().is_unspecified());
+                if let Some(c) = &parsed {
+                    // Through our relays it may send to us, and we to it.
+                    self.relays.permit(self.now, c.addr().ip());
+                    self.relay_progress();
+                }
                 match (parsed, self.rtcs.get_mut(&peer)) {
                     (Some(c), Some(p)) => {
                         p.rtc.add_remote_candidate(c);
@@ -800,11 +906,9 @@ impl Node {
                     // Let it say goodbye (DTLS close, SCTP abort) on the way out.
                     while let Ok(o) = p.rtc.poll_output() {
                         match o {
-                            Output::Transmit(t) => self.out.push_back(NodeOutput::Transmit {
-                                source: t.source,
-                                destination: t.destination,
-                                data: t.contents.into(),
-                            }),
+                            Output::Transmit(t) => {
+                                self.transmit(t.source, t.destination, t.contents.into())
+                            }
                             Output::Timeout(_) => break,
                             Output::Event(_) => {}
                         }
@@ -902,11 +1006,7 @@ impl Node {
                     p.timeout = Some(t);
                     return;
                 }
-                Output::Transmit(t) => self.out.push_back(NodeOutput::Transmit {
-                    source: t.source,
-                    destination: t.destination,
-                    data: t.contents.into(),
-                }),
+                Output::Transmit(t) => self.transmit(t.source, t.destination, t.contents.into()),
                 Output::Event(e) => self.rtc_event(peer, e),
             }
         }
@@ -987,10 +1087,16 @@ impl Node {
                             self.link_command(LinkCommand::Close { peer });
                         }
                     }
+                    if self.mesh.is_finished() && !self.relays.is_empty() {
+                        // Closed: the allocations go back too.
+                        let mut out = Vec::new();
+                        self.relays.delete(self.now, &mut out);
+                        self.push_datagrams(out);
+                    }
                     if !self.out.is_empty() {
                         continue;
                     }
-                    let mut next = t.min(self.stun_at);
+                    let mut next = t.min(self.stun_at).min(self.relays_at);
                     for p in self.rtcs.values() {
                         if let Some(rt) = p.timeout {
                             next = next.min(rt);
@@ -1004,6 +1110,20 @@ impl Node {
             }
         }
     }
+}
+
+/// Of `locals`, the address of `dest`'s family that reaches it: a loopback address only
+/// for a destination on loopback, else the first other one.
+fn base_for(locals: &[SocketAddr], dest: SocketAddr) -> Option<SocketAddr> {
+    let family = locals
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == dest.is_ipv4());
+    let wanted = dest.ip().is_loopback();
+    family
+        .clone()
+        .find(|a| a.ip().is_loopback() == wanted)
+        .or_else(|| family.clone().next())
 }
 
 /// The mid of the first m-line of an SDP (ours has only the data m-line).

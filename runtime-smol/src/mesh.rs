@@ -35,8 +35,8 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::signal::{Signalling, WsEvent};
 
 pub use rtc_mesh_core::member::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions, Request,
-    StartError,
+    answer, Answer, IceServer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions,
+    Request, StartError,
 };
 
 /// How long a closing member waits for its attached streams to take what was written
@@ -94,8 +94,9 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
         Ok((u, local))
     })?;
     let stun = options.resolve_stun(crate::signal::resolve)?;
+    let turn = options.resolve_turn(crate::signal::resolve)?;
     let locals = sockets.iter().map(|s| s.1).collect();
-    let (node, id) = options.node(locals, stun, crate::entropy())?;
+    let (node, id) = options.node(locals, stun, turn, crate::entropy())?;
     let signalling = Signalling::new(&options.signal_url)?;
     Ok(spawn(node, id, sockets, signalling))
 }

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use rtc_mesh_core::member::socket_for;
 pub use rtc_mesh_core::member::{
-    answer, Answer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions, Request,
-    StartError,
+    answer, Answer, IceServer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions,
+    Request, StartError,
 };
 
 /// How long a closing member waits for its attached streams to take what was written
@@ -97,8 +97,9 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
         Ok((u, local))
     })?;
     let stun = options.resolve_stun(resolve)?;
+    let turn = options.resolve_turn(resolve)?;
     let locals: Vec<SocketAddr> = sockets.iter().map(|s| s.1).collect();
-    let (node, id) = options.node(locals, stun, crate::entropy())?;
+    let (node, id) = options.node(locals, stun, turn, crate::entropy())?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let forward: Forward = Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok());

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod coturn;
 pub mod netns;
 
 /// How long any one awaited event may take before the test fails (a safety bound: the

@@ -1,0 +1,119 @@
+//! Debian's coturn (scripts/test.sh installs it) on a free loopback port, killed on
+//! drop, and ready once it answers a STUN Binding.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rtc_mesh_core::stun::{StunClient, StunEvent, StunOutput};
+
+pub struct Coturn {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+/// A directory for coturn's pid file and user database, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Coturn {
+    /// STUN only.
+    pub fn stun() -> Coturn {
+        Coturn::start(&["--stun-only", "-z"])
+    }
+
+    /// A TURN server with one long-term user, relaying on loopback.
+    pub fn turn(user: &str, password: &str) -> Coturn {
+        let cred = format!("{user}:{password}");
+        Coturn::start(&[
+            "--lt-cred-mech",
+            "--user",
+            &cred,
+            "--realm",
+            "rtc-mesh.test",
+            "--fingerprint",
+            "--relay-ip",
+            "127.0.0.1",
+            "--allow-loopback-peers",
+            "--no-tcp-relay",
+        ])
+    }
+
+    fn start(args: &[&str]) -> Coturn {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("rtc-mesh-coturn-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("turnserver")
+            .args(["-n", "-L", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--no-tls", "--no-dtls", "--no-cli"])
+            .args(["--log-file", "stdout", "--no-software-attribute"])
+            .arg("--pidfile")
+            .arg(dir.join("turnserver.pid"))
+            .arg("--userdb")
+            .arg(dir.join("turndb"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver (Debian package coturn) runs; scripts/test.sh installs it");
+        let c = Coturn {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _dir: TempDir(dir),
+        };
+        // Up once it answers (retransmissions cover its start-up).
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut client = StunClient::new(vec![c.addr], 7, Instant::now());
+        client.max_sends = 8;
+        assert!(
+            matches!(ask(&mut client, &probe), StunEvent::Mapped { .. }),
+            "coturn answers"
+        );
+        c
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Drives a StunClient over a real socket until it reports.
+pub fn ask(client: &mut StunClient, sock: &UdpSocket) -> StunEvent {
+    let mut buf = [0u8; 1500];
+    client.start(Instant::now());
+    loop {
+        let deadline = loop {
+            match client.poll_output() {
+                StunOutput::Transmit { server, data } => {
+                    sock.send_to(&data, server).unwrap();
+                }
+                StunOutput::Event(e) => return e,
+                StunOutput::Timeout(t) => break t,
+            }
+        };
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        sock.set_read_timeout(Some(wait)).unwrap();
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                client.handle_datagram(Instant::now(), from, &buf[..n]);
+            }
+            Err(_) => client.handle_timeout(Instant::now()),
+        }
+    }
+}
