@@ -157,6 +157,8 @@ pub struct PeerReport {
     pub codec: Option<String>,
     /// Bytes and updates each way on its link, and the round trip.
     pub stats: rtc_mesh_core::session::SessionStats,
+    /// The path its link uses (each end's candidate type and address), once known.
+    pub path: Option<rtc_mesh_core::node::LinkPath>,
 }
 
 /// An event the program writes.
@@ -345,6 +347,24 @@ impl Report<'_> {
                                 .map(|d| Value::from(d.as_secs_f64() * 1000.0))
                                 .unwrap_or(Value::Null),
                         );
+                        let end = |e: &rtc_mesh_core::node::PathEnd| {
+                            let mut o = Object::new();
+                            o.insert("type", e.kind.name().into());
+                            o.insert("addr", e.addr.to_string().as_str().into());
+                            Value::Object(o)
+                        };
+                        o.insert(
+                            "path",
+                            match &p.path {
+                                Some(path) => {
+                                    let mut o = Object::new();
+                                    o.insert("local", end(&path.local));
+                                    o.insert("remote", end(&path.remote));
+                                    Value::Object(o)
+                                }
+                                None => Value::Null,
+                            },
+                        );
                         Value::Object(o)
                     })
                     .collect();
@@ -412,7 +432,7 @@ impl Report<'_> {
                                 .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
                                 .unwrap_or_else(|| "-".into());
                             format!(
-                                "{} {} {} rtt {} in {} B/{} updates, out {} B/{} updates",
+                                "{} {} {} rtt {} in {} B/{} updates, out {} B/{} updates{}",
                                 p.peer,
                                 p.state,
                                 p.codec.as_deref().unwrap_or("-"),
@@ -420,7 +440,17 @@ impl Report<'_> {
                                 st.bytes_in,
                                 st.updates_in,
                                 st.bytes_out,
-                                st.updates_out
+                                st.updates_out,
+                                match &p.path {
+                                    Some(x) => format!(
+                                        ", via {} {} to {} {}",
+                                        x.local.kind.name(),
+                                        x.local.addr,
+                                        x.remote.kind.name(),
+                                        x.remote.addr
+                                    ),
+                                    None => String::new(),
+                                }
                             )
                         })
                         .collect::<Vec<_>>()

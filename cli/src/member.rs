@@ -256,6 +256,7 @@ fn command(out: &Out, member: &Backend, cmd: Command) {
                     .into(),
                     codec: p.link.codec.map(|c| c.name().to_owned()),
                     stats: p.link.stats,
+                    path: p.path,
                 })
                 .collect();
             out.emit(&Report::Peers(&list));

@@ -51,6 +51,26 @@ fn two_hosts_on_a_lan_mesh_with_no_bind_flag() {
         pb.wait_update("from-a", &json!(1));
         pb.send(json!({"op":"set","key":"from-b","value":2}));
         pa.wait_update("from-b", &json!(2));
+        // Host to host, over the LAN.
+        pa.send(json!({"op":"peers"}));
+        let peers = pa.wait_event("peers");
+        let path = &peers["peers"][0]["path"];
+        assert_eq!(path["local"]["type"], json!("host"), "{peers}");
+        assert!(
+            path["local"]["addr"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.77.0.1:"),
+            "{peers}"
+        );
+        assert_eq!(path["remote"]["type"], json!("host"), "{peers}");
+        assert!(
+            path["remote"]["addr"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.77.0.2:"),
+            "{peers}"
+        );
         pa.close();
         pb.close();
     }

@@ -46,6 +46,14 @@ fn relay_only_peers_link_through_coturn() {
     b.wait_event("synced");
     a.send(json!({"op":"set","key":"relayed","value":"yes"}));
     b.wait_update("relayed", &json!("yes"));
+    // Both say the link goes relay to relay.
+    for p in [&mut a, &mut b] {
+        p.send(json!({"op":"peers"}));
+        let peers = p.wait_event("peers");
+        let path = &peers["peers"][0]["path"];
+        assert_eq!(path["local"]["type"], json!("relay"), "{peers}");
+        assert_eq!(path["remote"]["type"], json!("relay"), "{peers}");
+    }
     b.send(json!({"op":"set","key":"back","value":1}));
     a.wait_update("back", &json!(1));
     a.close();

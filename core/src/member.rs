@@ -501,6 +501,9 @@ pub struct PeerInfo {
     pub attributes: Object,
     /// The connection to it: state, codec, bytes and updates each way, round trip.
     pub link: LinkInfo,
+    /// The path its connection uses: each end's candidate type and address (once
+    /// the connection has sent on one).
+    pub path: Option<crate::node::LinkPath>,
 }
 
 impl PeerInfo {
@@ -594,6 +597,7 @@ pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
                 id: PeerId::checked(id),
                 attributes: attrs.clone(),
                 link: m.link_info(id)?,
+                path: node.link_path(id),
             })
         })
         .collect()

@@ -139,7 +139,9 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event as RtcEvent, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::{
+    Candidate, CandidateKind, Event as RtcEvent, IceConnectionState, IceCreds, Input, Output, Rtc,
+};
 
 use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
 use crate::replica::LinkId;
@@ -232,6 +234,59 @@ impl NodeConfig {
         let n = self.ice_max_retransmits.max(1);
         (2..=n).map(delay).sum::<Duration>() + delay(n)
     }
+}
+
+/// An ICE candidate's type, as `RTCIceCandidate.type` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CandidateType {
+    /// An interface address.
+    Host,
+    /// An address a STUN server saw (a NAT's mapping).
+    Srflx,
+    /// An address learnt from a connectivity check.
+    Prflx,
+    /// A TURN server's relayed address.
+    Relay,
+}
+
+impl CandidateType {
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CandidateType::Host => "host",
+            CandidateType::Srflx => "srflx",
+            CandidateType::Prflx => "prflx",
+            CandidateType::Relay => "relay",
+        }
+    }
+
+    fn of(k: CandidateKind) -> Self {
+        match k {
+            CandidateKind::Host => CandidateType::Host,
+            CandidateKind::ServerReflexive => CandidateType::Srflx,
+            CandidateKind::PeerReflexive => CandidateType::Prflx,
+            CandidateKind::Relayed => CandidateType::Relay,
+        }
+    }
+}
+
+/// One end of a link's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathEnd {
+    /// Its candidate type.
+    pub kind: CandidateType,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// The path a link uses: our end and the remote's ([`Node::link_path`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkPath {
+    /// Our end.
+    pub local: PathEnd,
+    /// The remote's end.
+    pub remote: PathEnd,
 }
 
 /// Node-level happenings besides the mesh's own events.
@@ -334,6 +389,10 @@ struct PeerRtc {
     timeout: Option<Instant>,
     /// Once the data channel is open: when the last datagram arrived.
     heard: Option<Instant>,
+    /// The path DTLS and SCTP last went out on: (our address, its address).
+    path: Option<(SocketAddr, SocketAddr)>,
+    /// Its candidates: address and kind.
+    remote: Vec<(SocketAddr, CandidateKind)>,
 }
 
 /// A WebRTC mesh peer. See the module docs.
@@ -408,6 +467,41 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// The path the connection to `peer` uses (once DTLS has gone out on it): each
+    /// end's candidate type and address. Ours is `relay` when we send from a relayed
+    /// address, `srflx` when we send from an address a STUN server saw mapped to
+    /// another and the remote is no host candidate (so it sees the mapped one), else
+    /// `host`; the remote's is the type it gave its candidate of that address, or
+    /// `prflx` for an address it gave no candidate for.
+    pub fn link_path(&self, peer: &str) -> Option<LinkPath> {
+        let p = self.rtcs.get(peer)?;
+        let (local, remote) = p.path?;
+        let remote_kind = p
+            .remote
+            .iter()
+            .find(|(a, _)| *a == remote)
+            .map_or(CandidateType::Prflx, |(_, k)| CandidateType::of(*k));
+        let local_kind = if self.relays.is_relayed(local) {
+            CandidateType::Relay
+        } else if remote_kind != CandidateType::Host
+            && self.reflexive.iter().any(|(m, b)| *b == local && m != b)
+        {
+            CandidateType::Srflx
+        } else {
+            CandidateType::Host
+        };
+        Some(LinkPath {
+            local: PathEnd {
+                kind: local_kind,
+                addr: local,
+            },
+            remote: PathEnd {
+                kind: remote_kind,
+                addr: remote,
+            },
+        })
     }
 
     /// Server-reflexive addresses found through STUN: (mapped, base).
@@ -833,6 +927,8 @@ impl Node {
                     queued: 0,
                     timeout: None,
                     heard: None,
+                    path: None,
+                    remote: Vec::new(),
                 };
                 self.rtcs.insert(peer.clone(), entry);
                 self.poll_rtc(&peer);
@@ -847,6 +943,9 @@ impl Node {
                         .and_then(|l| l.parse_candidate())
                     {
                         self.relays.permit(now, c.addr().ip());
+                        if let Some(p) = self.rtcs.get_mut(&peer) {
+                            p.remote.push((c.addr(), c.kind()));
+                        }
                     }
                 }
                 self.relay_progress();
@@ -894,6 +993,7 @@ impl Node {
                 }
                 match (parsed, self.rtcs.get_mut(&peer)) {
                     (Some(c), Some(p)) => {
+                        p.remote.push((c.addr(), c.kind()));
                         p.rtc.add_remote_candidate(c);
                         self.poll_rtc(&peer);
                     }
@@ -1006,7 +1106,13 @@ impl Node {
                     p.timeout = Some(t);
                     return;
                 }
-                Output::Transmit(t) => self.transmit(t.source, t.destination, t.contents.into()),
+                Output::Transmit(t) => {
+                    // DTLS (first byte 20-63, RFC 7983) goes on the selected pair only.
+                    if t.contents.first().is_some_and(|b| (20..64).contains(b)) {
+                        p.path = Some((t.source, t.destination));
+                    }
+                    self.transmit(t.source, t.destination, t.contents.into())
+                }
                 Output::Event(e) => self.rtc_event(peer, e),
             }
         }
