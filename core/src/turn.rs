@@ -214,6 +214,10 @@ impl Relays {
         if ip.is_unspecified() || !self.permitted.insert(ip) {
             return;
         }
+        if ip.is_loopback() && !self.relays.iter().any(|r| r.server.ip().is_loopback()) {
+            // A server off this host cannot relay to our loopback (coturn refuses).
+            return;
+        }
         let at = self.at(now);
         for r in &mut self.relays {
             if r.relayed.is_some_and(|a| a.is_ipv4() == ip.is_ipv4()) {
@@ -234,10 +238,17 @@ impl Relays {
     ) -> Option<Datagram> {
         let at = self.at(now);
         let r = self.relays.iter_mut().find(|r| r.relayed == Some(source))?;
+        if destination.ip().is_loopback() && !r.server.ip().is_loopback() {
+            return None;
+        }
         match r.client.send_to(TransportType::Udp, destination, data, at) {
             Ok(Some(t)) => {
                 let t = t.build();
-                if r.channels.insert(destination) {
+                // A channel (4 bytes of framing instead of 36) for the selected path
+                // only: DTLS (first byte 20-63) goes nowhere else. Binding one for every
+                // checked address made coturn drop the allocation.
+                let dtls = data.first().is_some_and(|b| (20..64).contains(b));
+                if dtls && r.channels.insert(destination) {
                     let _ = r.client.bind_channel(TransportType::Udp, destination, at);
                 }
                 Some(Datagram {

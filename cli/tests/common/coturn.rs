@@ -45,17 +45,39 @@ impl Coturn {
         ])
     }
 
-    fn start(args: &[&str]) -> Coturn {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("rtc-mesh-coturn-{}-{port}", std::process::id()));
+    /// A TURN server with one long-term user in the namespace `ns`, listening and
+    /// relaying on `ip` port 3478; up once it listens.
+    pub fn turn_in(ns: &super::netns::Netns, ip: &str, user: &str, password: &str) -> Coturn {
+        let cred = format!("{user}:{password}");
+        let args = [
+            "--lt-cred-mech",
+            "--user",
+            &cred,
+            "--realm",
+            "rtc-mesh.test",
+            "--fingerprint",
+            "--relay-ip",
+            ip,
+            "--no-tcp-relay",
+            "--allow-loopback-peers",
+        ];
+        let (child, dir) = Coturn::spawn(ns.command("turnserver"), &ns.name, ip, 3478, &args);
+        ns.await_udp_listener(3478);
+        Coturn {
+            child,
+            addr: SocketAddr::new(ip.parse().unwrap(), 3478),
+            _dir: dir,
+        }
+    }
+
+    fn spawn(mut cmd: Command, tag: &str, ip: &str, port: u16, args: &[&str]) -> (Child, TempDir) {
+        let dir = std::env::temp_dir().join(format!(
+            "rtc-mesh-coturn-{}-{tag}-{port}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("turnserver")
-            .args(["-n", "-L", "127.0.0.1", "-p", &port.to_string()])
+        let child = cmd
+            .args(["-n", "-L", ip, "-p", &port.to_string()])
             .args(["--no-tls", "--no-dtls", "--no-cli"])
             .args(["--log-file", "stdout", "--no-software-attribute"])
             .arg("--pidfile")
@@ -67,10 +89,20 @@ impl Coturn {
             .stderr(Stdio::null())
             .spawn()
             .expect("turnserver (Debian package coturn) runs; scripts/test.sh installs it");
+        (child, TempDir(dir))
+    }
+
+    fn start(args: &[&str]) -> Coturn {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (child, dir) = Coturn::spawn(Command::new("turnserver"), "lo", "127.0.0.1", port, args);
         let c = Coturn {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: TempDir(dir),
+            _dir: dir,
         };
         // Up once it answers (retransmissions cover its start-up).
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();

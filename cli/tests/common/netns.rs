@@ -70,3 +70,142 @@ pub fn lan(prefix: &str) -> (Netns, Netns) {
     }
     (a, b)
 }
+
+/// The NAT test bed of `turn-and-nat.md`: an "internet" namespace (`inet`, a bridge at
+/// `198.51.100.1/24`, a documentation range) and two peers, each behind its own router
+/// (`nat-a` at `198.51.100.101`, `nat-b` at `.102`) that masquerades its LAN
+/// (`10.0.1.0/24`, `10.0.2.0/24`, peers at `.2`) and drops unsolicited inbound traffic.
+/// `symmetric`: `masquerade random` (a fresh port per destination: only a relay
+/// crosses); else plain `masquerade` (port-restricted cone: hole punching works).
+pub struct NatBed {
+    pub inet: Netns,
+    pub nat_a: Netns,
+    pub nat_b: Netns,
+    pub peer_a: Netns,
+    pub peer_b: Netns,
+}
+
+/// The "internet" address of the bed's servers.
+pub const INET: &str = "198.51.100.1";
+
+impl NatBed {
+    pub fn new(prefix: &str, symmetric: bool) -> NatBed {
+        let bed = NatBed {
+            inet: Netns::new(prefix, "inet"),
+            nat_a: Netns::new(prefix, "nat-a"),
+            nat_b: Netns::new(prefix, "nat-b"),
+            peer_a: Netns::new(prefix, "peer-a"),
+            peer_b: Netns::new(prefix, "peer-b"),
+        };
+        let inet = &bed.inet;
+        inet.ip(&["link", "add", "br0", "type", "bridge"]);
+        inet.ip(&["addr", "add", "198.51.100.1/24", "dev", "br0"]);
+        inet.ip(&["link", "set", "br0", "up"]);
+        let masq = if symmetric {
+            "masquerade random"
+        } else {
+            "masquerade"
+        };
+        for (i, (nat, peer)) in [(&bed.nat_a, &bed.peer_a), (&bed.nat_b, &bed.peer_b)]
+            .into_iter()
+            .enumerate()
+        {
+            let n = i + 1;
+            let w = format!("w{n}");
+            inet.ip(&[
+                "link", "add", &w, "type", "veth", "peer", "name", "wan", "netns", &nat.name,
+            ]);
+            inet.ip(&["link", "set", &w, "master", "br0", "up"]);
+            nat.ip(&[
+                "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+            ]);
+            nat.ip(&["addr", "add", &format!("198.51.100.10{n}/24"), "dev", "wan"]);
+            nat.ip(&["addr", "add", &format!("10.0.{n}.1/24"), "dev", "lan"]);
+            nat.ip(&["link", "set", "wan", "up"]);
+            nat.ip(&["link", "set", "lan", "up"]);
+            nat.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+            run(nat.command("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
+            peer.ip(&["addr", "add", &format!("10.0.{n}.2/24"), "dev", "eth0"]);
+            peer.ip(&["link", "set", "eth0", "up"]);
+            peer.ip(&["route", "add", "default", "via", &format!("10.0.{n}.1")]);
+            let rules = format!(
+                "table ip nat {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"wan\" {masq}
+  }}
+}}
+table ip filter {{
+  chain input {{
+    type filter hook input priority filter; policy drop;
+    iif \"lo\" accept
+    ct state established,related accept
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    iifname \"lan\" oifname \"wan\" accept
+    iifname \"wan\" oifname \"lan\" ct state established,related accept
+  }}
+}}
+"
+            );
+            let mut nft = nat.command(nft_path());
+            nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+            let mut child = nft.spawn().expect("nft (Debian package nftables) runs");
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(rules.as_bytes())
+                .unwrap();
+            assert!(
+                child.wait().unwrap().success(),
+                "nft rules for {}",
+                nat.name
+            );
+        }
+        bed
+    }
+}
+
+fn nft_path() -> &'static str {
+    if std::path::Path::new("/usr/sbin/nft").exists() {
+        "/usr/sbin/nft"
+    } else {
+        "nft"
+    }
+}
+
+fn run(c: &mut Command) {
+    let out = c.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    /// Waits until something in here listens on UDP `port` (a server started in the
+    /// namespace, which the test cannot probe from outside).
+    pub fn await_udp_listener(&self, port: u16) {
+        let t0 = std::time::Instant::now();
+        loop {
+            let out = self
+                .command("ss")
+                .args(["-Huln", &format!("sport = :{port}")])
+                .output()
+                .expect("ss (iproute2) runs");
+            if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < super::PATIENCE,
+                "nothing listens on UDP {port} in {}",
+                self.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
