@@ -251,9 +251,11 @@ impl Relays {
                 if dtls && r.channels.insert(destination) {
                     let _ = r.client.bind_channel(TransportType::Udp, destination, at);
                 }
+                // From our socket to the server (the built transmit names the
+                // relayed address as its source).
                 Some(Datagram {
-                    source: t.from,
-                    destination: t.to,
+                    source: r.client.local_addr(),
+                    destination: r.server,
                     data: t.data,
                 })
             }
