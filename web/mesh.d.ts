@@ -328,8 +328,10 @@ export interface JoinOptions {
   id?: string;
   /** Announced to the room with our own (`id`, `room`, `agent`, `incarnation`, `codecs`). */
   attributes?: { [key: string]: Json };
-  /** For each RTCPeerConnection. */
+  /** STUN and TURN servers, for each RTCPeerConnection. */
   iceServers?: RTCIceServer[];
+  /** `'relay'`: offer relayed candidates only (every link through a TURN server). */
+  iceTransportPolicy?: 'all' | 'relay';
   /** Codecs we speak, best first (default `['postcard', 'json']`); a link takes the
    * first one its peer lists too. */
   codecs?: CodecName[];
@@ -358,6 +360,14 @@ export interface PeerInfo {
   synced: boolean;
   codec: CodecName | null;
   stats: SessionStats | null;
+  /** The open link's selected candidate pair (read from its stats every 2 s), or null. */
+  path: { local: PathEnd; remote: PathEnd } | null;
+}
+
+/** One end of a link's path: its candidate type and address. */
+export interface PathEnd {
+  type: 'host' | 'srflx' | 'prflx' | 'relay';
+  addr: string;
 }
 
 /** A member of a room; create one with {@link join}. */

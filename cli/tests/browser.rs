@@ -81,6 +81,7 @@ fn chromium_firefox_and_native_peers_mesh() {
     for proof in [
         "trio converged on 4 keys",
         "every link of the trio speaks postcard",
+        "each page reports its links' paths",
         "chromium demo page: table",
         "firefox demo page: table",
         "page with 100,000 keys",

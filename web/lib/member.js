@@ -11,6 +11,8 @@ const HIGH_WATER = 1 << 20;
 /** A channel's creator speaks at once; the other side once it has heard the creator,
  * or after this long (Firefox can drop what arrives just before its own `open`). */
 const QUIET_MS = 1000;
+/** How often an open link's selected candidate pair is read from its stats. */
+const PATH_MS = 2000;
 
 function hex(n) {
   const b = new Uint8Array(Math.ceil(n / 2));
@@ -33,6 +35,8 @@ export class Member {
     this.incarnation = hex(16);
     this.signalUrl = options.signal || defaultSignalUrl();
     this.iceServers = options.iceServers || [];
+    // 'relay': relayed candidates only (every link through a TURN server).
+    this.iceTransportPolicy = options.iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const start = clock();
     this.mesh = new Mesh(
       {
@@ -128,6 +132,7 @@ export class Member {
           synced: p.synced,
           codec: p.state === 'open' ? p.codec : null,
           stats: s ? { ...s.stats } : null,
+          path: p.state === 'open' ? this.links.get(id)?.path ?? null : null,
         };
       });
   }
@@ -238,10 +243,10 @@ export class Member {
 
   // -- links: the mesh's commands carried out on RTCPeerConnections
   open(peer, offerer, codec) {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
     const l = {
       peer, pc, dc: null, codec, encoder: null, offerer, held: [], sdpSent: false, pending: [], remoteSet: false,
-      heard: false, openedAt: 0, iceLostAt: null, flushing: false, lost: null,
+      heard: false, openedAt: 0, iceLostAt: null, flushing: false, lost: null, path: null, pathAt: -Infinity,
     };
     this.links.set(peer, l);
     // Candidates go out after our SDP (a peer drops candidates for a negotiation it
@@ -382,9 +387,11 @@ export class Member {
     encoder.onWrite = () => this.scheduleFlush(l);
     this.pump();
     this.flush(l);
+    this.readPath(l);
   }
 
-  /** The side that did not create the channel speaks once heard, or after QUIET_MS. */
+  /** The side that did not create the channel speaks once heard, or after QUIET_MS;
+   * and each open link's path is read again every PATH_MS. */
   checkQuiet() {
     const now = clock();
     for (const l of this.links.values()) {
@@ -392,7 +399,39 @@ export class Member {
         l.heard = true;
         this.flush(l);
       }
+      if (l.encoder && now - l.pathAt >= PATH_MS) {
+        l.pathAt = now;
+        this.readPath(l);
+      }
     }
+  }
+
+  /** The selected candidate pair of `l`'s connection, from its stats: each end's type
+   * (`host`, `srflx`, `prflx`, `relay`) and address. */
+  async readPath(l) {
+    let stats;
+    try {
+      stats = await l.pc.getStats();
+    } catch {
+      return;
+    }
+    let pair = null;
+    stats.forEach((r) => {
+      if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId) ?? pair;
+    });
+    // Firefox marks the pair itself.
+    stats.forEach((r) => {
+      if (!pair && r.type === 'candidate-pair' && (r.selected || (r.nominated && r.state === 'succeeded'))) pair = r;
+    });
+    const end = (id) => {
+      const c = id && stats.get(id);
+      if (!c) return null;
+      const ip = c.address ?? c.ip;
+      return { type: c.candidateType, addr: ip && ip.includes(':') ? `[${ip}]:${c.port}` : `${ip}:${c.port}` };
+    };
+    const local = pair && end(pair.localCandidateId);
+    const remote = pair && end(pair.remoteCandidateId);
+    if (local && remote) l.path = { local, remote };
   }
 
   scheduleFlush(l) {
@@ -483,7 +522,9 @@ function defaultSignalUrl() {
 
 /**
  * Joins `room` through the switchboard at `options.signal` (default: the page's own
- * host, or ws://127.0.0.1:3000/). Options: `id`, `attributes`, `iceServers`, `codecs`.
+ * host, or ws://127.0.0.1:3000/). Options: `id`, `attributes`, `iceServers` (STUN and
+ * TURN servers, as RTCPeerConnection takes them), `iceTransportPolicy` (`'relay'`: relayed
+ * candidates only), `codecs`.
  * Returns the {@link Member} at once; it announces as soon as the WebSocket opens.
  */
 export function join(room, options = {}) {

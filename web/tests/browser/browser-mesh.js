@@ -133,6 +133,15 @@ async function testMode (chromium, firefox) {
   for (const l of await native.peers()) codecs[`native-${l.peer}`] = l.codec
   if (Object.keys(codecs).length !== 6 || !Object.values(codecs).every(function (c) { return c === 'postcard' })) fail(`codecs of the trio: ${JSON.stringify(codecs)}`)
   console.log('every link of the trio speaks postcard')
+  // Each page says which path each of its links uses: host to host, on loopback.
+  const paths = {}
+  for (const [name, p] of [['pchromium', pc], ['pfirefox', pf]]) {
+    await p.waitForFunction(function () { return window.member.peerList().every(function (q) { return q.path }) }, null, { timeout: 10000 })
+    for (const q of await p.evaluate(function () { return window.member.peerList().map(function (q) { return [q.id, q.path] }) })) paths[`${name}-${q[0]}`] = q[1]
+  }
+  const hostToHost = Object.values(paths).every(function (x) { return x.local.type === 'host' && x.remote.type !== 'relay' && /^(127\.0\.0\.1|\[::1\]):/.test(x.local.addr) })
+  if (Object.keys(paths).length !== 4 || !hostToHost) fail(`paths of the pages: ${JSON.stringify(paths)}`)
+  console.log(`each page reports its links' paths: ${Object.entries(paths).map(function (e) { return `${e[0]} ${e[1].local.type} ${e[1].local.addr} -> ${e[1].remote.type} ${e[1].remote.addr}` }).join('; ')}`)
 
   // N-1 messages per write across engines: three writes, each received exactly twice.
   // Updates received per (receiver, sender) link.
