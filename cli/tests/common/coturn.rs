@@ -30,37 +30,15 @@ impl Coturn {
 
     /// A TURN server with one long-term user, relaying on loopback.
     pub fn turn(user: &str, password: &str) -> Coturn {
-        let cred = format!("{user}:{password}");
-        Coturn::start(&[
-            "--lt-cred-mech",
-            "--user",
-            &cred,
-            "--realm",
-            "rtc-mesh.test",
-            "--fingerprint",
-            "--relay-ip",
-            "127.0.0.1",
-            "--allow-loopback-peers",
-            "--no-tcp-relay",
-        ])
+        let args = turn_args(user, password, "127.0.0.1");
+        Coturn::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// A TURN server with one long-term user in the namespace `ns`, listening and
     /// relaying on `ip` port 3478; up once it listens.
     pub fn turn_in(ns: &super::netns::Netns, ip: &str, user: &str, password: &str) -> Coturn {
-        let cred = format!("{user}:{password}");
-        let args = [
-            "--lt-cred-mech",
-            "--user",
-            &cred,
-            "--realm",
-            "rtc-mesh.test",
-            "--fingerprint",
-            "--relay-ip",
-            ip,
-            "--no-tcp-relay",
-            "--allow-loopback-peers",
-        ];
+        let args = turn_args(user, password, ip);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (child, dir) = Coturn::spawn(ns.command("turnserver"), &ns.name, ip, 3478, &args);
         ns.await_udp_listener(3478);
         Coturn {
@@ -114,6 +92,25 @@ impl Coturn {
         );
         c
     }
+}
+
+/// coturn's arguments for a TURN server with one long-term user, relaying on `ip`
+/// (to loopback peers too: on loopback, and to its own relays).
+fn turn_args(user: &str, password: &str, ip: &str) -> Vec<String> {
+    [
+        "--lt-cred-mech",
+        "--user",
+        &format!("{user}:{password}"),
+        "--realm",
+        "rtc-mesh.test",
+        "--fingerprint",
+        "--relay-ip",
+        ip,
+        "--allow-loopback-peers",
+        "--no-tcp-relay",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 impl Drop for Coturn {

@@ -124,7 +124,11 @@ impl NatBed {
             nat.ip(&["link", "set", "wan", "up"]);
             nat.ip(&["link", "set", "lan", "up"]);
             nat.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-            run(nat.command("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
+            // (Each namespace has its own; without sysctl(8), which a minimal system
+            // may lack.)
+            run(nat
+                .command("sh")
+                .args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]));
             peer.ip(&["addr", "add", &format!("10.0.{n}.2/24"), "dev", "eth0"]);
             peer.ip(&["link", "set", "eth0", "up"]);
             peer.ip(&["route", "add", "default", "via", &format!("10.0.{n}.1")]);
