@@ -1,8 +1,9 @@
 //! Real NATs on this machine: the test bed of network namespaces, nftables routers and
-//! Debian's coturn (see `common::netns::NatBed`). Behind two port-restricted cone NATs
-//! hole punching works: given STUN (and TURN too), two `rtc-mesh join` peers mesh
-//! server-reflexive to server-reflexive, not through the relay. (Behind two symmetric
-//! NATs, where only the relay crosses, the link does not form yet: see the README's
+//! Debian's coturn (see `common::netns::NatBed`). Behind two symmetric NATs only a relay
+//! crosses: two `rtc-mesh join --relay-only` peers mesh relay to relay through coturn.
+//! Behind two port-restricted cone NATs hole punching works: given STUN (and TURN too),
+//! two peers mesh server-reflexive to server-reflexive, not through the relay. (Behind
+//! symmetric NATs without `--relay-only` the link does not form yet: see the README's
 //! status of issue 14.)
 
 mod common;
@@ -63,6 +64,23 @@ const TURN: [&str; 6] = [
     "--turn-credential",
     "secret",
 ];
+
+#[test]
+fn behind_two_symmetric_nats_relay_only_peers_mesh_relay_to_relay() {
+    let (bed, _coturn, _serve) = bed("rmsym", true);
+    let mut extra = TURN.to_vec();
+    extra.push("--relay-only");
+    let mut a = join(&bed.peer_a, "sym", "na", &extra);
+    let mut b = join(&bed.peer_b, "sym", "nb", &extra);
+    for path in converge(&mut a, &mut b) {
+        assert_eq!(path["local"]["type"], json!("relay"), "{path}");
+        assert_eq!(path["remote"]["type"], json!("relay"), "{path}");
+        let remote = path["remote"]["addr"].as_str().unwrap();
+        assert!(remote.starts_with(&format!("{INET}:")), "the relay: {path}");
+    }
+    a.close();
+    b.close();
+}
 
 #[test]
 fn behind_two_cone_nats_peers_punch_through_with_stun() {
