@@ -153,10 +153,11 @@ fn ice_url(u: &str) -> Result<IceUrl, String> {
     if hp.is_empty() {
         return Err("no host".into());
     }
-    // A port unless the last colon is inside an IPv6 literal.
-    let has_port = match hp.rfind(':') {
-        Some(i) => !hp[i..].contains(']') && (hp.starts_with('[') || hp[..i].find(':').is_none()),
-        None => false,
+    // `[v6]:port`, or `host:port` (one colon: more is a bare IPv6 address).
+    let has_port = if hp.starts_with('[') {
+        hp.contains("]:")
+    } else {
+        hp.matches(':').count() == 1
     };
     let hp = if has_port {
         hp.to_owned()

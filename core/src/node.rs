@@ -148,7 +148,7 @@ use crate::replica::LinkId;
 use crate::signal::PeerId;
 use crate::store::{Store, StoreError, Update};
 use crate::stun::{StunClient, StunEvent, StunOutput};
-use crate::turn::{Datagram, Received, Relays, TurnEvent, TurnServer};
+use crate::turn::{is_dtls, Datagram, Received, Relays, TurnEvent, TurnServer};
 use crate::value::{Object, Value};
 use crate::wire::Codec;
 
@@ -533,14 +533,14 @@ impl Node {
         self.relays_at = next.unwrap_or(self.now + crate::signal_client::IDLE);
         self.push_datagrams(out);
         for e in events {
-            if let TurnEvent::Allocated { relayed, server } = &e {
-                let local = self.base_for(*server);
-                let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
-                for peer in peers {
-                    if let Some(local) = local {
-                        if let Ok(c) = Candidate::relayed(*relayed, local, "udp") {
-                            self.add_local(&peer, c);
-                        }
+            if let TurnEvent::Allocated { relayed, .. } = &e {
+                let local = self.relays.relayed().find(|(r, _)| r == relayed);
+                if let Some(c) =
+                    local.and_then(|(_, l)| Candidate::relayed(*relayed, l, "udp").ok())
+                {
+                    let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
+                    for peer in peers {
+                        self.add_local(&peer, c.clone());
                     }
                 }
             }
@@ -565,7 +565,9 @@ impl Node {
             if let Some(d) = self.relays.send(self.now, source, destination, &data) {
                 self.push_datagrams(vec![d]);
             }
-            self.relay_progress();
+            if self.relays.asked() {
+                self.relay_progress();
+            }
         } else {
             self.out.push_back(NodeOutput::Transmit {
                 source,
@@ -600,13 +602,11 @@ impl Node {
                 if let Some(base) = base.filter(|_| !self.reflexive.iter().any(|r| r.0 == *mapped))
                 {
                     self.reflexive.push((*mapped, base));
-                    let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
-                    for peer in peers {
-                        if self.config.relay_only {
-                            continue;
-                        }
-                        if let Ok(c) = Candidate::server_reflexive(*mapped, base, "udp") {
-                            self.add_local(&peer, c);
+                    let c = Candidate::server_reflexive(*mapped, base, "udp").ok();
+                    if let Some(c) = c.filter(|_| !self.config.relay_only) {
+                        let peers: Vec<PeerId> = self.rtcs.keys().cloned().collect();
+                        for peer in peers {
+                            self.add_local(&peer, c.clone());
                         }
                     }
                 }
@@ -948,7 +948,9 @@ impl Node {
                         }
                     }
                 }
-                self.relay_progress();
+                if self.relays.asked() {
+                    self.relay_progress();
+                }
                 let Some(p) = self.rtcs.get_mut(&peer) else {
                     return;
                 };
@@ -989,7 +991,9 @@ impl Node {
                 if let Some(c) = &parsed {
                     // Through our relays it may send to us, and we to it.
                     self.relays.permit(self.now, c.addr().ip());
-                    self.relay_progress();
+                    if self.relays.asked() {
+                        self.relay_progress();
+                    }
                 }
                 match (parsed, self.rtcs.get_mut(&peer)) {
                     (Some(c), Some(p)) => {
@@ -1107,8 +1111,8 @@ impl Node {
                     return;
                 }
                 Output::Transmit(t) => {
-                    // DTLS (first byte 20-63, RFC 7983) goes on the selected pair only.
-                    if t.contents.first().is_some_and(|b| (20..64).contains(b)) {
+                    // DTLS goes on the selected pair only.
+                    if is_dtls(&t.contents) {
                         p.path = Some((t.source, t.destination));
                     }
                     self.transmit(t.source, t.destination, t.contents.into())

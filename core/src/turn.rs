@@ -121,6 +121,27 @@ pub(crate) struct Datagram {
     pub data: Vec<u8>,
 }
 
+/// Whether a datagram is DTLS (first byte 20-63, RFC 7983): once ICE has chosen a
+/// pair, DTLS and the SCTP it carries go on that pair only.
+pub(crate) fn is_dtls(data: &[u8]) -> bool {
+    data.first().is_some_and(|b| (20..64).contains(b))
+}
+
+/// Moves what `client` has to send to its server into `out`.
+fn drain(
+    client: &mut TurnClientUdp,
+    at: turn_client_proto::stun::Instant,
+    out: &mut Vec<Datagram>,
+) {
+    while let Some(t) = client.poll_transmit(at) {
+        out.push(Datagram {
+            source: t.from,
+            destination: t.to,
+            data: t.data.to_vec(),
+        });
+    }
+}
+
 struct Relay {
     server: SocketAddr,
     client: TurnClientUdp,
@@ -141,6 +162,9 @@ pub(crate) struct Relays {
     /// Addresses of remote candidates: permitted on every allocation, also on those
     /// made after they came.
     permitted: BTreeSet<IpAddr>,
+    /// A request (permission, channel) was made since the last [`Relays::progress`],
+    /// which sends it.
+    asked: bool,
 }
 
 impl Relays {
@@ -183,12 +207,18 @@ impl Relays {
             relays,
             events,
             permitted: BTreeSet::new(),
+            asked: false,
         }
     }
 
     fn at(&self, now: Instant) -> turn_client_proto::stun::Instant {
         let nanos = now.saturating_duration_since(self.epoch).as_nanos();
         turn_client_proto::stun::Instant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    /// Whether a request was made that [`Relays::progress`] has to send.
+    pub(crate) fn asked(&self) -> bool {
+        self.asked
     }
 
     /// Whether no allocation is made or under way.
@@ -222,13 +252,15 @@ impl Relays {
         for r in &mut self.relays {
             if r.relayed.is_some_and(|a| a.is_ipv4() == ip.is_ipv4()) {
                 let _ = r.client.create_permission(TransportType::Udp, ip, at);
+                self.asked = true;
             }
         }
     }
 
     /// str0m's transmit from our relayed address `source`: the datagram to send to the
     /// server, or none (no permission for `destination` yet: one is asked for, and ICE
-    /// retransmits).
+    /// retransmits). A request made here (a permission, a channel) sets
+    /// [`Relays::asked`].
     pub(crate) fn send(
         &mut self,
         now: Instant,
@@ -245,17 +277,15 @@ impl Relays {
             Ok(Some(t)) => {
                 let t = t.build();
                 // A channel (4 bytes of framing instead of 36) for the selected path
-                // only: DTLS (first byte 20-63) goes nowhere else. Binding one for every
-                // checked address made coturn drop the allocation.
-                let dtls = data.first().is_some_and(|b| (20..64).contains(b));
-                if dtls && r.channels.insert(destination) {
+                // only: DTLS goes nowhere else. Binding one for every checked address
+                // made coturn drop the allocation.
+                if is_dtls(data) && r.channels.insert(destination) {
                     let _ = r.client.bind_channel(TransportType::Udp, destination, at);
+                    self.asked = true;
                 }
-                // From our socket to the server (the built transmit names the
-                // relayed address as its source).
                 Some(Datagram {
-                    source: r.client.local_addr(),
-                    destination: r.server,
+                    source: t.from,
+                    destination: t.to,
                     data: t.data,
                 })
             }
@@ -264,6 +294,7 @@ impl Relays {
                 let _ = r
                     .client
                     .create_permission(TransportType::Udp, destination.ip(), at);
+                self.asked = true;
                 None
             }
         }
@@ -313,6 +344,7 @@ impl Relays {
         events: &mut Vec<TurnEvent>,
     ) -> Option<Instant> {
         events.append(&mut self.events);
+        self.asked = false;
         let at = self.at(now);
         let epoch = self.epoch;
         let mut next: Option<Instant> = None;
@@ -350,13 +382,7 @@ impl Relays {
                     _ => {}
                 }
             }
-            while let Some(t) = r.client.poll_transmit(at) {
-                out.push(Datagram {
-                    source: t.from,
-                    destination: t.to,
-                    data: t.data.to_vec(),
-                });
-            }
+            drain(&mut r.client, at, out);
             if r.relayed.is_none() && now >= r.deadline {
                 failed.push((i, TurnFailure::Timeout));
             }
@@ -386,13 +412,7 @@ impl Relays {
         let at = self.at(now);
         for r in &mut self.relays {
             if r.relayed.is_some() && r.client.delete(at).is_ok() {
-                while let Some(t) = r.client.poll_transmit(at) {
-                    out.push(Datagram {
-                        source: t.from,
-                        destination: t.to,
-                        data: t.data.to_vec(),
-                    });
-                }
+                drain(&mut r.client, at, out);
             }
         }
         self.relays.clear();
