@@ -2,7 +2,8 @@
 // the switchboard and an RTCPeerConnection per peer (core's `node`, for browsers).
 
 import { MeshError, byteLength } from './values.js';
-import { CLOSE_FLUSH_MS, Mesh } from './mesh.js';
+import { Mesh } from './mesh.js';
+import { IDLE_MS } from './signal-client.js';
 
 /** How long ICE may call an open connection `disconnected` before it is judged dead. */
 const ICE_LOST_MS = 2000;
@@ -192,8 +193,8 @@ export class Member {
     clearTimeout(this.timer);
     this.timerAt = at;
     const wait = at - clock();
-    // Nothing is due for an hour: no timer (the mesh has nothing scheduled).
-    if (wait > 3_000_000) return;
+    // Its idle horizon (an hour ahead): the mesh has nothing scheduled, no timer.
+    if (wait > IDLE_MS / 2) return;
     this.timer = setTimeout(() => {
       this.timerAt = Infinity;
       this.mesh.handleTimeout(clock());
@@ -504,11 +505,10 @@ export class Member {
         done();
       };
     });
+    // The mesh asks to be woken at its deadline (CLOSE_FLUSH_MS) like any other.
     this.mesh.close(clock());
     this.pump();
     for (const l of this.links.values()) this.flush(l);
-    // The mesh's own deadline, should no timer be running.
-    setTimeout(() => this.input((now) => this.mesh.handleTimeout(now)), CLOSE_FLUSH_MS + 50);
     return this.closing;
   }
 }

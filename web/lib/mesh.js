@@ -466,10 +466,8 @@ export class Mesh {
     s.stats.bytesIn += typeof data === 'string' ? byteLength(data) : data.length;
     let msgs;
     try {
-      if (p.codec === 'postcard') {
-        if (typeof data === 'string') throw new MeshError('bad_frame', 'text on a postcard link');
-        msgs = p.decoder.push(data);
-      } else msgs = p.decoder.push(data);
+      if (p.codec === 'postcard' && typeof data === 'string') throw new MeshError('bad_frame', 'text on a postcard link');
+      msgs = p.decoder.push(data);
     } catch {
       // Skipped, the store unchanged (core's non-fatal decode errors).
       s.stats.errors++;
