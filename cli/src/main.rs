@@ -43,6 +43,14 @@ impl From<lexopt::Error> for Usage {
 }
 
 fn main() -> ExitCode {
+    // RTC_MESH_LOG=FILTER (say `is=debug,turn_client_proto=trace`) logs what the
+    // WebRTC, ICE and TURN crates trace, to standard error: for finding why a link fails.
+    if let Some(filter) = std::env::var_os("RTC_MESH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter.to_string_lossy()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut args = lexopt::Parser::from_env();
     let cmd = match args.next() {
         Ok(Some(lexopt::Arg::Value(v))) => v.to_string_lossy().into_owned(),

@@ -2,9 +2,8 @@
 //! Debian's coturn (see `common::netns::NatBed`). Behind two symmetric NATs only a relay
 //! crosses: two `rtc-mesh join --relay-only` peers mesh relay to relay through coturn.
 //! Behind two port-restricted cone NATs hole punching works: given STUN (and TURN too),
-//! two peers mesh server-reflexive to server-reflexive, not through the relay. (Behind
-//! symmetric NATs without `--relay-only` the link does not form yet: see the README's
-//! status of issue 14.)
+//! two peers mesh server-reflexive to server-reflexive, not through the relay. Behind
+//! symmetric NATs with every candidate gathered, ICE finds the relayed pair by itself.
 
 mod common;
 
@@ -12,6 +11,7 @@ use common::coturn::Coturn;
 use common::netns::{NatBed, Netns, INET};
 use common::Peer;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 fn join(ns: &Netns, room: &str, id: &str, extra: &[&str]) -> Peer {
     let mut c = ns.command(env!("CARGO_BIN_EXE_rtc-mesh"));
@@ -39,10 +39,8 @@ fn bed(prefix: &str, symmetric: bool) -> (NatBed, Coturn, Peer) {
     (bed, coturn, serve)
 }
 
-/// Writes cross both ways; then each side's path.
+/// (After both synced) writes cross both ways; then each side's path.
 fn converge(a: &mut Peer, b: &mut Peer) -> Vec<Value> {
-    a.wait_event("synced");
-    b.wait_event("synced");
     a.send(json!({"op":"set","key":"from-a","value":1}));
     b.wait_update("from-a", &json!(1));
     b.send(json!({"op":"set","key":"from-b","value":2}));
@@ -72,6 +70,8 @@ fn behind_two_symmetric_nats_relay_only_peers_mesh_relay_to_relay() {
     extra.push("--relay-only");
     let mut a = join(&bed.peer_a, "sym", "na", &extra);
     let mut b = join(&bed.peer_b, "sym", "nb", &extra);
+    a.wait_event("synced");
+    b.wait_event("synced");
     for path in converge(&mut a, &mut b) {
         assert_eq!(path["local"]["type"], json!("relay"), "{path}");
         assert_eq!(path["remote"]["type"], json!("relay"), "{path}");
@@ -89,6 +89,8 @@ fn behind_two_cone_nats_peers_punch_through_with_stun() {
     extra.extend(["--stun", "198.51.100.1:3478"]);
     let mut a = join(&bed.peer_a, "cone", "ca", &extra);
     let mut b = join(&bed.peer_b, "cone", "cb", &extra);
+    a.wait_event("synced");
+    b.wait_event("synced");
     for path in converge(&mut a, &mut b) {
         assert_eq!(path["local"]["type"], json!("srflx"), "{path}");
         assert_eq!(path["remote"]["type"], json!("srflx"), "{path}");
@@ -97,6 +99,29 @@ fn behind_two_cone_nats_peers_punch_through_with_stun() {
             remote.starts_with("198.51.100.10"),
             "the other router: {path}"
         );
+    }
+    a.close();
+    b.close();
+}
+
+#[test]
+fn behind_two_symmetric_nats_peers_with_turn_mesh_through_the_relay_within_5_s() {
+    let (bed, _coturn, _serve) = bed("rmsymt", true);
+    let mut a = join(&bed.peer_a, "symt", "ta", &TURN);
+    a.wait_event("relay");
+    let second = Instant::now();
+    let mut b = join(&bed.peer_b, "symt", "tb", &TURN);
+    a.wait_event("synced");
+    b.wait_event("synced");
+    let took = second.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "synced {took:?} after the second join"
+    );
+    for path in converge(&mut a, &mut b) {
+        let relayed =
+            path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay");
+        assert!(relayed, "only a relay crosses a symmetric NAT: {path}");
     }
     a.close();
     b.close();

@@ -54,6 +54,15 @@ impl Coturn {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        // For debugging a test: RTC_MESH_COTURN_LOG=DIR keeps coturn's verbose log there.
+        let log = match std::env::var_os("RTC_MESH_COTURN_LOG") {
+            Some(d) => {
+                cmd.arg("-V");
+                let f = std::path::Path::new(&d).join(format!("coturn-{tag}-{port}.log"));
+                Stdio::from(std::fs::File::create(f).expect("coturn log file"))
+            }
+            None => Stdio::null(),
+        };
         let child = cmd
             .args(["-n", "-L", ip, "-p", &port.to_string()])
             .args(["--no-tls", "--no-dtls", "--no-cli"])
@@ -63,7 +72,7 @@ impl Coturn {
             .arg("--userdb")
             .arg(dir.join("turndb"))
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::null())
             .spawn()
             .expect("turnserver (Debian package coturn) runs; scripts/test.sh installs it");

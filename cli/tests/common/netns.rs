@@ -101,6 +101,37 @@ impl NatBed {
         inet.ip(&["link", "add", "br0", "type", "bridge"]);
         inet.ip(&["addr", "add", "198.51.100.1/24", "dev", "br0"]);
         inet.ip(&["link", "set", "br0", "up"]);
+        // The rest of the internet: a default route out of a link whose far end takes
+        // nothing, so datagrams to unknown (say, private) addresses vanish as they do
+        // out there, instead of failing with "network unreachable" (which makes coturn
+        // close the allocation that sent one). (A veth pair: minimal kernels lack the
+        // dummy link type.)
+        inet.ip(&[
+            "link", "add", "world", "type", "veth", "peer", "name", "void",
+        ]);
+        inet.ip(&["link", "set", "world", "up"]);
+        inet.ip(&["link", "set", "void", "up"]);
+        inet.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.0.2.1",
+            "dev",
+            "world",
+            "onlink",
+        ]);
+        inet.ip(&[
+            "neigh",
+            "add",
+            "192.0.2.1",
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            "world",
+            "nud",
+            "permanent",
+        ]);
         let masq = if symmetric {
             "masquerade random"
         } else {
