@@ -159,6 +159,10 @@ pub struct PeerReport {
     pub stats: rtc_mesh_core::session::SessionStats,
     /// The path its link uses (each end's candidate type and address), once known.
     pub path: Option<rtc_mesh_core::node::LinkPath>,
+    /// Negotiations that failed in a row.
+    pub failures: u32,
+    /// Until the next negotiation, while there is no connection.
+    pub retry_in: Option<std::time::Duration>,
 }
 
 /// An event the program writes.
@@ -210,6 +214,15 @@ pub enum Report<'a> {
         server: &'a str,
         /// Our relayed address on it.
         relayed: &'a str,
+    },
+    /// A connection to a peer could not be made; it is retried.
+    LinkFailed {
+        /// The peer.
+        peer: &'a str,
+        /// Failures in a row.
+        failures: u32,
+        /// Until the next attempt.
+        retry_in: Option<std::time::Duration>,
     },
     /// A peer joined.
     PeerJoin {
@@ -365,6 +378,13 @@ impl Report<'_> {
                                 None => Value::Null,
                             },
                         );
+                        o.insert("failures", Value::from(f64::from(p.failures)));
+                        o.insert(
+                            "retry_in_ms",
+                            p.retry_in
+                                .map(|d| Value::from(d.as_millis() as f64))
+                                .unwrap_or(Value::Null),
+                        );
                         Value::Object(o)
                     })
                     .collect();
@@ -373,6 +393,20 @@ impl Report<'_> {
             Report::Relay { server, relayed } => Line::new("relay")
                 .str("server", server)
                 .str("relayed", relayed)
+                .done(),
+            Report::LinkFailed {
+                peer,
+                failures,
+                retry_in,
+            } => Line::new("link_failed")
+                .str("peer", peer)
+                .value("failures", &Value::from(f64::from(*failures)))
+                .value(
+                    "retry_in_ms",
+                    &retry_in
+                        .map(|d| Value::from(d.as_millis() as f64))
+                        .unwrap_or(Value::Null),
+                )
                 .done(),
             Report::Closed => Line::new("closed").done(),
         }
@@ -460,6 +494,16 @@ impl Report<'_> {
             Report::Relay { server, relayed } => {
                 format!("relay: TURN server {server} relays for us at {relayed}")
             }
+            Report::LinkFailed {
+                peer,
+                failures,
+                retry_in,
+            } => format!(
+                "no connection to {peer} ({failures} failed in a row){}",
+                retry_in
+                    .map(|d| format!("; trying again in {:.1} s", d.as_secs_f64()))
+                    .unwrap_or_default()
+            ),
             Report::Closed => "closed".to_owned(),
         }
     }

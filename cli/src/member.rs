@@ -251,9 +251,15 @@ fn command(out: &Out, member: &Backend, cmd: Command) {
                     state: match (p.link.state, p.link.synced) {
                         (LinkState::Open, true) => "synced",
                         (LinkState::Open, false) => "connected",
+                        (LinkState::Failed, _) => "failed",
                         _ => "connecting",
                     }
                     .into(),
+                    failures: p.link.failures,
+                    retry_in: p
+                        .link
+                        .retry_at
+                        .map(|t| t.saturating_duration_since(std::time::Instant::now())),
                     codec: p.link.codec.map(|c| c.name().to_owned()),
                     stats: p.link.stats,
                     path: p.path,
@@ -317,6 +323,15 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
                 message: &format!("TURN server {server} {why}; going on without it"),
             })
         }
+        NodeEvent::LinkFailed {
+            peer,
+            failures,
+            retry_at,
+        } => out.emit(&Report::LinkFailed {
+            peer,
+            failures: *failures,
+            retry_in: retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now())),
+        }),
         NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
             code: "link_slow",
             message: &format!("the link to {peer} could not keep up; reconnecting"),

@@ -3,7 +3,8 @@
 //! crosses: two `rtc-mesh join --relay-only` peers mesh relay to relay through coturn.
 //! Behind two port-restricted cone NATs hole punching works: given STUN (and TURN too),
 //! two peers mesh server-reflexive to server-reflexive, not through the relay. Behind
-//! symmetric NATs with every candidate gathered, ICE finds the relayed pair by itself.
+//! symmetric NATs with every candidate gathered, ICE finds the relayed pair by itself;
+//! without TURN the failure is reported and retried.
 
 mod common;
 
@@ -125,4 +126,52 @@ fn behind_two_symmetric_nats_peers_with_turn_mesh_through_the_relay_within_5_s()
     }
     a.close();
     b.close();
+}
+
+#[test]
+fn behind_two_symmetric_nats_without_turn_the_failure_shows_within_30_s_and_is_retried() {
+    let (bed, _coturn, _serve) = bed("rmsyms", true);
+    let stun = ["--stun", "198.51.100.1:3478"];
+    let mut a = join(&bed.peer_a, "syms", "sa", &stun);
+    let mut b = join(&bed.peer_b, "syms", "sb", &stun);
+    let joined = Instant::now();
+    for p in [&mut a, &mut b] {
+        let other = if p.name == "sa" { "sb" } else { "sa" };
+        p.wait_for("peer_join", |v| {
+            v["event"] == "peer_join" && v["peer"] == other
+        });
+        let leave = p.wait_event("peer_leave");
+        assert_eq!(leave["reason"], json!("failed"), "{leave}");
+        let failed = p.wait_event("link_failed");
+        assert_eq!(failed["peer"], json!(other));
+        assert_eq!(failed["failures"], json!(1), "{failed}");
+        assert!(failed["retry_in_ms"].as_f64().unwrap() > 0.0, "{failed}");
+        let took = joined.elapsed();
+        assert!(
+            took < Duration::from_secs(30),
+            "failure seen after {took:?}"
+        );
+        p.send(json!({"op":"peers"}));
+        let peers = p.wait_event("peers")["peers"].clone();
+        assert_eq!(peers.as_array().unwrap().len(), 1, "{peers}");
+        assert_eq!(peers[0]["peer"], json!(other));
+        assert!(peers[0]["failures"].as_f64().unwrap() >= 1.0, "{peers}");
+        assert!(
+            [json!("failed"), json!("connecting")].contains(&peers[0]["state"]),
+            "{peers}"
+        );
+    }
+    // The offerer tries again, and fails again: once more on each side, no new leave.
+    for p in [&mut a, &mut b] {
+        let again = p.wait_event("link_failed");
+        assert_eq!(again["failures"], json!(2), "{again}");
+    }
+    for p in [a, b] {
+        assert_eq!(
+            p.count_events("peer_leave"),
+            1,
+            "one leave per peer, not one per attempt"
+        );
+        p.close();
+    }
 }

@@ -492,7 +492,8 @@ pub enum MemberError {
     Attach(io::Error),
 }
 
-/// A peer's present state, for a member's `peers()`.
+/// A peer's state, for a member's `peers()`: each present peer, and each peer in the
+/// room whose link failed and is being retried.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct PeerInfo {
@@ -589,10 +590,14 @@ pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
     }
 }
 
-/// Present peers of `node`, with their links.
+/// Present peers of `node`, with their links, then the [unreachable] ones (state
+/// [`LinkState::Failed`] or, while retried, `Negotiating`).
+///
+/// [unreachable]: crate::mesh::Mesh::unreachable
 pub fn peers_of(node: &Node) -> Vec<PeerInfo> {
     let m = node.mesh();
     m.peers()
+        .chain(m.unreachable())
         .filter_map(|(id, attrs)| {
             Some(PeerInfo {
                 id: PeerId::checked(id),
@@ -675,7 +680,9 @@ macro_rules! __member_calls {
         }
 
         /// Present peers: their attributes and links (state, codec, bytes and updates
-        /// each way, round trip).
+        /// each way, round trip, path); then peers in the room whose links failed and
+        /// are retried (state [`LinkState::Failed`](crate::mesh::LinkState::Failed),
+        /// with the failures in a row and the next try).
         pub $($async)? fn peers(&self) -> Vec<$crate::member::PeerInfo> {
             match self.request($crate::member::Request::Peers) $($await)* {
                 Some($crate::member::Answer::Peers(p)) => p,

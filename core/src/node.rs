@@ -143,7 +143,9 @@ use str0m::{
     Candidate, CandidateKind, Event as RtcEvent, IceConnectionState, IceCreds, Input, Output, Rtc,
 };
 
-use crate::mesh::{LinkCommand, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind};
+use crate::mesh::{
+    LinkCommand, LinkState, Mesh, MeshConfig, MeshError, MeshEvent, MeshOutput, SdpKind,
+};
 use crate::replica::LinkId;
 use crate::signal::PeerId;
 use crate::store::{Store, StoreError, Update};
@@ -306,6 +308,18 @@ pub enum NodeEvent {
     Stun(StunEvent),
     /// A TURN server gave us a relayed address, or gives us none.
     Turn(TurnEvent),
+    /// A connection to `peer` could not be made (ICE found no working path, or DTLS
+    /// or the data channel failed before it opened). The first time, the mesh also
+    /// reports the peer gone (`failed`); it is tried again at `retry_at`, with
+    /// backoff, while the switchboard still has it.
+    LinkFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Failures in a row, this one included.
+        failures: u32,
+        /// When the next attempt starts (none if the peer is gone for good).
+        retry_at: Option<Instant>,
+    },
 }
 
 /// What [`Node::poll_output`] returns.
@@ -400,6 +414,8 @@ pub struct Node {
     config: NodeConfig,
     mesh: Mesh,
     rtcs: BTreeMap<PeerId, PeerRtc>,
+    /// Connections given up before they opened, to report.
+    gave_up: Vec<PeerId>,
     out: VecDeque<NodeOutput>,
     now: Instant,
     rng: u64,
@@ -446,6 +462,7 @@ impl Node {
             config,
             mesh,
             rtcs: BTreeMap::new(),
+            gave_up: Vec::new(),
             out: VecDeque::new(),
             now,
             rng: rng | 1,
@@ -1006,6 +1023,9 @@ impl Node {
             }
             LinkCommand::Close { peer } => {
                 if let Some(mut p) = self.rtcs.remove(&peer) {
+                    if p.heard.is_none() {
+                        self.report_failure(&peer);
+                    }
                     p.rtc.disconnect();
                     // Let it say goodbye (DTLS close, SCTP abort) on the way out.
                     while let Ok(o) = p.rtc.poll_output() {
@@ -1024,10 +1044,39 @@ impl Node {
 
     /// The connection to `peer` failed: tell the mesh (it reports and retries).
     fn rtc_failed(&mut self, peer: &str) {
-        if let Some(mut p) = self.rtcs.remove(peer) {
-            p.rtc.disconnect();
-        }
+        let never_opened = match self.rtcs.remove(peer) {
+            Some(mut p) => {
+                p.rtc.disconnect();
+                p.heard.is_none()
+            }
+            None => false,
+        };
         self.mesh.link_closed(self.now, peer);
+        if never_opened {
+            self.report_failure(peer);
+        }
+    }
+
+    /// A connection that never opened was given up (by us or by the mesh's deadline):
+    /// [`NodeEvent::LinkFailed`] once the mesh's own events of it (the leave) are out,
+    /// if the mesh counts it as a failure.
+    fn report_failure(&mut self, peer: &str) {
+        self.gave_up.push(PeerId::checked(peer));
+    }
+
+    fn failure_events(&mut self) {
+        for peer in std::mem::take(&mut self.gave_up) {
+            let Some(info) = self.mesh.link_info(&peer) else {
+                continue;
+            };
+            if info.state == LinkState::Failed {
+                self.out.push_back(NodeOutput::Event(NodeEvent::LinkFailed {
+                    peer,
+                    failures: info.failures,
+                    retry_at: info.retry_at,
+                }));
+            }
+        }
     }
 
     /// Writes a frame on `peer`'s channel, or queues it.
@@ -1189,6 +1238,7 @@ impl Node {
                     self.poll_rtc(&peer);
                 }
                 MeshOutput::Timeout(t) => {
+                    self.failure_events();
                     if self.mesh.is_finished() && !self.rtcs.is_empty() {
                         // Closed: any connection the mesh did not close itself goes too,
                         // so that the node finishes whatever state it was in.

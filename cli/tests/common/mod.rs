@@ -158,6 +158,16 @@ impl Peer {
         }
     }
 
+    /// How many events of this name were read so far.
+    #[allow(dead_code)]
+    pub fn count_events(&self, name: &str) -> usize {
+        self.seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == name)
+            .count()
+    }
+
     /// Waits for an event by name.
     pub fn wait_event(&mut self, name: &str) -> Value {
         self.wait_for(name, |v| v["event"] == name)

@@ -230,15 +230,19 @@ pub enum LinkState {
     Negotiating,
     /// The data channel is open and the sync session runs.
     Open,
+    /// The last negotiation failed (the peer was reported gone, `failed`, though the
+    /// switchboard still has it): it is tried again at [`LinkInfo::retry_at`].
+    Failed,
 }
 
 impl LinkState {
-    /// Its name: `idle`, `negotiating` or `open`.
+    /// Its name: `idle`, `negotiating`, `open` or `failed`.
     pub fn name(self) -> &'static str {
         match self {
             LinkState::Idle => "idle",
             LinkState::Negotiating => "negotiating",
             LinkState::Open => "open",
+            LinkState::Failed => "failed",
         }
     }
 }
@@ -256,6 +260,10 @@ pub struct LinkInfo {
     pub synced: bool,
     /// Bytes and updates each way, and the round-trip time (zero while not open).
     pub stats: SessionStats,
+    /// Negotiations that failed in a row (0 once a link opens).
+    pub failures: u32,
+    /// When the next negotiation starts, while there is no connection.
+    pub retry_at: Option<Instant>,
 }
 
 /// Why a peer is reported gone.
@@ -609,19 +617,36 @@ impl Mesh {
         }
     }
 
-    /// The connection to a present `peer`: its state, codec and counters.
+    /// Peers the switchboard still has whose links failed, so that they are not
+    /// [present](Mesh::peers) (they were reported gone, `failed`) and are being
+    /// retried: their [`Mesh::link_info`] says how often and when next.
+    pub fn unreachable(&self) -> impl Iterator<Item = (&str, &Object)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.present && p.in_room && p.failures > 0)
+            .map(|(k, p)| (k.as_str(), &p.attributes))
+    }
+
+    /// The connection to a present or [unreachable](Mesh::unreachable) `peer`: its
+    /// state, codec and counters.
     pub fn link_info(&self, peer: &str) -> Option<LinkInfo> {
-        let p = self.peers.get(peer).filter(|p| p.present)?;
-        let (state, session) = match &p.conn {
-            Conn::Idle { .. } => (LinkState::Idle, None),
-            Conn::Negotiating { .. } => (LinkState::Negotiating, None),
-            Conn::Open { link, .. } => (LinkState::Open, self.replica.session(*link)),
+        let p = self
+            .peers
+            .get(peer)
+            .filter(|p| p.present || (p.in_room && p.failures > 0))?;
+        let (state, session, retry_at) = match &p.conn {
+            Conn::Idle { retry_at } if !p.present => (LinkState::Failed, None, *retry_at),
+            Conn::Idle { retry_at } => (LinkState::Idle, None, *retry_at),
+            Conn::Negotiating { .. } => (LinkState::Negotiating, None, None),
+            Conn::Open { link, .. } => (LinkState::Open, self.replica.session(*link), None),
         };
         Some(LinkInfo {
             state,
             codec: session.map(|s| s.codec()),
             synced: session.is_some_and(|s| s.is_synced()),
             stats: session.map(|s| s.stats().clone()).unwrap_or_default(),
+            failures: p.failures,
+            retry_at,
         })
     }
 
