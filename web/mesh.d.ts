@@ -328,7 +328,8 @@ export interface JoinOptions {
   id?: string;
   /** Announced to the room with our own (`id`, `room`, `agent`, `incarnation`, `codecs`). */
   attributes?: { [key: string]: Json };
-  /** STUN and TURN servers, for each RTCPeerConnection. */
+  /** STUN and TURN servers, for each RTCPeerConnection. Given no TURN server, the
+   * member uses the ones the switchboard offers (`rtc-mesh serve --turn`). */
   iceServers?: RTCIceServer[];
   /** `'relay'`: offer relayed candidates only (every link through a TURN server). */
   iceTransportPolicy?: 'all' | 'relay';
@@ -349,6 +350,8 @@ export interface MemberEvents {
   synced_all: { peers: string[] };
   online: Record<string, never>;
   offline: Record<string, never>;
+  /** The switchboard offered TURN servers (with short-lived credentials), used from now on. */
+  ice_offered: { urls: string[] };
   error: MeshError;
 }
 

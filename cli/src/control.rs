@@ -215,6 +215,12 @@ pub enum Report<'a> {
         /// Our relayed address on it.
         relayed: &'a str,
     },
+    /// The switchboard offered TURN servers (with credentials, not shown), used as
+    /// this member was given none.
+    IceOffered {
+        /// Their URLs.
+        urls: Vec<String>,
+    },
     /// A connection to a peer could not be made; it is retried.
     LinkFailed {
         /// The peer.
@@ -394,6 +400,12 @@ impl Report<'_> {
                 .str("server", server)
                 .str("relayed", relayed)
                 .done(),
+            Report::IceOffered { urls } => Line::new("ice_offered")
+                .value(
+                    "urls",
+                    &Value::Array(urls.iter().map(|u| Value::from(u.as_str())).collect()),
+                )
+                .done(),
             Report::LinkFailed {
                 peer,
                 failures,
@@ -493,6 +505,9 @@ impl Report<'_> {
             }
             Report::Relay { server, relayed } => {
                 format!("relay: TURN server {server} relays for us at {relayed}")
+            }
+            Report::IceOffered { urls } => {
+                format!("the switchboard offers TURN: {}", urls.join(", "))
             }
             Report::LinkFailed {
                 peer,

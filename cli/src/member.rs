@@ -323,6 +323,12 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
                 message: &format!("TURN server {server} {why}; going on without it"),
             })
         }
+        NodeEvent::IceOffered { servers } => out.emit(&Report::IceOffered {
+            urls: servers
+                .iter()
+                .flat_map(|s| s.urls.iter().cloned())
+                .collect(),
+        }),
         NodeEvent::LinkFailed {
             peer,
             failures,

@@ -175,3 +175,68 @@ fn behind_two_symmetric_nats_without_turn_the_failure_shows_within_30_s_and_is_r
         p.close();
     }
 }
+
+#[test]
+fn behind_two_symmetric_nats_peers_given_no_turn_use_the_switchboards_short_lived_credentials() {
+    let bed = NatBed::new("rmrest", true);
+    let _coturn = Coturn::rest_in(&bed.inet, INET, "rest-secret");
+    let mut serve = bed.inet.command(env!("CARGO_BIN_EXE_rtc-mesh"));
+    serve.args([
+        "serve",
+        "--listen",
+        &format!("{INET}:3000"),
+        "--turn",
+        &format!("{INET}:3478"),
+        "--turn-secret",
+        "rest-secret",
+        "--turn-ttl",
+        "600",
+        "--json",
+    ]);
+    let mut serve = Peer::spawn("serve", serve);
+    serve.wait_event("ready");
+    let mut a = join(&bed.peer_a, "rest", "ra", &[]);
+    let mut b = join(&bed.peer_b, "rest", "rb", &[]);
+    for p in [&mut a, &mut b] {
+        let offered = p.wait_event("ice_offered");
+        assert_eq!(offered["urls"], json!([format!("turn:{INET}:3478")]));
+        let relay = p.wait_event("relay");
+        assert!(
+            relay["relayed"].as_str().unwrap().starts_with(INET),
+            "{relay}"
+        );
+    }
+    a.wait_event("synced");
+    b.wait_event("synced");
+    for path in converge(&mut a, &mut b) {
+        let relayed =
+            path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay");
+        assert!(relayed, "{path}");
+    }
+    a.close();
+    b.close();
+}
+
+#[test]
+fn a_wrong_turn_secret_at_the_switchboard_gives_the_named_error() {
+    let bed = NatBed::new("rmbad", true);
+    let _coturn = Coturn::rest_in(&bed.inet, INET, "rest-secret");
+    let mut serve = bed.inet.command(env!("CARGO_BIN_EXE_rtc-mesh"));
+    serve.args([
+        "serve",
+        "--listen",
+        &format!("{INET}:3000"),
+        "--turn",
+        &format!("{INET}:3478"),
+        "--turn-secret",
+        "not-the-secret",
+        "--json",
+    ]);
+    let mut serve = Peer::spawn("serve", serve);
+    serve.wait_event("ready");
+    let mut a = join(&bed.peer_a, "bad", "ba", &[]);
+    a.wait_event("ice_offered");
+    let e = a.wait_event("error");
+    assert_eq!(e["code"], json!("turn_refused"), "{e}");
+    a.close();
+}

@@ -127,6 +127,62 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+impl IceServer {
+    /// The servers of a switchboard's TURN offer (`/mesh:ice|{"iceServers":[..]}`, see
+    /// [`TurnOffer`](crate::switchboard::TurnOffer)); `None` if `text` is none. Bounded:
+    /// at most 8 servers of 8 URLs each are read, and entries of the wrong shape are
+    /// skipped.
+    pub fn offered(text: &str) -> Option<Vec<IceServer>> {
+        use crate::signal::{Signal, SignalLimits};
+        let rest = text.strip_prefix('/')?;
+        if !rest.starts_with(crate::switchboard::ICE_COMMAND) {
+            return None;
+        }
+        let msg = Signal::parse(text, &SignalLimits::default()).ok()?;
+        if msg.command != crate::switchboard::ICE_COMMAND || msg.to.is_some() {
+            return None;
+        }
+        let Some(Value::Array(list)) = msg.object()?.get("iceServers") else {
+            return Some(Vec::new());
+        };
+        let text_of = |o: &Object, k: &str| match o.get(k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let servers = list
+            .iter()
+            .take(8)
+            .filter_map(|v| {
+                let Value::Object(o) = v else { return None };
+                let urls = match o.get("urls") {
+                    Some(Value::String(u)) => vec![u.clone()],
+                    Some(Value::Array(us)) => us
+                        .iter()
+                        .take(8)
+                        .filter_map(|u| match u {
+                            Value::String(u) => Some(u.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => return None,
+                };
+                Some(IceServer {
+                    urls,
+                    username: text_of(o, "username"),
+                    credential: text_of(o, "credential"),
+                })
+            })
+            .collect();
+        Some(servers)
+    }
+}
+
+/// Whether `url` is an ICE server URL rtc-mesh can use (`stun:`/`turn:` over UDP,
+/// `HOST[:PORT]`), and why not.
+pub fn check_ice_url(url: &str) -> Result<(), String> {
+    ice_url(url).map(|_| ())
+}
+
 enum IceUrl {
     Stun(String),
     Turn(String),
@@ -590,6 +646,24 @@ pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
     }
 }
 
+/// What a runtime does with [`NodeEvent::IceOffered`](crate::node::NodeEvent::IceOffered):
+/// resolves the offered servers' URLs with `resolve` (`HOST:PORT` to an address) and
+/// gives them to the node. Both runtimes' drivers call it; a custom driver can too.
+/// Returns why the offer is unusable, if it is (the node then goes on without it).
+pub fn use_offered(
+    node: &mut Node,
+    now: Instant,
+    servers: &[IceServer],
+    mut resolve: impl FnMut(&str) -> io::Result<Option<SocketAddr>>,
+) -> Result<(), JoinError> {
+    let mut o = JoinOptions::new("", "");
+    o.ice_servers = servers.to_vec();
+    let stun = o.resolve_stun(&mut resolve)?;
+    let turn = o.resolve_turn(&mut resolve)?;
+    node.use_ice_servers(now, &stun, &turn);
+    Ok(())
+}
+
 /// Present peers of `node`, with their links, then the [unreachable] ones (state
 /// [`LinkState::Failed`] or, while retried, `Negotiating`).
 ///
@@ -700,6 +774,20 @@ macro_rules! __member_calls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switchboards_turn_offer_reads_back() {
+        use crate::switchboard::TurnOffer;
+        let now = Instant::now();
+        let offer = TurnOffer::new(vec!["turn:192.0.2.1:3478".into()], "s".into(), now, 1000);
+        let text = offer.message(now, "alice").encode();
+        let servers = IceServer::offered(&text).expect("an offer");
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0].urls, vec!["turn:192.0.2.1:3478".to_owned()]);
+        assert_eq!(servers[0].username.as_deref(), Some("87400:alice"));
+        assert!(IceServer::offered("/roominfo|{\"memberCount\":1}").is_none());
+        assert!(IceServer::offered("/to|b|/mesh:ice|a|{}").is_none());
+    }
 
     #[test]
     fn fresh_ids_and_incarnations_follow_the_conventions() {

@@ -308,6 +308,16 @@ pub enum NodeEvent {
     Stun(StunEvent),
     /// A TURN server gave us a relayed address, or gives us none.
     Turn(TurnEvent),
+    /// The switchboard offers TURN servers with short-lived credentials (see
+    /// [`TurnOffer`](crate::switchboard::TurnOffer)), and this node was given none
+    /// itself. The driver resolves their URLs (as
+    /// [`JoinOptions::resolve_turn`](crate::member::JoinOptions::resolve_turn) does)
+    /// and passes them to [`Node::use_ice_servers`]; a driver that ignores this event
+    /// simply goes on without them. Reported once per node.
+    IceOffered {
+        /// As a browser's `RTCIceServer`s.
+        servers: Vec<crate::member::IceServer>,
+    },
     /// A connection to `peer` could not be made (ICE found no working path, or DTLS
     /// or the data channel failed before it opened). The first time, the mesh also
     /// reports the peer gone (`failed`); it is tried again at `retry_at`, with
@@ -416,6 +426,8 @@ pub struct Node {
     rtcs: BTreeMap<PeerId, PeerRtc>,
     /// Connections given up before they opened, to report.
     gave_up: Vec<PeerId>,
+    /// A TURN offer of the switchboard was reported.
+    ice_offered: bool,
     out: VecDeque<NodeOutput>,
     now: Instant,
     rng: u64,
@@ -463,6 +475,7 @@ impl Node {
             mesh,
             rtcs: BTreeMap::new(),
             gave_up: Vec::new(),
+            ice_offered: false,
             out: VecDeque::new(),
             now,
             rng: rng | 1,
@@ -689,7 +702,33 @@ impl Node {
     /// A text from the switchboard.
     pub fn handle_signal(&mut self, now: Instant, text: &str) {
         self.now = self.now.max(now);
+        if let Some(servers) = crate::member::IceServer::offered(text) {
+            // The switchboard's own message, for us alone: not the room's.
+            if self.config.turn_servers.is_empty() && !self.ice_offered && !servers.is_empty() {
+                self.ice_offered = true;
+                self.out
+                    .push_back(NodeOutput::Event(NodeEvent::IceOffered { servers }));
+            }
+            return;
+        }
         self.mesh.handle_signal(now, text);
+    }
+
+    /// Uses these STUN and TURN servers too (say, the ones the switchboard offered:
+    /// [`NodeEvent::IceOffered`]): each new TURN server is allocated on at once and its
+    /// relayed address offered to every peer, as those given in [`NodeConfig`] are.
+    pub fn use_ice_servers(&mut self, now: Instant, stun: &[SocketAddr], turn: &[TurnServer]) {
+        self.now = self.now.max(now);
+        let locals = &self.config.local_addrs;
+        self.relays
+            .add(turn, |server| base_for(locals, server), now);
+        self.relay_progress();
+        if !stun.is_empty() {
+            for s in stun {
+                self.stun.add(now, *s);
+            }
+            self.stun_progress();
+        }
     }
 
     /// The signalling connection failed to open or dropped (the node asks for a new one

@@ -260,8 +260,9 @@ fn valid_command(c: &str) -> bool {
 }
 
 /// Commands that carry no sender part (sent by the server).
+/// Commands the server sends of its own: `/roominfo`, and the TURN offer `/mesh:ice`.
 fn senderless(command: &str) -> bool {
-    command == "roominfo"
+    command == "roominfo" || command == crate::switchboard::ICE_COMMAND
 }
 
 impl Signal {

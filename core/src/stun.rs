@@ -133,6 +133,23 @@ impl StunClient {
         }
     }
 
+    /// Adds a server (if new), and asks it at once.
+    pub fn add(&mut self, now: Instant, addr: SocketAddr) {
+        self.now = self.now.max(now);
+        if self.servers.iter().any(|s| s.addr == addr) {
+            return;
+        }
+        let state = State::Asking {
+            trans: self.next_trans(),
+            sends: 0,
+            next: now,
+            rto: self.rto,
+        };
+        self.servers.push(Server { addr, state });
+        self.started = true;
+        self.handle_timeout(now);
+    }
+
     /// Whether a server is still being asked (a request will be retransmitted).
     pub fn is_asking(&self) -> bool {
         self.servers

@@ -24,6 +24,9 @@
 //!   connection that has not announced.
 //! - When a member's connection closes (or stops answering pings), the room hears
 //!   `/leave|<id>|{"id":"<id>","reason":"disconnected"}`. Empty rooms are removed.
+//! - With [`SwitchboardConfig::turn`], each connection gets `/mesh:ice|{..}` right
+//!   after its `/roominfo` on its first announce: TURN servers and short-lived
+//!   credentials for it ([`TurnOffer`]).
 //! - Limits ([`SwitchboardConfig`]): frame size, members per room, rooms, and a token
 //!   bucket per connection. A binary frame, a malformed text or a breach is counted
 //!   and dropped; repeated abuse closes the connection. Nothing stops the server.
@@ -35,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::signal::{Signal, SignalError, SignalLimits};
-use crate::value::Value;
+use crate::value::{Object, Value};
 
 /// A connection, numbered by the runtime (unique while open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +69,80 @@ pub struct SwitchboardConfig {
     pub ping_after: Duration,
     /// Idle time after which a connection is closed as dead (default 30 s).
     pub dead_after: Duration,
+    /// TURN servers to offer each connection, with short-lived credentials (default
+    /// none).
+    pub turn: Option<TurnOffer>,
+}
+
+/// TURN servers the switchboard offers each member, with credentials of coturn's
+/// `--use-auth-secret` scheme (the "TURN REST API"): username `EXPIRY:ID` (the Unix
+/// time the credential expires, and the member's id), password
+/// `base64(HMAC-SHA1(secret, username))`. So no static TURN password ships in a page.
+///
+/// A member gets them once per connection, right after its first announce and before
+/// anything else of its room: `/mesh:ice|{"iceServers":[{"urls":[..],"username":..,
+/// "credential":..}],"ttl":SECONDS}`, the `iceServers` as a browser's
+/// `RTCConfiguration` takes them. Clients that were given no TURN server use them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TurnOffer {
+    /// `turn:HOST:PORT` URLs (each as clients will use it).
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (its `--static-auth-secret`).
+    pub secret: String,
+    /// How long a credential is valid (default 24 h).
+    pub ttl: Duration,
+    /// The wall clock, which a sans-IO switchboard cannot read: the Unix time in
+    /// seconds at an instant.
+    pub clock: (Instant, u64),
+}
+
+impl TurnOffer {
+    /// An offer of `urls` signed with `secret`, valid 24 h; `unix_secs` is the Unix
+    /// time at `now`.
+    pub fn new(urls: Vec<String>, secret: String, now: Instant, unix_secs: u64) -> Self {
+        TurnOffer {
+            urls,
+            secret,
+            ttl: Duration::from_secs(24 * 3600),
+            clock: (now, unix_secs),
+        }
+    }
+
+    /// The `/mesh:ice` message for member `id` at `now`.
+    pub fn message(&self, now: Instant, id: &str) -> Signal {
+        let unix = self.clock.1 + now.saturating_duration_since(self.clock.0).as_secs();
+        let username = format!("{}:{id}", unix + self.ttl.as_secs());
+        let mut server = Object::new();
+        let urls = self.urls.iter().map(|u| Value::from(u.as_str())).collect();
+        server.insert("urls", Value::Array(urls));
+        let password = turn_password(&self.secret, &username);
+        server.insert("username", Value::from(username.as_str()));
+        server.insert("credential", Value::from(password.as_str()));
+        let mut o = Object::new();
+        o.insert("iceServers", Value::Array(vec![Value::Object(server)]));
+        o.insert("ttl", Value::from(self.ttl.as_secs() as f64));
+        Signal {
+            to: None,
+            command: ICE_COMMAND.into(),
+            sender: None,
+            args: vec![o.into()],
+        }
+    }
+}
+
+/// The command of the switchboard's TURN offer (see [`TurnOffer`]).
+pub const ICE_COMMAND: &str = "mesh:ice";
+
+/// The password coturn's `--use-auth-secret` expects for `username`:
+/// `base64(HMAC-SHA1(secret, username))`.
+pub fn turn_password(secret: &str, username: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 impl Default for SwitchboardConfig {
@@ -80,6 +157,7 @@ impl Default for SwitchboardConfig {
             max_strikes: 64.0,
             ping_after: Duration::from_secs(10),
             dead_after: Duration::from_secs(30),
+            turn: None,
         }
     }
 }
@@ -413,11 +491,19 @@ impl Switchboard {
         }
         let count = r.members.len();
         let c = self.conns.get_mut(&conn).expect("open connection");
+        let first = c.id.is_none();
+        let offer = match &self.config.turn {
+            Some(t) if first => Some(t.message(now, &sender)),
+            _ => None,
+        };
         c.id = Some(sender);
         c.room = Some(room.clone());
         self.counters.announces += 1;
         self.update_gauges();
         self.send(conn, Signal::roominfo(count).encode().into());
+        if let Some(offer) = offer {
+            self.send(conn, offer.encode().into());
+        }
         self.broadcast(&room, Some(conn), &text.into());
     }
 

@@ -174,26 +174,44 @@ impl Relays {
         base_for: impl Fn(SocketAddr) -> Option<SocketAddr>,
         now: Instant,
     ) -> Relays {
-        let mut events = Vec::new();
-        let mut relays = Vec::new();
+        let mut relays = Relays {
+            epoch: now,
+            relays: Vec::new(),
+            events: Vec::new(),
+            permitted: BTreeSet::new(),
+            asked: false,
+        };
+        relays.add(servers, base_for, now);
+        relays
+    }
+
+    /// Starts an allocation on each server not asked yet (one of the same address is
+    /// skipped); one we have no address to reach is reported failed.
+    pub(crate) fn add(
+        &mut self,
+        servers: &[TurnServer],
+        base_for: impl Fn(SocketAddr) -> Option<SocketAddr>,
+        now: Instant,
+    ) {
         for s in servers {
+            if self.relays.iter().any(|r| r.server == s.addr) {
+                continue;
+            }
             let Some(local) = base_for(s.addr) else {
-                events.push(TurnEvent::Failed {
+                self.events.push(TurnEvent::Failed {
                     server: s.addr,
                     failure: TurnFailure::Unreachable,
                 });
                 continue;
             };
             let mut config = TurnConfig::new(TurnCredentials::new(&s.username, &s.credential));
-            // Requests at 0, 0.25, 0.75, 1.75 and 3.75 s, given up at 5.75 s: a dead
-            // server is reported well within ALLOCATE_TIMEOUT.
             config.set_request_retransmits(
                 Duration::from_millis(250),
                 Duration::from_secs(2),
                 5,
                 Duration::from_secs(2),
             );
-            relays.push(Relay {
+            self.relays.push(Relay {
                 server: s.addr,
                 client: TurnClientUdp::allocate(local, s.addr, config),
                 relayed: None,
@@ -201,13 +219,7 @@ impl Relays {
                 deadline: now + ALLOCATE_TIMEOUT,
                 heard: false,
             });
-        }
-        Relays {
-            epoch: now,
-            relays,
-            events,
-            permitted: BTreeSet::new(),
-            asked: false,
+            self.asked = true;
         }
     }
 

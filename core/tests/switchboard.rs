@@ -498,3 +498,59 @@ fn arguments_that_only_look_like_json_are_relayed_unchanged() {
     b.send(2, "/chat|b|[bot] hi|{not json");
     assert_eq!(b.got(1), ["/chat|b|[bot] hi|{not json"]);
 }
+
+#[test]
+fn the_turn_password_is_coturns_rest_api_hmac() {
+    // `printf %s 1700000000:alice | openssl dgst -sha1 -hmac s3cret -binary | base64`
+    assert_eq!(
+        rtc_mesh_core::switchboard::turn_password("s3cret", "1700000000:alice"),
+        "TtElzSjT0GdnTQ9xdcRNxx96yQs="
+    );
+}
+
+#[test]
+fn a_turn_offer_goes_to_each_connection_once_after_its_first_announce() {
+    use rtc_mesh_core::switchboard::{turn_password, TurnOffer};
+    let mut config = SwitchboardConfig::default();
+    let start = Instant::now();
+    let mut offer = TurnOffer::new(
+        vec!["turn:198.51.100.1:3478".into()],
+        "s3cret".into(),
+        start,
+        1_700_000_000,
+    );
+    offer.ttl = Duration::from_secs(600);
+    config.turn = Some(offer);
+    let mut b = Board::new(config);
+    b.now = start + Duration::from_secs(5);
+    b.open(1);
+    b.open(2);
+    b.announce(1, "alice", "r");
+    let got = b.got(1);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("/roominfo|"), "{got:?}");
+    let user = "1700000605:alice";
+    let expected = format!(
+        r#"/mesh:ice|{{"iceServers":[{{"urls":["turn:198.51.100.1:3478"],"username":"{user}","credential":"{}"}}],"ttl":600}}"#,
+        turn_password("s3cret", user)
+    );
+    assert_eq!(got[1], expected);
+    // Not relayed to the room, and not again on a re-announce.
+    b.announce(2, "bob", "r");
+    assert!(b.got(1).iter().all(|t| !t.contains("mesh:ice")));
+    assert_eq!(
+        b.got(2).iter().filter(|t| t.contains("mesh:ice")).count(),
+        1
+    );
+    b.announce(1, "alice", "r");
+    assert!(b.got(1).iter().all(|t| !t.contains("mesh:ice")));
+}
+
+#[test]
+fn without_a_turn_offer_nothing_changes() {
+    let mut b = Board::new(SwitchboardConfig::default());
+    b.open(1);
+    b.announce(1, "alice", "r");
+    let got = b.got(1);
+    assert_eq!(got.len(), 1, "{got:?}");
+}

@@ -27,7 +27,7 @@ use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::Task;
 
-use rtc_mesh_core::member::socket_for;
+use rtc_mesh_core::member::{socket_for, use_offered};
 use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::{Codec, LinkId};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -272,6 +272,12 @@ async fn drive(
                     }
                 }
                 NodeOutput::Event(e) => {
+                    if let NodeEvent::IceOffered { servers } = &e {
+                        // (A name lookup blocks the loop briefly; offers are usually
+                        // addresses.)
+                        let _ =
+                            use_offered(&mut node, Instant::now(), servers, crate::signal::resolve);
+                    }
                     let _ = events.try_send(e);
                 }
                 NodeOutput::Stream { link, data } => {

@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rtc_mesh_core::member::socket_for;
 pub use rtc_mesh_core::member::{
     answer, Answer, IceServer, JoinError, JoinOptions, MemberError, PeerInfo, ReplicatorOptions,
     Request, StartError,
 };
+use rtc_mesh_core::member::{socket_for, use_offered};
 
 /// How long a closing member waits for its attached streams to take what was written
 /// to them (a slow or stuck socket does not hold the close up longer).
@@ -332,6 +332,11 @@ fn drive(
                     }
                 }
                 NodeOutput::Event(e) => {
+                    if let NodeEvent::IceOffered { servers } = &e {
+                        // (A name lookup blocks the loop briefly; offers are usually
+                        // addresses.)
+                        let _ = use_offered(&mut node, Instant::now(), servers, resolve);
+                    }
                     let _ = events.send(e);
                 }
                 NodeOutput::Stream { link, data } => {

@@ -28,6 +28,7 @@ const clock = () => performance.now();
  * `update` ({key, value, deleted, ts, source, local}), `peer_join` ({peer, attributes}),
  * `peer_update` ({peer, attributes}), `peer_leave` ({peer, reason: left | timeout |
  * closed | failed}), `synced` ({peer}), `synced_all` ({peers}), `online`, `offline`,
+ * `ice_offered` ({urls}: the switchboard's TURN servers, used as none were given),
  * `error`.
  */
 export class Member {
@@ -36,6 +37,8 @@ export class Member {
     this.incarnation = hex(16);
     this.signalUrl = options.signal || defaultSignalUrl();
     this.iceServers = options.iceServers || [];
+    // Given no TURN server, the first one the switchboard offers (`/mesh:ice`) is used.
+    this.iceOffered = this.iceServers.some((s) => [].concat(s.urls || []).some((u) => /^turns?:/.test(u)));
     // 'relay': relayed candidates only (every link through a TURN server).
     this.iceTransportPolicy = options.iceTransportPolicy === 'relay' ? 'relay' : 'all';
     const start = clock();
@@ -85,6 +88,29 @@ export class Member {
     if (!this.listeners.has(name)) this.listeners.set(name, new Set());
     this.listeners.get(name).add(fn);
     return () => this.listeners.get(name)?.delete(fn);
+  }
+
+  /** The switchboard's TURN offer: used by every connection made from now on. */
+  useOffer(json) {
+    if (this.iceOffered) return;
+    let offer;
+    try {
+      offer = JSON.parse(json);
+    } catch {
+      return;
+    }
+    const servers = (Array.isArray(offer && offer.iceServers) ? offer.iceServers : [])
+      .slice(0, 8)
+      .filter((s) => s && typeof s === 'object' && (typeof s.urls === 'string' || Array.isArray(s.urls)))
+      .map((s) => ({
+        urls: [].concat(s.urls).filter((u) => typeof u === 'string').slice(0, 8),
+        username: typeof s.username === 'string' ? s.username : undefined,
+        credential: typeof s.credential === 'string' ? s.credential : undefined,
+      }));
+    if (!servers.length) return;
+    this.iceOffered = true;
+    this.iceServers = this.iceServers.concat(servers);
+    this.emit('ice_offered', { urls: servers.flatMap((s) => s.urls) });
   }
 
   emit(name, detail) {
@@ -223,6 +249,12 @@ export class Member {
     };
     ws.onmessage = (e) => {
       if (this.ws !== ws || typeof e.data !== 'string') return;
+      if (e.data.startsWith('/mesh:ice|')) {
+        // The switchboard's own message (TURN servers with short-lived credentials),
+        // not the room's: as the native Node, it never reaches the mesh.
+        this.useOffer(e.data.slice('/mesh:ice|'.length));
+        return;
+      }
       this.mesh.handleSignal(clock(), e.data);
       this.pump();
     };
@@ -523,8 +555,9 @@ function defaultSignalUrl() {
 /**
  * Joins `room` through the switchboard at `options.signal` (default: the page's own
  * host, or ws://127.0.0.1:3000/). Options: `id`, `attributes`, `iceServers` (STUN and
- * TURN servers, as RTCPeerConnection takes them), `iceTransportPolicy` (`'relay'`: relayed
- * candidates only), `codecs`.
+ * TURN servers, as RTCPeerConnection takes them; given no TURN server, the member uses
+ * those the switchboard offers), `iceTransportPolicy` (`'relay'`: relayed candidates
+ * only), `codecs`.
  * Returns the {@link Member} at once; it announces as soon as the WebSocket opens.
  */
 export function join(room, options = {}) {

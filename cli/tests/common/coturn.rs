@@ -37,7 +37,17 @@ impl Coturn {
     /// A TURN server with one long-term user in the namespace `ns`, listening and
     /// relaying on `ip` port 3478; up once it listens.
     pub fn turn_in(ns: &super::netns::Netns, ip: &str, user: &str, password: &str) -> Coturn {
-        let args = turn_args(user, password, ip);
+        Coturn::in_ns(ns, ip, &turn_args(user, password, ip))
+    }
+
+    /// As [`Coturn::turn_in`], but taking short-lived credentials signed with `secret`
+    /// (`--use-auth-secret`, the "TURN REST API") instead of a user.
+    pub fn rest_in(ns: &super::netns::Netns, ip: &str, secret: &str) -> Coturn {
+        let secret = format!("--static-auth-secret={secret}");
+        Coturn::in_ns(ns, ip, &relay_args(&["--use-auth-secret", &secret], ip))
+    }
+
+    fn in_ns(ns: &super::netns::Netns, ip: &str, args: &[String]) -> Coturn {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (child, dir) = Coturn::spawn(ns.command("turnserver"), &ns.name, ip, 3478, &args);
         ns.await_udp_listener(3478);
@@ -106,10 +116,13 @@ impl Coturn {
 /// coturn's arguments for a TURN server with one long-term user, relaying on `ip`
 /// (to loopback peers too: on loopback, and to its own relays).
 fn turn_args(user: &str, password: &str, ip: &str) -> Vec<String> {
-    [
-        "--lt-cred-mech",
-        "--user",
-        &format!("{user}:{password}"),
+    let user = format!("{user}:{password}");
+    relay_args(&["--lt-cred-mech", "--user", &user], ip)
+}
+
+/// `auth`, then what every TURN server of the tests takes.
+fn relay_args(auth: &[&str], ip: &str) -> Vec<String> {
+    let common = [
         "--realm",
         "rtc-mesh.test",
         "--fingerprint",
@@ -117,9 +130,8 @@ fn turn_args(user: &str, password: &str, ip: &str) -> Vec<String> {
         ip,
         "--allow-loopback-peers",
         "--no-tcp-relay",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    ];
+    auth.iter().chain(&common).map(|a| a.to_string()).collect()
 }
 
 impl Drop for Coturn {
