@@ -240,3 +240,53 @@ fn a_wrong_turn_secret_at_the_switchboard_gives_the_named_error() {
     assert_eq!(e["code"], json!("turn_refused"), "{e}");
     a.close();
 }
+
+/// The cone bed with STUN: two peers linked srflx to srflx.
+fn cone_pair(prefix: &str, room: &str) -> (NatBed, Coturn, Peer, Peer, Peer) {
+    let (bed, coturn, serve) = bed(prefix, false);
+    let stun = ["--stun", "198.51.100.1:3478"];
+    let mut a = join(&bed.peer_a, room, &format!("{room}a"), &stun);
+    let mut b = join(&bed.peer_b, room, &format!("{room}b"), &stun);
+    a.wait_event("synced");
+    b.wait_event("synced");
+    (bed, coturn, serve, a, b)
+}
+
+#[test]
+fn with_10_percent_datagram_loss_on_one_router_1000_writes_converge() {
+    let (bed, _coturn, _serve, mut a, mut b) = cone_pair("rmloss", "loss");
+    bed.nat_a.lose_udp(10);
+    for i in 0..1000 {
+        let p = if i % 2 == 0 { &mut a } else { &mut b };
+        p.send(json!({"op":"set","key":format!("k{i}"),"value":i}));
+    }
+    a.wait_update("k999", &json!(999));
+    b.wait_update("k998", &json!(998));
+    let (da, db) = (a.dump(), b.dump());
+    assert_eq!(da.as_object().unwrap().len(), 1000);
+    assert_eq!(da, db);
+    for p in [&a, &b] {
+        assert_eq!(p.count_events("peer_leave"), 0, "the link held");
+    }
+    a.close();
+    b.close();
+}
+
+#[test]
+fn with_udp_mappings_that_expire_in_10_s_a_link_idle_for_60_s_still_delivers() {
+    let (bed, _coturn, _serve, mut a, mut b) = cone_pair("rmidle", "idle");
+    bed.nat_a.udp_mapping_timeout(10, 15);
+    bed.nat_b.udp_mapping_timeout(10, 15);
+    // Idle for the application: nothing written for a minute (the scenario itself,
+    // not a wait for an event).
+    std::thread::sleep(Duration::from_secs(60));
+    a.send(json!({"op":"set","key":"after-idle","value":true}));
+    b.wait_update("after-idle", &json!(true));
+    b.send(json!({"op":"set","key":"back","value":true}));
+    a.wait_update("back", &json!(true));
+    for p in [&a, &b] {
+        assert_eq!(p.count_events("peer_leave"), 0, "the link held");
+    }
+    a.close();
+    b.close();
+}

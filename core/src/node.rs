@@ -1028,6 +1028,14 @@ impl Node {
                         _ => false,
                     },
                 };
+                // str0m's ICE agent asks for no timeout until it has had one: give it
+                // one now, or an answerer whose peer's checks cannot reach it (a NAT
+                // that lets in only what answers our own checks) never starts its own.
+                let ok = ok
+                    && self
+                        .rtcs
+                        .get_mut(&peer)
+                        .is_some_and(|p| p.rtc.handle_input(Input::Timeout(now)).is_ok());
                 if ok {
                     self.poll_rtc(&peer);
                 } else {

@@ -184,23 +184,56 @@ table ip filter {{
 }}
 "
             );
-            let mut nft = nat.command(nft_path());
-            nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
-            let mut child = nft.spawn().expect("nft (Debian package nftables) runs");
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(rules.as_bytes())
-                .unwrap();
-            assert!(
-                child.wait().unwrap().success(),
-                "nft rules for {}",
-                nat.name
-            );
+            nat.nft(&rules);
         }
         bed
+    }
+}
+
+impl Netns {
+    /// Loads nftables `rules` (`nft -f -`) in here.
+    pub fn nft(&self, rules: &str) {
+        let mut nft = self.command(nft_path());
+        nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+        let mut child = nft.spawn().expect("nft (Debian package nftables) runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "nft rules for {}: {rules}",
+            self.name
+        );
+    }
+
+    /// A router that loses `percent` % of the UDP datagrams it forwards, each way.
+    pub fn lose_udp(&self, percent: u32) {
+        self.nft(&format!(
+            "table ip loss {{
+  chain forward {{
+    type filter hook forward priority filter - 10; policy accept;
+    meta l4proto udp numgen random mod 100 < {percent} drop
+  }}
+}}
+"
+        ));
+    }
+
+    /// A router whose UDP mappings expire after `secs` idle seconds (`stream`: of
+    /// flows that saw traffic both ways).
+    pub fn udp_mapping_timeout(&self, secs: u32, stream: u32) {
+        for (file, v) in [
+            ("nf_conntrack_udp_timeout", secs),
+            ("nf_conntrack_udp_timeout_stream", stream),
+        ] {
+            run(self
+                .command("sh")
+                .args(["-c", &format!("echo {v} > /proc/sys/net/netfilter/{file}")]));
+        }
     }
 }
 
