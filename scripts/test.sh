@@ -35,6 +35,13 @@ if ! command -v nft >/dev/null && [ ! -x /usr/sbin/nft ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
 fi
 
+# conntrack(8) flushes a NAT router's mappings in the NAT test bed (cli/tests/nat.rs).
+if ! command -v conntrack >/dev/null && [ ! -x /usr/sbin/conntrack ]; then
+  echo "== installing conntrack (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq conntrack >/dev/null
+fi
+
 # Debian's Chromium and Firefox ESR run the browser tests (headless, driven by
 # playwright-core and puppeteer-core from npm; no browser is ever downloaded).
 if ! command -v chromium >/dev/null || ! command -v firefox-esr >/dev/null; then

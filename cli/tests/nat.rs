@@ -290,3 +290,44 @@ fn with_udp_mappings_that_expire_in_10_s_a_link_idle_for_60_s_still_delivers() {
     a.close();
     b.close();
 }
+
+#[test]
+fn when_a_router_forgets_its_mappings_under_a_live_link_the_link_recovers() {
+    let (bed, _coturn, _serve) = bed("rmflush", true);
+    let mut a = join(&bed.peer_a, "flush", "fa", &TURN);
+    let mut b = join(&bed.peer_b, "flush", "fb", &TURN);
+    a.wait_event("synced");
+    b.wait_event("synced");
+    for i in 0..500 {
+        a.send(json!({"op":"set","key":format!("before{i}"),"value":i}));
+    }
+    b.wait_update("before499", &json!(499));
+    let flushed = Instant::now();
+    bed.nat_a.flush_udp_mappings();
+    // Symmetric NAT: the next datagram out gets a new, random port.
+    a.send(json!({"op":"set","key":"after","value":2}));
+    b.wait_update("after", &json!(2));
+    b.send(json!({"op":"set","key":"back","value":3}));
+    a.wait_update("back", &json!(3));
+    let took = flushed.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "recovered {took:?} after the flush"
+    );
+    // The same incarnations, and the new link carried only what changed: no resync of
+    // the 500 keys.
+    for p in [&mut a, &mut b] {
+        p.send(json!({"op":"peers"}));
+        let peers = p.wait_event("peers")["peers"].clone();
+        assert_eq!(peers[0]["state"], json!("synced"), "{peers}");
+        let moved =
+            peers[0]["updates_in"].as_f64().unwrap() + peers[0]["updates_out"].as_f64().unwrap();
+        assert!(moved < 10.0, "{peers}");
+        // (A renegotiated link, not an ICE restart yet: each side saw the other leave,
+        // `timeout`, and join again.)
+        assert_eq!(p.count_events("peer_leave"), 1);
+    }
+    assert_eq!(b.dump().as_object().unwrap().len(), 502);
+    a.close();
+    b.close();
+}

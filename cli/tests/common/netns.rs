@@ -223,6 +223,29 @@ impl Netns {
         ));
     }
 
+    /// A router that forgets every UDP mapping it holds (`conntrack -D -p udp`, Debian
+    /// package conntrack), its TCP connections kept: the next datagram out gets a new
+    /// mapping.
+    pub fn flush_udp_mappings(&self) {
+        let tool = if std::path::Path::new("/usr/sbin/conntrack").exists() {
+            "/usr/sbin/conntrack"
+        } else {
+            "conntrack"
+        };
+        let out = self
+            .command(tool)
+            .args(["-D", "-p", "udp"])
+            .output()
+            .expect("conntrack (Debian package conntrack) runs; scripts/test.sh installs it");
+        // (It exits 1 when there was nothing to delete.)
+        assert!(
+            out.status.success() || out.status.code() == Some(1),
+            "conntrack -D in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A router whose UDP mappings expire after `secs` idle seconds (`stream`: of
     /// flows that saw traffic both ways).
     pub fn udp_mapping_timeout(&self, secs: u32, stream: u32) {
