@@ -259,6 +259,7 @@ export type MeshOutput =
   | { type: 'signalClose' }
   | { type: 'open'; peer: string; offerer: boolean; codec: CodecName }
   | { type: 'remoteSdp'; peer: string; kind: 'offer' | 'answer'; sdp: string }
+  | { type: 'restartSdp'; peer: string; kind: 'offer' | 'answer'; sdp: string }
   | { type: 'remoteCandidate'; peer: string; candidate: { [key: string]: Json } }
   | { type: 'close'; peer: string }
   | { [E in keyof MemberEvents]: { type: 'event'; name: E; detail: MemberEvents[E] } }[keyof MemberEvents]
@@ -311,6 +312,8 @@ export declare class Mesh {
   handleSignalDisconnected(now: number): void;
   handleSignal(now: number, text: string): void;
   localSdp(now: number, peer: string, kind: 'offer' | 'answer', sdp: string): void;
+  /** Our SDP of an ICE restart of the open link to `peer` (`"restart": true`). */
+  localRestartSdp(now: number, peer: string, kind: 'offer' | 'answer', sdp: string): void;
   localCandidate(now: number, peer: string, candidate: { [key: string]: Json }): void;
   linkOpen(now: number, peer: string, codec: CodecName): void;
   linkData(now: number, peer: string, data: string | Uint8Array): void;

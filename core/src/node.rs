@@ -189,6 +189,18 @@ pub struct NodeConfig {
     /// ICE checks sent without an answer before str0m declares a connection
     /// disconnected (default 7; str0m's own is 9): see [`NodeConfig::ice_timeout`].
     pub ice_max_retransmits: usize,
+    /// An open link whose peer pings but from which no data came for this long, while
+    /// signalling works, is recovered by an ICE restart (default 2 s, half the mesh's
+    /// `dead_after`): its offerer sends a new offer with fresh ICE credentials over
+    /// signalling, and both ends check every candidate pair again, keeping DTLS, the
+    /// data channel and the sync session. `Duration::MAX` turns restarts off.
+    pub restart_after: Duration,
+    /// How long a restart may take before the link is given up and negotiated anew
+    /// (default 7 s: a path that died is back within 10 s or reported). A restart is
+    /// tried only while the switchboard has the peer, and given up after
+    /// `restart_after` if no restart SDP came from it: a peer that is gone or hung is
+    /// still reported left about when the mesh's `dead_after` says.
+    pub restart_timeout: Duration,
     /// Simulations only (default `false`): draw DTLS's retransmission jitter, handshake
     /// randoms and record nonces from a fixed-seed generator instead of the thread's, so
     /// that a simulated run with lost datagrams replays at the same instants.
@@ -223,6 +235,8 @@ impl NodeConfig {
             silence_timeout: Duration::from_secs(10),
             ice_max_rto: Duration::from_secs(2),
             ice_max_retransmits: 7,
+            restart_after: Duration::from_secs(2),
+            restart_timeout: Duration::from_secs(7),
             seeded_dtls: false,
         }
     }
@@ -380,6 +394,10 @@ pub struct NodeStats {
     pub links_slow: u64,
     /// Open connections closed because nothing at all arrived for `silence_timeout`.
     pub links_silent: u64,
+    /// ICE restarts begun (by us or the peer), and those after which data flowed again.
+    pub restarts: u64,
+    /// See [`NodeStats::restarts`].
+    pub restarts_recovered: u64,
 }
 
 /// Datagrams no connection accepts yet are held this long...
@@ -417,6 +435,13 @@ struct PeerRtc {
     path: Option<(SocketAddr, SocketAddr)>,
     /// Its candidates: address and kind.
     remote: Vec<(SocketAddr, CandidateKind)>,
+    /// We made the first offer (and make the offers of ICE restarts).
+    offerer: bool,
+    /// Once the data channel is open: when channel data last arrived.
+    data_heard: Option<Instant>,
+    /// An ICE restart runs, until this instant: first only as long as an SDP round
+    /// trip may take, then (once the offer or answer came) `restart_timeout`.
+    restart: Option<Instant>,
 }
 
 /// A WebRTC mesh peer. See the module docs.
@@ -857,6 +882,7 @@ impl Node {
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.restart_tick(now);
         self.mesh.handle_timeout(now);
         if self.stun_at <= now {
             self.stun.handle_timeout(now);
@@ -895,6 +921,150 @@ impl Node {
         for peer in silent {
             self.stats.links_silent += 1;
             self.rtc_failed(&peer);
+        }
+    }
+
+    /// Applies the remote's SDP (of an ICE restart of the open link if `restart`).
+    fn remote_sdp(&mut self, now: Instant, peer: &PeerId, kind: SdpKind, sdp: &str, restart: bool) {
+        // Its candidates may send to our relays: permitted before ICE starts
+        // (a controlled agent may wait for the other side's checks).
+        for line in sdp.lines() {
+            if let Some(c) = line
+                .trim()
+                .strip_prefix("a=")
+                .and_then(|l| l.parse_candidate())
+            {
+                self.relays.permit(now, c.addr().ip());
+                if let Some(p) = self.rtcs.get_mut(peer) {
+                    p.remote.push((c.addr(), c.kind()));
+                }
+            }
+        }
+        if self.relays.asked() {
+            self.relay_progress();
+        }
+        let Some(p) = self.rtcs.get_mut(peer) else {
+            return;
+        };
+        if restart {
+            if p.restart.is_none() {
+                self.stats.restarts += 1;
+            }
+            // The peer takes part: the restart has its full time.
+            p.restart = Some(now + self.config.restart_timeout);
+        }
+        let ok = match kind {
+            SdpKind::Offer => match SdpOffer::from_sdp_string(sdp)
+                .ok()
+                .and_then(|o| p.rtc.sdp_api().accept_offer(o).ok())
+            {
+                Some(answer) => {
+                    let text = answer.to_sdp_string();
+                    p.mid = mid_of(&text);
+                    if restart {
+                        // Our fresh credentials, for the candidates we trickle.
+                        if let Some(u) = ufrag_of(&text) {
+                            p.ufrag = u;
+                        }
+                        self.mesh
+                            .local_restart_sdp(now, peer, SdpKind::Answer, &text);
+                    } else {
+                        self.mesh.local_sdp(now, peer, SdpKind::Answer, &text);
+                    }
+                    true
+                }
+                None => false,
+            },
+            SdpKind::Answer => match (SdpAnswer::from_sdp_string(sdp), p.pending.take()) {
+                (Ok(a), Some(pending)) => p.rtc.sdp_api().accept_answer(pending, a).is_ok(),
+                _ => false,
+            },
+        };
+        // str0m's ICE agent asks for no timeout until it has had one: give it
+        // one now, or an answerer whose peer's checks cannot reach it (a NAT
+        // that lets in only what answers our own checks) never starts its own.
+        let ok = ok
+            && self
+                .rtcs
+                .get_mut(peer)
+                .is_some_and(|p| p.rtc.handle_input(Input::Timeout(now)).is_ok());
+        if ok {
+            self.poll_rtc(peer);
+        } else {
+            self.rtc_failed(peer);
+        }
+    }
+
+    /// The open link to `peer` went quiet while signalling works: its offerer restarts
+    /// ICE (fresh credentials, every pair checked again); the answerer waits for that
+    /// offer. Either way the mesh holds the link until `restart_timeout`.
+    fn start_restart(&mut self, now: Instant, peer: &PeerId) {
+        // Until the peer's restart SDP comes: one more `restart_after`.
+        let until = now + self.config.restart_after;
+        let Some(p) = self.rtcs.get_mut(peer) else {
+            return;
+        };
+        p.restart = Some(until);
+        self.stats.restarts += 1;
+        if !p.offerer {
+            return;
+        }
+        let mut api = p.rtc.sdp_api();
+        let creds = api.ice_restart(true);
+        let Some((offer, pending)) = api.apply() else {
+            self.rtc_failed(peer);
+            return;
+        };
+        p.pending = Some(pending);
+        p.ufrag = creds.ufrag;
+        let text = offer.to_sdp_string();
+        self.mesh
+            .local_restart_sdp(now, peer, SdpKind::Offer, &text);
+        // The mapping may have changed too: ask the STUN servers again.
+        if !self.stun.is_empty() {
+            self.stun.start(now);
+            self.stun_progress();
+        }
+        self.poll_rtc(peer);
+    }
+
+    /// Restarts to begin, to hold, and to give up (before the mesh's own liveness
+    /// rule runs, so that a link being restarted is not reported dead).
+    fn restart_tick(&mut self, now: Instant) {
+        let after = self.config.restart_after;
+        let signal_up = self.mesh.signal_client().is_connected();
+        let mut begin = Vec::new();
+        let mut give_up = Vec::new();
+        for (peer, p) in &self.rtcs {
+            match (p.restart, p.data_heard) {
+                (Some(until), _) if now >= until => give_up.push(peer.clone()),
+                (Some(_), _) => {}
+                (None, Some(h)) if signal_up && now.saturating_duration_since(h) >= after => {
+                    let pings = self
+                        .mesh
+                        .link_info(peer)
+                        .is_some_and(|i| i.state == LinkState::Open && i.stats.pings_in > 0);
+                    if pings && self.mesh.in_room(peer) {
+                        begin.push(peer.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for peer in give_up {
+            self.rtc_failed(&peer);
+        }
+        for peer in begin {
+            self.start_restart(now, &peer);
+        }
+        let held: Vec<PeerId> = self
+            .rtcs
+            .iter()
+            .filter(|(_, p)| p.restart.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for peer in held {
+            self.mesh.link_alive(now, &peer);
         }
     }
 
@@ -985,62 +1155,18 @@ impl Node {
                     heard: None,
                     path: None,
                     remote: Vec::new(),
+                    offerer,
+                    data_heard: None,
+                    restart: None,
                 };
                 self.rtcs.insert(peer.clone(), entry);
                 self.poll_rtc(&peer);
             }
             LinkCommand::RemoteSdp { peer, kind, sdp } => {
-                // Its candidates may send to our relays: permitted before ICE starts
-                // (a controlled agent may wait for the other side's checks).
-                for line in sdp.lines() {
-                    if let Some(c) = line
-                        .trim()
-                        .strip_prefix("a=")
-                        .and_then(|l| l.parse_candidate())
-                    {
-                        self.relays.permit(now, c.addr().ip());
-                        if let Some(p) = self.rtcs.get_mut(&peer) {
-                            p.remote.push((c.addr(), c.kind()));
-                        }
-                    }
-                }
-                if self.relays.asked() {
-                    self.relay_progress();
-                }
-                let Some(p) = self.rtcs.get_mut(&peer) else {
-                    return;
-                };
-                let ok = match kind {
-                    SdpKind::Offer => match SdpOffer::from_sdp_string(&sdp)
-                        .ok()
-                        .and_then(|o| p.rtc.sdp_api().accept_offer(o).ok())
-                    {
-                        Some(answer) => {
-                            let text = answer.to_sdp_string();
-                            p.mid = mid_of(&text);
-                            self.mesh.local_sdp(now, &peer, SdpKind::Answer, &text);
-                            true
-                        }
-                        None => false,
-                    },
-                    SdpKind::Answer => match (SdpAnswer::from_sdp_string(&sdp), p.pending.take()) {
-                        (Ok(a), Some(pending)) => p.rtc.sdp_api().accept_answer(pending, a).is_ok(),
-                        _ => false,
-                    },
-                };
-                // str0m's ICE agent asks for no timeout until it has had one: give it
-                // one now, or an answerer whose peer's checks cannot reach it (a NAT
-                // that lets in only what answers our own checks) never starts its own.
-                let ok = ok
-                    && self
-                        .rtcs
-                        .get_mut(&peer)
-                        .is_some_and(|p| p.rtc.handle_input(Input::Timeout(now)).is_ok());
-                if ok {
-                    self.poll_rtc(&peer);
-                } else {
-                    self.rtc_failed(&peer);
-                }
+                self.remote_sdp(now, &peer, kind, &sdp, false);
+            }
+            LinkCommand::RestartSdp { peer, kind, sdp } => {
+                self.remote_sdp(now, &peer, kind, &sdp, true);
             }
             LinkCommand::RemoteCandidate { peer, candidate } => {
                 let text = match candidate.get("candidate") {
@@ -1236,6 +1362,7 @@ impl Node {
                 };
                 p.channel = Some(id);
                 p.heard = Some(now);
+                p.data_heard = Some(now);
                 if let Some(mut ch) = p.rtc.channel(id) {
                     ch.set_buffered_amount_low_threshold(self.config.sctp_buffer / 2);
                 }
@@ -1244,6 +1371,12 @@ impl Node {
             RtcEvent::ChannelData(d)
                 if self.rtcs.get(peer).is_some_and(|p| p.channel == Some(d.id)) =>
             {
+                if let Some(p) = self.rtcs.get_mut(peer) {
+                    p.data_heard = Some(now);
+                    if p.restart.take().is_some() {
+                        self.stats.restarts_recovered += 1;
+                    }
+                }
                 self.mesh.link_data(now, peer, &d.data);
             }
             RtcEvent::ChannelBufferedAmountLow(_) => self.flush_queue(peer),
@@ -1311,6 +1444,18 @@ impl Node {
                         if let Some(h) = p.heard {
                             next = next.min(h + self.config.silence_timeout);
                         }
+                        match (p.restart, p.data_heard) {
+                            (Some(until), _) => next = next.min(until),
+                            (None, Some(h)) => {
+                                // (Past, it did not begin: a peer that never pings, or
+                                // signalling down; other timers bring the next look.)
+                                let t = h.checked_add(self.config.restart_after);
+                                if let Some(t) = t.filter(|t| *t > self.now) {
+                                    next = next.min(t);
+                                }
+                            }
+                            _ => {}
+                        }
                     }
                     return NodeOutput::Timeout(next);
                 }
@@ -1337,6 +1482,13 @@ fn base_for(locals: &[SocketAddr], dest: SocketAddr) -> Option<SocketAddr> {
 fn mid_of(sdp: &str) -> Option<String> {
     sdp.lines()
         .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .map(str::to_owned)
+}
+
+/// The ICE username fragment of an SDP.
+fn ufrag_of(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
         .map(str::to_owned)
 }
 

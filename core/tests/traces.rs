@@ -296,6 +296,14 @@ fn mesh_trace(seed: u64) -> J {
                         };
                         json!(["remote_sdp", peer.as_str(), kind, sdp])
                     }
+                    LinkCommand::RestartSdp { peer, kind, sdp } => {
+                        let kind = if kind == SdpKind::Offer {
+                            "offer"
+                        } else {
+                            "answer"
+                        };
+                        json!(["restart_sdp", peer.as_str(), kind, sdp])
+                    }
                     LinkCommand::RemoteCandidate { peer, candidate } => {
                         json!(["remote_candidate", peer.as_str(), obj_json(&candidate)])
                     }

@@ -525,6 +525,8 @@ impl World {
                     }
                 }
             }
+            // Simulated links have no ICE to restart (and no mesh here sends one).
+            LinkCommand::RestartSdp { .. } => {}
             LinkCommand::RemoteSdp { peer, kind, sdp } => {
                 let Some(j) = self.index(&peer) else { return };
                 let mut parts = sdp.split(' ').skip(1);

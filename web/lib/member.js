@@ -199,6 +199,7 @@ export class Member {
         case 'signalClose': this.closeSocket(); break;
         case 'open': this.open(o.peer, o.offerer, o.codec); break;
         case 'remoteSdp': this.remoteSdp(o.peer, o.kind, o.sdp); break;
+        case 'restartSdp': this.restartSdp(o.peer, o.kind, o.sdp); break;
         case 'remoteCandidate': this.remoteCandidate(o.peer, o.candidate); break;
         case 'close': this.closeLink(o.peer); break;
         case 'event':
@@ -361,6 +362,19 @@ export class Member {
         await l.pc.setLocalDescription(await l.pc.createAnswer());
         this.sendSdp(peer, l, 'answer');
       }
+    });
+  }
+
+  /** A native's ICE restart of the open link: the same connection answers it. */
+  restartSdp(peer, kind, sdp) {
+    const l = this.links.get(peer);
+    if (!l || kind !== 'offer') return;
+    this.negotiate(peer, l, async () => {
+      await l.pc.setRemoteDescription({ type: 'offer', sdp });
+      await l.pc.setLocalDescription(await l.pc.createAnswer());
+      if (this.links.get(peer) !== l) return;
+      const answer = l.pc.localDescription.sdp;
+      this.input((now) => this.mesh.localRestartSdp(now, peer, 'answer', answer));
     });
   }
 

@@ -55,7 +55,8 @@ function signallingSeed(seed) {
  *   `{type: 'signal', text}`: send it; `{type: 'signalClose'}`: close it.
  * - `{type: 'open', peer, offerer, codec}`: start a connection (the offerer creates the
  *   data channel `mesh` with protocol `codec` and an offer for `localSdp`);
- *   `{type: 'remoteSdp', peer, kind, sdp}`, `{type: 'remoteCandidate', peer,
+ *   `{type: 'remoteSdp', peer, kind, sdp}`, `{type: 'restartSdp', peer, kind, sdp}` (an
+ *   ICE restart of the open link: answered with `localRestartSdp`), `{type: 'remoteCandidate', peer,
  *   candidate}`: apply them; `{type: 'close', peer}`: tear the connection down.
  * - `{type: 'event', name, detail}`: `online`, `peer_join`, `peer_update`,
  *   `peer_leave`, `synced`, `synced_all`, `update`, `offline`.
@@ -367,6 +368,14 @@ export class Mesh {
       const o = m.args[0];
       if (!isObject(o) || typeof o.type !== 'string' || typeof o.sdp !== 'string') return;
       const offering = p?.state === 'negotiating' && p.offerer;
+      if (o.restart === true && p?.state === 'open') {
+        // An ICE restart of the open link (its path died; signalling works): the link
+        // stays, as core's Mesh does.
+        if (o.type === 'offer' || o.type === 'answer') {
+          this.push({ type: 'restartSdp', peer: from, kind: o.type, sdp: o.sdp });
+        }
+        return;
+      }
       if (o.type === 'offer') {
         // Both offered (it should not, by the rule): ours stands.
         if (offering) return;
@@ -397,6 +406,13 @@ export class Mesh {
   /** The link layer made our SDP (`offer` or `answer`) for `peer`. */
   localSdp(now, peer, kind, sdp) {
     this.signal(encodeSignal('mesh:sdp', this.id, [{ type: kind, sdp, incarnation: this.incarnation }], peer));
+  }
+
+  /** The link layer made an SDP for an ICE restart of the open link to `peer`. */
+  localRestartSdp(now, peer, kind, sdp) {
+    this.signal(
+      encodeSignal('mesh:sdp', this.id, [{ type: kind, sdp, incarnation: this.incarnation, restart: true }], peer),
+    );
   }
 
   /** The link layer found a local candidate for `peer` (`RTCIceCandidate.toJSON()`). */

@@ -397,6 +397,18 @@ pub enum LinkCommand {
         /// The SDP text.
         sdp: String,
     },
+    /// An ICE restart of the open link to `peer` (its path died while signalling
+    /// works): apply the remote's SDP to the existing connection, keeping its DTLS,
+    /// channel and sync session; an answerer hands its answer to
+    /// [`Mesh::local_restart_sdp`].
+    RestartSdp {
+        /// The peer.
+        peer: PeerId,
+        /// Offer or answer.
+        kind: SdpKind,
+        /// The SDP text.
+        sdp: String,
+    },
     /// Add a remote ICE candidate (`{"candidate":..,"sdpMid":..,"sdpMLineIndex":..}`).
     RemoteCandidate {
         /// The peer.
@@ -615,6 +627,12 @@ impl Mesh {
             Some(Conn::Open { link, .. }) => Some(*link),
             _ => None,
         }
+    }
+
+    /// Whether the switchboard still has `peer` (no `/leave` of it seen since its
+    /// announce).
+    pub fn in_room(&self, peer: &str) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.in_room)
     }
 
     /// Peers the switchboard still has whose links failed, so that they are not

@@ -63,6 +63,25 @@ impl Mesh {
                     return;
                 };
                 let sdp = sdp.clone();
+                let open = matches!(
+                    self.peers.get(from).map(|p| &p.conn),
+                    Some(Conn::Open { .. })
+                );
+                if open && o.get("restart") == Some(&Value::Bool(true)) {
+                    // An ICE restart of the open link: the link stays.
+                    let kind = match kind.as_str() {
+                        "offer" => SdpKind::Offer,
+                        "answer" => SdpKind::Answer,
+                        _ => return,
+                    };
+                    self.out
+                        .push_back(MeshOutput::Link(LinkCommand::RestartSdp {
+                            peer: PeerId::checked(from),
+                            kind,
+                            sdp,
+                        }));
+                    return;
+                }
                 match kind.as_str() {
                     "offer" => {
                         let negotiating_as_offerer = matches!(
@@ -142,12 +161,36 @@ impl Mesh {
 
     /// The link layer made our SDP for `peer`: route it through signalling.
     pub fn local_sdp(&mut self, _now: Instant, peer: &str, kind: SdpKind, sdp: &str) {
+        self.send_sdp(peer, kind, sdp, false);
+    }
+
+    /// The link layer made an SDP for an ICE restart of the open link to `peer`
+    /// (`"restart": true` beside the usual fields; see [`LinkCommand::RestartSdp`]). A
+    /// peer that does not know restarts takes the offer as a fresh one.
+    pub fn local_restart_sdp(&mut self, _now: Instant, peer: &str, kind: SdpKind, sdp: &str) {
+        self.send_sdp(peer, kind, sdp, true);
+    }
+
+    fn send_sdp(&mut self, peer: &str, kind: SdpKind, sdp: &str, restart: bool) {
         let mut o = Object::new();
         o.insert("type", Value::from(kind.name()));
         o.insert("sdp", Value::from(sdp));
         o.insert("incarnation", Value::from(self.config.incarnation.as_str()));
+        if restart {
+            o.insert("restart", Value::Bool(true));
+        }
         let me = self.config.id.clone();
         self.signal(Signal::new("mesh:sdp", &me, vec![o.into()]).to(peer));
+    }
+
+    /// The open link to `peer` is being recovered (an ICE restart runs): its silence
+    /// does not count against it for now. The link layer calls this while the restart
+    /// lasts, and gives up with [`Mesh::link_closed`].
+    pub fn link_alive(&mut self, now: Instant, peer: &str) {
+        self.last_now = self.last_now.max(now);
+        if let Some(Conn::Open { last_heard, .. }) = self.peers.get_mut(peer).map(|p| &mut p.conn) {
+            *last_heard = (*last_heard).max(now);
+        }
     }
 
     /// The link layer found a local candidate for `peer` (trickled).
