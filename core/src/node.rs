@@ -195,8 +195,9 @@ pub struct NodeConfig {
     /// signalling, and both ends check every candidate pair again, keeping DTLS, the
     /// data channel and the sync session. `Duration::MAX` turns restarts off.
     pub restart_after: Duration,
-    /// How long a restart may take before the link is given up and negotiated anew
-    /// (default 7 s: a path that died is back within 10 s or reported). A restart is
+    /// How long a restart may take, from the peer's restart SDP, before the link is
+    /// given up and negotiated anew (default 4 s: a path that died is back, or its peer
+    /// reported left, within about 6 s of the silence starting). A restart is
     /// tried only while the switchboard has the peer, and given up after
     /// `restart_after` if no restart SDP came from it: a peer that is gone or hung is
     /// still reported left about when the mesh's `dead_after` says.
@@ -236,7 +237,7 @@ impl NodeConfig {
             ice_max_rto: Duration::from_secs(2),
             ice_max_retransmits: 7,
             restart_after: Duration::from_secs(2),
-            restart_timeout: Duration::from_secs(7),
+            restart_timeout: Duration::from_secs(4),
             seeded_dtls: false,
         }
     }

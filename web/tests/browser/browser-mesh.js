@@ -352,10 +352,11 @@ async function testMode (chromium, firefox) {
     await Promise.all([
       cutGone(pc),
       cutGone(pf),
-      native.wait('peer_leave of cut', (e) => e.event === 'peer_leave' && e.peer === 'cut' && e.at >= tc, 6000),
-      cut.wait('peer_leave of pchromium', (e) => e.event === 'peer_leave' && e.peer === 'pchromium' && e.at >= tc, 6000),
-      cut.wait('peer_leave of native', (e) => e.event === 'peer_leave' && e.peer === 'native' && e.at >= tc, 6000),
-      cut.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox' && e.at >= tc, 6000)
+      // (Natives first try an ICE restart, as signalling still works: about 6 s.)
+      native.wait('peer_leave of cut', (e) => e.event === 'peer_leave' && e.peer === 'cut' && e.at >= tc, 9000),
+      cut.wait('peer_leave of pchromium', (e) => e.event === 'peer_leave' && e.peer === 'pchromium' && e.at >= tc, 9000),
+      cut.wait('peer_leave of native', (e) => e.event === 'peer_leave' && e.peer === 'native' && e.at >= tc, 9000),
+      cut.wait('peer_leave of pfirefox', (e) => e.event === 'peer_leave' && e.peer === 'pfirefox' && e.at >= tc, 9000)
     ])
   } finally {
     nft(['delete', 'table', 'inet', 'rtcmeshcut'])
