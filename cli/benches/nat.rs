@@ -18,40 +18,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::bed::{join, TURN};
 use common::coturn::Coturn;
-use common::netns::{NatBed, Netns, INET};
+use common::netns::{NatBed, Netns};
 use common::Peer;
 use serde_json::json;
-
-fn join(ns: &Netns, room: &str, id: &str, extra: &[&str]) -> Peer {
-    let mut c = ns.command(env!("CARGO_BIN_EXE_rtc-mesh"));
-    c.args([
-        "join",
-        room,
-        "--signal",
-        &format!("ws://{INET}:3000/"),
-        "--id",
-        id,
-        "--json",
-    ])
-    .args(extra);
-    Peer::spawn(id, c)
-}
 
 struct Case {
     name: &'static str,
     symmetric: bool,
     args: Vec<&'static str>,
 }
-
-const TURN: [&str; 6] = [
-    "--turn",
-    "198.51.100.1:3478",
-    "--turn-user",
-    "mesh",
-    "--turn-credential",
-    "secret",
-];
 
 fn cases() -> Vec<Case> {
     let mut relay_only = TURN.to_vec();
@@ -83,12 +60,7 @@ struct Bed {
 }
 
 fn bed(prefix: &str, symmetric: bool) -> Bed {
-    let bed = NatBed::new(prefix, symmetric);
-    let coturn = Coturn::turn_in(&bed.inet, INET, "mesh", "secret");
-    let mut serve = bed.inet.command(env!("CARGO_BIN_EXE_rtc-mesh"));
-    serve.args(["serve", "--listen", &format!("{INET}:3000"), "--json"]);
-    let mut serve = Peer::spawn("serve", serve);
-    serve.wait_event("ready");
+    let (bed, coturn, serve) = common::bed::start(prefix, symmetric);
     Bed {
         bed,
         _coturn: coturn,

@@ -9,36 +9,16 @@
 
 mod common;
 
+use common::bed::{join, serve, TURN};
 use common::coturn::Coturn;
-use common::netns::{NatBed, Netns, INET};
+use common::netns::{NatBed, INET};
 use common::Peer;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn join(ns: &Netns, room: &str, id: &str, extra: &[&str]) -> Peer {
-    let mut c = ns.command(env!("CARGO_BIN_EXE_rtc-mesh"));
-    c.args([
-        "join",
-        room,
-        "--signal",
-        &format!("ws://{INET}:3000/"),
-        "--id",
-        id,
-        "--json",
-    ])
-    .args(extra);
-    Peer::spawn(id, c)
-}
-
 /// The bed, coturn and a switchboard on its "internet".
 fn bed(prefix: &str, symmetric: bool) -> (NatBed, Coturn, Peer) {
-    let bed = NatBed::new(prefix, symmetric);
-    let coturn = Coturn::turn_in(&bed.inet, INET, "mesh", "secret");
-    let mut serve = bed.inet.command(env!("CARGO_BIN_EXE_rtc-mesh"));
-    serve.args(["serve", "--listen", &format!("{INET}:3000"), "--json"]);
-    let mut serve = Peer::spawn("serve", serve);
-    serve.wait_event("ready");
-    (bed, coturn, serve)
+    common::bed::start(prefix, symmetric)
 }
 
 /// (After both synced) writes cross both ways; then each side's path.
@@ -55,15 +35,6 @@ fn converge(a: &mut Peer, b: &mut Peer) -> Vec<Value> {
         })
         .collect()
 }
-
-const TURN: [&str; 6] = [
-    "--turn",
-    "198.51.100.1:3478",
-    "--turn-user",
-    "mesh",
-    "--turn-credential",
-    "secret",
-];
 
 #[test]
 fn behind_two_symmetric_nats_relay_only_peers_mesh_relay_to_relay() {
@@ -177,25 +148,21 @@ fn behind_two_symmetric_nats_without_turn_the_failure_shows_within_30_s_and_is_r
     }
 }
 
+/// Symmetric NATs, a coturn taking short-lived credentials of the secret `rest-secret`,
+/// and a switchboard handing out credentials signed with `secret`.
+fn rest_bed(prefix: &str, secret: &str, extra: &[&str]) -> (NatBed, Coturn, Peer) {
+    let bed = NatBed::new(prefix, true);
+    let coturn = Coturn::rest_in(&bed.inet, INET, "rest-secret");
+    let turn = format!("{INET}:3478");
+    let mut args = vec!["--turn", &turn, "--turn-secret", secret];
+    args.extend_from_slice(extra);
+    let serve = serve(&bed, &args);
+    (bed, coturn, serve)
+}
+
 #[test]
 fn behind_two_symmetric_nats_peers_given_no_turn_use_the_switchboards_short_lived_credentials() {
-    let bed = NatBed::new("rmrest", true);
-    let _coturn = Coturn::rest_in(&bed.inet, INET, "rest-secret");
-    let mut serve = bed.inet.command(env!("CARGO_BIN_EXE_rtc-mesh"));
-    serve.args([
-        "serve",
-        "--listen",
-        &format!("{INET}:3000"),
-        "--turn",
-        &format!("{INET}:3478"),
-        "--turn-secret",
-        "rest-secret",
-        "--turn-ttl",
-        "600",
-        "--json",
-    ]);
-    let mut serve = Peer::spawn("serve", serve);
-    serve.wait_event("ready");
+    let (bed, _coturn, _serve) = rest_bed("rmrest", "rest-secret", &["--turn-ttl", "600"]);
     let mut a = join(&bed.peer_a, "rest", "ra", &[]);
     let mut b = join(&bed.peer_b, "rest", "rb", &[]);
     for p in [&mut a, &mut b] {
@@ -220,21 +187,7 @@ fn behind_two_symmetric_nats_peers_given_no_turn_use_the_switchboards_short_live
 
 #[test]
 fn a_wrong_turn_secret_at_the_switchboard_gives_the_named_error() {
-    let bed = NatBed::new("rmbad", true);
-    let _coturn = Coturn::rest_in(&bed.inet, INET, "rest-secret");
-    let mut serve = bed.inet.command(env!("CARGO_BIN_EXE_rtc-mesh"));
-    serve.args([
-        "serve",
-        "--listen",
-        &format!("{INET}:3000"),
-        "--turn",
-        &format!("{INET}:3478"),
-        "--turn-secret",
-        "not-the-secret",
-        "--json",
-    ]);
-    let mut serve = Peer::spawn("serve", serve);
-    serve.wait_event("ready");
+    let (bed, _coturn, _serve) = rest_bed("rmbad", "not-the-secret", &[]);
     let mut a = join(&bed.peer_a, "bad", "ba", &[]);
     a.wait_event("ice_offered");
     let e = a.wait_event("error");
