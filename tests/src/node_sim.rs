@@ -428,6 +428,12 @@ impl NodeWorld {
         self.apply(Ev::Crash(i));
     }
 
+    /// The datagram path between nodes `a` and `b` drops everything for `d` (their
+    /// signalling still works).
+    pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
+        self.apply(Ev::Partition(a, b, d));
+    }
+
     /// Node `i`, unless it is down.
     pub fn node(&self, i: usize) -> Option<&Node> {
         self.nodes[i].node.as_ref()
