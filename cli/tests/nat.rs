@@ -287,3 +287,58 @@ fn when_a_router_forgets_its_mappings_under_a_live_link_the_link_recovers() {
     a.close();
     b.close();
 }
+
+#[test]
+fn a_chromium_and_a_firefox_page_behind_nats_mesh_with_a_native_behind_another_via_turn() {
+    // Symmetric NATs, and TURN only from the switchboard's offer: no page is given a
+    // server of its own.
+    let (bed, _coturn, _serve) = rest_bed("rmpages", "rest-secret", &[]);
+    let dir = common::browser_dir();
+    let page = |ns: &common::netns::Netns, engine: &str, id: &str| {
+        let mut c = ns.command("node");
+        c.current_dir(&dir).args([
+            "nat-page.js",
+            "--engine",
+            engine,
+            "--base",
+            &format!("http://{INET}:3000/"),
+            "--room",
+            "pages",
+            "--id",
+            id,
+            "--peers",
+            "2",
+        ]);
+        Peer::spawn(id, c)
+    };
+    let mut pc = page(&bed.peer_a, "chromium", "pchromium");
+    let mut pf = page(&bed.peer_b, "firefox", "pfirefox");
+    let mut n = join(&bed.peer_c, "pages", "native", &[]);
+    n.wait_event("ice_offered");
+    for p in [&mut pc, &mut pf] {
+        let offered = p.wait_event("ice_offered");
+        assert_eq!(offered["urls"], json!([format!("turn:{INET}:3478")]));
+        let synced = p.wait_event("synced");
+        for peer in synced["peers"].as_array().unwrap() {
+            let path = &peer["path"];
+            let relayed =
+                path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay");
+            assert!(relayed, "{}: {peer}", p.name);
+        }
+    }
+    n.wait_for("synced with both pages", |v| {
+        v["event"] == "synced_all" && v["peers"].as_array().is_some_and(|p| p.len() == 2)
+    });
+    n.send(json!({"op":"set","key":"from-native","value":1}));
+    pc.send(json!({"op":"set","key":"from-chromium","value":2}));
+    pf.send(json!({"op":"set","key":"from-firefox","value":3}));
+    n.wait_update("from-chromium", &json!(2));
+    n.wait_update("from-firefox", &json!(3));
+    pc.wait_update("from-native", &json!(1));
+    pc.wait_update("from-firefox", &json!(3));
+    pf.wait_update("from-native", &json!(1));
+    pf.wait_update("from-chromium", &json!(2));
+    n.close();
+    pc.close();
+    pf.close();
+}

@@ -83,6 +83,9 @@ pub struct NatBed {
     pub nat_b: Netns,
     pub peer_a: Netns,
     pub peer_b: Netns,
+    /// A third router (`.103`, LAN `10.0.3.0/24`) and peer, alike.
+    pub nat_c: Netns,
+    pub peer_c: Netns,
 }
 
 /// The "internet" address of the bed's servers.
@@ -96,6 +99,8 @@ impl NatBed {
             nat_b: Netns::new(prefix, "nat-b"),
             peer_a: Netns::new(prefix, "peer-a"),
             peer_b: Netns::new(prefix, "peer-b"),
+            nat_c: Netns::new(prefix, "nat-c"),
+            peer_c: Netns::new(prefix, "peer-c"),
         };
         let inet = &bed.inet;
         inet.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -137,10 +142,12 @@ impl NatBed {
         } else {
             "masquerade"
         };
-        for (i, (nat, peer)) in [(&bed.nat_a, &bed.peer_a), (&bed.nat_b, &bed.peer_b)]
-            .into_iter()
-            .enumerate()
-        {
+        let routers = [
+            (&bed.nat_a, &bed.peer_a),
+            (&bed.nat_b, &bed.peer_b),
+            (&bed.nat_c, &bed.peer_c),
+        ];
+        for (i, (nat, peer)) in routers.into_iter().enumerate() {
             let n = i + 1;
             let w = format!("w{n}");
             inet.ip(&[
