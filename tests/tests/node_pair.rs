@@ -196,15 +196,8 @@ fn a_vanished_peer_is_reported_left_by_liveness_or_by_ice() {
 
 #[test]
 fn a_datagram_path_that_dies_for_3_s_while_signalling_works_recovers_by_an_ice_restart() {
-    use rtc_mesh_sim::node_sim::NodeWorld;
     use std::time::Duration;
-    let mut cfg = NodeSimConfig::new(57);
-    cfg.peers = 2;
-    cfg.faults = false;
-    cfg.loss = 0.0;
-    cfg.duplicate = 0.0;
-    let mut w = NodeWorld::new(cfg);
-    assert!(w.settle(Duration::from_secs(20)).is_some(), "pair formed");
+    let mut w = clean_pair(57);
     w.partition(0, 1, Duration::from_secs(3));
     // Never reported gone: the link is held while its restart runs.
     for _ in 0..80 {
@@ -229,15 +222,8 @@ fn a_datagram_path_that_dies_for_3_s_while_signalling_works_recovers_by_an_ice_r
 
 #[test]
 fn a_datagram_path_that_stays_dead_is_reported_within_7_s_and_relinked_after_it_heals() {
-    use rtc_mesh_sim::node_sim::NodeWorld;
     use std::time::Duration;
-    let mut cfg = NodeSimConfig::new(58);
-    cfg.peers = 2;
-    cfg.faults = false;
-    cfg.loss = 0.0;
-    cfg.duplicate = 0.0;
-    let mut w = NodeWorld::new(cfg);
-    assert!(w.settle(Duration::from_secs(20)).is_some(), "pair formed");
+    let mut w = clean_pair(58);
     w.partition(0, 1, Duration::from_secs(20));
     let mut waited = Duration::ZERO;
     while w.node(0).unwrap().mesh().peers().count() > 0 && waited < Duration::from_secs(20) {
@@ -258,4 +244,19 @@ fn a_datagram_path_that_stays_dead_is_reported_within_7_s_and_relinked_after_it_
         w.settle(Duration::from_secs(60)).is_some(),
         "relinked and converged"
     );
+}
+
+/// Two nodes linked over a network that loses nothing, without injected faults.
+fn clean_pair(seed: u64) -> rtc_mesh_sim::node_sim::NodeWorld {
+    let mut cfg = NodeSimConfig::new(seed);
+    cfg.peers = 2;
+    cfg.faults = false;
+    cfg.loss = 0.0;
+    cfg.duplicate = 0.0;
+    let mut w = rtc_mesh_sim::node_sim::NodeWorld::new(cfg);
+    assert!(
+        w.settle(std::time::Duration::from_secs(20)).is_some(),
+        "pair formed"
+    );
+    w
 }
