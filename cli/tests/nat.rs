@@ -21,6 +21,11 @@ fn bed(prefix: &str, symmetric: bool) -> (NatBed, Coturn, Peer) {
     common::bed::start(prefix, symmetric)
 }
 
+/// Whether a reported path goes through a relay at either end.
+fn relayed(path: &Value) -> bool {
+    path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay")
+}
+
 /// (After both synced) writes cross both ways; then each side's path.
 fn converge(a: &mut Peer, b: &mut Peer) -> Vec<Value> {
     a.send(json!({"op":"set","key":"from-a","value":1}));
@@ -92,9 +97,10 @@ fn behind_two_symmetric_nats_peers_with_turn_mesh_through_the_relay_within_5_s()
         "synced {took:?} after the second join"
     );
     for path in converge(&mut a, &mut b) {
-        let relayed =
-            path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay");
-        assert!(relayed, "only a relay crosses a symmetric NAT: {path}");
+        assert!(
+            relayed(&path),
+            "only a relay crosses a symmetric NAT: {path}"
+        );
     }
     a.close();
     b.close();
@@ -177,9 +183,7 @@ fn behind_two_symmetric_nats_peers_given_no_turn_use_the_switchboards_short_live
     a.wait_event("synced");
     b.wait_event("synced");
     for path in converge(&mut a, &mut b) {
-        let relayed =
-            path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay");
-        assert!(relayed, "{path}");
+        assert!(relayed(&path), "{path}");
     }
     a.close();
     b.close();
@@ -320,10 +324,7 @@ fn a_chromium_and_a_firefox_page_behind_nats_mesh_with_a_native_behind_another_v
         assert_eq!(offered["urls"], json!([format!("turn:{INET}:3478")]));
         let synced = p.wait_event("synced");
         for peer in synced["peers"].as_array().unwrap() {
-            let path = &peer["path"];
-            let relayed =
-                path["local"]["type"] == json!("relay") || path["remote"]["type"] == json!("relay");
-            assert!(relayed, "{}: {peer}", p.name);
+            assert!(relayed(&peer["path"]), "{}: {peer}", p.name);
         }
     }
     n.wait_for("synced with both pages", |v| {

@@ -925,6 +925,16 @@ impl Node {
         }
     }
 
+    /// A candidate of `peer` (in its SDP or trickled): through our relays it may send to
+    /// us, and we to it, so it is permitted (the caller moves the TURN requests out);
+    /// and its type is kept for [`Node::link_path`].
+    fn remote_seen(&mut self, now: Instant, peer: &PeerId, c: &Candidate) {
+        self.relays.permit(now, c.addr().ip());
+        if let Some(p) = self.rtcs.get_mut(peer) {
+            p.remote.push((c.addr(), c.kind()));
+        }
+    }
+
     /// Applies the remote's SDP (of an ICE restart of the open link if `restart`).
     fn remote_sdp(&mut self, now: Instant, peer: &PeerId, kind: SdpKind, sdp: &str, restart: bool) {
         // Its candidates may send to our relays: permitted before ICE starts
@@ -935,10 +945,7 @@ impl Node {
                 .strip_prefix("a=")
                 .and_then(|l| l.parse_candidate())
             {
-                self.relays.permit(now, c.addr().ip());
-                if let Some(p) = self.rtcs.get_mut(peer) {
-                    p.remote.push((c.addr(), c.kind()));
-                }
+                self.remote_seen(now, peer, &c);
             }
         }
         if self.relays.asked() {
@@ -961,10 +968,10 @@ impl Node {
             {
                 Some(answer) => {
                     let text = answer.to_sdp_string();
-                    p.mid = mid_of(&text);
+                    p.mid = sdp_attr(&text, "mid");
                     if restart {
                         // Our fresh credentials, for the candidates we trickle.
-                        if let Some(u) = ufrag_of(&text) {
+                        if let Some(u) = sdp_attr(&text, "ice-ufrag") {
                             p.ufrag = u;
                         }
                         self.mesh
@@ -1140,7 +1147,7 @@ impl Node {
                     pending = Some(p);
                     channel = Some(cid);
                     let text = offer.to_sdp_string();
-                    mid = mid_of(&text);
+                    mid = sdp_attr(&text, "mid");
                     self.mesh.local_sdp(now, &peer, SdpKind::Offer, &text);
                 }
                 let entry = PeerRtc {
@@ -1180,15 +1187,13 @@ impl Node {
                     .parse_candidate()
                     .filter(|c| !c.addr().ip().is_unspecified());
                 if let Some(c) = &parsed {
-                    // Through our relays it may send to us, and we to it.
-                    self.relays.permit(self.now, c.addr().ip());
+                    self.remote_seen(now, &peer, c);
                     if self.relays.asked() {
                         self.relay_progress();
                     }
                 }
                 match (parsed, self.rtcs.get_mut(&peer)) {
                     (Some(c), Some(p)) => {
-                        p.remote.push((c.addr(), c.kind()));
                         p.rtc.add_remote_candidate(c);
                         self.poll_rtc(&peer);
                     }
@@ -1479,18 +1484,16 @@ fn base_for(locals: &[SocketAddr], dest: SocketAddr) -> Option<SocketAddr> {
         .or_else(|| family.clone().next())
 }
 
-/// The mid of the first m-line of an SDP (ours has only the data m-line).
-fn mid_of(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
-        .map(str::to_owned)
-}
-
-/// The ICE username fragment of an SDP.
-fn ufrag_of(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
-        .map(str::to_owned)
+/// The value of the first `a=<name>:` line of an SDP (ours has only the data m-line, so
+/// `mid` is its mid and `ice-ufrag` our ICE username fragment).
+fn sdp_attr(sdp: &str, name: &str) -> Option<String> {
+    sdp.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix("a=")
+            .and_then(|a| a.strip_prefix(name))
+            .and_then(|a| a.strip_prefix(':'))
+            .map(str::to_owned)
+    })
 }
 
 /// Parses an ICE candidate line (`candidate:...`).
