@@ -7,6 +7,7 @@
 
 mod connections;
 pub mod mesh_sim;
+pub mod net;
 pub mod node_sim;
 
 /// The README's examples, compiled and run as doc tests (`cargo test -p rtc-mesh-sim --doc`).

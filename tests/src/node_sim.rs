@@ -18,6 +18,8 @@ use rtc_mesh_core::node::{Node, NodeConfig, NodeEvent, NodeOutput};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
 
 use crate::connections::Connections;
+use crate::net::{Nat, NatType, SimTurn, PASSWORD, USER};
+use rtc_mesh_core::turn::TurnServer;
 use rtc_mesh_core::Value;
 
 use crate::mesh_sim::{check_writes, FaultCounts, Queued as Q, Rng, Write};
@@ -42,7 +44,32 @@ pub struct NodeSimConfig {
     /// Nodes that never ping (as plain scuttlebutt peers over WebRTC): their links are
     /// watched by ICE alone.
     pub quiet: Vec<usize>,
+    /// A simulated internet (NATs, a STUN/TURN server) instead of one flat network of
+    /// public addresses.
+    pub net: Option<NetConfig>,
 }
+
+/// The simulated internet of a run ([`crate::net`]).
+#[derive(Clone, Debug, Default)]
+pub struct NetConfig {
+    /// Per node, the NAT it sits behind (`None`, or a node past the end: a public
+    /// address of its own). Node `i` behind a NAT has `10.0.i.2:5000` on a private
+    /// network of its own and the NAT `198.51.100.(10 + i)`; a public node has
+    /// `198.51.100.(10 + i):5000`.
+    pub nats: Vec<Option<NatType>>,
+    /// Nodes ask the server ([`SERVER`]) for their reflexive address.
+    pub stun: bool,
+    /// Nodes relay through the server, with its user and password.
+    pub turn: bool,
+    /// Nodes offer and use relayed candidates only.
+    pub relay_only: bool,
+}
+
+/// The simulated STUN/TURN server's address.
+pub const SERVER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
+    3478,
+);
 
 impl NodeSimConfig {
     /// A small run with faults.
@@ -55,6 +82,7 @@ impl NodeSimConfig {
             writes: 20,
             faults: true,
             quiet: Vec::new(),
+            net: None,
         }
     }
 }
@@ -92,6 +120,16 @@ enum Ev {
         at: usize,
         conn: ConnId,
     },
+    /// A datagram on the simulated internet, after the sender's NAT.
+    Wire {
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// Node `i`'s NAT forgets its mappings.
+    FlushNat(usize),
+    /// Node `i`'s NAT drops everything for a while (keeping its mappings).
+    NatDown(usize, Duration),
     Datagram {
         to: usize,
         life: u32,
@@ -129,10 +167,24 @@ pub struct NodeWorld {
     path_count: BTreeMap<(usize, usize), u64>,
     writes: Vec<Write>,
     report: NodeSimReport,
+    nats: Vec<Option<Nat>>,
+    server: Option<SimTurn>,
+    wire_count: BTreeMap<(SocketAddr, SocketAddr), u64>,
+    nat_down: BTreeMap<usize, Instant>,
+    /// Events kept for [`NodeWorld::events`], once asked for.
+    events: Option<Vec<(Duration, usize, NodeEvent)>>,
 }
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
+}
+
+fn public_ip(i: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([198, 51, 100, 10 + i as u8])
+}
+
+fn is_private(a: SocketAddr) -> bool {
+    matches!(a.ip(), std::net::IpAddr::V4(v) if v.is_private())
 }
 
 impl NodeWorld {
@@ -156,8 +208,20 @@ impl NodeWorld {
                 trace: 0xcbf2_9ce4_8422_2325,
                 ..Default::default()
             },
+            nats: Vec::new(),
+            server: None,
+            wire_count: BTreeMap::new(),
+            nat_down: BTreeMap::new(),
+            events: None,
             cfg,
         };
+        if let Some(net) = &w.cfg.net {
+            w.server = Some(SimTurn::new(SERVER, t0));
+            for i in 0..w.cfg.peers {
+                let nat = net.nats.get(i).copied().flatten();
+                w.nats.push(nat.map(|ty| Nat::new(public_ip(i), ty)));
+            }
+        }
         for i in 0..w.cfg.peers {
             w.nodes.push(SimNode {
                 node: None,
@@ -185,6 +249,7 @@ impl NodeWorld {
     }
 
     fn boot(&mut self, i: usize) {
+        let local = self.local(i);
         let n = &mut self.nodes[i];
         n.lives += 1;
         let incarnation = format!("{:016x}", (i as u64) << 32 | n.lives as u64);
@@ -194,8 +259,21 @@ impl NodeWorld {
         if self.cfg.quiet.contains(&i) {
             mc.ping = false;
         }
-        let mut nc = NodeConfig::new(mc, vec![addr(i)]);
+        let mut nc = NodeConfig::new(mc, vec![local]);
         nc.seeded_dtls = true;
+        if let Some(net) = &self.cfg.net {
+            if net.stun {
+                nc.stun_servers = vec![SERVER];
+            }
+            if net.turn {
+                nc.turn_servers = vec![TurnServer {
+                    addr: SERVER,
+                    username: USER.into(),
+                    credential: PASSWORD.into(),
+                }];
+            }
+            nc.relay_only = net.relay_only;
+        }
         let mut node = Node::new(nc).expect("valid config");
         node.start(self.now);
         n.node = Some(node);
@@ -244,7 +322,13 @@ impl NodeWorld {
                     };
                     // Exact simulated time: DTLS draws from a seeded generator and SCTP's
                     // INIT timer (the one that reads the real clock) is not used (SNAP).
-                    let ns = self.now.duration_since(self.t0).as_nanos() as u64;
+                    let at = self.now.duration_since(self.t0);
+                    if let Some(log) = self.events.as_mut() {
+                        if !matches!(e, NodeEvent::Mesh(MeshEvent::Update(_))) {
+                            log.push((at, i, e.clone()));
+                        }
+                    }
+                    let ns = at.as_nanos() as u64;
                     self.hash(ns);
                     self.hash(i as u64);
                     self.hash(kind);
@@ -256,6 +340,10 @@ impl NodeWorld {
                     data,
                 } => {
                     self.report.datagrams += 1;
+                    if self.cfg.net.is_some() {
+                        self.send_from(i, source, destination, data);
+                        continue;
+                    }
                     let Some(j) = (0..self.nodes.len()).find(|&j| addr(j) == destination) else {
                         continue;
                     };
@@ -294,6 +382,90 @@ impl NodeWorld {
                 }
             }
         }
+    }
+
+    /// Node `i`'s address on its own network.
+    fn local(&self, i: usize) -> SocketAddr {
+        match self.nats.get(i) {
+            None => addr(i),
+            Some(Some(_)) => SocketAddr::from(([10, 0, i as u8, 2], 5000)),
+            Some(None) => SocketAddr::new(public_ip(i), 5000),
+        }
+    }
+
+    /// A datagram node `i` sends on the simulated internet: through its NAT, if any.
+    fn send_from(&mut self, i: usize, source: SocketAddr, destination: SocketAddr, data: Vec<u8>) {
+        let now = self.now;
+        if self.nat_down.get(&i).is_some_and(|t| *t > now) {
+            self.report.faults.drops += 1;
+            return;
+        }
+        let src = match self.nats[i].as_mut() {
+            // Another private network's address: no route.
+            _ if is_private(destination) => {
+                self.report.faults.drops += 1;
+                return;
+            }
+            Some(nat) => nat.outbound(now, source, destination),
+            None => source,
+        };
+        self.wire(src, destination, data);
+    }
+
+    /// A datagram on the internet from `src` to `dst`: delayed, maybe lost or doubled,
+    /// by choices that depend on the seed, the address pair and its datagram count.
+    fn wire(&mut self, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+        let k = self.wire_count.entry((src, dst)).or_insert(0);
+        *k += 1;
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in format!("{src}>{dst}").bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        let mut r = Rng::new(self.cfg.seed ^ h ^ *k);
+        if r.chance(self.cfg.loss) {
+            self.report.faults.drops += 1;
+            return;
+        }
+        let copies = if r.chance(self.cfg.duplicate) {
+            self.report.duplicates += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let d = Duration::from_micros(300 + r.below(3_000));
+            let data = data.clone();
+            self.at(self.now + d, Ev::Wire { src, dst, data });
+        }
+    }
+
+    /// A datagram arrives at `dst` on the internet.
+    fn arrive(&mut self, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+        let now = self.now;
+        if let Some(server) = self.server.as_mut().filter(|s| s.owns(dst)) {
+            for (s, d, b) in server.recv(now, src, dst, &data) {
+                self.wire(s, d, b);
+            }
+            return;
+        }
+        let publics: Vec<SocketAddr> = (0..self.nodes.len()).map(|j| self.local(j)).collect();
+        let to = (0..self.nodes.len()).find_map(|j| match self.nats[j].as_mut() {
+            Some(nat) if nat.public() == dst.ip() => Some((j, nat.inbound(now, src, dst.port()))),
+            None if publics[j] == dst => Some((j, Some(dst))),
+            _ => None,
+        });
+        let Some((j, Some(inner))) = to else {
+            self.report.faults.drops += 1;
+            return;
+        };
+        if self.nat_down.get(&j).is_some_and(|t| *t > now) {
+            self.report.faults.drops += 1;
+            return;
+        }
+        if let Some(n) = self.nodes[j].node.as_mut() {
+            n.handle_datagram(now, src, inner, &data);
+        }
+        self.drain(j);
     }
 
     /// When a text node `i` sends now reaches the switchboard (in order).
@@ -363,6 +535,16 @@ impl NodeWorld {
                     n.handle_signal_disconnected(now);
                 }
                 self.drain(at);
+            }
+            Ev::Wire { src, dst, data } => self.arrive(src, dst, data),
+            Ev::FlushNat(i) => {
+                if let Some(nat) = self.nats.get_mut(i).and_then(Option::as_mut) {
+                    nat.flush();
+                }
+            }
+            Ev::NatDown(i, d) => {
+                self.report.faults.partitions += 1;
+                self.nat_down.insert(i, now + d);
             }
             Ev::Datagram {
                 to,
@@ -434,6 +616,46 @@ impl NodeWorld {
         self.apply(Ev::Partition(a, b, d));
     }
 
+    /// Node `i`'s NAT forgets every mapping now (`conntrack -D` on a real router).
+    pub fn flush_nat(&mut self, i: usize) {
+        self.apply(Ev::FlushNat(i));
+    }
+
+    /// Keeps every node event but updates from now on, for [`NodeWorld::events`].
+    pub fn keep_events(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
+    }
+
+    /// The events kept since [`NodeWorld::keep_events`]: (simulated time, node, event).
+    pub fn events(&self) -> &[(Duration, usize, NodeEvent)] {
+        self.events.as_deref().unwrap_or_default()
+    }
+
+    /// Node `i`'s NAT drops every datagram for `d`, keeping its mappings (a router
+    /// that hangs, a cable pulled and put back).
+    pub fn nat_down(&mut self, i: usize, d: Duration) {
+        self.apply(Ev::NatDown(i, d));
+    }
+
+    /// Mappings alive now on node `i`'s NAT.
+    pub fn nat_mappings(&mut self, i: usize) -> usize {
+        let now = self.now;
+        self.nats
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .map_or(0, |n| n.mappings(now))
+    }
+
+    /// The simulated STUN/TURN server, in a run with [`NodeSimConfig::net`].
+    pub fn server(&self) -> Option<&SimTurn> {
+        self.server.as_ref()
+    }
+
+    /// Simulated time since the world began.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
     /// Node `i`, unless it is down.
     pub fn node(&self, i: usize) -> Option<&Node> {
         self.nodes[i].node.as_ref()
@@ -477,6 +699,12 @@ impl NodeWorld {
                 .enumerate()
                 .filter_map(|(i, n)| n.timer.map(|t| (t, i)))
                 .min();
+            let server_timer = self.server.as_ref().and_then(SimTurn::timer);
+            let next_timer = match (next_timer, server_timer) {
+                (Some((m, i)), Some(s)) if m <= s => Some((m, i)),
+                (_, Some(s)) => Some((s, usize::MAX)),
+                (n, None) => n,
+            };
             let t = match (next_ev, next_timer) {
                 (Some(e), Some((m, _))) => e.min(m),
                 (Some(e), None) => e,
@@ -491,6 +719,15 @@ impl NodeWorld {
             if next_ev == Some(t) {
                 let Reverse(Q(_, _, ev)) = self.queue.pop().expect("peeked");
                 self.apply(ev);
+            } else if let Some((_, usize::MAX)) = next_timer {
+                let now = self.now;
+                let mut out = Vec::new();
+                if let Some(s) = self.server.as_mut() {
+                    s.poll(now, &mut out);
+                }
+                for (s, d, b) in out {
+                    self.wire(s, d, b);
+                }
             } else if let Some((_, i)) = next_timer {
                 let now = self.now;
                 if let Some(n) = self.nodes[i].node.as_mut() {
