@@ -403,6 +403,12 @@ pub struct NodeStats {
 
 /// Datagrams no connection accepts yet are held this long...
 const HOLD_FOR: Duration = Duration::from_millis(500);
+/// How long a link whose path is alive is held while its channel data stalls. A lost
+/// frame holds the later ones back (SCTP delivers in order) until it is retransmitted:
+/// one retransmission timeout at least 1 s, doubling when the retransmission is lost
+/// too (1 + 2 + 4 s). A peer whose WebRTC stack answers while its application hangs
+/// is reported this much later than one that is gone.
+const STALL_HOLD: Duration = Duration::from_secs(10);
 /// ... at most this many.
 const MAX_HELD: usize = 64;
 
@@ -440,9 +446,35 @@ struct PeerRtc {
     offerer: bool,
     /// Once the data channel is open: when channel data last arrived.
     data_heard: Option<Instant>,
+    /// When a datagram last came on `path` (consent checks, SCTP acknowledgements and
+    /// retransmissions included).
+    path_heard: Option<Instant>,
     /// An ICE restart runs, until this instant: first only as long as an SDP round
     /// trip may take, then (once the offer or answer came) `restart_timeout`.
     restart: Option<Instant>,
+}
+
+impl PeerRtc {
+    /// Since when the open link brought neither channel data nor any datagram on its
+    /// path. Data alone is not enough: on a lossy path a lost frame holds the later
+    /// ones back (SCTP delivers in order) for a retransmission timeout, which may pass
+    /// `restart_after` while the path is fine.
+    fn quiet_since(&self) -> Option<Instant> {
+        let data = self.data_heard?;
+        Some(self.path_heard.map_or(data, |p| p.max(data)))
+    }
+
+    /// Whether datagrams come on the path (within `after`) while channel data has
+    /// stalled for less than [`STALL_HOLD`]: SCTP is retransmitting, the peer is there.
+    fn stalled(&self, now: Instant, after: Duration) -> bool {
+        match (self.data_heard, self.path_heard) {
+            (Some(d), Some(p)) => {
+                now.saturating_duration_since(p) < after
+                    && now.saturating_duration_since(d) < STALL_HOLD
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A WebRTC mesh peer. See the module docs.
@@ -855,6 +887,9 @@ impl Node {
                 if let Some(h) = p.heard.as_mut() {
                     *h = now;
                 }
+                if p.path == Some((destination, source)) {
+                    p.path_heard = Some(now);
+                }
                 p.rtc.handle_input(input).is_err()
             }
             None => false,
@@ -951,13 +986,17 @@ impl Node {
         if self.relays.asked() {
             self.relay_progress();
         }
+        let Some(restarting) = self.rtcs.get(peer).map(|p| p.restart.is_some()) else {
+            return;
+        };
+        if restart && !restarting {
+            self.stats.restarts += 1;
+            self.recheck_paths(now);
+        }
         let Some(p) = self.rtcs.get_mut(peer) else {
             return;
         };
         if restart {
-            if p.restart.is_none() {
-                self.stats.restarts += 1;
-            }
             // The peer takes part: the restart has its full time.
             p.restart = Some(now + self.config.restart_timeout);
         }
@@ -1014,9 +1053,14 @@ impl Node {
         };
         p.restart = Some(until);
         self.stats.restarts += 1;
-        if !p.offerer {
+        let offerer = p.offerer;
+        self.recheck_paths(now);
+        if !offerer {
             return;
         }
+        let Some(p) = self.rtcs.get_mut(peer) else {
+            return;
+        };
         let mut api = p.rtc.sdp_api();
         let creds = api.ice_restart(true);
         let Some((offer, pending)) = api.apply() else {
@@ -1028,12 +1072,21 @@ impl Node {
         let text = offer.to_sdp_string();
         self.mesh
             .local_restart_sdp(now, peer, SdpKind::Offer, &text);
-        // The mapping may have changed too: ask the STUN servers again.
+        self.poll_rtc(peer);
+    }
+
+    /// A link went quiet: our NAT may have given us a new mapping. Ask the STUN
+    /// servers again (a new reflexive address is trickled) and check that each TURN
+    /// allocation still belongs to our mapping (a new one replaces it if not).
+    fn recheck_paths(&mut self, now: Instant) {
         if !self.stun.is_empty() {
             self.stun.start(now);
             self.stun_progress();
         }
-        self.poll_rtc(peer);
+        self.relays.probe(now);
+        if self.relays.asked() {
+            self.relay_progress();
+        }
     }
 
     /// Restarts to begin, to hold, and to give up (before the mesh's own liveness
@@ -1044,7 +1097,7 @@ impl Node {
         let mut begin = Vec::new();
         let mut give_up = Vec::new();
         for (peer, p) in &self.rtcs {
-            match (p.restart, p.data_heard) {
+            match (p.restart, p.quiet_since()) {
                 (Some(until), _) if now >= until => give_up.push(peer.clone()),
                 (Some(_), _) => {}
                 (None, Some(h)) if signal_up && now.saturating_duration_since(h) >= after => {
@@ -1065,10 +1118,12 @@ impl Node {
         for peer in begin {
             self.start_restart(now, &peer);
         }
+        // Held: links being restarted, and links whose path is alive while their data
+        // stalls (for up to STALL_HOLD).
         let held: Vec<PeerId> = self
             .rtcs
             .iter()
-            .filter(|(_, p)| p.restart.is_some())
+            .filter(|(_, p)| p.restart.is_some() || p.stalled(now, after))
             .map(|(k, _)| k.clone())
             .collect();
         for peer in held {
@@ -1165,6 +1220,7 @@ impl Node {
                     remote: Vec::new(),
                     offerer,
                     data_heard: None,
+                    path_heard: None,
                     restart: None,
                 };
                 self.rtcs.insert(peer.clone(), entry);
@@ -1450,7 +1506,7 @@ impl Node {
                         if let Some(h) = p.heard {
                             next = next.min(h + self.config.silence_timeout);
                         }
-                        match (p.restart, p.data_heard) {
+                        match (p.restart, p.quiet_since()) {
                             (Some(until), _) => next = next.min(until),
                             (None, Some(h)) => {
                                 // (Past, it did not begin: a peer that never pings, or

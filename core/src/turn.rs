@@ -16,6 +16,15 @@
 //! [`ALLOCATE_TIMEOUT`] is reported ([`TurnEvent::Failed`]) and dropped; the node goes on
 //! with its other candidates.
 //!
+//! An allocation belongs to the 5-tuple it was made from. When our NAT forgets its
+//! mapping and gives us a new external port, the server drops what we send (and, to a
+//! refresh, answers 437, which `turn-client-proto` takes as success), so the relay
+//! dies quietly. [`Relays::probe`] (called when a link goes quiet) asks each server for
+//! a second allocation from the same socket: if the 5-tuple is still the one of our
+//! allocation, the server refuses (437) and all is well; if the server grants it, our
+//! mapping changed, and the new allocation replaces the old one (a new `relay`
+//! candidate, [`TurnEvent::Allocated`] again).
+//!
 //! Randomness: `turn-client-proto` draws STUN transaction ids from the operating system,
 //! as str0m draws DTLS randoms: datagram bytes differ between runs, the timeline does
 //! not.
@@ -127,6 +136,48 @@ pub(crate) fn is_dtls(data: &[u8]) -> bool {
     data.first().is_some_and(|b| (20..64).contains(b))
 }
 
+/// Moves a probe of `r` on: the relayed address of its allocation once the server
+/// granted it (the probe's client then is `r`'s), else none. A probe refused (437: the
+/// old allocation is still ours) or unanswered is dropped.
+fn probe_progress(
+    r: &mut Relay,
+    at: turn_client_proto::stun::Instant,
+    now: Instant,
+    out: &mut Vec<Datagram>,
+    next: &mut Option<Instant>,
+    epoch: Instant,
+) -> Option<SocketAddr> {
+    let (probe, deadline) = r.probe.as_mut()?;
+    let deadline = *deadline;
+    let wait = match probe.poll(at) {
+        TurnPollRet::WaitUntil(t) => Some(t),
+        _ => None,
+    };
+    let mut granted = None;
+    let mut done = wait.is_none() || now >= deadline;
+    while let Some(e) = probe.poll_event() {
+        match e {
+            ProtoEvent::AllocationCreated(TransportType::Udp, relayed) => granted = Some(relayed),
+            ProtoEvent::AllocationCreateFailed(_) => done = true,
+            _ => {}
+        }
+    }
+    drain(probe, at, out);
+    if let Some(relayed) = granted {
+        let (client, _) = r.probe.take()?;
+        r.client = client;
+        return Some(relayed);
+    }
+    if done {
+        r.probe = None;
+    } else if let Some(t) = wait {
+        let t = epoch + Duration::from_nanos(u64::try_from(t.as_nanos()).unwrap_or(0));
+        let t = t.min(deadline);
+        *next = Some(next.map_or(t, |n| n.min(t)));
+    }
+    None
+}
+
 /// Moves what `client` has to send to its server into `out`.
 fn drain(
     client: &mut TurnClientUdp,
@@ -152,6 +203,10 @@ struct Relay {
     deadline: Instant,
     /// Whether the server ever answered (a failure without an answer is a timeout).
     heard: bool,
+    /// What the allocation was made with, for a probe.
+    config: TurnConfig,
+    /// A second allocation asked for by [`Relays::probe`], until this instant.
+    probe: Option<(TurnClientUdp, Instant)>,
 }
 
 /// The node's TURN allocations. See the module docs.
@@ -213,13 +268,28 @@ impl Relays {
             );
             self.relays.push(Relay {
                 server: s.addr,
-                client: TurnClientUdp::allocate(local, s.addr, config),
+                client: TurnClientUdp::allocate(local, s.addr, config.clone()),
                 relayed: None,
                 channels: BTreeSet::new(),
                 deadline: now + ALLOCATE_TIMEOUT,
                 heard: false,
+                config,
+                probe: None,
             });
             self.asked = true;
+        }
+    }
+
+    /// Checks that each allocation still belongs to our socket's present mapping (see
+    /// the module docs); one probe per allocation at a time. Sets [`Relays::asked`].
+    pub(crate) fn probe(&mut self, now: Instant) {
+        for r in &mut self.relays {
+            if r.relayed.is_some() && r.probe.is_none() {
+                let local = r.client.local_addr();
+                let client = TurnClientUdp::allocate(local, r.server, r.config.clone());
+                r.probe = Some((client, now + ALLOCATE_TIMEOUT));
+                self.asked = true;
+            }
         }
     }
 
@@ -335,7 +405,18 @@ impl Relays {
             .recv(Transmit::new(data, TransportType::Udp, from, to), at)
         {
             TurnRecvRet::Handled | TurnRecvRet::PeerIcmp { .. } => Received::Taken,
-            TurnRecvRet::Ignored(_) => Received::NotOurs,
+            // An answer to a probe (same 5-tuple, its own transactions).
+            TurnRecvRet::Ignored(_) => match r
+                .probe
+                .as_mut()
+                .map(|(p, _)| p.recv(Transmit::new(data, TransportType::Udp, from, to), at))
+            {
+                Some(TurnRecvRet::Handled) => {
+                    self.asked = true;
+                    Received::Taken
+                }
+                _ => Received::NotOurs,
+            },
             TurnRecvRet::PeerData(d) => match relayed {
                 Some(relayed) => Received::Peer {
                     from: d.peer,
@@ -395,6 +476,21 @@ impl Relays {
                 }
             }
             drain(&mut r.client, at, out);
+            if let Some(relayed) = probe_progress(r, at, now, out, &mut next, epoch) {
+                // Our mapping changed: the new allocation is the one that works.
+                r.relayed = Some(relayed);
+                r.channels.clear();
+                for ip in &self.permitted {
+                    if ip.is_ipv4() == relayed.is_ipv4() {
+                        let _ = r.client.create_permission(TransportType::Udp, *ip, at);
+                    }
+                }
+                drain(&mut r.client, at, out);
+                events.push(TurnEvent::Allocated {
+                    server: r.server,
+                    relayed,
+                });
+            }
             if r.relayed.is_none() && now >= r.deadline {
                 failed.push((i, TurnFailure::Timeout));
             }
