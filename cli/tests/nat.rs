@@ -251,9 +251,26 @@ fn with_udp_mappings_that_expire_in_10_s_a_link_idle_for_60_s_still_delivers() {
 
 #[test]
 fn when_a_router_forgets_its_mappings_under_a_live_link_the_link_recovers() {
-    let (bed, _coturn, _serve) = bed("rmflush", true);
-    let mut a = join(&bed.peer_a, "flush", "fa", &TURN);
-    let mut b = join(&bed.peer_b, "flush", "fb", &TURN);
+    flush_under_a_live_link("rmflush", false);
+}
+
+/// Relay-only, so the flushed side's own allocation belonged to the mapping its router
+/// forgot: coturn drops what comes from the new port, and answers a second Allocate
+/// from it. The node's probe gets that new allocation, and the link moves onto it.
+#[test]
+fn when_a_router_forgets_its_mappings_under_a_relay_only_link_a_new_allocation_takes_over() {
+    flush_under_a_live_link("rmflushr", true);
+}
+
+fn flush_under_a_live_link(name: &str, relay_only: bool) {
+    let (bed, _coturn, _serve) = bed(name, true);
+    let mut extra = TURN.to_vec();
+    if relay_only {
+        extra.push("--relay-only");
+    }
+    let mut a = join(&bed.peer_a, "flush", "fa", &extra);
+    let mut b = join(&bed.peer_b, "flush", "fb", &extra);
+    let first = a.wait_event("relay")["relayed"].clone();
     a.wait_event("synced");
     b.wait_event("synced");
     for i in 0..500 {
@@ -288,6 +305,18 @@ fn when_a_router_forgets_its_mappings_under_a_live_link_the_link_recovers() {
         assert_eq!(p.count_events("peer_join"), 1);
     }
     assert_eq!(b.dump().as_object().unwrap().len(), 502);
+    let relays = a.count_events("relay");
+    if relay_only {
+        // The probe's allocation, from the new port, took over.
+        assert_eq!(relays, 2);
+        a.send(json!({"op":"peers"}));
+        let peers = a.wait_event("peers")["peers"].clone();
+        let local = &peers[0]["path"]["local"];
+        assert_eq!(local["type"], json!("relay"), "{peers}");
+        assert_ne!(local["addr"], first, "{peers}");
+    } else {
+        assert!(relays <= 2, "{relays} allocations");
+    }
     a.close();
     b.close();
 }
