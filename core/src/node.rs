@@ -200,7 +200,10 @@ pub struct NodeConfig {
     /// reported left, within about 6 s of the silence starting). A restart is
     /// tried only while the switchboard has the peer, and given up after
     /// `restart_after` if no restart SDP came from it: a peer that is gone or hung is
-    /// still reported left about when the mesh's `dead_after` says.
+    /// still reported left about when the mesh's `dead_after` says. A restart whose
+    /// path brought datagrams within this time is not given up while its data is
+    /// stalled for less than 10 s: SCTP backed its retransmissions off during the
+    /// outage, so the first data can come some seconds after ICE found the path again.
     pub restart_timeout: Duration,
     /// Simulations only (default `false`): draw DTLS's retransmission jitter, handshake
     /// randoms and record nonces from a fixed-seed generator instead of the thread's, so
@@ -467,13 +470,24 @@ impl PeerRtc {
     /// Whether datagrams come on the path (within `after`) while channel data has
     /// stalled for less than [`STALL_HOLD`]: SCTP is retransmitting, the peer is there.
     fn stalled(&self, now: Instant, after: Duration) -> bool {
-        match (self.data_heard, self.path_heard) {
-            (Some(d), Some(p)) => {
-                now.saturating_duration_since(p) < after
-                    && now.saturating_duration_since(d) < STALL_HOLD
-            }
-            _ => false,
+        self.stall_ends(after).is_some_and(|end| now < end)
+    }
+
+    /// When [`PeerRtc::stalled`] turns false if nothing more comes.
+    fn stall_ends(&self, after: Duration) -> Option<Instant> {
+        let (d, p) = (self.data_heard?, self.path_heard?);
+        let hold = d + STALL_HOLD;
+        Some(p.checked_add(after).map_or(hold, |t| t.min(hold)))
+    }
+
+    /// When to look at a running restart again: at its deadline; past it (held while
+    /// the path answers, [`NodeConfig::restart_timeout`]) when the hold ends.
+    fn restart_due(&self, now: Instant, timeout: Duration) -> Option<Instant> {
+        let until = self.restart?;
+        if until > now {
+            return Some(until);
         }
+        self.stall_ends(timeout).map(|t| t.max(now))
     }
 }
 
@@ -1093,12 +1107,17 @@ impl Node {
     /// rule runs, so that a link being restarted is not reported dead).
     fn restart_tick(&mut self, now: Instant) {
         let after = self.config.restart_after;
+        let timeout = self.config.restart_timeout;
         let signal_up = self.mesh.signal_client().is_connected();
         let mut begin = Vec::new();
         let mut give_up = Vec::new();
         for (peer, p) in &self.rtcs {
             match (p.restart, p.quiet_since()) {
-                (Some(until), _) if now >= until => give_up.push(peer.clone()),
+                // Past its time, held while the path answers and data stalls (SCTP's
+                // retransmission timer backed off while the path was down).
+                (Some(until), _) if now >= until && !p.stalled(now, timeout) => {
+                    give_up.push(peer.clone())
+                }
                 (Some(_), _) => {}
                 (None, Some(h)) if signal_up && now.saturating_duration_since(h) >= after => {
                     let pings = self
@@ -1118,16 +1137,21 @@ impl Node {
         for peer in begin {
             self.start_restart(now, &peer);
         }
-        // Held: links being restarted, and links whose path is alive while their data
-        // stalls (for up to STALL_HOLD).
-        let held: Vec<PeerId> = self
+        // Held: links being restarted (alive now), and links whose path is alive while
+        // their data stalls, for up to STALL_HOLD (alive as of the path's last datagram:
+        // once the path goes quiet too, the mesh's liveness rule counts from there, so a
+        // peer that closed is reported left as soon as without the hold).
+        let held: Vec<(PeerId, Instant)> = self
             .rtcs
             .iter()
-            .filter(|(_, p)| p.restart.is_some() || p.stalled(now, after))
-            .map(|(k, _)| k.clone())
+            .filter_map(|(k, p)| match (p.restart, p.path_heard) {
+                (Some(_), _) => Some((k.clone(), now)),
+                (None, Some(heard)) if p.stalled(now, after) => Some((k.clone(), heard)),
+                _ => None,
+            })
             .collect();
-        for peer in held {
-            self.mesh.link_alive(now, &peer);
+        for (peer, at) in held {
+            self.mesh.link_alive(at, &peer);
         }
     }
 
@@ -1506,8 +1530,11 @@ impl Node {
                         if let Some(h) = p.heard {
                             next = next.min(h + self.config.silence_timeout);
                         }
-                        match (p.restart, p.quiet_since()) {
-                            (Some(until), _) => next = next.min(until),
+                        match (
+                            p.restart_due(self.now, self.config.restart_timeout),
+                            p.quiet_since(),
+                        ) {
+                            (Some(due), _) => next = next.min(due),
                             (None, Some(h)) => {
                                 // (Past, it did not begin: a peer that never pings, or
                                 // signalling down; other timers bring the next look.)

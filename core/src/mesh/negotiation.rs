@@ -183,9 +183,11 @@ impl Mesh {
         self.signal(Signal::new("mesh:sdp", &me, vec![o.into()]).to(peer));
     }
 
-    /// The open link to `peer` is being recovered (an ICE restart runs): its silence
-    /// does not count against it for now. The link layer calls this while the restart
-    /// lasts, and gives up with [`Mesh::link_closed`].
+    /// The open link to `peer` is held by the link layer: its silence does not count
+    /// against it up to `now`, which may be an earlier instant than the last input's
+    /// (the last datagram heard on a path whose data stalls). The link layer calls this
+    /// while an ICE restart lasts or SCTP retransmits, and gives up with
+    /// [`Mesh::link_closed`].
     pub fn link_alive(&mut self, now: Instant, peer: &str) {
         self.last_now = self.last_now.max(now);
         if let Some(Conn::Open { last_heard, .. }) = self.peers.get_mut(peer).map(|p| &mut p.conn) {
