@@ -278,6 +278,8 @@ export interface MeshConfig {
   /** Seed of the retries' jitter and the signalling client's. */
   seed?: bigint;
   pingMs?: number;
+  /** false: never PING (as a plain scuttlebutt peer); ICE alone watches its links. */
+  ping?: boolean;
   deadMs?: number;
   negotiateMs?: number;
   retryMinMs?: number;
@@ -320,6 +322,12 @@ export declare class Mesh {
   linkClosed(now: number, peer: string): void;
   /** The link layer judged the open link dead (ICE lost): the peer leaves for `timeout`. */
   linkLost(now: number, peer: string): void;
+  /** The link layer holds the open link (an ICE restart runs, or SCTP retransmits over a
+   * path that still answers): its liveness starts again now. */
+  linkAlive(now: number, peer: string): void;
+  /** Whether the link to `peer` may be ICE-restarted: open, the peer has pinged, is in
+   * the room, and signalling works. */
+  canRestart(peer: string): boolean;
   handleTimeout(now: number): void;
 }
 
@@ -397,6 +405,9 @@ export declare class Member {
   keys(): string[];
   snapshot(): { [key: string]: Json };
   peerList(): PeerInfo[];
+  /** ICE restarts of open links begun (by this page or the peer), and those after which
+   * data flowed again. */
+  readonly stats: { restarts: number; restartsRecovered: number };
   /** New user attributes, announced to the room. */
   announce(attributes: { [key: string]: Json }): void;
   /** `BYE` on every link, each kept until its remote closes it (at most 5 s), then `/leave`. */

@@ -14,6 +14,16 @@ const HIGH_WATER = 1 << 20;
 const QUIET_MS = 1000;
 /** How often an open link's selected candidate pair is read from its stats. */
 const PATH_MS = 2000;
+/** How often, while no channel data comes, the pair's received bytes are read. */
+const PATH_QUIET_MS = 500;
+/** An open link to a pinging peer with neither channel data nor datagrams on its path
+ * for this long is restarted (ICE restart over signalling), as natives do. */
+const RESTART_AFTER_MS = 2000;
+/** How long a restart may take once the peer's restart SDP came. */
+const RESTART_TIMEOUT_MS = 4000;
+/** How long a link whose path still brings datagrams is held while its channel data
+ * stalls (SCTP retransmitting a lost frame: 1 + 2 + 4 s), as natives do. */
+const STALL_HOLD_MS = 10000;
 
 function hex(n) {
   const b = new Uint8Array(Math.ceil(n / 2));
@@ -66,6 +76,8 @@ export class Member {
     this.again = false;
     this.closing = null;
     this.finish = null;
+    /** ICE restarts begun (by us or the peer), and those after which data flowed again. */
+    this.stats = { restarts: 0, restartsRecovered: 0 };
   }
 
   /** The store (read it with `get`, `keys`, `snapshot`). */
@@ -226,6 +238,7 @@ export class Member {
       this.timerAt = Infinity;
       this.mesh.handleTimeout(clock());
       this.checkQuiet();
+      this.checkRestarts(clock());
       this.pump();
     }, Math.max(0, wait));
   }
@@ -281,6 +294,10 @@ export class Member {
     const l = {
       peer, pc, dc: null, codec, encoder: null, offerer, held: [], sdpSent: false, pending: [], remoteSet: false,
       heard: false, openedAt: 0, iceLostAt: null, flushing: false, lost: null, path: null, pathAt: -Infinity,
+      // Liveness for ICE restarts: when channel data, and a datagram on the selected
+      // pair (its received bytes grew), last came; the pair and its bytes; a restart's
+      // deadline.
+      dataAt: 0, pathHeardAt: -Infinity, rxPair: null, rx: 0, restartUntil: null,
     };
     this.links.set(peer, l);
     // Candidates go out after our SDP (a peer drops candidates for a negotiation it
@@ -302,7 +319,10 @@ export class Member {
         if (l.iceLostAt === null) {
           l.iceLostAt = clock();
           l.lost = setTimeout(() => {
-            if (this.links.get(peer) === l && l.iceLostAt !== null) this.input((now) => this.mesh.linkLost(now, peer));
+            // A pinging peer's link is watched by the restart rule instead.
+            if (this.links.get(peer) === l && l.iceLostAt !== null && !this.mesh.canRestart(peer)) {
+              this.input((now) => this.mesh.linkLost(now, peer));
+            }
           }, ICE_LOST_MS);
         }
       } else {
@@ -365,17 +385,70 @@ export class Member {
     });
   }
 
-  /** A native's ICE restart of the open link: the same connection answers it. */
+  /** The peer's SDP of an ICE restart of the open link: its offer, answered on the same
+   * connection, or the answer to ours. The restart has its full time from now. */
   restartSdp(peer, kind, sdp) {
     const l = this.links.get(peer);
-    if (!l || kind !== 'offer') return;
+    if (!l) return;
+    if (kind === 'answer' && (l.restartUntil === null || !l.offerer)) return;
+    if (l.restartUntil === null) this.stats.restarts++;
+    l.restartUntil = clock() + RESTART_TIMEOUT_MS;
     this.negotiate(peer, l, async () => {
-      await l.pc.setRemoteDescription({ type: 'offer', sdp });
+      await l.pc.setRemoteDescription({ type: kind, sdp });
+      if (kind === 'answer') return;
       await l.pc.setLocalDescription(await l.pc.createAnswer());
       if (this.links.get(peer) !== l) return;
       const answer = l.pc.localDescription.sdp;
       this.input((now) => this.mesh.localRestartSdp(now, peer, 'answer', answer));
     });
+  }
+
+  /** The open link went quiet while signalling works: its offerer restarts ICE (fresh
+   * credentials, every pair checked again, on the same connection: DTLS, the channel
+   * and the session survive); the other end waits for that offer. */
+  startRestart(l, now) {
+    l.restartUntil = now + RESTART_AFTER_MS;
+    this.stats.restarts++;
+    if (!l.offerer) return;
+    const peer = l.peer;
+    this.negotiate(peer, l, async () => {
+      await l.pc.setLocalDescription(await l.pc.createOffer({ iceRestart: true }));
+      if (this.links.get(peer) !== l) return;
+      const offer = l.pc.localDescription.sdp;
+      this.input((t) => this.mesh.localRestartSdp(t, peer, 'offer', offer));
+    });
+  }
+
+  /** Restarts to begin, to hold and to give up; links held while SCTP retransmits. */
+  checkRestarts(now) {
+    for (const l of this.links.values()) {
+      if (!l.encoder) continue;
+      const peer = l.peer;
+      if (l.restartUntil !== null) {
+        // Past its time, held while the path answers and data stalls for under
+        // STALL_HOLD_MS (SCTP backed its retransmissions off while the path was down,
+        // so data can come seconds after ICE found it again), as natives do.
+        const held = now - l.pathHeardAt < RESTART_TIMEOUT_MS && now - l.dataAt < STALL_HOLD_MS;
+        if (now >= l.restartUntil && !held) {
+          // Given up: negotiated again, as natives do.
+          l.restartUntil = null;
+          this.mesh.linkClosed(now, peer);
+          continue;
+        }
+        this.mesh.linkAlive(now, peer);
+      } else if (now - Math.max(l.dataAt, l.pathHeardAt) >= RESTART_AFTER_MS && this.mesh.canRestart(peer)) {
+        this.startRestart(l, now);
+        this.mesh.linkAlive(now, peer);
+      } else if (now - l.pathHeardAt < RESTART_AFTER_MS && now - l.dataAt < STALL_HOLD_MS) {
+        // Alive as of the path's last datagram (core's Node does the same): once the
+        // path goes quiet too, a peer that closed is reported left as without the hold.
+        this.mesh.linkAlive(l.pathHeardAt, peer);
+      }
+      if (now - l.dataAt >= PATH_QUIET_MS && now - l.pathAt >= PATH_QUIET_MS) {
+        l.pathAt = now;
+        this.readPath(l);
+      }
+    }
   }
 
   remoteCandidate(peer, c) {
@@ -410,6 +483,11 @@ export class Member {
       if (!l.encoder) this.channelOpen(peer, l);
       l.heard = true;
       const now = clock();
+      l.dataAt = now;
+      if (l.restartUntil !== null) {
+        l.restartUntil = null;
+        this.stats.restartsRecovered++;
+      }
       this.mesh.linkData(now, peer, typeof e.data === 'string' ? e.data : new Uint8Array(e.data));
       this.pump();
       this.flush(l);
@@ -431,6 +509,7 @@ export class Member {
     l.encoder = encoder;
     l.heard = l.offerer;
     l.openedAt = clock();
+    l.dataAt = l.openedAt;
     encoder.onWrite = () => this.scheduleFlush(l);
     this.pump();
     this.flush(l);
@@ -479,6 +558,17 @@ export class Member {
     const local = pair && end(pair.localCandidateId);
     const remote = pair && end(pair.remoteCandidateId);
     if (local && remote) l.path = { local, remote };
+    // A datagram came on the path since the last look (or it is a new pair that has had
+    // some): the path is alive. Payload bytes count only DTLS and SCTP; consent checks
+    // and their answers count too, as in natives.
+    const rx = pair && typeof pair.bytesReceived === 'number'
+      ? pair.bytesReceived + (pair.requestsReceived ?? 0) + (pair.responsesReceived ?? 0)
+      : undefined;
+    if (typeof rx === 'number') {
+      if (rx > (pair.id === l.rxPair ? l.rx : 0)) l.pathHeardAt = clock();
+      l.rxPair = pair.id;
+      l.rx = rx;
+    }
   }
 
   scheduleFlush(l) {

@@ -69,7 +69,7 @@ export class Mesh {
   /**
    * @param {object} config `id`, `room`, `incarnation`, `codecs`, `attributes`,
    *   `agent`, `epochMs` (wall-clock ms at `start`), `seed` (BigInt), `pingMs`,
-   *   `deadMs`, `negotiateMs`, `retryMinMs`, `retryMaxMs`, `signalling`
+   *   `ping` (false: never PING), `deadMs`, `negotiateMs`, `retryMinMs`, `retryMaxMs`, `signalling`
    *   ({minBackoff, maxBackoff, maxQueue}).
    * @param {number} start the clock at creation
    */
@@ -89,6 +89,8 @@ export class Mesh {
     this.attributes = config.attributes ?? {};
     this.agent = config.agent ?? 'rtc-mesh-web/0.1';
     this.pingMs = config.pingMs ?? 1000;
+    // false: never PING (as a plain scuttlebutt peer; core's `MeshConfig::ping`).
+    this.ping = config.ping ?? true;
     this.deadMs = config.deadMs ?? 4000;
     this.negotiateMs = config.negotiateMs ?? 10000;
     this.retryMinMs = config.retryMinMs ?? 250;
@@ -462,7 +464,7 @@ export class Mesh {
     p.decoder = codec === 'postcard' ? new PostcardDecoder() : new LineDecoder();
     p.link = this.replica.openLink(p.encoder);
     // A first PING right behind the digest: the round trip is known at once.
-    this.replica.session(p.link).ping(now);
+    if (this.ping) this.replica.session(p.link).ping(now);
     p.state = 'open';
     p.lastHeard = now;
     p.nextPing = now + this.pingMs;
@@ -527,6 +529,26 @@ export class Mesh {
     p.failures++;
     this.loseLink(peer, now + this.backoff(p.failures), wasOpen ? 'closed' : 'failed');
     this.syncDirty = true;
+  }
+
+  /**
+   * The link layer holds the open link to `peer` (an ICE restart runs, or SCTP is
+   * retransmitting over a path that still answers): its silence does not count against
+   * it up to `now`, which may be earlier than the last input's (the path's last datagram
+   * while its data stalls), as core's `Mesh::link_alive`.
+   */
+  linkAlive(now, peer) {
+    this.lastNow = Math.max(this.lastNow, now);
+    const p = this.peers.get(peer);
+    if (p && p.state === 'open') p.lastHeard = Math.max(p.lastHeard, now);
+  }
+
+  /** Whether `peer`'s link is open, it has pinged, it is in the room and signalling works:
+   * what an ICE restart of the link needs (core's Node checks the same). */
+  canRestart(peer) {
+    const p = this.peers.get(peer);
+    return !!p && p.state === 'open' && p.inRoom !== false && this.client.isConnected() &&
+      (this.replica.session(p.link)?.stats.pingsIn ?? 0) > 0;
   }
 
   /**
@@ -597,7 +619,7 @@ export class Mesh {
         retry.push(id);
       }
     }
-    for (const l of toPing) this.replica.session(l)?.ping(now);
+    if (this.ping) for (const l of toPing) this.replica.session(l)?.ping(now);
     this.replica.reportLinks(true);
     this.stats.linkTimeouts += timedOut.length;
     this.stats.negotiationTimeouts += failed.length;

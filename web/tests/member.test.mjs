@@ -108,8 +108,6 @@ class FakeChannel {
 
   send(data) {
     if (this.readyState !== 'open') throw new Error('InvalidStateError');
-    // A cut path: what is sent is lost.
-    if (this.cut) return;
     const copy = typeof data === 'string' ? data : data.slice().buffer;
     const size = typeof data === 'string' ? data.length : data.length;
     this.queue ??= [];
@@ -125,12 +123,14 @@ class FakeChannel {
     later(() => {
       this.pumping = false;
       const before = this.bufferedAmount;
+      // A cut path: what was sent waits (SCTP retransmits it once a path is back).
+      if (this.cut || this.peer?.cut) return;
       for (let i = 0; i < 4 && this.queue.length; i++) {
         const [copy, size] = this.queue.shift();
         this.bufferedAmount -= size;
         log.push({ kind: 'data', from: this.pc.owner, size });
         const peer = this.peer;
-        if (peer.readyState === 'open' && !peer.cut) peer.fire('message', { data: copy });
+        if (peer.readyState === 'open') peer.fire('message', { data: copy });
       }
       const low = this.bufferedAmountLowThreshold ?? 0;
       if (before > low && this.bufferedAmount <= low) this.fire('bufferedamountlow', {});
@@ -173,8 +173,10 @@ class FakePeerConnection {
     return dc;
   }
 
-  async createOffer() {
-    return { type: 'offer', sdp: `fake-sdp-${this.id}` };
+  async createOffer(opts) {
+    // An ICE restart's offer: new text, the same connection.
+    if (opts?.iceRestart) this.restarts = (this.restarts ?? 0) + 1;
+    return { type: 'offer', sdp: `fake-sdp-${this.id}${this.restarts ? `-r${this.restarts}` : ''}` };
   }
 
   async createAnswer() {
@@ -193,11 +195,43 @@ class FakePeerConnection {
   }
 
   async setRemoteDescription(d) {
+    if (this.channels.some((dc) => dc.peer)) {
+      // An ICE restart of a connected pair: it finds a path again (unless `stuck`),
+      // and data flows at once, or (`sctpDelay` ms) once SCTP's backed-off
+      // retransmission timer fires, ICE's checks answered meanwhile.
+      if (!this.stuck) {
+        const heal = () => {
+          for (const dc of this.channels) {
+            dc.cut = dc.peer.cut = false;
+            if (dc.queue?.length) dc.pump();
+            if (dc.peer.queue?.length) dc.peer.pump();
+          }
+        };
+        if (this.sctpDelay) {
+          this.iceUp = true;
+          for (const dc of this.channels) dc.peer.pc.iceUp = true;
+          setTimeout(heal, this.sctpDelay);
+        } else heal();
+      }
+      return;
+    }
     this.remote = pcs.get(d.sdp);
     if (d.type === 'answer') later(() => this.connect());
   }
 
   async addIceCandidate() {}
+
+  /** The selected pair: its counters grow while a datagram could come on it (no
+   * channel cut, or ICE found the path again). */
+  async getStats() {
+    if (this.iceUp || !this.channels.some((dc) => dc.cut || dc.peer?.cut)) this.heard = (this.heard ?? 0) + 1;
+    return new Map([
+      ['T', { type: 'transport', selectedCandidatePairId: 'P' }],
+      ['P', { type: 'candidate-pair', id: 'P', bytesReceived: 0, requestsReceived: this.heard ?? 0, localCandidateId: 'L', remoteCandidateId: 'R' }],
+      ['L', { type: 'local-candidate', candidateType: 'host', address: '127.0.0.1', port: 9 }],
+      ['R', { type: 'remote-candidate', candidateType: 'host', address: '127.0.0.1', port: 9 }],
+    ]);
+  }
 
   /** The offerer's side: its channels appear on the answerer, then both open. */
   connect() {
@@ -338,21 +372,82 @@ test('close() sends every write and BYE before the /leave, and resolves', { time
   stop(a);
 });
 
-test('a peer that pinged and went silent is reported left after 4 s', { timeout: 30000 }, async (t) => {
+test('a cut path, signalling up, is restarted over signalling: no leave, the session goes on', { timeout: 30000 }, async (t) => {
   const [a, b] = await linked(t);
-  // The path between them is cut: nothing crosses either way, not even a close.
+  let lefts = 0;
+  a.on('peer_leave', () => lefts++);
+  b.on('peer_leave', () => lefts++);
+  for (const dc of a.links.get('omega').pc.channels) {
+    dc.cut = true;
+    dc.peer.cut = true;
+  }
+  const t0 = Date.now();
+  const got = next(b, 'update', (u) => u.key === 'after-cut');
+  a.set('after-cut', 1);
+  assert.equal((await got).value, 1);
+  const ms = Date.now() - t0;
+  // 2 s without data or datagrams, then the restart's round trip.
+  assert.ok(ms >= 1900 && ms < 4000, `recovered after ${ms} ms`);
+  // And back: the recovery is counted where channel data arrives.
+  const back = next(a, 'update', (u) => u.key === 'back');
+  b.set('back', 2);
+  assert.equal((await back).value, 2);
+  assert.equal(lefts, 0);
+  assert.ok(a.stats.restarts >= 1 && a.stats.restartsRecovered >= 1, JSON.stringify(a.stats));
+  assert.ok(b.stats.restarts >= 1 && b.stats.restartsRecovered >= 1, JSON.stringify(b.stats));
+  // The offerer restarted: a restart offer and its answer crossed, marked.
+  assert.ok(log.some((e) => e.kind === 'signal' && e.text.includes('"restart":true') && e.text.includes('"type":"offer"')));
+  assert.ok(log.some((e) => e.kind === 'signal' && e.text.includes('"restart":true') && e.text.includes('"type":"answer"')));
+  stop(a, b);
+});
+
+test('a restart whose path is back before its data (SCTP backed off) is held until the data comes', { timeout: 30000 }, async (t) => {
+  const [a, b] = await linked(t);
+  let lefts = 0;
+  a.on('peer_leave', () => lefts++);
+  b.on('peer_leave', () => lefts++);
+  const pa = a.links.get('omega').pc;
+  const pb = b.links.get('alpha').pc;
+  pa.sctpDelay = pb.sctpDelay = 5000;
+  for (const dc of pa.channels) dc.cut = dc.peer.cut = true;
+  const t0 = Date.now();
+  const got = next(b, 'update', (u) => u.key === 'after-cut');
+  a.set('after-cut', 1);
+  assert.equal((await got).value, 1);
+  const ms = Date.now() - t0;
+  // 2 s quiet, the restart's round trip, 5 s until SCTP sends: past the restart's 4 s.
+  assert.ok(ms >= 6500 && ms < 9000, `recovered after ${ms} ms`);
+  assert.equal(lefts, 0);
+  assert.equal(a.links.get('omega').pc, pa, 'the same connection');
+  const back = next(a, 'update', (u) => u.key === 'back');
+  b.set('back', 2);
+  assert.equal((await back).value, 2);
+  assert.ok(a.stats.restartsRecovered >= 1 && b.stats.restartsRecovered >= 1, JSON.stringify([a.stats, b.stats]));
+  stop(a, b);
+});
+
+test('a peer that pinged and went silent for good is restarted, then reported closed within 8 s', { timeout: 30000 }, async (t) => {
+  const [a, b] = await linked(t);
+  // The path between them is cut, and stays cut through the restart.
+  for (const pc of [a.links.get('omega').pc, b.links.get('alpha').pc]) pc.stuck = true;
   for (const dc of a.links.get('omega').pc.channels) {
     dc.cut = true;
     dc.peer.cut = true;
   }
   const [reason, ms] = await leaveAfter(a, Date.now());
-  assert.equal(reason, 'timeout');
-  assert.ok(ms >= 3000 && ms < 6000, `reported after ${ms} ms`);
+  assert.equal(reason, 'closed');
+  // 2 s quiet, then the restart's 4 s from the peer's SDP.
+  assert.ok(ms >= 5000 && ms < 8000, `reported after ${ms} ms`);
+  assert.ok(a.stats.restarts >= 1 && a.stats.restartsRecovered === 0, JSON.stringify(a.stats));
   stop(a, b);
 });
 
-test('a connection ICE calls disconnected is closed after 2 s', { timeout: 30000 }, async (t) => {
+test('a connection ICE calls disconnected, to a peer that never pings, is closed after 2 s', { timeout: 30000 }, async (t) => {
   const [a, b] = await linked(t);
+  b.mesh.ping = false;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  // Its first ping came at once: counted out, as if it never pinged.
+  a.mesh.sessionOf('omega').stats.pingsIn = 0;
   const pc = a.links.get('omega').pc;
   const t0 = Date.now();
   pc.connectionState = 'disconnected';
