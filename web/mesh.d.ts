@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'bad_id'
   | 'bad_url'
   | 'bad_key'
+  | 'bad_secret'
+  | 'unseal_failed'
   | 'key_too_long'
   | 'value_too_large'
   | 'bad_value'
@@ -416,3 +418,70 @@ export declare class Member {
 
 /** Joins `room`; the member announces as soon as its WebSocket opens. */
 export declare function join(room: string, options?: JoinOptions): Member;
+
+// Secured rooms (lib/security.js, the twin of core's `security` module).
+
+/** How an invite secret starts: `rm1_` and 43 base64url characters. */
+export declare const INVITE_PREFIX: 'rm1_';
+/** PBKDF2-HMAC-SHA256 iterations of a passphrase. */
+export declare const PBKDF2_ROUNDS: number;
+/** Length of a key-derived peer id. */
+export declare const PEER_ID_LEN: 43;
+/** Reads a room secret; throws a MeshError `bad_secret`. */
+export declare function parseSecret(text: string):
+  | { kind: 'invite'; bytes: Uint8Array }
+  | { kind: 'passphrase'; text: string };
+/** A fresh invite secret (`rm1_...`). */
+export declare function generateSecret(): string;
+/** The keys of a secured room. */
+export interface RoomKey {
+  /** The room's stable id, in every signature. */
+  readonly roomId: Uint8Array;
+  /** The name the switchboard sees (22 base64url characters). */
+  readonly tag: string;
+  readonly tagRaw: Uint8Array;
+  /** The AES-256-GCM key of sealed payloads (not extractable). */
+  readonly key: CryptoKey;
+}
+/** The keys of `room` under `secret` (a passphrase is stretched: about a second). */
+export declare function deriveRoomKey(room: string, secret: string): Promise<RoomKey>;
+/** Seals a signalling payload for `command` from `sender` to `target` ('' for all). */
+export declare function seal(key: RoomKey, command: string, sender: string, target: string,
+  plaintext: Uint8Array | string, nonce?: Uint8Array): Promise<string>;
+/** Opens a sealed payload; rejects with a MeshError `unseal_failed`. */
+export declare function open(key: RoomKey, sealed: string, command: string, sender: string,
+  target: string): Promise<Uint8Array>;
+/** A member's public key, checked (canonical, not of small order). */
+export declare class PeerKey {
+  private constructor();
+  readonly raw: Uint8Array;
+  readonly key: CryptoKey;
+  readonly peerId: string;
+  /** Rejects with a MeshError `bad_key`. */
+  static fromPeerId(id: string): Promise<PeerKey>;
+  static fromBytes(bytes: Uint8Array): Promise<PeerKey>;
+  /** The shared validity rule: R canonical and not of small order, S < L, then verify. */
+  verify(msg: Uint8Array | string, sig: Uint8Array | string): Promise<boolean>;
+}
+/** A member's own Ed25519 key; `peerId` is its public half. */
+export declare class Identity {
+  private constructor();
+  readonly privateKey: CryptoKey;
+  readonly public: PeerKey;
+  readonly peerId: string;
+  static fromSeed(seed: Uint8Array, extractable?: boolean): Promise<Identity>;
+  static generate(): Promise<Identity>;
+  sign(msg: Uint8Array | string): Promise<Uint8Array>;
+  signText(msg: Uint8Array | string): Promise<string>;
+}
+/** The signing inputs, byte for byte as core's `security::signing`. */
+export declare const signing: {
+  announce(tag: string, id: string, ts: number, sealed: string): Promise<Uint8Array>;
+  leave(tag: string, id: string, incarnation: string, ts: number): Promise<Uint8Array>;
+  sdp(roomId: Uint8Array, sender: string, target: string, incarnation: string, ts: number,
+    kind: 'offer' | 'answer', sdp: string): Promise<Uint8Array>;
+};
+/** base64url without padding. */
+export declare function b64url(bytes: Uint8Array): string;
+/** Decodes canonical base64url without padding; null for anything else. */
+export declare function fromB64url(text: string): Uint8Array | null;

@@ -37,3 +37,7 @@ export { encodeSignal, parseSignal } from './lib/signal.js';
 export { SignalClient, Xorshift } from './lib/signal-client.js';
 export { CLOSE_FLUSH_MS, Mesh } from './lib/mesh.js';
 export { Member, join } from './lib/member.js';
+export {
+  INVITE_PREFIX, PBKDF2_ROUNDS, PEER_ID_LEN, parseSecret, generateSecret, deriveRoomKey, seal, open,
+  PeerKey, Identity, signing, b64url, fromB64url,
+} from './lib/security.js';

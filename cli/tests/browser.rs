@@ -79,6 +79,8 @@ fn chromium_firefox_and_native_peers_mesh() {
     println!("{text}");
     assert!(out.status.success(), "{text}\n{err}");
     for proof in [
+        "chromium: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
+        "firefox: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
         "trio converged on 4 keys",
         "every link of the trio speaks postcard",
         "each page reports its links' paths",

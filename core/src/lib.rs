@@ -24,6 +24,8 @@
 //!   channels (str0m), with UDP datagrams in and out; its docs show a custom event loop.
 //! - [`member`] (feature `webrtc`): what every driver of a room member shares: join
 //!   options, the handle's requests and answers, fresh ids and incarnations.
+//! - [`security`]: secured rooms: the room secret and its keys, sealed signalling
+//!   payloads, Ed25519 member identities and the one rule for their signatures.
 //! - [`stun`]: the STUN binding client for server-reflexive candidates.
 //! - [`url`], [`http`], [`hosting`]: signalling URLs, the switchboard port's HTTP
 //!   routes and responses, and the table of a hosted switchboard's connections.
@@ -86,6 +88,7 @@ pub mod mesh;
 pub mod node;
 pub mod replica;
 mod rng;
+pub mod security;
 #[cfg(feature = "webrtc")]
 mod seeded_dtls;
 pub mod session;

@@ -1,0 +1,135 @@
+//! Vectors of secured rooms for the browser client (`web/tests/security.test.mjs`
+//! checks them in Node, and the browser test in Chromium and Firefox): room keys from
+//! invites and passphrases, sealed payloads, identities and their signatures, and the
+//! signing inputs. The checked-in file must match what core does now;
+//! `RTC_MESH_WRITE_TRACES=1 cargo test -p rtc-mesh-core --test security_vectors`
+//! rewrites it after a deliberate change of a format.
+
+use rtc_mesh_core::security::{signing, Entropy, Identity, RoomKey, RoomSecret};
+use serde_json::{json, Value as J};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn vectors() -> J {
+    let mut e = Entropy::from_seed([42; 32]);
+    let invite = RoomSecret::generate(&mut e);
+    let mut rooms = Vec::new();
+    for (room, secret) in [
+        ("team", invite.to_text().to_string()),
+        ("team-2", invite.to_text().to_string()),
+        ("team", "correct horse battery staple".to_owned()),
+        ("Ünïcode room ✓", "pässwörd ✓".to_owned()),
+    ] {
+        let k = RoomKey::derive(room, &RoomSecret::parse(&secret).unwrap());
+        rooms.push(json!({
+            "room": room,
+            "secret": secret,
+            "room_id": hex(k.room_id()),
+            "tag": k.tag(),
+        }));
+    }
+    let key = RoomKey::derive("team", &invite);
+    let mut seals = Vec::new();
+    for (i, (command, sender, target, text)) in [
+        (
+            "mesh:sdp",
+            "alice",
+            "bob",
+            "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n",
+        ),
+        ("announce", "alice", "", "{\"incarnation\":\"00ff\"}"),
+        ("mesh:candidate", "bob", "alice", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let nonce = [i as u8 + 1; 12];
+        seals.push(json!({
+            "command": command,
+            "sender": sender,
+            "target": target,
+            "nonce": hex(&nonce),
+            "plaintext": text,
+            "sealed": key.seal_with_nonce(nonce, command, sender, target, text.as_bytes()),
+        }));
+    }
+    let mut identities = Vec::new();
+    for seed in [[0u8; 32], [7; 32], e.bytes::<32>()] {
+        let me = Identity::from_seed(&seed);
+        let msg = "a message ✓";
+        identities.push(json!({
+            "seed": hex(&seed),
+            "peer_id": me.peer_id(),
+            "message": msg,
+            "signature": me.sign_text(msg.as_bytes()),
+        }));
+    }
+    let id = Identity::from_seed(&[7; 32]);
+    let sealed = seals[1]["sealed"].as_str().unwrap().to_owned();
+    let sdp_text = "v=0\r\na=fingerprint:sha-256 00:11\r\n";
+    let inputs = json!({
+        "announce": {
+            "tag": key.tag(), "id": id.peer_id(), "ts": 1_795_713_876_272u64, "sealed": sealed,
+            "input": hex(&signing::announce(key.tag(), id.peer_id(), 1_795_713_876_272, &sealed)),
+        },
+        "leave": {
+            "tag": key.tag(), "id": id.peer_id(), "incarnation": "0123456789abcdef", "ts": 1_795_713_876_999u64,
+            "input": hex(&signing::leave(key.tag(), id.peer_id(), "0123456789abcdef", 1_795_713_876_999)),
+        },
+        "sdp": {
+            "room_id": hex(key.room_id()), "sender": id.peer_id(), "target": "bob",
+            "incarnation": "0123456789abcdef", "ts": 1_795_713_877_000u64, "kind": "offer", "sdp": sdp_text,
+            "input": hex(&signing::sdp(key.room_id(), id.peer_id(), "bob", "0123456789abcdef", 1_795_713_877_000, "offer", sdp_text)),
+        },
+    });
+    json!({
+        "about": "written by core/tests/security_vectors.rs; checked by web/tests/security.test.mjs",
+        "invite_key": { "room": "team", "secret": invite.to_text().to_string() },
+        "rooms": rooms,
+        "seals": seals,
+        "identities": identities,
+        "inputs": inputs,
+    })
+}
+
+#[test]
+fn the_security_vectors_are_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/security.json");
+    let now = serde_json::to_string_pretty(&vectors()).unwrap() + "\n";
+    if std::env::var_os("RTC_MESH_WRITE_TRACES").is_some() {
+        std::fs::write(path, &now).unwrap();
+        return;
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        stored == now,
+        "core/tests/vectors/security.json is not what core derives now; if that is meant, \
+         rewrite it with RTC_MESH_WRITE_TRACES=1 and let the browser client's tests judge"
+    );
+}
+
+/// Every seal in the file opens with the room's key, and not for another target.
+#[test]
+fn the_vectors_open() {
+    let v = vectors();
+    let key = RoomKey::derive(
+        "team",
+        &RoomSecret::parse(v["invite_key"]["secret"].as_str().unwrap()).unwrap(),
+    );
+    for s in v["seals"].as_array().unwrap() {
+        let (c, from, to) = (
+            s["command"].as_str().unwrap(),
+            s["sender"].as_str().unwrap(),
+            s["target"].as_str().unwrap(),
+        );
+        let text = key
+            .open(s["sealed"].as_str().unwrap(), c, from, to)
+            .unwrap();
+        assert_eq!(text, s["plaintext"].as_str().unwrap().as_bytes());
+        assert!(key
+            .open(s["sealed"].as_str().unwrap(), c, from, "x")
+            .is_err());
+    }
+}

@@ -1,0 +1,271 @@
+// Secured rooms in the browser client, over WebCrypto only: the twin of core's
+// `security` module (core/src/security/), held to the same vectors
+// (core/tests/vectors/security.json and the C2SP/CCTV Ed25519 edge cases).
+//
+// - The room secret: an invite (`rm1_` + 43 base64url characters, used as it is) or a
+//   passphrase (PBKDF2-HMAC-SHA256, 600,000 iterations, salted with the room name).
+// - The room key: HKDF-SHA256 to a room id, a switchboard tag and an AES-256-GCM key
+//   that seals signalling payloads, binding command, sender and target.
+// - Identities: Ed25519 keys whose public half (base64url, 43 characters) is the peer
+//   id, and the one validity rule for signatures (key and R canonical and not of small
+//   order, S < L, then the browser's cofactorless verify).
+
+import { MeshError } from './values.js';
+
+export const INVITE_PREFIX = 'rm1_';
+export const PBKDF2_ROUNDS = 600000;
+export const PEER_ID_LEN = 43;
+const MAX_PASSPHRASE = 1024;
+const MAX_SEALED = 64 << 10;
+
+const subtle = globalThis.crypto.subtle;
+const utf8 = new TextEncoder();
+
+/** base64url without padding. */
+export function b64url(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** Decodes base64url without padding, canonical only (as core's decoder); null else. */
+export function fromB64url(text) {
+  if (typeof text !== 'string' || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return null;
+  let bin;
+  try {
+    bin = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
+  } catch {
+    return null;
+  }
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  // Trailing bits must be zero: the text is the one encoding of these bytes.
+  return b64url(out) === text ? out : null;
+}
+
+function concat(...parts) {
+  const n = parts.reduce((a, p) => a + p.length, 0);
+  const out = new Uint8Array(n);
+  let i = 0;
+  for (const p of parts) {
+    out.set(p, i);
+    i += p.length;
+  }
+  return out;
+}
+
+const bytes = (s) => utf8.encode(s);
+const ZERO = new Uint8Array([0]);
+
+/**
+ * Reads a room secret: `{ kind: 'invite', bytes }` for `rm1_...`, else
+ * `{ kind: 'passphrase', text }`. Throws a MeshError `bad_secret`.
+ */
+export function parseSecret(text) {
+  if (typeof text !== 'string' || text === '') throw new MeshError('bad_secret', 'the room secret is empty');
+  if (text.startsWith(INVITE_PREFIX)) {
+    const b = fromB64url(text.slice(INVITE_PREFIX.length));
+    if (!b || b.length !== 32) {
+      throw new MeshError('bad_secret', 'the room secret starts with rm1_ but is not an invite: 43 base64url characters must follow');
+    }
+    return { kind: 'invite', bytes: b };
+  }
+  const n = bytes(text).length;
+  if (n > MAX_PASSPHRASE) throw new MeshError('bad_secret', `the room secret is ${n} bytes; the maximum is 1024`);
+  return { kind: 'passphrase', text };
+}
+
+/** A fresh invite secret (`rm1_...`). */
+export function generateSecret() {
+  return INVITE_PREFIX + b64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+async function hkdf(ikm, salt, info, n) {
+  const k = await subtle.importKey('raw', ikm, 'HKDF', false, ['deriveBits']);
+  return new Uint8Array(await subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt, info: bytes(info) }, k, n * 8));
+}
+
+/**
+ * The keys of `room` under `secret` (text): `{ roomId, tag, tagRaw, key }`, the AES key
+ * non-extractable. A passphrase is stretched here (PBKDF2, about a second).
+ */
+export async function deriveRoomKey(room, secret) {
+  const s = parseSecret(secret);
+  let master;
+  if (s.kind === 'invite') master = s.bytes;
+  else {
+    const pw = await subtle.importKey('raw', bytes(s.text), 'PBKDF2', false, ['deriveBits']);
+    const salt = concat(bytes('rtc-mesh/v1/password/'), bytes(room));
+    master = new Uint8Array(await subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations: PBKDF2_ROUNDS }, pw, 256));
+  }
+  const salt = concat(bytes('rtc-mesh/v1/room/'), bytes(room));
+  const roomId = await hkdf(master, salt, 'rtc-mesh/v1/room-id', 16);
+  const k0 = await hkdf(master, salt, 'rtc-mesh/v1/epoch-0', 32);
+  const tagRaw = await hkdf(k0, roomId, 'rtc-mesh/v1/tag', 16);
+  const seal = await hkdf(k0, roomId, 'rtc-mesh/v1/signal', 32);
+  const key = await subtle.importKey('raw', seal, 'AES-GCM', false, ['encrypt', 'decrypt']);
+  seal.fill(0);
+  k0.fill(0);
+  return Object.freeze({ roomId, tag: b64url(tagRaw), tagRaw, key });
+}
+
+function aad(rk, command, sender, target) {
+  return concat(bytes('rtc-mesh/v1/signal'), ZERO, rk.tagRaw, bytes(command), ZERO, bytes(sender), ZERO, bytes(target));
+}
+
+/** Seals `plaintext` (bytes or text) as core's `RoomKey::seal`; `nonce` for vectors only. */
+export async function seal(rk, command, sender, target, plaintext, nonce) {
+  const iv = nonce ?? crypto.getRandomValues(new Uint8Array(12));
+  const msg = typeof plaintext === 'string' ? bytes(plaintext) : plaintext;
+  const ct = new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad(rk, command, sender, target), tagLength: 128 }, rk.key, msg));
+  return b64url(concat(iv, ct));
+}
+
+/** Opens a sealed payload; throws a MeshError `unseal_failed` (nothing of the contents in it). */
+export async function open(rk, sealed, command, sender, target) {
+  if (typeof sealed !== 'string' || sealed.length > MAX_SEALED) throw new MeshError('unseal_failed', 'sealed payload too long');
+  const b = fromB64url(sealed);
+  if (!b || b.length < 28) throw new MeshError('unseal_failed', 'the sealed payload is not a base64url nonce, ciphertext and tag');
+  try {
+    return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv: b.subarray(0, 12), additionalData: aad(rk, command, sender, target), tagLength: 128 }, rk.key, b.subarray(12)));
+  } catch {
+    throw new MeshError('unseal_failed', 'the sealed payload does not open with this room\'s key for this command, sender and target');
+  }
+}
+
+// The encodings of the points of small order that are canonical in y (C2SP/CCTV),
+// including those with the sign bit set on x = 0: core's `SMALL_ORDER`.
+const SMALL_ORDER = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0000000000000000000000000000000000000000000000000000000000000080',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000080',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
+];
+const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/** 'fine', 'non_canonical' (y ≥ p) or 'small_order', as core's `check_point`. */
+function checkPoint(b) {
+  let atLeastP = (b[31] & 0x7f) === 0x7f && b[0] >= 0xed;
+  for (let i = 1; i < 31 && atLeastP; i++) atLeastP = b[i] === 0xff;
+  if (atLeastP) return 'non_canonical';
+  return SMALL_ORDER.includes(hex(b)) ? 'small_order' : 'fine';
+}
+
+// L, little-endian.
+const ORDER = new Uint8Array([0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+
+function belowOrder(s) {
+  for (let i = 31; i >= 0; i--) if (s[i] !== ORDER[i]) return s[i] < ORDER[i];
+  return false;
+}
+
+/** A member's public key, checked. Build with `PeerKey.fromPeerId` or `fromBytes`. */
+export class PeerKey {
+  constructor(raw, key) {
+    this.raw = raw;
+    this.key = key;
+    this.peerId = b64url(raw);
+  }
+
+  /** The key a key-derived peer id names; throws a MeshError `bad_key`. */
+  static async fromPeerId(id) {
+    const b = typeof id === 'string' && id.length === PEER_ID_LEN ? fromB64url(id) : null;
+    if (!b || b.length !== 32) throw new MeshError('bad_key', 'not a key-derived peer id: 43 base64url characters of an Ed25519 public key');
+    return PeerKey.fromBytes(b);
+  }
+
+  /** The key of these 32 bytes, if canonical and not of small order. */
+  static async fromBytes(b) {
+    const c = checkPoint(b);
+    if (c === 'non_canonical') throw new MeshError('bad_key', 'the public key is a non-canonical point encoding');
+    if (c === 'small_order') throw new MeshError('bad_key', 'the public key is a point of small order');
+    let key;
+    try {
+      key = await subtle.importKey('raw', b, { name: 'Ed25519' }, true, ['verify']);
+    } catch {
+      throw new MeshError('bad_key', 'the public key is not a point of the curve');
+    }
+    return new PeerKey(new Uint8Array(b), key);
+  }
+
+  /** Whether `sig` (64 bytes, or 86 base64url characters) is this key's signature of
+   * `msg` under the shared rule. */
+  async verify(msg, sig) {
+    const s = typeof sig === 'string' ? (sig.length === 86 ? fromB64url(sig) : null) : sig;
+    if (!s || s.length !== 64) return false;
+    if (checkPoint(s.subarray(0, 32)) !== 'fine' || !belowOrder(s.subarray(32))) return false;
+    try {
+      return await subtle.verify({ name: 'Ed25519' }, this.key, s, typeof msg === 'string' ? bytes(msg) : msg);
+    } catch {
+      return false;
+    }
+  }
+}
+
+// PKCS #8 of an Ed25519 private key: this prefix, then the 32-byte seed (RFC 8410).
+const PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+
+/** A member's own Ed25519 key; `peerId` is its public half. */
+export class Identity {
+  constructor(privateKey, publicKey, raw) {
+    this.privateKey = privateKey;
+    this.public = publicKey;
+    this.peerId = b64url(raw);
+  }
+
+  /** The identity of a 32-byte seed (core's `Identity::from_seed`); the private key
+   * non-extractable unless `extractable`. */
+  static async fromSeed(seed, extractable = false) {
+    const privateKey = await subtle.importKey('pkcs8', concat(PKCS8_PREFIX, seed), { name: 'Ed25519' }, extractable, ['sign']);
+    // The public half: from a JWK of the same seed (WebCrypto derives it there).
+    const jwk = await subtle.exportKey('jwk', await subtle.importKey('pkcs8', concat(PKCS8_PREFIX, seed), { name: 'Ed25519' }, true, ['sign']));
+    const raw = fromB64url(jwk.x);
+    return new Identity(privateKey, await PeerKey.fromBytes(raw), raw);
+  }
+
+  /** A new identity (its key non-extractable: keep the object, in IndexedDB say). */
+  static async generate() {
+    const pair = await subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+    const raw = new Uint8Array(await subtle.exportKey('raw', pair.publicKey));
+    return new Identity(pair.privateKey, await PeerKey.fromBytes(raw), raw);
+  }
+
+  /** The Ed25519 signature of `msg` (bytes or text), 64 bytes. */
+  async sign(msg) {
+    return new Uint8Array(await subtle.sign({ name: 'Ed25519' }, this.privateKey, typeof msg === 'string' ? bytes(msg) : msg));
+  }
+
+  /** `sign` as base64url text (86 characters). */
+  async signText(msg) {
+    return b64url(await this.sign(msg));
+  }
+}
+
+const sha256 = async (s) => new Uint8Array(await subtle.digest('SHA-256', bytes(s)));
+
+function be64(ts) {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(ts));
+  return b;
+}
+
+/** The signing inputs of core's `security::signing`, byte for byte. */
+export const signing = Object.freeze({
+  async announce(tag, id, ts, sealed) {
+    return concat(bytes('rtc-mesh/v1/announce'), ZERO, bytes(tag), ZERO, bytes(id), ZERO, be64(ts), await sha256(sealed));
+  },
+  async leave(tag, id, incarnation, ts) {
+    return concat(bytes('rtc-mesh/v1/leave'), ZERO, bytes(tag), ZERO, bytes(id), ZERO, bytes(incarnation), ZERO, be64(ts));
+  },
+  async sdp(roomId, sender, target, incarnation, ts, kind, sdp) {
+    return concat(bytes('rtc-mesh/v1/sdp'), ZERO, roomId, bytes(sender), ZERO, bytes(target), ZERO, bytes(incarnation), ZERO,
+      be64(ts), bytes(kind), ZERO, await sha256(sdp));
+  },
+});
