@@ -10,6 +10,8 @@ use rtc_mesh_core::{
 };
 use serde_json::{json, Value as J};
 
+mod common;
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -309,16 +311,5 @@ fn vectors() -> J {
 
 #[test]
 fn the_postcard_vectors_are_current() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/postcard.json");
-    let now = serde_json::to_string_pretty(&vectors()).unwrap() + "\n";
-    if std::env::var_os("RTC_MESH_WRITE_TRACES").is_some() {
-        std::fs::write(path, &now).unwrap();
-        return;
-    }
-    let stored = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        stored == now,
-        "core/tests/vectors/postcard.json is not what core encodes now; if that is meant, \
-         rewrite it with RTC_MESH_WRITE_TRACES=1 and let the browser client's tests judge"
-    );
+    common::check_or_write("postcard.json", &vectors(), true);
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use rtc_mesh_core::signal_client::{ClientConfig, ClientOutput, SignalClient};
 use serde_json::{json, Value as J};
 
+mod common;
+
 /// Core's generator (the scenario's own, not the client's).
 struct Rng(u64);
 
@@ -126,24 +128,7 @@ fn the_signal_client_traces_are_current() {
                   web/tests/replay.test.mjs",
         "traces": traces,
     });
-    check_or_write("signal-client.json", &doc);
-}
-
-/// Writes `doc` to `tests/vectors/<name>` with `RTC_MESH_WRITE_TRACES` set; then (and
-/// always) checks that the stored file says the same.
-fn check_or_write(name: &str, doc: &J) {
-    let text = serde_json::to_string(doc).expect("JSON") + "\n";
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    if std::env::var_os("RTC_MESH_WRITE_TRACES").is_some() {
-        std::fs::write(&path, &text).expect("write the traces");
-    }
-    let stored = std::fs::read_to_string(&path).expect("the traces file");
-    let a: J = serde_json::from_str(&stored).expect("stored traces are JSON");
-    assert!(
-        &a == doc,
-        "core no longer does what tests/vectors/{name} records; if that is meant, rewrite \
-         it with RTC_MESH_WRITE_TRACES=1 and let the browser client follow"
-    );
+    common::check_or_write("signal-client.json", &doc, false);
 }
 
 // ---- The mesh ----------------------------------------------------------------------
@@ -660,5 +645,5 @@ fn the_mesh_traces_are_current() {
                   written by core/tests/traces.rs, replayed by web/tests/replay.test.mjs",
         "traces": traces,
     });
-    check_or_write("mesh.json", &doc);
+    common::check_or_write("mesh.json", &doc, false);
 }
