@@ -20,9 +20,19 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
+use rtc_mesh_core::mesh::Security;
 use rtc_mesh_core::mesh::{LinkCommand, Mesh, MeshConfig, MeshEvent, MeshOutput, SdpKind};
+use rtc_mesh_core::security::{Entropy, Identity, RoomKey, RoomSecret};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
 use rtc_mesh_core::{Codec, Store, Value};
+
+/// Peer `i`'s identity in a secured run of `seed`.
+fn identity(seed: u64, i: usize) -> Identity {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    Identity::from_seed(&s)
+}
 
 use crate::connections::Connections;
 
@@ -113,6 +123,9 @@ pub struct SimConfig {
     pub mixed_codecs: bool,
     /// Like rtc-switchboard 3.2.0: no `/leave` when a connection closes.
     pub no_server_leaves: bool,
+    /// A secured room under this secret: each peer's id is its identity's key, drawn
+    /// from the seed (so a run replays), and every signal is sealed and signed.
+    pub secret: Option<String>,
 }
 
 impl SimConfig {
@@ -126,6 +139,7 @@ impl SimConfig {
             faults: true,
             mixed_codecs: true,
             no_server_leaves: seed % 3 == 0,
+            secret: None,
         }
     }
 }
@@ -334,8 +348,12 @@ impl World {
         };
         w.timer_of = vec![None; w.cfg.peers];
         for i in 0..w.cfg.peers {
+            let id = match w.cfg.secret {
+                Some(_) => identity(w.cfg.seed, i).peer_id().to_owned(),
+                None => format!("p{i:03}"),
+            };
             w.peers.push(SimPeer {
-                id: format!("p{i:03}"),
+                id,
                 mesh: None,
                 lives: 0,
                 crashed: false,
@@ -381,6 +399,16 @@ impl World {
             mc.codecs = vec![Codec::Json];
         }
         mc.seed = self.cfg.seed ^ (i as u64) << 8 ^ p.lives as u64;
+        if let Some(secret) = &self.cfg.secret {
+            let key = RoomKey::derive("sim", &RoomSecret::parse(secret).expect("a valid secret"));
+            let mut e = [0u8; 32];
+            e[..8].copy_from_slice(&mc.seed.to_le_bytes());
+            mc.security = Some(Security::new(
+                key,
+                identity(self.cfg.seed, i),
+                Entropy::from_seed(e),
+            ));
+        }
         let mut mesh = Mesh::new(mc).expect("valid config");
         p.sides.clear();
         mesh.start(self.now);
@@ -501,6 +529,10 @@ impl World {
     }
 
     fn index(&self, id: &str) -> Option<usize> {
+        if self.cfg.secret.is_some() {
+            // Key-derived ids.
+            return self.peers.iter().position(|p| p.id == id);
+        }
         id.strip_prefix('p')
             .and_then(|n| n.parse().ok())
             .filter(|&n: &usize| n < self.peers.len())

@@ -29,6 +29,7 @@ impl Mesh {
         if !self.config.in_room {
             return;
         }
+        let s = self.secure_out(self.last_now, s);
         self.client.send(&s);
         self.pump_signal();
     }
@@ -67,6 +68,12 @@ impl Mesh {
             return;
         }
         let again = self.client.connections() > 0;
+        if again && self.config.security.is_some() {
+            // A fresh signature: the last announce would be a replay.
+            let a = Signal::announce(&self.config.id, self.attributes());
+            let a = self.secure_out(now, a);
+            self.client.announce(&a);
+        }
         self.client.handle_connected(now);
         self.pump_signal();
         if again && !self.closed {
@@ -154,6 +161,9 @@ impl Mesh {
         if from == self.config.id {
             return;
         }
+        let Some(msg) = self.secure_in(now, &from, msg) else {
+            return;
+        };
         match msg.command.as_str() {
             "announce" => self.on_announce(now, &from, &msg),
             "leave" => self.on_leave(now, &from, &msg),

@@ -54,6 +54,16 @@ impl Mesh {
     }
 
     pub(super) fn on_negotiation(&mut self, now: Instant, from: &str, msg: &Signal) {
+        if self.config.security.is_some() {
+            if let Some(m) = self.open_negotiation(now, from, msg) {
+                self.on_opened_negotiation(now, from, &m);
+            }
+        } else {
+            self.on_opened_negotiation(now, from, msg);
+        }
+    }
+
+    fn on_opened_negotiation(&mut self, now: Instant, from: &str, msg: &Signal) {
         match msg.command.as_str() {
             "mesh:sdp" => {
                 let Some(o) = msg.object() else { return };

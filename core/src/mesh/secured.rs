@@ -1,0 +1,613 @@
+//! Secured rooms in the mesh ([`MeshConfig::security`]): every signal goes to the
+//! switchboard sealed (and announces, leaves and SDP signed), and every signal from it
+//! is opened and checked here before any rule of the mesh sees it. The rules then run
+//! on the opened messages exactly as in an open room.
+//!
+//! On the wire (any part not shown is as in an open room):
+//!
+//! ```text
+//! /announce|<pk43>|{"id":"<pk43>","room":"<tag>","sec":1,"ts":<ms>,"sig":"<b64url>","v":1,"sealed":"<b64url>"}
+//!       sealed ⇒ {"incarnation":"..","codecs":[..],"agent":"..","attrs":{..user attributes}}
+//! /to|<peer>|/mesh:sdp|<me>|{"v":1,"sealed":"<b64url>"}
+//!       sealed ⇒ {"type":"offer"|"answer","sdp":"..","incarnation":"..","ts":<ms>,"sig":"<b64url>"[,"restart":true]}
+//! /to|<peer>|/mesh:candidate|<me>|{"v":1,"sealed":"<b64url>"}     sealed ⇒ [the candidate objects]
+//! /leave|<pk43>|{"id":"<pk43>","incarnation":"..","ts":<ms>,"sig":"<b64url>"}
+//! ```
+//!
+//! What is refused, and counted in [`MeshStats`]: anything unsealed or unsigned on a
+//! secured tag (`unsecured_signals`); payloads that do not open for their command,
+//! sender and target (`unseal_failures`); signatures that do not check
+//! (`bad_signatures`); announces, leaves and SDP older than the last of their kind
+//! from the same member, or further than [`Security::max_signal_age`] from our clock
+//! (`stale_signals`). A leave without a valid signature is taken as the switchboard's
+//! `disconnected`: the link, if open, decides.
+
+use super::*;
+use crate::security::{signing, Entropy, Identity, PeerKey, RoomKey};
+
+/// A member's part in a secured room.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Security {
+    /// The room's keys ([`RoomKey::derive`]).
+    pub key: RoomKey,
+    /// Our identity: [`MeshConfig::id`] must be its peer id.
+    pub identity: Identity,
+    /// Our random draws (nonces). One per mesh.
+    pub entropy: Entropy,
+    /// How far a signed announce, leave or SDP may be from our clock (default 5 min).
+    pub max_signal_age: Duration,
+}
+
+impl Security {
+    /// Default [`Security::max_signal_age`].
+    pub const DEFAULT_MAX_SIGNAL_AGE: Duration = Duration::from_secs(300);
+
+    /// A secured member with this room key, identity and entropy.
+    pub fn new(key: RoomKey, identity: Identity, entropy: Entropy) -> Security {
+        Security {
+            key,
+            identity,
+            entropy,
+            max_signal_age: Security::DEFAULT_MAX_SIGNAL_AGE,
+        }
+    }
+}
+
+/// Kinds of signed signals, for the freshness rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Signed {
+    Announce,
+    Leave,
+    Sdp,
+}
+
+/// The most members whose last signed timestamps are kept.
+const MAX_FRESH: usize = 4096;
+
+impl Mesh {
+    /// Wall-clock milliseconds at `now`.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let ms = self.config.epoch_ms
+            + now
+                .saturating_duration_since(self.config.start)
+                .as_secs_f64()
+                * 1000.0;
+        ms.max(0.0) as u64
+    }
+
+    /// A timestamp for our next signature: wall time, strictly after the last one.
+    fn next_sig_ts(&mut self, now: Instant) -> u64 {
+        let ts = self.wall_ms(now).max(self.sig_ts + 1);
+        self.sig_ts = ts;
+        ts
+    }
+
+    /// `s` as it goes to the switchboard (sealed and signed in a secured room).
+    pub(super) fn secure_out(&mut self, now: Instant, s: Signal) -> Signal {
+        let Some(sec) = self.config.security.as_mut() else {
+            return s;
+        };
+        let me = self.config.id.clone();
+        let target = s.to.clone().unwrap_or_default();
+        match s.command.as_str() {
+            "announce" => {
+                let attrs = s.object().cloned().unwrap_or_default();
+                let mut inner = Object::new();
+                let mut user = Object::new();
+                for (k, v) in attrs.iter() {
+                    match k {
+                        "incarnation" | "codecs" | "agent" => inner.insert(k, v.clone()),
+                        "id" | "room" => {}
+                        _ => user.insert(k, v.clone()),
+                    }
+                }
+                inner.insert("attrs", Value::Object(user));
+                let plain = Value::Object(inner).to_json();
+                let sec = self.config.security.as_mut().expect("secured");
+                let sealed =
+                    sec.key
+                        .seal(&mut sec.entropy, "announce", &me, &target, plain.as_bytes());
+                let tag = sec.key.tag().to_owned();
+                let ts = self.next_sig_ts(now);
+                let sec = self.config.security.as_ref().expect("secured");
+                let sig = sec
+                    .identity
+                    .sign_text(&signing::announce(&tag, &me, ts, &sealed));
+                let mut o = Object::new();
+                o.insert("id", Value::from(me.as_str()));
+                o.insert("room", Value::from(tag));
+                o.insert("sec", Value::from(1.0));
+                o.insert("ts", Value::from(ts as f64));
+                o.insert("sig", Value::from(sig));
+                o.insert("v", Value::from(1.0));
+                o.insert("sealed", Value::from(sealed));
+                Signal {
+                    args: vec![o.into()],
+                    ..s
+                }
+            }
+            "leave" => {
+                let tag = sec.key.tag().to_owned();
+                let inc = self.config.incarnation.clone();
+                let ts = self.next_sig_ts(now);
+                let sec = self.config.security.as_ref().expect("secured");
+                let sig = sec.identity.sign_text(&signing::leave(&tag, &me, &inc, ts));
+                let mut o = Object::new();
+                o.insert("id", Value::from(me.as_str()));
+                o.insert("incarnation", Value::from(inc));
+                o.insert("ts", Value::from(ts as f64));
+                o.insert("sig", Value::from(sig));
+                Signal {
+                    args: vec![o.into()],
+                    ..s
+                }
+            }
+            "mesh:sdp" => {
+                let o = s.object().cloned().unwrap_or_default();
+                let kind = match o.get("type") {
+                    Some(Value::String(k)) => k.clone(),
+                    _ => String::new(),
+                };
+                let sdp = match o.get("sdp") {
+                    Some(Value::String(t)) => t.clone(),
+                    _ => String::new(),
+                };
+                let inc = self.config.incarnation.clone();
+                let room_id = *sec.key.room_id();
+                let ts = self.next_sig_ts(now);
+                let sec = self.config.security.as_mut().expect("secured");
+                let sig = sec
+                    .identity
+                    .sign_text(&signing::sdp(&room_id, &me, &target, &inc, ts, &kind, &sdp));
+                let mut inner = o;
+                inner.insert("incarnation", Value::from(inc));
+                inner.insert("ts", Value::from(ts as f64));
+                inner.insert("sig", Value::from(sig));
+                let plain = Value::Object(inner).to_json();
+                let sealed =
+                    sec.key
+                        .seal(&mut sec.entropy, "mesh:sdp", &me, &target, plain.as_bytes());
+                Signal {
+                    args: vec![wrapped(sealed)],
+                    ..s
+                }
+            }
+            "mesh:candidate" | "mesh:candidates" => {
+                let parts: Vec<Value> = s
+                    .args
+                    .iter()
+                    .map(|p| match p {
+                        Part::Json(v) => v.clone(),
+                        Part::Text(t) => Value::from(t.as_str()),
+                    })
+                    .collect();
+                let plain = Value::Array(parts).to_json();
+                let command = s.command.clone();
+                let sealed =
+                    sec.key
+                        .seal(&mut sec.entropy, &command, &me, &target, plain.as_bytes());
+                Signal {
+                    args: vec![wrapped(sealed)],
+                    ..s
+                }
+            }
+            _ => s,
+        }
+    }
+
+    /// An announce or leave from the switchboard, opened and checked (`None`: refused,
+    /// and counted). Anything else passes as it is.
+    pub(super) fn secure_in(&mut self, now: Instant, from: &str, msg: Signal) -> Option<Signal> {
+        if self.config.security.is_none() {
+            return Some(msg);
+        }
+        match msg.command.as_str() {
+            "announce" => self.open_announce(now, from, msg),
+            "leave" => Some(self.check_leave(now, from, msg)),
+            _ => Some(msg),
+        }
+    }
+
+    fn open_announce(&mut self, now: Instant, from: &str, msg: Signal) -> Option<Signal> {
+        let o = msg.object()?;
+        let sec = self.config.security.as_ref()?;
+        let (Some(Value::String(sealed)), Some(Value::String(sig)), Some(Value::Number(ts))) =
+            (o.get("sealed"), o.get("sig"), o.get("ts"))
+        else {
+            self.stats.unsecured_signals += 1;
+            return None;
+        };
+        if o.get("room") != Some(&Value::from(sec.key.tag()))
+            || o.get("v") != Some(&Value::from(1.0))
+        {
+            self.stats.unsecured_signals += 1;
+            return None;
+        }
+        let ts = *ts as u64;
+        let target = msg.to.clone().unwrap_or_default();
+        let Ok(plain) = sec.key.open(sealed, "announce", from, &target) else {
+            self.stats.unseal_failures += 1;
+            return None;
+        };
+        let signed = PeerKey::from_peer_id(from).is_ok_and(|k| {
+            k.verify_text(&signing::announce(sec.key.tag(), from, ts, sealed), sig)
+                .is_ok()
+        });
+        if !signed {
+            self.stats.bad_signatures += 1;
+            return None;
+        }
+        let Ok(Value::Object(inner)) = Value::from_json_with(&plain, &self.config.limits) else {
+            self.stats.unseal_failures += 1;
+            return None;
+        };
+        if !self.fresh(now, from, Signed::Announce, ts) {
+            return None;
+        }
+        let mut attrs = Object::new();
+        attrs.insert("id", Value::from(from));
+        attrs.insert("room", Value::from(self.config.room.as_str()));
+        for k in ["agent", "incarnation", "codecs"] {
+            if let Some(v) = inner.get(k) {
+                attrs.insert(k, v.clone());
+            }
+        }
+        if let Some(Value::Object(user)) = inner.get("attrs") {
+            for (k, v) in user.iter() {
+                if !matches!(k, "id" | "room" | "agent" | "incarnation" | "codecs") {
+                    attrs.insert(k, v.clone());
+                }
+            }
+        }
+        Some(Signal {
+            args: vec![attrs.into()],
+            ..msg
+        })
+    }
+
+    /// A leave: the member's own, signed and fresh, passes as such (its links drop at
+    /// once); any other becomes the switchboard's `disconnected`.
+    fn check_leave(&mut self, now: Instant, from: &str, msg: Signal) -> Signal {
+        let unsigned = Signal::leave(from, Some("unsigned"));
+        let Some(o) = msg.object() else {
+            return unsigned;
+        };
+        if o.get("reason").is_some() {
+            return msg;
+        }
+        let (Some(Value::String(inc)), Some(Value::String(sig)), Some(Value::Number(ts))) =
+            (o.get("incarnation"), o.get("sig"), o.get("ts"))
+        else {
+            self.stats.unsecured_signals += 1;
+            return unsigned;
+        };
+        let ts = *ts as u64;
+        let Some(sec) = self.config.security.as_ref() else {
+            return msg;
+        };
+        let signed = PeerKey::from_peer_id(from).is_ok_and(|k| {
+            k.verify_text(&signing::leave(sec.key.tag(), from, inc, ts), sig)
+                .is_ok()
+        });
+        if !signed {
+            self.stats.bad_signatures += 1;
+            return unsigned;
+        }
+        let current =
+            self.peers.get(from).and_then(|p| p.incarnation.as_deref()) == Some(inc.as_str());
+        if !current || !self.fresh(now, from, Signed::Leave, ts) {
+            if !current {
+                self.stats.stale_signals += 1;
+            }
+            return unsigned;
+        }
+        Signal::leave(from, None)
+    }
+
+    /// An SDP or candidates message from a peer whose announce we have, opened and
+    /// checked (`None`: refused, and counted).
+    pub(super) fn open_negotiation(
+        &mut self,
+        now: Instant,
+        from: &str,
+        msg: &Signal,
+    ) -> Option<Signal> {
+        let sec = self.config.security.as_ref()?;
+        let me = self.config.id.clone();
+        let Some(Value::String(sealed)) = msg.object().and_then(|o| o.get("sealed")) else {
+            self.stats.unsecured_signals += 1;
+            return None;
+        };
+        let Ok(plain) = sec.key.open(sealed, &msg.command, from, &me) else {
+            self.stats.unseal_failures += 1;
+            return None;
+        };
+        let Ok(v) = Value::from_json_with(&plain, &self.config.limits) else {
+            self.stats.unseal_failures += 1;
+            return None;
+        };
+        match (msg.command.as_str(), v) {
+            ("mesh:sdp", Value::Object(inner)) => {
+                let (
+                    Some(Value::String(kind)),
+                    Some(Value::String(sdp)),
+                    Some(Value::String(inc)),
+                    Some(Value::String(sig)),
+                    Some(Value::Number(ts)),
+                ) = (
+                    inner.get("type"),
+                    inner.get("sdp"),
+                    inner.get("incarnation"),
+                    inner.get("sig"),
+                    inner.get("ts"),
+                )
+                else {
+                    self.stats.unsecured_signals += 1;
+                    return None;
+                };
+                let ts = *ts as u64;
+                let input = signing::sdp(sec.key.room_id(), from, &me, inc, ts, kind, sdp);
+                if PeerKey::from_peer_id(from).map_or(true, |k| k.verify_text(&input, sig).is_err())
+                {
+                    self.stats.bad_signatures += 1;
+                    return None;
+                }
+                let current = self.peers.get(from).and_then(|p| p.incarnation.as_deref())
+                    == Some(inc.as_str());
+                if !current {
+                    self.stats.stale_signals += 1;
+                    return None;
+                }
+                if !self.fresh(now, from, Signed::Sdp, ts) {
+                    return None;
+                }
+                let mut o = Object::new();
+                for k in ["type", "sdp", "restart"] {
+                    if let Some(v) = inner.get(k) {
+                        o.insert(k, v.clone());
+                    }
+                }
+                Some(Signal {
+                    args: vec![o.into()],
+                    ..msg.clone()
+                })
+            }
+            ("mesh:candidate" | "mesh:candidates", Value::Array(parts)) => Some(Signal {
+                args: parts.into_iter().map(Part::Json).collect(),
+                ..msg.clone()
+            }),
+            _ => {
+                self.stats.unsecured_signals += 1;
+                None
+            }
+        }
+    }
+
+    /// The freshness rule: within `max_signal_age` of our clock, and after the last
+    /// accepted one of its kind from `from` (then recorded). Counts what fails it.
+    fn fresh(&mut self, now: Instant, from: &str, kind: Signed, ts: u64) -> bool {
+        let wall = self.wall_ms(now);
+        let age = self
+            .config
+            .security
+            .as_ref()
+            .map_or(0, |s| s.max_signal_age.as_millis() as u64);
+        let key = (from.to_owned(), kind);
+        let newer = self.fresh_ts.get(&key).is_none_or(|last| ts > *last);
+        if wall.abs_diff(ts) > age || !newer {
+            self.stats.stale_signals += 1;
+            return false;
+        }
+        if self.fresh_ts.len() >= MAX_FRESH && !self.fresh_ts.contains_key(&key) {
+            if let Some(oldest) = self
+                .fresh_ts
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+            {
+                self.fresh_ts.remove(&oldest);
+            }
+        }
+        self.fresh_ts.insert(key, ts);
+        true
+    }
+}
+
+fn wrapped(sealed: String) -> Part {
+    let mut o = Object::new();
+    o.insert("v", Value::from(1.0));
+    o.insert("sealed", Value::from(sealed));
+    o.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::RoomSecret;
+
+    const EPOCH: f64 = 1_795_713_876_272.0;
+
+    fn member(seed: u8, secret: &str, now: Instant) -> Mesh {
+        let identity = Identity::from_seed(&[seed; 32]);
+        let key = RoomKey::derive("team", &RoomSecret::parse(secret).unwrap());
+        let mut c = MeshConfig::new(
+            identity.peer_id(),
+            "team",
+            format!("{seed:016x}"),
+            EPOCH,
+            now,
+        );
+        c.security = Some(Security::new(key, identity, Entropy::from_seed([seed; 32])));
+        let mut m = Mesh::new(c).unwrap();
+        m.handle_signal_connected(now);
+        m.start(now);
+        m
+    }
+
+    /// The signalling texts `m` sends.
+    fn sent(m: &mut Mesh) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            match m.poll_output() {
+                MeshOutput::Signal(t) => out.push(t),
+                MeshOutput::Timeout(_) => return out,
+                _ => {}
+            }
+        }
+    }
+
+    const SECRET: &str = "rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    #[test]
+    fn only_sealed_signed_fresh_announces_of_the_room_are_taken() {
+        let now = Instant::now();
+        let mut a = member(1, SECRET, now);
+        let mut b = member(2, SECRET, now);
+        let mut other = member(3, "another secret", now);
+        let _ = sent(&mut a);
+        let b_announce = sent(&mut b).remove(0);
+        assert!(
+            b_announce.contains("\"sealed\"") && !b_announce.contains("incarnation"),
+            "{b_announce}"
+        );
+        // Unsealed, on the room's tag: ignored.
+        let tag = a.config.security.as_ref().unwrap().key.tag().to_owned();
+        let bid = b.config.id.clone();
+        a.handle_signal(
+            now,
+            &format!("/announce|{bid}|{{\"id\":\"{bid}\",\"room\":\"{tag}\"}}"),
+        );
+        // Sealed under another secret (and a tag swapped in): does not open.
+        let o = sent(&mut other).remove(0);
+        let oid = other.config.id.clone();
+        let other_tag = other.config.security.as_ref().unwrap().key.tag().to_owned();
+        a.handle_signal(now, &o.replace(&other_tag, &tag));
+        // B's announce with its sender rewritten: does not open for that sender.
+        a.handle_signal(
+            now,
+            &b_announce.replace(&format!("|{bid}|"), &format!("|{oid}|")),
+        );
+        assert_eq!(a.peers().count(), 0);
+        let s = a.stats().clone();
+        assert_eq!((s.unsecured_signals, s.unseal_failures), (1, 2), "{s:?}");
+        // The real one: B joins, with its attributes opened.
+        a.handle_signal(now, &b_announce);
+        assert_eq!(a.peers().count(), 1);
+        let (_, attrs) = a.peers().next().unwrap();
+        assert_eq!(
+            attrs.get("incarnation"),
+            Some(&Value::from("0000000000000002"))
+        );
+        // Replayed: stale, ignored.
+        a.handle_signal(now, &b_announce);
+        assert_eq!(a.stats().stale_signals, 1);
+        // A forged leave (no signature) is the switchboard's disconnected; B's own
+        // signed leave counts.
+        let texts = sent(&mut a);
+        assert!(
+            texts.iter().all(|t| !t.contains("0000000000000001")),
+            "nothing in the clear: {texts:?}"
+        );
+        b.close(now);
+        let b_leave = sent(&mut b)
+            .into_iter()
+            .find(|t| t.starts_with("/leave|"))
+            .unwrap();
+        assert!(b_leave.contains("\"sig\""));
+        let forged = format!("/leave|{bid}|{{\"id\":\"{bid}\",\"incarnation\":\"0000000000000002\",\"ts\":1,\"sig\":\"x\"}}");
+        a.handle_signal(now, &forged);
+        assert_eq!(
+            a.stats().bad_signatures,
+            1,
+            "taken as the switchboard's disconnected"
+        );
+        a.handle_signal(now, &b_leave);
+        assert_eq!(a.peers().count(), 0);
+    }
+
+    #[test]
+    fn sdp_opens_only_for_its_target_and_with_its_signature() {
+        let now = Instant::now();
+        let mut a = member(1, SECRET, now);
+        let mut b = member(2, SECRET, now);
+        let ba = sent(&mut b).remove(0);
+        let aa = sent(&mut a).remove(0);
+        a.handle_signal(now, &ba);
+        b.handle_signal(now, &aa);
+        let (aid, bid) = (a.config.id.clone(), b.config.id.clone());
+        let off_announce = if aid > bid { aa.clone() } else { ba.clone() };
+        // The higher id offers.
+        let (off, ans) = if aid > bid {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        let oid = off.config.id.clone();
+        let aid2 = ans.config.id.clone();
+        let _ = sent(off);
+        off.local_sdp(
+            now,
+            &aid2,
+            SdpKind::Offer,
+            "v=0\r\na=fingerprint:sha-256 AA\r\n",
+        );
+        let offer = sent(off)
+            .into_iter()
+            .find(|t| t.contains("mesh:sdp"))
+            .unwrap();
+        assert!(!offer.contains("fingerprint"), "sealed: {offer}");
+        let _ = sent(ans);
+        // Re-targeted by the switchboard to another member: it does not open there.
+        let mut c = member(4, SECRET, now);
+        c.handle_signal(now, &off_announce);
+        let cid = c.config.id.clone();
+        c.handle_signal(
+            now,
+            &offer.replacen(&format!("/to|{aid2}|"), &format!("/to|{cid}|"), 1),
+        );
+        assert_eq!(c.stats().unseal_failures, 1);
+        ans.handle_signal(now, &offer);
+        let link_opened = |m: &mut Mesh| {
+            let mut n = 0;
+            loop {
+                match m.poll_output() {
+                    MeshOutput::Link(LinkCommand::RemoteSdp { sdp, .. }) => {
+                        assert!(sdp.contains("fingerprint:sha-256 AA"));
+                        n += 1;
+                    }
+                    MeshOutput::Timeout(_) => return n,
+                    _ => {}
+                }
+            }
+        };
+        assert_eq!(link_opened(ans), 1, "the genuine offer opens");
+        // Replayed: stale.
+        ans.handle_signal(now, &offer);
+        assert_eq!(link_opened(ans), 0);
+        assert_eq!(ans.stats().stale_signals, 1);
+        // A relay that knows the room key re-seals the SDP with its own fingerprint:
+        // the signature inside no longer matches.
+        let sec = ans.config.security.clone().unwrap();
+        let plain = Value::Object({
+            let mut o = Object::new();
+            o.insert("type", Value::from("offer"));
+            o.insert("sdp", Value::from("v=0\r\na=fingerprint:sha-256 EVIL\r\n"));
+            o.insert("incarnation", Value::from(off.config.incarnation.as_str()));
+            o.insert("ts", Value::from((EPOCH + 10_000.0).floor()));
+            o.insert("sig", Value::from("A".repeat(86)));
+            o
+        })
+        .to_json();
+        let mut e = Entropy::from_seed([9; 32]);
+        let sealed = sec
+            .key
+            .seal(&mut e, "mesh:sdp", &oid, &aid2, plain.as_bytes());
+        ans.handle_signal(
+            now,
+            &format!("/to|{aid2}|/mesh:sdp|{oid}|{{\"v\":1,\"sealed\":\"{sealed}\"}}"),
+        );
+        assert_eq!(link_opened(ans), 0);
+        assert_eq!(ans.stats().bad_signatures, 1);
+    }
+}
