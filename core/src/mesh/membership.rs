@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// The announce attributes the mesh sets itself; user attributes of these names are
+/// dropped.
+pub(super) fn reserved_attribute(k: &str) -> bool {
+    matches!(k, "id" | "room" | "agent" | "incarnation" | "codecs")
+}
+
 impl Mesh {
     /// Our announce attributes.
     pub(super) fn attributes(&self) -> Object {
@@ -17,7 +23,7 @@ impl Mesh {
             Value::Array(c.codecs.iter().map(|k| Value::from(k.name())).collect()),
         );
         for (k, v) in c.attributes.iter() {
-            if !matches!(k, "id" | "room" | "agent" | "incarnation" | "codecs") {
+            if !reserved_attribute(k) {
                 o.insert(k, v.clone());
             }
         }

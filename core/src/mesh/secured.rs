@@ -22,6 +22,7 @@
 //! (`stale_signals`). A leave without a valid signature is taken as the switchboard's
 //! `disconnected`: the link, if open, decides.
 
+use super::membership::reserved_attribute;
 use super::*;
 use crate::security::{signing, Entropy, Identity, PeerKey, RoomKey};
 
@@ -66,14 +67,9 @@ pub(super) enum Signed {
 const MAX_FRESH: usize = 4096;
 
 impl Mesh {
-    /// Wall-clock milliseconds at `now`.
+    /// Wall-clock milliseconds at `now` (the store's clock).
     fn wall_ms(&self, now: Instant) -> u64 {
-        let ms = self.config.epoch_ms
-            + now
-                .saturating_duration_since(self.config.start)
-                .as_secs_f64()
-                * 1000.0;
-        ms.max(0.0) as u64
+        self.replica.store().wall_ms(now).max(0.0) as u64
     }
 
     /// A timestamp for our next signature: wall time, strictly after the last one.
@@ -85,93 +81,72 @@ impl Mesh {
 
     /// `s` as it goes to the switchboard (sealed and signed in a secured room).
     pub(super) fn secure_out(&mut self, now: Instant, s: Signal) -> Signal {
-        let Some(sec) = self.config.security.as_mut() else {
+        if self.config.security.is_none() {
             return s;
-        };
-        let me = self.config.id.clone();
-        let target = s.to.clone().unwrap_or_default();
-        match s.command.as_str() {
+        }
+        let signed = matches!(s.command.as_str(), "announce" | "leave" | "mesh:sdp");
+        let ts = if signed { self.next_sig_ts(now) } else { 0 };
+        let me = self.config.id.as_str();
+        let inc = self.config.incarnation.as_str();
+        let sec = self.config.security.as_mut().expect("secured");
+        let target = s.to.as_deref().unwrap_or_default();
+        let args = match s.command.as_str() {
             "announce" => {
-                let attrs = s.object().cloned().unwrap_or_default();
                 let mut inner = Object::new();
                 let mut user = Object::new();
-                for (k, v) in attrs.iter() {
+                for (k, v) in s.object().into_iter().flat_map(Object::iter) {
                     match k {
                         "incarnation" | "codecs" | "agent" => inner.insert(k, v.clone()),
-                        "id" | "room" => {}
+                        k if reserved_attribute(k) => {}
                         _ => user.insert(k, v.clone()),
                     }
                 }
                 inner.insert("attrs", Value::Object(user));
                 let plain = Value::Object(inner).to_json();
-                let sec = self.config.security.as_mut().expect("secured");
                 let sealed =
                     sec.key
-                        .seal(&mut sec.entropy, "announce", &me, &target, plain.as_bytes());
-                let tag = sec.key.tag().to_owned();
-                let ts = self.next_sig_ts(now);
-                let sec = self.config.security.as_ref().expect("secured");
+                        .seal(&mut sec.entropy, "announce", me, target, plain.as_bytes());
+                let tag = sec.key.tag();
                 let sig = sec
                     .identity
-                    .sign_text(&signing::announce(&tag, &me, ts, &sealed));
+                    .sign_text(&signing::announce(tag, me, ts, &sealed));
                 let mut o = Object::new();
-                o.insert("id", Value::from(me.as_str()));
+                o.insert("id", Value::from(me));
                 o.insert("room", Value::from(tag));
                 o.insert("sec", Value::from(1.0));
                 o.insert("ts", Value::from(ts as f64));
                 o.insert("sig", Value::from(sig));
                 o.insert("v", Value::from(1.0));
                 o.insert("sealed", Value::from(sealed));
-                Signal {
-                    args: vec![o.into()],
-                    ..s
-                }
+                o.into()
             }
             "leave" => {
-                let tag = sec.key.tag().to_owned();
-                let inc = self.config.incarnation.clone();
-                let ts = self.next_sig_ts(now);
-                let sec = self.config.security.as_ref().expect("secured");
-                let sig = sec.identity.sign_text(&signing::leave(&tag, &me, &inc, ts));
+                let sig = sec
+                    .identity
+                    .sign_text(&signing::leave(sec.key.tag(), me, inc, ts));
                 let mut o = Object::new();
-                o.insert("id", Value::from(me.as_str()));
+                o.insert("id", Value::from(me));
                 o.insert("incarnation", Value::from(inc));
                 o.insert("ts", Value::from(ts as f64));
                 o.insert("sig", Value::from(sig));
-                Signal {
-                    args: vec![o.into()],
-                    ..s
-                }
+                o.into()
             }
             "mesh:sdp" => {
-                let o = s.object().cloned().unwrap_or_default();
-                let kind = match o.get("type") {
-                    Some(Value::String(k)) => k.clone(),
-                    _ => String::new(),
-                };
-                let sdp = match o.get("sdp") {
+                let mut inner = s.object().cloned().unwrap_or_default();
+                let text = |k: &str| match inner.get(k) {
                     Some(Value::String(t)) => t.clone(),
                     _ => String::new(),
                 };
-                let inc = self.config.incarnation.clone();
-                let room_id = *sec.key.room_id();
-                let ts = self.next_sig_ts(now);
-                let sec = self.config.security.as_mut().expect("secured");
-                let sig = sec
-                    .identity
-                    .sign_text(&signing::sdp(&room_id, &me, &target, &inc, ts, &kind, &sdp));
-                let mut inner = o;
+                let (kind, sdp) = (text("type"), text("sdp"));
+                let input = signing::sdp(sec.key.room_id(), me, target, inc, ts, &kind, &sdp);
                 inner.insert("incarnation", Value::from(inc));
                 inner.insert("ts", Value::from(ts as f64));
-                inner.insert("sig", Value::from(sig));
+                inner.insert("sig", Value::from(sec.identity.sign_text(&input)));
                 let plain = Value::Object(inner).to_json();
-                let sealed =
+                wrapped(
                     sec.key
-                        .seal(&mut sec.entropy, "mesh:sdp", &me, &target, plain.as_bytes());
-                Signal {
-                    args: vec![wrapped(sealed)],
-                    ..s
-                }
+                        .seal(&mut sec.entropy, "mesh:sdp", me, target, plain.as_bytes()),
+                )
             }
             "mesh:candidate" | "mesh:candidates" => {
                 let parts: Vec<Value> = s
@@ -183,17 +158,37 @@ impl Mesh {
                     })
                     .collect();
                 let plain = Value::Array(parts).to_json();
-                let command = s.command.clone();
-                let sealed =
+                wrapped(
                     sec.key
-                        .seal(&mut sec.entropy, &command, &me, &target, plain.as_bytes());
-                Signal {
-                    args: vec![wrapped(sealed)],
-                    ..s
-                }
+                        .seal(&mut sec.entropy, &s.command, me, target, plain.as_bytes()),
+                )
             }
-            _ => s,
+            _ => return s,
+        };
+        Signal {
+            args: vec![args],
+            ..s
         }
+    }
+
+    /// Whether `sig` is `from`'s signature of `input` (counted in `bad_signatures` if
+    /// not, or if `from` is no key).
+    fn signed_by(&mut self, from: &str, input: &[u8], sig: &str) -> bool {
+        let ok = PeerKey::from_peer_id(from).is_ok_and(|k| k.verify_text(input, sig).is_ok());
+        if !ok {
+            self.stats.bad_signatures += 1;
+        }
+        ok
+    }
+
+    /// Whether `incarnation` is the one `from` announced (counted in `stale_signals`
+    /// if not).
+    fn is_current(&mut self, from: &str, incarnation: &str) -> bool {
+        let ok = self.peers.get(from).and_then(|p| p.incarnation.as_deref()) == Some(incarnation);
+        if !ok {
+            self.stats.stale_signals += 1;
+        }
+        ok
     }
 
     /// An announce or leave from the switchboard, opened and checked (`None`: refused,
@@ -230,12 +225,8 @@ impl Mesh {
             self.stats.unseal_failures += 1;
             return None;
         };
-        let signed = PeerKey::from_peer_id(from).is_ok_and(|k| {
-            k.verify_text(&signing::announce(sec.key.tag(), from, ts, sealed), sig)
-                .is_ok()
-        });
-        if !signed {
-            self.stats.bad_signatures += 1;
+        let input = signing::announce(sec.key.tag(), from, ts, sealed);
+        if !self.signed_by(from, &input, sig) {
             return None;
         }
         let Ok(Value::Object(inner)) = Value::from_json_with(&plain, &self.config.limits) else {
@@ -255,7 +246,7 @@ impl Mesh {
         }
         if let Some(Value::Object(user)) = inner.get("attrs") {
             for (k, v) in user.iter() {
-                if !matches!(k, "id" | "room" | "agent" | "incarnation" | "codecs") {
+                if !reserved_attribute(k) {
                     attrs.insert(k, v.clone());
                 }
             }
@@ -286,20 +277,11 @@ impl Mesh {
         let Some(sec) = self.config.security.as_ref() else {
             return msg;
         };
-        let signed = PeerKey::from_peer_id(from).is_ok_and(|k| {
-            k.verify_text(&signing::leave(sec.key.tag(), from, inc, ts), sig)
-                .is_ok()
-        });
-        if !signed {
-            self.stats.bad_signatures += 1;
-            return unsigned;
-        }
-        let current =
-            self.peers.get(from).and_then(|p| p.incarnation.as_deref()) == Some(inc.as_str());
-        if !current || !self.fresh(now, from, Signed::Leave, ts) {
-            if !current {
-                self.stats.stale_signals += 1;
-            }
+        let input = signing::leave(sec.key.tag(), from, inc, ts);
+        if !self.signed_by(from, &input, sig)
+            || !self.is_current(from, inc)
+            || !self.fresh(now, from, Signed::Leave, ts)
+        {
             return unsigned;
         }
         Signal::leave(from, None)
@@ -348,18 +330,10 @@ impl Mesh {
                 };
                 let ts = *ts as u64;
                 let input = signing::sdp(sec.key.room_id(), from, &me, inc, ts, kind, sdp);
-                if PeerKey::from_peer_id(from).map_or(true, |k| k.verify_text(&input, sig).is_err())
+                if !self.signed_by(from, &input, sig)
+                    || !self.is_current(from, inc)
+                    || !self.fresh(now, from, Signed::Sdp, ts)
                 {
-                    self.stats.bad_signatures += 1;
-                    return None;
-                }
-                let current = self.peers.get(from).and_then(|p| p.incarnation.as_deref())
-                    == Some(inc.as_str());
-                if !current {
-                    self.stats.stale_signals += 1;
-                    return None;
-                }
-                if !self.fresh(now, from, Signed::Sdp, ts) {
                     return None;
                 }
                 let mut o = Object::new();
@@ -368,15 +342,11 @@ impl Mesh {
                         o.insert(k, v.clone());
                     }
                 }
-                Some(Signal {
-                    args: vec![o.into()],
-                    ..msg.clone()
-                })
+                Some(with_args(msg, vec![o.into()]))
             }
-            ("mesh:candidate" | "mesh:candidates", Value::Array(parts)) => Some(Signal {
-                args: parts.into_iter().map(Part::Json).collect(),
-                ..msg.clone()
-            }),
+            ("mesh:candidate" | "mesh:candidates", Value::Array(parts)) => {
+                Some(with_args(msg, parts.into_iter().map(Part::Json).collect()))
+            }
             _ => {
                 self.stats.unsecured_signals += 1;
                 None
@@ -411,6 +381,16 @@ impl Mesh {
         }
         self.fresh_ts.insert(key, ts);
         true
+    }
+}
+
+/// `msg`'s routing (target, command, sender) with other arguments.
+fn with_args(msg: &Signal, args: Vec<Part>) -> Signal {
+    Signal {
+        to: msg.to.clone(),
+        command: msg.command.clone(),
+        sender: msg.sender.clone(),
+        args,
     }
 }
 
