@@ -25,6 +25,12 @@ const RESTART_TIMEOUT_MS = 4000;
  * stalls (SCTP retransmitting a lost frame: 1 + 2 + 4 s), as natives do. */
 const STALL_HOLD_MS = 10000;
 
+/** Whether datagrams came on `l`'s path within `within` ms while its channel data has
+ * stalled for less than STALL_HOLD_MS: SCTP is retransmitting (core's `stalled`). */
+function stalled(l, now, within) {
+  return now - l.pathHeardAt < within && now - l.dataAt < STALL_HOLD_MS;
+}
+
 function hex(n) {
   const b = new Uint8Array(Math.ceil(n / 2));
   crypto.getRandomValues(b);
@@ -428,8 +434,7 @@ export class Member {
         // Past its time, held while the path answers and data stalls for under
         // STALL_HOLD_MS (SCTP backed its retransmissions off while the path was down,
         // so data can come seconds after ICE found it again), as natives do.
-        const held = now - l.pathHeardAt < RESTART_TIMEOUT_MS && now - l.dataAt < STALL_HOLD_MS;
-        if (now >= l.restartUntil && !held) {
+        if (now >= l.restartUntil && !stalled(l, now, RESTART_TIMEOUT_MS)) {
           // Given up: negotiated again, as natives do.
           l.restartUntil = null;
           this.mesh.linkClosed(now, peer);
@@ -439,7 +444,7 @@ export class Member {
       } else if (now - Math.max(l.dataAt, l.pathHeardAt) >= RESTART_AFTER_MS && this.mesh.canRestart(peer)) {
         this.startRestart(l, now);
         this.mesh.linkAlive(now, peer);
-      } else if (now - l.pathHeardAt < RESTART_AFTER_MS && now - l.dataAt < STALL_HOLD_MS) {
+      } else if (stalled(l, now, RESTART_AFTER_MS)) {
         // Alive as of the path's last datagram (core's Node does the same): once the
         // path goes quiet too, a peer that closed is reported left as without the hold.
         this.mesh.linkAlive(l.pathHeardAt, peer);
