@@ -9,6 +9,7 @@ use rtc_mesh_core::url::WsUrl;
 use rtc_mesh_core::Codec;
 
 use crate::control::Report;
+use crate::invite::parse_secret;
 use crate::lines::{forward_events, Msg, Out};
 use crate::member::{listen_tcp, serve, Backend};
 use crate::{bind_error, fail, parse_addr, parse_codecs, parse_runtime, Runtime, Usage};
@@ -22,7 +23,15 @@ Usage:
 Options:
   --signal URL         signalling server (default ws://127.0.0.1:3000/; when nothing
                        listens there, an embedded switchboard is started on it)
-  --id ID              peer id (default: 16 random hex characters)
+  --secret S           a secured room (an invite from `rtc-mesh invite`, or a
+                       passphrase, stretched once): the switchboard sees a tag
+                       instead of the room name, every signal is sealed and signed,
+                       and the peer id is our identity's key (43 characters)
+  --secret-file F      the secret, from the first line of file F
+  --token T            an admission token for a switchboard that requires one
+                       (`rtc-mesh token`), sent as ?token=T
+  --id ID              peer id (default: 16 random hex characters; in a secured
+                       room the identity's key)
   --codec auto|json|postcard   auto (default): postcard with our peers, json otherwise
   --bind ADDR          UDP address to bind (repeatable; default 0.0.0.0:0 and [::]:0:
                        every usable interface address, one socket each, each
@@ -63,11 +72,34 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut turn_credential = None;
     let mut relay_only = false;
     let mut listen = None;
+    let mut secret = None;
+    let mut token = None;
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if room.is_none() => room = Some(v.string()?),
             Long("signal") => signal = Some(args.value()?.string()?),
             Long("id") => id = Some(args.value()?.string()?),
+            Long("secret") => secret = Some(parse_secret(&args.value()?.string()?)?),
+            Long("secret-file") => {
+                let f = args.value()?.string()?;
+                let text = std::fs::read_to_string(&f)
+                    .map_err(|e| Usage(format!("--secret-file {f:?}: {e}")))?;
+                secret = Some(parse_secret(text.lines().next().unwrap_or_default())?);
+            }
+            Long("token") => {
+                let t = args.value()?.string()?;
+                if t.is_empty()
+                    || t.len() > rtc_mesh_core::security::token::MAX_TOKEN_LEN
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    return Err(Usage(format!(
+                        "--token {t:?}: a token is base64url parts joined by dots"
+                    )));
+                }
+                token = Some(t);
+            }
             Long("codec") => codecs = parse_codecs(&args.value()?.string()?)?,
             Long("stun") => stun.push(args.value()?.string()?),
             Long("turn") => {
@@ -102,6 +134,11 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     }
     if relay_only && turn.is_empty() {
         return Err(Usage("--relay-only needs a --turn server".into()));
+    }
+    if id.is_some() && secret.is_some() {
+        return Err(Usage(
+            "--id and --secret: in a secured room the id is the identity's key".into(),
+        ));
     }
     if let Some(id) = &id {
         if !rtc_mesh_core::signal::valid_peer_id(id) {
@@ -151,6 +188,8 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let (tx, rx) = mpsc::channel::<Msg<rtc_mesh_core::node::NodeEvent>>();
     let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
     opts.id = id;
+    opts.secret = secret;
+    opts.token = token;
     opts.codecs = codecs;
     if !bind.is_empty() {
         opts.bind = bind;

@@ -4,6 +4,7 @@
 
 mod control;
 mod demo;
+mod invite;
 mod join;
 mod lines;
 mod member;
@@ -24,10 +25,12 @@ Usage:
   rtc-mesh demo [--peers N] [--keys K] [--codec auto|json|postcard]
   rtc-mesh replicate (--listen ADDR | --connect ADDR) [--codec json|postcard]
                      [--id ID] [--runtime smol|std] [--json]
-  rtc-mesh serve [--listen ADDR] [--runtime smol|std] [--json]
-  rtc-mesh join ROOM [--signal URL] [--id ID] [--codec auto|json|postcard]
-                     [--bind ADDR] [--stun HOST:PORT] [--listen ADDR]
-                     [--runtime smol|std] [--json]
+  rtc-mesh serve [--listen ADDR] [--token-secret K] [--runtime smol|std] [--json]
+  rtc-mesh join ROOM [--signal URL] [--secret S] [--token T] [--id ID]
+                     [--codec auto|json|postcard] [--bind ADDR] [--stun HOST:PORT]
+                     [--listen ADDR] [--runtime smol|std] [--json]
+  rtc-mesh invite ROOM [--signal URL]      a fresh secret for a secured room
+  rtc-mesh token ROOM --token-secret K     an admission token for a switchboard
   rtc-mesh help
 
 Run `rtc-mesh <command> --help` for details.
@@ -74,6 +77,8 @@ fn main() -> ExitCode {
         "demo" => demo::run(args),
         "serve" => serve::run(args),
         "join" => join::run(args),
+        "invite" => invite::invite(args),
+        "token" => invite::token(args),
         other => Err(Usage(format!("unknown command {other:?}"))),
     };
     match result {

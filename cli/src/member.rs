@@ -338,6 +338,20 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
             failures: *failures,
             retry_in: retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now())),
         }),
+        NodeEvent::Mesh(MeshEvent::Refused { reason }) => {
+            let why = match reason.as_str() {
+                "http_401" => "refused our connection: a valid --token is required",
+                "http_429" => "refused our connection: too many from our address",
+                "token_room" => "refused our announce: the token is for another room",
+                "token_required" => "refused our announce: a token is required",
+                "unproven" => "refused our announce: no proof that we hold our id's key",
+                _ => "refused us",
+            };
+            out.emit(&Report::Error {
+                code: &format!("refused_{reason}"),
+                message: &format!("the switchboard {why}; retrying"),
+            })
+        }
         NodeEvent::LinkSlow { peer } => out.emit(&Report::Error {
             code: "link_slow",
             message: &format!("the link to {peer} could not keep up; reconnecting"),

@@ -12,6 +12,7 @@ WebSocket; rtc-switchboard 3.2 compatible, with leaves on disconnect and limits)
 
 Usage:
   rtc-mesh serve [--listen ADDR] [--turn URL... --turn-secret S [--turn-ttl SECS]]
+                 [--token-secret K] [--max-per-ip N] [--limit-loopback]
                  [--runtime smol|std] [--json]
 
 Options:
@@ -21,6 +22,12 @@ Options:
   --turn-secret S      the secret shared with the TURN server (coturn: --use-auth-secret
                        --static-auth-secret=S)
   --turn-ttl SECS      how long a credential is valid (default 86400)
+  --token-secret K     admit only connections with a valid HS256 token for their room
+                       (`rtc-mesh token ROOM --token-secret K`), given as ?token= on
+                       the URL; others get 401 before the upgrade (K: 32 bytes or more)
+  --max-per-ip N       most connections open at once from one address (default 64;
+                       more get 429); loopback is exempt unless --limit-loopback
+  --limit-loopback     hold loopback addresses to --max-per-ip too
   --runtime smol|std   server runtime (default smol)
   --json               write the ready event as a JSON line
 
@@ -39,6 +46,11 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut turn: Vec<String> = Vec::new();
     let mut secret: Option<String> = None;
     let mut ttl = std::time::Duration::from_secs(86_400);
+    let mut config = rtc_mesh_core::switchboard::SwitchboardConfig::default();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     while let Some(arg) = args.next()? {
         match arg {
             Long("listen") => listen = parse_addr(&args.value()?.string()?)?,
@@ -65,6 +77,23 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                     })?;
                 ttl = std::time::Duration::from_secs(secs);
             }
+            Long("token-secret") => {
+                let key = crate::invite::parse_token_secret(&args.value()?.string()?)?;
+                config.tokens = Some(rtc_mesh_core::switchboard::TokenGate::new(
+                    key,
+                    std::time::Instant::now(),
+                    unix,
+                ));
+            }
+            Long("max-per-ip") => {
+                let v = args.value()?.string()?;
+                config.max_per_ip = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| Usage(format!("--max-per-ip {v:?}: a number, 1 or more")))?;
+            }
+            Long("limit-loopback") => config.limit_loopback = true,
             Long("json") => json = true,
             Long("runtime") => {
                 std_runtime = parse_runtime(&args.value()?.string()?)? == Runtime::Std
@@ -76,14 +105,9 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let mut config = rtc_mesh_core::switchboard::SwitchboardConfig::default();
     match (turn.is_empty(), secret) {
         (true, None) => {}
         (false, Some(secret)) => {
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
             let mut offer = rtc_mesh_core::switchboard::TurnOffer::new(
                 turn,
                 secret,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::switchboard::{CloseReason, ConnId, SwitchOutput, Switchboard};
+use crate::switchboard::{Admission, CloseReason, ConnId, SwitchOutput, Switchboard};
 
 /// A connection whose outgoing queue holds this many frames is too slow: closed.
 pub const MAX_QUEUED: usize = 4096;
@@ -57,12 +57,13 @@ impl<W: ConnWriter> Hosted<W> {
         self.next_timeout
     }
 
-    /// Registers a new connection and tells the switchboard.
-    pub fn open(&mut self, now: Instant, writer: W) -> ConnId {
+    /// Registers a new connection, let in by the switchboard's
+    /// [`admit`](Switchboard::admit), and tells the switchboard.
+    pub fn open(&mut self, now: Instant, writer: W, admission: Admission) -> ConnId {
         let id = ConnId(self.next_id);
         self.next_id += 1;
         self.conns.insert(id, writer);
-        self.board.handle_open(now, id);
+        self.board.handle_open(now, id, admission);
         id
     }
 

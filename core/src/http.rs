@@ -20,6 +20,9 @@ pub enum Route {
     Upgrade {
         /// The client's key.
         key: String,
+        /// The `token` parameter of the URL's query, if any (see
+        /// [`crate::security::token`]).
+        token: Option<String>,
     },
     /// `GET /health`.
     Health,
@@ -69,8 +72,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Route, usize)>, &'static str> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .and_then(|h| std::str::from_utf8(h.value).ok())
     };
-    let path = req.path.unwrap_or("/");
-    let path = path.split('?').next().unwrap_or("/");
+    let (path, query) = req
+        .path
+        .unwrap_or("/")
+        .split_once('?')
+        .unwrap_or((req.path.unwrap_or("/"), ""));
     if req.method != Some("GET") {
         return Ok(Some((Route::Refuse("405 Method Not Allowed"), n)));
     }
@@ -80,6 +86,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Route, usize)>, &'static str> {
             match header("sec-websocket-key") {
                 Some(k) if header("sec-websocket-version") == Some("13") => Route::Upgrade {
                     key: k.trim().to_owned(),
+                    token: query_param(query, "token"),
                 },
                 _ => Route::Refuse("400 Bad Request"),
             },
@@ -101,6 +108,25 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Route, usize)>, &'static str> {
         },
         n,
     )))
+}
+
+/// The value of `name` in a URL query (`a=1&token=T`), verbatim (a token's
+/// characters, base64url and `.`, need no escaping); the first one counts.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// A status as a status line's text (`401 Unauthorized`), as a client reports a
+/// refused upgrade.
+pub fn status_line(status: http::StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default()
+    )
 }
 
 /// The `101 Switching Protocols` answer to an upgrade, given the accept key derived
@@ -178,9 +204,19 @@ mod tests {
         assert_eq!(
             r,
             Route::Upgrade {
-                key: "dGhlIHNhbXBsZSBub25jZQ==".into()
+                key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
+                token: None,
             }
         );
+        let with_token = String::from_utf8_lossy(up).replace("GET / ", "GET /?room=x&token=a.b.c ");
+        let (r, _) = parse_head(with_token.as_bytes()).unwrap().unwrap();
+        assert!(matches!(r, Route::Upgrade { token: Some(t), .. } if t == "a.b.c"));
+        assert_eq!(query_param("token", "token"), Some(String::new()));
+        assert_eq!(
+            query_param("a=1&token=x&token=y", "token"),
+            Some("x".into())
+        );
+        assert_eq!(query_param("tokens=x", "token"), None);
         assert_eq!(&up[n..], b"xy");
         assert!(upgrade_response("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
             .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"));

@@ -30,8 +30,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
-use crate::mesh::{LinkInfo, LinkState, MeshConfig, MeshError};
+use crate::mesh::{LinkInfo, LinkState, MeshConfig, MeshError, Security};
 use crate::node::{Node, NodeConfig};
+use crate::security::{Identity, RoomKey, RoomSecret};
 use crate::signal::PeerId;
 use crate::store::StoreError;
 use crate::turn::TurnServer;
@@ -56,6 +57,10 @@ pub struct Entropy {
     pub epoch_ms: f64,
     /// The instant `epoch_ms` was read at.
     pub start: Instant,
+    /// 256 bits from the operating system's generator (`getrandom`), the seed of a
+    /// secured member's identity and nonces ([`crate::security::Entropy`]). `None`
+    /// where the driver has none; a secured room then cannot be joined.
+    pub secure: Option<[u8; 32]>,
 }
 
 impl Entropy {
@@ -68,6 +73,15 @@ impl Entropy {
             incarnation_bits: random[2],
             epoch_ms: since_epoch.as_secs_f64() * 1000.0,
             start,
+            secure: None,
+        }
+    }
+
+    /// With 32 bytes from the operating system's generator ([`Entropy::secure`]).
+    pub fn with_secure(self, bytes: [u8; 32]) -> Self {
+        Entropy {
+            secure: Some(bytes),
+            ..self
         }
     }
 
@@ -272,6 +286,17 @@ pub struct JoinOptions {
     pub limits: Limits,
     /// Bytes a slow link may queue before it is closed (default 8 MiB).
     pub max_queued: usize,
+    /// The room's secret (default none: an open room). With one, the room is secured
+    /// ([`crate::security`]): the switchboard sees a tag derived from it instead of
+    /// the room name, every signal is sealed, and our id is our identity's key. A
+    /// passphrase is stretched once here (PBKDF2, 600,000 rounds).
+    pub secret: Option<RoomSecret>,
+    /// Our identity in a secured room (default: a fresh one from
+    /// [`Entropy::secure`]). Keep one to keep the same peer id across joins.
+    pub identity: Option<Identity>,
+    /// An admission token for a switchboard that requires one (`serve
+    /// --token-secret`), sent as `?token=` on the signalling URL (default none).
+    pub token: Option<String>,
 }
 
 impl JoinOptions {
@@ -296,9 +321,50 @@ impl JoinOptions {
             negotiate_timeout: MeshConfig::DEFAULT_NEGOTIATE_TIMEOUT,
             limits: Limits::default(),
             max_queued: NodeConfig::DEFAULT_MAX_QUEUED,
+            secret: None,
+            identity: None,
+            token: None,
         }
     }
 
+    /// The URL the runtimes connect to: [`signal_url`](Self::signal_url) with
+    /// `token=` added to its query when there is a [`token`](Self::token).
+    pub fn connect_url(&self) -> String {
+        match &self.token {
+            None => self.signal_url.clone(),
+            Some(t) => {
+                let sep = if self.signal_url.contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
+                format!("{}{sep}token={t}", self.signal_url)
+            }
+        }
+    }
+
+    /// The security of a secured room ([`secret`](Self::secret)), and the peer id it
+    /// gives us: the room key derived from the secret, our identity, and nonces seeded
+    /// from [`Entropy::secure`]. `None` for an open room.
+    pub fn security(&self, entropy: &Entropy) -> Result<Option<(Security, String)>, JoinError> {
+        let Some(secret) = &self.secret else {
+            return Ok(None);
+        };
+        let Some(seed) = entropy.secure else {
+            return Err(JoinError::NoEntropy);
+        };
+        let mut random = crate::security::Entropy::from_seed(seed);
+        let identity = match &self.identity {
+            Some(i) => i.clone(),
+            None => Identity::generate(&mut random),
+        };
+        let id = identity.peer_id().to_owned();
+        if self.id.as_ref().is_some_and(|given| *given != id) {
+            return Err(JoinError::Mesh(MeshError::NotTheIdentity(id)));
+        }
+        let key = RoomKey::derive(&self.room, secret);
+        Ok(Some((Security::new(key, identity, random), id)))
+    }
     /// The addresses to bind, given the machine's interface addresses (in the order
     /// the system lists them): [`JoinOptions::bind`] with each unspecified address
     /// replaced by the usable interface addresses of its family. Usable means not
@@ -426,7 +492,11 @@ impl JoinOptions {
         turn_servers: Vec<TurnServer>,
         entropy: Entropy,
     ) -> Result<(Node, String), JoinError> {
-        let id = self.id.clone().unwrap_or_else(|| entropy.peer_id());
+        let security = self.security(&entropy)?;
+        let id = match &security {
+            Some((_, id)) => id.clone(),
+            None => self.id.clone().unwrap_or_else(|| entropy.peer_id()),
+        };
         let mut mc = MeshConfig::new(
             id.clone(),
             self.room.clone(),
@@ -441,6 +511,7 @@ impl JoinOptions {
         mc.negotiate_timeout = self.negotiate_timeout;
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
+        mc.security = security.map(|(s, _)| s);
         let mut nc = NodeConfig::new(mc, locals);
         nc.max_queued = self.max_queued;
         nc.stun_servers = stun_servers;
@@ -530,6 +601,10 @@ pub enum JoinError {
     /// The configuration is invalid (id, room).
     #[error(transparent)]
     Mesh(#[from] MeshError),
+    /// A secured room, and the driver gave no randomness from the operating system
+    /// ([`Entropy::secure`]).
+    #[error("a secured room needs randomness from the operating system")]
+    NoEntropy,
 }
 
 /// Why a write through a member failed.

@@ -810,6 +810,13 @@ impl Node {
         self.mesh.handle_signal_disconnected(now);
     }
 
+    /// The switchboard answered our connection with this HTTP status instead of
+    /// the upgrade ([`Mesh::handle_signal_refused`]).
+    pub fn handle_signal_refused(&mut self, now: Instant, status: &str) {
+        self.now = self.now.max(now);
+        self.mesh.handle_signal_refused(now, status);
+    }
+
     /// Attaches an ordered byte stream (a TCP socket, say) speaking `codec` as one more
     /// link of our store, beside the room's data channels ([`Mesh::attach`]). Its bytes
     /// come out as [`NodeOutput::Stream`]; feed what it receives to

@@ -260,9 +260,12 @@ fn valid_command(c: &str) -> bool {
 }
 
 /// Commands that carry no sender part (sent by the server).
-/// Commands the server sends of its own: `/roominfo`, and the TURN offer `/mesh:ice`.
+/// Commands the server sends of its own: `/roominfo`, the TURN offer `/mesh:ice` and
+/// the refusal of an announce `/mesh:refused`.
 fn senderless(command: &str) -> bool {
-    command == "roominfo" || command == crate::switchboard::ICE_COMMAND
+    command == "roominfo"
+        || command == crate::switchboard::ICE_COMMAND
+        || command == crate::switchboard::REFUSED_COMMAND
 }
 
 impl Signal {

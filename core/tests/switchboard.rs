@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use rtc_mesh_core::switchboard::{
-    CloseReason, ConnId, SwitchOutput, Switchboard, SwitchboardConfig,
+    Admission, CloseReason, ConnId, SwitchOutput, Switchboard, SwitchboardConfig,
 };
 
 /// A switchboard with its outputs sorted by connection.
@@ -29,7 +29,8 @@ impl Board {
         }
     }
     fn open(&mut self, c: u64) {
-        self.sb.handle_open(self.now, ConnId(c));
+        self.sb
+            .handle_open(self.now, ConnId(c), Admission::ungated());
     }
     fn send(&mut self, c: u64, text: &str) {
         self.sb.handle_text(self.now, ConnId(c), text);
@@ -405,7 +406,7 @@ proptest! {
             match &op {
                 Op::Open(c) => {
                     if open.contains_key(c) { continue; }
-                    sb.handle_open(now, ConnId(*c as u64));
+                    sb.handle_open(now, ConnId(*c as u64), Admission::ungated());
                     open.insert(*c, None);
                 }
                 Op::Close(c) => {
@@ -553,4 +554,168 @@ fn without_a_turn_offer_nothing_changes() {
     b.announce(1, "alice", "r");
     let got = b.got(1);
     assert_eq!(got.len(), 1, "{got:?}");
+}
+
+mod gate {
+    use std::net::IpAddr;
+
+    use super::*;
+    use rtc_mesh_core::security::token::{Claims, TokenError, TokenKey};
+    use rtc_mesh_core::security::{signing, Identity};
+    use rtc_mesh_core::switchboard::{Refusal, TokenGate};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    impl Board {
+        fn admit(&mut self, from: &str, token: Option<&str>) -> Result<Admission, Refusal> {
+            self.sb.admit(self.now, ip(from), token)
+        }
+    }
+
+    #[test]
+    fn one_address_gets_so_many_connections_and_loopback_is_exempt() {
+        let mut b = Board::new(config(|c| c.max_per_ip = 3));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(b.admit("10.0.0.1", None).unwrap());
+        }
+        let r = b.admit("10.0.0.1", None).unwrap_err();
+        assert_eq!(r, Refusal::TooMany(ip("10.0.0.1")));
+        assert_eq!(r.status(), "429 Too Many Requests");
+        // Others are not affected; loopback is not limited.
+        let other = b.admit("10.0.0.2", None).unwrap();
+        for _ in 0..10 {
+            let a = b.admit("127.0.0.1", None).unwrap();
+            b.sb.release(a);
+            let _ = b.admit("::1", None).unwrap();
+        }
+        // A released admission and a closed connection give their place back.
+        b.sb.release(held.pop().unwrap());
+        let a = b.admit("10.0.0.1", None).unwrap();
+        b.sb.handle_open(b.now, ConnId(1), a);
+        assert!(b.admit("10.0.0.1", None).is_err());
+        b.close(1);
+        let a = b.admit("10.0.0.1", None).unwrap();
+        b.sb.handle_open(b.now, ConnId(2), a);
+        // A replaced connection too.
+        b.sb.handle_open(b.now, ConnId(3), other);
+        b.announce(2, "a", "r");
+        b.announce(3, "a", "r");
+        assert_eq!(b.closed, [(2, CloseReason::Replaced)]);
+        let _ = b.admit("10.0.0.1", None).unwrap();
+        assert_eq!(b.sb.counters().refused_per_ip, 2);
+        let mut strict = Board::new(config(|c| {
+            c.max_per_ip = 1;
+            c.limit_loopback = true;
+        }));
+        let _ = strict.admit("127.0.0.1", None).unwrap();
+        assert!(strict.admit("127.0.0.1", None).is_err());
+        // The same address through a dual-stack socket.
+        assert!(strict.admit("::ffff:127.0.0.1", None).is_err());
+    }
+
+    #[test]
+    fn tokens_admit_their_room_only() {
+        let key = TokenKey::new(&[9; 32]).unwrap();
+        let gate = TokenGate::new(key.clone(), Instant::now(), 1_000);
+        let mut b = Board::new(config(|c| c.tokens = Some(gate)));
+        let token = |room: &str, exp| {
+            key.issue(&Claims {
+                room: room.into(),
+                exp,
+            })
+        };
+        assert_eq!(b.admit("10.0.0.1", None), Err(Refusal::NoToken));
+        assert_eq!(
+            b.admit("10.0.0.1", Some(&token("r", 1_000))),
+            Err(Refusal::Token(TokenError::Expired))
+        );
+        let other = TokenKey::new(&[8; 32]).unwrap().issue(&Claims {
+            room: "r".into(),
+            exp: 2_000,
+        });
+        assert_eq!(
+            b.admit("10.0.0.1", Some(&other)),
+            Err(Refusal::Token(TokenError::Signature))
+        );
+        assert_eq!(
+            b.admit(
+                "10.0.0.1",
+                Some("eyJhbGciOiJub25lIn0.eyJyb29tIjoiciIsImV4cCI6MjAwMH0.")
+            ),
+            Err(Refusal::Token(TokenError::Algorithm("none".into())))
+        );
+        assert_eq!(Refusal::NoToken.status(), "401 Unauthorized");
+        assert_eq!(b.sb.counters().refused_token, 4);
+        let a = b.admit("10.0.0.1", Some(&token("r", 2_000))).unwrap();
+        b.sb.handle_open(b.now, ConnId(1), a);
+        b.announce(1, "a", "elsewhere");
+        assert_eq!(b.got(1), [r#"/mesh:refused|{"reason":"token_room"}"#]);
+        assert!(b.sb.room_members("elsewhere").is_empty());
+        b.announce(1, "a", "r");
+        assert_eq!(b.got(1), [r#"/roominfo|{"memberCount":1}"#]);
+        // A connection no gate saw is refused at the announce.
+        b.open(2);
+        b.announce(2, "b", "r");
+        assert_eq!(b.got(2), [r#"/mesh:refused|{"reason":"token_required"}"#]);
+        assert_eq!(b.sb.counters().refused_token_room, 2);
+        assert_eq!(b.sb.room_members("r"), ["a"]);
+    }
+
+    /// A secured member's announce into `room` at `ts`, signed by `by`.
+    fn signed(id: &str, room: &str, ts: u64, by: &Identity) -> String {
+        let sig = by.sign_text(&signing::announce(room, id, ts, "SEALED"));
+        format!(
+            r#"/announce|{id}|{{"id":"{id}","room":"{room}","sec":1,"ts":{ts},"sig":"{sig}","v":1,"sealed":"SEALED"}}"#
+        )
+    }
+
+    #[test]
+    fn a_key_form_id_needs_its_holders_proof_and_a_later_one_to_replace() {
+        let me = Identity::from_seed(&[1; 32]);
+        let thief = Identity::from_seed(&[2; 32]);
+        let id = me.peer_id().to_owned();
+        let mut b = board();
+        for c in 1..=6 {
+            b.open(c);
+        }
+        b.announce(5, "watcher", "t");
+        b.send(1, &signed(&id, "t", 10, &me));
+        assert_eq!(b.got(1), [r#"/roominfo|{"memberCount":2}"#]);
+        b.got(5);
+        // The id without a proof, with another key's, for another room, or an older
+        // or equal timestamp (a replay): refused, the member keeps its connection.
+        let refused = r#"/mesh:refused|{"reason":"unproven"}"#;
+        for text in [
+            ann(&id, "t"),
+            signed(&id, "t", 11, &thief),
+            signed(&id, "other", 11, &me).replace("\"other\"", "\"t\""),
+            signed(&id, "t", 10, &me),
+            signed(&id, "t", 9, &me),
+            signed(&id, "t", 11, &me).replace(r#""ts":11"#, r#""ts":11.5"#),
+        ] {
+            b.send(2, &text);
+            assert_eq!(b.got(2), [refused], "{text}");
+        }
+        assert_eq!(b.sb.counters().refused_unproven, 6);
+        assert!(b.closed.is_empty());
+        assert!(b.got(5).is_empty(), "no impostor announce relayed");
+        assert_eq!(b.sb.conn_id(ConnId(1)), Some(id.as_str()));
+        // The member itself, reconnecting with a later announce, replaces its old
+        // connection; and may re-announce on it.
+        b.send(3, &signed(&id, "t", 11, &me));
+        assert_eq!(b.closed, [(1, CloseReason::Replaced)]);
+        b.send(3, &signed(&id, "t", 12, &me));
+        assert_eq!(b.got(3).len(), 2);
+        b.send(3, &signed(&id, "t", 12, &me));
+        assert_eq!(b.got(3), [refused]);
+        // Ids of other forms are as before; a 43-character id that is no key is
+        // nobody's and cannot be proven.
+        b.announce(4, "plain-id", "t");
+        assert_eq!(b.got(4), [r#"/roominfo|{"memberCount":3}"#]);
+        b.announce(6, &"A".repeat(43), "t");
+        assert_eq!(b.got(6), [refused]);
+    }
 }

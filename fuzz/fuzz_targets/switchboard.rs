@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use rtc_mesh_core::signal::{Part, Signal, SignalLimits};
 use rtc_mesh_core::switchboard::{
+    Admission,
     CloseReason, ConnId, SwitchOutput, Switchboard, SwitchboardConfig,
 };
 use rtc_mesh_core::Value;
@@ -387,7 +388,7 @@ fuzz_target!(|data: &[u8]| {
             if kind == OPEN {
                 let id = ConnId(h.next_conn);
                 h.next_conn += 1;
-                h.sb.handle_open(h.now, id);
+                h.sb.handle_open(h.now, id, Admission::ungated());
                 h.slots[slot] = Some(Conn {
                     id,
                     live: true,

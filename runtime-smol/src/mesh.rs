@@ -97,7 +97,7 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
     let turn = options.resolve_turn(crate::signal::resolve)?;
     let locals = sockets.iter().map(|s| s.1).collect();
     let (node, id) = options.node(locals, stun, turn, crate::entropy())?;
-    let signalling = Signalling::new(&options.signal_url)?;
+    let signalling = Signalling::new(&options.connect_url())?;
     Ok(spawn(node, id, sockets, signalling))
 }
 
@@ -352,6 +352,7 @@ async fn drive(
             Wake::Ws(WsEvent::Open) => node.handle_signal_connected(now),
             Wake::Ws(WsEvent::Text(t)) => node.handle_signal(now, &t),
             Wake::Ws(WsEvent::Closed) => node.handle_signal_disconnected(now),
+            Wake::Ws(WsEvent::Refused(status)) => node.handle_signal_refused(now, &status),
             Wake::Datagram(local, Ok((n, from))) => {
                 node.handle_datagram(now, from, local, &buf[..n])
             }

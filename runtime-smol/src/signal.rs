@@ -55,6 +55,8 @@ pub(crate) enum WsEvent {
     Text(String),
     /// It failed to open, or closed.
     Closed,
+    /// The server answered the upgrade with this HTTP status.
+    Refused(String),
 }
 
 /// The WebSocket side of a driver: at most one connection to the switchboard, opened
@@ -148,16 +150,25 @@ impl Signalling {
 
 type Ws = WebSocketStream<TcpStream>;
 
-async fn open(url: &str, addr: SocketAddr) -> Option<Ws> {
+/// Connects and does the handshake; the WebSocket, or the HTTP status the server
+/// refused the upgrade with.
+async fn open(url: &str, addr: SocketAddr) -> Result<Ws, Option<String>> {
     async {
-        let stream = TcpStream::connect(addr).await.ok()?;
+        let stream = TcpStream::connect(addr).await.map_err(|_| None)?;
         let _ = stream.set_nodelay(true);
-        let (ws, _) = async_tungstenite::client_async(url, stream).await.ok()?;
-        Some(ws)
+        let (ws, _) = async_tungstenite::client_async(url, stream)
+            .await
+            .map_err(|e| match e {
+                async_tungstenite::tungstenite::Error::Http(r) => {
+                    Some(rtc_mesh_core::http::status_line(r.status()))
+                }
+                _ => None,
+            })?;
+        Ok(ws)
     }
     .or(async {
         Timer::after(CONNECT_TIMEOUT).await;
-        None
+        Err(None)
     })
     .await
 }
@@ -171,9 +182,13 @@ async fn run(
     texts: Receiver<String>,
     events: Sender<(u64, WsEvent)>,
 ) {
-    let Some(mut ws) = open(&url, addr).await else {
-        let _ = events.send((gen, WsEvent::Closed)).await;
-        return;
+    let mut ws = match open(&url, addr).await {
+        Ok(ws) => ws,
+        Err(refused) => {
+            let e = refused.map_or(WsEvent::Closed, WsEvent::Refused);
+            let _ = events.send((gen, e)).await;
+            return;
+        }
     };
     if events.send((gen, WsEvent::Open)).await.is_err() {
         return;
@@ -331,7 +346,7 @@ async fn drive(
             Wake::Cmd(Some(Cmd::Announce(a))) => client.announce_text(a),
             Wake::Ws(WsEvent::Open) => client.handle_connected(now),
             Wake::Ws(WsEvent::Text(t)) => client.handle_text(now, &t),
-            Wake::Ws(WsEvent::Closed) => client.handle_disconnected(now),
+            Wake::Ws(WsEvent::Closed | WsEvent::Refused(_)) => client.handle_disconnected(now),
             Wake::Timer => client.handle_timeout(now),
         }
     }

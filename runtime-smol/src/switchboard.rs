@@ -195,8 +195,8 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
     let Some((req, rest)) = read_head(&mut stream).await else {
         return;
     };
-    let key = match req {
-        Route::Upgrade { key } => key,
+    let (key, token) = match req {
+        Route::Upgrade { key, token } => (key, token),
         Route::Health => {
             let body = serde_json::to_string(lock(&inner).board.counters()).unwrap_or_default();
             let _ = stream
@@ -217,6 +217,22 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
             return;
         }
     };
+    let admitted = match stream.peer_addr() {
+        Ok(peer) => lock(&inner)
+            .board
+            .admit(Instant::now(), peer.ip(), token.as_deref())
+            .map_err(|r| r.status()),
+        Err(_) => Err("400 Bad Request"),
+    };
+    let admission = match admitted {
+        Ok(a) => a,
+        Err(status) => {
+            let _ = stream
+                .write_all(http::error_response(status).as_bytes())
+                .await;
+            return;
+        }
+    };
     if stream
         .write_all(
             http::upgrade_response(
@@ -227,6 +243,7 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
         .await
         .is_err()
     {
+        lock(&inner).board.release(admission);
         return;
     }
     let ws = WebSocketStream::from_partially_read(
@@ -237,7 +254,7 @@ async fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: 
     )
     .await;
     let (tx, rx) = channel::unbounded();
-    let id = lock(&inner).open(Instant::now(), Writer(tx));
+    let id = lock(&inner).open(Instant::now(), Writer(tx), admission);
     serve(ws, id, &inner, rx).await;
     lock(&inner).closed(Instant::now(), id);
 }

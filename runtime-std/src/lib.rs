@@ -77,7 +77,14 @@ pub fn entropy() -> Entropy {
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    Entropy::from_hasher(&std::collections::hash_map::RandomState::new(), wall, start)
+    let entropy =
+        Entropy::from_hasher(&std::collections::hash_map::RandomState::new(), wall, start);
+    // The operating system's generator, for a secured room's identity and nonces.
+    let mut secure = [0u8; 32];
+    match getrandom::fill(&mut secure) {
+        Ok(()) => entropy.with_secure(secure),
+        Err(_) => entropy,
+    }
 }
 
 /// A store replicated over TCP links: a member without a room ([`mesh::replicate`])

@@ -103,7 +103,7 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let forward: Forward = Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok());
-    let signalling = Signalling::new(&options.signal_url, forward)?;
+    let signalling = Signalling::new(&options.connect_url(), forward)?;
     let stop = Arc::new(AtomicBool::new(false));
     // The readers: datagrams into the driver's queue, one thread per socket.
     for (udp, local) in &sockets {
@@ -381,6 +381,7 @@ fn drive(
                 Some(WsChange::Up) => node.handle_signal_connected(now),
                 Some(WsChange::Text(t)) => node.handle_signal(now, &t),
                 Some(WsChange::Down) => node.handle_signal_disconnected(now),
+                Some(WsChange::Refused(status)) => node.handle_signal_refused(now, &status),
                 None => {}
             },
             Some(Input::Attach(codec, writer, reply)) => {

@@ -48,6 +48,8 @@ pub(crate) enum WsEvent {
     Raw(Vec<u8>),
     /// It failed to open, or closed.
     Closed,
+    /// The server answered the upgrade with this HTTP status.
+    Refused(String),
 }
 
 /// What a [`WsEvent`] means to the driver, once [`Signalling::handle`] has taken it.
@@ -58,6 +60,8 @@ pub(crate) enum WsChange {
     Text(String),
     /// The connection failed to open, or closed.
     Down,
+    /// The server refused the upgrade with this HTTP status (`401 Unauthorized`).
+    Refused(String),
 }
 
 /// Hands a connection's reports (tagged with its generation) to the driver's queue;
@@ -140,6 +144,10 @@ impl Signalling {
                 self.drop_ws();
                 Some(WsChange::Down)
             }
+            WsEvent::Refused(status) => {
+                self.drop_ws();
+                Some(WsChange::Refused(status))
+            }
         }
     }
 
@@ -182,9 +190,16 @@ pub(crate) type Writer = WebSocket<TcpStream>;
 
 /// One connection's thread: opens it, reports it, then reads it until it ends.
 fn run(url: &str, addr: SocketAddr, gen: u64, forward: Forward) {
-    let Some((stream, write)) = open(url, addr) else {
-        forward(gen, WsEvent::Closed);
-        return;
+    let (stream, write) = match open(url, addr) {
+        Ok(s) => s,
+        Err(Some(status)) => {
+            forward(gen, WsEvent::Refused(status));
+            return;
+        }
+        Err(None) => {
+            forward(gen, WsEvent::Closed);
+            return;
+        }
     };
     if !forward(
         gen,
@@ -216,16 +231,22 @@ fn run(url: &str, addr: SocketAddr, gen: u64, forward: Forward) {
     forward(gen, WsEvent::Closed);
 }
 
-/// Connects and does the handshake; the socket and a clone for writing.
-fn open(url: &str, addr: SocketAddr) -> Option<(TcpStream, TcpStream)> {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
+/// Connects and does the handshake; the socket and a clone for writing, or the
+/// HTTP status the server refused the upgrade with.
+fn open(url: &str, addr: SocketAddr) -> Result<(TcpStream, TcpStream), Option<String>> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|_| None)?;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
-    let (ws, _) = tungstenite::client(url, stream).ok()?;
+    let (ws, _) = tungstenite::client(url, stream).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r)) => {
+            Some(rtc_mesh_core::http::status_line(r.status()))
+        }
+        _ => None,
+    })?;
     let stream = ws.into_inner();
     let _ = stream.set_read_timeout(None);
-    let write = stream.try_clone().ok()?;
-    Some((stream, write))
+    let write = stream.try_clone().map_err(|_| None)?;
+    Ok((stream, write))
 }
 
 enum Input {
@@ -353,7 +374,7 @@ fn drive(
             Some(Input::Ws(g, e)) => match ws.handle(g, e) {
                 Some(WsChange::Up) => client.handle_connected(now),
                 Some(WsChange::Text(t)) => client.handle_text(now, &t),
-                Some(WsChange::Down) => client.handle_disconnected(now),
+                Some(WsChange::Down | WsChange::Refused(_)) => client.handle_disconnected(now),
                 None => {}
             },
             // What is pending goes first, then the close frame.

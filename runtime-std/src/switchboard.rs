@@ -196,8 +196,8 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
             }
         }
     };
-    let key = match req {
-        Route::Upgrade { key } => key,
+    let (key, token) = match req {
+        Route::Upgrade { key, token } => (key, token),
         Route::Health => {
             let body = serde_json::to_string(lock(&inner).board.counters()).unwrap_or_default();
             let _ = stream.write_all(http::json_response(&body).as_bytes());
@@ -212,17 +212,29 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
             return;
         }
     };
+    let admitted = match stream.peer_addr() {
+        Ok(peer) => lock(&inner)
+            .board
+            .admit(Instant::now(), peer.ip(), token.as_deref())
+            .map_err(|r| r.status()),
+        Err(_) => Err("400 Bad Request"),
+    };
+    let admission = match admitted {
+        Ok(a) => a,
+        Err(status) => {
+            let _ = stream.write_all(http::error_response(status).as_bytes());
+            return;
+        }
+    };
     let _ = stream.set_read_timeout(None);
-    if stream
+    let upgraded = stream
         .write_all(
             http::upgrade_response(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
                 .as_bytes(),
         )
-        .is_err()
-    {
-        return;
-    }
-    let Ok(write_stream) = stream.try_clone() else {
+        .and_then(|()| stream.try_clone());
+    let Ok(write_stream) = upgraded else {
+        lock(&inner).board.release(admission);
         return;
     };
     let (tx, rx) = mpsc::channel();
@@ -233,6 +245,7 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
             tx: tx.clone(),
             queued: queued.clone(),
         },
+        admission,
     );
     let config = ws_config(WsLimits::for_switchboard(max_frame));
     let writer = thread::Builder::new()

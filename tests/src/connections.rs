@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use rtc_mesh_core::switchboard::{ConnId, Switchboard};
+use rtc_mesh_core::switchboard::{Admission, ConnId, Switchboard};
 
 /// The signalling connections of a world's peers (at most one open per peer).
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ impl Connections {
         let c = ConnId(self.next);
         self.of_peer.insert(i, c);
         self.peer_of.insert(c, i);
-        board.handle_open(now, c);
+        board.handle_open(now, c, Admission::ungated());
         c
     }
 

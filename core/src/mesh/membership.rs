@@ -110,6 +110,17 @@ impl Mesh {
         self.pump_signal();
     }
 
+    /// The switchboard refused our connection before the upgrade, with this HTTP
+    /// status (`401 Unauthorized`, say): reported as [`MeshEvent::Refused`]
+    /// (`http_401`), then taken as a lost connection.
+    pub fn handle_signal_refused(&mut self, now: Instant, status: &str) {
+        let code = status.split(' ').next().unwrap_or_default();
+        self.event(MeshEvent::Refused {
+            reason: format!("http_{code}"),
+        });
+        self.handle_signal_disconnected(now);
+    }
+
     pub(super) fn set_present(&mut self, peer: &str, present: bool, reason: LeaveReason) {
         let Some(p) = self.peers.get_mut(peer) else {
             return;
@@ -162,6 +173,13 @@ impl Mesh {
             return;
         }
         let Some(from) = msg.sender.clone() else {
+            if msg.command == crate::switchboard::REFUSED_COMMAND {
+                let reason = match msg.object().and_then(|o| o.get("reason")) {
+                    Some(Value::String(r)) => r.chars().take(64).collect(),
+                    _ => "unknown".into(),
+                };
+                self.event(MeshEvent::Refused { reason });
+            }
             return;
         };
         if from == self.config.id {

@@ -353,6 +353,15 @@ pub enum MeshEvent {
     },
     /// We left (after [`Mesh::close`]).
     Offline,
+    /// The switchboard refused us: our connection before the upgrade
+    /// ([`Mesh::handle_signal_refused`]: `http_401` for a missing or bad token,
+    /// `http_429` for too many connections from our address), or our announce
+    /// (`/mesh:refused`: `token_room`, `token_required`, `unproven`). We are not in the
+    /// room; the connection is retried with backoff as after any loss.
+    Refused {
+        /// Why, as the switchboard said.
+        reason: String,
+    },
     /// A mesh without a room ([`MeshConfig::in_room`] false): every attached stream
     /// is synced both ways.
     StreamsSynced {

@@ -38,6 +38,7 @@
 mod identity;
 mod room;
 pub mod signing;
+pub mod token;
 
 pub use identity::{Identity, KeyError, PeerKey, SigError, PEER_ID_LEN};
 pub use room::{OpenError, RoomKey, RoomSecret, SecretError, INVITE_PREFIX, PBKDF2_ROUNDS};

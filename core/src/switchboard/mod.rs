@@ -27,18 +27,27 @@
 //! - With [`SwitchboardConfig::turn`], each connection gets `/mesh:ice|{..}` right
 //!   after its `/roominfo` on its first announce: TURN servers and short-lived
 //!   credentials for it ([`TurnOffer`]).
+//! - The gate ([`gate`]): before the upgrade, a per-address connection limit and
+//!   (with [`SwitchboardConfig::tokens`]) an HS256 token for one room; at the
+//!   announce, proof that an announcer of a key-form id (a secured member's) holds the
+//!   key.
 //! - Limits ([`SwitchboardConfig`]): frame size, members per room, rooms, and a token
 //!   bucket per connection. A binary frame, a malformed text or a breach is counted
 //!   and dropped; repeated abuse closes the connection. Nothing stops the server.
 //!
 //! All of it is counted in [`Counters`], which runtimes serve as JSON at `/health`.
 
-use std::collections::{BTreeMap, VecDeque};
+mod gate;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::signal::{Signal, SignalError, SignalLimits};
 use crate::value::{Object, Value};
+
+pub use gate::{key_form, Admission, Refusal, TokenGate, REFUSED_COMMAND};
 
 /// A connection, numbered by the runtime (unique while open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,6 +81,16 @@ pub struct SwitchboardConfig {
     /// TURN servers to offer each connection, with short-lived credentials (default
     /// none).
     pub turn: Option<TurnOffer>,
+    /// Admission tokens: with a gate, only connections presenting a valid token
+    /// (`?token=` on the URL) are upgraded, and each may announce into its token's
+    /// room only (default none: anyone may connect).
+    pub tokens: Option<TokenGate>,
+    /// Most connections open at once from one IP address (default 64); more are
+    /// refused with `429` before the upgrade.
+    pub max_per_ip: usize,
+    /// Whether loopback addresses are held to [`max_per_ip`](Self::max_per_ip) too
+    /// (default false, so that one host's programs and tests are not limited).
+    pub limit_loopback: bool,
 }
 
 /// TURN servers the switchboard offers each member, with credentials of coturn's
@@ -158,6 +177,9 @@ impl Default for SwitchboardConfig {
             ping_after: Duration::from_secs(10),
             dead_after: Duration::from_secs(30),
             turn: None,
+            tokens: None,
+            max_per_ip: 64,
+            limit_loopback: false,
         }
     }
 }
@@ -209,6 +231,14 @@ pub struct Counters {
     pub closed_abuse: u64,
     /// Connections closed for not answering pings.
     pub closed_dead: u64,
+    /// Connections refused before the upgrade: no token, or an invalid one.
+    pub refused_token: u64,
+    /// Announces refused: the token grants another room (or none).
+    pub refused_token_room: u64,
+    /// Connections refused before the upgrade: too many from one address.
+    pub refused_per_ip: u64,
+    /// Announces of a key-form id without its holder's proof (or with a replayed one).
+    pub refused_unproven: u64,
 }
 
 /// Why the switchboard closes a connection.
@@ -246,6 +276,12 @@ struct Conn {
     last_refill: Instant,
     last_seen: Instant,
     pinged: bool,
+    /// The address the gate counted it under.
+    ip: Option<IpAddr>,
+    /// The room its token grants.
+    token_room: Option<String>,
+    /// The timestamp of its last proven announce (key-form ids).
+    proven_ts: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -263,6 +299,8 @@ pub struct Switchboard {
     rooms: BTreeMap<Arc<str>, Room>,
     out: VecDeque<SwitchOutput>,
     counters: Counters,
+    /// Open (and admitted) connections per address.
+    per_ip: HashMap<IpAddr, usize>,
     next_sweep: Option<Instant>,
     /// The latest instant seen.
     now: Instant,
@@ -285,6 +323,7 @@ impl Switchboard {
             rooms: BTreeMap::new(),
             out: VecDeque::new(),
             counters: Counters::default(),
+            per_ip: HashMap::new(),
             next_sweep: None,
             now,
         }
@@ -318,8 +357,9 @@ impl Switchboard {
         self.conns.get(&conn).and_then(|c| c.room.as_deref())
     }
 
-    /// A connection was accepted.
-    pub fn handle_open(&mut self, now: Instant, conn: ConnId) {
+    /// A connection was accepted and upgraded, with its [`admit`](Self::admit)
+    /// (or [`Admission::ungated`]).
+    pub fn handle_open(&mut self, now: Instant, conn: ConnId, admission: Admission) {
         self.now = self.now.max(now);
         self.counters.connections_total += 1;
         self.conns.insert(
@@ -333,6 +373,9 @@ impl Switchboard {
                 last_refill: now,
                 last_seen: now,
                 pinged: false,
+                ip: admission.ip,
+                token_room: admission.room,
+                proven_ts: None,
             },
         );
         self.counters.connections = self.conns.len() as u64;
@@ -445,9 +488,12 @@ impl Switchboard {
             _ => None,
         });
         let id_matches = attrs.and_then(|a| a.get("id")) == Some(&Value::from(sender.as_str()));
-        let Some(room) = room.filter(|_| id_matches) else {
+        let (Some(room), Some(attrs)) = (room.filter(|_| id_matches), attrs) else {
             self.counters.dropped_malformed += 1;
             self.strike(conn, now);
+            return;
+        };
+        let Ok(proven) = self.gate_announce(conn, room, &sender, attrs) else {
             return;
         };
         let current = self.conns[&conn].room.clone();
@@ -476,6 +522,7 @@ impl Switchboard {
         };
         let r = self.rooms.entry(room.clone()).or_default();
         let old = r.members.insert(sender.clone(), conn);
+        let count = r.members.len();
         if old.is_none() {
             self.counters.members += 1;
         }
@@ -483,13 +530,11 @@ impl Switchboard {
             if old != conn {
                 // Same id, new connection: the old one goes silently.
                 self.counters.replaced += 1;
-                self.conns.remove(&old);
-                self.counters.connections = self.conns.len() as u64;
+                self.remove_conn(old);
                 self.out
                     .push_back(SwitchOutput::Close(old, CloseReason::Replaced));
             }
         }
-        let count = r.members.len();
         let c = self.conns.get_mut(&conn).expect("open connection");
         let first = c.id.is_none();
         let offer = match &self.config.turn {
@@ -498,6 +543,7 @@ impl Switchboard {
         };
         c.id = Some(sender);
         c.room = Some(room.clone());
+        c.proven_ts = proven.or(c.proven_ts);
         self.counters.announces += 1;
         self.update_gauges();
         self.send(conn, Signal::roominfo(count).encode().into());
@@ -548,7 +594,14 @@ impl Switchboard {
             .conn_id(conn)
             .map(|id| Signal::leave(id, Some("disconnected")));
         self.leave_room_with(conn, leave);
-        self.conns.remove(&conn);
+        self.remove_conn(conn);
+    }
+
+    /// Forgets a connection (and its count under its address).
+    fn remove_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.forget_ip(c.ip);
+        }
         self.counters.connections = self.conns.len() as u64;
     }
 
@@ -621,7 +674,7 @@ impl Switchboard {
             }
             // Out of its room silently for now: the rooms hear every leave below.
             self.leave_room_with(id, None);
-            self.conns.remove(&id);
+            self.remove_conn(id);
             self.counters.closed_dead += 1;
             self.out
                 .push_back(SwitchOutput::Close(id, CloseReason::Dead));

@@ -1,0 +1,145 @@
+//! `rtc-mesh invite` (a fresh room secret and its demo-page link) and `rtc-mesh token`
+//! (an admission token for a switchboard run with `--token-secret`).
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rtc_mesh_core::security::token::{Claims, TokenKey};
+use rtc_mesh_core::security::{Entropy, RoomKey, RoomSecret};
+use rtc_mesh_core::url::WsUrl;
+
+use crate::Usage;
+
+pub(crate) const INVITE_USAGE: &str = "\
+rtc-mesh invite: a fresh secret for a secured room, and the demo page's link with it
+
+Usage:
+  rtc-mesh invite ROOM [--signal URL] [--json]
+
+Prints the secret (rm1_ and 43 characters: 256 random bits, no stretching) for
+`rtc-mesh join ROOM --secret S`, and the demo page's link on the switchboard at URL
+(default ws://127.0.0.1:3000/) with the secret in its fragment (#secret=S), which
+the browser never sends to any server. Anyone holding the secret can join the room.
+";
+
+pub(crate) const TOKEN_USAGE: &str = "\
+rtc-mesh token: an admission token for a switchboard run with --token-secret
+
+Usage:
+  rtc-mesh token ROOM --token-secret K [--secret S] [--ttl SECS]
+
+Prints an HS256 token granting ROOM until SECS from now (default 3600). With --secret
+the room is secured, and the token names its tag (what the switchboard sees); a
+passphrase is stretched first (PBKDF2, 600,000 rounds). Give it to `join --token T`
+or to the browser client's join(room, { token }).
+";
+
+/// 32 bytes from the operating system's generator.
+pub(crate) fn os_random() -> Result<[u8; 32], String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness from the system: {e}"))?;
+    Ok(b)
+}
+
+/// `--secret S` as given.
+pub(crate) fn parse_secret(text: &str) -> Result<RoomSecret, Usage> {
+    RoomSecret::parse(text).map_err(|e| Usage(format!("bad_secret: {e}")))
+}
+
+/// A switchboard secret of `--token-secret`.
+pub(crate) fn parse_token_secret(text: &str) -> Result<TokenKey, Usage> {
+    TokenKey::new(text.as_bytes()).map_err(|e| Usage(format!("--token-secret: {e}")))
+}
+
+pub(crate) fn invite(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
+    use lexopt::prelude::*;
+    let mut room = None;
+    let mut signal = "ws://127.0.0.1:3000/".to_owned();
+    let mut json = false;
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(v) if room.is_none() => room = Some(v.string()?),
+            Long("signal") => signal = args.value()?.string()?,
+            Long("json") => json = true,
+            Long("help") | Short('h') => {
+                print!("{INVITE_USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let room = room.ok_or_else(|| Usage("invite needs a ROOM".into()))?;
+    let url = WsUrl::parse(&signal).map_err(|e| Usage(e.to_string()))?;
+    let seed = os_random().map_err(Usage)?;
+    let secret = RoomSecret::generate(&mut Entropy::from_seed(seed));
+    let text = secret.to_text();
+    let link = format!(
+        "http://{}/?room={}#secret={}",
+        url.host_port(),
+        query_escape(&room),
+        text.as_str()
+    );
+    if json {
+        let o = serde_json::json!({"event": "invite", "room": room, "secret": text.as_str(), "link": link});
+        println!("{o}");
+    } else {
+        println!("secret: {}", text.as_str());
+        println!("link:   {link}");
+        println!("join:   rtc-mesh join {room} --secret {}", text.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn token(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
+    use lexopt::prelude::*;
+    let mut room = None;
+    let mut key = None;
+    let mut secret = None;
+    let mut ttl = Duration::from_secs(3600);
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(v) if room.is_none() => room = Some(v.string()?),
+            Long("token-secret") => key = Some(parse_token_secret(&args.value()?.string()?)?),
+            Long("secret") => secret = Some(parse_secret(&args.value()?.string()?)?),
+            Long("ttl") => {
+                let v = args.value()?.string()?;
+                let secs: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=366 * 86_400).contains(s))
+                    .ok_or_else(|| Usage(format!("--ttl {v:?}: seconds, from 1 to 31622400")))?;
+                ttl = Duration::from_secs(secs);
+            }
+            Long("help") | Short('h') => {
+                print!("{TOKEN_USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let room = room.ok_or_else(|| Usage("token needs a ROOM".into()))?;
+    let key = key.ok_or_else(|| Usage("token needs --token-secret".into()))?;
+    let room = match secret {
+        Some(s) => RoomKey::derive(&room, &s).tag().to_owned(),
+        None => room,
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let exp = (now + ttl).as_secs();
+    println!("{}", key.issue(&Claims { room, exp }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `text` for a URL query: unreserved characters kept, the rest percent-escaped.
+fn query_escape(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

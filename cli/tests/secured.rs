@@ -1,0 +1,320 @@
+//! Secured rooms at the process level: `rtc-mesh join --secret` members (both
+//! runtimes) through `rtc-mesh serve`, with a spy, an impostor and a wrong secret
+//! beside them; the switchboard's token gate and per-address limit.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{rtc_mesh, Peer};
+use rtc_mesh_core::security::token::{Claims, TokenKey};
+use rtc_mesh_core::security::{RoomKey, RoomSecret};
+use rtc_mesh_core::signal::Signal;
+use rtc_mesh_core::Value as V;
+use rtc_mesh_smol::signal::{SignalEvent, Signaller};
+use serde_json::{json, Value};
+use smol::future::FutureExt;
+
+const TOKEN_SECRET: &str = "a switchboard secret of 32 bytes or more";
+
+fn serve(extra: &[&str]) -> (Peer, String, SocketAddr) {
+    let mut c = rtc_mesh();
+    c.args(["serve", "--listen", "127.0.0.1:0", "--json"]);
+    c.args(extra);
+    let mut p = Peer::spawn("serve", c);
+    let addr: SocketAddr = p.ready_addr().parse().unwrap();
+    (p, format!("ws://{addr}/"), addr)
+}
+
+/// A fresh secret, as `rtc-mesh invite` prints it.
+fn invite(room: &str, url: &str) -> String {
+    let out = rtc_mesh()
+        .args(["invite", room, "--signal", url, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_owned();
+    let link = v["link"].as_str().unwrap();
+    assert!(secret.starts_with("rm1_") && secret.len() == 47, "{secret}");
+    assert!(
+        link.ends_with(&format!("/?room={room}#secret={secret}")),
+        "{link}"
+    );
+    secret
+}
+
+fn joiner(name: &str, url: &str, room: &str, runtime: &str, extra: &[&str]) -> Peer {
+    let mut c = rtc_mesh();
+    c.args(["join", room, "--signal", url, "--runtime", runtime]);
+    c.args(["--json", "--bind", "127.0.0.1:0"]);
+    c.args(extra);
+    Peer::spawn(name, c)
+}
+
+fn synced_with(p: &mut Peer, n: usize) {
+    p.wait_for(&format!("synced_all with {n}"), |v| {
+        v["event"] == "synced_all" && v["peers"].as_array().is_some_and(|a| a.len() == n)
+    });
+}
+
+/// The next message on `s` (skipping connection events), or a panic after 10 s.
+fn next_message(s: &Signaller) -> Signal {
+    smol::block_on(
+        async {
+            loop {
+                match s.recv().await {
+                    Some(SignalEvent::Message(m)) => return m,
+                    Some(_) => continue,
+                    None => panic!("client ended"),
+                }
+            }
+        }
+        .or(async {
+            smol::Timer::after(Duration::from_secs(10)).await;
+            panic!("no message within 10 s")
+        }),
+    )
+}
+
+fn attrs(id: &str, room: &str) -> rtc_mesh_core::Object {
+    let mut o = rtc_mesh_core::Object::new();
+    o.insert("id", id.into());
+    o.insert("room", room.into());
+    o
+}
+
+fn health(addr: SocketAddr) -> Value {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// A WebSocket upgrade request for `path` on `stream`; the status line answered.
+fn upgrade_on(mut stream: TcpStream, path: &str) -> (String, TcpStream) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        if stream.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    (String::from_utf8_lossy(&head).trim().to_owned(), stream)
+}
+
+fn upgrade(addr: SocketAddr, path: &str) -> String {
+    upgrade_on(TcpStream::connect(addr).unwrap(), path).0
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&fd, &SocketAddr::from((from, 0))).unwrap();
+    connect(&fd, &to).unwrap();
+    TcpStream::from(fd)
+}
+
+#[test]
+fn a_secured_room_meshes_and_the_switchboard_sees_neither_room_nor_attributes() {
+    let (_server, url, addr) = serve(&[]);
+    let secret = invite("lobby", &url);
+    let tag = RoomKey::derive("lobby", &RoomSecret::parse(&secret).unwrap())
+        .tag()
+        .to_owned();
+    // A spy in the tag's room (the switchboard relays it everything the room hears).
+    let spy = Signaller::connect(&url, Default::default()).unwrap();
+    spy.announce(&Signal::announce("spy", attrs("spy", &tag)));
+    assert_eq!(next_message(&spy), Signal::roominfo(1));
+    // A wrong secret: another tag, nobody to meet.
+    let wrong = invite("lobby", &url);
+    let mut c = joiner("wrong", &url, "lobby", "smol", &["--secret", &wrong]);
+    c.wait_event("ready");
+    let mut a = joiner("a", &url, "lobby", "smol", &["--secret", &secret]);
+    let mut b = joiner("b", &url, "lobby", "std", &["--secret", &secret]);
+    let a_id = a.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    let b_id = b.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    assert_eq!((a_id.len(), b_id.len()), (43, 43), "ids are keys");
+    synced_with(&mut a, 1);
+    synced_with(&mut b, 1);
+    // What the spy heard: two announces, sealed; no room name, no attributes.
+    let heard: Vec<Signal> = (0..2).map(|_| next_message(&spy)).collect();
+    let a_announce = heard
+        .iter()
+        .find(|m| m.sender.as_deref() == Some(a_id.as_str()))
+        .expect("a's announce")
+        .clone();
+    for m in &heard {
+        let text = m.encode();
+        assert_eq!(m.command, "announce");
+        for plain in ["lobby", "incarnation", "codecs", "rtc-mesh/", "fingerprint"] {
+            assert!(!text.contains(plain), "{plain} in {text}");
+        }
+        let o = m.object().unwrap();
+        assert_eq!(o.get("room"), Some(&V::from(tag.as_str())));
+        assert!(matches!(o.get("sealed"), Some(V::String(s)) if s.len() > 40));
+    }
+    // The spy's own (open) announce and an unsealed offer on the tag are ignored.
+    spy.announce(&Signal::announce("spy", attrs("spy", &tag)));
+    let mut offer = rtc_mesh_core::Object::new();
+    offer.insert("type", "offer".into());
+    offer.insert("sdp", "v=0\r\n".into());
+    spy.send(&Signal::new("mesh:sdp", "spy", vec![offer.into()]).to(&a_id));
+    // An impostor announcing a's id: without a proof, and replaying a's own.
+    let thief = Signaller::connect(&url, Default::default()).unwrap();
+    thief.announce(&Signal::announce(&a_id, attrs(&a_id, &tag)));
+    let refused = Signal::parse(
+        r#"/mesh:refused|{"reason":"unproven"}"#,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(next_message(&thief), refused);
+    thief.announce(&a_announce);
+    assert_eq!(next_message(&thief), refused);
+    // The room goes on: writes both ways, nobody left, no stranger joined.
+    a.send(json!({"op":"set","key":"from-a","value":1}));
+    b.send(json!({"op":"set","key":"from-b","value":2}));
+    a.wait_update("from-b", &json!(2));
+    b.wait_update("from-a", &json!(1));
+    a.send(json!({"op":"peers"}));
+    let peers = a.wait_event("peers")["peers"].clone();
+    assert_eq!(peers.as_array().unwrap().len(), 1, "{peers}");
+    assert_eq!(peers[0]["peer"], b_id.as_str());
+    for p in [&a, &b] {
+        assert_eq!(p.count_events("peer_leave"), 0, "{}", p.seen.join("\n"));
+        assert_eq!(p.count_events("peer_join"), 1, "{}", p.seen.join("\n"));
+    }
+    assert_eq!(c.dump(), json!({}));
+    assert_eq!(c.count_events("peer_join"), 0);
+    let h = health(addr);
+    assert_eq!(h["refused_unproven"], 2, "{h}");
+    for p in [a, b, c] {
+        assert!(p.close().success());
+    }
+}
+
+#[test]
+fn tokens_admit_their_room_only_and_are_checked_before_the_upgrade() {
+    let (_server, url, addr) = serve(&["--token-secret", TOKEN_SECRET]);
+    let secret = invite("team", &url);
+    let token = |room: &str, secret: Option<&str>| {
+        let mut c = rtc_mesh();
+        c.args(["token", room, "--token-secret", TOKEN_SECRET]);
+        if let Some(s) = secret {
+            c.args(["--secret", s]);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let t = token("team", Some(&secret));
+    let mut a = joiner(
+        "a",
+        &url,
+        "team",
+        "smol",
+        &["--secret", &secret, "--token", &t],
+    );
+    let mut b = joiner(
+        "b",
+        &url,
+        "team",
+        "std",
+        &["--secret", &secret, "--token", &t],
+    );
+    synced_with(&mut a, 1);
+    synced_with(&mut b, 1);
+    // No token; a token for another room (the open room "team" is another tag).
+    let mut none = joiner("none", &url, "team", "smol", &["--secret", &secret]);
+    let e = none.wait_event("error");
+    assert_eq!(e["code"], "refused_http_401", "{e}");
+    let other = token("team", None);
+    let mut elsewhere = joiner(
+        "other",
+        &url,
+        "team",
+        "std",
+        &["--secret", &secret, "--token", &other],
+    );
+    let e = elsewhere.wait_event("error");
+    assert_eq!(e["code"], "refused_token_room", "{e}");
+    // Expired, alg none, tampered, another secret: 401 before the upgrade.
+    let key = TokenKey::new(TOKEN_SECRET.as_bytes()).unwrap();
+    let tag = RoomKey::derive("team", &RoomSecret::parse(&secret).unwrap())
+        .tag()
+        .to_owned();
+    let expired = key.issue(&Claims {
+        room: tag.clone(),
+        exp: 1,
+    });
+    let (h, rest) = t.split_once('.').unwrap();
+    let none_alg = format!("eyJhbGciOiJub25lIn0.{}", rest.rsplit_once('.').unwrap().0) + ".";
+    let tampered = format!(
+        "{h}.{}",
+        rest.replacen(|c: char| c.is_ascii_lowercase(), "Q", 1)
+    );
+    let foreign = TokenKey::new(&[1; 32]).unwrap().issue(&Claims {
+        room: tag,
+        exp: u64::MAX / 2,
+    });
+    for bad in [expired, none_alg, tampered, foreign, String::new()] {
+        let status = upgrade(addr, &format!("/?token={bad}"));
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{bad}");
+    }
+    assert_eq!(upgrade(addr, "/"), "HTTP/1.1 401 Unauthorized");
+    assert_eq!(
+        upgrade(addr, &format!("/?token={t}")),
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    // The admitted room works.
+    a.send(json!({"op":"set","key":"k","value":"v"}));
+    b.wait_update("k", &json!("v"));
+    let h = health(addr);
+    assert!(h["refused_token"].as_u64().unwrap() >= 7, "{h}");
+    assert!(h["refused_token_room"].as_u64().unwrap() >= 1, "{h}");
+    for p in [a, b] {
+        assert!(p.close().success());
+    }
+}
+
+#[test]
+fn two_hundred_connections_from_one_address_meet_the_limit_and_others_do_not() {
+    let (_server, _url, addr) = serve(&["--max-per-ip", "20", "--limit-loopback"]);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let (status, s) = upgrade_on(connect_from([127, 0, 0, 1], addr), "/");
+        match status.as_str() {
+            "HTTP/1.1 101 Switching Protocols" => held.push(s),
+            "HTTP/1.1 429 Too Many Requests" => refused += 1,
+            o => panic!("unexpected {o}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (20, 180));
+    // Another address is not affected.
+    let (status, _other) = upgrade_on(connect_from([127, 0, 0, 2], addr), "/");
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    // Closed connections give their places back.
+    drop(held.drain(..10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let h = health(addr);
+        if h["connections"] == 11 {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "{h}");
+    };
+    assert_eq!(h["refused_per_ip"], 180, "{h}");
+    let (status, _again) = upgrade_on(connect_from([127, 0, 0, 1], addr), "/");
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+}
