@@ -318,3 +318,74 @@ fn two_hundred_connections_from_one_address_meet_the_limit_and_others_do_not() {
     let (status, _again) = upgrade_on(connect_from([127, 0, 0, 1], addr), "/");
     assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
 }
+
+#[test]
+fn through_rtc_switchboard_3_2_an_impostor_replay_and_forged_leave_are_ignored() {
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(common::interop_dir())
+        .arg("switchboard-server.js");
+    let mut server = Peer::spawn("rtc-switchboard", cmd);
+    let port = server.wait_event("ready")["port"].as_u64().expect("port");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let secret = invite("crew", &url);
+    let tag = RoomKey::derive("crew", &RoomSecret::parse(&secret).unwrap())
+        .tag()
+        .to_owned();
+    // The impostor sits in the tag's room first, so it hears the members' announces.
+    let thief = Signaller::connect(&url, Default::default()).unwrap();
+    thief.announce(&Signal::announce("thief", attrs("thief", &tag)));
+    assert_eq!(next_message(&thief), Signal::roominfo(1));
+    let mut a = joiner("a", &url, "crew", "smol", &["--secret", &secret]);
+    let a_id = a.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    let a_announce = loop {
+        let m = next_message(&thief);
+        if m.command == "announce" && m.sender.as_deref() == Some(a_id.as_str()) {
+            break m;
+        }
+    };
+    let mut b = joiner("b", &url, "crew", "std", &["--secret", &secret]);
+    let b_id = b.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    synced_with(&mut a, 1);
+    synced_with(&mut b, 1);
+    // rtc-switchboard relays everything verbatim: an unproven announce of a's id, a's
+    // own announce replayed, a forged leave of a, an unsealed offer to b.
+    let other = Signaller::connect(&url, Default::default()).unwrap();
+    other.announce(&Signal::announce(&a_id, attrs(&a_id, &tag)));
+    assert_eq!(next_message(&other).command, "roominfo");
+    other.send(&a_announce);
+    let leave = rtc_mesh_core::signal::Part::from(attrs(&a_id, &tag));
+    other.send(&Signal::new("leave", &a_id, vec![leave]));
+    let mut offer = rtc_mesh_core::Object::new();
+    offer.insert("type", "offer".into());
+    offer.insert("sdp", "v=0\r\n".into());
+    other.send(&Signal::new("mesh:sdp", &a_id, vec![offer.into()]).to(&b_id));
+    // Then a real member joins: rtc-switchboard relays in order on b's connection, so
+    // when b sees it join, b has handled every forgery.
+    let mut c = joiner("c", &url, "crew", "smol", &["--secret", &secret]);
+    let c_id = c.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    b.wait_for("c joined", |v| {
+        v["event"] == "peer_join" && v["peer"] == c_id.as_str()
+    });
+    // The link is kept and carries writes both ways; b never saw a leave or a stranger.
+    a.send(json!({"op":"set","key":"after","value":"a"}));
+    b.wait_update("after", &json!("a"));
+    b.send(json!({"op":"set","key":"back","value":"b"}));
+    a.wait_update("back", &json!("b"));
+    b.send(json!({"op":"peers"}));
+    let peers = b.wait_event("peers")["peers"].clone();
+    let a_link = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == a_id.as_str())
+        .expect("a still b's peer");
+    assert_eq!(a_link["state"], "synced", "{peers}");
+    assert_eq!(peers.as_array().unwrap().len(), 2, "a and c only: {peers}");
+    for p in [&a, &b] {
+        assert_eq!(p.count_events("peer_leave"), 0, "{}", p.seen.join("\n"));
+    }
+    assert_eq!(b.count_events("peer_join"), 2, "{}", b.seen.join("\n"));
+    for p in [a, b, c] {
+        assert!(p.close().success());
+    }
+}

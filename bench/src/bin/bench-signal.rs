@@ -14,6 +14,10 @@
 //!     [--window W] [--seconds T] [--idle I] [--only smol|std|node]
 //! ```
 //! Needs the interop npm packages (`npm ci` in interop/) for the node server.
+//!
+//! `tokens` is `rtc-mesh serve --token-secret` (smol): every client connects with an
+//! HS256 token for its room in `?token=`, so its rate beside `smol`'s is the cost of
+//! the gate (checked once per connection, nothing on the relay path).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -54,7 +58,11 @@ fn start(kind: &str) -> (Child, SocketAddr) {
                 .current_dir(repo_root().join("interop"));
             c
         }
-        rt => {
+        kind => {
+            let (rt, tokens) = match kind {
+                "tokens" => ("smol", true),
+                rt => (rt, false),
+            };
             let exe = std::env::current_exe().expect("own path");
             let bin = exe.with_file_name("rtc-mesh");
             assert!(
@@ -71,6 +79,9 @@ fn start(kind: &str) -> (Child, SocketAddr) {
                 "--runtime",
                 rt,
             ]);
+            if tokens {
+                c.args(["--token-secret", TOKEN_SECRET]);
+            }
             c
         }
     };
@@ -115,12 +126,25 @@ fn rss_kib(pid: u32) -> u64 {
 
 type Ws = async_tungstenite::WebSocketStream<TcpStream>;
 
+/// The `tokens` server's secret.
+const TOKEN_SECRET: &str = "bench-signal token secret, 32 bytes or more";
+
+/// A token for `room` (for the `tokens` server; the others ignore the query).
+fn token(room: &str) -> String {
+    use rtc_mesh_core::security::token::{Claims, TokenKey};
+    TokenKey::new(TOKEN_SECRET.as_bytes())
+        .expect("a long secret")
+        .issue(&Claims {
+            room: room.to_owned(),
+            exp: u64::from(u32::MAX),
+        })
+}
+
 async fn try_open(addr: SocketAddr, id: &str, room: &str) -> Option<Ws> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
-    let (mut ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
-        .await
-        .ok()?;
+    let url = format!("ws://{addr}/?token={}", token(room));
+    let (mut ws, _) = async_tungstenite::client_async(url, stream).await.ok()?;
     let ann = format!(r#"/announce|{id}|{{"id":"{id}","room":"{room}","agent":"bench"}}"#);
     ws.send(Message::text(ann)).await.ok()?;
     Some(ws)
@@ -316,7 +340,7 @@ fn main() {
             "--only" => o.only = Some(val()),
             "--addr" => o.addr = Some(val().parse().expect("HOST:PORT")),
             _ => {
-                eprintln!("usage: bench-signal [--clients C] [--rooms R] [--window W] [--seconds T] [--idle I] [--only smol|std|node]");
+                eprintln!("usage: bench-signal [--clients C] [--rooms R] [--window W] [--seconds T] [--idle I] [--only smol|tokens|std|node]");
                 std::process::exit(2);
             }
         }
@@ -343,7 +367,7 @@ fn main() {
         return;
     }
     let mut rates = Vec::new();
-    for kind in ["smol", "std", "node"] {
+    for kind in ["smol", "tokens", "std", "node"] {
         if o.only.as_deref().is_some_and(|k| k != kind) {
             continue;
         }
@@ -385,6 +409,14 @@ fn main() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+    let smol = rates.iter().find(|(k, _)| *k == "smol").map(|(_, r)| *r);
+    let tokens = rates.iter().find(|(k, _)| *k == "tokens").map(|(_, r)| *r);
+    if let (Some(s), Some(t)) = (smol, tokens) {
+        println!(
+            "tokens: relay with --token-secret is {:+.1}% of smol's without",
+            (t / s - 1.0) * 100.0
+        );
     }
     let node = rates.iter().find(|(k, _)| *k == "node").map(|(_, r)| *r);
     for (k, r) in &rates {
