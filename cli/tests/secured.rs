@@ -13,9 +13,8 @@ use rtc_mesh_core::security::token::{Claims, TokenKey};
 use rtc_mesh_core::security::{RoomKey, RoomSecret};
 use rtc_mesh_core::signal::Signal;
 use rtc_mesh_core::Value as V;
-use rtc_mesh_smol::signal::{SignalEvent, Signaller};
+use rtc_mesh_smol::signal::Signaller;
 use serde_json::{json, Value};
-use smol::future::FutureExt;
 
 const TOKEN_SECRET: &str = "a switchboard secret of 32 bytes or more";
 
@@ -62,21 +61,7 @@ fn synced_with(p: &mut Peer, n: usize) {
 
 /// The next message on `s` (skipping connection events), or a panic after 10 s.
 fn next_message(s: &Signaller) -> Signal {
-    smol::block_on(
-        async {
-            loop {
-                match s.recv().await {
-                    Some(SignalEvent::Message(m)) => return m,
-                    Some(_) => continue,
-                    None => panic!("client ended"),
-                }
-            }
-        }
-        .or(async {
-            smol::Timer::after(Duration::from_secs(10)).await;
-            panic!("no message within 10 s")
-        }),
-    )
+    smol::block_on(common::next_message(s))
 }
 
 fn attrs(id: &str, room: &str) -> rtc_mesh_core::Object {

@@ -4,37 +4,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::switchboard;
+use common::{next_message, switchboard};
 
 use rtc_mesh_core::signal::{Part, Signal};
 use rtc_mesh_core::Object;
 use rtc_mesh_smol::signal::{SignalEvent, Signaller};
 use rtc_mesh_smol::switchboard::Server;
-use smol::future::FutureExt;
 
 fn attrs(id: &str, room: &str) -> Object {
     let mut o = Object::new();
     o.insert("id", id.into());
     o.insert("room", room.into());
     o
-}
-
-/// The next message (skipping connection events), or a panic after 10 s.
-async fn next_message(s: &Signaller) -> Signal {
-    async {
-        loop {
-            match s.recv().await {
-                Some(SignalEvent::Message(m)) => return m,
-                Some(_) => continue,
-                None => panic!("client ended"),
-            }
-        }
-    }
-    .or(async {
-        smol::Timer::after(Duration::from_secs(10)).await;
-        panic!("no message within 10 s")
-    })
-    .await
 }
 
 #[test]

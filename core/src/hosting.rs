@@ -57,6 +57,24 @@ impl<W: ConnWriter> Hosted<W> {
         self.next_timeout
     }
 
+    /// Whether a connection from `peer` (its address, as the socket tells it)
+    /// presenting `token` may be upgraded ([`Switchboard::admit`]); if not, the
+    /// status line to answer with.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        peer: std::io::Result<std::net::SocketAddr>,
+        token: Option<&str>,
+    ) -> Result<Admission, &'static str> {
+        match peer {
+            Ok(peer) => self
+                .board
+                .admit(now, peer.ip(), token)
+                .map_err(|r| r.status()),
+            Err(_) => Err("400 Bad Request"),
+        }
+    }
+
     /// Registers a new connection, let in by the switchboard's
     /// [`admit`](Switchboard::admit), and tells the switchboard.
     pub fn open(&mut self, now: Instant, writer: W, admission: Admission) -> ConnId {

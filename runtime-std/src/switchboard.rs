@@ -212,13 +212,7 @@ fn connection(mut stream: TcpStream, inner: Arc<Mutex<Inner>>, max_frame: usize)
             return;
         }
     };
-    let admitted = match stream.peer_addr() {
-        Ok(peer) => lock(&inner)
-            .board
-            .admit(Instant::now(), peer.ip(), token.as_deref())
-            .map_err(|r| r.status()),
-        Err(_) => Err("400 Bad Request"),
-    };
+    let admitted = lock(&inner).admit(Instant::now(), stream.peer_addr(), token.as_deref());
     let admission = match admitted {
         Ok(a) => a,
         Err(status) => {

@@ -280,3 +280,19 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// The next message a signalling client gets (skipping connection events), or a panic
+/// after 10 s.
+#[allow(dead_code)] // not every test file uses it
+pub async fn next_message(s: &rtc_mesh_smol::signal::Signaller) -> rtc_mesh_core::signal::Signal {
+    within(10, "a signalling message", async {
+        loop {
+            match s.recv().await {
+                Some(rtc_mesh_smol::signal::SignalEvent::Message(m)) => return m,
+                Some(_) => continue,
+                None => panic!("client ended"),
+            }
+        }
+    })
+    .await
+}
