@@ -36,7 +36,12 @@ export type ErrorCode =
   | 'bad_digest'
   | 'bad_line'
   | 'bad_frame'
-  | 'bad_codecs';
+  | 'bad_codecs'
+  /** The switchboard refused us (a `refused` event): `refused_http_401`,
+   * `refused_http_429`, `refused_http` (a browser's WebSocket failed before opening,
+   * several times in a row: the status is not known), `refused_token_room`,
+   * `refused_token_required`, `refused_unproven`. */
+  | `refused_${string}`;
 
 /** An error with a machine-readable `code`. */
 export declare class MeshError extends Error {
@@ -287,6 +292,39 @@ export interface MeshConfig {
   retryMinMs?: number;
   retryMaxMs?: number;
   signalling?: { minBackoff?: number; maxBackoff?: number; maxQueue?: number };
+  /** A secured room (core's `MeshConfig::security`): every signal sealed, announces,
+   * leaves and SDP signed; `id` must be the identity's peer id. */
+  security?: MeshSecurity;
+}
+
+/** A member's part in a secured room (core's `Security`). */
+export interface MeshSecurity {
+  /** The room's keys ({@link deriveRoomKey}). */
+  key: RoomKey;
+  /** Our identity: the mesh's id is its peer id. */
+  identity: Identity;
+  /** How far a signed announce, leave or SDP may be from our clock (default 300000: 5 min). */
+  maxSignalAgeMs?: number;
+}
+
+/** Counters of a {@link Mesh} (core's `MeshStats`, the ones the browser client keeps). */
+export interface MeshStats {
+  early: number;
+  offers: number;
+  negotiationTimeouts: number;
+  linkTimeouts: number;
+  offersRestarted: number;
+  badSignals: number;
+  signalDisconnects: number;
+  /** Secured rooms: signals refused for being unsealed or unsigned on the room's tag. */
+  unsecuredSignals: number;
+  /** Secured rooms: sealed payloads that did not open for their command, sender and target. */
+  unsealFailures: number;
+  /** Secured rooms: signatures that did not check (or a sender id that is no key). */
+  badSignatures: number;
+  /** Secured rooms: announces, leaves and SDP replayed, too old or too far ahead, or of
+   * another incarnation than the member announced. */
+  staleSignals: number;
 }
 
 /** The longest a closing mesh waits for its links' remotes to read its `BYE`. */
@@ -303,8 +341,14 @@ export declare class Mesh {
   readonly store: Store;
   readonly replica: Replica;
   readonly closed: boolean;
+  readonly stats: MeshStats;
+  /** Secured rooms: called when outputs are waiting that no input made (a signal was
+   * sealed or opened, which WebCrypto does asynchronously): drain {@link Mesh.poll} then. */
+  onOutput: (() => void) | null;
   poll(): MeshOutput;
   isFinished(): boolean;
+  /** Resolves once no signal is being sealed or opened (at once in an open room). */
+  settled(): Promise<void>;
   /** What goes on the open link to `peer` (its channel messages), or null. */
   encoderOf(peer: string): JsonEncoder | PostcardEncoder | null;
   sessionOf(peer: string): Session | null;
@@ -314,6 +358,10 @@ export declare class Mesh {
   close(now: number): void;
   handleSignalConnected(now: number): void;
   handleSignalDisconnected(now: number): void;
+  /** The switchboard refused the connection before the upgrade with this HTTP status
+   * (`'401 Unauthorized'`; `''` if unknown): a `refused` event (`http_401`, or `http`),
+   * then as a lost connection. */
+  handleSignalRefused(now: number, status?: string): void;
   handleSignal(now: number, text: string): void;
   localSdp(now: number, peer: string, kind: 'offer' | 'answer', sdp: string): void;
   /** Our SDP of an ICE restart of the open link to `peer` (`"restart": true`). */
@@ -349,6 +397,15 @@ export interface JoinOptions {
   /** Codecs we speak, best first (default `['postcard', 'json']`); a link takes the
    * first one its peer lists too. */
   codecs?: CodecName[];
+  /** An admission token for a switchboard that requires one (`rtc-mesh serve
+   * --token-secret`), sent as `?token=` on the signalling URL. */
+  token?: string;
+  /** The room's secret: an invite (`rm1_...`) or a passphrase, or the room key
+   * {@link deriveRoomKey} made of it for this room. With one the room is secured, and
+   * {@link join} returns a promise. */
+  secret?: string | RoomKey;
+  /** Our identity in a secured room (default: a fresh one); its key is our peer id. */
+  identity?: Identity;
 }
 
 export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed';
@@ -365,6 +422,9 @@ export interface MemberEvents {
   offline: Record<string, never>;
   /** The switchboard offered TURN servers (with short-lived credentials), used from now on. */
   ice_offered: { urls: string[] };
+  /** The switchboard refused us (our connection, or our announce); also reported as
+   * an `error` with code `refused_<reason>`. The connection is retried with backoff. */
+  refused: { reason: string };
   error: MeshError;
 }
 
@@ -388,9 +448,14 @@ export interface PathEnd {
 
 /** A member of a room; create one with {@link join}. */
 export declare class Member {
-  constructor(room: string, options?: JoinOptions);
+  /** `security` is what {@link join} makes of `secret` and `identity`. */
+  constructor(room: string, options?: JoinOptions & { security?: MeshSecurity });
   readonly room: string;
   readonly id: string;
+  /** Whether the room is secured (joined with a secret). */
+  readonly secured: boolean;
+  /** In a secured room the name the switchboard sees (derived from the secret), else null. */
+  readonly tag: string | null;
   readonly incarnation: string;
   readonly store: Store;
   readonly replica: Replica;
@@ -408,18 +473,33 @@ export declare class Member {
   snapshot(): { [key: string]: Json };
   peerList(): PeerInfo[];
   /** ICE restarts of open links begun (by this page or the peer), and those after which
-   * data flowed again. */
-  readonly stats: { restarts: number; restartsRecovered: number };
+   * data flowed again; in a secured room, the signals refused (see {@link MeshStats}). */
+  readonly stats: {
+    restarts: number;
+    restartsRecovered: number;
+    readonly unsecuredSignals: number;
+    readonly unsealFailures: number;
+    readonly badSignatures: number;
+    readonly staleSignals: number;
+  };
   /** New user attributes, announced to the room. */
   announce(attributes: { [key: string]: Json }): void;
   /** `BYE` on every link, each kept until its remote closes it (at most 5 s), then `/leave`. */
   close(): Promise<void>;
 }
 
+/** Joins a secured `room` (`options.secret`): once its key is derived and an identity
+ * made, the member; it announces as soon as its WebSocket opens. */
+export declare function join(room: string, options: JoinOptions & { secret: string | RoomKey }): Promise<Member>;
 /** Joins `room`; the member announces as soon as its WebSocket opens. */
-export declare function join(room: string, options?: JoinOptions): Member;
+export declare function join(room: string, options?: JoinOptions & { secret?: undefined }): Member;
 
 // Secured rooms (lib/security.js, the twin of core's `security` module).
+
+/** How far a signed announce, leave or SDP may be from our clock (5 minutes), in ms. */
+export declare const DEFAULT_MAX_SIGNAL_AGE_MS: number;
+/** The most bytes an opened (inflated) SDP payload may have: 64 KiB. */
+export declare const MAX_SDP_PLAIN: number;
 
 /** How an invite secret starts: `rm1_` and 43 base64url characters. */
 export declare const INVITE_PREFIX: 'rm1_';

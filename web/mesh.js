@@ -16,7 +16,8 @@
 // `LINKS`, `CLOCK` and `BYE` control strings.
 //
 // The modules under lib/ mirror core's: values, store, codecs (json), postcard, session,
-// replica, signal, signal-client and mesh (sans-IO, as core's), and member (the mesh
+// replica, signal, signal-client and mesh (sans-IO, as core's; secured rooms in
+// secured, with the crypto in security), and member (the mesh
 // driven with WebSocket and RTCPeerConnection). All but member need no browser: tests
 // run them in Node against the vectors and traces the Rust implementation produces.
 
@@ -37,6 +38,7 @@ export { encodeSignal, parseSignal } from './lib/signal.js';
 export { SignalClient, Xorshift } from './lib/signal-client.js';
 export { CLOSE_FLUSH_MS, Mesh } from './lib/mesh.js';
 export { Member, join } from './lib/member.js';
+export { DEFAULT_MAX_SIGNAL_AGE_MS, MAX_SDP_PLAIN } from './lib/secured.js';
 export {
   INVITE_PREFIX, PBKDF2_ROUNDS, PEER_ID_LEN, parseSecret, generateSecret, deriveRoomKey, seal, open,
   PeerKey, Identity, signing, b64url, fromB64url,

@@ -81,6 +81,8 @@ fn chromium_firefox_and_native_peers_mesh() {
     for proof in [
         "chromium: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
         "firefox: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
+        "secured room: a native, a Chromium demo page (#secret=) and a Firefox page converged on 3 keys",
+        "a Chromium and a Firefox page with another secret met nobody and got nothing",
         "trio converged on 4 keys",
         "every link of the trio speaks postcard",
         "each page reports its links' paths",

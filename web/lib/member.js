@@ -4,6 +4,7 @@
 import { MeshError, byteLength } from './values.js';
 import { Mesh } from './mesh.js';
 import { IDLE_MS } from './signal-client.js';
+import { Identity, deriveRoomKey } from './security.js';
 
 /** How long ICE may call an open connection `disconnected` before it is judged dead. */
 const ICE_LOST_MS = 2000;
@@ -24,6 +25,34 @@ const RESTART_TIMEOUT_MS = 4000;
 /** How long a link whose path still brings datagrams is held while its channel data
  * stalls (SCTP retransmitting a lost frame: 1 + 2 + 4 s), as natives do. */
 const STALL_HOLD_MS = 10000;
+/** WebSocket attempts in a row that fail before opening, after which the switchboard is
+ * reported as refusing us (`refused_http`): a browser is not told the HTTP status of a
+ * refused upgrade (401 for a token, 429 for too many connections), nor whether there was
+ * one at all (a switchboard that is down looks the same). */
+const REFUSED_AFTER = 3;
+
+/** What a refusal's reason means, for the `error` event (the CLI's wording). */
+const REFUSALS = {
+  http_401: 'refused our connection: a valid token is required',
+  http_429: 'refused our connection: too many from our address',
+  http: `did not open our WebSocket ${REFUSED_AFTER} times in a row: it refuses us (no valid token, or too ` +
+    'many connections from our address; a browser is not told which) or cannot be reached',
+  token_room: 'refused our announce: the token is for another room',
+  token_required: 'refused our announce: a token is required',
+  unproven: "refused our announce: no proof that we hold our id's key",
+};
+
+/** The `error` of a `refused` event: code `refused_<reason>`. */
+function refusal(reason) {
+  return new MeshError(`refused_${reason}`, `the switchboard ${REFUSALS[reason] ?? 'refused us'}; retrying`);
+}
+
+/** The switchboard URL with the admission token in its query (core's
+ * `JoinOptions::connect_url`). */
+function connectUrl(url, token) {
+  if (token === undefined || token === null) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+}
 
 /** Whether datagrams came on `l`'s path within `within` ms while its channel data has
  * stalled for less than STALL_HOLD_MS: SCTP is retransmitting (core's `stalled`). */
@@ -45,13 +74,14 @@ const clock = () => performance.now();
  * `peer_update` ({peer, attributes}), `peer_leave` ({peer, reason: left | timeout |
  * closed | failed}), `synced` ({peer}), `synced_all` ({peers}), `online`, `offline`,
  * `ice_offered` ({urls}: the switchboard's TURN servers, used as none were given),
- * `error`.
+ * `refused` ({reason}: the switchboard refused our connection or announce; retried),
+ * `error` (a MeshError; a refusal is one too, code `refused_<reason>`).
  */
 export class Member {
   constructor(room, options = {}) {
     this.room = room;
     this.incarnation = hex(16);
-    this.signalUrl = options.signal || defaultSignalUrl();
+    this.signalUrl = connectUrl(options.signal || defaultSignalUrl(), options.token);
     this.iceServers = options.iceServers || [];
     // Given no TURN server, the first one the switchboard offers (`/mesh:ice`) is used.
     this.iceOffered = this.iceServers.some((s) => [].concat(s.urls || []).some((u) => /^turns?:/.test(u)));
@@ -60,7 +90,8 @@ export class Member {
     const start = clock();
     this.mesh = new Mesh(
       {
-        id: options.id || hex(16),
+        // In a secured room our id is our identity's key.
+        id: options.security ? options.security.identity.peerId : options.id || hex(16),
         room,
         incarnation: this.incarnation,
         codecs: options.codecs,
@@ -69,9 +100,16 @@ export class Member {
         epochMs: Date.now(),
         // Core's generator, seeded per member: its retries replay.
         seed: BigInt(`0x${this.incarnation}`),
+        security: options.security,
       },
       start,
     );
+    if (options.security && options.id && options.id !== this.mesh.id) {
+      throw new MeshError('bad_id', `in a secured room the peer id must be the identity's key (${this.mesh.id})`);
+    }
+    // A secured room's signals are sealed and opened asynchronously: what they bring
+    // out is run when they are done.
+    this.mesh.onOutput = () => this.pump();
     this.id = this.mesh.id;
     this.links = new Map();
     this.listeners = new Map();
@@ -82,8 +120,24 @@ export class Member {
     this.again = false;
     this.closing = null;
     this.finish = null;
-    /** ICE restarts begun (by us or the peer), and those after which data flowed again. */
+    /** WebSocket attempts in a row that failed before opening. */
+    this.failedOpens = 0;
+    /** ICE restarts begun (by us or the peer), and those after which data flowed again;
+     * and the mesh's refusals of signals in a secured room (always 0 in an open one). */
     this.stats = { restarts: 0, restartsRecovered: 0 };
+    for (const k of ['unsecuredSignals', 'unsealFailures', 'badSignatures', 'staleSignals']) {
+      Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.stats[k] });
+    }
+  }
+
+  /** Whether the room is secured (joined with a secret). */
+  get secured() {
+    return this.mesh.secured !== null;
+  }
+
+  /** In a secured room the name the switchboard sees (derived from the secret), else null. */
+  get tag() {
+    return this.mesh.secured?.key.tag ?? null;
   }
 
   /** The store (read it with `get`, `keys`, `snapshot`). */
@@ -223,6 +277,7 @@ export class Member {
         case 'event':
           if (o.name === 'offline') this.finish?.();
           this.emit(o.name, o.detail);
+          if (o.name === 'refused') this.emit('error', refusal(o.detail.reason));
           break;
         case 'timeout':
           this.schedule(o.at);
@@ -262,8 +317,11 @@ export class Member {
       return;
     }
     this.ws = ws;
+    let opened = false;
     ws.onopen = () => {
       if (this.ws !== ws) return;
+      opened = true;
+      this.failedOpens = 0;
       this.mesh.handleSignalConnected(clock());
       this.pump();
     };
@@ -281,7 +339,9 @@ export class Member {
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this.mesh.handleSignalDisconnected(clock());
+      // Refused before the upgrade, perhaps (once per run of failures: see REFUSED_AFTER).
+      if (!opened && ++this.failedOpens === REFUSED_AFTER) this.mesh.handleSignalRefused(clock(), '');
+      else this.mesh.handleSignalDisconnected(clock());
       this.pump();
     };
     ws.onerror = () => {};
@@ -666,12 +726,32 @@ function defaultSignalUrl() {
  * host, or ws://127.0.0.1:3000/). Options: `id`, `attributes`, `iceServers` (STUN and
  * TURN servers, as RTCPeerConnection takes them; given no TURN server, the member uses
  * those the switchboard offers), `iceTransportPolicy` (`'relay'`: relayed candidates
- * only), `codecs`.
+ * only), `codecs`, `token` (an admission token, sent as `?token=` on the signalling URL).
  * Returns the {@link Member} at once; it announces as soon as the WebSocket opens.
+ *
+ * With `secret` (an invite `rm1_...` or a passphrase, or a room key `deriveRoomKey`
+ * made for this room) the room is secured, and the member comes as a promise: the key
+ * is derived first (a passphrase is stretched, about a second) and, unless `identity`
+ * (an `Identity`) is given, a fresh identity made, whose key is our peer id. A bad
+ * secret rejects with a MeshError `bad_secret`.
  */
 export function join(room, options = {}) {
   if (typeof room !== 'string' || !room) throw new MeshError('bad_room', 'a room name is required');
+  if (options.secret !== undefined && options.secret !== null) return joinSecured(room, options);
   const m = new Member(room, options);
+  m.mesh.start(clock());
+  m.pump();
+  return m;
+}
+
+async function joinSecured(room, options) {
+  const { secret } = options;
+  const key = typeof secret === 'string' ? await deriveRoomKey(room, secret) : secret;
+  if (!key || !(key.roomId instanceof Uint8Array) || typeof key.tag !== 'string' || !key.key) {
+    throw new MeshError('bad_secret', 'the room secret is a text (an invite or a passphrase) or a key from deriveRoomKey');
+  }
+  const identity = options.identity ?? (await Identity.generate());
+  const m = new Member(room, { ...options, security: { key, identity } });
   m.mesh.start(clock());
   m.pump();
   return m;

@@ -10,6 +10,7 @@ import { PostcardDecoder, PostcardEncoder } from './postcard.js';
 import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { IDLE_MS, SignalClient, Xorshift } from './signal-client.js';
+import { Secured } from './secured.js';
 
 /** SDP or candidate messages kept per peer whose announce has not arrived. */
 const MAX_EARLY = 64;
@@ -37,6 +38,72 @@ function sameObject(a, b) {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/** Runs `f` on the signalling client: at once in an open room; in a secured one behind
+ * what is being sealed, so that the client sees everything in the order it was done. */
+function viaClient(mesh, f) {
+  if (mesh.secured) mesh.secured.client(f);
+  else f();
+}
+
+/** A signalling connection opened: the client sends our announce, then what was queued.
+ * On a reconnect, offers in flight may have been lost: they start again. */
+function takeConnection(mesh, now) {
+  const again = mesh.client.connections > 0;
+  mesh.client.handleConnected(now);
+  mesh.pumpSignal();
+  if (again && !mesh.closed) {
+    for (const id of mesh.ids()) {
+      const p = mesh.peers.get(id);
+      if (p.state === 'negotiating' && p.offerer) mesh.restartOffer(id, now);
+    }
+  }
+}
+
+/** A parsed text from the switchboard, taken by the mesh (in a secured room once it has
+ * been opened: `m.checked`). */
+function route(mesh, now, m) {
+  if (mesh.closed) return;
+  if (m.to !== null && m.to !== mesh.id) return;
+  if (m.command === 'roominfo') {
+    if (!mesh.online) {
+      mesh.online = true;
+      mesh.event('online');
+    }
+    return;
+  }
+  const from = m.sender;
+  if (!from) {
+    // The switchboard refused our announce (core's `MeshEvent::Refused`).
+    if (m.command === 'mesh:refused') {
+      const r = isObject(m.args[0]) ? m.args[0].reason : undefined;
+      mesh.event('refused', { reason: typeof r === 'string' ? Array.from(r).slice(0, 64).join('') : 'unknown' });
+    }
+    return;
+  }
+  if (from === mesh.id || !validPeerId(from)) return;
+  if (mesh.secured) {
+    m = mesh.secured.checkIn(now, from, m);
+    if (!m) return;
+  }
+  switch (m.command) {
+    case 'announce': mesh.onAnnounce(now, from, m); break;
+    case 'leave': mesh.onLeave(from, m); break;
+    case 'mesh:sdp':
+    case 'mesh:candidate':
+    case 'mesh:candidates':
+      if (mesh.peers.get(from)?.inRoom) mesh.onNegotiation(now, from, m);
+      else if (mesh.early.size < MAX_EARLY_PEERS || mesh.early.has(from)) {
+        // Before its announce: kept for then.
+        mesh.stats.early++;
+        const q = mesh.early.get(from) ?? [];
+        if (q.length < MAX_EARLY) q.push(m);
+        mesh.early.set(from, q);
+      }
+      break;
+    default:
+  }
+}
+
 /** Core's `u64::rotate_left(32) ^ 0x5167_6e61_6c6c_696e`: the signalling client's seed. */
 function signallingSeed(seed) {
   const s = BigInt.asUintN(64, seed);
@@ -59,7 +126,13 @@ function signallingSeed(seed) {
  *   ICE restart of the open link: answered with `localRestartSdp`), `{type: 'remoteCandidate', peer,
  *   candidate}`: apply them; `{type: 'close', peer}`: tear the connection down.
  * - `{type: 'event', name, detail}`: `online`, `peer_join`, `peer_update`,
- *   `peer_leave`, `synced`, `synced_all`, `update`, `offline`.
+ *   `peer_leave`, `synced`, `synced_all`, `update`, `offline`, `refused` ({reason}:
+ *   the switchboard refused our announce, `/mesh:refused`, or our connection,
+ *   `handleSignalRefused`).
+ *
+ * In a secured room (`config.security`) signals are sealed and opened with WebCrypto,
+ * which is asynchronous: outputs may then come after an input has returned, and
+ * `onOutput` says so (see lib/secured.js).
  *
  * What goes on an open link is in its encoder (`encoderOf(peer)`: `poll()` gives each
  * channel message, `onWrite` says more came), so the link layer sends it no faster
@@ -70,11 +143,16 @@ export class Mesh {
    * @param {object} config `id`, `room`, `incarnation`, `codecs`, `attributes`,
    *   `agent`, `epochMs` (wall-clock ms at `start`), `seed` (BigInt), `pingMs`,
    *   `ping` (false: never PING), `deadMs`, `negotiateMs`, `retryMinMs`, `retryMaxMs`, `signalling`
-   *   ({minBackoff, maxBackoff, maxQueue}).
+   *   ({minBackoff, maxBackoff, maxQueue}), `security` (a secured room: `{key, identity,
+   *   maxSignalAgeMs}`, `key` from `deriveRoomKey`, `identity` an `Identity` whose peer id
+   *   is `id`; see lib/secured.js).
    * @param {number} start the clock at creation
    */
   constructor(config, start = 0) {
     if (!validPeerId(config.id)) throw new MeshError('bad_id', `invalid peer id ${JSON.stringify(config.id)}`);
+    if (config.security && config.security.identity?.peerId !== config.id) {
+      throw new MeshError('bad_id', `in a secured room the peer id must be the identity's key (${config.security.identity?.peerId})`);
+    }
     if (typeof config.room !== 'string' || !config.room || config.room.length > 256) {
       throw new MeshError('bad_room', `invalid room name ${JSON.stringify(config.room)}`);
     }
@@ -97,6 +175,8 @@ export class Mesh {
     this.retryMaxMs = config.retryMaxMs ?? 10000;
     const seed = BigInt(config.seed ?? 0n);
     const epochMs = config.epochMs ?? 0;
+    this.epochMs = epochMs;
+    this.startMs = start;
     // The store's clock: wall-clock ms of the input being handled.
     this.clock = start;
     this.store = new Store(`${this.id}.${this.incarnation}`, { now: () => epochMs + (this.clock - start) });
@@ -118,7 +198,14 @@ export class Mesh {
     this.stats = {
       early: 0, offers: 0, negotiationTimeouts: 0, linkTimeouts: 0, offersRestarted: 0, badSignals: 0,
       signalDisconnects: 0,
+      // Secured rooms (core's counters of the same names).
+      unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0,
     };
+    /** Secured rooms: the sealing and opening of signals (lib/secured.js), else null. */
+    this.secured = config.security ? new Secured(this, config.security) : null;
+    /** Secured rooms: called when outputs are waiting that no input made (a seal or an
+     * open finished): drain `poll()` then. */
+    this.onOutput = null;
   }
 
   // -- outputs
@@ -149,7 +236,12 @@ export class Mesh {
 
   /** Whether the mesh has closed and everything it had to say has been polled. */
   isFinished() {
-    return this.closed && this.closingUntil === null && this.head === this.out.length;
+    return this.closed && this.closingUntil === null && this.head === this.out.length && !this.secured?.busy();
+  }
+
+  /** Resolves once no signal is being sealed or opened (at once in an open room). */
+  settled() {
+    return this.secured ? this.secured.settled() : Promise.resolve();
   }
 
   /** The encoder of the open link to `peer`, or null. */
@@ -179,7 +271,18 @@ export class Mesh {
   /** Announces us (at once if connected, else on connecting, and after every reconnect). */
   start(now) {
     this.lastNow = Math.max(this.lastNow, now);
-    this.client.announce(encodeSignal('announce', this.id, [this.announceAttributes()]));
+    const text = encodeSignal('announce', this.id, [this.announceAttributes()]);
+    if (this.secured) {
+      this.secured.queue(this.secured.out, this.secured.seal(now, text), (a) => {
+        if (a === null) return;
+        this.client.announce(a);
+        this.pumpSignal();
+      });
+      // The connection need not wait for the seal: the announce goes first on it anyway.
+      this.pumpSignal();
+      return;
+    }
+    this.client.announce(text);
     this.pumpSignal();
   }
 
@@ -190,6 +293,14 @@ export class Mesh {
   }
 
   signal(text) {
+    if (this.secured) {
+      this.secured.queue(this.secured.out, this.secured.seal(this.lastNow, text), (t) => {
+        if (t === null) return;
+        this.client.send(t);
+        this.pumpSignal();
+      });
+      return;
+    }
     this.client.send(text);
     this.pumpSignal();
   }
@@ -209,22 +320,38 @@ export class Mesh {
 
   handleSignalConnected(now) {
     this.lastNow = Math.max(this.lastNow, now);
-    const again = this.client.connections > 0;
-    this.client.handleConnected(now);
-    this.pumpSignal();
-    if (again && !this.closed) {
-      for (const id of this.ids()) {
-        const p = this.peers.get(id);
-        if (p.state === 'negotiating' && p.offerer) this.restartOffer(id, now);
-      }
+    const sec = this.secured;
+    if (sec && sec.connects++ > 0) {
+      // A fresh signature on a reconnect: the last announce would be a replay. The
+      // connection is taken up once it is sealed (and it goes first).
+      const text = encodeSignal('announce', this.id, [this.announceAttributes()]);
+      sec.queue(sec.out, sec.seal(now, text), (a) => {
+        if (a !== null) this.client.announce(a);
+        takeConnection(this, now);
+      });
+      return;
     }
+    viaClient(this, () => takeConnection(this, now));
   }
 
   handleSignalDisconnected(now) {
     this.lastNow = Math.max(this.lastNow, now);
-    if (this.client.isConnected()) this.stats.signalDisconnects++;
-    this.client.handleDisconnected(now);
-    this.pumpSignal();
+    viaClient(this, () => {
+      if (this.client.isConnected()) this.stats.signalDisconnects++;
+      this.client.handleDisconnected(now);
+      this.pumpSignal();
+    });
+  }
+
+  /**
+   * The switchboard refused our connection before the upgrade with this HTTP status
+   * (`401 Unauthorized`, say): reported as a `refused` event (`http_401`; `http` when
+   * the status is not known, as in a browser), then taken as a lost connection.
+   */
+  handleSignalRefused(now, status = '') {
+    const code = String(status).split(' ')[0];
+    this.event('refused', { reason: code ? `http_${code}` : 'http' });
+    this.handleSignalDisconnected(now);
   }
 
   setPresent(peer, present, reason) {
@@ -235,7 +362,7 @@ export class Mesh {
     else this.event('peer_leave', { peer, reason });
   }
 
-  /** A text from the switchboard. */
+  /** A text from the switchboard (in a secured room, taken once it has been opened). */
   handleSignal(now, text) {
     this.lastNow = Math.max(this.lastNow, now);
     const m = parseSignal(text);
@@ -243,34 +370,8 @@ export class Mesh {
       this.stats.badSignals++;
       return;
     }
-    if (this.closed) return;
-    if (m.to !== null && m.to !== this.id) return;
-    if (m.command === 'roominfo') {
-      if (!this.online) {
-        this.online = true;
-        this.event('online');
-      }
-      return;
-    }
-    const from = m.sender;
-    if (!from || from === this.id || !validPeerId(from)) return;
-    switch (m.command) {
-      case 'announce': this.onAnnounce(now, from, m); break;
-      case 'leave': this.onLeave(from, m); break;
-      case 'mesh:sdp':
-      case 'mesh:candidate':
-      case 'mesh:candidates':
-        if (this.peers.get(from)?.inRoom) this.onNegotiation(now, from, m);
-        else if (this.early.size < MAX_EARLY_PEERS || this.early.has(from)) {
-          // Before its announce: kept for then.
-          this.stats.early++;
-          const q = this.early.get(from) ?? [];
-          if (q.length < MAX_EARLY) q.push(m);
-          this.early.set(from, q);
-        }
-        break;
-      default:
-    }
+    if (this.secured) this.secured.receive(m, () => route(this, now, m));
+    else route(this, now, m);
   }
 
   onAnnounce(now, from, m) {
@@ -365,6 +466,10 @@ export class Mesh {
   }
 
   onNegotiation(now, from, m) {
+    if (this.secured) {
+      m = this.secured.checkNegotiation(now, from, m);
+      if (!m) return;
+    }
     const p = this.peers.get(from);
     if (m.command === 'mesh:sdp') {
       const o = m.args[0];
@@ -668,8 +773,10 @@ export class Mesh {
     for (const id of this.ids()) this.dropConn(id, null);
     this.signal(encodeSignal('leave', this.id, [{ id: this.id }]));
     // The leave goes out first if the connection is up; then it closes.
-    this.client.close();
-    this.pumpSignal();
+    viaClient(this, () => {
+      this.client.close();
+      this.pumpSignal();
+    });
     this.event('offline');
   }
 }

@@ -28,6 +28,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("/lib/mesh.js", include_str!("../lib/mesh.js")),
     ("/lib/member.js", include_str!("../lib/member.js")),
     ("/lib/security.js", include_str!("../lib/security.js")),
+    ("/lib/secured.js", include_str!("../lib/secured.js")),
 ];
 
 /// The demo page; it loads `/mesh.js` and picks a room with `?room=NAME`.

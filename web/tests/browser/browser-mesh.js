@@ -163,6 +163,70 @@ async function securityInPage (browser) {
   return r
 }
 
+// A fresh room secret, as `rtc-mesh invite` prints it.
+function invite (room) {
+  const r = require('child_process').spawnSync(env.rtcMesh, ['invite', room, '--json'], { encoding: 'utf8' })
+  if (r.status !== 0) fail(`rtc-mesh invite: ${r.stderr}`)
+  return JSON.parse(r.stdout).secret
+}
+
+// Our client in a blank page of the switchboard, joined to `room` with `secret`.
+async function securedClient (browser, room, secret, name) {
+  const page = await browser.newPage()
+  page.onConsole(function (m) {
+    if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} ${name}] ${m.text}`)
+  })
+  await page.goto(`${env.base}health`)
+  await page.evaluate(async function (cfg) {
+    const m = await import(cfg.base + 'mesh.js')
+    window.member = await m.join(cfg.room, { signal: cfg.signal, secret: cfg.secret })
+  }, { base: env.base, signal: env.signal, room, secret })
+  return page
+}
+
+async function securedRoom (chromium, firefox) {
+  const secret = invite('vault')
+  // One wrong secret each (two pages sharing one would be a room of their own).
+  const wrong = [invite('vault'), invite('vault')]
+  const native = new Native('vault', 'snative', null,
+    [env.rtcMesh, ['join', 'vault', '--signal', env.signal, '--secret', secret, '--json', '--bind', '127.0.0.1:0']])
+  const ready = await native.wait('ready', (e) => e.event === 'ready', 10000)
+  // The wrong secrets first: had they met anyone, the room would show it below.
+  const wc = await securedClient(chromium, 'vault', wrong[0], 'wrong-chromium')
+  const wf = await securedClient(firefox, 'vault', wrong[1], 'wrong-firefox')
+  const pc = await chromium.newPage()
+  await pc.goto(`${env.base}?room=vault#secret=${secret}`)
+  const pf = await securedClient(firefox, 'vault', secret, 'sfirefox')
+  await meshedOn(pc, 2, 20000)
+  await meshedOn(pf, 2, 20000)
+  await native.wait('synced_all with both pages', (e) => e.event === 'synced_all' && e.peers.length === 2, 20000)
+  const ids = [ready.id]
+  for (const p of [pc, pf]) ids.push(await p.evaluate(function () { return window.member.id }))
+  if (!ids.every(function (id) { return /^[A-Za-z0-9_-]{43}$/.test(id) })) fail(`secured ids are not keys: ${ids}`)
+  const shown = await pc.evaluate(function () { return document.getElementById('secured').textContent })
+  if (!shown.includes('secured room')) fail(`the demo page does not say the room is secured: ${shown}`)
+  native.send({ op: 'set', key: 's-native', value: 1 })
+  await pc.evaluate(function () { window.member.set('s-chromium', 2) })
+  await pf.evaluate(function () { window.member.set('s-firefox', 3) })
+  await converge([native], [pc, pf], 3, 20000)
+  // The wrong secrets: no peer, no data; their announces never opened for anyone.
+  for (const [name, p] of [['chromium', wc], ['firefox', wf]]) {
+    const r = await p.evaluate(function () {
+      return { peers: window.member.peerList().length, keys: Object.keys(window.member.snapshot()).length }
+    })
+    if (r.peers !== 0 || r.keys !== 0) fail(`a ${name} page with the wrong secret met ${r.peers} peers and got ${r.keys} keys`)
+  }
+  for (const p of [pc, pf]) {
+    const n = await p.evaluate(function () { return window.member.peerList().length })
+    if (n !== 2) fail(`a secured page has ${n} peers, not 2`)
+  }
+  console.log('secured room: a native, a Chromium demo page (#secret=) and a Firefox page converged on 3 keys, ids are keys; ' +
+    'a Chromium and a Firefox page with another secret met nobody and got nothing')
+  native.send({ op: 'close' })
+  await native.wait('closed', (e) => e.event === 'closed', 10000)
+  for (const p of [pc, pf, wc, wf]) await p.close()
+}
+
 async function testMode (chromium, firefox) {
   // 0. The secured-room crypto is core's in both engines.
   for (const b of [chromium, firefox]) {
@@ -170,6 +234,11 @@ async function testMode (chromium, firefox) {
     console.log(`${b.engine}: security vectors match core; ${r.accepted} of 914 CCTV Ed25519 edge cases accepted, ` +
       `as core; passphrase stretch (PBKDF2, 600,000 rounds) ${r.stretchMs.toFixed(0)} ms`)
   }
+
+  // 0b. A secured room: a native peer, a Chromium demo page (the secret in its URL's
+  // fragment) and a Firefox page meet and converge; a page of each engine with another
+  // secret, in the same room name, meets nobody and gets nothing.
+  await securedRoom(chromium, firefox)
 
   // 1. A native peer, a Chromium page and a Firefox page.
   const native = new Native('trio', 'native')
