@@ -37,7 +37,7 @@
 
 import { compareBytes, parseJson, plainObject, toJson, validPeerId } from './values.js';
 import { encodeSignal, parseSignal } from './signal.js';
-import { PeerKey, open, seal, signing } from './security.js';
+import { PeerKey, concat, open, seal, signing } from './security.js';
 
 /** How far a signed announce, leave or SDP may be from our clock (core's
  * `Security::DEFAULT_MAX_SIGNAL_AGE`, 5 min). */
@@ -86,13 +86,7 @@ async function inflate(bytes, max) {
     }
     parts.push(value);
   }
-  const out = new Uint8Array(n);
-  let i = 0;
-  for (const p of parts) {
-    out.set(p, i);
-    i += p.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 /** Opened bytes as a JSON value (core's `Value::from_json_with`); throws if they are not. */

@@ -43,7 +43,8 @@ export function fromB64url(text) {
   return b64url(out) === text ? out : null;
 }
 
-function concat(...parts) {
+/** The bytes of `parts`, one after another. */
+export function concat(...parts) {
   const n = parts.reduce((a, p) => a + p.length, 0);
   const out = new Uint8Array(n);
   let i = 0;
