@@ -11,6 +11,7 @@
 //! | `{"op":"get","key":K}` | answer `value` |
 //! | `{"op":"dump"}` | answer `dump` |
 //! | `{"op":"peers"}` | answer `peers` (join) |
+//! | `{"op":"stats"}` | answer `stats` (the member's counters) |
 //! | `{"op":"connect","addr":"HOST:PORT"}` | open one more link (replicate) |
 //! | `{"op":"close"}` | flush links, answer `closed`, exit 0 (end of input does the same) |
 //!
@@ -19,7 +20,10 @@
 //! `value{key,value}`, `dump{data}` (deleted keys left out), `error{code,message}`,
 //! `closed{}`, and for `join` `peer_join{peer,attributes}`,
 //! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed` or `failed`) and
-//! `peers{peers:[{peer,attributes,state,codec}]}`.
+//! `peers{peers:[{peer,attributes,state,codec}]}` and `stats{mesh:{..},node:{..}}` (every
+//! counter of `MeshStats` and `NodeStats` by its field's name; in a secured room
+//! `mesh.unsecured_signals`, `unseal_failures`, `bad_signatures` and `stale_signals`
+//! count the signals refused).
 //! A bad command line gets an `error` event; the program goes on.
 
 use rtc_mesh_core::limits::Limits;
@@ -51,6 +55,8 @@ pub enum Command {
     Dump,
     /// List peers.
     Peers,
+    /// The member's counters.
+    Stats,
     /// Open one more link to an address (`replicate`).
     Connect {
         /// `HOST:PORT`.
@@ -128,6 +134,7 @@ pub fn parse_command(line: &str, limits: &Limits) -> Result<Command, CommandErro
         "get" => Command::Get { key: key()? },
         "dump" => Command::Dump,
         "peers" => Command::Peers,
+        "stats" => Command::Stats,
         "connect" => Command::Connect {
             addr: match o.get("addr") {
                 Some(Value::String(s)) => s.clone(),
@@ -246,6 +253,8 @@ pub enum Report<'a> {
     },
     /// Answer to `peers`.
     Peers(&'a [PeerReport]),
+    /// Answer to `stats`.
+    Stats(&'a rtc_mesh_core::member::MemberStats),
     /// Closed; the program exits.
     Closed,
 }
@@ -396,6 +405,19 @@ impl Report<'_> {
                     .collect();
                 Line::new("peers").value("peers", &Value::Array(arr)).done()
             }
+            Report::Stats(st) => {
+                let group = |counters: &[(&str, u64)]| {
+                    let mut o = Object::new();
+                    for (k, n) in counters {
+                        o.insert(*k, Value::from(*n as f64));
+                    }
+                    Value::Object(o)
+                };
+                Line::new("stats")
+                    .value("mesh", &group(&st.mesh.counters()))
+                    .value("node", &group(&st.node.counters()))
+                    .done()
+            }
             Report::Relay { server, relayed } => Line::new("relay")
                 .str("server", server)
                 .str("relayed", relayed)
@@ -502,6 +524,20 @@ impl Report<'_> {
                         .collect::<Vec<_>>()
                         .join("\n")
                 }
+            }
+            Report::Stats(st) => {
+                let line = |counters: &[(&str, u64)]| {
+                    counters
+                        .iter()
+                        .map(|(k, n)| format!("{k} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "stats: mesh: {}\nstats: node: {}",
+                    line(&st.mesh.counters()),
+                    line(&st.node.counters())
+                )
             }
             Report::Relay { server, relayed } => {
                 format!("relay: TURN server {server} relays for us at {relayed}")

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rtc_mesh_core::security::token::{Claims, TokenKey};
-use rtc_mesh_core::security::{Entropy, RoomKey, RoomSecret};
+use rtc_mesh_core::security::{Entropy, Identity, RoomKey, RoomSecret};
 use rtc_mesh_core::url::WsUrl;
 
 use crate::Usage;
@@ -39,6 +39,34 @@ pub(crate) fn os_random() -> Result<[u8; 32], String> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| format!("no randomness from the system: {e}"))?;
     Ok(b)
+}
+
+/// The identity kept in `path` (`join --identity`): read from its first line, or made
+/// fresh and written there (owner-only permissions) when the file does not exist.
+pub(crate) fn identity_file(path: &std::path::Path) -> Result<Identity, String> {
+    let shown = path.display();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Identity::parse(text.lines().next().unwrap_or_default().trim())
+            .map_err(|e| format!("bad_identity: --identity {shown}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let me = Identity::from_seed(&os_random()?);
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let write = |mut f: std::fs::File| {
+                use std::io::Write as _;
+                f.write_all(me.to_text().as_bytes())?;
+                f.write_all(b"\n")?;
+                f.sync_all()
+            };
+            opts.open(path)
+                .and_then(write)
+                .map_err(|e| format!("--identity {shown}: cannot write a new identity: {e}"))?;
+            Ok(me)
+        }
+        Err(e) => Err(format!("--identity {shown}: {e}")),
+    }
 }
 
 /// `--secret S` as given.

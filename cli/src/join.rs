@@ -28,6 +28,9 @@ Options:
                        instead of the room name, every signal is sealed and signed,
                        and the peer id is our identity's key (43 characters)
   --secret-file F      the secret, from the first line of file F
+  --identity F         in a secured room, our identity (its private key) in file F,
+                       made with a fresh one when F does not exist: the same peer id
+                       after a restart
   --token T            an admission token for a switchboard that requires one
                        (`rtc-mesh token`), sent as ?token=T
   --id ID              peer id (default: 16 random hex characters; in a secured
@@ -51,10 +54,10 @@ Options:
 
 Reads one JSON command per line on stdin:
   {\"op\":\"set\",\"key\":K,\"value\":V}   {\"op\":\"delete\",\"key\":K}   {\"op\":\"get\",\"key\":K}
-  {\"op\":\"dump\"}   {\"op\":\"peers\"}   {\"op\":\"connect\",\"addr\":\"HOST:PORT\"}
+  {\"op\":\"dump\"}   {\"op\":\"peers\"}   {\"op\":\"stats\"}   {\"op\":\"connect\",\"addr\":\"HOST:PORT\"}
   {\"op\":\"close\"}   (end of input = close)
 Events: ready, peer_join, peer_leave, update, synced, synced_all, value, dump, peers,
-error, closed.
+stats, error, closed.
 ";
 
 pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
@@ -74,6 +77,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut listen = None;
     let mut secret = None;
     let mut token = None;
+    let mut identity_file = None;
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if room.is_none() => room = Some(v.string()?),
@@ -86,6 +90,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                     .map_err(|e| Usage(format!("--secret-file {f:?}: {e}")))?;
                 secret = Some(parse_secret(text.lines().next().unwrap_or_default())?);
             }
+            Long("identity") => identity_file = Some(args.value()?.string()?),
             Long("token") => {
                 let t = args.value()?.string()?;
                 if t.is_empty()
@@ -140,6 +145,15 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             "--id and --secret: in a secured room the id is the identity's key".into(),
         ));
     }
+    let identity = match identity_file {
+        Some(_) if secret.is_none() => {
+            return Err(Usage(
+                "--identity is for secured rooms: give --secret too".into(),
+            ))
+        }
+        Some(f) => Some(crate::invite::identity_file(std::path::Path::new(&f)).map_err(Usage)?),
+        None => None,
+    };
     if let Some(id) = &id {
         if !rtc_mesh_core::signal::valid_peer_id(id) {
             return Err(Usage(format!(
@@ -189,6 +203,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut opts = rtc_mesh_smol::mesh::JoinOptions::new(room, url);
     opts.id = id;
     opts.secret = secret;
+    opts.identity = identity;
     opts.token = token;
     opts.codecs = codecs;
     if !bind.is_empty() {

@@ -231,6 +231,7 @@ fn command(out: &Out, member: &Backend, cmd: Command) {
         }
         Command::Dump => Request::Snapshot,
         Command::Peers => Request::Peers,
+        Command::Stats => Request::Stats,
         _ => {
             out.emit(&Report::Error {
                 code: "unsupported",
@@ -267,6 +268,7 @@ fn command(out: &Out, member: &Backend, cmd: Command) {
                 .collect();
             out.emit(&Report::Peers(&list));
         }
+        (Some(Answer::Stats(st)), _) => out.emit(&Report::Stats(&st)),
         (None, _) => out.emit(&Report::Error {
             code: "closed",
             message: "the member has left the room",

@@ -646,6 +646,16 @@ impl PeerInfo {
     }
 }
 
+/// A member's counters, for [`Request::Stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberStats {
+    /// The node's: links, datagrams, restarts.
+    pub node: crate::node::NodeStats,
+    /// The mesh's: negotiations, and in a secured room the signals refused and why.
+    pub mesh: crate::mesh::MeshStats,
+}
+
 /// A request to a member's driver. Both runtimes' drivers answer it the same way, with
 /// [`answer`]; a custom driver can too.
 #[derive(Debug)]
@@ -665,6 +675,8 @@ pub enum Request {
     Snapshot,
     /// Present peers and their links.
     Peers,
+    /// The node's and the mesh's counters.
+    Stats,
     /// New announce attributes.
     Announce(Object),
     /// Leave the room.
@@ -687,6 +699,8 @@ pub enum Answer {
     Snapshot(Object),
     /// For `Peers`.
     Peers(Vec<PeerInfo>),
+    /// For `Stats`.
+    Stats(MemberStats),
     /// For `Announce` and `Close`.
     Done,
 }
@@ -710,6 +724,10 @@ pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
         Request::Keys => Answer::Keys(node.store().keys().map(str::to_owned).collect()),
         Request::Snapshot => Answer::Snapshot(node.store().dump()),
         Request::Peers => Answer::Peers(peers_of(node)),
+        Request::Stats => Answer::Stats(MemberStats {
+            node: node.stats().clone(),
+            mesh: node.mesh().stats().clone(),
+        }),
         Request::Announce(attributes) => {
             node.announce(now, attributes);
             Answer::Done

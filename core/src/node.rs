@@ -404,6 +404,21 @@ pub struct NodeStats {
     pub restarts_recovered: u64,
 }
 
+impl NodeStats {
+    /// Every counter with its field's name, in declaration order (for reports).
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
+        [
+            ("candidates_ignored", self.candidates_ignored),
+            ("datagrams_unmatched", self.datagrams_unmatched),
+            ("frames_queued", self.frames_queued),
+            ("links_slow", self.links_slow),
+            ("links_silent", self.links_silent),
+            ("restarts", self.restarts),
+            ("restarts_recovered", self.restarts_recovered),
+        ]
+    }
+}
+
 /// Datagrams no connection accepts yet are held this long...
 const HOLD_FOR: Duration = Duration::from_millis(500);
 /// How long a link whose path is alive is held while its channel data stalls. A lost

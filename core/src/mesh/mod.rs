@@ -241,6 +241,25 @@ pub struct MeshStats {
     pub stale_signals: u64,
 }
 
+impl MeshStats {
+    /// Every counter with its field's name, in declaration order (for reports).
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
+        [
+            ("early", self.early),
+            ("offers", self.offers),
+            ("negotiation_timeouts", self.negotiation_timeouts),
+            ("link_timeouts", self.link_timeouts),
+            ("offers_restarted", self.offers_restarted),
+            ("bad_signals", self.bad_signals),
+            ("signal_disconnects", self.signal_disconnects),
+            ("unsecured_signals", self.unsecured_signals),
+            ("unseal_failures", self.unseal_failures),
+            ("bad_signatures", self.bad_signatures),
+            ("stale_signals", self.stale_signals),
+        ]
+    }
+}
+
 /// How far the connection to a peer has come, in [`LinkInfo`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

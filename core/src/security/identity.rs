@@ -9,6 +9,14 @@ use super::{b64url, from_b64url, Entropy};
 /// Length of a key-derived peer id: base64url of a 32-byte Ed25519 public key.
 pub const PEER_ID_LEN: usize = 43;
 
+/// How an identity's seed starts as text ([`Identity::to_text`]).
+pub const IDENTITY_PREFIX: &str = "rm1id_";
+
+/// Text that is not an identity ([`Identity::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an identity: rm1id_ and 43 base64url characters (a 32-byte seed)")]
+pub struct BadIdentity;
+
 /// A member's own key. Its peer id is [`Identity::peer_id`]; keep the seed
 /// ([`Identity::seed`]) to be the same member after a restart.
 #[derive(Clone)]
@@ -81,6 +89,23 @@ impl Identity {
     /// The seed to keep, for [`Identity::from_seed`].
     pub fn seed(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.key.to_bytes())
+    }
+
+    /// The seed as text: `rm1id_` and 43 base64url characters. It is the private key:
+    /// whoever holds it is this member.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("{IDENTITY_PREFIX}{}", b64url(&self.seed()[..])))
+    }
+
+    /// Reads [`Identity::to_text`]'s form.
+    pub fn parse(text: &str) -> Result<Identity, BadIdentity> {
+        let body = text.strip_prefix(IDENTITY_PREFIX).ok_or(BadIdentity)?;
+        if body.len() != PEER_ID_LEN {
+            return Err(BadIdentity);
+        }
+        let bytes = Zeroizing::new(from_b64url(body).ok_or(BadIdentity)?);
+        let seed: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| BadIdentity)?;
+        Ok(Identity::from_seed(seed))
     }
 
     /// The peer id: base64url of the public key (43 characters).
@@ -278,6 +303,28 @@ mod tests {
         assert_eq!(pk.verify_text(b"hello", "short"), Err(SigError::Malformed));
         // Deterministic, and the seed gives the same member back.
         assert_eq!(Identity::from_seed(&me.seed()).sign(b"hello"), sig);
+        // So does its text form, and nothing else reads as one.
+        let text = me.to_text();
+        assert!(
+            text.starts_with(IDENTITY_PREFIX) && text.len() == 49,
+            "{}",
+            *text
+        );
+        assert_eq!(Identity::parse(&text).unwrap().peer_id(), me.peer_id());
+        for bad in [
+            "",
+            "rm1id_",
+            &text[1..],
+            &text[..48],
+            &format!("{}A", *text),
+            &text.replace('_', "="),
+        ] {
+            assert_eq!(
+                Identity::parse(bad).map(|_| ()),
+                Err(BadIdentity),
+                "{bad:?}"
+            );
+        }
         assert!(!format!("{me:?}").contains("key:"));
     }
 

@@ -40,7 +40,9 @@ mod room;
 pub mod signing;
 pub mod token;
 
-pub use identity::{Identity, KeyError, PeerKey, SigError, PEER_ID_LEN};
+pub use identity::{
+    BadIdentity, Identity, KeyError, PeerKey, SigError, IDENTITY_PREFIX, PEER_ID_LEN,
+};
 pub use room::{OpenError, RoomKey, RoomSecret, SecretError, INVITE_PREFIX, PBKDF2_ROUNDS};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
