@@ -1,7 +1,8 @@
 //! Browser peers: the browser client's own tests in Node (the encoding vectors the Rust
 //! implementation passes, and the store's rules), then Debian's Chromium and Firefox ESR,
 //! headless, meshing with native `rtc-mesh join` processes through `rtc-mesh serve`
-//! (web/tests/browser/browser-mesh.js says what is proven). scripts/test.sh installs the
+//! (web/tests/browser/browser-mesh.js says what is proven, a hostile switchboard among it:
+//! web/tests/browser/hostile.js). scripts/test.sh installs the
 //! browsers and the npm packages that drive them.
 
 mod common;
@@ -83,6 +84,12 @@ fn chromium_firefox_and_native_peers_mesh() {
         "firefox: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
         "secured room: a native, a Chromium demo page (#secret=) and a Firefox page converged on 3 keys",
         "a Chromium and a Firefox page with another secret met nobody and got nothing",
+        "open room, native victim: linked to \"bob\" through the hostile switchboard",
+        "open room, chromium victim: linked to \"bob\" through the hostile switchboard",
+        "open room, firefox victim: linked to \"bob\" through the hostile switchboard",
+        "secured room, native victim: 1 forged announce and 1 forged SDP",
+        "secured room, chromium victim: 1 forged announce and 1 forged SDP",
+        "secured room, firefox victim: 1 forged announce and 1 forged SDP",
         "trio converged on 4 keys",
         "every link of the trio speaks postcard",
         "each page reports its links' paths",

@@ -3,13 +3,18 @@
 // processes in one room, through an `rtc-mesh serve` switchboard (started here) that also
 // serves the demo page. Run by cli/tests/browser.rs; by hand:
 //
-//   node browser-mesh.js --rtc-mesh PATH [--shots DIR]
+//   node browser-mesh.js --rtc-mesh PATH [--shots DIR] [--only mitm]
 //
 // As root it runs in a network namespace of its own with only loopback up (browsers
 // otherwise gather and may use the machine's other addresses), so everything, the
 // switchboard and native peers included, talks over 127.0.0.1.
 //
-// It proves: a native peer, a Chromium page and a Firefox page converge on
+// It proves: the secured-room crypto is core's in both engines; a secured room meets,
+// and other secrets meet nobody; a hostile switchboard (hostile.js) that shows the
+// attacker in a member's place makes a native, a Chromium and a Firefox victim link to
+// the attacker in an open room, and in a secured room gets each forged announce and SDP
+// refused by its signature (exact counts), no link and no data, the victim linking to the
+// real member once the attack stops; a native peer, a Chromium page and a Firefox page converge on
 // writes made on all three (a large value among them, fragmented); a value past the
 // maximum is a clear error on the page; a late native peer receives everything, and a
 // JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
@@ -27,6 +32,7 @@ const os = require('os')
 const path = require('path')
 const { launch, isolateNetwork } = require('./browsers')
 const { env, option, setRtcMesh, fail, sleep, Native, openPage, meshedOn, serve } = require('./harness')
+const { Hostile } = require('./hostile')
 const opt = option(process.argv.slice(2))
 
 const RTC_MESH = opt('--rtc-mesh')
@@ -227,6 +233,167 @@ async function securedRoom (chromium, firefox) {
   for (const p of [pc, pf, wc, wf]) await p.close()
 }
 
+// The victim of a man-in-the-middle: a native `rtc-mesh join`, or our client in a page
+// of `browser`, joined to `room` through the hostile switchboard at `signal`, as `id`
+// (open) or with `secret` and the identity of `seed` (secured). Answers what the tests
+// ask of it the same way for both kinds.
+async function victim (browser, room, signal, opts) {
+  if (!browser) {
+    const args = ['join', room, '--signal', signal, '--json', '--bind', '127.0.0.1:0']
+    if (opts.secret) args.push('--secret', opts.secret, '--identity', opts.identityFile)
+    else args.push('--id', opts.id)
+    const n = new Native(room, `victim-${room}`, null, [env.rtcMesh, args])
+    await n.wait('ready', (e) => e.event === 'ready', 10000)
+    return {
+      name: 'native',
+      syncedWith: async (peer) => {
+        await n.wait(`synced_all with ${peer}`, (e) => e.event === 'synced_all' && e.peers.length === 1 && e.peers[0] === peer, 20000)
+      },
+      peers: async () => (await n.peers()).map((p) => ({ id: p.peer, linked: p.state === 'synced' || p.state === 'connected' })),
+      keys: async () => Object.keys(await n.dump()).sort(),
+      stats: async () => {
+        const k = n.events.length
+        n.send({ op: 'stats' })
+        const e = await n.wait('stats', (e) => e.event === 'stats' && n.events.indexOf(e) >= k, 10000)
+        return { bad: e.mesh.bad_signatures, unseal: e.mesh.unseal_failures, unsecured: e.mesh.unsecured_signals, stale: e.mesh.stale_signals }
+      },
+      close: () => n.close()
+    }
+  }
+  const page = await browser.newPage()
+  page.onConsole(function (m) {
+    if (m.type === 'error' || m.type === 'pageerror') console.error(`[${browser.engine} victim] ${m.text}`)
+  })
+  await page.goto(`${env.base}health`)
+  await page.evaluate(async function (cfg) {
+    const m = await import(cfg.base + 'mesh.js')
+    const o = { signal: cfg.signal }
+    if (cfg.secret) {
+      o.secret = cfg.secret
+      o.identity = await m.Identity.fromSeed(new Uint8Array(cfg.seed))
+    } else o.id = cfg.id
+    window.member = await m.join(cfg.room, o)
+  }, { base: env.base, signal, room, id: opts.id, secret: opts.secret, seed: opts.seed && Array.from(opts.seed) })
+  return {
+    name: browser.engine,
+    syncedWith: async (peer) => {
+      await meshedOn(page, 1, 20000)
+      const id = await page.evaluate(function () { return window.member.peerList()[0].id })
+      if (id !== peer) fail(`the ${browser.engine} victim linked to ${id}, not ${peer}`)
+    },
+    peers: () => page.evaluate(function () {
+      return window.member.peerList().map(function (p) { return { id: p.id, linked: p.state === 'open' } })
+    }),
+    keys: () => page.evaluate(function () { return Object.keys(window.member.snapshot()).sort() }),
+    stats: () => page.evaluate(function () {
+      const s = window.member.stats
+      return { bad: s.badSignatures, unseal: s.unsealFailures, unsecured: s.unsecuredSignals, stale: s.staleSignals }
+    }),
+    close: () => page.close()
+  }
+}
+
+// `rtc-mesh join` as B or M of a man-in-the-middle test.
+function member (room, id, opts) {
+  const args = ['join', room, '--signal', env.signal, '--json', '--bind', '127.0.0.1:0']
+  if (opts && opts.secret) args.push('--secret', opts.secret, '--identity', opts.identityFile)
+  else args.push('--id', id)
+  return new Native(room, id, null, [env.rtcMesh, args])
+}
+
+// The room's peers as M or B lists them: id -> state.
+async function states (n) {
+  const out = {}
+  for (const p of await n.peers()) out[p.peer] = p.state
+  return out
+}
+
+// A switchboard that puts M in B's place for the victim (hostile.js). Open room: the
+// victim links to M taking it for B. Secured room: every forged announce and SDP fails
+// its signature, no link and no data reach the victim, and once the attack stops the
+// victim links to the real B.
+async function manInTheMiddle (chromium, firefox) {
+  const sec = await import('../../lib/security.js')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rtc-mesh-mitm-'))
+  // Three identities whose ids sort b < a < m: M offers to the victim (the forged SDP
+  // reaches it), and the victim offers to B once B is let through.
+  const ids = []
+  for (let k = 1; k <= 3; k++) {
+    const seed = new Uint8Array(32).fill(k)
+    const file = path.join(dir, `id${k}`)
+    fs.writeFileSync(file, `rm1id_${sec.b64url(seed)}\n`, { mode: 0o600 })
+    ids.push({ seed, file, id: (await sec.Identity.fromSeed(seed)).peerId })
+  }
+  ids.sort(function (x, y) { return x.id < y.id ? -1 : 1 })
+  const [kb, ka, km] = ids
+  const lines = []
+  for (const [kind, browser] of [['native', null], ['chromium', chromium], ['firefox', firefox]]) {
+    // Open: bob and mallory sort after alice, so both offer to her.
+    {
+      const room = `mitm-open-${kind}`
+      const b = member(room, 'bob')
+      const m = member(room, 'mallory')
+      for (const n of [b, m]) await n.wait('synced_all', (e) => e.event === 'synced_all' && e.peers.length === 1, 20000)
+      m.send({ op: 'set', key: 'from-mallory', value: 1 })
+      b.send({ op: 'set', key: 'from-bob', value: 2 })
+      const h = new Hostile({ upstream: env.signal, b: 'bob', m: 'mallory' })
+      const v = await victim(browser, room, await h.start(), { id: 'alice' })
+      await v.syncedWith('bob')
+      const mm = await states(m)
+      const bb = await states(b)
+      if (mm.alice !== 'synced' || bb.alice === 'synced' || bb.alice === 'connected') {
+        fail(`open room, ${kind} victim: mallory's links ${JSON.stringify(mm)}, bob's ${JSON.stringify(bb)}`)
+      }
+      const peers = await v.peers()
+      if (peers.length !== 1 || peers[0].id !== 'bob' || !peers[0].linked || h.forged.sdp < 1) {
+        fail(`open room, ${kind} victim: peers ${JSON.stringify(peers)}, forged ${JSON.stringify(h.forged)}`)
+      }
+      lines.push(`open room, ${kind} victim: linked to "bob" through the hostile switchboard; the DTLS end was mallory's (${h.forged.sdp} SDP with her fingerprint relabelled; mallory lists a link to alice, bob none)`)
+      await v.close()
+      await h.close()
+      for (const n of [b, m]) await n.close()
+    }
+    // Secured: the switchboard holds the secret (run by a member) and re-seals.
+    {
+      const room = `mitm-secured-${kind}`
+      const secret = invite(room)
+      const key = await sec.deriveRoomKey(room, secret)
+      const b = member(room, 'sbob', { secret, identityFile: kb.file })
+      const m = member(room, 'smallory', { secret, identityFile: km.file })
+      for (const [n, k] of [[b, kb], [m, km]]) {
+        const r = await n.wait('ready', (e) => e.event === 'ready', 10000)
+        if (r.id !== k.id) fail(`--identity: ${r.id} is not ${k.id}`)
+      }
+      for (const n of [b, m]) await n.wait('synced_all', (e) => e.event === 'synced_all' && e.peers.length === 1, 20000)
+      m.send({ op: 'set', key: 'from-mallory', value: 1 })
+      b.send({ op: 'set', key: 'from-bob', value: 2 })
+      await b.wait('from-mallory', (e) => e.event === 'update' && e.key === 'from-mallory', 10000)
+      const h = new Hostile({ upstream: env.signal, b: kb.id, m: km.id, key })
+      const v = await victim(browser, room, await h.start(), { secret, seed: ka.seed, identityFile: ka.file })
+      await h.forgedSdp
+      const before = { peers: await v.peers(), keys: await v.keys() }
+      if (before.peers.length || before.keys.length) fail(`secured room, ${kind} victim during the attack: ${JSON.stringify(before)}`)
+      await h.release()
+      await v.syncedWith(kb.id)
+      const keys = await v.keys()
+      if (JSON.stringify(keys) !== '["from-bob","from-mallory"]') fail(`secured room, ${kind} victim's keys: ${keys}`)
+      const st = await v.stats()
+      const want = h.forged.announce + h.forged.kept
+      if (st.bad !== want || st.unseal || st.unsecured || st.stale) {
+        fail(`secured room, ${kind} victim's counters ${JSON.stringify(st)}; forged ${JSON.stringify(h.forged)}`)
+      }
+      const mm = await states(m)
+      if (mm[ka.id] === 'synced' || mm[ka.id] === 'connected') fail(`secured room: mallory linked to the ${kind} victim`)
+      lines.push(`secured room, ${kind} victim: ${h.forged.announce} forged announce and ${h.forged.sdp} forged SDP (mallory's fingerprint, re-sealed as bob's) refused, bad_signatures ${st.bad} of ${want} checked, nothing else refused; no link, no data, then linked to the real bob once the attack stopped`)
+      await v.close()
+      await h.close()
+      for (const n of [b, m]) await n.close()
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
+  for (const l of lines) console.log(l)
+}
+
 async function testMode (chromium, firefox) {
   // 0. The secured-room crypto is core's in both engines.
   for (const b of [chromium, firefox]) {
@@ -239,6 +406,10 @@ async function testMode (chromium, firefox) {
   // fragment) and a Firefox page meet and converge; a page of each engine with another
   // secret, in the same room name, meets nobody and gets nothing.
   await securedRoom(chromium, firefox)
+
+  // 0c. A hostile switchboard showing the attacker in a member's place: it succeeds in an
+  // open room and fails in a secured one, for a native, a Chromium and a Firefox victim.
+  await manInTheMiddle(chromium, firefox)
 
   // 1. A native peer, a Chromium page and a Firefox page.
   const native = new Native('trio', 'native')
@@ -651,7 +822,9 @@ async function main () {
   const chromium = await launch('chromium')
   const firefox = await launch('firefox')
   try {
-    await testMode(chromium, firefox)
+    // `--only mitm`: that step alone (while working on it).
+    if (opt('--only') === 'mitm') await manInTheMiddle(chromium, firefox)
+    else await testMode(chromium, firefox)
   } finally {
     await chromium.close()
     await firefox.close()
