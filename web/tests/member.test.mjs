@@ -1,268 +1,22 @@
 // The browser client's Member in Node, without a browser: a fake switchboard, WebSocket,
-// RTCPeerConnection and data channel (in memory, every delivery on a later task) stand
-// in for the browser, so that the mesh rules run here: who offers, which codec, sync both
-// ways, what close() sends in which order, liveness, and the retry backoff (core's:
-// 250 ms doubling to 10 s, jittered into [0.5, 1) by core's seeded generator).
+// RTCPeerConnection and data channel (fakes.mjs: in memory, every delivery on a later
+// task) stand in for the browser, so that the mesh rules run here: who offers, which
+// codec, sync both ways, what close() sends in which order, liveness, and the retry
+// backoff (core's: 250 ms doubling to 10 s, jittered into [0.5, 1) by core's seeded
+// generator).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Member, Xorshift } from '../mesh.js';
+import { Switchboard, clearLog, installFakes, log, next, stop, useBoard } from './fakes.mjs';
 
-/** Everything sent, in order: signalling texts and data-channel messages. */
-let log = [];
-const later = (fn) => setTimeout(fn, 0);
+installFakes();
 
-class Switchboard {
-  constructor() {
-    this.sockets = new Set();
-    /** Ids whose direct announces are held back 50 ms (so their SDP can come first). */
-    this.slowAnnounces = new Set();
-  }
-
-  deliver(from, text) {
-    log.push({ kind: 'signal', from: from.id, text });
-    const held = /^\/to\|([^|]+)\|\/announce\|/.exec(text);
-    if (held && this.slowAnnounces.has(held[1])) {
-      setTimeout(() => this.relay(from, text), 50);
-      return;
-    }
-    this.relay(from, text);
-  }
-
-  relay(from, text) {
-    const m = /^\/announce\|([^|]+)\|/.exec(text);
-    if (m) {
-      from.id = m[1];
-      later(() => from.receive(`/roominfo|{"memberCount":${this.sockets.size}}`));
-    }
-    const to = /^\/to\|([^|]+)\|/.exec(text);
-    for (const s of this.sockets) {
-      if (s === from || s.readyState !== 1) continue;
-      if (to && s.id !== to[1]) continue;
-      later(() => {
-        if (to) log.push({ kind: 'delivered', to: s.id, text });
-        s.receive(text);
-      });
-    }
-  }
-}
-
-let board = new Switchboard();
-
-class FakeWebSocket {
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.id = null;
-    // Its own switchboard: one made for an earlier test never reaches a later one's.
-    this.board = board;
-    board.sockets.add(this);
-    later(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    });
-  }
-
-  send(text) {
-    this.board.deliver(this, text);
-  }
-
-  receive(text) {
-    if (this.readyState === 1) this.onmessage?.({ data: text });
-  }
-
-  close() {
-    this.readyState = 3;
-    this.board.sockets.delete(this);
-    later(() => this.onclose?.());
-  }
-}
-
-const pcs = new Map(); // sdp text -> pc
-let nextPc = 0;
-
-class FakeChannel {
-  constructor(pc, label, protocol) {
-    this.pc = pc;
-    this.label = label;
-    this.protocol = protocol;
-    this.readyState = 'connecting';
-    this.bufferedAmount = 0;
-    this.listeners = new Map();
-    this.peer = null;
-  }
-
-  addEventListener(name, fn) {
-    if (!this.listeners.has(name)) this.listeners.set(name, []);
-    this.listeners.get(name).push(fn);
-  }
-
-  fire(name, e) {
-    this[`on${name}`]?.(e);
-    for (const fn of this.listeners.get(name) || []) fn(e);
-  }
-
-  open() {
-    this.readyState = 'open';
-    this.fire('open', {});
-  }
-
-  send(data) {
-    if (this.readyState !== 'open') throw new Error('InvalidStateError');
-    const copy = typeof data === 'string' ? data : data.slice().buffer;
-    const size = typeof data === 'string' ? data.length : data.length;
-    this.queue ??= [];
-    this.queue.push([copy, size]);
-    this.bufferedAmount += size;
-    this.pump();
-  }
-
-  /** Like a real channel, what was sent leaves a few messages per task. */
-  pump() {
-    if (this.pumping) return;
-    this.pumping = true;
-    later(() => {
-      this.pumping = false;
-      const before = this.bufferedAmount;
-      // A cut path: what was sent waits (SCTP retransmits it once a path is back).
-      if (this.cut || this.peer?.cut) return;
-      for (let i = 0; i < 4 && this.queue.length; i++) {
-        const [copy, size] = this.queue.shift();
-        this.bufferedAmount -= size;
-        log.push({ kind: 'data', from: this.pc.owner, size });
-        const peer = this.peer;
-        if (peer.readyState === 'open') peer.fire('message', { data: copy });
-      }
-      const low = this.bufferedAmountLowThreshold ?? 0;
-      if (before > low && this.bufferedAmount <= low) this.fire('bufferedamountlow', {});
-      if (this.queue.length) this.pump();
-      else if (this.readyState === 'closing') this.finishClose();
-    });
-  }
-
-  close() {
-    if (this.readyState === 'closed' || this.readyState === 'closing') return;
-    // An orderly close: what was sent goes first.
-    this.readyState = 'closing';
-    if (!this.queue || !this.queue.length) later(() => this.finishClose());
-  }
-
-  finishClose() {
-    this.readyState = 'closed';
-    this.fire('close', {});
-    // Across a cut path the other side hears nothing of it.
-    if (this.peer && this.peer.readyState !== 'closed' && !this.cut) {
-      this.peer.readyState = 'closed';
-      this.peer.fire('close', {});
-    }
-  }
-}
-
-class FakePeerConnection {
-  constructor() {
-    this.id = nextPc++;
-    this.owner = null;
-    this.localDescription = null;
-    this.remote = null;
-    this.connectionState = 'new';
-    this.channels = [];
-  }
-
-  createDataChannel(label, opts) {
-    const dc = new FakeChannel(this, label, opts.protocol || '');
-    this.channels.push(dc);
-    return dc;
-  }
-
-  async createOffer(opts) {
-    // An ICE restart's offer: new text, the same connection.
-    if (opts?.iceRestart) this.restarts = (this.restarts ?? 0) + 1;
-    return { type: 'offer', sdp: `fake-sdp-${this.id}${this.restarts ? `-r${this.restarts}` : ''}` };
-  }
-
-  async createAnswer() {
-    return { type: 'answer', sdp: `fake-sdp-${this.id}` };
-  }
-
-  async setLocalDescription(d) {
-    this.localDescription = d;
-    pcs.set(d.sdp, this);
-    later(() => this.onicecandidate?.({
-      candidate: {
-        candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host',
-        toJSON: () => ({ candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 }),
-      },
-    }));
-  }
-
-  async setRemoteDescription(d) {
-    if (this.channels.some((dc) => dc.peer)) {
-      // An ICE restart of a connected pair: it finds a path again (unless `stuck`),
-      // and data flows at once, or (`sctpDelay` ms) once SCTP's backed-off
-      // retransmission timer fires, ICE's checks answered meanwhile.
-      if (!this.stuck) {
-        const heal = () => {
-          for (const dc of this.channels) {
-            dc.cut = dc.peer.cut = false;
-            if (dc.queue?.length) dc.pump();
-            if (dc.peer.queue?.length) dc.peer.pump();
-          }
-        };
-        if (this.sctpDelay) {
-          this.iceUp = true;
-          for (const dc of this.channels) dc.peer.pc.iceUp = true;
-          setTimeout(heal, this.sctpDelay);
-        } else heal();
-      }
-      return;
-    }
-    this.remote = pcs.get(d.sdp);
-    if (d.type === 'answer') later(() => this.connect());
-  }
-
-  async addIceCandidate() {}
-
-  /** The selected pair: its counters grow while a datagram could come on it (no
-   * channel cut, or ICE found the path again). */
-  async getStats() {
-    if (this.iceUp || !this.channels.some((dc) => dc.cut || dc.peer?.cut)) this.heard = (this.heard ?? 0) + 1;
-    return new Map([
-      ['T', { type: 'transport', selectedCandidatePairId: 'P' }],
-      ['P', { type: 'candidate-pair', id: 'P', bytesReceived: 0, requestsReceived: this.heard ?? 0, localCandidateId: 'L', remoteCandidateId: 'R' }],
-      ['L', { type: 'local-candidate', candidateType: 'host', address: '127.0.0.1', port: 9 }],
-      ['R', { type: 'remote-candidate', candidateType: 'host', address: '127.0.0.1', port: 9 }],
-    ]);
-  }
-
-  /** The offerer's side: its channels appear on the answerer, then both open. */
-  connect() {
-    const other = this.remote;
-    for (const dc of this.channels) {
-      const theirs = new FakeChannel(other, dc.label, dc.protocol);
-      dc.peer = theirs;
-      theirs.peer = dc;
-      other.channels.push(theirs);
-      other.ondatachannel?.({ channel: theirs });
-      dc.open();
-      theirs.open();
-    }
-    for (const pc of [this, other]) {
-      pc.connectionState = 'connected';
-      pc.onconnectionstatechange?.();
-    }
-  }
-
-  close() {
-    this.connectionState = 'closed';
-    for (const dc of this.channels) dc.close();
-  }
-}
-
-globalThis.WebSocket = FakeWebSocket;
-globalThis.RTCPeerConnection = FakePeerConnection;
+/** The switchboard of the running test. */
+let board = useBoard(new Switchboard());
 
 function fresh(t) {
-  log = [];
-  board = new Switchboard();
+  clearLog();
+  board = useBoard(new Switchboard());
   made = [];
   const mine = made;
   // Stopped however the test ends, so that no timer keeps the process alive.
@@ -304,29 +58,8 @@ async function leaveAfter(m, t0) {
   return [left.reason, Date.now() - t0];
 }
 
-function next(m, name, pred = () => true) {
-  return new Promise((resolve) => {
-    const off = m.on(name, (e) => {
-      if (pred(e)) {
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
-
 /** Members made in the running test, stopped after it (passed or not). */
 let made = [];
-
-function stop(...ms) {
-  for (const m of ms) {
-    // Nothing more runs: no outputs, no timer, its links and WebSocket closed.
-    m.pump = () => {};
-    clearTimeout(m.timer);
-    for (const id of [...m.links.keys()]) m.closeLink(id);
-    m.ws?.close();
-  }
-}
 
 test('the higher id offers, in postcard, and writes cross both ways', { timeout: 30000 }, async (t) => {
   fresh(t);

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Identity, Member, Mesh, deriveRoomKey, join, seal, signing } from '../mesh.js';
+import { Switchboard, installFakes, next, stopAfter, useBoard } from './fakes.mjs';
 
 /** Raw DEFLATE, as core compresses a secured SDP before sealing it. */
 async function deflate(text) {
@@ -380,199 +381,30 @@ test('a secured mesh must have its identity\'s id', async () => {
   assert.throws(() => new Mesh({ id: 'someone', room: 'team', incarnation: '01', security: { key, identity } }), { code: 'bad_id' });
 });
 
-// -- Members, through an in-memory switchboard that keeps rooms apart by the announce's
-// `room` (as ours does), a WebSocket and an RTCPeerConnection with a data channel.
+// -- Members, through the in-memory switchboard of fakes.mjs keeping rooms apart by the
+// announce's `room` (as ours does), a WebSocket and an RTCPeerConnection with a data channel.
 
-const later = (fn) => setTimeout(fn, 0);
+installFakes();
 
-class Board {
-  constructor() {
-    this.sockets = new Set();
-    this.urls = [];
-    this.texts = [];
-    /** Upgrades refused: sockets close without opening. */
-    this.refuse = false;
-  }
-
-  deliver(from, text) {
-    this.texts.push(text);
-    const a = /^\/announce\|([^|]+)\|(.*)$/.exec(text);
-    if (a) {
-      from.id = a[1];
-      from.room = JSON.parse(a[2]).room;
-      later(() => from.receive('/roominfo|{"memberCount":1}'));
-    }
-    const to = /^\/to\|([^|]+)\|/.exec(text);
-    for (const s of this.sockets) {
-      if (s === from || s.readyState !== 1 || s.room !== from.room || (to && s.id !== to[1])) continue;
-      later(() => s.receive(text));
-    }
-  }
-}
-
-let board = new Board();
-
-class FakeWebSocket {
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.board = board;
-    board.urls.push(url);
-    board.sockets.add(this);
-    later(() => {
-      if (this.board.refuse) {
-        this.readyState = 3;
-        this.board.sockets.delete(this);
-        this.onclose?.();
-        return;
-      }
-      this.readyState = 1;
-      this.onopen?.();
-    });
-  }
-
-  send(text) {
-    this.board.deliver(this, text);
-  }
-
-  receive(text) {
-    if (this.readyState === 1) this.onmessage?.({ data: text });
-  }
-
-  close() {
-    this.readyState = 3;
-    this.board.sockets.delete(this);
-    later(() => this.onclose?.());
-  }
-}
-
-const pcs = new Map();
-let nextPc = 0;
-
-class FakeChannel {
-  constructor(label, protocol) {
-    this.label = label;
-    this.protocol = protocol;
-    this.readyState = 'connecting';
-    this.bufferedAmount = 0;
-    this.peer = null;
-  }
-
-  send(data) {
-    const copy = typeof data === 'string' ? data : data.slice().buffer;
-    later(() => this.peer.readyState === 'open' && this.peer.onmessage?.({ data: copy }));
-  }
-
-  close() {
-    if (this.readyState === 'closed') return;
-    this.readyState = 'closed';
-    later(() => {
-      this.onclose?.();
-      if (this.peer && this.peer.readyState !== 'closed') {
-        this.peer.readyState = 'closed';
-        this.peer.onclose?.();
-      }
-    });
-  }
-}
-
-class FakePeerConnection {
-  constructor() {
-    this.id = nextPc++;
-    this.channels = [];
-    this.connectionState = 'new';
-  }
-
-  createDataChannel(label, opts) {
-    const dc = new FakeChannel(label, opts.protocol || '');
-    this.channels.push(dc);
-    return dc;
-  }
-
-  async createOffer() {
-    return { type: 'offer', sdp: `fake-sdp-${this.id}` };
-  }
-
-  async createAnswer() {
-    return { type: 'answer', sdp: `fake-sdp-${this.id}` };
-  }
-
-  async setLocalDescription(d) {
-    this.localDescription = d;
-    pcs.set(d.sdp, this);
-    later(() => this.onicecandidate?.({
-      candidate: { candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host', toJSON: () => ({ candidate: 'candidate:1 1 udp 2130706431 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 }) },
-    }));
-  }
-
-  async setRemoteDescription(d) {
-    this.remote = pcs.get(d.sdp);
-    if (d.type === 'answer') later(() => this.connect());
-  }
-
-  async addIceCandidate() {}
-
-  async getStats() {
-    return new Map();
-  }
-
-  connect() {
-    const other = this.remote;
-    for (const dc of this.channels) {
-      const theirs = new FakeChannel(dc.label, dc.protocol);
-      dc.peer = theirs;
-      theirs.peer = dc;
-      other.ondatachannel?.({ channel: theirs });
-      dc.readyState = theirs.readyState = 'open';
-      dc.onopen?.();
-      theirs.onopen?.();
-    }
-  }
-
-  close() {
-    for (const dc of this.channels) dc.close();
-  }
-}
-
-globalThis.WebSocket = FakeWebSocket;
-globalThis.RTCPeerConnection = FakePeerConnection;
-
-function next(m, name, pred = () => true) {
-  return new Promise((resolve) => {
-    const off = m.on(name, (e) => {
-      if (pred(e)) {
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
-
-/** Stops members however a test ends: no timer keeps the process alive. */
-function stopAfter(t, ...ms) {
-  t.after(() => {
-    for (const m of ms) {
-      m.pump = () => {};
-      clearTimeout(m.timer);
-      for (const id of [...m.links.keys()]) m.closeLink(id);
-      m.ws?.close();
-    }
-  });
-}
+/** The switchboard of the running test. */
+let board = useBoard(new Switchboard({ rooms: true }));
 
 test('two pages meet in a secured room and sync; a page with another secret meets nobody', { timeout: 30000 }, async (t) => {
-  board = new Board();
+  board = useBoard(new Switchboard({ rooms: true }));
   const given = await Identity.generate();
   const a = await join('team', { signal: 'ws://fake/', secret: SECRET, token: 'h.p.s', identity: given });
+  // Listening before anything else is awaited: on a busy machine they come early.
+  const joined = next(a, 'peer_join');
+  const aSynced = next(a, 'synced');
   const b = await join('team', { signal: 'ws://fake/?v=1', secret: SECRET, attributes: { name: 'bea' } });
+  const bSynced = next(b, 'synced');
   const stranger = await join('team', { signal: 'ws://fake/', secret: 'rm1_mBkfRuWDAhZEVDaXiANpel46thseiVHU_prme6thSl8' });
   stopAfter(t, a, b, stranger);
   assert.ok(a instanceof Member && a.secured && a.tag === (await roomKey('team', SECRET)).tag);
   assert.equal(a.id, given.peerId, 'the given identity is our id');
   assert.equal(b.id.length, 43, 'a fresh identity, its key our id');
   assert.deepEqual(board.urls, ['ws://fake/?token=h.p.s', 'ws://fake/?v=1', 'ws://fake/']);
-  const joined = next(a, 'peer_join');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  await Promise.all([aSynced, bSynced]);
   assert.equal((await joined).attributes.name, 'bea', 'user attributes arrive, opened');
   const got = next(b, 'update', (u) => u.key === 'k');
   a.set('k', { v: 1 });
@@ -601,7 +433,7 @@ test("a secured join's bad secret rejects; a given id must be the identity's", a
 });
 
 test('refusals are error events: refused_<reason> from /mesh:refused, refused_http after failed upgrades', { timeout: 30000 }, async (t) => {
-  board = new Board();
+  board = useBoard(new Switchboard({ rooms: true }));
   board.refuse = true;
   const m = await join('team', { signal: 'ws://fake/', secret: SECRET });
   stopAfter(t, m);
