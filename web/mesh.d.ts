@@ -68,20 +68,58 @@ export interface Update {
   json: string;
   ts: number;
   source: string;
+  /** Secured rooms: the writer's Ed25519 signature (64 bytes). */
+  sig?: Uint8Array;
+  /** Secured rooms, a received update: what {@link UpdateGuard.check} said of it. */
+  checked?: UpdateCheck;
 }
 
-export type Verdict = 'applied' | 'superseded' | 'stale' | 'rejected';
+export type Verdict = 'applied' | 'superseded' | 'stale' | 'rejected' | 'refused' | 'held';
+
+/** What a secured store's check says of an update (core's `UpdateRefusal` codes). */
+export type UpdateCheck = 'ok' | 'bad_source' | 'unsigned' | 'bad_sig' | 'not_owner';
+
+/** How far ahead of the clock an update may be stamped and still be applied (ms). */
+export declare const MAX_FUTURE_MS: number;
+/** The most updates a secured store holds back. */
+export declare const MAX_HELD: number;
+/** Refused updates after which a link is closed; one is forgiven per STRIKE_FORGIVEN_MS. */
+export declare const MAX_STRIKES: number;
+export declare const STRIKE_FORGIVEN_MS: number;
+/** The writer's peer id in a source id (its first 43 characters, then nothing or `.`). */
+export declare function writerOf(source: string): string | null;
+/** Whether member `writer` may write `key` (`users/<id>/...` is member <id>'s alone). */
+export declare function mayWrite(key: string, writer: string): boolean;
+/** The signing input of an update in the room `roomId` (core's `signing_input`). */
+export declare function signingInput(roomId: Uint8Array, u: Update): Uint8Array;
+/** `JSON.stringify([[key, value], ts, source])` of an update. */
+export declare function updateText(u: Update): string;
+
+/** A secured store's part (core's `UpdateGuard`): signs our writes, checks others'. */
+export declare class UpdateGuard {
+  constructor(roomId: Uint8Array, identity: Identity);
+  readonly writer: string;
+  sign(u: Update): Promise<Uint8Array>;
+  check(u: Update): Promise<UpdateCheck>;
+}
 
 /** The replicated map (core's `store`). */
 export declare class Store {
-  constructor(id: string, options?: { now?: () => number; maxSkewMs?: number });
+  constructor(id: string, options?: { now?: () => number; maxSkewMs?: number; guard?: UpdateGuard });
   readonly id: string;
+  readonly guard: UpdateGuard | null;
   readonly entries: Map<string, Update>;
   readonly clock: Map<string, number>;
-  readonly stats: { applied: number; stale: number; superseded: number; rejected: number; skewed: number };
+  readonly held: Map<string, Update>;
+  readonly stats: {
+    applied: number; stale: number; superseded: number; rejected: number; skewed: number;
+    unsigned: number; badSignatures: number; badSources: number; notOwner: number; held: number;
+  };
   nextTs(): number;
   set(key: string, value: Json | undefined): Update;
   apply(u: Update): Verdict;
+  heldOrder(): Update[];
+  releaseHeld(): Update[];
   get(key: string): Json | undefined;
   keys(): string[];
   snapshot(): { [key: string]: Json };
@@ -177,6 +215,8 @@ export interface SessionStats {
   pingsIn: number;
   /** Round trip of the last answered `PING`, in milliseconds. */
   rtt: number | null;
+  /** Updates a secured store refused (16 within the forgiveness close the link). */
+  refused: number;
 }
 
 /** What {@link Session.handle} tells its caller. */
@@ -206,6 +246,10 @@ export declare class Replica {
   constructor(store: Store);
   readonly store: Store;
   onUpdate: (u: Update, local: boolean) => void;
+  /** A secured room's signer of local writes (signs, then forwards), or null. */
+  signer: ((u: Update) => void) | null;
+  /** Applies and forwards held-back updates that came due. */
+  releaseHeld(): void;
   openLink(out: MessageSink | ((line: string) => void)): number;
   closeLink(id: number): void;
   session(id: number): Session | undefined;
@@ -369,6 +413,9 @@ export declare class Mesh {
   localCandidate(now: number, peer: string, candidate: { [key: string]: Json }): void;
   linkOpen(now: number, peer: string, codec: CodecName): void;
   linkData(now: number, peer: string, data: string | Uint8Array): void;
+  /** Decoded messages from `peer`'s link (after their updates were checked, in a
+   * secured room). */
+  handleMessages(now: number, peer: string, link: number, msgs: Line[]): void;
   linkClosed(now: number, peer: string): void;
   /** The link layer judged the open link dead (ICE lost): the peer leaves for `timeout`. */
   linkLost(now: number, peer: string): void;
@@ -425,6 +472,10 @@ export interface MemberEvents {
   /** The switchboard refused us (our connection, or our announce); also reported as
    * an `error` with code `refused_<reason>`. The connection is retried with backoff. */
   refused: { reason: string };
+  /** A secured room: the peer sent 16 updates our store refused; its link was closed. */
+  peer_misbehaved: { peer: string; reason: UpdateCheck };
+  /** A peer closed our link because its store refused what we sent. */
+  refused_by_peer: { peer: string; reason: string };
   error: MeshError;
 }
 
@@ -481,6 +532,11 @@ export declare class Member {
     readonly unsealFailures: number;
     readonly badSignatures: number;
     readonly staleSignals: number;
+    readonly updatesUnsigned: number;
+    readonly updatesBadSignature: number;
+    readonly updatesBadSource: number;
+    readonly updatesNotOwner: number;
+    readonly updatesHeld: number;
   };
   /** New user attributes, announced to the room. */
   announce(attributes: { [key: string]: Json }): void;

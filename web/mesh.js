@@ -27,7 +27,10 @@ export {
 } from './lib/values.js';
 export { Store } from './lib/store.js';
 export {
-  CHUNK, JsonEncoder, LineDecoder, LineWriter, decodeLine, encodeControl, encodeDigest, encodeUpdate,
+  MAX_FUTURE_MS, MAX_HELD, MAX_STRIKES, STRIKE_FORGIVEN_MS, UpdateGuard, mayWrite, signingInput, writerOf,
+} from './lib/updates.js';
+export {
+  CHUNK, JsonEncoder, LineDecoder, LineWriter, decodeLine, encodeControl, encodeDigest, encodeUpdate, updateText,
 } from './lib/codecs.js';
 export {
   FRAME_SIZE, MAX_FRAME_LEN, PostcardDecoder, PostcardEncoder, decodeValue, encodeValue, valueBytes,

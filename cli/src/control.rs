@@ -20,10 +20,11 @@
 //! `value{key,value}`, `dump{data}` (deleted keys left out), `error{code,message}`,
 //! `closed{}`, and for `join` `peer_join{peer,attributes}`,
 //! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed` or `failed`) and
-//! `peers{peers:[{peer,attributes,state,codec}]}` and `stats{mesh:{..},node:{..}}` (every
-//! counter of `MeshStats` and `NodeStats` by its field's name; in a secured room
-//! `mesh.unsecured_signals`, `unseal_failures`, `bad_signatures` and `stale_signals`
-//! count the signals refused).
+//! `peers{peers:[{peer,attributes,state,codec}]}` and `stats{mesh:{..},node:{..},store:{..}}`
+//! (every counter of `MeshStats`, `NodeStats` and `StoreStats` by its field's name; in a
+//! secured room `mesh.unsecured_signals`, `unseal_failures`, `bad_signatures` and
+//! `stale_signals` count the signals refused, `store.unsigned`, `bad_signatures`,
+//! `bad_sources`, `not_owner` the updates refused and `store.held` those held back).
 //! A bad command line gets an `error` event; the program goes on.
 
 use rtc_mesh_core::limits::Limits;
@@ -416,6 +417,7 @@ impl Report<'_> {
                 Line::new("stats")
                     .value("mesh", &group(&st.mesh.counters()))
                     .value("node", &group(&st.node.counters()))
+                    .value("store", &group(&st.store.counters()))
                     .done()
             }
             Report::Relay { server, relayed } => Line::new("relay")
@@ -534,9 +536,10 @@ impl Report<'_> {
                         .join(", ")
                 };
                 format!(
-                    "stats: mesh: {}\nstats: node: {}",
+                    "stats: mesh: {}\nstats: node: {}\nstats: store: {}",
                     line(&st.mesh.counters()),
-                    line(&st.node.counters())
+                    line(&st.node.counters()),
+                    line(&st.store.counters())
                 )
             }
             Report::Relay { server, relayed } => {

@@ -83,6 +83,7 @@ fn chromium_firefox_and_native_peers_mesh() {
         "chromium: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
         "firefox: security vectors match core; 43 of 914 CCTV Ed25519 edge cases accepted",
         "secured room: a native, a Chromium demo page (#secret=) and a Firefox page converged on 3 keys",
+        "every update signed by its writer and checked by the others (WebCrypto and dalek), none refused",
         "a Chromium and a Firefox page with another secret met nobody and got nothing",
         "open room, native victim: linked to \"bob\" through the hostile switchboard",
         "open room, chromium victim: linked to \"bob\" through the hostile switchboard",

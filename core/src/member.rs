@@ -654,6 +654,8 @@ pub struct MemberStats {
     pub node: crate::node::NodeStats,
     /// The mesh's: negotiations, and in a secured room the signals refused and why.
     pub mesh: crate::mesh::MeshStats,
+    /// The store's: updates applied, stale, and in a secured room refused and why.
+    pub store: crate::store::StoreStats,
 }
 
 /// A request to a member's driver. Both runtimes' drivers answer it the same way, with
@@ -727,6 +729,7 @@ pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
         Request::Stats => Answer::Stats(MemberStats {
             node: node.stats().clone(),
             mesh: node.mesh().stats().clone(),
+            store: node.store().stats().clone(),
         }),
         Request::Announce(attributes) => {
             node.announce(now, attributes);

@@ -86,6 +86,14 @@ pub enum ReplicaEvent {
         /// The line.
         control: Control,
     },
+    /// A link's remote sent [`crate::session::MAX_STRIKES`] updates our secured store
+    /// refused: close it (the remote is told why by [`Replica::refuse_link`]).
+    Misbehaved {
+        /// The link.
+        link: LinkId,
+        /// The last refusal's code (`bad_sig`, `unsigned`, `bad_source`, `not_owner`).
+        reason: &'static str,
+    },
     /// A link sent something that could not be decoded; it was skipped. A
     /// [fatal](DecodeError::is_fatal) error means the link must be closed.
     LinkError {
@@ -368,6 +376,9 @@ impl Replica {
                         .events
                         .push_back(ReplicaEvent::LinkError { link, error }),
                     SessionEvent::Rejected(_) => {}
+                    SessionEvent::Misbehaved { reason } => self
+                        .events
+                        .push_back(ReplicaEvent::Misbehaved { link, reason }),
                 }
             }
         }
@@ -410,6 +421,7 @@ impl Replica {
                 value: &ev.value,
                 ts: ev.ts,
                 source: &ev.source,
+                sig: ev.sig.as_ref(),
             };
             for (&id, s) in self.links.iter_mut() {
                 if Some(id) == origin && !cfg!(feature = "bug-echo") {
@@ -461,6 +473,26 @@ impl Replica {
         let u = self.store.delete(now, key)?;
         self.forward(None);
         Ok(u)
+    }
+
+    /// Time passed: held-back updates that came due (secured stores) are applied and
+    /// forwarded.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.store.release_held(now) > 0 {
+            self.forward(None);
+        }
+    }
+
+    /// When [`Replica::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.store.next_held_due()
+    }
+
+    /// Tells a link's remote why we close it (`REFUSED <reason>`, a control line
+    /// scuttlebutt ignores); close it next.
+    pub fn refuse_link(&mut self, link: LinkId, reason: &str) {
+        self.send_control(link, &Control::Other(format!("REFUSED {reason}")));
     }
 
     /// Applies an update obtained some other way (not from a link), and forwards it.

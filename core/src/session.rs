@@ -71,6 +71,13 @@ pub enum SessionEvent {
     Error(DecodeError),
     /// The remote sent an update the store rejected as invalid.
     Rejected(crate::store::Rejection),
+    /// The remote sent [`MAX_STRIKES`] updates a secured store refused (forged, unsigned,
+    /// into another's space) within the forgiveness of one per [`STRIKE_FORGIVEN`]: the
+    /// link must be closed. Reported once; `reason` is the last refusal's code.
+    Misbehaved {
+        /// `bad_sig`, `unsigned`, `bad_source` or `not_owner`.
+        reason: &'static str,
+    },
     /// The remote sent a control line this session does not handle itself.
     Control(Control),
 }
@@ -94,7 +101,15 @@ pub struct SessionStats {
     /// The time from our last answered `PING` to its `PONG` (includes the time the
     /// `PING` waited behind data already queued on the link).
     pub rtt: Option<Duration>,
+    /// Updates a secured store refused (see [`SessionEvent::Misbehaved`]).
+    pub refused: u64,
 }
+
+/// Refused updates after which a link is closed (see [`SessionEvent::Misbehaved`]).
+pub const MAX_STRIKES: u32 = 16;
+
+/// One strike is forgiven per this much time.
+pub const STRIKE_FORGIVEN: Duration = Duration::from_secs(4);
 
 /// One sync conversation. See the module docs.
 #[derive(Debug)]
@@ -116,6 +131,10 @@ pub struct Session {
     codec: Codec,
     /// When the unanswered `PING` was queued.
     ping_sent: Option<Instant>,
+    /// Strikes for refused updates, as of `strike_at` (one forgiven per
+    /// [`STRIKE_FORGIVEN`]); `None` once the link was reported misbehaving.
+    strikes: Option<(f64, Instant)>,
+    misbehaved: bool,
 }
 
 impl Session {
@@ -139,6 +158,8 @@ impl Session {
             stats: SessionStats::default(),
             codec: config.codec,
             ping_sent: None,
+            strikes: None,
+            misbehaved: false,
         }
     }
 
@@ -232,9 +253,19 @@ impl Session {
             }
             Message::Update(u) => {
                 self.stats.updates_in += 1;
+                if self.misbehaved {
+                    // Closing: nothing more of its is checked (a flood costs at most
+                    // MAX_STRIKES verifications per forgiveness).
+                    return;
+                }
                 let key = u.key.clone();
                 match store.apply_inner(now, u.as_ref(), Some(key)) {
-                    (Verdict::Rejected(r), _) => self.events.push_back(SessionEvent::Rejected(r)),
+                    (Verdict::Rejected(r), _) => {
+                        if let crate::store::Rejection::Refused(why) = &r {
+                            self.strike(now, why.code());
+                        }
+                        self.events.push_back(SessionEvent::Rejected(r))
+                    }
                     (_, Some(ix)) if !cfg!(feature = "bug-echo") => self.raise_remote(ix, u.ts),
                     _ => {}
                 }
@@ -262,6 +293,19 @@ impl Session {
                     self.stats.rtt = Some(now.saturating_duration_since(sent));
                 }
             }
+        }
+    }
+
+    fn strike(&mut self, now: Instant, reason: &'static str) {
+        self.stats.refused += 1;
+        let (n, at) = self.strikes.unwrap_or((0.0, now));
+        let forgiven =
+            now.saturating_duration_since(at).as_secs_f64() / STRIKE_FORGIVEN.as_secs_f64();
+        let n = (n - forgiven).max(0.0) + 1.0;
+        self.strikes = Some((n, now));
+        if n >= f64::from(MAX_STRIKES) && !self.misbehaved {
+            self.misbehaved = true;
+            self.events.push_back(SessionEvent::Misbehaved { reason });
         }
     }
 

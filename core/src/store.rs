@@ -17,7 +17,7 @@
 //! Every change, local or remote, is reported as a [`StoreEvent`] drained with
 //! [`Store::poll_event`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use std::hash::BuildHasher;
 
@@ -26,7 +26,11 @@ use smol_str::SmolStr;
 use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
+use crate::security::updates::{may_write, UpdateGuard, UpdateRefusal, UpdateSig, MAX_FUTURE};
 use crate::value::{EncodedValue, Object, Value, ValueError};
+
+/// The most updates a secured store holds back for being stamped ahead of its clock.
+const MAX_HELD: usize = 4096;
 
 /// Index of a source id in a store's interning table. Stable for the store's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +56,8 @@ pub struct Update {
     pub ts: f64,
     /// The writer's source id.
     pub source: SmolStr,
+    /// The writer's signature (secured rooms; see [`crate::security::updates`]).
+    pub sig: Option<UpdateSig>,
 }
 
 /// A borrowed view of an update, as held by a store or about to be encoded.
@@ -65,6 +71,8 @@ pub struct UpdateRef<'a> {
     pub ts: f64,
     /// Source id.
     pub source: &'a str,
+    /// The writer's signature, if any.
+    pub sig: Option<&'a UpdateSig>,
 }
 
 impl Update {
@@ -75,6 +83,7 @@ impl Update {
             value: &self.value,
             ts: self.ts,
             source: &self.source,
+            sig: self.sig.as_ref(),
         }
     }
 }
@@ -87,6 +96,7 @@ impl UpdateRef<'_> {
             value: self.value.clone(),
             ts: self.ts,
             source: self.source.into(),
+            sig: self.sig.copied(),
         }
     }
 }
@@ -104,6 +114,10 @@ pub enum Verdict {
     Stale,
     /// The update is invalid: nothing changed.
     Rejected(Rejection),
+    /// A secured store holds the update back: it is stamped more than
+    /// [`MAX_FUTURE`] ahead of the store's clock. It is applied (and reported) when
+    /// its time comes ([`Store::release_held`]); until then nothing changed.
+    Held,
 }
 
 /// Why an update was rejected.
@@ -122,6 +136,18 @@ pub enum Rejection {
     /// The value is larger than the limit.
     #[error("value too large")]
     ValueTooLarge,
+    /// A secured store refused it: unsigned, a bad signature, or a write the room's
+    /// rules do not allow.
+    #[error(transparent)]
+    Refused(#[from] UpdateRefusal),
+}
+
+impl Rejection {
+    /// Whether a peer that sends this misbehaves (rather than, say, relaying an update
+    /// from a peer with other limits): every refusal of a secured store.
+    pub fn is_misbehaviour(&self) -> bool {
+        matches!(self, Rejection::Refused(_))
+    }
 }
 
 /// A misuse of the local store API.
@@ -153,6 +179,12 @@ pub enum StoreError {
     /// The source id given in the configuration is invalid.
     #[error("invalid source id {0:?}: 1 to 128 bytes without control characters")]
     BadSourceId(String),
+    /// In a secured room, the key belongs to another member (`users/<id>/...`).
+    #[error("the key {0:?} is another member's (users/<id>/ keys are their member's alone)")]
+    NotOwner(String),
+    /// A secured store's source id must start with its identity's peer id.
+    #[error("the source id {0:?} does not start with the identity's peer id")]
+    NotTheIdentity(String),
 }
 
 /// A change to the store, local or remote.
@@ -170,6 +202,8 @@ pub struct StoreEvent {
     pub ts: f64,
     /// Whether this replica made the change.
     pub local: bool,
+    /// The writer's signature (secured rooms).
+    pub sig: Option<UpdateSig>,
 }
 
 /// A vector clock: the latest timestamp seen per source, in first-seen order.
@@ -247,6 +281,9 @@ pub struct StoreConfig {
     /// Seed of the hash that indexes keys. Runtimes draw it at random, so that a peer
     /// cannot choose keys that collide; simulations fix it. Default 0.
     pub hash_seed: u64,
+    /// A secured room's store: our writes are signed, and updates from peers are checked
+    /// before they touch anything (see [`crate::security::updates`]). Default `None`.
+    pub guard: Option<UpdateGuard>,
 }
 
 impl StoreConfig {
@@ -259,6 +296,7 @@ impl StoreConfig {
             max_skew: Duration::from_secs(60),
             limits: Limits::default(),
             hash_seed: 0,
+            guard: None,
         }
     }
 }
@@ -279,6 +317,17 @@ pub struct StoreStats {
     pub skewed: u64,
     /// Local writes.
     pub local: u64,
+    /// Secured stores: remote updates without a signature.
+    pub unsigned: u64,
+    /// Secured stores: remote updates whose signature did not check.
+    pub bad_signatures: u64,
+    /// Secured stores: remote updates whose source is not a member's key.
+    pub bad_sources: u64,
+    /// Secured stores: remote updates into another member's `users/` space.
+    pub not_owner: u64,
+    /// Secured stores: remote updates held back for being stamped more than
+    /// [`MAX_FUTURE`] ahead (each time one arrives).
+    pub held: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +335,7 @@ struct Entry {
     value: EncodedValue,
     ts: f64,
     source: SourceIx,
+    sig: Option<Box<UpdateSig>>,
 }
 
 /// Source ids interned to small indices, with the per-source clock.
@@ -349,6 +399,28 @@ pub struct Store {
     events: VecDeque<StoreEvent>,
     stats: StoreStats,
     wall_cache: (Option<Instant>, f64),
+    guard: Option<UpdateGuard>,
+    /// Held back (secured stores), by (timestamp bits, source).
+    held: BTreeMap<(u64, SmolStr), Update>,
+}
+
+impl StoreStats {
+    /// Every counter with its field's name, in declaration order (for reports).
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
+        [
+            ("applied", self.applied),
+            ("superseded", self.superseded),
+            ("stale", self.stale),
+            ("rejected", self.rejected),
+            ("skewed", self.skewed),
+            ("local", self.local),
+            ("unsigned", self.unsigned),
+            ("bad_signatures", self.bad_signatures),
+            ("bad_sources", self.bad_sources),
+            ("not_owner", self.not_owner),
+            ("held", self.held),
+        ]
+    }
 }
 
 impl Store {
@@ -356,6 +428,11 @@ impl Store {
     pub fn new(config: StoreConfig) -> Result<Self, StoreError> {
         if !valid_source(&config.id, &config.limits) {
             return Err(StoreError::BadSourceId(config.id));
+        }
+        if let Some(g) = &config.guard {
+            if crate::security::updates::writer_of(&config.id) != Some(g.writer()) {
+                return Err(StoreError::NotTheIdentity(config.id));
+            }
         }
         let mut sources = Sources::default();
         let local = sources.intern(&config.id);
@@ -374,6 +451,8 @@ impl Store {
             events: VecDeque::new(),
             stats: StoreStats::default(),
             wall_cache: (None, 0.0),
+            guard: config.guard,
+            held: BTreeMap::new(),
         })
     }
 
@@ -469,6 +548,11 @@ impl Store {
         value: EncodedValue,
     ) -> Result<Update, StoreError> {
         self.check_key(key)?;
+        if let Some(g) = &self.guard {
+            if !may_write(key, g.writer()) {
+                return Err(StoreError::NotOwner(key.to_owned()));
+            }
+        }
         if !value.fits(&self.limits) {
             return Err(StoreError::ValueTooLarge {
                 len: value.len().max(value.to_json().len()),
@@ -486,14 +570,24 @@ impl Store {
         }
         self.sources.clock[self.local.0 as usize] = ts;
         self.stats.local += 1;
+        let sig = self.guard.as_ref().map(|g| {
+            g.sign(UpdateRef {
+                key,
+                value: &value,
+                ts,
+                source: &self.id,
+                sig: None,
+            })
+        });
         let key = self
-            .put(key, None, value.clone(), ts, self.local, true, false)
+            .put(key, None, value.clone(), ts, self.local, sig, true, false)
             .expect("a write that need not win is always stored");
         Ok(Update {
             key,
             value,
             ts,
             source: self.id.clone(),
+            sig,
         })
     }
 
@@ -509,6 +603,7 @@ impl Store {
         value: EncodedValue,
         ts: f64,
         source: SourceIx,
+        sig: Option<UpdateSig>,
         local: bool,
         must_win: bool,
     ) -> Option<SmolStr> {
@@ -526,6 +621,7 @@ impl Store {
             value: value.clone(),
             ts,
             source,
+            sig: sig.map(Box::new),
         };
         // (the key as stored, whether the key held a live value before)
         let hash = self.entries.hash(key);
@@ -557,6 +653,7 @@ impl Store {
             source: self.sources.names[source.0 as usize].clone(),
             ts,
             local,
+            sig,
         });
         Some(key)
     }
@@ -597,14 +694,43 @@ impl Store {
             self.stats.rejected += 1;
             return (Verdict::Rejected(r), None);
         }
-        let ix = match known {
-            Some(ix) => {
-                if u.ts <= self.sources.clock[ix.0 as usize] {
-                    self.stats.stale += 1;
-                    return (Verdict::Stale, Some(ix));
-                }
-                ix
+        if let Some(ix) = known {
+            if u.ts <= self.sources.clock[ix.0 as usize] {
+                self.stats.stale += 1;
+                return (Verdict::Stale, Some(ix));
             }
+        }
+        if let Some(g) = self.guard.as_mut() {
+            if let Err(r) = g.check(u) {
+                let n = match r {
+                    UpdateRefusal::Unsigned => &mut self.stats.unsigned,
+                    UpdateRefusal::BadSignature => &mut self.stats.bad_signatures,
+                    UpdateRefusal::BadSource => &mut self.stats.bad_sources,
+                    _ => &mut self.stats.not_owner,
+                };
+                *n += 1;
+                self.stats.rejected += 1;
+                return (Verdict::Rejected(Rejection::Refused(r)), None);
+            }
+            let wall = self.wall_ms_cached(now);
+            if u.ts > wall + MAX_FUTURE.as_millis() as f64 {
+                self.stats.held += 1;
+                let slot = (u.ts.to_bits(), SmolStr::from(u.source));
+                if self.held.len() < MAX_HELD || self.held.contains_key(&slot) {
+                    self.held.entry(slot).or_insert_with(|| u.to_owned());
+                } else if let Some(last) = self.held.last_key_value().map(|(k, _)| k.clone()) {
+                    // Full: the latest goes, so the earliest are kept to come due first.
+                    if slot < last {
+                        self.held.remove(&last);
+                        self.held.insert(slot, u.to_owned());
+                    }
+                }
+                // The sender has it: the link need not send it back.
+                return (Verdict::Held, Some(self.sources.intern(u.source)));
+            }
+        }
+        let ix = match known {
+            Some(ix) => ix,
             None => self.sources.intern(u.source),
         };
         self.sources.clock[ix.0 as usize] = u.ts;
@@ -618,7 +744,16 @@ impl Store {
             self.last_local = self.last_local.max(u.ts);
         }
         if self
-            .put(u.key, owned_key, u.value.clone(), u.ts, ix, false, true)
+            .put(
+                u.key,
+                owned_key,
+                u.value.clone(),
+                u.ts,
+                ix,
+                u.sig.copied(),
+                false,
+                true,
+            )
             .is_none()
         {
             self.stats.superseded += 1;
@@ -660,6 +795,7 @@ impl Store {
             value: &e.value,
             ts: e.ts,
             source: &self.sources.names[e.source.0 as usize],
+            sig: e.sig.as_deref(),
         }
     }
 
@@ -787,6 +923,36 @@ impl Store {
             rank[ix as usize] = r as u32;
         }
         rank
+    }
+
+    /// Applies the held-back updates (see [`Verdict::Held`]) that are within
+    /// [`MAX_FUTURE`] of the clock at `now`, in timestamp order; their changes come out
+    /// of [`Store::poll_event`] as any other. Returns how many were due.
+    pub fn release_held(&mut self, now: Instant) -> usize {
+        let wall = self.wall_ms(now) + MAX_FUTURE.as_millis() as f64;
+        let mut n = 0;
+        while let Some(entry) = self.held.first_entry() {
+            if f64::from_bits(entry.key().0) > wall {
+                break;
+            }
+            let u = entry.remove();
+            n += 1;
+            let key = u.key.clone();
+            self.apply_inner(now, u.as_ref(), Some(key));
+        }
+        n
+    }
+
+    /// When the first held-back update comes due, if any.
+    pub fn next_held_due(&self) -> Option<Instant> {
+        let (ts, _) = self.held.first_key_value()?.0;
+        let due_ms = f64::from_bits(*ts) - MAX_FUTURE.as_millis() as f64 - self.epoch_ms;
+        Some(self.start + Duration::from_secs_f64((due_ms.max(0.0) / 1000.0).min(1e9)))
+    }
+
+    /// How many updates are held back.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
     }
 
     /// The next change event, if any.
@@ -919,6 +1085,7 @@ mod tests {
             value: EncodedValue::from_value(&1.0.into()),
             ts: f64::NAN,
             source: "b".into(),
+            sig: None,
         };
         assert_eq!(
             s.apply(t0, u.clone()),
@@ -956,6 +1123,7 @@ mod tests {
                 value: EncodedValue::from_value(&"fromZ".into()),
                 ts: 1_700_000_000_000.0 + ahead,
                 source: "z".into(),
+                sig: None,
             };
             z.apply(t0, uz.clone());
             a.apply(t0, uz);
@@ -1001,6 +1169,7 @@ mod tests {
             value: EncodedValue::null(),
             ts: far,
             source: "b".into(),
+            sig: None,
         };
         assert_eq!(s.apply(t0, u), Verdict::Applied);
         assert_eq!(s.stats().skewed, 1);

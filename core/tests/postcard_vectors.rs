@@ -31,13 +31,19 @@ fn describe(m: &Message) -> J {
             "id": id,
             "clock": clock.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
         }),
-        Message::Update(u) => json!({
-            "type": "update",
-            "key": u.key.as_str(),
-            "json": u.value.to_json(),
-            "ts": u.ts,
-            "source": u.source.as_str(),
-        }),
+        Message::Update(u) => {
+            let mut o = json!({
+                "type": "update",
+                "key": u.key.as_str(),
+                "json": u.value.to_json(),
+                "ts": u.ts,
+                "source": u.source.as_str(),
+            });
+            if let Some(sig) = &u.sig {
+                o["sig"] = J::from(hex(sig));
+            }
+            o
+        }
         Message::Sync => json!({ "type": "sync" }),
         Message::Ping => json!({ "type": "ping" }),
         Message::Pong => json!({ "type": "pong" }),
@@ -52,7 +58,17 @@ fn update(key: &str, json: &str, ts: f64, source: &str) -> Message {
         value: EncodedValue::from_json(json, &Limits::default()).unwrap(),
         ts,
         source: source.into(),
+        sig: None,
     })
+}
+
+/// A signed update (the signature's bytes are the codec's business only here).
+fn signed(key: &str, json: &str, ts: f64, source: &str, fill: u8) -> Message {
+    let Message::Update(mut u) = update(key, json, ts, source) else {
+        unreachable!()
+    };
+    u.sig = Some(std::array::from_fn(|i| fill.wrapping_add(i as u8)));
+    Message::Update(u)
 }
 
 const VALUES: &[&str] = &[
@@ -135,6 +151,22 @@ fn sequences() -> Vec<(&'static str, usize, Vec<Message>)> {
                 Message::Control("LINKS [\"a\",\"b\"]".into()),
                 Message::Control("BYE".into()),
                 Message::Control("CLOCK {\"a\":1}".into()),
+            ],
+        ),
+        (
+            "signed updates (secured rooms), one fragmented, beside an unsigned one",
+            512,
+            vec![
+                signed("a", "1", 1795713876272.0, src_a, 1),
+                update("b", "2", 1795713876273.0, src_a),
+                signed(
+                    "c",
+                    &format!("\"{}\"", "z".repeat(1200)),
+                    1795713876274.0,
+                    src_b,
+                    7,
+                ),
+                signed("d", "null", 1795713876275.0, src_b, 200),
             ],
         ),
         ("two hundred live updates", 16384, live.clone()),

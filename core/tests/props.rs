@@ -43,12 +43,20 @@ fn arb_ts() -> impl Strategy<Value = f64> {
 }
 
 fn arb_update() -> impl Strategy<Value = Update> {
-    (".{0,16}", arb_value(), arb_ts(), arb_source()).prop_map(|(key, v, ts, source)| Update {
-        key: key.into(),
-        value: EncodedValue::from_value(&v),
-        ts,
-        source: source.into(),
-    })
+    (
+        ".{0,16}",
+        arb_value(),
+        arb_ts(),
+        arb_source(),
+        prop::option::of(prop::collection::vec(any::<u8>(), 64)),
+    )
+        .prop_map(|(key, v, ts, source, sig)| Update {
+            key: key.into(),
+            value: EncodedValue::from_value(&v),
+            ts,
+            source: source.into(),
+            sig: sig.map(|s| s.try_into().expect("64 bytes")),
+        })
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
@@ -97,6 +105,7 @@ fn arb_source_logs() -> impl Strategy<Value = Vec<Vec<Update>>> {
                         value: EncodedValue::from_value(&v),
                         ts: EPOCH + t as f64,
                         source: src.into(),
+                        sig: None,
                     })
                     .collect()
             })

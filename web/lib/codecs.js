@@ -1,10 +1,19 @@
 // The json codec (scuttlebutt's JSON lines): core's `wire::json`.
 
 import { LIMITS, MAX_LINE_LEN, MeshError, checkValue, parseJson, plainObject, toJson } from './values.js';
+import { b64url, fromB64url } from './security.js';
 
-/** The line of an update: `[[key,value],ts,source]` and a newline. */
+/** `JSON.stringify([[key, value], ts, source])` of an update: its json line without the
+ * signature, and the signed text of core's `security::updates::signing_input`. */
+export function updateText(u) {
+  return `[[${JSON.stringify(u.key)},${u.json}],${JSON.stringify(u.ts)},${JSON.stringify(u.source)}]`;
+}
+
+/** The line of an update: `[[key,value],ts,source]` (and, signed, the signature as a
+ * fourth element, base64url) and a newline. */
 export function encodeUpdate(u) {
-  return `[[${JSON.stringify(u.key)},${u.json}],${JSON.stringify(u.ts)},${JSON.stringify(u.source)}]\n`;
+  const t = updateText(u);
+  return u.sig ? `${t.slice(0, -1)},"${b64url(u.sig)}"]\n` : `${t}\n`;
 }
 
 /** The line of a digest: `{"id":..,"clock":{..}}` and a newline. */
@@ -44,7 +53,14 @@ export function decodeLine(line) {
       const value = kv.length > 1 ? kv[1] : null;
       // The line was checked whole; an object or array also within the value's depth.
       if (value !== null && typeof value === 'object') checkValue(value);
-      return { type: 'update', key: kv[0], value, json: toJson(value), ts, source };
+      const m = { type: 'update', key: kv[0], value, json: toJson(value), ts, source };
+      // A signature: base64url of 64 bytes as the fourth element; anything else there is
+      // ignored (a secured store refuses the update as unsigned).
+      if (typeof v[3] === 'string' && v[3].length === 86) {
+        const sig = fromB64url(v[3]);
+        if (sig && sig.length === 64) m.sig = sig;
+      }
+      return m;
     }
     throw new MeshError('bad_update', 'not an update');
   }

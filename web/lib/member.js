@@ -128,6 +128,12 @@ export class Member {
     for (const k of ['unsecuredSignals', 'unsealFailures', 'badSignatures', 'staleSignals']) {
       Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.stats[k] });
     }
+    // And the store's refusals of updates (core's `StoreStats`): unsigned, forged or
+    // mutated, from no member's key, into another member's space; held back for now.
+    for (const [k, s] of [['updatesUnsigned', 'unsigned'], ['updatesBadSignature', 'badSignatures'],
+      ['updatesBadSource', 'badSources'], ['updatesNotOwner', 'notOwner'], ['updatesHeld', 'held']]) {
+      Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.store.stats[s] });
+    }
   }
 
   /** Whether the room is secured (joined with a secret). */

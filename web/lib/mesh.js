@@ -5,12 +5,13 @@
 
 import { MeshError, byteLength, validPeerId } from './values.js';
 import { Store } from './store.js';
-import { JsonEncoder, LineDecoder } from './codecs.js';
+import { JsonEncoder, LineDecoder, decodeLine } from './codecs.js';
 import { PostcardDecoder, PostcardEncoder } from './postcard.js';
 import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { IDLE_MS, SignalClient, Xorshift } from './signal-client.js';
 import { Secured } from './secured.js';
+import { UpdateGuard } from './updates.js';
 
 /** SDP or candidate messages kept per peer whose announce has not arrived. */
 const MAX_EARLY = 64;
@@ -179,7 +180,9 @@ export class Mesh {
     this.startMs = start;
     // The store's clock: wall-clock ms of the input being handled.
     this.clock = start;
-    this.store = new Store(`${this.id}.${this.incarnation}`, { now: () => epochMs + (this.clock - start) });
+    // Secured rooms: every write signed, every update checked (lib/updates.js).
+    const guard = config.security ? new UpdateGuard(config.security.key.roomId, config.security.identity) : null;
+    this.store = new Store(`${this.id}.${this.incarnation}`, { now: () => epochMs + (this.clock - start), guard });
     this.replica = new Replica(this.store);
     this.replica.onUpdate = (u, local) => this.event('update', updateEvent(u, local));
     this.client = new SignalClient({ ...(config.signalling ?? {}), seed: signallingSeed(seed) }, start);
@@ -203,6 +206,7 @@ export class Mesh {
     };
     /** Secured rooms: the sealing and opening of signals (lib/secured.js), else null. */
     this.secured = config.security ? new Secured(this, config.security) : null;
+    if (this.secured) this.replica.signer = (u) => this.secured.signUpdate(u);
     /** Secured rooms: called when outputs are waiting that no input made (a seal or an
      * open finished): drain `poll()` then. */
     this.onOutput = null;
@@ -596,14 +600,47 @@ export class Mesh {
       s.stats.errors++;
       return;
     }
+    if (p.codec === 'json') {
+      // Lines, decoded here so that a secured room can check their updates first.
+      const decoded = [];
+      for (const line of msgs) {
+        try {
+          decoded.push(decodeLine(line));
+        } catch {
+          s.stats.errors++;
+        }
+      }
+      msgs = decoded;
+    }
+    // A secured room checks updates' signatures (asynchronously) before they count.
+    if (this.secured) this.secured.linkIn(now, peer, link, msgs);
+    else this.handleMessages(now, peer, link, msgs);
+  }
+
+  /** Decoded messages from the data channel to `peer` on `link` (checked, in a secured
+   * room). */
+  handleMessages(now, peer, link, msgs) {
+    const p = this.peers.get(peer);
     for (const m of msgs) {
-      if (p.link !== link) return;
-      const r = p.codec === 'postcard' ? this.replica.handleMessage(link, m, now) : this.replica.handleLine(link, m, now);
+      if (!p || p.state !== 'open' || p.link !== link) return;
+      const r = this.replica.handleMessage(link, m, now);
       if (r) this.onAnswer(peer, p, r);
     }
   }
 
   onAnswer(peer, p, r) {
+    if (r.misbehaved) {
+      // Too many refused updates (core's `MeshEvent::PeerMisbehaved`): told why, closed,
+      // retried after a backoff.
+      this.replica.session(p.link)?.sendControl(`REFUSED ${r.misbehaved}`);
+      this.event('peer_misbehaved', { peer, reason: r.misbehaved });
+      this.loseLink(peer, this.lastNow + this.backoff(4), 'failed');
+      this.syncDirty = true;
+      return;
+    }
+    if (typeof r.control === 'string' && r.control.startsWith('REFUSED ')) {
+      this.event('refused_by_peer', { peer, reason: Array.from(r.control.slice(8)).slice(0, 64).join('') });
+    }
     if (r.synced) {
       p.synced = true;
       this.event('synced', { peer });
@@ -700,6 +737,9 @@ export class Mesh {
       this.checkClosing();
       return;
     }
+    // Held-back updates that came due (secured rooms).
+    this.clock = now;
+    this.replica.releaseHeld();
     if (now < this.nextTick - EPS) return;
     this.nextTick = now + Math.max(this.pingMs / 4, 10);
     const toPing = [];

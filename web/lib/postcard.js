@@ -16,6 +16,8 @@ const R_FRAG_START = 6;
 const R_FRAG_MORE = 7;
 const R_CONTROL = 8;
 const R_HISTORY_SIZE = 9;
+const R_SIGNED_UPDATE = 10;
+const R_SIGNED_FRAG_START = 11;
 
 const T_NULL = 0;
 const T_FALSE = 1;
@@ -624,6 +626,7 @@ export class PostcardEncoder {
     out.varint64(zhi, zlo);
     this.prevHi = hi;
     this.prevLo = lo;
+    if (u.sig) out.bytes(u.sig);
   }
 
   /** An update `{key, value, ts, source}` (its value encoded once, see valueBytes). */
@@ -631,10 +634,10 @@ export class PostcardEncoder {
     const value = valueBytes(u);
     const key = this.keyBytes(u.key);
     const source = this.bytesOf(u.source);
-    const headerMax = 1 + 10 + 10 + source.length + 20 + key.length + 10 + 10;
+    const headerMax = 1 + 10 + 10 + source.length + 20 + key.length + 10 + 10 + (u.sig ? 64 : 0);
     if (headerMax + value.length + 10 <= this.frameSize) {
       if (this.cur.len + headerMax + value.length > this.frameSize) this.finishChunk();
-      this.header(R_UPDATE, u, key, source, this.cur);
+      this.header(u.sig ? R_SIGNED_UPDATE : R_UPDATE, u, key, source, this.cur);
       this.cur.bytes(value);
       this.onWrite();
       return;
@@ -642,7 +645,7 @@ export class PostcardEncoder {
     // Fragmented: the first piece in a frame of its own, each next piece too.
     this.finishChunk();
     const r = new Bytes(this.frameSize);
-    this.header(R_FRAG_START, u, key, source, r);
+    this.header(u.sig ? R_SIGNED_FRAG_START : R_FRAG_START, u, key, source, r);
     r.varint(value.length);
     const room = Math.max(this.frameSize - (r.len + 10), 1);
     const first = Math.min(room, value.length);
@@ -811,14 +814,20 @@ export class PostcardDecoder {
         case R_HISTORY_SIZE:
           out.push({ type: 'history_size', n: r.varint() });
           break;
-        case R_UPDATE: {
+        case R_UPDATE:
+        case R_SIGNED_UPDATE: {
           const h = header();
+          const sig = tag === R_SIGNED_UPDATE ? r.bytes(64).slice() : undefined;
           const v = takeValue(r);
-          out.push({ type: 'update', key: h.key, value: v.value, json: v.json, ts: h.ts, source: h.source });
+          const m = { type: 'update', key: h.key, value: v.value, json: v.json, ts: h.ts, source: h.source };
+          if (sig) m.sig = sig;
+          out.push(m);
           break;
         }
-        case R_FRAG_START: {
+        case R_FRAG_START:
+        case R_SIGNED_FRAG_START: {
           const h = header();
+          if (tag === R_SIGNED_FRAG_START) h.sig = r.bytes(64).slice();
           const total = r.varint();
           const n = r.count();
           const piece = r.bytes(n);
@@ -869,6 +878,8 @@ export class PostcardDecoder {
       off += p.length;
     }
     const v = decodeValue(bytes);
-    out.push({ type: 'update', key: f.key, value: v.value, json: v.json, bytes, ts: f.ts, source: f.source });
+    const m = { type: 'update', key: f.key, value: v.value, json: v.json, bytes, ts: f.ts, source: f.source };
+    if (f.sig) m.sig = f.sig;
+    out.push(m);
   }
 }

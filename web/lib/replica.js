@@ -15,6 +15,9 @@ export class Replica {
     this.nextLink = 0;
     this.reported = new Set();
     this.onUpdate = () => {};
+    /** A secured room's signer: called with each local write, it signs it and then
+     * forwards it (in order); null in an open room. */
+    this.signer = null;
   }
 
   /**
@@ -85,11 +88,17 @@ export class Replica {
     return r;
   }
 
-  /** A local write: to every link. */
+  /** A local write: to every link (once signed, in a secured room). */
   set(key, value) {
     const u = this.store.set(key, value);
-    this.forward(u, null);
+    if (this.signer) this.signer(u);
+    else this.forward(u, null);
     return u;
+  }
+
+  /** Time passed: held-back updates that came due are applied and forwarded. */
+  releaseHeld() {
+    for (const u of this.store.releaseHeld()) this.forward(u, null);
   }
 
   forward(u, origin) {

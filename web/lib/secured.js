@@ -44,6 +44,9 @@ import { PeerKey, concat, open, seal, signing } from './security.js';
 export const DEFAULT_MAX_SIGNAL_AGE_MS = 300000;
 /** The most members whose last signed timestamps are kept (core's `MAX_FRESH`). */
 const MAX_FRESH = 4096;
+/** Data-channel messages (frames or lines) waiting for their updates' checks: past
+ * this the link is dropped (it sends faster than we can verify). */
+const MAX_INBOX = 4096;
 /** Kinds of signed signals for the freshness rule, in core's order (`Signed`). */
 const KIND_ORDER = { announce: 0, leave: 1, sdp: 2 };
 /** The announce attributes the mesh sets itself (core's `reserved_attribute`). */
@@ -123,6 +126,41 @@ export class Secured {
     this.connects = 0;
     this.out = { tail: Promise.resolve(), pending: 0 };
     this.in = { tail: Promise.resolve(), pending: 0 };
+    /** Our writes being signed, and links' updates being checked (lib/updates.js). */
+    this.signing = { tail: Promise.resolve(), pending: 0 };
+    this.data = { tail: Promise.resolve(), pending: 0 };
+  }
+
+  // -- signed updates
+
+  /** A local write: signed, then forwarded, in the order written. */
+  signUpdate(u) {
+    this.queue(this.signing, this.mesh.store.guard.sign(u), (sig) => {
+      u.sig = sig;
+      this.mesh.replica.forward(u, null);
+    });
+  }
+
+  /** Decoded messages from `peer`'s link: its updates checked (all at once), then the
+   * messages handled in arrival order. An update its source's clock already covers is
+   * not checked (it is stale whatever it says). */
+  linkIn(now, peer, link, msgs) {
+    const mesh = this.mesh;
+    if (this.data.pending >= MAX_INBOX) {
+      mesh.loseLink(peer, mesh.lastNow + mesh.backoff(4), 'failed');
+      mesh.syncDirty = true;
+      return;
+    }
+    const store = mesh.store;
+    const session = mesh.replica.session(link);
+    const checks = [];
+    for (const m of msgs) {
+      if (m.type !== 'update' || !session || session.misbehaved) continue;
+      const known = store.clock.get(m.source);
+      if (known !== undefined && m.ts <= known) continue;
+      checks.push(store.guard.check(m).then((c) => { m.checked = c; }));
+    }
+    this.queue(this.data, Promise.all(checks), () => mesh.handleMessages(now, peer, link, msgs));
   }
 
   // -- the queues
@@ -157,14 +195,14 @@ export class Secured {
     else this.queue(this.out, null, f);
   }
 
-  /** Whether anything is being sealed or opened. */
+  /** Whether anything is being sealed, opened, signed or checked. */
   busy() {
-    return this.out.pending > 0 || this.in.pending > 0;
+    return this.out.pending > 0 || this.in.pending > 0 || this.signing.pending > 0 || this.data.pending > 0;
   }
 
-  /** Resolves once nothing is being sealed or opened. */
+  /** Resolves once nothing is being sealed, opened, signed or checked. */
   async settled() {
-    while (this.busy()) await Promise.all([this.out.tail, this.in.tail]);
+    while (this.busy()) await Promise.all([this.out.tail, this.in.tail, this.signing.tail, this.data.tail]);
   }
 
   // -- what goes out (core's `secure_out`)

@@ -2,6 +2,7 @@
 
 import { parseJson, plainObject } from './values.js';
 import { LineWriter } from './codecs.js';
+import { MAX_STRIKES, STRIKE_FORGIVEN_MS } from './updates.js';
 
 /**
  * A sync session: digest, the history the remote lacks, `SYNC`, then live updates each
@@ -20,7 +21,11 @@ export class Session {
     this.recvSync = false;
     this.synced = false;
     this.pingSent = null;
-    this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null };
+    this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null, refused: 0 };
+    /** Strikes for refused updates as of `strikeAt` (one forgiven per STRIKE_FORGIVEN_MS). */
+    this.strikes = 0;
+    this.strikeAt = null;
+    this.misbehaved = false;
     this.out.digest(store.id, store.clock);
   }
 
@@ -58,8 +63,11 @@ export class Session {
       }
       case 'update': {
         this.stats.updatesIn++;
+        // Closing for misbehaviour: nothing more of its is applied.
+        if (this.misbehaved) return null;
         const verdict = this.store.apply(m);
-        if (verdict !== 'rejected') this.raise(m.source, m.ts);
+        if (verdict !== 'rejected' && verdict !== 'refused') this.raise(m.source, m.ts);
+        if (verdict === 'refused' && this.strike(nowMs)) return { update: m, verdict, misbehaved: m.checked };
         return { update: m, verdict };
       }
       case 'sync':
@@ -94,6 +102,19 @@ export class Session {
       default:
         return null;
     }
+  }
+
+  /** A refused update: true when it makes MAX_STRIKES (core's `Session::strike`). */
+  strike(nowMs) {
+    this.stats.refused++;
+    const at = this.strikeAt ?? nowMs;
+    this.strikes = Math.max(0, this.strikes - Math.max(0, nowMs - at) / STRIKE_FORGIVEN_MS) + 1;
+    this.strikeAt = nowMs;
+    if (this.strikes >= MAX_STRIKES && !this.misbehaved) {
+      this.misbehaved = true;
+      return true;
+    }
+    return false;
   }
 
   checkSynced() {

@@ -1,6 +1,7 @@
 // The store: core's `store`.
 
 import { LIMITS, MeshError, byteLength, checkValue, compareBytes, nextUp, plainObject, toJson, validSource } from './values.js';
+import { MAX_FUTURE_MS, MAX_HELD, mayWrite, writerOf } from './updates.js';
 
 /**
  * The replicated map: key -> { value, json, ts, source }. Local writes take the next
@@ -10,11 +11,19 @@ import { LIMITS, MeshError, byteLength, checkValue, compareBytes, nextUp, plainO
 export class Store {
   /**
    * @param {string} id our source id
-   * @param {{ now?: () => number, maxSkewMs?: number }} [options] `now` gives wall-clock
-   *   milliseconds (default Date.now)
+   * @param {{ now?: () => number, maxSkewMs?: number, guard?: import('./updates.js').UpdateGuard }} [options]
+   *   `now` gives wall-clock milliseconds (default Date.now); `guard` makes it a secured
+   *   room's store (core's `StoreConfig::guard`): remote updates must come checked
+   *   (`u.checked`, from `guard.check`), our writes are signed by whoever sends them
    */
   constructor(id, options = {}) {
     if (!validSource(id)) throw new MeshError('bad_id', `invalid source id ${JSON.stringify(id)}`);
+    this.guard = options.guard ?? null;
+    if (this.guard && writerOf(id) !== this.guard.writer) {
+      throw new MeshError('bad_id', `the source id ${JSON.stringify(id)} does not start with the identity's peer id`);
+    }
+    /** Held back (stamped too far ahead): `${ts} ${source}` -> update. */
+    this.held = new Map();
     this.id = id;
     this.now = options.now || (() => Date.now());
     this.maxSkewMs = options.maxSkewMs ?? 60000;
@@ -22,7 +31,10 @@ export class Store {
     this.clock = new Map();
     this.lastLocal = 0;
     this.maxSeen = 0;
-    this.stats = { applied: 0, stale: 0, superseded: 0, rejected: 0, skewed: 0 };
+    this.stats = {
+      applied: 0, stale: 0, superseded: 0, rejected: 0, skewed: 0,
+      unsigned: 0, badSignatures: 0, badSources: 0, notOwner: 0, held: 0,
+    };
   }
 
   nextTs() {
@@ -39,6 +51,9 @@ export class Store {
       throw new MeshError('key_too_long', `key of ${byteLength(key)} bytes; the maximum is ${LIMITS.maxKeyLen}`);
     }
     if (key === '__proto__') throw new MeshError('bad_key', '"__proto__" cannot be a key');
+    if (this.guard && !mayWrite(key, this.guard.writer)) {
+      throw new MeshError('not_owner', `the key ${JSON.stringify(key)} is another member's (users/<id>/ keys are their member's alone)`);
+    }
     if (value === undefined) value = null;
     checkValue(value);
     const json = toJson(value);
@@ -55,8 +70,10 @@ export class Store {
   }
 
   /**
-   * Applies a remote update `{key, value, json, ts, source}`.
-   * @returns {'applied'|'superseded'|'stale'|'rejected'}
+   * Applies a remote update `{key, value, json, ts, source[, sig, checked]}`.
+   * @returns {'applied'|'superseded'|'stale'|'rejected'|'refused'|'held'} `refused`: a
+   *   secured store's refusal (`u.checked` not 'ok'); `held`: stamped more than
+   *   MAX_FUTURE_MS ahead, applied by `releaseHeld` when its time comes
    */
   apply(u) {
     if (!(Number.isFinite(u.ts) && u.ts > 0)) return this.reject();
@@ -70,6 +87,29 @@ export class Store {
       this.stats.stale++;
       return 'stale';
     }
+    if (this.guard) {
+      const c = u.checked ?? 'unsigned';
+      if (c !== 'ok') {
+        const counter = { unsigned: 'unsigned', bad_sig: 'badSignatures', bad_source: 'badSources' }[c] ?? 'notOwner';
+        this.stats[counter]++;
+        this.stats.rejected++;
+        return 'refused';
+      }
+      if (u.ts > Math.floor(this.now()) + MAX_FUTURE_MS) {
+        this.stats.held++;
+        const slot = `${u.ts} ${u.source}`;
+        if (!this.held.has(slot)) {
+          if (this.held.size >= MAX_HELD) {
+            // Full: the latest goes, so the earliest are kept to come due first.
+            const last = this.heldOrder().pop();
+            if (!(last && (u.ts < last.ts || (u.ts === last.ts && compareBytes(u.source, last.source) < 0)))) return 'held';
+            this.held.delete(`${last.ts} ${last.source}`);
+          }
+          this.held.set(slot, u);
+        }
+        return 'held';
+      }
+    }
     this.clock.set(u.source, u.ts);
     if (u.ts > Math.floor(this.now()) + this.maxSkewMs) this.stats.skewed++;
     else this.maxSeen = Math.max(this.maxSeen, u.ts);
@@ -82,6 +122,25 @@ export class Store {
     this.entries.set(u.key, u);
     this.stats.applied++;
     return 'applied';
+  }
+
+  /** The held-back updates in (timestamp, source) order. */
+  heldOrder() {
+    return [...this.held.values()].sort((a, b) => a.ts - b.ts || compareBytes(a.source, b.source));
+  }
+
+  /** Applies the held-back updates now within MAX_FUTURE_MS of the clock, in timestamp
+   * order; returns those applied (to forward). */
+  releaseHeld() {
+    const out = [];
+    if (!this.held.size) return out;
+    const wall = Math.floor(this.now()) + MAX_FUTURE_MS;
+    for (const u of this.heldOrder()) {
+      if (u.ts > wall) break;
+      this.held.delete(`${u.ts} ${u.source}`);
+      if (this.apply(u) === 'applied') out.push(u);
+    }
+    return out;
   }
 
   reject() {
@@ -112,6 +171,8 @@ export class Store {
   history(remote) {
     const out = [];
     for (const e of this.entries.values()) {
+      // A write of ours still being signed goes out when it is.
+      if (this.guard && !e.sig) continue;
       if (e.ts > (remote.get(e.source) ?? 0)) out.push(e);
     }
     out.sort((a, b) => a.ts - b.ts || compareBytes(a.source, b.source));

@@ -29,6 +29,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("/lib/member.js", include_str!("../lib/member.js")),
     ("/lib/security.js", include_str!("../lib/security.js")),
     ("/lib/secured.js", include_str!("../lib/secured.js")),
+    ("/lib/updates.js", include_str!("../lib/updates.js")),
 ];
 
 /// The demo page; it loads `/mesh.js` and picks a room with `?room=NAME`.

@@ -16,8 +16,11 @@ function message(m) {
   switch (m.type) {
     case 'digest':
       return { type: 'digest', id: m.id, clock: new Map(m.clock) };
-    case 'update':
-      return { type: 'update', key: m.key, value: JSON.parse(m.json), json: m.json, ts: m.ts, source: m.source };
+    case 'update': {
+      const u = { type: 'update', key: m.key, value: JSON.parse(m.json), json: m.json, ts: m.ts, source: m.source };
+      if (m.sig) u.sig = unhex(m.sig);
+      return u;
+    }
     default:
       return m;
   }

@@ -164,6 +164,31 @@ impl Mesh {
                     self.check_closing();
                 }
             }
+            ReplicaEvent::Misbehaved { link, reason } => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    self.replica.refuse_link(link, reason);
+                    self.flush_replica();
+                    self.event(MeshEvent::PeerMisbehaved {
+                        peer: PeerId::checked(&peer),
+                        reason: reason.to_owned(),
+                    });
+                    let at = self.last_now + self.backoff(4);
+                    self.lose_link(&peer, at, LeaveReason::Failed);
+                    self.check_all_synced();
+                }
+            }
+            ReplicaEvent::Control {
+                link,
+                control: Control::Other(text),
+            } if text.starts_with("REFUSED ") => {
+                if let Some(peer) = self.links.get(&link).cloned() {
+                    let reason: String = text["REFUSED ".len()..].chars().take(64).collect();
+                    self.event(MeshEvent::RefusedByPeer {
+                        peer: PeerId::checked(&peer),
+                        reason,
+                    });
+                }
+            }
             ReplicaEvent::LinkError { link, error } if error.is_fatal() => {
                 if let Some(peer) = self.links.get(&link).cloned() {
                     // A peer that sends what cannot be decoded: closed, retried later.

@@ -7,6 +7,8 @@ impl Mesh {
     /// Time passed: pings, dead links, negotiation timeouts, retries.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        // Held-back updates that came due (secured rooms).
+        self.replica.handle_timeout(now);
         if now >= self.client_at {
             self.client.handle_timeout(now);
             self.pump_signal();
@@ -97,11 +99,12 @@ impl Mesh {
     /// The tick only matters while there are peers (their pings, deadlines and
     /// retries); the signalling client's backoff always does.
     pub(super) fn next_timeout(&self) -> Instant {
-        if self.peers.is_empty() {
+        let t = if self.peers.is_empty() {
             self.client_at
         } else {
             self.next_tick.min(self.client_at)
-        }
+        };
+        self.replica.poll_timeout().map_or(t, |h| h.min(t))
     }
 
     pub(super) fn jitter(&mut self, d: Duration) -> Duration {

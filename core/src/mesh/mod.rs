@@ -381,6 +381,23 @@ pub enum MeshEvent {
         /// Why, as the switchboard said.
         reason: String,
     },
+    /// A secured room: a peer sent [`crate::session::MAX_STRIKES`] updates our store
+    /// refused (forged, unsigned, into another member's space). Its link was closed and
+    /// the peer told why; it is reported left (`failed`) and retried after a backoff.
+    PeerMisbehaved {
+        /// Its id.
+        peer: PeerId,
+        /// The last refusal: `bad_sig`, `unsigned`, `bad_source`, `not_owner`.
+        reason: String,
+    },
+    /// A peer closed our link because its store refused what we sent (`REFUSED
+    /// <reason>`): a member relaying a misbehaving writer's updates hears it too.
+    RefusedByPeer {
+        /// Its id.
+        peer: PeerId,
+        /// Its reason.
+        reason: String,
+    },
     /// A mesh without a room ([`MeshConfig::in_room`] false): every attached stream
     /// is synced both ways.
     StreamsSynced {
@@ -615,6 +632,13 @@ impl Mesh {
         let mut sc = StoreConfig::new(source, config.epoch_ms, config.start);
         sc.limits = config.limits.clone();
         sc.hash_seed = config.seed;
+        if let Some(sec) = &config.security {
+            // Every write signed, every update checked (crate::security::updates).
+            sc.guard = Some(crate::security::updates::UpdateGuard::new(
+                *sec.key.room_id(),
+                sec.identity.clone(),
+            ));
+        }
         let store = Store::new(sc)?;
         let config_start = config.start;
         let mut replica = Replica::new(store);

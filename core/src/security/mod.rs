@@ -19,6 +19,10 @@
 //!    inside the sealed payload ([`signing`]): a DTLS fingerprint then belongs to a
 //!    member, not to "someone who knows the secret", and a switchboard (even one run
 //!    by a member) cannot swap fingerprints, replay an old offer or forge a leave.
+//! 3. **Signed updates** ([`updates`]). Every write carries its writer's signature, and
+//!    a store checks it and the room's write rules before the update touches anything:
+//!    no member writes under another's name or into another's `users/` space, and an
+//!    update stamped more than a minute ahead is held back until its time.
 //!
 //! ## One validity rule for signatures
 //!
@@ -39,6 +43,7 @@ mod identity;
 mod room;
 pub mod signing;
 pub mod token;
+pub mod updates;
 
 pub use identity::{
     BadIdentity, Identity, KeyError, PeerKey, SigError, IDENTITY_PREFIX, PEER_ID_LEN,

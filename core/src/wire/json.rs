@@ -8,6 +8,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{check_ts, control_message, DecodeError, Decoder, Encoder, Message};
 use crate::limits::Limits;
+use crate::security::updates::{write_update_json, UpdateSig};
 use crate::store::{valid_source, Clock, Update, UpdateRef};
 use crate::value::{array_index, write_number, write_string, EncodedValue, SmolSeed};
 
@@ -51,15 +52,15 @@ impl Encoder {
     pub(super) fn json_update(&mut self, u: UpdateRef<'_>) {
         let mut l = std::mem::take(&mut self.line);
         l.clear();
-        l.push_str("[[");
-        write_string(u.key, &mut l, false);
-        l.push(',');
-        u.value.write_json(&mut l, false);
-        l.push_str("],");
-        write_number(u.ts, &mut l);
-        l.push(',');
-        write_string(u.source, &mut l, false);
-        l.push_str("]\n");
+        write_update_json(u, &mut l);
+        if let Some(sig) = u.sig {
+            // scuttlebutt's signed form: the signature is the fourth element.
+            l.pop();
+            l.push_str(",\"");
+            l.push_str(&crate::security::b64url(sig));
+            l.push_str("\"]");
+        }
+        l.push('\n');
         self.json_line(&l);
         self.line = l;
     }
@@ -244,8 +245,10 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 DecodeError::NotAMessage("an update without a source"),
             ));
         };
-        // A signature or anything else after the source is ignored, as scuttlebutt does
-        // without a verify option.
+        // A signature: the fourth element, base64url of 64 bytes. Anything else there
+        // (or after it) is ignored, as scuttlebutt does without a verify option; a
+        // secured store refuses the update as unsigned.
+        let sig = seq.next_element_seed(SigSeed)?.flatten();
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         let source = match self.last_source.as_ref() {
             Some(last) if *last == source => last.clone(),
@@ -262,6 +265,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             value,
             ts,
             source,
+            sig,
         }))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
@@ -419,6 +423,52 @@ impl<'de> Visitor<'de> for ClockSeed<'_> {
             entries.push((k, t));
         }
         Ok(Clock::from_entries(entries))
+    }
+}
+
+/// An update's fourth element: a signature when it is base64url of 64 bytes.
+struct SigSeed;
+
+impl<'de> DeserializeSeed<'de> for SigSeed {
+    type Value = Option<UpdateSig>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SigSeed {
+    type Value = Option<UpdateSig>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a signature")
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        if s.len() != 86 {
+            return Ok(None);
+        }
+        Ok(crate::security::from_b64url(s).and_then(|b| b.try_into().ok()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 }
 

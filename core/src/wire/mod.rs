@@ -11,7 +11,9 @@
 //! scuttlebutt 5.6's wire format: each message is `JSON.stringify(msg) + "\n"`, written
 //! byte for byte as Node writes it (see [`crate::value`] for numbers, strings and key
 //! order): `{"id":"A","clock":{"A":1795713876272}}`, `[["k",{"x":1}],1795713876480,"A"]`,
-//! `"SYNC"`, `"PING"`, `"PONG"`. A line may span several link messages; the decoder
+//! `"SYNC"`, `"PING"`, `"PONG"`; a signed update (secured rooms) has its signature as a
+//! fourth element, base64url, as scuttlebutt's own signed updates do:
+//! `[["k",1],1795713876480,"<pk>.<inc>","<86 characters>"]`. A line may span several link messages; the decoder
 //! keeps the partial tail, bounded by [`Limits::max_line_len`]. On message links a line
 //! longer than a frame is split only between UTF-8 sequences. A malformed line is an
 //! error for that line alone: the lines after it still decode.
@@ -33,6 +35,8 @@
 //!          | 0x07 bytes                                            next fragment
 //!          | 0x08 str(text)                                        other control string
 //!          | 0x09 varint(n)                                        history size hint
+//!          | 0x0a source key ts sig value                          signed update
+//!          | 0x0b source key ts sig varint(total) bytes            first fragment, signed
 //! source   = varint(i)            i < table length: the i-th source of this frame
 //!                                 i = table length: followed by str(id), appended to the table
 //! key      = varint(p) str(s)     the first p bytes of the previous key in this frame, then s
@@ -42,6 +46,7 @@
 //! more     = 0x00 | 0x01          0x01: more parts of this digest's clock follow, each in
 //!                                 a 0x01 record of the same id, with nothing between
 //! bytes    = varint(len) byte*len
+//! sig      = 64 bytes                the writer's Ed25519 signature (secured rooms)
 //! str      = varint(len) utf8*len
 //! varint   = postcard's LEB128 unsigned varint (at most 10 bytes)
 //! ```
@@ -437,6 +442,7 @@ mod tests {
             value: EncodedValue::from_value(&Value::from_json(v).unwrap()),
             ts,
             source: src.into(),
+            sig: None,
         }
     }
 

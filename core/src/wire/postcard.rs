@@ -5,6 +5,7 @@ use smol_str::SmolStr;
 
 use super::{check_source, check_ts, control_message, DecodeError, Decoder, Encoder, Message};
 use crate::limits::Limits;
+use crate::security::updates::{UpdateSig, SIG_LEN};
 use crate::store::{Clock, Update, UpdateRef};
 use crate::value::{put_ivarint, put_str, put_varint, EncodedValue, Reader, ValueError};
 
@@ -32,6 +33,8 @@ const R_FRAG_START: u8 = 6;
 const R_FRAG_MORE: u8 = 7;
 const R_CONTROL: u8 = 8;
 pub(super) const R_HISTORY_SIZE: u8 = 9;
+const R_SIGNED_UPDATE: u8 = 10;
+const R_SIGNED_FRAG_START: u8 = 11;
 
 fn common_prefix(a: &str, b: &str) -> usize {
     let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
@@ -97,15 +100,21 @@ impl Encoder {
 
     pub(super) fn postcard_update(&mut self, u: UpdateRef<'_>) {
         let value = u.value.as_bytes();
-        // Worst-case header: tag, source (with id), key, ts, total.
-        let header_max = 1 + 10 + 10 + u.source.len() + 20 + u.key.len() + 10 + 10;
+        // Worst-case header: tag, source (with id), key, ts, signature, total.
+        let sig_len = if u.sig.is_some() { SIG_LEN } else { 0 };
+        let header_max = 1 + 10 + 10 + u.source.len() + 20 + u.key.len() + 10 + 10 + sig_len;
         if header_max + value.len() + 10 <= self.frame_size {
             // Fits in one frame: start a new one when it does not fit in this one.
             if self.cur_frame_len() + header_max + value.len() > self.frame_size {
                 self.finish_chunk();
             }
             let mut cur = std::mem::take(&mut self.cur);
-            self.update_header(R_UPDATE, u, &mut cur);
+            let tag = if u.sig.is_some() {
+                R_SIGNED_UPDATE
+            } else {
+                R_UPDATE
+            };
+            self.update_header(tag, u, &mut cur);
             cur.extend_from_slice(value);
             self.cur = cur;
             return;
@@ -113,7 +122,12 @@ impl Encoder {
         // Fragmented: the first piece ends the current frame, each next piece has its own.
         self.finish_chunk();
         let mut r = Vec::with_capacity(self.frame_size);
-        self.update_header(R_FRAG_START, u, &mut r);
+        let tag = if u.sig.is_some() {
+            R_SIGNED_FRAG_START
+        } else {
+            R_FRAG_START
+        };
+        self.update_header(tag, u, &mut r);
         put_varint(value.len() as u64, &mut r);
         let room = self.frame_size.saturating_sub(r.len() + 10).max(1);
         let first = room.min(value.len());
@@ -153,6 +167,9 @@ impl Encoder {
         let bits = u.ts.to_bits();
         put_ivarint(bits.wrapping_sub(f.prev_ts) as i64, r);
         f.prev_ts = bits;
+        if let Some(sig) = u.sig {
+            r.extend_from_slice(sig);
+        }
     }
 
     fn cur_frame_len(&self) -> usize {
@@ -176,6 +193,7 @@ pub(super) struct Fragment {
     key: SmolStr,
     ts: f64,
     source: SmolStr,
+    sig: Option<UpdateSig>,
     total: usize,
     bytes: Vec<u8>,
     /// Over the limit: the pieces are dropped as they come.
@@ -243,18 +261,21 @@ impl Decoder {
                     let n = r.varint()?;
                     self.out.push_back(Ok(Message::HistorySize(n)));
                 }
-                R_UPDATE => {
+                R_UPDATE | R_SIGNED_UPDATE => {
                     let (source, key, ts) = read_update_header(&mut r, &mut st, lim)?;
+                    let sig = read_sig(&mut r, tag == R_SIGNED_UPDATE)?;
                     let value = EncodedValue::take(&mut r, lim)?;
                     self.out.push_back(Ok(Message::Update(Update {
                         key,
                         value,
                         ts,
                         source,
+                        sig,
                     })));
                 }
-                R_FRAG_START => {
+                R_FRAG_START | R_SIGNED_FRAG_START => {
                     let (source, key, ts) = read_update_header(&mut r, &mut st, lim)?;
+                    let sig = read_sig(&mut r, tag == R_SIGNED_FRAG_START)?;
                     let total = r.varint()?;
                     let n = r.count()?;
                     let piece = r.bytes(n)?;
@@ -266,6 +287,7 @@ impl Decoder {
                         key,
                         ts,
                         source,
+                        sig,
                         total: total as usize,
                         bytes: Vec::new(),
                         discard,
@@ -334,8 +356,18 @@ impl Decoder {
             value,
             ts: f.ts,
             source: f.source,
+            sig: f.sig,
         })))
     }
+}
+
+/// A signed record's 64 signature bytes (after the header).
+fn read_sig(r: &mut Reader<'_>, signed: bool) -> Result<Option<UpdateSig>, DecodeError> {
+    if !signed {
+        return Ok(None);
+    }
+    let b = r.bytes(SIG_LEN)?;
+    Ok(Some(b.try_into().expect("SIG_LEN bytes")))
 }
 
 fn read_update_header(

@@ -1,4 +1,8 @@
-//! What the vector and trace tests share.
+//! What the vector, trace, sync and signed-update tests share.
+
+#![allow(dead_code)] // each test file uses a part
+
+pub mod wires;
 
 use serde_json::Value as J;
 

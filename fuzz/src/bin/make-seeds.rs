@@ -19,30 +19,36 @@ fn messages() -> Vec<Message> {
             value: v("1"),
             ts: 1795713876272.0,
             source: "A".into(),
+            sig: None,
         }),
         Message::Update(Update {
             key: "preB".into(),
             value: v(r#"{"nested":[1,"x"]}"#),
             ts: 1795713876273.0,
             source: "B".into(),
+            sig: None,
         }),
         Message::Update(Update {
             key: "key-0000000001".into(),
             value: v(r#"{"n":1,"s":"v1"}"#),
             ts: 1795713876274.0,
             source: "B".into(),
+            sig: None,
         }),
         Message::Update(Update {
             key: "key-0000000002".into(),
             value: v("null"),
             ts: 1795713876274.5,
             source: "B".into(),
+            // A signed record (secured rooms).
+            sig: Some([7; 64]),
         }),
         Message::Update(Update {
             key: "ключ".into(),
             value: v(r#"[true,false,null,1.5,-2,"é\n"]"#),
             ts: 1795713876275.0,
             source: "A".into(),
+            sig: None,
         }),
         Message::Sync,
         Message::Ping,
@@ -61,6 +67,7 @@ fn encode(codec: Codec, framing: Framing, frame: usize) -> Vec<Vec<u8>> {
         value: EncodedValue::from_value(&Value::from("x".repeat(300))),
         ts: 1795713876276.0,
         source: "A".into(),
+        sig: None,
     }));
     let mut out = Vec::new();
     while let Some(c) = e.poll_transmit() {

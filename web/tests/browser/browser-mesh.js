@@ -215,6 +215,22 @@ async function securedRoom (chromium, firefox) {
   await pc.evaluate(function () { window.member.set('s-chromium', 2) })
   await pf.evaluate(function () { window.member.set('s-firefox', 3) })
   await converge([native], [pc, pf], 3, 20000)
+  // Every update is signed by its writer and was checked by each receiver: the pages
+  // hold the three with 64-byte signatures and refused none, and so does the native.
+  for (const p of [pc, pf]) {
+    const r = await p.evaluate(function () {
+      const m = window.member
+      const sigs = ['s-native', 's-chromium', 's-firefox'].map(function (k) { const e = m.mesh.store.entries.get(k); return e && e.sig ? e.sig.length : 0 })
+      return { sigs, refused: m.stats.updatesBadSignature + m.stats.updatesUnsigned + m.stats.updatesBadSource + m.stats.updatesNotOwner }
+    })
+    if (r.sigs.some(function (n) { return n !== 64 }) || r.refused !== 0) fail(`signed updates in a secured page: ${JSON.stringify(r)}`)
+  }
+  const nk = native.events.length
+  native.send({ op: 'stats' })
+  const nst = await native.wait('stats', (e) => e.event === 'stats' && native.events.indexOf(e) >= nk, 10000)
+  if (nst.store.applied < 2 || nst.store.unsigned + nst.store.bad_signatures + nst.store.bad_sources + nst.store.not_owner !== 0) {
+    fail(`the native's store in the secured room: ${JSON.stringify(nst.store)}`)
+  }
   // The wrong secrets: no peer, no data; their announces never opened for anyone.
   for (const [name, p] of [['chromium', wc], ['firefox', wf]]) {
     const r = await p.evaluate(function () {
@@ -226,7 +242,8 @@ async function securedRoom (chromium, firefox) {
     const n = await p.evaluate(function () { return window.member.peerList().length })
     if (n !== 2) fail(`a secured page has ${n} peers, not 2`)
   }
-  console.log('secured room: a native, a Chromium demo page (#secret=) and a Firefox page converged on 3 keys, ids are keys; ' +
+  console.log('secured room: a native, a Chromium demo page (#secret=) and a Firefox page converged on 3 keys, ids are keys, ' +
+    'every update signed by its writer and checked by the others (WebCrypto and dalek), none refused; ' +
     'a Chromium and a Firefox page with another secret met nobody and got nothing')
   native.send({ op: 'close' })
   await native.wait('closed', (e) => e.event === 'closed', 10000)

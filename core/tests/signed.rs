@@ -1,0 +1,555 @@
+//! Signed updates in secured stores: every write is its writer's, checked before it
+//! touches anything; the write rules; the time bound; strikes for a link that forges.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::wires::{connect, run};
+use rtc_mesh_core::security::updates::{UpdateGuard, UpdateRefusal, MAX_FUTURE};
+use rtc_mesh_core::security::Identity;
+use rtc_mesh_core::store::Rejection;
+use rtc_mesh_core::{
+    Codec, Decoder, EncodedValue, Encoder, Framing, Message, Replica, ReplicaEvent, ReplicaOutput,
+    Store, StoreConfig, StoreError, Update, Value, Verdict,
+};
+
+const EPOCH: f64 = 1_795_713_876_272.0;
+const ROOM: [u8; 16] = [9; 16];
+
+struct Member {
+    me: Identity,
+    source: String,
+}
+
+fn member(seed: u8) -> Member {
+    let me = Identity::from_seed(&[seed; 32]);
+    let source = format!("{}.00000000000000{seed:02x}", me.peer_id());
+    Member { me, source }
+}
+
+fn store(m: &Member, t0: Instant) -> Store {
+    let mut c = StoreConfig::new(m.source.clone(), EPOCH, t0);
+    c.guard = Some(UpdateGuard::new(ROOM, m.me.clone()));
+    Store::new(c).unwrap()
+}
+
+/// An update of `source`, signed by `by` for `room`.
+fn signed(by: &Member, room: [u8; 16], key: &str, v: Value, ts: f64, source: &str) -> Update {
+    let mut u = Update {
+        key: key.into(),
+        value: EncodedValue::from_value(&v),
+        ts,
+        source: source.into(),
+        sig: None,
+    };
+    u.sig = Some(UpdateGuard::new(room, by.me.clone()).sign(u.as_ref()));
+    u
+}
+
+fn refused(r: UpdateRefusal) -> Verdict {
+    Verdict::Rejected(Rejection::Refused(r))
+}
+
+#[test]
+fn signed_writes_replicate_with_their_signatures_over_both_codecs_and_through_a_relay() {
+    let (a, b, c) = (member(1), member(2), member(3));
+    for codec in [Codec::Json, Codec::Postcard] {
+        let t0 = Instant::now();
+        let mut ra = Replica::new(store(&a, t0));
+        let mut rb = Replica::new(store(&b, t0));
+        let mut rc = Replica::new(store(&c, t0));
+        ra.set(t0, "shared", &1.0.into()).unwrap();
+        let mine = format!("users/{}/name", a.me.peer_id());
+        ra.set(t0, &mine, &"A".into()).unwrap();
+        ra.set(t0, "big", &"x".repeat(40_000).into()).unwrap();
+        let ab = connect(&mut ra, &mut rb, codec);
+        let bc = connect(&mut rb, &mut rc, codec);
+        run(
+            &mut [&mut ra, &mut rb, &mut rc],
+            &[(0, 1, &ab), (1, 2, &bc)],
+            t0,
+        );
+        for (name, r) in [("b", &rb), ("c", &rc)] {
+            let s = r.store();
+            assert_eq!(s.get("shared"), Some(1.0.into()), "{name} {codec}");
+            assert_eq!(s.get(&mine), Some("A".into()), "{name} {codec}");
+            assert_eq!(s.get("big").unwrap().to_json().len(), 40_002);
+            // Kept as signed, and relayed as signed: c checked what b forwarded.
+            assert_eq!(
+                s.entry("shared").unwrap().sig,
+                ra.store().entry("shared").unwrap().sig
+            );
+            assert!(s.entry("shared").unwrap().sig.is_some());
+            assert_eq!(s.stats().rejected, 0, "{name} {codec}");
+        }
+    }
+}
+
+#[test]
+fn forged_unsigned_mutated_and_replayed_updates_change_nothing() {
+    let t0 = Instant::now();
+    let (a, m, v) = (member(1), member(6), member(2));
+    let mut sa = store(&a, t0);
+    let mut sv = store(&v, t0);
+    let genuine = sa.set(t0, "k", &1.0.into()).unwrap();
+    let ts = genuine.ts;
+    // Forged: a's name, m's signature.
+    let forged = signed(&m, ROOM, "k", 2.0.into(), ts, &a.source);
+    assert_eq!(sv.apply(t0, forged), refused(UpdateRefusal::BadSignature));
+    // Unsigned.
+    let unsigned = Update {
+        sig: None,
+        ..genuine.clone()
+    };
+    assert_eq!(sv.apply(t0, unsigned), refused(UpdateRefusal::Unsigned));
+    // Each part mutated by a relay.
+    let mut mutated = Vec::new();
+    for f in 0..4 {
+        let mut u = genuine.clone();
+        match f {
+            0 => u.key = "j".into(),
+            1 => u.value = EncodedValue::from_value(&3.0.into()),
+            2 => u.ts = ts + 1.0,
+            _ => u.source = m.source.as_str().into(),
+        }
+        mutated.push(u);
+    }
+    for u in mutated {
+        assert_eq!(sv.apply(t0, u), refused(UpdateRefusal::BadSignature));
+    }
+    // Signed for another room (same identity).
+    let elsewhere = signed(&a, [8; 16], "k", 1.0.into(), ts, &a.source);
+    assert_eq!(
+        sv.apply(t0, elsewhere),
+        refused(UpdateRefusal::BadSignature)
+    );
+    // A source that names no key.
+    let nobody = Update {
+        source: "alice.0123456789abcdef".into(),
+        ..genuine.clone()
+    };
+    assert_eq!(sv.apply(t0, nobody), refused(UpdateRefusal::BadSource));
+    // Nothing of it reached the store or the clocks.
+    assert_eq!(sv.get("k"), None);
+    assert_eq!(sv.clock().get(&a.source), None);
+    let st = sv.stats();
+    assert_eq!(
+        (st.bad_signatures, st.unsigned, st.bad_sources, st.rejected),
+        (6, 1, 1, 8)
+    );
+    // The genuine one applies; the same bytes again are stale.
+    assert_eq!(sv.apply(t0, genuine.clone()), Verdict::Applied);
+    assert_eq!(sv.apply(t0, genuine), Verdict::Stale);
+    assert_eq!(sv.get("k"), Some(1.0.into()));
+}
+
+#[test]
+fn a_relay_flipping_zero_and_minus_zero_changes_nothing() {
+    let t0 = Instant::now();
+    let (a, v) = (member(1), member(2));
+    let mut sa = store(&a, t0);
+    let u = sa.set(t0, "z", &Value::from(0.0)).unwrap();
+    let mut e = Encoder::new(Codec::Json, Framing::Stream);
+    e.update(u.as_ref());
+    let line = String::from_utf8(e.poll_transmit().unwrap()).unwrap();
+    let flipped = line.replacen(",0],", ",-0],", 1);
+    assert_ne!(line, flipped);
+    let mut d = Decoder::new(Codec::Json, Framing::Stream, Default::default());
+    d.push(flipped.as_bytes());
+    let Some(Ok(Message::Update(got))) = d.poll_message() else {
+        panic!("an update")
+    };
+    assert_eq!(got, u, "-0 reads as 0: the same update, the same signature");
+    let mut sv = store(&v, t0);
+    assert_eq!(sv.apply(t0, got), Verdict::Applied);
+}
+
+#[test]
+fn a_member_s_users_space_is_its_own() {
+    let t0 = Instant::now();
+    let (a, m, v) = (member(1), member(6), member(2));
+    let mut sv = store(&v, t0);
+    let ts = EPOCH + 10.0;
+    let theirs = format!("users/{}/profile", a.me.peer_id());
+    // m, signing as itself, writes and deletes in a's space: refused.
+    let write = signed(&m, ROOM, &theirs, "m was here".into(), ts, &m.source);
+    assert_eq!(sv.apply(t0, write), refused(UpdateRefusal::NotOwner));
+    let delete = signed(&m, ROOM, &theirs, Value::Null, ts + 1.0, &m.source);
+    assert_eq!(sv.apply(t0, delete), refused(UpdateRefusal::NotOwner));
+    assert_eq!(sv.stats().not_owner, 2);
+    // Its own space and shared keys are fine; a's own write to its space too.
+    let own = format!("users/{}/profile", m.me.peer_id());
+    assert_eq!(
+        sv.apply(t0, signed(&m, ROOM, &own, 1.0.into(), ts + 2.0, &m.source)),
+        Verdict::Applied
+    );
+    assert_eq!(
+        sv.apply(t0, signed(&a, ROOM, &theirs, "A".into(), ts, &a.source)),
+        Verdict::Applied
+    );
+    assert_eq!(sv.get(&theirs), Some("A".into()));
+    // Locally, a clear error before anything is written.
+    let mut sm = store(&m, t0);
+    assert_eq!(
+        sm.set(t0, &theirs, &1.0.into()),
+        Err(StoreError::NotOwner(theirs.clone()))
+    );
+    assert_eq!(sm.clock().get(&m.source), None);
+    // A store's source must be its identity's.
+    let mut c = StoreConfig::new("someone.0123456789abcdef", EPOCH, t0);
+    c.guard = Some(UpdateGuard::new(ROOM, m.me.clone()));
+    assert!(matches!(Store::new(c), Err(StoreError::NotTheIdentity(_))));
+}
+
+#[test]
+fn a_far_future_write_is_held_until_its_time_and_an_honest_one_wins_meanwhile() {
+    let t0 = Instant::now();
+    let (a, m) = (member(1), member(6));
+    let year = Duration::from_secs(365 * 86_400);
+    let future = EPOCH + year.as_millis() as f64;
+    let mut sb = store(&member(2), t0);
+    let mut sc = store(&member(3), t0);
+    let mut sa = store(&a, t0);
+    for s in [&mut sb, &mut sc] {
+        let grab = signed(&m, ROOM, "k", "mine forever".into(), future, &m.source);
+        assert_eq!(s.apply(t0, grab.clone()), Verdict::Held);
+        // Offered again (another link): held once.
+        assert_eq!(s.apply(t0, grab), Verdict::Held);
+        assert_eq!((s.held_len(), s.stats().held), (1, 2));
+        assert_eq!(s.get("k"), None);
+        assert_eq!(
+            s.clock().get(&m.source),
+            None,
+            "the writer's clock is unchanged"
+        );
+        while s.poll_event().is_some() {}
+    }
+    // Within the bound: applied at once.
+    let near = signed(&m, ROOM, "near", 1.0.into(), EPOCH + 59_000.0, &m.source);
+    assert_eq!(sb.apply(t0, near), Verdict::Applied);
+    // The honest write of now wins meanwhile, on every replica.
+    let honest = sa.set(t0, "k", &"honest".into()).unwrap();
+    for s in [&mut sb, &mut sc] {
+        assert_eq!(s.apply(t0, honest.clone()), Verdict::Applied);
+        assert_eq!(s.get("k"), Some("honest".into()));
+        while s.poll_event().is_some() {}
+    }
+    // Due when its stamp is within the bound of the clock, and not before.
+    let due = sb.next_held_due().unwrap();
+    assert_eq!(due, t0 + year - MAX_FUTURE);
+    assert_eq!(sb.release_held(due - Duration::from_millis(1)), 0);
+    for s in [&mut sb, &mut sc] {
+        assert_eq!(s.release_held(due), 1);
+        assert_eq!(
+            s.get("k"),
+            Some("mine forever".into()),
+            "then it is the latest"
+        );
+        assert_eq!(s.held_len(), 0);
+        assert!(s.poll_event().is_some_and(|e| &*e.key == "k"));
+    }
+}
+
+#[test]
+fn a_link_sending_forgeries_is_closed_after_sixteen_and_costs_no_more_checks() {
+    let t0 = Instant::now();
+    let (a, m, v) = (member(1), member(6), member(2));
+    let mut rv = Replica::new(store(&v, t0));
+    let link = rv.open_link(Codec::Postcard, Framing::Messages);
+    let send = |rv: &mut Replica, n: u32, from: u32, at: Instant| {
+        let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
+        for i in from..from + n {
+            let u = signed(
+                &m,
+                ROOM,
+                "k",
+                f64::from(i).into(),
+                EPOCH + f64::from(i),
+                &a.source,
+            );
+            e.update(u.as_ref());
+        }
+        while let Some(f) = e.poll_transmit() {
+            rv.handle_input(at, link, &f);
+        }
+    };
+    let misbehaved = |rv: &mut Replica| {
+        let mut n = 0;
+        loop {
+            match rv.poll_output() {
+                ReplicaOutput::Event(ReplicaEvent::Misbehaved {
+                    reason: "bad_sig", ..
+                }) => n += 1,
+                ReplicaOutput::Timeout(_) => return n,
+                _ => {}
+            }
+        }
+    };
+    // 15, then 4 s later one more: one strike forgiven, still open.
+    send(&mut rv, 15, 1, t0);
+    send(&mut rv, 1, 100, t0 + Duration::from_secs(4));
+    assert_eq!(misbehaved(&mut rv), 0);
+    // Then a flood: reported once, at the sixteenth strike, and nothing more checked.
+    send(&mut rv, 100_000, 1000, t0 + Duration::from_secs(4));
+    assert_eq!(misbehaved(&mut rv), 1);
+    let st = rv.store().stats();
+    assert_eq!(st.bad_signatures, 15 + 1 + 1, "{st:?}");
+    assert_eq!(rv.link_stats(link).unwrap().refused, 17);
+    assert_eq!(rv.store().get("k"), None);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The decisions of a secured store, as vectors the browser client is held to
+/// (`web/tests/updates.test.mjs`): updates applied in order to member 2's store at the
+/// epoch, each with the verdict core gives (a refusal by its code), and the signing
+/// input and signature of each signed one.
+#[test]
+fn the_accept_and_refuse_vectors_are_what_the_store_decides() {
+    use serde_json::{json, Value as J};
+    let t0 = Instant::now();
+    let (a, m, v) = (member(1), member(6), member(2));
+    let theirs = format!("users/{}/x", a.me.peer_id());
+    let small_order = format!("{}.0123456789abcdef", "A".repeat(43));
+    let genuine = signed(&a, ROOM, "k", 1.0.into(), EPOCH + 1.0, &a.source);
+    let mut cases: Vec<(&str, Update)> = vec![
+        ("genuine", genuine.clone()),
+        ("the same again", genuine.clone()),
+        (
+            "forged",
+            signed(&m, ROOM, "k", 2.0.into(), EPOCH + 2.0, &a.source),
+        ),
+        (
+            "unsigned",
+            Update {
+                sig: None,
+                ts: EPOCH + 3.0,
+                ..genuine.clone()
+            },
+        ),
+    ];
+    let g2 = signed(&a, ROOM, "k2", "v".into(), EPOCH + 4.0, &a.source);
+    cases.push((
+        "key changed",
+        Update {
+            key: "k3".into(),
+            ..g2.clone()
+        },
+    ));
+    cases.push((
+        "value changed",
+        Update {
+            value: EncodedValue::from_value(&"w".into()),
+            ..g2.clone()
+        },
+    ));
+    cases.push((
+        "ts changed",
+        Update {
+            ts: EPOCH + 4.5,
+            ..g2.clone()
+        },
+    ));
+    cases.push((
+        "source changed",
+        Update {
+            source: m.source.as_str().into(),
+            ..g2.clone()
+        },
+    ));
+    cases.push((
+        "another room",
+        signed(&a, [8; 16], "k4", 1.0.into(), EPOCH + 5.0, &a.source),
+    ));
+    let mut high_s = g2.clone();
+    high_s.sig.as_mut().unwrap()[32..].fill(0xff);
+    cases.push(("S not reduced", high_s));
+    cases.push((
+        "no key",
+        Update {
+            source: "alice.0123456789abcdef".into(),
+            ..g2.clone()
+        },
+    ));
+    cases.push((
+        "a small-order key",
+        Update {
+            source: small_order.as_str().into(),
+            ..g2.clone()
+        },
+    ));
+    cases.push((
+        "into another's space",
+        signed(&m, ROOM, &theirs, 1.0.into(), EPOCH + 6.0, &m.source),
+    ));
+    cases.push((
+        "deleting in another's space",
+        signed(&m, ROOM, &theirs, Value::Null, EPOCH + 7.0, &m.source),
+    ));
+    cases.push((
+        "into its own space",
+        signed(&a, ROOM, &theirs, 1.0.into(), EPOCH + 8.0, &a.source),
+    ));
+    cases.push((
+        "a year ahead",
+        signed(&m, ROOM, "k", "mine".into(), EPOCH + 3.2e10, &m.source),
+    ));
+    cases.push((
+        "59 s ahead",
+        signed(&m, ROOM, "near", 1.0.into(), EPOCH + 59_000.0, &m.source),
+    ));
+    cases.push((
+        "zero",
+        signed(&a, ROOM, "z", 0.0.into(), EPOCH + 9.0, &a.source),
+    ));
+    cases.push(("an older write of a writer already newer", g2));
+    let mut s = store(&v, t0);
+    let mut out = Vec::new();
+    for (name, u) in cases {
+        let verdict = match s.apply(t0, u.clone()) {
+            Verdict::Applied => "applied".to_owned(),
+            Verdict::Superseded => "superseded".to_owned(),
+            Verdict::Stale => "stale".to_owned(),
+            Verdict::Held => "held".to_owned(),
+            Verdict::Rejected(Rejection::Refused(r)) => r.code().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        let input = rtc_mesh_core::security::updates::signing_input(&ROOM, u.as_ref());
+        out.push(json!({
+            "name": name,
+            "key": u.key.as_str(),
+            "json": u.value.to_json(),
+            "ts": u.ts,
+            "source": u.source.as_str(),
+            "sig": u.sig.map(|s| J::from(hex(&s))).unwrap_or(J::Null),
+            "input": hex(&input),
+            "verdict": verdict,
+        }));
+    }
+    let doc = json!({
+        "room_id": hex(&ROOM),
+        "epoch_ms": EPOCH,
+        "store_seed": hex(&[2; 32]),
+        "store_source": v.source,
+        "signers": [hex(&[1; 32]), hex(&[6; 32])],
+        "cases": out,
+        "stats": {
+            "unsigned": s.stats().unsigned,
+            "bad_signatures": s.stats().bad_signatures,
+            "bad_sources": s.stats().bad_sources,
+            "not_owner": s.stats().not_owner,
+            "held": s.stats().held,
+        },
+        "snapshot": J::from(s.dump().iter().map(|(k, v)| (k.to_owned(), J::from(v.to_json()))).collect::<serde_json::Map<_, _>>()),
+    });
+    common::check_or_write("updates.json", &doc, true);
+}
+
+/// A secured mesh member of the room "team".
+fn mesh(seed: u8, now: Instant) -> rtc_mesh_core::mesh::Mesh {
+    use rtc_mesh_core::mesh::{Mesh, MeshConfig, Security};
+    use rtc_mesh_core::security::{Entropy, RoomKey, RoomSecret};
+    let identity = Identity::from_seed(&[seed; 32]);
+    let secret = RoomSecret::parse("rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
+    let key = RoomKey::derive("team", &secret);
+    let mut c = MeshConfig::new(
+        identity.peer_id(),
+        "team",
+        format!("{seed:016x}"),
+        EPOCH,
+        now,
+    );
+    c.security = Some(Security::new(key, identity, Entropy::from_seed([seed; 32])));
+    let mut m = Mesh::new(c).unwrap();
+    m.handle_signal_connected(now);
+    m.start(now);
+    m
+}
+
+#[test]
+fn a_mesh_closes_the_link_of_a_peer_that_forges_and_tells_it_why() {
+    use rtc_mesh_core::mesh::{LinkCommand, MeshEvent, MeshOutput};
+    let now = Instant::now();
+    let mut a = mesh(1, now);
+    let mut b = mesh(2, now);
+    let aid = Identity::from_seed(&[1; 32]).peer_id().to_owned();
+    let bid = Identity::from_seed(&[2; 32]).peer_id().to_owned();
+    // Drains `m`: signals, data for the peer, events, link commands.
+    fn drain(
+        m: &mut rtc_mesh_core::mesh::Mesh,
+    ) -> (Vec<String>, Vec<Vec<u8>>, Vec<MeshEvent>, Vec<LinkCommand>) {
+        let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        loop {
+            match m.poll_output() {
+                MeshOutput::Signal(t) => out.0.push(t),
+                MeshOutput::Transmit { data, .. } => out.1.push(data),
+                MeshOutput::Event(e) => out.2.push(e),
+                MeshOutput::Link(c) => out.3.push(c),
+                MeshOutput::Timeout(_) => return out,
+                _ => {}
+            }
+        }
+    }
+    // The switchboard's part: every signal to the other.
+    for _ in 0..4 {
+        for t in drain(&mut a).0 {
+            b.handle_signal(now, &t);
+        }
+        for t in drain(&mut b).0 {
+            a.handle_signal(now, &t);
+        }
+    }
+    a.link_open(now, &bid, Codec::Postcard);
+    b.link_open(now, &aid, Codec::Postcard);
+    for _ in 0..8 {
+        for d in drain(&mut a).1 {
+            b.link_data(now, &aid, &d);
+        }
+        for d in drain(&mut b).1 {
+            a.link_data(now, &bid, &d);
+        }
+    }
+    // A genuine write crosses.
+    a.set(now, "k", &1.0.into()).unwrap();
+    for d in drain(&mut a).1 {
+        b.link_data(now, &aid, &d);
+    }
+    assert_eq!(b.store().get("k"), Some(1.0.into()));
+    // Then a's link carries forgeries in another member's name.
+    let (victim, forger) = (member(3), member(6));
+    let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
+    for i in 0..20 {
+        let u = signed(
+            &forger,
+            [0; 16],
+            "k",
+            f64::from(i).into(),
+            EPOCH + 100.0 + f64::from(i),
+            &victim.source,
+        );
+        e.update(u.as_ref());
+    }
+    while let Some(f) = e.poll_transmit() {
+        b.link_data(now, &aid, &f);
+    }
+    let (_, to_a, events, commands) = drain(&mut b);
+    let misbehaved: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, MeshEvent::PeerMisbehaved { peer, reason } if peer.as_str() == aid.as_str() && reason == "bad_sig"))
+        .collect();
+    assert_eq!(misbehaved.len(), 1, "{events:?}");
+    assert!(commands
+        .iter()
+        .any(|c| matches!(c, LinkCommand::Close { peer } if peer.as_str() == aid.as_str())));
+    assert_eq!(b.store().stats().bad_signatures, 16);
+    assert_eq!(b.store().get("k"), Some(1.0.into()));
+    // a hears why before the link goes.
+    for d in to_a {
+        a.link_data(now, &bid, &d);
+    }
+    let (_, _, events, _) = drain(&mut a);
+    assert!(events.iter().any(|e| matches!(e, MeshEvent::RefusedByPeer { peer, reason } if peer.as_str() == bid.as_str() && reason == "bad_sig")), "{events:?}");
+}

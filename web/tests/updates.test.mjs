@@ -1,0 +1,93 @@
+// Signed updates in the browser client against core's decisions
+// (core/tests/vectors/updates.json, written by core/tests/signed.rs): the same signing
+// inputs and signatures, and the same verdict for every update, forged, unsigned,
+// mutated, from no member's key, into another member's space, far ahead, or genuine.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  Identity, JsonEncoder, LineDecoder, Store, UpdateGuard, decodeLine, mayWrite, signingInput, writerOf,
+} from '../mesh.js';
+
+const vectors = JSON.parse(readFileSync(new URL('../../core/tests/vectors/updates.json', import.meta.url), 'utf8'));
+const hex = (b) => Buffer.from(b).toString('hex');
+const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
+
+function update(c) {
+  const u = { key: c.key, value: JSON.parse(c.json), json: c.json, ts: c.ts, source: c.source };
+  if (c.sig) u.sig = unhex(c.sig);
+  return u;
+}
+
+test('every update gets the verdict core gives it, with the same signing input', async () => {
+  const roomId = unhex(vectors.room_id);
+  const me = await Identity.fromSeed(unhex(vectors.store_seed));
+  const guard = new UpdateGuard(roomId, me);
+  const store = new Store(vectors.store_source, { now: () => vectors.epoch_ms, guard });
+  for (const c of vectors.cases) {
+    const u = update(c);
+    assert.equal(hex(signingInput(roomId, u)), c.input, c.name);
+    // As a link's input: checked unless its writer's clock already covers it.
+    const known = store.clock.get(u.source);
+    if (!(known !== undefined && u.ts <= known)) u.checked = await guard.check(u);
+    const v = store.apply(u);
+    assert.equal(v === 'refused' ? u.checked : v, c.verdict, c.name);
+  }
+  const s = store.stats;
+  assert.deepEqual(
+    { unsigned: s.unsigned, bad_signatures: s.badSignatures, bad_sources: s.badSources, not_owner: s.notOwner, held: s.held },
+    vectors.stats,
+  );
+  const snap = Object.fromEntries(Object.entries(store.snapshot()).map(([k, v]) => [k, JSON.stringify(v)]));
+  assert.deepEqual(snap, vectors.snapshot);
+});
+
+test('our signatures are core\'s (Ed25519 is deterministic)', async () => {
+  const roomId = unhex(vectors.room_id);
+  const signers = await Promise.all(vectors.signers.map((s) => Identity.fromSeed(unhex(s))));
+  let checked = 0;
+  for (const c of vectors.cases) {
+    if (!c.sig || c.verdict !== 'applied') continue;
+    const by = signers.find((i) => writerOf(c.source) === i.peerId);
+    assert.equal(hex(await new UpdateGuard(roomId, by).sign(update(c))), c.sig, c.name);
+    checked++;
+  }
+  assert.ok(checked >= 3);
+});
+
+test('a signed update crosses the json codec whole, and -0 for 0 changes nothing', async () => {
+  const me = await Identity.fromSeed(new Uint8Array(32).fill(1));
+  const roomId = new Uint8Array(16).fill(9);
+  const guard = new UpdateGuard(roomId, me);
+  const u = { key: 'z', value: 0, json: '0', ts: 1795713876300, source: `${me.peerId}.0123456789abcdef` };
+  u.sig = await guard.sign(u);
+  const lines = [];
+  const enc = new JsonEncoder();
+  enc.update(u);
+  for (let f = enc.poll(); f !== null; f = enc.poll()) lines.push(...new LineDecoder().push(f));
+  assert.equal(lines.length, 1);
+  assert.ok(lines[0].endsWith(`"${Buffer.from(u.sig).toString('base64url')}"]`));
+  const flipped = decodeLine(lines[0].replace(',0],', ',-0],'));
+  assert.ok(Object.is(flipped.value, -0));
+  assert.equal(await guard.check(flipped), 'ok');
+  assert.equal(flipped.json, '0');
+});
+
+test('the write rules', () => {
+  const id = 'A'.repeat(43);
+  assert.equal(writerOf(`${id}.0123`), id);
+  assert.equal(writerOf(`${id}x`), null);
+  assert.ok(mayWrite('shared', id));
+  assert.ok(mayWrite(`users/${id}`, id));
+  assert.ok(mayWrite(`users/${id}/p`, id));
+  assert.ok(!mayWrite(`users/${id}x/p`, id));
+  assert.ok(!mayWrite('users/', id));
+});
+
+test('a secured store refuses local writes into another member\'s space', async () => {
+  const me = await Identity.fromSeed(new Uint8Array(32).fill(6));
+  const store = new Store(`${me.peerId}.0123456789abcdef`, { guard: new UpdateGuard(new Uint8Array(16), me) });
+  assert.throws(() => store.set(`users/${'A'.repeat(43)}/p`, 1), { code: 'not_owner' });
+  assert.equal(store.set(`users/${me.peerId}/p`, 1).key, `users/${me.peerId}/p`);
+  assert.throws(() => new Store('someone.0123', { guard: new UpdateGuard(new Uint8Array(16), me) }), { code: 'bad_id' });
+});
