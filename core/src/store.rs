@@ -335,8 +335,13 @@ struct Entry {
     value: EncodedValue,
     ts: f64,
     source: SourceIx,
-    sig: Option<Box<UpdateSig>>,
+    /// Index of its signature in [`Store::sigs`], or [`NO_SIG`] (it fits the entry's
+    /// padding: an open store pays nothing for signatures).
+    sig: u32,
 }
+
+/// [`Entry::sig`] of an unsigned write.
+const NO_SIG: u32 = u32::MAX;
 
 /// Source ids interned to small indices, with the per-source clock.
 #[derive(Debug, Default)]
@@ -400,6 +405,8 @@ pub struct Store {
     stats: StoreStats,
     wall_cache: (Option<Instant>, f64),
     guard: Option<UpdateGuard>,
+    /// The signatures of the entries (secured stores), 64 bytes each, in one block.
+    sigs: Vec<UpdateSig>,
     /// Held back (secured stores), by (timestamp bits, source).
     held: BTreeMap<(u64, SmolStr), Update>,
 }
@@ -452,6 +459,7 @@ impl Store {
             stats: StoreStats::default(),
             wall_cache: (None, 0.0),
             guard: config.guard,
+            sigs: Vec::new(),
             held: BTreeMap::new(),
         })
     }
@@ -617,11 +625,24 @@ impl Store {
                             < names[source.0 as usize].as_bytes()))
         };
         let deleted = value.is_null();
-        let new = Entry {
+        let mut new = Entry {
             value: value.clone(),
             ts,
             source,
-            sig: sig.map(Box::new),
+            sig: NO_SIG,
+        };
+        let sigs = &mut self.sigs;
+        // The entry's signature slot: the one it had, else a new one.
+        let mut keep_sig = |old: u32| match sig {
+            Some(s) if old != NO_SIG => {
+                sigs[old as usize] = s;
+                old
+            }
+            Some(s) if sigs.len() < NO_SIG as usize => {
+                sigs.push(s);
+                (sigs.len() - 1) as u32
+            }
+            _ => NO_SIG,
         };
         // (the key as stored, whether the key held a live value before)
         let hash = self.entries.hash(key);
@@ -632,11 +653,13 @@ impl Store {
                     return None;
                 }
                 let was = !e.value.is_null();
+                new.sig = keep_sig(e.sig);
                 *e = new;
                 (k.clone(), was)
             }
             None => {
                 let k = owned.unwrap_or_else(|| key.into());
+                new.sig = keep_sig(NO_SIG);
                 self.entries.push(hash, k.clone(), new);
                 (k, false)
             }
@@ -795,7 +818,7 @@ impl Store {
             value: &e.value,
             ts: e.ts,
             source: &self.sources.names[e.source.0 as usize],
-            sig: e.sig.as_deref(),
+            sig: self.sigs.get(e.sig as usize),
         }
     }
 
