@@ -19,7 +19,9 @@
 //! `update{key,value,deleted,source,ts,local}`, `synced{peer}`, `synced_all{peers}`,
 //! `value{key,value}`, `dump{data}` (deleted keys left out), `error{code,message}`,
 //! `closed{}`, and for `join` `peer_join{peer,attributes}`,
-//! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed` or `failed`) and
+//! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed` or `failed`),
+//! `peer_misbehaved{peer,reason}` and `refused_by_peer{peer,reason}` (secured rooms: a
+//! link closed for updates refused, by us or by the peer) and
 //! `peers{peers:[{peer,attributes,state,codec}]}` and `stats{mesh:{..},node:{..},store:{..}}`
 //! (every counter of `MeshStats`, `NodeStats` and `StoreStats` by its field's name; in a
 //! secured room `mesh.unsecured_signals`, `unseal_failures`, `bad_signatures` and
@@ -256,6 +258,17 @@ pub enum Report<'a> {
     Peers(&'a [PeerReport]),
     /// Answer to `stats`.
     Stats(&'a rtc_mesh_core::member::MemberStats),
+    /// A secured room: a peer sent updates our store refused (forged, unsigned, into
+    /// another member's space) and its link was closed (`peer_misbehaved`); or a peer
+    /// closed ours for what we relayed (`told`: `refused_by_peer`).
+    PeerMisbehaved {
+        /// Its id.
+        peer: &'a str,
+        /// `bad_sig`, `unsigned`, `bad_source`, `not_owner`.
+        reason: &'a str,
+        /// We were told (the peer refused ours).
+        told: bool,
+    },
     /// Closed; the program exits.
     Closed,
 }
@@ -406,6 +419,14 @@ impl Report<'_> {
                     .collect();
                 Line::new("peers").value("peers", &Value::Array(arr)).done()
             }
+            Report::PeerMisbehaved { peer, reason, told } => Line::new(if *told {
+                "refused_by_peer"
+            } else {
+                "peer_misbehaved"
+            })
+            .str("peer", peer)
+            .str("reason", reason)
+            .done(),
             Report::Stats(st) => {
                 let group = |counters: &[(&str, u64)]| {
                     let mut o = Object::new();
@@ -526,6 +547,20 @@ impl Report<'_> {
                         .collect::<Vec<_>>()
                         .join("\n")
                 }
+            }
+            Report::PeerMisbehaved {
+                peer,
+                reason,
+                told: false,
+            } => {
+                format!("{peer} sent updates our store refused ({reason}): its link is closed")
+            }
+            Report::PeerMisbehaved {
+                peer,
+                reason,
+                told: true,
+            } => {
+                format!("{peer} closed our link: its store refused what we sent ({reason})")
             }
             Report::Stats(st) => {
                 let line = |counters: &[(&str, u64)]| {

@@ -340,6 +340,20 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
             failures: *failures,
             retry_in: retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now())),
         }),
+        NodeEvent::Mesh(MeshEvent::PeerMisbehaved { peer, reason }) => {
+            out.emit(&Report::PeerMisbehaved {
+                peer,
+                reason,
+                told: false,
+            })
+        }
+        NodeEvent::Mesh(MeshEvent::RefusedByPeer { peer, reason }) => {
+            out.emit(&Report::PeerMisbehaved {
+                peer,
+                reason,
+                told: true,
+            })
+        }
         NodeEvent::Mesh(MeshEvent::Refused { reason }) => {
             let why = match reason.as_str() {
                 "http_401" => "refused our connection: a valid --token is required",

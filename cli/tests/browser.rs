@@ -91,6 +91,7 @@ fn chromium_firefox_and_native_peers_mesh() {
         "secured room, native victim: 1 forged announce and 1 forged SDP",
         "secured room, chromium victim: 1 forged announce and 1 forged SDP",
         "secured room, firefox victim: 1 forged announce and 1 forged SDP",
+        "a forging member (a Chromium page): its unsigned, not-owner and 20 forged updates were refused by the native and a Firefox page alike",
         "trio converged on 4 keys",
         "every link of the trio speaks postcard",
         "each page reports its links' paths",

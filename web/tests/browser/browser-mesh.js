@@ -411,6 +411,83 @@ async function manInTheMiddle (chromium, firefox) {
   for (const l of lines) console.log(l)
 }
 
+// A member that forges (a Chromium page of the room, holding the secret, whose client
+// is made to put crafted updates on its links): an update unsigned, one into another
+// member's `users/` space, then 20 in the native's name signed with its own key. Each
+// victim, the native and a Firefox page, refuses every one (exact counts), reports the
+// forger misbehaving at the 16th refusal and closes its link (the rest unchecked); the
+// forger is told why; nothing forged reaches a store, and the victims stay linked.
+async function forgedUpdates (chromium, firefox) {
+  const secret = invite('ledger')
+  const native = new Native('ledger', 'lnative', null,
+    [env.rtcMesh, ['join', 'ledger', '--signal', env.signal, '--secret', secret, '--json', '--bind', '127.0.0.1:0']])
+  const nid = (await native.wait('ready', (e) => e.event === 'ready', 10000)).id
+  const victim = await securedClient(firefox, 'ledger', secret, 'lfirefox')
+  const forger = await securedClient(chromium, 'ledger', secret, 'lforger')
+  for (const p of [victim, forger]) await meshedOn(p, 2, 20000)
+  await native.wait('synced_all with both pages', (e) => e.event === 'synced_all' && e.peers.length === 2, 20000)
+  native.send({ op: 'set', key: 'balance', value: 100 })
+  await converge([native], [victim, forger], 1, 20000)
+  const fid = await victim.evaluate(function () { return window.member.id })
+  const mid = await forger.evaluate(async function (cfg) {
+    const m = window.member
+    window.toldBy = []
+    m.on('refused_by_peer', function (e) { window.toldBy.push(e) })
+    const mesh = m.mesh
+    const store = mesh.store
+    const nsource = store.entries.get('balance').source
+    const now = Date.now()
+    const crafted = []
+    // Unsigned, in its own name.
+    crafted.push({ key: 'free', value: 1, json: '1', ts: now + 1, source: store.id })
+    // Into the Firefox member's space, validly signed by itself.
+    const own = { key: `users/${cfg.fid}/name`, value: 'forged', json: '"forged"', ts: now + 2, source: store.id }
+    own.sig = await store.guard.sign(own)
+    crafted.push(own)
+    // The native's name, its own signature.
+    for (let i = 0; i < 20; i++) {
+      const u = { key: 'balance', value: 1e6 + i, json: String(1e6 + i), ts: now + 10 + i, source: nsource }
+      u.sig = await store.guard.sign(u)
+      crafted.push(u)
+    }
+    for (const l of mesh.replica.links.values()) for (const u of crafted) l.session.out.update(u)
+    m.pump()
+    return m.id
+  }, { fid })
+  // The native: 1 unsigned, 1 not its space's owner's, 14 bad signatures, then closed.
+  const mis = await native.wait('peer_misbehaved', (e) => e.event === 'peer_misbehaved', 20000)
+  if (mis.peer !== mid || mis.reason !== 'bad_sig') fail(`the native reported ${JSON.stringify(mis)}`)
+  const k = native.events.length
+  native.send({ op: 'stats' })
+  const st = (await native.wait('stats', (e) => e.event === 'stats' && native.events.indexOf(e) >= k, 10000)).store
+  const want = { unsigned: 1, not_owner: 1, bad_signatures: 14, bad_sources: 0 }
+  for (const [key, n] of Object.entries(want)) {
+    if (st[key] !== n) fail(`the native's store counted ${key} ${st[key]}, not ${n}: ${JSON.stringify(st)}`)
+  }
+  // The Firefox page: the same.
+  await victim.waitForFunction(function () { return window.member.stats.updatesBadSignature >= 14 }, { timeout: 20000 })
+  const fst = await victim.evaluate(function () {
+    const s = window.member.stats
+    return { unsigned: s.updatesUnsigned, not_owner: s.updatesNotOwner, bad_signatures: s.updatesBadSignature, bad_sources: s.updatesBadSource }
+  })
+  if (JSON.stringify(fst) !== JSON.stringify(want)) fail(`the Firefox victim counted ${JSON.stringify(fst)}`)
+  // Nothing forged landed; the victims still hold each other.
+  for (const snap of [await native.dump(), await victim.evaluate(function () { return window.member.snapshot() })]) {
+    if (JSON.stringify(snap) !== '{"balance":100}') fail(`a victim's store after the forgeries: ${JSON.stringify(snap)}`)
+  }
+  // The forger was told why by both.
+  await forger.waitForFunction(function () { return window.toldBy.length >= 2 }, { timeout: 20000 })
+  const told = await forger.evaluate(function () { return window.toldBy.map(function (e) { return `${e.peer} ${e.reason}` }).sort() })
+  if (JSON.stringify(told) !== JSON.stringify([`${fid} bad_sig`, `${nid} bad_sig`].sort())) fail(`the forger was told ${told}`)
+  native.send({ op: 'set', key: 'after', value: 1 })
+  await victim.waitForFunction(function () { return window.member.get('after') === 1 }, { timeout: 20000 })
+  console.log('a forging member (a Chromium page): its unsigned, not-owner and 20 forged updates were refused by the native and a Firefox page alike ' +
+    '(1 unsigned, 1 not_owner, 14 bad_sig each, the rest unchecked), both closed its link at the 16th and told it why; nothing forged landed')
+  native.send({ op: 'close' })
+  await native.wait('closed', (e) => e.event === 'closed', 10000)
+  for (const p of [victim, forger]) await p.close()
+}
+
 async function testMode (chromium, firefox) {
   // 0. The secured-room crypto is core's in both engines.
   for (const b of [chromium, firefox]) {
@@ -427,6 +504,9 @@ async function testMode (chromium, firefox) {
   // 0c. A hostile switchboard showing the attacker in a member's place: it succeeds in an
   // open room and fails in a secured one, for a native, a Chromium and a Firefox victim.
   await manInTheMiddle(chromium, firefox)
+
+  // 0d. A member that forges updates: refused alike by a native and a Firefox page.
+  await forgedUpdates(chromium, firefox)
 
   // 1. A native peer, a Chromium page and a Firefox page.
   const native = new Native('trio', 'native')
@@ -841,6 +921,7 @@ async function main () {
   try {
     // `--only mitm`: that step alone (while working on it).
     if (opt('--only') === 'mitm') await manInTheMiddle(chromium, firefox)
+    else if (opt('--only') === 'forged') await forgedUpdates(chromium, firefox)
     else await testMode(chromium, firefox)
   } finally {
     await chromium.close()
