@@ -69,6 +69,13 @@ pub(crate) fn identity_file(path: &std::path::Path) -> Result<Identity, String> 
     }
 }
 
+/// `--secret-file F`: the secret on the first line of F.
+pub(crate) fn secret_file(f: &str) -> Result<RoomSecret, Usage> {
+    let text =
+        std::fs::read_to_string(f).map_err(|e| Usage(format!("--secret-file {f:?}: {e}")))?;
+    parse_secret(text.lines().next().unwrap_or_default())
+}
+
 /// `--secret S` as given.
 pub(crate) fn parse_secret(text: &str) -> Result<RoomSecret, Usage> {
     RoomSecret::parse(text).map_err(|e| Usage(format!("bad_secret: {e}")))

@@ -85,10 +85,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("id") => id = Some(args.value()?.string()?),
             Long("secret") => secret = Some(parse_secret(&args.value()?.string()?)?),
             Long("secret-file") => {
-                let f = args.value()?.string()?;
-                let text = std::fs::read_to_string(&f)
-                    .map_err(|e| Usage(format!("--secret-file {f:?}: {e}")))?;
-                secret = Some(parse_secret(text.lines().next().unwrap_or_default())?);
+                secret = Some(crate::invite::secret_file(&args.value()?.string()?)?)
             }
             Long("identity") => identity_file = Some(args.value()?.string()?),
             Long("token") => {

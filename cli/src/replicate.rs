@@ -28,6 +28,14 @@ Options:
   --connect ADDR       open a link to ADDR
   --codec json|postcard  wire codec (default json: any scuttlebutt 5.6 peer can connect)
   --id ID              source id (default: 16 random hex characters)
+  --secret S           a secured room's store (with --room, the room's name): every
+                       write signed, every update checked, as the room's members do;
+                       scuttlebutt peers relay signed updates intact, their own
+                       writes are refused (unsigned). The source id is our identity's
+                       key and a fresh incarnation
+  --secret-file F      the secret, from the first line of file F
+  --room ROOM          the secured room's name (its secret and name make its key)
+  --identity F         our identity (its private key) in file F, made when missing
   --runtime smol|std   driver runtime (default smol)
   --json               write events as JSON lines
 
@@ -46,12 +54,21 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut id = None;
     let mut runtime = Runtime::Smol;
     let mut json = false;
+    let mut secret = None;
+    let mut room = None;
+    let mut identity_file = None;
     while let Some(arg) = args.next()? {
         match arg {
             Long("listen") => listen = Some(parse_addr(&args.value()?.string()?)?),
             Long("connect") => connect = Some(parse_addr(&args.value()?.string()?)?),
             Long("codec") => codec = parse_codec(&args.value()?.string()?)?,
             Long("id") => id = Some(args.value()?.string()?),
+            Long("secret") => secret = Some(crate::invite::parse_secret(&args.value()?.string()?)?),
+            Long("secret-file") => {
+                secret = Some(crate::invite::secret_file(&args.value()?.string()?)?)
+            }
+            Long("room") => room = Some(args.value()?.string()?),
+            Long("identity") => identity_file = Some(args.value()?.string()?),
             Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
             Long("json") => json = true,
             Long("help") | Short('h') => {
@@ -70,10 +87,34 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             ))
         }
     };
-    let id = id.unwrap_or_else(random_id);
+    let options = match (secret, room) {
+        (Some(secret), Some(room)) => {
+            if id.is_some() {
+                return Err(Usage(
+                    "--id and --secret: in a secured room the source id is the identity's key"
+                        .into(),
+                ));
+            }
+            let identity = match identity_file {
+                Some(f) => crate::invite::identity_file(std::path::Path::new(&f)).map_err(Usage)?,
+                None => rtc_mesh_core::security::Identity::from_seed(
+                    &crate::invite::os_random().map_err(Usage)?,
+                ),
+            };
+            ReplicatorOptions::secured(&room, &secret, identity, &random_id(), codec)
+        }
+        (Some(_), None) => return Err(Usage("--secret needs --room ROOM".into())),
+        (None, Some(_)) => return Err(Usage("--room is for secured rooms: give --secret".into())),
+        (None, None) if identity_file.is_some() => {
+            return Err(Usage(
+                "--identity is for secured rooms: give --secret".into(),
+            ))
+        }
+        (None, None) => ReplicatorOptions::new(id.unwrap_or_else(random_id), codec),
+    };
+    let id = options.id.clone();
     let out = Out::new(json);
     let (tx, rx) = mpsc::channel::<Msg<NodeEvent>>();
-    let options = ReplicatorOptions::new(id.clone(), codec);
 
     // A member without a room, on the same driver and loop as `join`.
     let member = match runtime {

@@ -127,3 +127,60 @@ fn rust_dials_scuttlebutt() {
 fn rust_std_runtime_dials_scuttlebutt() {
     replicate_with_scuttlebutt(true, "std");
 }
+
+/// A secured room's replicator (`replicate --secret --room`).
+fn secured_peer(name: &str, secret: &str, runtime: &str) -> Peer {
+    let mut cmd = rtc_mesh();
+    cmd.args(["replicate", "--listen", "127.0.0.1:0", "--json"])
+        .args(["--secret", secret, "--room", "ledger", "--runtime", runtime]);
+    Peer::spawn(name, cmd)
+}
+
+fn store_stats(p: &mut Peer) -> Value {
+    p.send(json!({"op":"stats"}));
+    p.wait_event("stats")["store"].clone()
+}
+
+/// Two secured replicators linked only through a stock scuttlebutt 5.6 Model: it keeps
+/// each signed update whole (the signature is its fourth element) and relays it; the far
+/// side checks every one. The Model's own writes come from no member's key: refused by
+/// both, counted, and the relaying goes on.
+#[test]
+fn signed_updates_cross_a_stock_scuttlebutt_relay_intact_and_its_own_writes_are_refused() {
+    let secret = "rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let mut a = secured_peer("secured a", secret, "smol");
+    let mut c = secured_peer("secured c", secret, "std");
+    let mut js = js_peer("js-relay-0001");
+    let js_addr = js.ready_addr();
+    let a_id = a.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    c.wait_event("ready");
+    assert_eq!(a_id.len(), 43 + 1 + 16, "{a_id}: the identity's key and an incarnation");
+    set(&mut a, "before", json!({"n": 1}));
+    a.send(json!({"op":"connect","addr":js_addr}));
+    c.send(json!({"op":"connect","addr":js_addr}));
+    a.wait_event("synced");
+    c.wait_event("synced");
+    set(&mut a, "live", json!([1, "two"]));
+    set(&mut js, "js-own", json!("unsigned"));
+    c.wait_update("live", &json!([1, "two"]));
+    set(&mut c, "back", json!(true));
+    a.wait_update("back", &json!(true));
+    js.wait_update("back", &json!(true));
+    // What the relay holds is signed: the Model's store keeps the whole update.
+    let want = json!({"before": {"n": 1}, "live": [1, "two"], "back": true});
+    assert_eq!(a.dump(), want);
+    assert_eq!(c.dump(), want);
+    let mut all = want.clone();
+    all["js-own"] = json!("unsigned");
+    assert_eq!(js.dump(), all);
+    for p in [&mut a, &mut c] {
+        let st = store_stats(p);
+        // Its id is no member's key: refused as such, before its missing signature.
+        assert_eq!(st["bad_sources"], 1, "{}: {st}", p.name);
+        assert_eq!(st["bad_signatures"], 0, "{}: {st}", p.name);
+        assert!(st["applied"].as_u64().unwrap() >= 1, "{}: {st}", p.name);
+    }
+    for p in [a, c, js] {
+        assert!(p.close().success());
+    }
+}

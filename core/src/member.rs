@@ -534,6 +534,9 @@ pub struct ReplicatorOptions {
     pub codec: Codec,
     /// Bounds on values, keys and messages.
     pub limits: Limits,
+    /// A secured room's store: our writes signed, every update checked
+    /// ([`ReplicatorOptions::secured`]). Default `None`.
+    pub guard: Option<crate::security::updates::UpdateGuard>,
 }
 
 impl ReplicatorOptions {
@@ -543,7 +546,30 @@ impl ReplicatorOptions {
             id: id.into(),
             codec,
             limits: Limits::default(),
+            guard: None,
         }
+    }
+
+    /// Options for a replicator of the secured room `room` under `secret` (a passphrase
+    /// is stretched here, about a second): its writes are signed as `identity`, every
+    /// update it receives is checked as a mesh member checks it, and its source id is
+    /// `<identity's peer id>.<incarnation>` (a fresh `incarnation` per start, 16 hex).
+    /// It replicates with the room's members and with scuttlebutt peers, which relay
+    /// signed updates intact (their own writes are refused: unsigned).
+    pub fn secured(
+        room: &str,
+        secret: &crate::security::RoomSecret,
+        identity: Identity,
+        incarnation: &str,
+        codec: Codec,
+    ) -> Self {
+        let key = crate::security::RoomKey::derive(room, secret);
+        let mut o = ReplicatorOptions::new(format!("{}.{incarnation}", identity.peer_id()), codec);
+        o.guard = Some(crate::security::updates::UpdateGuard::new(
+            *key.room_id(),
+            identity,
+        ));
+        o
     }
 
     /// The Node of a member without a room ([`MeshConfig::without_room`]) whose store
@@ -556,6 +582,7 @@ impl ReplicatorOptions {
             entropy.start,
         );
         mc.source = Some(self.id.clone());
+        mc.guard = self.guard.clone();
         mc.codecs = vec![self.codec];
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;

@@ -132,6 +132,10 @@ pub struct MeshConfig {
     /// goes through the switchboard is sealed and signed ([`Security`]); `room` stays
     /// the room's name and the switchboard sees its tag.
     pub security: Option<Security>,
+    /// Signed updates without a room's signalling (a secured room's replicator over
+    /// TCP, [`crate::member::ReplicatorOptions::secured`]): the store signs our writes
+    /// and checks every update. With [`MeshConfig::security`] this is made from it.
+    pub guard: Option<crate::security::updates::UpdateGuard>,
 }
 
 impl MeshConfig {
@@ -171,6 +175,7 @@ impl MeshConfig {
             seed: 0,
             signalling: ClientConfig::default(),
             security: None,
+            guard: None,
         }
     }
 }
@@ -632,6 +637,7 @@ impl Mesh {
         let mut sc = StoreConfig::new(source, config.epoch_ms, config.start);
         sc.limits = config.limits.clone();
         sc.hash_seed = config.seed;
+        sc.guard = config.guard.clone();
         if let Some(sec) = &config.security {
             // Every write signed, every update checked (crate::security::updates).
             sc.guard = Some(crate::security::updates::UpdateGuard::new(
