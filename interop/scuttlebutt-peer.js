@@ -5,11 +5,15 @@
 //
 // Usage:
 //   node scuttlebutt-peer.js (--listen HOST:PORT | --connect HOST:PORT) [--id ID] [--trace]
+//                            [--secret S --room ROOM [--seed HEX]]
 //
 //   --listen HOST:PORT   accept any number of links (port 0 picks a free port)
 //   --connect HOST:PORT  open one link; `ready` is printed once it is established
 //   --id ID              the Model's id (default: scuttlebutt's own random id)
 //   --trace              log every wire chunk to stderr (`> ` sent, `< ` received)
+//   --secret S --room R  a signed Model (web/examples/scuttlebutt-ed25519.mjs): its writes
+//                        signed, every update checked as rtc-mesh's secured rooms do
+//   --seed HEX           its identity's 32-byte seed (default: a fresh one)
 //
 // stdin, one JSON object per line:
 //   {"op":"set","key":K,"value":V}   (V null = delete: model.set(K, null))
@@ -17,6 +21,9 @@
 //   {"op":"get","key":K}             -> value
 //   {"op":"dump"}                    -> dump
 //   {"op":"connect","addr":"HOST:PORT"}  open one more link
+//   {"op":"forge","key":K,"value":V,"source":S}  put an update in S's name, signed by us,
+//                                    straight on every link (a hostile peer; signed Model)
+//   {"op":"stats"}                   -> stats {unverified: updates the plugin refused}
 //   {"op":"close"}                   (end of stdin does the same)
 // stdout, one JSON object per line:
 //   {"event":"ready","id":ID,"addr":"127.0.0.1:PORT"}
@@ -56,6 +63,9 @@ let listen = null
 let connect = null
 let id = null
 let trace = false
+let secret = null
+let room = null
+let seed = null
 {
   const argv = process.argv.slice(2)
   for (let i = 0; i < argv.length; i++) {
@@ -68,6 +78,9 @@ let trace = false
     else if (a === '--connect') connect = val()
     else if (a === '--id') id = val()
     else if (a === '--trace') trace = true
+    else if (a === '--secret') secret = val()
+    else if (a === '--room') room = val()
+    else if (a === '--seed') seed = val()
     else if (a === '--help' || a === '-h') usage()
     else usage('unexpected argument ' + JSON.stringify(a))
   }
@@ -86,8 +99,10 @@ function outError (code, message) {
   out({ event: 'error', code, message: String(message) })
 }
 
-// ---- the model
-const model = id !== null ? new Model(id) : new Model()
+// ---- the model (a signed one is made asynchronously: see the end of the file)
+function main (model, options) {
+let unverified = 0
+model.on('unverified_data', function () { unverified++ })
 
 model.on('update', function (kv, ts, source) {
   const key = kv[0]
@@ -214,6 +229,16 @@ function command (line) {
       })
       return
     }
+    case 'forge': {
+      if (!needKey() || !options) return outError('bad_command', 'forge needs a key and a signed Model')
+      const update = [[o.key, o.value], Date.now(), o.source]
+      update[3] = options.sign(update)
+      for (const l of links) l.sock.write(JSON.stringify(update) + '\n')
+      return
+    }
+    case 'stats':
+      out({ event: 'stats', unverified })
+      return
     case 'close':
       close()
       return
@@ -281,4 +306,16 @@ if (listen !== null) {
     out({ event: 'ready', id: model.id, addr: fmtAddr(target.host, target.port) })
     startInput()
   })
+}
+}
+
+if (secret === null) main(id !== null ? new Model(id) : new Model(), null)
+else {
+  if (room === null) usage('--secret needs --room')
+  import('../web/examples/scuttlebutt-ed25519.mjs')
+    .then(function (p) { return p.signedModelOptions({ room, secret, seed: seed && Buffer.from(seed, 'hex') }) })
+    .then(function (o) { main(new Model(o), o) }, function (e) {
+      process.stderr.write('scuttlebutt-peer: ' + (e && e.message) + '\n')
+      process.exit(1)
+    })
 }

@@ -154,7 +154,11 @@ fn signed_updates_cross_a_stock_scuttlebutt_relay_intact_and_its_own_writes_are_
     let js_addr = js.ready_addr();
     let a_id = a.wait_event("ready")["id"].as_str().unwrap().to_owned();
     c.wait_event("ready");
-    assert_eq!(a_id.len(), 43 + 1 + 16, "{a_id}: the identity's key and an incarnation");
+    assert_eq!(
+        a_id.len(),
+        43 + 1 + 16,
+        "{a_id}: the identity's key and an incarnation"
+    );
     set(&mut a, "before", json!({"n": 1}));
     a.send(json!({"op":"connect","addr":js_addr}));
     c.send(json!({"op":"connect","addr":js_addr}));
@@ -181,6 +185,64 @@ fn signed_updates_cross_a_stock_scuttlebutt_relay_intact_and_its_own_writes_are_
         assert!(st["applied"].as_u64().unwrap() >= 1, "{}: {st}", p.name);
     }
     for p in [a, c, js] {
+        assert!(p.close().success());
+    }
+}
+
+/// A scuttlebutt Model signed by the Ed25519 plugin (web/examples/scuttlebutt-ed25519.mjs).
+fn signed_js_peer(name: &str, secret: &str) -> Peer {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(interop_dir())
+        .arg("scuttlebutt-peer.js")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--secret",
+            secret,
+            "--room",
+            "ledger",
+        ]);
+    Peer::spawn(name, cmd)
+}
+
+/// `rtc-mesh replicate --secret` and scuttlebutt Models signed by the plugin replicate a
+/// signed store both ways; an update forged in the replicator's name (signed by a Model's
+/// own key) is refused by the replicator and by a plugin Model alike.
+#[test]
+fn the_ed25519_plugin_lets_scuttlebutt_replicate_a_signed_store_both_ways() {
+    let secret = "rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let mut r = secured_peer("secured r", secret, "smol");
+    let mut j1 = signed_js_peer("signed js 1", secret);
+    let mut j2 = signed_js_peer("signed js 2", secret);
+    let r_id = r.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    let j1_addr = j1.ready_addr();
+    j2.wait_event("ready");
+    r.send(json!({"op":"connect","addr":j1_addr}));
+    r.wait_event("synced");
+    j1.wait_event("synced");
+    set(&mut r, "r", json!(1));
+    set(&mut j1, "j", json!({"two": 2}));
+    r.wait_update("j", &json!({"two": 2}));
+    j1.wait_update("r", &json!(1));
+    // j1 forges in r's name: r refuses it (what follows on the link shows it was read).
+    j1.send(json!({"op":"forge","key":"r","value":666,"source":r_id}));
+    set(&mut j1, "fence", json!(1));
+    r.wait_update("fence", &json!(1));
+    let st = store_stats(&mut r);
+    assert_eq!(st["bad_signatures"], 1, "{st}");
+    // j2 forges toward j1: the plugin refuses it.
+    j2.send(json!({"op":"connect","addr":j1_addr}));
+    j2.wait_update("r", &json!(1));
+    j2.send(json!({"op":"forge","key":"r","value":777,"source":r_id}));
+    set(&mut j2, "fence2", json!(2));
+    j1.wait_update("fence2", &json!(2));
+    j1.send(json!({"op":"stats"}));
+    assert_eq!(j1.wait_event("stats")["unverified"], 1);
+    r.wait_update("fence2", &json!(2));
+    let want = json!({"r": 1, "j": {"two": 2}, "fence": 1, "fence2": 2});
+    assert_eq!(r.dump(), want);
+    assert_eq!(j1.dump(), want);
+    for p in [r, j1, j2] {
         assert!(p.close().success());
     }
 }
