@@ -77,6 +77,27 @@ pub fn check_writes(
     failures
 }
 
+/// In a secured run, every entry of every store is signed by its writer for this room.
+pub fn check_signed(secret: &str, stores: &[(&str, &Store)]) -> Vec<String> {
+    use rtc_mesh_core::security::updates::{signing_input, writer_of};
+    use rtc_mesh_core::security::PeerKey;
+    let key = RoomKey::derive("sim", &RoomSecret::parse(secret).expect("valid"));
+    let mut failures = Vec::new();
+    for (name, store) in stores {
+        for k in store.keys() {
+            let e = store.entry(k).expect("listed");
+            let ok = writer_of(e.source)
+                .and_then(|w| PeerKey::from_peer_id(w).ok())
+                .zip(e.sig)
+                .is_some_and(|(pk, sig)| pk.verify(&signing_input(key.room_id(), e), sig).is_ok());
+            if !ok {
+                failures.push(format!("{name}: {k} is not signed by its writer"));
+            }
+        }
+    }
+    failures
+}
+
 /// How soon after the faults heal the mesh must have converged again.
 const MAX_SETTLE: Duration = Duration::from_secs(9);
 
@@ -126,6 +147,13 @@ pub struct SimConfig {
     /// A secured room under this secret: each peer's id is its identity's key, drawn
     /// from the seed (so a run replays), and every signal is sealed and signed.
     pub secret: Option<String>,
+    /// A secured run: peer 0 is Byzantine. Besides its honest writes it puts crafted
+    /// updates on its links during the fault phase: forged in another member's name,
+    /// another's update mutated, replays, unsigned, into another's `users/` space,
+    /// stamped an hour ahead, and floods of forgeries. The honest replicas must stay
+    /// equal, every honest write present, and nothing accepted that its writer did not
+    /// sign.
+    pub byzantine: bool,
 }
 
 impl SimConfig {
@@ -140,6 +168,7 @@ impl SimConfig {
             mixed_codecs: true,
             no_server_leaves: seed % 3 == 0,
             secret: None,
+            byzantine: false,
         }
     }
 }
@@ -165,6 +194,8 @@ pub struct FaultCounts {
     pub early_sdp: u64,
     /// Signalling messages held up on their way to a peer.
     pub signal_stalls: u64,
+    /// Crafted updates the Byzantine peer put on its links.
+    pub forgeries: u64,
     /// Direct (`/to`) signalling messages overtaken by a later one to the same peer.
     pub signal_reorders: u64,
 }
@@ -182,6 +213,9 @@ pub struct SimReport {
     pub messages_per_update: f64,
     /// Link bytes per write during the burst.
     pub bytes_per_update: f64,
+    /// Updates the live stores refused at the end (secured runs; the counts of a
+    /// restarted peer start again).
+    pub refused: u64,
     /// Invariant failures (empty when the run passed).
     pub failures: Vec<String>,
 }
@@ -227,6 +261,7 @@ enum Action {
     Restart(usize),
     SwitchboardRestart,
     SignalDrop(usize),
+    Forge(usize),
 }
 
 /// A queued event, ordered by time then sequence number (ties keep their order).
@@ -786,6 +821,7 @@ impl World {
                 }
                 self.drain(i);
             }
+            Action::Forge(i) => self.forge(i),
             Action::Partition(a, b, d) => {
                 self.faults.partitions += 1;
                 self.last_fault.insert(a, self.now + d);
@@ -1007,6 +1043,110 @@ impl World {
         }
     }
 
+    /// Peer `i` (Byzantine) puts crafted updates on each of its open links.
+    fn forge(&mut self, i: usize) {
+        use rtc_mesh_core::security::updates::UpdateGuard;
+        use rtc_mesh_core::{EncodedValue, Encoder, Framing, Update};
+        let Some(secret) = self.cfg.secret.clone() else {
+            return;
+        };
+        let Some(m) = self.peers[i].mesh.as_ref() else {
+            return;
+        };
+        let key = RoomKey::derive("sim", &RoomSecret::parse(&secret).expect("valid"));
+        let me = identity(self.cfg.seed, i);
+        let guard = UpdateGuard::new(*key.room_id(), me.clone());
+        let own = m.store().id().to_owned();
+        // What it holds of the others' (to replay or mutate), and their names.
+        let held: Vec<Update> = m
+            .store()
+            .keys()
+            .filter_map(|k| m.store().entry(k))
+            .filter(|u| u.source != own)
+            .map(|u| u.to_owned())
+            .collect();
+        let others: Vec<String> = held.iter().map(|u| u.source.to_string()).collect();
+        let sides: Vec<(usize, u64, Codec)> = self.peers[i]
+            .sides
+            .iter()
+            .filter(|(_, s)| s.1)
+            .filter_map(|(&j, s)| {
+                let codec = m.link_info(&self.peers[j].id).and_then(|l| l.codec)?;
+                Some((j, s.0, codec))
+            })
+            .collect();
+        let wall = EPOCH_MS + self.now.duration_since(self.t0).as_millis() as f64;
+        let mut crafted = Vec::new();
+        let n = if self.rng.chance(0.2) {
+            40
+        } else {
+            1 + self.rng.below(4) as usize
+        };
+        for _ in 0..n {
+            let ts = wall + self.rng.below(50_000) as f64 + 1.0;
+            let v = EncodedValue::from_value(&Value::from(-1.0));
+            let mut u = Update {
+                key: format!("k{}", self.rng.below(10)).into(),
+                value: v,
+                ts,
+                source: own.as_str().into(),
+                sig: None,
+            };
+            match self.rng.below(6) {
+                // Forged in another's name, signed by itself.
+                0 if !others.is_empty() => {
+                    u.source = others[self.rng.below(others.len() as u64) as usize]
+                        .as_str()
+                        .into();
+                    u.sig = Some(guard.sign(u.as_ref()));
+                }
+                // Another's update, its value changed; or replayed as it is.
+                1 | 2 if !held.is_empty() => {
+                    u = held[self.rng.below(held.len() as u64) as usize].clone();
+                    if self.rng.chance(0.5) {
+                        u.value = EncodedValue::from_value(&Value::from(-2.0));
+                    }
+                }
+                // Into another's users/ space, validly signed.
+                3 => {
+                    let victim = identity(self.cfg.seed, (i + 1) % self.cfg.peers);
+                    u.key = format!("users/{}/x", victim.peer_id()).into();
+                    u.sig = Some(guard.sign(u.as_ref()));
+                }
+                // An hour ahead, validly signed: held back past the run's end.
+                4 => {
+                    u.ts = wall + 3_600_000.0;
+                    u.sig = Some(guard.sign(u.as_ref()));
+                }
+                // Unsigned.
+                _ => {}
+            }
+            crafted.push(u);
+        }
+        for (j, gen, codec) in sides {
+            let mut e = Encoder::new(codec, Framing::Messages);
+            for u in &crafted {
+                e.update(u.as_ref());
+            }
+            while let Some(data) = e.poll_transmit() {
+                self.faults.forgeries += 1;
+                let d = self.latency();
+                let last = self.last_delivery.entry((i, j)).or_insert(self.now + d);
+                let t = (self.now + d).max(*last);
+                *last = t;
+                self.at(
+                    t,
+                    Ev::LinkMsg {
+                        at: j,
+                        other: i,
+                        gen,
+                        data,
+                    },
+                );
+            }
+        }
+    }
+
     fn schedule(&mut self, d: Duration, a: Action) {
         self.after(d, Ev::Action(a));
     }
@@ -1029,6 +1169,9 @@ impl World {
         failures.extend(check_writes(&stores, &self.writes, |i| {
             self.peers[i].crashed
         }));
+        if let Some(secret) = &self.cfg.secret {
+            failures.extend(check_signed(secret, &stores));
+        }
         failures
     }
 
@@ -1106,6 +1249,12 @@ pub fn run(cfg: SimConfig) -> SimReport {
             w.schedule(at, Action::Write(j, key, -(k as f64)));
         }
     }
+    if cfg.byzantine {
+        for _ in 0..40 {
+            let at = Duration::from_millis(w.rng.below(span));
+            w.schedule(at, Action::Forge(0));
+        }
+    }
     if cfg.faults {
         let events = 4 + n / 2;
         for _ in 0..events {
@@ -1177,6 +1326,12 @@ pub fn run(cfg: SimConfig) -> SimReport {
         converge: if cfg.faults { settled } else { converge },
         messages_per_update,
         bytes_per_update,
+        refused: w
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .map(|m| m.store().stats().rejected)
+            .sum(),
         failures,
     }
 }

@@ -50,3 +50,20 @@ fn secured_runs_with_faults_keep_every_invariant() {
         assert!(r.failures.is_empty(), "seed {seed}: {:?}", r.failures);
     }
 }
+
+/// A Byzantine member (peer 0) among honest ones, with the usual faults: it forges,
+/// mutates, replays, writes unsigned, into another's space and an hour ahead, and
+/// floods. The honest replicas stay equal, every honest write is present (its own
+/// too), and every stored update is signed by its writer.
+#[test]
+fn a_byzantine_member_changes_nothing_the_others_keep() {
+    for seed in [31, 32, 33, 34] {
+        let mut cfg = SimConfig::new(seed);
+        cfg.secret = Some("rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
+        cfg.byzantine = true;
+        let r = run(cfg);
+        assert!(r.failures.is_empty(), "seed {seed}: {:?}", r.failures);
+        assert!(r.faults.forgeries > 20, "seed {seed}: {:?}", r.faults);
+        assert!(r.refused > 10, "seed {seed}: {} refused", r.refused);
+    }
+}
