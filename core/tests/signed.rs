@@ -394,6 +394,10 @@ fn the_accept_and_refuse_vectors_are_what_the_store_decides() {
         signed(&a, ROOM, &theirs, 1.0.into(), EPOCH + 8.0, &a.source),
     ));
     cases.push((
+        "the room's (no admins)",
+        signed(&a, ROOM, "room/name", "mine".into(), EPOCH + 8.5, &a.source),
+    ));
+    cases.push((
         "a year ahead",
         signed(&m, ROOM, "k", "mine".into(), EPOCH + 3.2e10, &m.source),
     ));

@@ -6,7 +6,8 @@
 // characters of the source (then nothing or "."). Checked on receipt, in order: the
 // source names a usable key (`bad_source`), a signature is there (`unsigned`), it
 // verifies under the shared Ed25519 rule (`bad_sig`), the write rules allow it
-// (`not_owner`: `users/<id>` and `users/<id>/...` are member <id>'s alone). WebCrypto is
+// (`not_owner`: `users/<id>` and `users/<id>/...` are member <id>'s alone, `room/` the
+// admins', none yet). WebCrypto is
 // asynchronous, so a link's updates are checked ahead (`UpdateGuard.check`) and applied
 // in arrival order with the result (`Store.apply` reads `u.checked`).
 
@@ -31,8 +32,10 @@ export function writerOf(source) {
   return source.slice(0, PEER_ID_LEN);
 }
 
-/** Whether member `writer` may write or delete `key` (policy v1). */
+/** Whether member `writer` may write or delete `key` (policy v1: `users/<id>/` is
+ * member <id>'s, `room/` is read-only while a room names no admins). */
 export function mayWrite(key, writer) {
+  if (key.startsWith('room/')) return false;
   if (!key.startsWith('users/')) return true;
   return key.slice(6).split('/')[0] === writer;
 }

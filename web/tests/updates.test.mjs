@@ -82,6 +82,8 @@ test('the write rules', () => {
   assert.ok(mayWrite(`users/${id}/p`, id));
   assert.ok(!mayWrite(`users/${id}x/p`, id));
   assert.ok(!mayWrite('users/', id));
+  assert.ok(!mayWrite('room/name', id));
+  assert.ok(mayWrite('rooms/x', id));
 });
 
 test('a secured store refuses local writes into another member\'s space', async () => {

@@ -25,7 +25,9 @@
 //! [`MAX_FUTURE`] ahead of its clock, and only then applies last-writer-wins.
 //!
 //! Write rules (policy v1): a key `users/<id>` or `users/<id>/...` may be written or
-//! deleted only by the writer whose peer id is `<id>`; every other key by any member.
+//! deleted only by the writer whose peer id is `<id>`; keys under `room/` are the
+//! room's admins' (none can be named yet, so `room/` is read-only); every other key is
+//! any member's.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,6 +54,9 @@ const MAX_KEYS: usize = 4096;
 
 /// The prefix of keys owned by one member.
 pub const USERS_PREFIX: &str = "users/";
+
+/// The prefix of the room admins' keys (read-only while a room names no admins).
+pub const ROOM_PREFIX: &str = "room/";
 
 /// Why a secured store refuses an update from a peer (nothing changes; the link that
 /// sent it gets a strike).
@@ -97,6 +102,9 @@ pub fn writer_of(source: &str) -> Option<&str> {
 
 /// Whether the member `writer` (a peer id) may write or delete `key` (policy v1).
 pub fn may_write(key: &str, writer: &str) -> bool {
+    if key.starts_with(ROOM_PREFIX) {
+        return false;
+    }
     match key.strip_prefix(USERS_PREFIX) {
         None => true,
         Some(rest) => rest.split('/').next() == Some(writer),
@@ -206,6 +214,8 @@ mod tests {
         assert!(may_write(&format!("users/{id}/profile"), &id));
         assert!(!may_write(&format!("users/{id}x/profile"), &id));
         assert!(!may_write("users/", &id));
+        assert!(!may_write("room/name", &id));
+        assert!(may_write("rooms/x", &id));
         assert!(!may_write(&format!("users/{}/p", "B".repeat(43)), &id));
     }
 
