@@ -120,6 +120,8 @@ export declare class Store {
   apply(u: Update): Verdict;
   heldOrder(): Update[];
   releaseHeld(): Update[];
+  /** The store-clock time (ms) the first held-back update comes due, or null. */
+  nextHeldDue(): number | null;
   get(key: string): Json | undefined;
   keys(): string[];
   snapshot(): { [key: string]: Json };
@@ -250,6 +252,8 @@ export declare class Replica {
   signer: ((u: Update) => void) | null;
   /** Applies and forwards held-back updates that came due. */
   releaseHeld(): void;
+  /** Offers an update to every link but `origin`'s (no event). */
+  send(u: Update, origin: number | null): void;
   openLink(out: MessageSink | ((line: string) => void)): number;
   closeLink(id: number): void;
   session(id: number): Session | undefined;

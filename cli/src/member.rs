@@ -304,6 +304,10 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
         NodeEvent::Mesh(MeshEvent::StreamSynced { source, .. }) => {
             out.emit(&Report::Synced { peer: source })
         }
+        NodeEvent::Mesh(MeshEvent::StreamMisbehaved { reason, .. }) => out.emit(&Report::Error {
+            code: "link_misbehaved",
+            message: &format!("a link sent forged updates ({reason}): told why and closed"),
+        }),
         NodeEvent::Mesh(MeshEvent::StreamError { error, .. }) => out.emit(&Report::Error {
             code: "link_error",
             message: &error.to_string(),

@@ -330,6 +330,9 @@ impl Replica {
     /// Bytes arrived on `link`.
     pub fn handle_input(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
         self.now = self.now.max(now);
+        // Held-back updates that came due go first: a newer update of their writer must
+        // not make them look stale.
+        self.handle_timeout(now);
         let Some(s) = self.links.get_mut(&link) else {
             return;
         };
@@ -498,6 +501,7 @@ impl Replica {
     /// Applies an update obtained some other way (not from a link), and forwards it.
     pub fn apply(&mut self, now: Instant, u: Update) -> crate::store::Verdict {
         self.now = self.now.max(now);
+        self.handle_timeout(now);
         let v = self.store.apply(now, u);
         self.forward(None);
         v

@@ -132,9 +132,12 @@ pub struct Session {
     /// When the unanswered `PING` was queued.
     ping_sent: Option<Instant>,
     /// Strikes for refused updates, as of `strike_at` (one forgiven per
-    /// [`STRIKE_FORGIVEN`]); `None` once the link was reported misbehaving.
+    /// [`STRIKE_FORGIVEN`]).
     strikes: Option<(f64, Instant)>,
+    /// Reported misbehaving: nothing more of its is applied.
     misbehaved: bool,
+    /// A byte stream (TCP replication) or a data channel.
+    framing: Framing,
 }
 
 impl Session {
@@ -160,6 +163,7 @@ impl Session {
             ping_sent: None,
             strikes: None,
             misbehaved: false,
+            framing: config.framing,
         }
     }
 
@@ -262,7 +266,16 @@ impl Session {
                 match store.apply_inner(now, u.as_ref(), Some(key)) {
                     (Verdict::Rejected(r), _) => {
                         if let crate::store::Rejection::Refused(why) = &r {
-                            self.strike(now, why.code());
+                            self.stats.refused += 1;
+                            // A stream's peer may be a stock scuttlebutt relay, which keeps
+                            // and resends its own (unsigned, keyless) writes: only forgeries
+                            // count against it there.
+                            use crate::security::updates::UpdateRefusal as R;
+                            if self.framing == Framing::Messages
+                                || matches!(why, R::BadSignature | R::NotOwner)
+                            {
+                                self.strike(now, why.code());
+                            }
                         }
                         self.events.push_back(SessionEvent::Rejected(r))
                     }
@@ -297,7 +310,6 @@ impl Session {
     }
 
     fn strike(&mut self, now: Instant, reason: &'static str) {
-        self.stats.refused += 1;
         let (n, at) = self.strikes.unwrap_or((0.0, now));
         let forgiven =
             now.saturating_duration_since(at).as_secs_f64() / STRIKE_FORGIVEN.as_secs_f64();

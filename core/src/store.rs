@@ -407,6 +407,8 @@ pub struct Store {
     guard: Option<UpdateGuard>,
     /// The signatures of the entries (secured stores), 64 bytes each, in one block.
     sigs: Vec<UpdateSig>,
+    /// Slots of `sigs` no entry uses (an unsigned write replaced a signed one).
+    free_sigs: Vec<u32>,
     /// Held back (secured stores), by (timestamp bits, source).
     held: BTreeMap<(u64, SmolStr), Update>,
 }
@@ -460,6 +462,7 @@ impl Store {
             wall_cache: (None, 0.0),
             guard: config.guard,
             sigs: Vec::new(),
+            free_sigs: Vec::new(),
             held: BTreeMap::new(),
         })
     }
@@ -631,18 +634,30 @@ impl Store {
             source,
             sig: NO_SIG,
         };
-        let sigs = &mut self.sigs;
-        // The entry's signature slot: the one it had, else a new one.
+        let (sigs, free) = (&mut self.sigs, &mut self.free_sigs);
+        // The entry's signature slot: the one it had, else a free one, else a new one.
         let mut keep_sig = |old: u32| match sig {
             Some(s) if old != NO_SIG => {
                 sigs[old as usize] = s;
                 old
             }
-            Some(s) if sigs.len() < NO_SIG as usize => {
-                sigs.push(s);
-                (sigs.len() - 1) as u32
+            Some(s) => match free.pop() {
+                Some(slot) => {
+                    sigs[slot as usize] = s;
+                    slot
+                }
+                None if sigs.len() < NO_SIG as usize => {
+                    sigs.push(s);
+                    (sigs.len() - 1) as u32
+                }
+                None => NO_SIG,
+            },
+            None => {
+                if old != NO_SIG {
+                    free.push(old);
+                }
+                NO_SIG
             }
-            _ => NO_SIG,
         };
         // (the key as stored, whether the key held a live value before)
         let hash = self.entries.hash(key);
@@ -969,8 +984,11 @@ impl Store {
     /// When the first held-back update comes due, if any.
     pub fn next_held_due(&self) -> Option<Instant> {
         let (ts, _) = self.held.first_key_value()?.0;
-        let due_ms = f64::from_bits(*ts) - MAX_FUTURE.as_millis() as f64 - self.epoch_ms;
-        Some(self.start + Duration::from_secs_f64((due_ms.max(0.0) / 1000.0).min(1e9)))
+        // Due once the whole-millisecond wall clock (see `wall_ms`) reaches ts - bound:
+        // rounded up, so that a wake-up is never early (and never spins).
+        let due_ms = (f64::from_bits(*ts) - MAX_FUTURE.as_millis() as f64).ceil() - self.epoch_ms;
+        let due = Duration::from_secs_f64((due_ms.max(0.0) / 1000.0).min(1e9));
+        Some(self.start + due + Duration::from_micros(1))
     }
 
     /// How many updates are held back.

@@ -524,25 +524,7 @@ impl World {
                         self.faults.drops += 1;
                         continue;
                     };
-                    let d = self.latency();
-                    let mut t = self.now + d;
-                    if let Some(&heal) = self.partitioned.get(&pair(i, j)) {
-                        self.faults.delays += 1;
-                        t = t.max(heal + d);
-                    }
-                    // Ordered and reliable: never before the previous message.
-                    let last = self.last_delivery.entry((i, j)).or_insert(t);
-                    t = t.max(*last);
-                    *last = t;
-                    self.at(
-                        t,
-                        Ev::LinkMsg {
-                            at: j,
-                            other: i,
-                            gen,
-                            data,
-                        },
-                    );
+                    self.send_link(i, j, gen, data);
                 }
                 MeshOutput::Link(cmd) => {
                     if self.record {
@@ -1043,6 +1025,29 @@ impl World {
         }
     }
 
+    /// Sends `data` on `i`'s open link (generation `gen`) to `j`: after the latency, held
+    /// by a partition, and never before the link's previous message (ordered, reliable).
+    fn send_link(&mut self, i: usize, j: usize, gen: u64, data: Vec<u8>) {
+        let d = self.latency();
+        let mut t = self.now + d;
+        if let Some(&heal) = self.partitioned.get(&pair(i, j)) {
+            self.faults.delays += 1;
+            t = t.max(heal + d);
+        }
+        let last = self.last_delivery.entry((i, j)).or_insert(t);
+        t = t.max(*last);
+        *last = t;
+        self.at(
+            t,
+            Ev::LinkMsg {
+                at: j,
+                other: i,
+                gen,
+                data,
+            },
+        );
+    }
+
     /// Peer `i` (Byzantine) puts crafted updates on each of its open links.
     fn forge(&mut self, i: usize) {
         use rtc_mesh_core::security::updates::UpdateGuard;
@@ -1130,19 +1135,7 @@ impl World {
             }
             while let Some(data) = e.poll_transmit() {
                 self.faults.forgeries += 1;
-                let d = self.latency();
-                let last = self.last_delivery.entry((i, j)).or_insert(self.now + d);
-                let t = (self.now + d).max(*last);
-                *last = t;
-                self.at(
-                    t,
-                    Ev::LinkMsg {
-                        at: j,
-                        other: i,
-                        gen,
-                        data,
-                    },
-                );
+                self.send_link(i, j, gen, data);
             }
         }
     }

@@ -224,6 +224,9 @@ export class Mesh {
         let at;
         if (this.closed) at = this.closingUntil ?? this.lastNow + IDLE_MS;
         else at = this.peers.size ? Math.min(this.nextTick, this.clientAt) : this.clientAt;
+        // Held-back updates come due (secured rooms; the store's clock runs from epochMs).
+        const due = this.store.nextHeldDue();
+        if (due !== null && !this.closed) at = Math.min(at, due - this.epochMs + this.startMs);
         return { type: 'timeout', at };
       }
     }
@@ -620,6 +623,10 @@ export class Mesh {
   /** Decoded messages from the data channel to `peer` on `link` (checked, in a secured
    * room). */
   handleMessages(now, peer, link, msgs) {
+    // Held-back updates that came due go first: a newer update of their writer must not
+    // make them look stale (core's `Replica::handle_input`).
+    this.clock = now;
+    this.replica.releaseHeld();
     const p = this.peers.get(peer);
     for (const m of msgs) {
       if (!p || p.state !== 'open' || p.link !== link) return;

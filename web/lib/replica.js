@@ -102,12 +102,17 @@ export class Replica {
   }
 
   forward(u, origin) {
+    this.send(u, origin);
+    this.onUpdate(u, origin === null);
+  }
+
+  /** Offers `u` to every link but `origin` (and those whose remote hears its writer). */
+  send(u, origin) {
     for (const [id, l] of this.links) {
       if (id === origin) continue;
       if (origin !== null && (l.session.remoteId === u.source || l.reaches.has(u.source))) continue;
       l.session.sendUpdate(u);
     }
-    this.onUpdate(u, origin === null);
   }
 
   /** Tells every link which writers we hear directly: losses at once, gains if `gains`. */

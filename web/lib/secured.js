@@ -35,7 +35,7 @@
 // any two DEFLATE encoders do; each side inflates whatever the other wrote. An opened
 // SDP payload inflates to at most MAX_SDP_PLAIN bytes, or it does not open.
 
-import { compareBytes, parseJson, plainObject, toJson, validPeerId } from './values.js';
+import { MeshError, compareBytes, parseJson, plainObject, toJson, validPeerId } from './values.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { PeerKey, concat, open, seal, signing } from './security.js';
 
@@ -128,16 +128,28 @@ export class Secured {
     this.in = { tail: Promise.resolve(), pending: 0 };
     /** Our writes being signed, and links' updates being checked (lib/updates.js). */
     this.signing = { tail: Promise.resolve(), pending: 0 };
-    this.data = { tail: Promise.resolve(), pending: 0 };
+    /** Per link: its data-channel messages waiting for their checks. */
+    this.inboxes = new Map();
+    /** All of them (for `busy`). */
+    this.data = { pending: 0 };
   }
 
   // -- signed updates
 
-  /** A local write: signed, then forwarded, in the order written. */
+  /** A local write: reported at once (as core does), sent once signed, in the order
+   * written. A signature WebCrypto refuses is an `error` event (`sign_failed`): the write
+   * stays local. */
   signUpdate(u) {
-    this.queue(this.signing, this.mesh.store.guard.sign(u), (sig) => {
+    const replica = this.mesh.replica;
+    replica.onUpdate(u, true);
+    const signed = this.mesh.store.guard.sign(u).catch((e) => {
+      this.mesh.event('error', new MeshError('sign_failed', `the write of ${JSON.stringify(u.key)} could not be signed: ${e && e.message}`));
+      return null;
+    });
+    this.queue(this.signing, signed, (sig) => {
+      if (!sig) return;
       u.sig = sig;
-      this.mesh.replica.forward(u, null);
+      replica.send(u, null);
     });
   }
 
@@ -146,7 +158,15 @@ export class Secured {
    * not checked (it is stale whatever it says). */
   linkIn(now, peer, link, msgs) {
     const mesh = this.mesh;
-    if (this.data.pending >= MAX_INBOX) {
+    // One queue per link: arrival order holds within a link, and a flood on one link
+    // neither delays nor drops the others.
+    let inbox = this.inboxes.get(link);
+    if (!inbox) {
+      inbox = { tail: Promise.resolve(), pending: 0 };
+      this.inboxes.set(link, inbox);
+    }
+    if (inbox.pending >= MAX_INBOX) {
+      this.inboxes.delete(link);
       mesh.loseLink(peer, mesh.lastNow + mesh.backoff(4), 'failed');
       mesh.syncDirty = true;
       return;
@@ -160,7 +180,12 @@ export class Secured {
       if (known !== undefined && m.ts <= known) continue;
       checks.push(store.guard.check(m).then((c) => { m.checked = c; }));
     }
-    this.queue(this.data, Promise.all(checks), () => mesh.handleMessages(now, peer, link, msgs));
+    this.data.pending++;
+    this.queue(inbox, Promise.all(checks), () => mesh.handleMessages(now, peer, link, msgs));
+    inbox.tail = inbox.tail.finally(() => {
+      this.data.pending--;
+      if (inbox.pending === 0 && this.inboxes.get(link) === inbox) this.inboxes.delete(link);
+    });
   }
 
   // -- the queues
@@ -202,7 +227,9 @@ export class Secured {
 
   /** Resolves once nothing is being sealed, opened, signed or checked. */
   async settled() {
-    while (this.busy()) await Promise.all([this.out.tail, this.in.tail, this.signing.tail, this.data.tail]);
+    while (this.busy()) {
+      await Promise.all([this.out.tail, this.in.tail, this.signing.tail, ...[...this.inboxes.values()].map((i) => i.tail)]);
+    }
   }
 
   // -- what goes out (core's `secure_out`)

@@ -129,6 +129,14 @@ export class Store {
     return [...this.held.values()].sort((a, b) => a.ts - b.ts || compareBytes(a.source, b.source));
   }
 
+  /** The store-clock time (ms) the first held-back update comes due, or null. */
+  nextHeldDue() {
+    if (!this.held.size) return null;
+    let first = Infinity;
+    for (const u of this.held.values()) first = Math.min(first, u.ts);
+    return Math.ceil(first - MAX_FUTURE_MS);
+  }
+
   /** Applies the held-back updates now within MAX_FUTURE_MS of the clock, in timestamp
    * order; returns those applied (to forward). */
   releaseHeld() {

@@ -27,8 +27,7 @@ const MAX_KEYS = 4096;
 
 /** The writer's peer id in `source`, or null. */
 export function writerOf(source) {
-  if (typeof source !== 'string' || source.length < PEER_ID_LEN) return null;
-  if (source.length > PEER_ID_LEN && source[PEER_ID_LEN] !== '.') return null;
+  if (typeof source !== 'string' || !/^[A-Za-z0-9_-]{43}(\.|$)/.test(source)) return null;
   return source.slice(0, PEER_ID_LEN);
 }
 

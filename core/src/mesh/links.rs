@@ -164,6 +164,15 @@ impl Mesh {
                     self.check_closing();
                 }
             }
+            ReplicaEvent::Misbehaved { link, reason } if self.streams.contains(&link) => {
+                self.replica.refuse_link(link, reason);
+                self.flush_replica();
+                self.event(MeshEvent::StreamMisbehaved {
+                    link,
+                    reason: reason.to_owned(),
+                });
+                self.detach(link);
+            }
             ReplicaEvent::Misbehaved { link, reason } => {
                 if let Some(peer) = self.links.get(&link).cloned() {
                     self.replica.refuse_link(link, reason);

@@ -425,6 +425,14 @@ pub enum MeshEvent {
         /// What was wrong.
         error: crate::DecodeError,
     },
+    /// An attached stream sent forged updates (bad signatures, into another member's
+    /// space) 16 times within the forgiveness: it was told why and detached.
+    StreamMisbehaved {
+        /// The stream's link.
+        link: LinkId,
+        /// The last refusal: `bad_sig` or `not_owner`.
+        reason: String,
+    },
 }
 
 /// SDP kinds.

@@ -90,10 +90,16 @@ impl UpdateRefusal {
     }
 }
 
-/// The writer's peer id in `source`: its first 43 characters, when they are followed by
-/// nothing or by `.`.
+/// The writer's peer id in `source`: its first 43 characters, when they are base64url
+/// and followed by nothing or by `.`.
 pub fn writer_of(source: &str) -> Option<&str> {
     let id = source.get(..PEER_ID_LEN)?;
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
     match source.as_bytes().get(PEER_ID_LEN) {
         None | Some(b'.') => Some(id),
         _ => None,
