@@ -302,6 +302,41 @@ fn main() {
         m.extend(c);
         write("session", &format!("postcard-{i}"), &m);
     }
+    // A secured session (first byte's bit 7): a digest and signed updates of a member,
+    // genuine for the fuzz target's room, in both codecs.
+    {
+        use rtc_mesh_core::security::updates::UpdateGuard;
+        use rtc_mesh_core::security::Identity;
+        let them = Identity::from_seed(&[6; 32]);
+        let source = format!("{}.0123456789abcdef", them.peer_id());
+        let guard = UpdateGuard::new([3; 16], them);
+        for (codec, framing, mode, name) in [
+            (Codec::Json, Framing::Stream, 0x80u8, "secured-json"),
+            (Codec::Postcard, Framing::Messages, 0x83u8, "secured-postcard"),
+        ] {
+            let mut e = Encoder::with_frame_size(codec, framing, 16 * 1024);
+            let mut clock = Clock::new();
+            clock.set(&source, 1795713876272.0);
+            e.message(&Message::Digest { id: source.clone(), clock });
+            for (i, v) in ["1", "{\"a\":[1,2]}", "null"].iter().enumerate() {
+                let mut u = Update {
+                    key: format!("k{i}").into(),
+                    value: EncodedValue::from_value(&Value::from_json(v).unwrap()),
+                    ts: 1795713876273.0 + i as f64,
+                    source: source.as_str().into(),
+                    sig: None,
+                };
+                u.sig = Some(guard.sign(u.as_ref()));
+                e.message(&Message::Update(u));
+            }
+            e.message(&Message::Sync);
+            let mut m = vec![mode];
+            while let Some(c) = e.poll_transmit() {
+                m.extend(c);
+            }
+            write("session", name, &m);
+        }
+    }
     for (i, c) in encode(Codec::Postcard, Framing::Messages, 80)
         .iter()
         .enumerate()
