@@ -13,7 +13,9 @@
 //! - `bug-block-returning`: a peer that comes back with a new incarnation is ignored
 //!   (it never links again);
 //! - `bug-drop-on-full`: a frame dropped when str0m's send buffer is full (writes go
-//!   missing; Node level).
+//!   missing; Node level);
+//! - `bug-skip-update-check`: a secured store applies updates without checking their
+//!   signatures and write rules (the Byzantine member's forgeries land).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -62,6 +64,10 @@ fn the_seed_lists_fail_on_every_planted_bug() {
         ("bug-drop-early-sdp", &["--seeds", "200"][..]),
         ("bug-block-returning", &["--seeds", "200"][..]),
         ("bug-drop-on-full", &["--nodes", "20"][..]),
+        (
+            "bug-skip-update-check",
+            &["--seeds", "4", "--byzantine"][..],
+        ),
     ] {
         assert_eq!(run_with_bug(feature, args), 1, "{feature} was not caught");
     }

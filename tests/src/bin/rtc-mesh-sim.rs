@@ -59,6 +59,8 @@ fn main() -> ExitCode {
     let mut nodes = None;
     let mut node_scale = None;
     let mut node_seed = None;
+    let mut byzantine = false;
+    let mut replay_ahead = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()),
@@ -67,6 +69,8 @@ fn main() -> ExitCode {
             "--node-seed" => node_seed = args.next().and_then(|v| v.parse::<u64>().ok()),
             "--node-scale" => node_scale = args.next().and_then(|v| v.parse::<usize>().ok()),
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(6),
+            "--byzantine" => byzantine = true,
+            "--replay-ahead" => replay_ahead = true,
             "--scale" => {
                 scale = Some(
                     args.next()
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N]"
+                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine [--replay-ahead]]"
                 );
                 return ExitCode::from(2);
             }
@@ -171,6 +175,12 @@ fn main() -> ExitCode {
     for s in list {
         let mut cfg = SimConfig::new(s);
         cfg.peers = peers;
+        if byzantine {
+            // A secured room with a Byzantine member (peer 0).
+            cfg.secret = Some("rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
+            cfg.byzantine = true;
+            cfg.replay_ahead = replay_ahead;
+        }
         let r = run(cfg);
         print(s, &r);
         let f = &r.faults;
