@@ -122,11 +122,7 @@ fn std_next(s: &rtc_mesh_std::signal::Signaller) -> Signal {
 
 #[test]
 fn our_clients_work_with_rtc_switchboard_3_2() {
-    let mut cmd = Command::new("node");
-    cmd.current_dir(interop_dir()).arg("switchboard-server.js");
-    let mut server = Peer::spawn("rtc-switchboard", cmd);
-    let port = server.wait_event("ready")["port"].as_u64().expect("port");
-    let url = format!("ws://127.0.0.1:{port}/");
+    let (server, url) = common::rtc_switchboard();
     // A std client and a smol client.
     let a = rtc_mesh_std::signal::Signaller::connect(&url, Default::default()).unwrap();
     a.announce(&Signal::announce("a", attrs("a", "r")));

@@ -84,12 +84,7 @@ fn join_processes_converge_and_a_killed_one_is_reported_and_rejoins() {
 
 #[test]
 fn two_peers_mesh_through_the_original_rtc_switchboard() {
-    let mut cmd = std::process::Command::new("node");
-    cmd.current_dir(common::interop_dir())
-        .arg("switchboard-server.js");
-    let mut server = Peer::spawn("rtc-switchboard", cmd);
-    let port = server.wait_event("ready")["port"].as_u64().expect("port");
-    let url = format!("ws://127.0.0.1:{port}/");
+    let (_server, url) = common::rtc_switchboard();
     let mut a = joiner(&url, "p1");
     let mut b = joiner(&url, "p4");
     for p in [&mut a, &mut b] {

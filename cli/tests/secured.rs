@@ -27,6 +27,13 @@ fn serve(extra: &[&str]) -> (Peer, String, SocketAddr) {
     (p, format!("ws://{addr}/"), addr)
 }
 
+/// The tag the switchboard sees for `room` under `secret`.
+fn tag_of(room: &str, secret: &str) -> String {
+    RoomKey::derive(room, &RoomSecret::parse(secret).unwrap())
+        .tag()
+        .to_owned()
+}
+
 /// A fresh secret, as `rtc-mesh invite` prints it.
 fn invite(room: &str, url: &str) -> String {
     let out = rtc_mesh()
@@ -129,9 +136,7 @@ fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
 fn a_secured_room_meshes_and_the_switchboard_sees_neither_room_nor_attributes() {
     let (_server, url, addr) = serve(&[]);
     let secret = invite("lobby", &url);
-    let tag = RoomKey::derive("lobby", &RoomSecret::parse(&secret).unwrap())
-        .tag()
-        .to_owned();
+    let tag = tag_of("lobby", &secret);
     // A spy in the tag's room (the switchboard relays it everything the room hears).
     let spy = Signaller::connect(&url, Default::default()).unwrap();
     spy.announce(&Signal::announce("spy", attrs("spy", &tag)));
@@ -312,9 +317,7 @@ fn tokens_admit_their_room_only_and_are_checked_before_the_upgrade() {
     assert_eq!(e["code"], "refused_token_room", "{e}");
     // Expired, alg none, tampered, another secret: 401 before the upgrade.
     let key = TokenKey::new(TOKEN_SECRET.as_bytes()).unwrap();
-    let tag = RoomKey::derive("team", &RoomSecret::parse(&secret).unwrap())
-        .tag()
-        .to_owned();
+    let tag = tag_of("team", &secret);
     let expired = key.issue(&Claims {
         room: tag.clone(),
         exp: 1,
@@ -383,16 +386,9 @@ fn two_hundred_connections_from_one_address_meet_the_limit_and_others_do_not() {
 
 #[test]
 fn through_rtc_switchboard_3_2_an_impostor_replay_and_forged_leave_are_ignored() {
-    let mut cmd = std::process::Command::new("node");
-    cmd.current_dir(common::interop_dir())
-        .arg("switchboard-server.js");
-    let mut server = Peer::spawn("rtc-switchboard", cmd);
-    let port = server.wait_event("ready")["port"].as_u64().expect("port");
-    let url = format!("ws://127.0.0.1:{port}/");
+    let (_server, url) = common::rtc_switchboard();
     let secret = invite("crew", &url);
-    let tag = RoomKey::derive("crew", &RoomSecret::parse(&secret).unwrap())
-        .tag()
-        .to_owned();
+    let tag = tag_of("crew", &secret);
     // The impostor sits in the tag's room first, so it hears the members' announces.
     let thief = Signaller::connect(&url, Default::default()).unwrap();
     thief.announce(&Signal::announce("thief", attrs("thief", &tag)));

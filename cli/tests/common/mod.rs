@@ -252,6 +252,17 @@ pub fn serve() -> (Peer, String) {
     (server, url)
 }
 
+/// The original rtc-switchboard 3.2.0 (`interop/switchboard-server.js`) on a free
+/// loopback port, and its WebSocket URL.
+#[allow(dead_code)] // not every test file uses it
+pub fn rtc_switchboard() -> (Peer, String) {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(interop_dir()).arg("switchboard-server.js");
+    let mut server = Peer::spawn("rtc-switchboard", cmd);
+    let port = server.wait_event("ready")["port"].as_u64().expect("port");
+    (server, format!("ws://127.0.0.1:{port}/"))
+}
+
 /// A switchboard on a free loopback port, and its WebSocket URL.
 pub async fn switchboard() -> (rtc_mesh_smol::switchboard::Server, String) {
     let server = rtc_mesh_smol::switchboard::Server::bind(
