@@ -51,6 +51,35 @@ fn refused(r: UpdateRefusal) -> Verdict {
     Verdict::Rejected(Rejection::Refused(r))
 }
 
+/// `updates` encoded with `codec` over `framing` and put into `r`'s `link` at `at`.
+fn feed<'a>(
+    r: &mut Replica,
+    link: rtc_mesh_core::LinkId,
+    (codec, framing): (Codec, Framing),
+    updates: impl IntoIterator<Item = &'a Update>,
+    at: Instant,
+) {
+    let mut e = Encoder::new(codec, framing);
+    for u in updates {
+        e.update(u.as_ref());
+    }
+    while let Some(f) = e.poll_transmit() {
+        r.handle_input(at, link, &f);
+    }
+}
+
+/// The reasons of the `Misbehaved` events `r` reports now (its other outputs drained).
+fn misbehaved(r: &mut Replica) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    loop {
+        match r.poll_output() {
+            ReplicaOutput::Event(ReplicaEvent::Misbehaved { reason, .. }) => out.push(reason),
+            ReplicaOutput::Timeout(_) => return out,
+            _ => {}
+        }
+    }
+}
+
 #[test]
 fn signed_writes_replicate_with_their_signatures_over_both_codecs_and_through_a_relay() {
     let (a, b, c) = (member(1), member(2), member(3));
@@ -259,41 +288,21 @@ fn a_link_sending_forgeries_is_closed_after_sixteen_and_costs_no_more_checks() {
     let mut rv = Replica::new(store(&v, t0));
     let link = rv.open_link(Codec::Postcard, Framing::Messages);
     let send = |rv: &mut Replica, n: u32, from: u32, at: Instant| {
-        let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
-        for i in from..from + n {
-            let u = signed(
-                &m,
-                ROOM,
-                "k",
-                f64::from(i).into(),
-                EPOCH + f64::from(i),
-                &a.source,
-            );
-            e.update(u.as_ref());
-        }
-        while let Some(f) = e.poll_transmit() {
-            rv.handle_input(at, link, &f);
-        }
-    };
-    let misbehaved = |rv: &mut Replica| {
-        let mut n = 0;
-        loop {
-            match rv.poll_output() {
-                ReplicaOutput::Event(ReplicaEvent::Misbehaved {
-                    reason: "bad_sig", ..
-                }) => n += 1,
-                ReplicaOutput::Timeout(_) => return n,
-                _ => {}
-            }
-        }
+        let forged: Vec<Update> = (from..from + n)
+            .map(|i| {
+                let (v, ts) = (f64::from(i), EPOCH + f64::from(i));
+                signed(&m, ROOM, "k", v.into(), ts, &a.source)
+            })
+            .collect();
+        feed(rv, link, (Codec::Postcard, Framing::Messages), &forged, at);
     };
     // 15, then 4 s later one more: one strike forgiven, still open.
     send(&mut rv, 15, 1, t0);
     send(&mut rv, 1, 100, t0 + Duration::from_secs(4));
-    assert_eq!(misbehaved(&mut rv), 0);
+    assert!(misbehaved(&mut rv).is_empty());
     // Then a flood: reported once, at the sixteenth strike, and nothing more checked.
     send(&mut rv, 100_000, 1000, t0 + Duration::from_secs(4));
-    assert_eq!(misbehaved(&mut rv), 1);
+    assert_eq!(misbehaved(&mut rv), ["bad_sig"]);
     let st = rv.store().stats();
     assert_eq!(st.bad_signatures, 15 + 1 + 1, "{st:?}");
     assert_eq!(rv.link_stats(link).unwrap().refused, 17);
@@ -574,11 +583,7 @@ fn a_held_update_that_came_due_is_applied_before_a_newer_one_of_its_writer() {
     let mut rv = Replica::new(store(&v, t0));
     let link = rv.open_link(Codec::Postcard, Framing::Messages);
     let send = |rv: &mut Replica, u: &Update, at: Instant| {
-        let mut e = Encoder::new(Codec::Postcard, Framing::Messages);
-        e.update(u.as_ref());
-        while let Some(f) = e.poll_transmit() {
-            rv.handle_input(at, link, &f);
-        }
+        feed(rv, link, (Codec::Postcard, Framing::Messages), [u], at)
     };
     let ahead = signed(&m, ROOM, "a", 1.0.into(), EPOCH + 61_000.0, &m.source);
     send(&mut rv, &ahead, t0);
@@ -602,44 +607,27 @@ fn on_a_stream_only_forgeries_count_against_the_peer() {
     let (a, m, v) = (member(1), member(6), member(2));
     let mut rv = Replica::new(store(&v, t0));
     let link = rv.open_link(Codec::Json, Framing::Stream);
-    let mut e = Encoder::new(Codec::Json, Framing::Stream);
     // A stock scuttlebutt relay's own writes: no key, no signature. Not strikes here.
-    for i in 0..40 {
-        let u = Update {
+    let mut updates: Vec<Update> = (0..40)
+        .map(|i| Update {
             key: format!("js{i}").into(),
             value: EncodedValue::from_value(&1.0.into()),
             ts: EPOCH + f64::from(i),
             source: "js-relay".into(),
             sig: None,
-        };
-        e.update(u.as_ref());
-    }
+        })
+        .collect();
     // Forgeries are.
-    for i in 0..16 {
-        let u = signed(
-            &m,
-            ROOM,
-            "k",
-            1.0.into(),
-            EPOCH + 100.0 + f64::from(i),
-            &a.source,
-        );
-        e.update(u.as_ref());
-    }
-    while let Some(f) = e.poll_transmit() {
-        rv.handle_input(t0, link, &f);
-    }
-    let mut misbehaved = Vec::new();
-    loop {
-        match rv.poll_output() {
-            ReplicaOutput::Event(ReplicaEvent::Misbehaved { reason, .. }) => {
-                misbehaved.push(reason)
-            }
-            ReplicaOutput::Timeout(_) => break,
-            _ => {}
-        }
-    }
-    assert_eq!(misbehaved, ["bad_sig"], "at the 16th forgery, not before");
+    updates.extend((0..16).map(|i| {
+        let ts = EPOCH + 100.0 + f64::from(i);
+        signed(&m, ROOM, "k", 1.0.into(), ts, &a.source)
+    }));
+    feed(&mut rv, link, (Codec::Json, Framing::Stream), &updates, t0);
+    assert_eq!(
+        misbehaved(&mut rv),
+        ["bad_sig"],
+        "at the 16th forgery, not before"
+    );
     assert_eq!(rv.store().stats().bad_sources, 40);
     assert_eq!(rv.link_stats(link).unwrap().refused, 56);
 }
