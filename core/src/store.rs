@@ -971,6 +971,10 @@ impl Store {
     /// [`MAX_FUTURE`] of the clock at `now`, in timestamp order; their changes come out
     /// of [`Store::poll_event`] as any other. Returns how many were due.
     pub fn release_held(&mut self, now: Instant) -> usize {
+        // Called before every input: nothing to work out when nothing is held.
+        if self.held.is_empty() {
+            return 0;
+        }
         let wall = self.wall_ms(now) + MAX_FUTURE.as_millis() as f64;
         let mut n = 0;
         while let Some(entry) = self.held.first_entry() {

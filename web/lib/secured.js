@@ -130,8 +130,6 @@ export class Secured {
     this.signing = { tail: Promise.resolve(), pending: 0 };
     /** Per link: its data-channel messages waiting for their checks. */
     this.inboxes = new Map();
-    /** All of them (for `busy`). */
-    this.data = { pending: 0 };
   }
 
   // -- signed updates
@@ -180,10 +178,8 @@ export class Secured {
       if (known !== undefined && m.ts <= known) continue;
       checks.push(store.guard.check(m).then((c) => { m.checked = c; }));
     }
-    this.data.pending++;
     this.queue(inbox, Promise.all(checks), () => mesh.handleMessages(now, peer, link, msgs));
     inbox.tail = inbox.tail.finally(() => {
-      this.data.pending--;
       if (inbox.pending === 0 && this.inboxes.get(link) === inbox) this.inboxes.delete(link);
     });
   }
@@ -222,7 +218,9 @@ export class Secured {
 
   /** Whether anything is being sealed, opened, signed or checked. */
   busy() {
-    return this.out.pending > 0 || this.in.pending > 0 || this.signing.pending > 0 || this.data.pending > 0;
+    if (this.out.pending > 0 || this.in.pending > 0 || this.signing.pending > 0) return true;
+    for (const inbox of this.inboxes.values()) if (inbox.pending > 0) return true;
+    return false;
   }
 
   /** Resolves once nothing is being sealed, opened, signed or checked. */
