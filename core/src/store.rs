@@ -142,14 +142,6 @@ pub enum Rejection {
     Refused(#[from] UpdateRefusal),
 }
 
-impl Rejection {
-    /// Whether a peer that sends this misbehaves (rather than, say, relaying an update
-    /// from a peer with other limits): every refusal of a secured store.
-    pub fn is_misbehaviour(&self) -> bool {
-        matches!(self, Rejection::Refused(_))
-    }
-}
-
 /// A misuse of the local store API.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
