@@ -114,6 +114,8 @@ export declare class Store {
   readonly stats: {
     applied: number; stale: number; superseded: number; rejected: number; skewed: number;
     unsigned: number; badSignatures: number; badSources: number; notOwner: number; held: number;
+    /** Secured: updates below their writer's clock that still won their key (reordered). */
+    late: number;
   };
   nextTs(): number;
   set(key: string, value: Json | undefined): Update;
@@ -126,7 +128,32 @@ export declare class Store {
   keys(): string[];
   snapshot(): { [key: string]: Json };
   history(remote: Map<string, number>): Update[];
+  /** Does `u` win its key (larger ts, then larger source)? */
+  wins(u: Update): boolean;
+  /** Is `u` below its writer's clock? */
+  isLate(u: Update): boolean;
+  /** Per source with a clock: what its writes hold (core's `Store::sums`, for `SUMS`). */
+  sums(): SourceSum[];
+  /** Every write of these sources, whatever its ts, in ts order. */
+  historyOf(sources: Set<string>): Update[];
 }
+
+/** Lanes of a {@link SourceSum}. */
+export declare const SUM_LANES: 16;
+
+/** What a replica holds of one source: its clock, its keys, and the lane-wise sums (mod
+ * 2^32) of their signatures' 16 little-endian words (core's `control::SourceSum`). */
+export interface SourceSum {
+  source: string;
+  ts: number;
+  count: number;
+  lanes: Uint32Array;
+}
+
+/** A `SUMS` control line of these sums. */
+export declare function sumsLine(sums: SourceSum[]): string;
+/** A `SUMS` line's entries (odd ones left out), or null when it is not an object. */
+export declare function parseSums(text: string): SourceSum[] | null;
 
 /** A decoded line of the json codec. */
 export type Line =
@@ -219,6 +246,10 @@ export interface SessionStats {
   rtt: number | null;
   /** Updates a secured store refused (16 within the forgiveness close the link). */
   refused: number;
+  /** Sources whose sums differed from the remote's while the clocks agreed. */
+  repairs: number;
+  /** Updates sent in those repairs. */
+  repaired: number;
 }
 
 /** What {@link Session.handle} tells its caller. */
@@ -237,6 +268,10 @@ export declare class Session {
   readonly stats: SessionStats;
   handle(m: Line, nowMs: number): SessionAnswer;
   sendUpdate(u: Update): boolean;
+  /** Sends an update applied late, whatever the remote's clock says. */
+  sendLate(u: Update): boolean;
+  /** Answers the remote's first `SUMS`: sources whose clocks agree but sums differ are sent whole. */
+  repair(theirs: SourceSum[]): void;
   sendHistory(): void;
   ping(nowMs: number): void;
   sendControl(text: string): void;
@@ -541,6 +576,8 @@ export declare class Member {
     readonly updatesBadSource: number;
     readonly updatesNotOwner: number;
     readonly updatesHeld: number;
+    /** Updates applied below their writer's clock: a relay reordered them. */
+    readonly updatesLate: number;
   };
   /** New user attributes, announced to the room. */
   announce(attributes: { [key: string]: Json }): void;

@@ -25,7 +25,7 @@ export {
   LIMITS, MAX_LINE_LEN, MeshError, byteLength, checkValue, compareBytes, nextUp, parseJson,
   toJson, validPeerId, validSource,
 } from './lib/values.js';
-export { Store } from './lib/store.js';
+export { SUM_LANES, Store } from './lib/store.js';
 export {
   MAX_FUTURE_MS, MAX_HELD, MAX_STRIKES, STRIKE_FORGIVEN_MS, UpdateGuard, mayWrite, signingInput, writerOf,
 } from './lib/updates.js';
@@ -35,7 +35,7 @@ export {
 export {
   FRAME_SIZE, MAX_FRAME_LEN, PostcardDecoder, PostcardEncoder, decodeValue, encodeValue, valueBytes,
 } from './lib/postcard.js';
-export { Session } from './lib/session.js';
+export { Session, parseSums, sumsLine } from './lib/session.js';
 export { Replica } from './lib/replica.js';
 export { encodeSignal, parseSignal } from './lib/signal.js';
 export { SignalClient, Xorshift } from './lib/signal-client.js';

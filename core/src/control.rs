@@ -13,6 +13,7 @@
 //! | `BYE` | the sender is leaving the room: drop the link now |
 //! | `CLOCK {"<source>":<ts>,..}` | what the sender has now: send what it lacks |
 //! | `LINKS [..]`, `LINKS+ [..]`, `LINKS- [..]` | the writers the sender hears directly: all, gained, lost |
+//! | `SUMS {"<source>":[ts,count,"<sum>"],..}` | secured rooms, once synced: per source, what the sender holds of it (see [`SourceSum`]) |
 //!
 //! ```
 //! use rtc_mesh_core::control::{Control, LinksChange};
@@ -50,6 +51,50 @@ impl LinksChange {
     }
 }
 
+/// Lanes of a [`SourceSum`]: a signature's 64 bytes as 16 little-endian `u32`s.
+pub const SUM_LANES: usize = 16;
+
+/// What a replica holds of one source, for `SUMS`: its clock, how many keys the
+/// source's writes hold, and the lane-wise sums (mod 2^32) of those writes'
+/// signatures.
+///
+/// Per-source clocks trust a writer's updates to arrive in order; a relay can break
+/// that in a secured room by delivering a writer's later update first, and where the
+/// earlier ones had not arrived yet the clock then says they have. Two replicas whose
+/// clocks agree on a source but whose sums differ each send the other every write of
+/// that source they hold (see `Session`), and late writes land when they win their key.
+/// The sums are of signatures, which no one but the writer can choose: a relay that
+/// picks which of a writer's updates to withhold cannot make two different sets sum
+/// alike.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceSum {
+    /// The source id.
+    pub source: String,
+    /// Its clock at the sender.
+    pub ts: f64,
+    /// Keys whose winning write is this source's (deletes included).
+    pub count: u64,
+    /// Lane-wise sums of those writes' signatures.
+    pub lanes: [u32; SUM_LANES],
+}
+
+impl SourceSum {
+    /// The sums as one 64-byte string, base64url (86 characters).
+    fn lanes_text(&self) -> String {
+        let bytes: Vec<u8> = self.lanes.iter().flat_map(|l| l.to_le_bytes()).collect();
+        crate::security::b64url(&bytes)
+    }
+
+    fn parse_lanes(text: &str) -> Option<[u32; SUM_LANES]> {
+        let bytes = crate::security::from_b64url(text).filter(|b| b.len() == SUM_LANES * 4)?;
+        let mut lanes = [0u32; SUM_LANES];
+        for (lane, word) in lanes.iter_mut().zip(bytes.chunks_exact(4)) {
+            *lane = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        Some(lanes)
+    }
+}
+
 /// A link control line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Control {
@@ -67,6 +112,9 @@ pub enum Control {
     /// `LINKS`, `LINKS+`, `LINKS-` and the writers' source ids (entries that are not
     /// strings are left out).
     Links(LinksChange, Vec<String>),
+    /// `SUMS {..}`: what the sender holds per source (entries that are not
+    /// `[ts, count, "<86 base64url>"]` are left out).
+    Sums(Vec<SourceSum>),
     /// Any other string: passed on to the user, never an error.
     Other(String),
 }
@@ -98,6 +146,33 @@ impl Control {
                     o.iter()
                         .filter_map(|(s, t)| match t {
                             Value::Number(t) => Some((s.to_owned(), *t)),
+                            _ => None,
+                        })
+                        .collect(),
+                )),
+                Ok(_) => Err(bad("not an object".into())),
+                Err(e) => Err(bad(e.to_string())),
+            };
+        }
+        if let Some(json) = text.strip_prefix("SUMS ") {
+            let bad = |why: String| ControlError { kind: "SUMS", why };
+            return match Value::from_json_with(json.as_bytes(), limits) {
+                Ok(Value::Object(o)) => Ok(Control::Sums(
+                    o.iter()
+                        .filter_map(|(s, v)| match v {
+                            Value::Array(a) => match a.as_slice() {
+                                [Value::Number(ts), Value::Number(count), Value::String(sum)]
+                                    if *count >= 0.0 && count.fract() == 0.0 =>
+                                {
+                                    Some(SourceSum {
+                                        source: s.to_owned(),
+                                        ts: *ts,
+                                        count: *count as u64,
+                                        lanes: SourceSum::parse_lanes(sum)?,
+                                    })
+                                }
+                                _ => None,
+                            },
                             _ => None,
                         })
                         .collect(),
@@ -151,6 +226,20 @@ impl Control {
                 write_json(&v, &mut text, false);
                 text.into()
             }
+            Control::Sums(sums) => {
+                let mut o = Object::new();
+                for sum in sums {
+                    let entry = vec![
+                        Value::Number(sum.ts),
+                        Value::Number(sum.count as f64),
+                        Value::from(sum.lanes_text().as_str()),
+                    ];
+                    o.insert(&sum.source, Value::Array(entry));
+                }
+                let mut text = String::from("SUMS ");
+                write_json(&Value::Object(o), &mut text, false);
+                text.into()
+            }
             Control::Other(text) => text.clone().into(),
         }
     }
@@ -172,6 +261,13 @@ mod tests {
             Control::Clock(Vec::new()),
             Control::Links(LinksChange::All, vec!["a".into(), "b|c".into()]),
             Control::Links(LinksChange::Lost, Vec::new()),
+            Control::Sums(vec![SourceSum {
+                source: "a.1".into(),
+                ts: 1_795_713_876_272.5,
+                count: 3,
+                lanes: [7, u32::MAX, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+            }]),
+            Control::Sums(Vec::new()),
             Control::Other("hello".into()),
         ] {
             assert_eq!(
@@ -193,11 +289,24 @@ mod tests {
             Control::decode(r#"LINKS- ["a",1,null]"#, &limits),
             Ok(Control::Links(LinksChange::Lost, vec!["a".into()]))
         );
-        for bad in ["CLOCK [1]", "CLOCK {", "LINKS {}", "LINKS+ x"] {
+        let z = "A".repeat(86);
+        assert_eq!(
+            Control::decode(
+                &format!(r#"SUMS {{"a":[1,2,"{z}"],"b":[1,-1,"{z}"],"c":[1,2,"AA"],"d":5}}"#),
+                &limits
+            ),
+            Ok(Control::Sums(vec![SourceSum {
+                source: "a".into(),
+                ts: 1.0,
+                count: 2,
+                lanes: [0; SUM_LANES]
+            }]))
+        );
+        for bad in ["CLOCK [1]", "CLOCK {", "LINKS {}", "LINKS+ x", "SUMS []"] {
             assert!(Control::decode(bad, &limits).is_err(), "{bad}");
         }
         // Near misses are other strings.
-        for other in ["CLOCK", "LINKS", "ping", "BYE!"] {
+        for other in ["CLOCK", "LINKS", "SUMS", "ping", "BYE!"] {
             assert_eq!(
                 Control::decode(other, &limits),
                 Ok(Control::Other(other.into()))

@@ -728,8 +728,8 @@ pub enum Answer {
     Snapshot(Object),
     /// For `Peers`.
     Peers(Vec<PeerInfo>),
-    /// For `Stats`.
-    Stats(MemberStats),
+    /// For `Stats` (boxed: it is much larger than the others).
+    Stats(Box<MemberStats>),
     /// For `Announce` and `Close`.
     Done,
 }
@@ -753,11 +753,11 @@ pub fn answer(node: &mut Node, now: Instant, request: Request) -> Answer {
         Request::Keys => Answer::Keys(node.store().keys().map(str::to_owned).collect()),
         Request::Snapshot => Answer::Snapshot(node.store().dump()),
         Request::Peers => Answer::Peers(peers_of(node)),
-        Request::Stats => Answer::Stats(MemberStats {
+        Request::Stats => Answer::Stats(Box::new(MemberStats {
             node: node.stats().clone(),
             mesh: node.mesh().stats().clone(),
             store: node.store().stats().clone(),
-        }),
+        })),
         Request::Announce(attributes) => {
             node.announce(now, attributes);
             Answer::Done

@@ -426,6 +426,9 @@ impl Replica {
                 source: &ev.source,
                 sig: ev.sig.as_ref(),
             };
+            // Below its writer's clock: it came after a later one of the same writer
+            // (see StoreStats::late), so the links' clocks cannot tell who lacks it.
+            let late = !ev.local && self.store.is_late(u.source, u.ts);
             for (&id, s) in self.links.iter_mut() {
                 if Some(id) == origin && !cfg!(feature = "bug-echo") {
                     continue;
@@ -442,7 +445,12 @@ impl Replica {
                 {
                     continue;
                 }
-                if s.send_update(&self.store, u) && !self.dirty.contains(&id) {
+                let sent = if late {
+                    s.send_late(u)
+                } else {
+                    s.send_update(&self.store, u)
+                };
+                if sent && !self.dirty.contains(&id) {
                     self.dirty.push_back(id);
                 }
             }

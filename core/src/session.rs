@@ -18,10 +18,14 @@
 //! with `PONG`. Reconnecting sends only what the other side lacks, because the digest
 //! says what it has.
 //!
-//! Between our own peers, two more control strings (scuttlebutt ignores both):
+//! Between our own peers, more control strings (scuttlebutt ignores them):
 //! `"CLOCK {json clock}"` says what the sender has now (the receiver then sends what it
-//! lacks, as after a digest, without a second `SYNC`), and any other control string
-//! (such as the replica's `"LINKS ..."`) is reported as [`SessionEvent::Control`].
+//! lacks, as after a digest, without a second `SYNC`); in a secured room, once synced,
+//! each side sends `"SUMS {..}"` once, and a source whose clocks agree but whose sums
+//! differ is repaired: each side sends every write of that source it holds (see
+//! [`crate::control::SourceSum`]: a relay that reordered a writer's updates can leave
+//! a clock ahead of what arrived). Any other control string (such as the replica's
+//! `"LINKS ..."`) is reported as [`SessionEvent::Control`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -103,6 +107,11 @@ pub struct SessionStats {
     pub rtt: Option<Duration>,
     /// Updates a secured store refused (see [`SessionEvent::Misbehaved`]).
     pub refused: u64,
+    /// Sources whose sums differed from the remote's while the clocks agreed (each
+    /// repaired by sending every write of it we hold).
+    pub repairs: u64,
+    /// Updates sent in those repairs.
+    pub repaired: u64,
 }
 
 /// Refused updates after which a link is closed (see [`SessionEvent::Misbehaved`]).
@@ -138,6 +147,11 @@ pub struct Session {
     misbehaved: bool,
     /// A byte stream (TCP replication) or a data channel.
     framing: Framing,
+    /// The writes of a repair still to send (see the module docs), whatever the
+    /// remote's clock says.
+    repair: VecDeque<HistoryItem>,
+    /// The remote's `SUMS` was answered (only its first is).
+    sums_answered: bool,
 }
 
 impl Session {
@@ -164,6 +178,8 @@ impl Session {
             strikes: None,
             misbehaved: false,
             framing: config.framing,
+            repair: VecDeque::new(),
+            sums_answered: false,
         }
     }
 
@@ -285,7 +301,7 @@ impl Session {
             }
             Message::Sync => {
                 self.recv_sync = true;
-                self.check_synced();
+                self.check_synced(store);
             }
             Message::Ping => {
                 self.stats.pings_in += 1;
@@ -298,6 +314,7 @@ impl Session {
             }
             Message::Control(text) => match Control::decode(&text, store.limits()) {
                 Ok(Control::Clock(clock)) => self.refresh(store, &clock),
+                Ok(Control::Sums(sums)) => self.repair(store, &sums),
                 Ok(control) => self.events.push_back(SessionEvent::Control(control)),
                 Err(_) => self.stats.errors += 1,
             },
@@ -350,9 +367,49 @@ impl Session {
         self.enc.control(&Control::Clock(clock).encode());
     }
 
-    fn check_synced(&mut self) {
+    /// The remote's `SUMS`: every source whose clock agrees with ours but whose sums
+    /// do not is sent whole. Only the first is answered: a repair costs at most one
+    /// store's worth per link, as a digest of nothing does.
+    fn repair(&mut self, store: &Store, theirs: &[crate::control::SourceSum]) {
+        if std::mem::replace(&mut self.sums_answered, true)
+            || !store.is_secured()
+            || cfg!(feature = "bug-trust-source-clock")
+        {
+            return;
+        }
+        let ours: std::collections::HashMap<String, crate::control::SourceSum> = store
+            .sums()
+            .into_iter()
+            .map(|s| (s.source.clone(), s))
+            .collect();
+        let mut flagged = Vec::new();
+        for t in theirs {
+            let Some(o) = ours.get(&t.source) else {
+                continue;
+            };
+            if o.ts == t.ts && (o.count, o.lanes) != (t.count, t.lanes) {
+                if let Some(ix) = store.source_ix(&t.source) {
+                    let i = ix.0 as usize;
+                    if flagged.len() <= i {
+                        flagged.resize(i + 1, false);
+                    }
+                    flagged[i] = true;
+                    self.stats.repairs += 1;
+                }
+            }
+        }
+        if !flagged.is_empty() {
+            self.repair = store.history_of(&flagged).into();
+        }
+    }
+
+    fn check_synced(&mut self, store: &Store) {
         if self.sent_sync && self.recv_sync && !self.synced {
             self.synced = true;
+            if store.is_secured() {
+                self.enc
+                    .control(&crate::control::Control::Sums(store.sums()).encode());
+            }
             let id = self.remote_id.clone().unwrap_or_default();
             self.events.push_back(SessionEvent::Synced { id });
         }
@@ -378,6 +435,19 @@ impl Session {
         true
     }
 
+    /// Sends an update that was applied late (below its writer's clock: see
+    /// [`crate::store::StoreStats::late`]). The remote's clock cannot tell whether it
+    /// lacks it, so it is sent whatever the clock says (a remote that has it finds it
+    /// stale). Returns whether it was sent.
+    pub(crate) fn send_late(&mut self, u: UpdateRef<'_>) -> bool {
+        if !self.started {
+            return false;
+        }
+        self.enc.update(u);
+        self.stats.updates_out += 1;
+        true
+    }
+
     /// Queues a `PING` (the remote answers `PONG`); its answer measures
     /// [`SessionStats::rtt`]. While one is unanswered, the next measures from the
     /// first, so a stalled link shows a growing round trip rather than none.
@@ -392,6 +462,17 @@ impl Session {
     pub fn poll_transmit(&mut self, store: &Store) -> Option<Vec<u8>> {
         if self.streaming && self.enc.pending_bytes() < STREAM_AHEAD {
             self.stream_history(store);
+        }
+        while !self.repair.is_empty() && self.enc.pending_bytes() < STREAM_AHEAD {
+            let Some(h) = self.repair.pop_front() else {
+                break;
+            };
+            // Overwritten since: the new write went out live.
+            if let Some((_, u)) = store.slot(h.slot).filter(|(_, u)| u.ts == h.ts) {
+                self.enc.update(u);
+                self.stats.updates_out += 1;
+                self.stats.repaired += 1;
+            }
         }
         let c = self.enc.poll_transmit()?;
         self.stats.bytes_out += c.len() as u64;
@@ -413,7 +494,7 @@ impl Session {
                     if !self.sent_sync {
                         self.enc.sync();
                         self.sent_sync = true;
-                        self.check_synced();
+                        self.check_synced(store);
                     }
                     return;
                 }

@@ -320,6 +320,10 @@ pub struct StoreStats {
     /// Secured stores: remote updates held back for being stamped more than
     /// [`MAX_FUTURE`] ahead (each time one arrives).
     pub held: u64,
+    /// Secured stores: remote updates that arrived below their source's clock (after a
+    /// later update of the same writer) and still won their key: a relay reordered
+    /// them. Applied like any other.
+    pub late: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -330,6 +334,15 @@ struct Entry {
     /// Index of its signature in [`Store::sigs`], or [`NO_SIG`] (it fits the entry's
     /// padding: an open store pays nothing for signatures).
     sig: u32,
+}
+
+/// Last writer wins: does a write at `ts` by `source` beat entry `e`? The larger
+/// timestamp, and on a tie the larger source id.
+fn beats(names: &[SmolStr], ts: f64, source: SourceIx, e: &Entry) -> bool {
+    e.ts < ts
+        || (e.ts == ts
+            && (cfg!(feature = "bug-tie-by-arrival")
+                || names[e.source.0 as usize].as_bytes() < names[source.0 as usize].as_bytes()))
 }
 
 /// [`Entry::sig`] of an unsigned write.
@@ -407,7 +420,7 @@ pub struct Store {
 
 impl StoreStats {
     /// Every counter with its field's name, in declaration order (for reports).
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    pub fn counters(&self) -> [(&'static str, u64); 12] {
         [
             ("applied", self.applied),
             ("superseded", self.superseded),
@@ -420,6 +433,7 @@ impl StoreStats {
             ("bad_sources", self.bad_sources),
             ("not_owner", self.not_owner),
             ("held", self.held),
+            ("late", self.late),
         ]
     }
 }
@@ -594,6 +608,13 @@ impl Store {
         })
     }
 
+    /// Would a write of `key` at `ts` by `source` win over the key's current entry?
+    fn would_win(&self, key: &str, ts: f64, source: SourceIx) -> bool {
+        self.entries
+            .get(key)
+            .is_none_or(|e| beats(&self.sources.names, ts, source, e))
+    }
+
     /// Stores a write of `key` (`owned`, when given, is the same key, ready to keep) and
     /// reports it, in one walk of the map. With `must_win`, a write that loses to the
     /// key's current one (larger timestamp, or equal and larger source) is not stored
@@ -611,14 +632,7 @@ impl Store {
         must_win: bool,
     ) -> Option<SmolStr> {
         let names = &self.sources.names;
-        let wins = |e: &Entry| {
-            !must_win
-                || e.ts < ts
-                || (e.ts == ts
-                    && (cfg!(feature = "bug-tie-by-arrival")
-                        || names[e.source.0 as usize].as_bytes()
-                            < names[source.0 as usize].as_bytes()))
-        };
+        let wins = |e: &Entry| !must_win || beats(names, ts, source, e);
         let deleted = value.is_null();
         let mut new = Entry {
             value: value.clone(),
@@ -724,10 +738,22 @@ impl Store {
             self.stats.rejected += 1;
             return (Verdict::Rejected(r), None);
         }
+        // Below its source's clock: stale, as in scuttlebutt. Except in a secured room,
+        // where a relay may deliver a writer's later update ahead of its earlier ones
+        // (each signed, so genuine): there an earlier one still lands when it wins its
+        // key, so that reordering cannot make an honest write look stale. A copy of the
+        // key's winner, or anything older, is stale all the same.
+        let mut late = false;
         if let Some(ix) = known {
             if u.ts <= self.sources.clock[ix.0 as usize] {
-                self.stats.stale += 1;
-                return (Verdict::Stale, Some(ix));
+                if self.guard.is_none()
+                    || cfg!(feature = "bug-trust-source-clock")
+                    || !self.would_win(u.key, u.ts, ix)
+                {
+                    self.stats.stale += 1;
+                    return (Verdict::Stale, Some(ix));
+                }
+                late = true;
             }
         }
         if let Some(g) = self
@@ -767,7 +793,11 @@ impl Store {
             Some(ix) => ix,
             None => self.sources.intern(u.source),
         };
-        self.sources.clock[ix.0 as usize] = u.ts;
+        if late {
+            self.stats.late += 1;
+        } else {
+            self.sources.clock[ix.0 as usize] = u.ts;
+        }
         if u.ts > self.wall_ms_cached(now) + self.max_skew_ms {
             self.stats.skewed += 1;
         } else {
@@ -867,6 +897,18 @@ impl Store {
             .collect()
     }
 
+    /// Does this store check signatures and write rules (a secured room)?
+    pub fn is_secured(&self) -> bool {
+        self.guard.is_some()
+    }
+
+    /// Is `ts` below `source`'s clock? (An update applied late: see [`StoreStats::late`].)
+    pub(crate) fn is_late(&self, source: &str, ts: f64) -> bool {
+        self.sources
+            .get(source)
+            .is_some_and(|ix| ts < self.sources.clock[ix.0 as usize])
+    }
+
     /// The per-source clock, in first-seen order.
     pub fn clock(&self) -> Clock {
         Clock {
@@ -900,7 +942,45 @@ impl Store {
     /// store slots with their timestamps, in (timestamp, source) order: what a session
     /// streams.
     pub(crate) fn history_slots(&self, floor: &[f64]) -> Vec<HistoryItem> {
-        self.history_order(floor)
+        self.items(self.history_order(floor))
+    }
+
+    /// Every winning write of the flagged sources (indexed by [`SourceIx`]), whatever
+    /// its timestamp, in (timestamp, source) order: a repair (see [`Store::sums`]).
+    pub(crate) fn history_of(&self, sources: &[bool]) -> Vec<HistoryItem> {
+        let of = |e: &Entry| sources.get(e.source.0 as usize).copied().unwrap_or(false);
+        self.items(self.order_where(of))
+    }
+
+    /// Per source with a clock: how many keys it holds and the sums of their
+    /// signatures, which two replicas compare to find a source whose earlier writes one
+    /// of them lacks while their clocks agree (see [`crate::control::SourceSum`]).
+    pub fn sums(&self) -> Vec<crate::control::SourceSum> {
+        let mut acc = vec![(0u64, [0u32; crate::control::SUM_LANES]); self.sources.names.len()];
+        for (_, e) in self.entries.iter() {
+            let (count, lanes) = &mut acc[e.source.0 as usize];
+            *count += 1;
+            if let Some(sig) = self.sigs.get(e.sig as usize) {
+                for (lane, word) in lanes.iter_mut().zip(sig.chunks_exact(4)) {
+                    let w = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                    *lane = lane.wrapping_add(w);
+                }
+            }
+        }
+        acc.into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.sources.clock[*i] > 0.0)
+            .map(|(i, (count, lanes))| crate::control::SourceSum {
+                source: self.sources.names[i].to_string(),
+                ts: self.sources.clock[i],
+                count,
+                lanes,
+            })
+            .collect()
+    }
+
+    fn items(&self, slots: Vec<u32>) -> Vec<HistoryItem> {
+        slots
             .into_iter()
             .map(|slot| HistoryItem {
                 slot,
@@ -917,6 +997,11 @@ impl Store {
 
     /// The slots of the winning writes newer than `floor`, in (timestamp, source id) order.
     fn history_order(&self, floor: &[f64]) -> Vec<u32> {
+        self.order_where(|e| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
+    }
+
+    /// The slots of the winning writes that pass `keep`, in (timestamp, source id) order.
+    fn order_where(&self, keep: impl Fn(&Entry) -> bool) -> Vec<u32> {
         let rank = self.source_ranks();
         // One integer per write: timestamp bits (positive timestamps sort as their
         // bits do), source rank, slot. Sorting these is much cheaper than sorting the
@@ -926,7 +1011,7 @@ impl Store {
             .iter()
             .map(|(_, e)| e)
             .enumerate()
-            .filter(|(_, e)| e.ts > floor.get(e.source.0 as usize).copied().unwrap_or(0.0))
+            .filter(|(_, e)| keep(e))
             .map(|(i, e)| {
                 ((e.ts.to_bits() as u128) << 64)
                     | ((rank[e.source.0 as usize] as u128) << 32)

@@ -427,7 +427,16 @@ fn the_accept_and_refuse_vectors_are_what_the_store_decides() {
         "zero",
         signed(&a, ROOM, "z", 0.0.into(), EPOCH + 9.0, &a.source),
     ));
-    cases.push(("an older write of a writer already newer", g2));
+    // Below the writer's clock: a relay reordered them. Lands if it wins its key.
+    cases.push((
+        "an older write of a writer already newer (late)",
+        g2.clone(),
+    ));
+    cases.push(("the late one again", g2));
+    cases.push((
+        "an older write of a writer already newer, losing its key",
+        signed(&a, ROOM, "z", 5.0.into(), EPOCH + 5.0, &a.source),
+    ));
     let mut s = store(&v, t0);
     let mut out = Vec::new();
     for (name, u) in cases {
@@ -464,7 +473,10 @@ fn the_accept_and_refuse_vectors_are_what_the_store_decides() {
             "bad_sources": s.stats().bad_sources,
             "not_owner": s.stats().not_owner,
             "held": s.stats().held,
+            "late": s.stats().late,
         },
+        // The SUMS line this store sends once synced.
+        "sums": rtc_mesh_core::control::Control::Sums(s.sums()).encode(),
         "snapshot": J::from(s.dump().iter().map(|(k, v)| (k.to_owned(), J::from(v.to_json()))).collect::<serde_json::Map<_, _>>()),
     });
     common::check_or_write("updates.json", &doc, true);
@@ -630,4 +642,67 @@ fn on_a_stream_only_forgeries_count_against_the_peer() {
     );
     assert_eq!(rv.store().stats().bad_sources, 40);
     assert_eq!(rv.link_stats(link).unwrap().refused, 56);
+}
+
+/// A relay delivers a writer's later update ahead of its earlier one (each genuine).
+/// Per-source clocks would call the earlier one stale where it arrives second; in a
+/// secured store it lands when it wins its key (and is passed on though the links'
+/// clocks say they have it), and where only the later one ever arrived, the `SUMS`
+/// exchange after a sync finds the source and repairs it.
+#[test]
+fn a_relay_that_reorders_a_writer_s_updates_cannot_hide_the_earlier_ones() {
+    let (w, h, x) = (member(1), member(2), member(3));
+    let t0 = Instant::now();
+    let mut rw = Replica::new(store(&w, t0));
+    let u1 = rw.set(t0, "a", &1.0.into()).unwrap();
+    let u2 = rw.set(t0, "b", &2.0.into()).unwrap();
+    assert!(u1.ts < u2.ts);
+    let raw = (Codec::Json, Framing::Messages);
+
+    // Live: the later one first, then the earlier one, through the same relay.
+    let mut rh = Replica::new(store(&h, t0));
+    let mut rx = Replica::new(store(&x, t0));
+    let hx = connect(&mut rh, &mut rx, Codec::Postcard);
+    let relay = rh.open_link(raw.0, raw.1);
+    run(&mut [&mut rh, &mut rx], &[(0, 1, &hx)], t0);
+    feed(&mut rh, relay, raw, [&u2], t0);
+    run(&mut [&mut rh, &mut rx], &[(0, 1, &hx)], t0);
+    feed(&mut rh, relay, raw, [&u1], t0);
+    run(&mut [&mut rh, &mut rx], &[(0, 1, &hx)], t0);
+    for (name, r) in [("h", &rh), ("x", &rx)] {
+        assert_eq!(r.store().get("a"), Some(1.0.into()), "{name}");
+        assert_eq!(r.store().get("b"), Some(2.0.into()), "{name}");
+        assert_eq!(r.store().stats().late, 1, "{name}");
+    }
+    // Equal stores compare equal: nothing to repair.
+    assert_eq!(rh.link_stats(hx.a).unwrap().repairs, 0);
+    // A copy of what it has is still stale.
+    feed(&mut rh, relay, raw, [&u1, &u2], t0);
+    assert_eq!(rh.store().stats().late, 1);
+    assert_eq!(rh.store().stats().stale, 2);
+
+    // Only the later one ever arrived at h2; x2 has both. Their clocks agree, so the
+    // digests send nothing, but their sums differ: each sends the other all of w's.
+    let mut rh2 = Replica::new(store(&h, t0));
+    let mut rx2 = Replica::new(store(&x, t0));
+    let l = rh2.open_link(raw.0, raw.1);
+    feed(&mut rh2, l, raw, [&u2], t0);
+    let l = rx2.open_link(raw.0, raw.1);
+    feed(&mut rx2, l, raw, [&u1, &u2], t0);
+    for codec in [Codec::Json, Codec::Postcard] {
+        let mut h3 = Replica::new(store(&h, t0));
+        let l = h3.open_link(raw.0, raw.1);
+        feed(&mut h3, l, raw, [&u2], t0);
+        let wire = connect(&mut h3, &mut rx2, codec);
+        run(&mut [&mut h3, &mut rx2], &[(0, 1, &wire)], t0);
+        assert_eq!(h3.store().get("a"), Some(1.0.into()), "{codec}");
+        assert_eq!(h3.store().stats().late, 1, "{codec}");
+        assert_eq!(h3.link_stats(wire.a).unwrap().repairs, 1, "{codec}");
+        assert_eq!(rx2.link_stats(wire.b).unwrap().repairs, 1, "{codec}");
+        // x2 sent its two writes of w; h3 its one.
+        assert_eq!(rx2.link_stats(wire.b).unwrap().repaired, 2, "{codec}");
+        assert_eq!(h3.link_stats(wire.a).unwrap().repaired, 1, "{codec}");
+        rx2.close_link(wire.b);
+    }
+    let _ = rh2;
 }

@@ -154,17 +154,12 @@ pub struct SimConfig {
     pub secret: Option<String>,
     /// A secured run: peer 0 is Byzantine. Besides its honest writes it puts crafted
     /// updates on its links during the fault phase: forged in another member's name,
-    /// another's update mutated, replays, unsigned, into another's `users/` space,
-    /// stamped an hour ahead, and floods of forgeries. The honest replicas must stay
-    /// equal, every honest write present, and nothing accepted that its writer did not
-    /// sign.
+    /// another's update mutated, others' genuine updates replayed out of order (ahead of
+    /// their writer's earlier ones, which per-source clocks alone would then call
+    /// stale), unsigned, into another's `users/` space, stamped an hour ahead, and
+    /// floods of forgeries. The honest replicas must stay equal, every honest write
+    /// present, and nothing accepted that its writer did not sign.
     pub byzantine: bool,
-    /// The Byzantine peer also relays others' genuine updates out of order (ahead of
-    /// their writer's earlier ones). Known to break "every honest write present": per-
-    /// source clocks trust a writer's updates to arrive in order, so one delivered early
-    /// makes its earlier ones stale where they had not arrived. Off in the CI seeds; the
-    /// defence (a per-writer sequence in the signed update) is still to be built.
-    pub replay_ahead: bool,
 }
 
 impl SimConfig {
@@ -180,7 +175,6 @@ impl SimConfig {
             no_server_leaves: seed % 3 == 0,
             secret: None,
             byzantine: false,
-            replay_ahead: false,
         }
     }
 }
@@ -228,6 +222,9 @@ pub struct SimReport {
     /// Updates the live stores refused at the end (secured runs; the counts of a
     /// restarted peer start again).
     pub refused: u64,
+    /// Updates the live stores applied late, below their writer's clock (secured runs:
+    /// the Byzantine peer's replays out of order, repaired).
+    pub late: u64,
     /// Invariant failures (empty when the run passed).
     pub failures: Vec<String>,
 }
@@ -1129,13 +1126,12 @@ impl World {
                         .into();
                     u.sig = Some(guard.sign(u.as_ref()));
                 }
-                // Another's update, its value changed; or replayed as it is, but only
-                // when `replay_ahead` (see SimConfig: a genuine update delivered ahead of
-                // its writer's earlier ones makes those look stale where they had not
-                // arrived yet).
+                // Another's update, its value changed; or replayed as it is, which can
+                // put a writer's later update ahead of its earlier ones where those have
+                // not arrived yet (see StoreStats::late and the SUMS repair).
                 1 | 2 if !held.is_empty() => {
                     u = held[self.rng.below(held.len() as u64) as usize].clone();
-                    if !self.cfg.replay_ahead || self.rng.chance(0.5) {
+                    if self.rng.chance(0.5) {
                         u.value = EncodedValue::from_value(&Value::from(-2.0));
                     }
                 }
@@ -1354,6 +1350,12 @@ pub fn run(cfg: SimConfig) -> SimReport {
             .iter()
             .filter_map(|p| p.mesh.as_ref())
             .map(|m| m.store().stats().rejected)
+            .sum(),
+        late: w
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .map(|m| m.store().stats().late)
             .sum(),
         failures,
     }

@@ -15,7 +15,11 @@
 //! - `bug-drop-on-full`: a frame dropped when str0m's send buffer is full (writes go
 //!   missing; Node level);
 //! - `bug-skip-update-check`: a secured store applies updates without checking their
-//!   signatures and write rules (the Byzantine member's forgeries land).
+//!   signatures and write rules (the Byzantine member's forgeries land);
+//! - `bug-trust-source-clock`: a secured store takes an update below its writer's clock
+//!   as stale and never compares sums, as scuttlebutt's clocks do (a Byzantine member
+//!   that replays a writer's later update ahead of its earlier ones hides those where
+//!   they had not arrived: honest writes go missing).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -67,6 +71,10 @@ fn the_seed_lists_fail_on_every_planted_bug() {
         (
             "bug-skip-update-check",
             &["--seeds", "4", "--byzantine"][..],
+        ),
+        (
+            "bug-trust-source-clock",
+            &["--seeds", "180", "--byzantine"][..],
         ),
     ] {
         assert_eq!(run_with_bug(feature, args), 1, "{feature} was not caught");

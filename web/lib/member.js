@@ -129,9 +129,11 @@ export class Member {
       Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.stats[k] });
     }
     // And the store's refusals of updates (core's `StoreStats`): unsigned, forged or
-    // mutated, from no member's key, into another member's space; held back for now.
+    // mutated, from no member's key, into another member's space; held back for now;
+    // applied late (a relay reordered their writer's updates).
     for (const [k, s] of [['updatesUnsigned', 'unsigned'], ['updatesBadSignature', 'badSignatures'],
-      ['updatesBadSource', 'badSources'], ['updatesNotOwner', 'notOwner'], ['updatesHeld', 'held']]) {
+      ['updatesBadSource', 'badSources'], ['updatesNotOwner', 'notOwner'], ['updatesHeld', 'held'],
+      ['updatesLate', 'late']]) {
       Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.store.stats[s] });
     }
   }

@@ -108,10 +108,14 @@ export class Replica {
 
   /** Offers `u` to every link but `origin` (and those whose remote hears its writer). */
   send(u, origin) {
+    // Below its writer's clock: it came after a later one of the same writer, so the
+    // links' clocks cannot tell who lacks it.
+    const late = origin !== null && this.store.isLate(u);
     for (const [id, l] of this.links) {
       if (id === origin) continue;
       if (origin !== null && (l.session.remoteId === u.source || l.reaches.has(u.source))) continue;
-      l.session.sendUpdate(u);
+      if (late) l.session.sendLate(u);
+      else l.session.sendUpdate(u);
     }
   }
 

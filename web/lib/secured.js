@@ -152,8 +152,8 @@ export class Secured {
   }
 
   /** Decoded messages from `peer`'s link: its updates checked (all at once), then the
-   * messages handled in arrival order. An update its source's clock already covers is
-   * not checked (it is stale whatever it says). */
+   * messages handled in arrival order. An update its source's clock already covers, and
+   * that does not win its key, is not checked (it is stale whatever it says). */
   linkIn(now, peer, link, msgs) {
     const mesh = this.mesh;
     // One queue per link: arrival order holds within a link, and a flood on one link
@@ -174,8 +174,9 @@ export class Secured {
     const checks = [];
     for (const m of msgs) {
       if (m.type !== 'update' || !session || session.misbehaved) continue;
+      // Stale now stays stale (a key's winner only grows): no need to check it.
       const known = store.clock.get(m.source);
-      if (known !== undefined && m.ts <= known) continue;
+      if (known !== undefined && m.ts <= known && !store.wins(m)) continue;
       checks.push(store.guard.check(m).then((c) => { m.checked = c; }));
     }
     this.queue(inbox, Promise.all(checks), () => mesh.handleMessages(now, peer, link, msgs));

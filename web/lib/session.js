@@ -3,6 +3,43 @@
 import { parseJson, plainObject } from './values.js';
 import { LineWriter } from './codecs.js';
 import { MAX_STRIKES, STRIKE_FORGIVEN_MS } from './updates.js';
+import { b64url, fromB64url } from './security.js';
+import { SUM_LANES } from './store.js';
+
+/** A store's sums as a `SUMS` line (core's `Control::Sums`). */
+export function sumsLine(sums) {
+  const o = {};
+  for (const { source, ts, count, lanes } of sums) {
+    const bytes = new Uint8Array(SUM_LANES * 4);
+    const v = new DataView(bytes.buffer);
+    lanes.forEach((l, i) => v.setUint32(i * 4, l, true));
+    o[source] = [ts, count, b64url(bytes)];
+  }
+  return `SUMS ${JSON.stringify(plainObject(Object.entries(o)))}`;
+}
+
+/** A `SUMS` line's entries (odd ones left out), or null when it is not an object. */
+export function parseSums(text) {
+  let o;
+  try {
+    o = parseJson(text.slice(5));
+  } catch {
+    return null;
+  }
+  if (!o || typeof o !== 'object' || Array.isArray(o)) return null;
+  const out = [];
+  for (const [source, e] of Object.entries(o)) {
+    if (!Array.isArray(e) || e.length !== 3) continue;
+    const [ts, count, sum] = e;
+    const bytes = fromB64url(sum);
+    if (typeof ts !== 'number' || !Number.isInteger(count) || count < 0 || !bytes || bytes.length !== SUM_LANES * 4) continue;
+    const v = new DataView(bytes.buffer);
+    const lanes = new Uint32Array(SUM_LANES);
+    for (let i = 0; i < SUM_LANES; i++) lanes[i] = v.getUint32(i * 4, true);
+    out.push({ source, ts, count, lanes });
+  }
+  return out;
+}
 
 /**
  * A sync session: digest, the history the remote lacks, `SYNC`, then live updates each
@@ -21,7 +58,12 @@ export class Session {
     this.recvSync = false;
     this.synced = false;
     this.pingSent = null;
-    this.stats = { bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null, refused: 0 };
+    this.stats = {
+      bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null, refused: 0,
+      repairs: 0, repaired: 0,
+    };
+    /** The remote's `SUMS` was answered (only its first is). */
+    this.sumsAnswered = false;
     /** Strikes for refused updates as of `strikeAt` (one forgiven per STRIKE_FORGIVEN_MS). */
     this.strikes = 0;
     this.strikeAt = null;
@@ -98,6 +140,12 @@ export class Session {
           if (this.started) this.sendHistory();
           return null;
         }
+        if (m.text.startsWith('SUMS ')) {
+          const sums = parseSums(m.text);
+          if (sums === null) this.stats.errors++;
+          else this.repair(sums);
+          return null;
+        }
         return { control: m.text };
       default:
         return null;
@@ -117,9 +165,38 @@ export class Session {
     return false;
   }
 
+  /**
+   * The remote's `SUMS` (core's `Session::repair`): every source whose clock agrees with
+   * ours but whose sums do not is sent whole, whatever the remote's clock says. Only
+   * the first is answered.
+   */
+  repair(theirs) {
+    if (this.sumsAnswered || !this.store.guard) return;
+    this.sumsAnswered = true;
+    const ours = new Map(this.store.sums().map((s) => [s.source, s]));
+    const flagged = new Set();
+    for (const t of theirs) {
+      const o = ours.get(t.source);
+      if (!o || o.ts !== t.ts) continue;
+      if (o.count !== t.count || o.lanes.some((l, i) => l !== t.lanes[i])) {
+        flagged.add(t.source);
+        this.stats.repairs++;
+      }
+    }
+    if (!flagged.size) return;
+    for (const u of this.store.historyOf(flagged)) {
+      this.stats.updatesOut++;
+      this.stats.repaired++;
+      this.out.update(u);
+    }
+  }
+
   checkSynced() {
     if (this.sentSync && this.recvSync && !this.synced) {
       this.synced = true;
+      // Secured rooms: what we hold per source, so that a source whose clocks agree but
+      // whose writes do not is repaired (see repair).
+      if (this.store.guard) this.sendControl(sumsLine(this.store.sums()));
       return true;
     }
     return false;
@@ -129,6 +206,15 @@ export class Session {
   sendUpdate(u) {
     if (!this.started || u.ts <= (this.remoteClock.get(u.source) ?? 0)) return false;
     this.raise(u.source, u.ts);
+    this.stats.updatesOut++;
+    this.out.update(u);
+    return true;
+  }
+
+  /** Sends an update applied late (below its writer's clock): the remote's clock cannot
+   * tell whether it lacks it (core's `Session::send_late`). */
+  sendLate(u) {
+    if (!this.started) return false;
     this.stats.updatesOut++;
     this.out.update(u);
     return true;

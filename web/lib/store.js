@@ -3,10 +3,14 @@
 import { LIMITS, MeshError, byteLength, checkValue, compareBytes, nextUp, plainObject, toJson, validSource } from './values.js';
 import { MAX_FUTURE_MS, MAX_HELD, mayWrite, writerOf } from './updates.js';
 
+/** Lanes of a source's sums (core's `control::SUM_LANES`). */
+export const SUM_LANES = 16;
+
 /**
  * The replicated map: key -> { value, json, ts, source }. Local writes take the next
  * hybrid-logical-clock timestamp; remote updates win by (ts, source bytewise); a source's
- * update not above its clock entry is stale.
+ * update not above its clock entry is stale, except in a secured room when it wins its
+ * key (`late`: a relay reordered the writer's updates; see core's `StoreStats::late`).
  */
 export class Store {
   /**
@@ -33,7 +37,7 @@ export class Store {
     this.maxSeen = 0;
     this.stats = {
       applied: 0, stale: 0, superseded: 0, rejected: 0, skewed: 0,
-      unsigned: 0, badSignatures: 0, badSources: 0, notOwner: 0, held: 0,
+      unsigned: 0, badSignatures: 0, badSources: 0, notOwner: 0, held: 0, late: 0,
     };
   }
 
@@ -83,9 +87,13 @@ export class Store {
     const known = this.clock.get(u.source);
     if (known === undefined && !validSource(u.source)) return this.reject();
     if (byteLength(u.json) > LIMITS.maxValueLen) return this.reject();
+    let late = false;
     if (known !== undefined && u.ts <= known) {
-      this.stats.stale++;
-      return 'stale';
+      if (!this.guard || !this.wins(u)) {
+        this.stats.stale++;
+        return 'stale';
+      }
+      late = true;
     }
     if (this.guard) {
       const c = u.checked ?? 'unsigned';
@@ -110,18 +118,61 @@ export class Store {
         return 'held';
       }
     }
-    this.clock.set(u.source, u.ts);
+    if (late) this.stats.late++;
+    else this.clock.set(u.source, u.ts);
     if (u.ts > Math.floor(this.now()) + this.maxSkewMs) this.stats.skewed++;
     else this.maxSeen = Math.max(this.maxSeen, u.ts);
     if (u.source === this.id) this.lastLocal = Math.max(this.lastLocal, u.ts);
-    const old = this.entries.get(u.key);
-    if (old && !(old.ts < u.ts || (old.ts === u.ts && compareBytes(old.source, u.source) < 0))) {
+    if (!this.wins(u)) {
       this.stats.superseded++;
       return 'superseded';
     }
     this.entries.set(u.key, u);
     this.stats.applied++;
     return 'applied';
+  }
+
+  /** Does `u` win its key (last writer wins: larger ts, then larger source)? */
+  wins(u) {
+    const old = this.entries.get(u.key);
+    return !old || old.ts < u.ts || (old.ts === u.ts && compareBytes(old.source, u.source) < 0);
+  }
+
+  /** Is `u` below its writer's clock (applied late, see the class docs)? */
+  isLate(u) {
+    return u.ts < (this.clock.get(u.source) ?? 0);
+  }
+
+  /**
+   * Per source with a clock: `{source, ts, count, lanes}`, the keys its writes hold and
+   * the lane-wise sums (mod 2^32) of their signatures' 16 little-endian words (core's
+   * `Store::sums`, for `SUMS`).
+   */
+  sums() {
+    const acc = new Map();
+    for (const e of this.entries.values()) {
+      let a = acc.get(e.source);
+      if (!a) acc.set(e.source, (a = { count: 0, lanes: new Uint32Array(SUM_LANES) }));
+      a.count++;
+      if (e.sig) {
+        const words = new DataView(e.sig.buffer, e.sig.byteOffset, e.sig.byteLength);
+        for (let i = 0; i < SUM_LANES; i++) a.lanes[i] = (a.lanes[i] + words.getUint32(i * 4, true)) >>> 0;
+      }
+    }
+    const out = [];
+    for (const [source, ts] of this.clock) {
+      if (!(ts > 0)) continue;
+      const a = acc.get(source) ?? { count: 0, lanes: new Uint32Array(SUM_LANES) };
+      out.push({ source, ts, count: a.count, lanes: a.lanes });
+    }
+    return out;
+  }
+
+  /** Every write of the sources in `sources` (a Set), whatever its ts, in ts order. */
+  historyOf(sources) {
+    const out = [...this.entries.values()].filter((e) => sources.has(e.source) && (!this.guard || e.sig));
+    out.sort((a, b) => a.ts - b.ts || compareBytes(a.source, b.source));
+    return out;
   }
 
   /** The held-back updates in (timestamp, source) order. */

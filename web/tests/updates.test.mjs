@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  Identity, JsonEncoder, LineDecoder, Store, UpdateGuard, decodeLine, mayWrite, signingInput, writerOf,
+  Identity, JsonEncoder, LineDecoder, Replica, Store, UpdateGuard, decodeLine, mayWrite, parseSums, signingInput,
+  sumsLine, writerOf,
 } from '../mesh.js';
 
 const vectors = JSON.parse(readFileSync(new URL('../../core/tests/vectors/updates.json', import.meta.url), 'utf8'));
@@ -27,19 +28,96 @@ test('every update gets the verdict core gives it, with the same signing input',
   for (const c of vectors.cases) {
     const u = update(c);
     assert.equal(hex(signingInput(roomId, u)), c.input, c.name);
-    // As a link's input: checked unless its writer's clock already covers it.
+    // As a link's input: checked unless it is stale (its writer's clock covers it and
+    // it does not win its key).
     const known = store.clock.get(u.source);
-    if (!(known !== undefined && u.ts <= known)) u.checked = await guard.check(u);
+    if (!(known !== undefined && u.ts <= known && !store.wins(u))) u.checked = await guard.check(u);
     const v = store.apply(u);
     assert.equal(v === 'refused' ? u.checked : v, c.verdict, c.name);
   }
   const s = store.stats;
   assert.deepEqual(
-    { unsigned: s.unsigned, bad_signatures: s.badSignatures, bad_sources: s.badSources, not_owner: s.notOwner, held: s.held },
+    { unsigned: s.unsigned, bad_signatures: s.badSignatures, bad_sources: s.badSources, not_owner: s.notOwner, held: s.held, late: s.late },
     vectors.stats,
   );
   const snap = Object.fromEntries(Object.entries(store.snapshot()).map(([k, v]) => [k, JSON.stringify(v)]));
   assert.deepEqual(snap, vectors.snapshot);
+  // The SUMS line this store sends once synced is core's, byte for byte.
+  assert.equal(sumsLine(store.sums()), vectors.sums);
+  assert.deepEqual(parseSums(vectors.sums), store.sums());
+});
+
+/** A secured replica of member `seed` in the vectors' room. */
+async function securedReplica(seed) {
+  const me = await Identity.fromSeed(new Uint8Array(32).fill(seed));
+  const guard = new UpdateGuard(unhex(vectors.room_id), me);
+  const store = new Store(`${me.peerId}.000000000000000${seed}`, { now: () => vectors.epoch_ms, guard });
+  return new Replica(store);
+}
+
+/** Links two secured replicas in memory; the pump checks each update, as a page's
+ * inbox does, and moves lines until quiet. */
+function securedLink(a, b) {
+  const q = [[], []];
+  const ends = [a, b];
+  const ids = [a.openLink((l) => q[0].push(l)), b.openLink((l) => q[1].push(l))];
+  const pump = async () => {
+    while (q[0].length || q[1].length) {
+      for (const side of [0, 1]) {
+        const to = ends[1 - side];
+        for (const l of q[side].splice(0)) {
+          const m = decodeLine(l.trimEnd());
+          if (m.type === 'update') m.checked = await to.store.guard.check(m);
+          to.handleMessage(ids[1 - side], m, 0);
+        }
+      }
+    }
+  };
+  return { ids, pump };
+}
+
+/** `updates` as a relay's link into `r`: checked, then handled in this order. */
+async function relay(r, updates) {
+  const id = r.openLink(() => {});
+  for (const u of updates) {
+    const m = { type: 'update', ...u };
+    m.checked = await r.store.guard.check(m);
+    r.handleMessage(id, m, 0);
+  }
+}
+
+test('a relay that reorders a writer\'s updates cannot hide the earlier ones (as core)', async () => {
+  const w = await securedReplica(1);
+  const u1 = w.store.set('a', 1);
+  u1.sig = await w.store.guard.sign(u1);
+  const u2 = w.store.set('b', 2);
+  u2.sig = await w.store.guard.sign(u2);
+  // Live: the later one first; the earlier one lands late and is passed on.
+  const h = await securedReplica(2);
+  const x = await securedReplica(3);
+  const hx = securedLink(h, x);
+  await hx.pump();
+  await relay(h, [u2]);
+  await hx.pump();
+  await relay(h, [u1]);
+  await hx.pump();
+  for (const r of [h, x]) {
+    assert.deepEqual(r.store.snapshot(), { a: 1, b: 2 });
+    assert.equal(r.store.stats.late, 1);
+  }
+  assert.equal(h.session(hx.ids[0]).stats.repairs, 0);
+  // Only the later one reached h2; x2 has both: the SUMS exchange repairs h2.
+  const h2 = await securedReplica(2);
+  await relay(h2, [u2]);
+  const x2 = await securedReplica(3);
+  await relay(x2, [u1, u2]);
+  const l = securedLink(h2, x2);
+  await l.pump();
+  assert.deepEqual(h2.store.snapshot(), { a: 1, b: 2 });
+  assert.equal(h2.store.stats.late, 1);
+  assert.equal(h2.session(l.ids[0]).stats.repairs, 1);
+  assert.equal(x2.session(l.ids[1]).stats.repaired, 2);
+  assert.equal(h2.session(l.ids[0]).stats.repaired, 1);
 });
 
 test('our signatures are core\'s (Ed25519 is deterministic)', async () => {

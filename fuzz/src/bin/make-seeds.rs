@@ -330,6 +330,26 @@ fn main() {
                 e.message(&Message::Update(u));
             }
             e.message(&Message::Sync);
+            // An earlier write arriving late (below the writer's clock), then sums that
+            // differ for the writer: a repair.
+            let mut late = Update {
+                key: "late".into(),
+                value: EncodedValue::from_value(&Value::from(1.0)),
+                ts: 1795713876272.5,
+                source: source.as_str().into(),
+                sig: None,
+            };
+            late.sig = Some(guard.sign(late.as_ref()));
+            e.message(&Message::Update(late));
+            let sums = rtc_mesh_core::control::Control::Sums(vec![
+                rtc_mesh_core::control::SourceSum {
+                    source: source.clone(),
+                    ts: 1795713876275.0,
+                    count: 1,
+                    lanes: [0; rtc_mesh_core::control::SUM_LANES],
+                },
+            ]);
+            e.message(&Message::Control(sums.encode().into_owned()));
             let mut m = vec![mode];
             while let Some(c) = e.poll_transmit() {
                 m.extend(c);

@@ -30,7 +30,7 @@ fn peak_rss_mib() -> f64 {
 fn print(seed: u64, r: &SimReport) {
     let f = &r.faults;
     println!(
-        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} | settled {:.2} s",
+        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} forgeries {} refused {} late {} | settled {:.2} s",
         if r.failures.is_empty() { "ok" } else { "FAILED" },
         r.trace,
         f.drops,
@@ -43,6 +43,9 @@ fn print(seed: u64, r: &SimReport) {
         f.signal_stalls,
         f.signal_reorders,
         f.early_sdp,
+        f.forgeries,
+        r.refused,
+        r.late,
         r.converge.as_secs_f64()
     );
     for e in &r.failures {
@@ -60,7 +63,6 @@ fn main() -> ExitCode {
     let mut node_scale = None;
     let mut node_seed = None;
     let mut byzantine = false;
-    let mut replay_ahead = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()),
@@ -70,7 +72,6 @@ fn main() -> ExitCode {
             "--node-scale" => node_scale = args.next().and_then(|v| v.parse::<usize>().ok()),
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(6),
             "--byzantine" => byzantine = true,
-            "--replay-ahead" => replay_ahead = true,
             "--scale" => {
                 scale = Some(
                     args.next()
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine [--replay-ahead]]"
+                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine]"
                 );
                 return ExitCode::from(2);
             }
@@ -179,7 +180,6 @@ fn main() -> ExitCode {
             // A secured room with a Byzantine member (peer 0).
             cfg.secret = Some("rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
             cfg.byzantine = true;
-            cfg.replay_ahead = replay_ahead;
         }
         let r = run(cfg);
         print(s, &r);
@@ -194,6 +194,7 @@ fn main() -> ExitCode {
         totals.early_sdp += f.early_sdp;
         totals.signal_stalls += f.signal_stalls;
         totals.signal_reorders += f.signal_reorders;
+        totals.forgeries += f.forgeries;
         if !r.failures.is_empty() {
             failed.push(s);
         }
