@@ -77,7 +77,7 @@ export interface Update {
 export type Verdict = 'applied' | 'superseded' | 'stale' | 'rejected' | 'refused' | 'held';
 
 /** What a secured store's check says of an update (core's `UpdateRefusal` codes). */
-export type UpdateCheck = 'ok' | 'bad_source' | 'unsigned' | 'bad_sig' | 'not_owner';
+export type UpdateCheck = 'ok' | 'bad_source' | 'unsigned' | 'bad_sig' | 'not_owner' | 'revoked';
 
 /** How far ahead of the clock an update may be stamped and still be applied (ms). */
 export declare const MAX_FUTURE_MS: number;
@@ -88,8 +88,14 @@ export declare const MAX_STRIKES: number;
 export declare const STRIKE_FORGIVEN_MS: number;
 /** The writer's peer id in a source id (its first 43 characters, then nothing or `.`). */
 export declare function writerOf(source: string): string | null;
-/** Whether member `writer` may write `key` (`users/<id>/...` is member <id>'s alone). */
-export declare function mayWrite(key: string, writer: string): boolean;
+/** Whether member `writer` may write `key` (the room's `admins` anything; `users/<id>/...`
+ * is member <id>'s alone, `room/` the admins'). */
+export declare function mayWrite(key: string, writer: string, admins?: readonly string[]): boolean;
+/** Removals: `room/revoked/<peer id>` = `{"after": ts}`. */
+export declare const REVOKED_PREFIX: 'room/revoked/';
+/** The member a `room/revoked/` key removes and the time it names, or null (admins
+ * cannot be removed). */
+export declare function revocation(key: string, value: Json, admins?: readonly string[]): [string, number] | null;
 /** The signing input of an update in the room `roomId` (core's `signing_input`). */
 export declare function signingInput(roomId: Uint8Array, u: Update): Uint8Array;
 /** `JSON.stringify([[key, value], ts, source])` of an update. */
@@ -97,8 +103,10 @@ export declare function updateText(u: Update): string;
 
 /** A secured store's part (core's `UpdateGuard`): signs our writes, checks others'. */
 export declare class UpdateGuard {
-  constructor(roomId: Uint8Array, identity: Identity);
+  constructor(roomId: Uint8Array, identity: Identity, admins?: readonly string[]);
   readonly writer: string;
+  /** The room's admins (named by its invite). */
+  readonly admins: readonly string[];
   sign(u: Update): Promise<Uint8Array>;
   check(u: Update): Promise<UpdateCheck>;
 }
@@ -116,7 +124,16 @@ export declare class Store {
     unsigned: number; badSignatures: number; badSources: number; notOwner: number; held: number;
     /** Secured: updates below their writer's clock that still won their key (reordered). */
     late: number;
+    /** Secured: updates of a removed member stamped after its removal. */
+    revoked: number;
+    /** Secured: such writes applied before the removal arrived, voided when it did. */
+    voided: number;
   };
+  /** Removed members: peer id -> the time after which their updates are refused. */
+  readonly revoked: Map<string, number>;
+  revocationsChanged(key: string): void;
+  /** Writes voided by removals since the last call (ts 0, value null). */
+  takeVoided(): Update[];
   nextTs(): number;
   set(key: string, value: Json | undefined): Update;
   apply(u: Update): Verdict;
@@ -270,8 +287,10 @@ export declare class Session {
   sendUpdate(u: Update): boolean;
   /** Sends an update applied late, whatever the remote's clock says. */
   sendLate(u: Update): boolean;
-  /** Answers the remote's first `SUMS`: sources whose clocks agree but sums differ are sent whole. */
+  /** Answers the remote's `SUMS`: sources whose clocks agree but sums differ are sent whole. */
   repair(theirs: SourceSum[]): void;
+  /** Sends our `SUMS` (secured rooms, once synced). */
+  sendSums(): void;
   sendHistory(): void;
   ping(nowMs: number): void;
   sendControl(text: string): void;
@@ -287,6 +306,8 @@ export declare class Replica {
   signer: ((u: Update) => void) | null;
   /** Applies and forwards held-back updates that came due. */
   releaseHeld(): void;
+  /** Reports writes a removal voided and asks the links to compare sums again. */
+  voided(): void;
   /** Offers an update to every link but `origin`'s (no event). */
   send(u: Update, origin: number | null): void;
   openLink(out: MessageSink | ((line: string) => void)): number;
@@ -578,6 +599,10 @@ export declare class Member {
     readonly updatesHeld: number;
     /** Updates applied below their writer's clock: a relay reordered them. */
     readonly updatesLate: number;
+    /** Updates of a removed member stamped after its removal. */
+    readonly updatesRevoked: number;
+    /** Writes of a removed member voided when its removal arrived. */
+    readonly updatesVoided: number;
   };
   /** New user attributes, announced to the room. */
   announce(attributes: { [key: string]: Json }): void;
@@ -606,8 +631,13 @@ export declare const PBKDF2_ROUNDS: number;
 export declare const PEER_ID_LEN: 43;
 /** Reads a room secret; throws a MeshError `bad_secret`. */
 export declare function parseSecret(text: string):
-  | { kind: 'invite'; bytes: Uint8Array }
+  | { kind: 'invite'; bytes: Uint8Array; admins: { ids: string[]; sig: Uint8Array; body: string } | null }
   | { kind: 'passphrase'; text: string };
+/** The most admins an invite names. */
+export declare const MAX_ADMINS: 16;
+/** An invite (without admins) naming `creator` and `others` as the room's admins, signed
+ * by the creator: `rm1_<secret>.<sig>.<creator>[.<admin>]*`. */
+export declare function inviteWithAdmins(invite: string, creator: Identity, others?: string[]): Promise<string>;
 /** A fresh invite secret (`rm1_...`). */
 export declare function generateSecret(): string;
 /** The keys of a secured room. */
@@ -619,6 +649,8 @@ export interface RoomKey {
   readonly tagRaw: Uint8Array;
   /** The AES-256-GCM key of sealed payloads (not extractable). */
   readonly key: CryptoKey;
+  /** The admins the invite names (checked: signed by its creator, the first). */
+  readonly admins: readonly string[];
 }
 /** The keys of `room` under `secret` (a passphrase is stretched: about a second). */
 export declare function deriveRoomKey(room: string, secret: string): Promise<RoomKey>;

@@ -27,7 +27,8 @@ export {
 } from './lib/values.js';
 export { SUM_LANES, Store } from './lib/store.js';
 export {
-  MAX_FUTURE_MS, MAX_HELD, MAX_STRIKES, STRIKE_FORGIVEN_MS, UpdateGuard, mayWrite, signingInput, writerOf,
+  MAX_FUTURE_MS, MAX_HELD, MAX_STRIKES, REVOKED_PREFIX, STRIKE_FORGIVEN_MS, UpdateGuard, mayWrite, revocation,
+  signingInput, writerOf,
 } from './lib/updates.js';
 export {
   CHUNK, JsonEncoder, LineDecoder, LineWriter, decodeLine, encodeControl, encodeDigest, encodeUpdate, updateText,
@@ -43,6 +44,7 @@ export { CLOSE_FLUSH_MS, Mesh } from './lib/mesh.js';
 export { Member, join } from './lib/member.js';
 export { DEFAULT_MAX_SIGNAL_AGE_MS, MAX_SDP_PLAIN } from './lib/secured.js';
 export {
-  INVITE_PREFIX, PBKDF2_ROUNDS, PEER_ID_LEN, parseSecret, generateSecret, deriveRoomKey, seal, open,
+  INVITE_PREFIX, MAX_ADMINS, PBKDF2_ROUNDS, PEER_ID_LEN, parseSecret, generateSecret, inviteWithAdmins, deriveRoomKey,
+  seal, open,
   PeerKey, Identity, signing, b64url, fromB64url,
 } from './lib/security.js';

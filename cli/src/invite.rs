@@ -14,12 +14,18 @@ pub(crate) const INVITE_USAGE: &str = "\
 rtc-mesh invite: a fresh secret for a secured room, and the demo page's link with it
 
 Usage:
-  rtc-mesh invite ROOM [--signal URL] [--json]
+  rtc-mesh invite ROOM [--signal URL] [--json] [--admin-identity F [--admin ID]...]
 
 Prints the secret (rm1_ and 43 characters: 256 random bits, no stretching) for
 `rtc-mesh join ROOM --secret S`, and the demo page's link on the switchboard at URL
 (default ws://127.0.0.1:3000/) with the secret in its fragment (#secret=S), which
 the browser never sends to any server. Anyone holding the secret can join the room.
+
+With --admin-identity F the invite names admins, signed by the identity in F (made
+when missing, as `join --identity`), who is the first of them; each --admin ID (a
+member's peer id) adds one, 16 at most. Admins may write anywhere (`room/`, any
+member's `users/` space) and remove a member: `room/revoked/<id>` = {\"after\": ts}
+refuses its updates stamped after ts. Join with `--identity F` to act as the admin.
 ";
 
 pub(crate) const TOKEN_USAGE: &str = "\
@@ -91,11 +97,15 @@ pub(crate) fn invite(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut room = None;
     let mut signal = "ws://127.0.0.1:3000/".to_owned();
     let mut json = false;
+    let mut admin_identity = None;
+    let mut admins = Vec::new();
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if room.is_none() => room = Some(v.string()?),
             Long("signal") => signal = args.value()?.string()?,
             Long("json") => json = true,
+            Long("admin-identity") => admin_identity = Some(args.value()?.string()?),
+            Long("admin") => admins.push(args.value()?.string()?),
             Long("help") | Short('h') => {
                 print!("{INVITE_USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -106,7 +116,21 @@ pub(crate) fn invite(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let room = room.ok_or_else(|| Usage("invite needs a ROOM".into()))?;
     let url = WsUrl::parse(&signal).map_err(|e| Usage(e.to_string()))?;
     let seed = os_random().map_err(Usage)?;
-    let secret = RoomSecret::generate(&mut Entropy::from_seed(seed));
+    let mut secret = RoomSecret::generate(&mut Entropy::from_seed(seed));
+    match admin_identity {
+        Some(f) => {
+            let creator = identity_file(std::path::Path::new(&f)).map_err(Usage)?;
+            secret = secret
+                .with_admins(&creator, &admins)
+                .map_err(|e| Usage(format!("bad_admin: {e}")))?;
+        }
+        None if !admins.is_empty() => {
+            return Err(Usage(
+                "--admin needs --admin-identity (the creator who signs)".into(),
+            ))
+        }
+        None => {}
+    }
     let text = secret.to_text();
     let link = format!(
         "http://{}/?room={}#secret={}",

@@ -251,7 +251,7 @@ fn an_identity_file_keeps_a_member_s_peer_id_across_restarts() {
     assert_eq!(st["mesh"].as_object().unwrap().len(), 11, "{st}");
     assert_eq!(st["mesh"]["bad_signatures"], 0, "{st}");
     assert_eq!(st["node"].as_object().unwrap().len(), 7, "{st}");
-    assert_eq!(st["store"].as_object().unwrap().len(), 12, "{st}");
+    assert_eq!(st["store"].as_object().unwrap().len(), 14, "{st}");
     // A damaged file, and an identity without a secured room: usage errors.
     std::fs::write(&file, "rm1id_not-a-key\n").unwrap();
     for (args, says) in [

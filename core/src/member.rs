@@ -565,9 +565,8 @@ impl ReplicatorOptions {
     ) -> Self {
         let key = crate::security::RoomKey::derive(room, secret);
         let mut o = ReplicatorOptions::new(format!("{}.{incarnation}", identity.peer_id()), codec);
-        o.guard = Some(crate::security::updates::UpdateGuard::new(
-            *key.room_id(),
-            identity,
+        o.guard = Some(crate::security::updates::UpdateGuard::for_room(
+            &key, identity,
         ));
         o
     }

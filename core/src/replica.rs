@@ -426,6 +426,11 @@ impl Replica {
                 source: &ev.source,
                 sig: ev.sig.as_ref(),
             };
+            // Voided by a removal: reported, never sent (see Store::take_voided).
+            if ev.ts == 0.0 {
+                self.events.push_back(ReplicaEvent::Update(ev));
+                continue;
+            }
             // Below its writer's clock: it came after a later one of the same writer
             // (see StoreStats::late), so the links' clocks cannot tell who lacks it.
             let late = !ev.local && self.store.is_late(u.source, u.ts);
@@ -455,6 +460,16 @@ impl Replica {
                 }
             }
             self.events.push_back(ReplicaEvent::Update(ev));
+        }
+        // A removal voided writes: the keys they held should get back what they had
+        // superseded, which the links' sums find.
+        if self.store.take_voided() {
+            for (&id, s) in self.links.iter_mut() {
+                s.send_sums(&self.store);
+                if !self.dirty.contains(&id) {
+                    self.dirty.push_back(id);
+                }
+            }
         }
     }
 

@@ -21,7 +21,7 @@
 //! Between our own peers, more control strings (scuttlebutt ignores them):
 //! `"CLOCK {json clock}"` says what the sender has now (the receiver then sends what it
 //! lacks, as after a digest, without a second `SYNC`); in a secured room, once synced,
-//! each side sends `"SUMS {..}"` once, and a source whose clocks agree but whose sums
+//! each side sends `"SUMS {..}"` (and again after a removal voided writes), and a source whose clocks agree but whose sums
 //! differ is repaired: each side sends every write of that source it holds (see
 //! [`crate::control::SourceSum`]: a relay that reordered a writer's updates can leave
 //! a clock ahead of what arrived). Any other control string (such as the replica's
@@ -150,8 +150,6 @@ pub struct Session {
     /// The writes of a repair still to send (see the module docs), whatever the
     /// remote's clock says.
     repair: VecDeque<HistoryItem>,
-    /// The remote's `SUMS` was answered (only its first is).
-    sums_answered: bool,
 }
 
 impl Session {
@@ -179,7 +177,6 @@ impl Session {
             misbehaved: false,
             framing: config.framing,
             repair: VecDeque::new(),
-            sums_answered: false,
         }
     }
 
@@ -287,7 +284,8 @@ impl Session {
                             // and resends its own (unsigned, keyless) writes: only forgeries
                             // count against it there.
                             use crate::security::updates::UpdateRefusal as R;
-                            if self.framing == Framing::Messages
+                            // A removed member's late writes are no one's fault.
+                            if (self.framing == Framing::Messages && *why != R::Revoked)
                                 || matches!(why, R::BadSignature | R::NotOwner)
                             {
                                 self.strike(now, why.code());
@@ -368,10 +366,11 @@ impl Session {
     }
 
     /// The remote's `SUMS`: every source whose clock agrees with ours but whose sums
-    /// do not is sent whole. Only the first is answered: a repair costs at most one
-    /// store's worth per link, as a digest of nothing does.
+    /// do not is sent whole. One arriving while a repair is still being sent is not
+    /// answered: repairs cost a link at most what it can carry, as digests of nothing
+    /// on every reconnect would.
     fn repair(&mut self, store: &Store, theirs: &[crate::control::SourceSum]) {
-        if std::mem::replace(&mut self.sums_answered, true)
+        if !self.repair.is_empty()
             || !store.is_secured()
             || cfg!(feature = "bug-trust-source-clock")
         {
@@ -403,13 +402,19 @@ impl Session {
         }
     }
 
+    /// Secured stores: tells the remote what we hold per source (`SUMS`), once synced
+    /// and again after a removal voided writes (see [`Store::take_voided`]).
+    pub(crate) fn send_sums(&mut self, store: &Store) {
+        if store.is_secured() && self.synced {
+            self.enc
+                .control(&crate::control::Control::Sums(store.sums()).encode());
+        }
+    }
+
     fn check_synced(&mut self, store: &Store) {
         if self.sent_sync && self.recv_sync && !self.synced {
             self.synced = true;
-            if store.is_secured() {
-                self.enc
-                    .control(&crate::control::Control::Sums(store.sums()).encode());
-            }
+            self.send_sums(store);
             let id = self.remote_id.clone().unwrap_or_default();
             self.events.push_back(SessionEvent::Synced { id });
         }

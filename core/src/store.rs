@@ -26,7 +26,7 @@ use smol_str::SmolStr;
 use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
-use crate::security::updates::{may_write, UpdateGuard, UpdateRefusal, UpdateSig, MAX_FUTURE};
+use crate::security::updates::{UpdateGuard, UpdateRefusal, UpdateSig, MAX_FUTURE};
 use crate::value::{EncodedValue, Object, Value, ValueError};
 
 /// The most updates a secured store holds back for being stamped ahead of its clock.
@@ -174,6 +174,9 @@ pub enum StoreError {
     /// In a secured room, the key belongs to another member (`users/<id>/...`).
     #[error("the key {0:?} is another member's (users/<id>/ keys are their member's alone)")]
     NotOwner(String),
+    /// A secured store's member was removed from the room (`room/revoked/<id>`).
+    #[error("this member was removed from the room")]
+    Revoked,
     /// A secured store's source id must start with its identity's peer id.
     #[error("the source id {0:?} does not start with the identity's peer id")]
     NotTheIdentity(String),
@@ -324,6 +327,11 @@ pub struct StoreStats {
     /// later update of the same writer) and still won their key: a relay reordered
     /// them. Applied like any other.
     pub late: u64,
+    /// Secured stores: remote updates of a removed member stamped after its removal.
+    pub revoked: u64,
+    /// Secured stores: writes of a removed member stamped after its removal that had
+    /// been applied before the removal arrived, voided when it did.
+    pub voided: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -416,11 +424,16 @@ pub struct Store {
     free_sigs: Vec<u32>,
     /// Held back (secured stores), by (timestamp bits, source).
     held: BTreeMap<(u64, SmolStr), Update>,
+    /// Removed members (secured stores): peer id -> the time after which its updates
+    /// are refused, from the `room/revoked/<id>` entries.
+    revoked: HashMap<SmolStr, f64>,
+    /// Entries voided since [`Store::take_voided`] was last called.
+    voided_since: bool,
 }
 
 impl StoreStats {
     /// Every counter with its field's name, in declaration order (for reports).
-    pub fn counters(&self) -> [(&'static str, u64); 12] {
+    pub fn counters(&self) -> [(&'static str, u64); 14] {
         [
             ("applied", self.applied),
             ("superseded", self.superseded),
@@ -434,6 +447,8 @@ impl StoreStats {
             ("not_owner", self.not_owner),
             ("held", self.held),
             ("late", self.late),
+            ("revoked", self.revoked),
+            ("voided", self.voided),
         ]
     }
 }
@@ -470,6 +485,8 @@ impl Store {
             sigs: Vec::new(),
             free_sigs: Vec::new(),
             held: BTreeMap::new(),
+            revoked: HashMap::new(),
+            voided_since: false,
         })
     }
 
@@ -566,8 +583,11 @@ impl Store {
     ) -> Result<Update, StoreError> {
         self.check_key(key)?;
         if let Some(g) = &self.guard {
-            if !may_write(key, g.writer()) {
+            if !g.may_write(key) {
                 return Err(StoreError::NotOwner(key.to_owned()));
+            }
+            if self.revoked.contains_key(g.writer()) {
+                return Err(StoreError::Revoked);
             }
         }
         if !value.fits(&self.limits) {
@@ -699,7 +719,79 @@ impl Store {
             local,
             sig,
         });
+        if self.guard.is_some() && key.starts_with(crate::security::updates::REVOKED_PREFIX) {
+            self.revocations_changed(&key);
+        }
         Some(key)
+    }
+
+    /// A `room/revoked/<id>` entry changed: the removal it names (if any) is in force,
+    /// and the member's writes stamped after it are voided: the entry stays with
+    /// timestamp 0 and no value, so that any other write of the key wins over it (see
+    /// [`Store::take_voided`]), and its change is reported as a delete with timestamp 0.
+    fn revocations_changed(&mut self, key: &str) {
+        let Some(g) = &self.guard else { return };
+        let Some(id) = key.strip_prefix(crate::security::updates::REVOKED_PREFIX) else {
+            return;
+        };
+        let value = self.entries.get(key).map(|e| e.value.clone());
+        let removal = value
+            .as_ref()
+            .and_then(|v| crate::security::updates::revocation(key, v, g.admins()));
+        let Some((_, after)) = removal else {
+            self.revoked.remove(id);
+            return;
+        };
+        self.revoked.insert(id.into(), after);
+        let names = &self.sources.names;
+        let doomed: Vec<u32> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, e))| {
+                e.ts > after
+                    && crate::security::updates::writer_of(&names[e.source.0 as usize]) == Some(id)
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for slot in doomed {
+            let (k, e) = self.entries.slot_mut(slot);
+            let k = k.clone();
+            if !e.value.is_null() {
+                self.live -= 1;
+            }
+            if e.sig != NO_SIG {
+                self.free_sigs.push(e.sig);
+                e.sig = NO_SIG;
+            }
+            e.value = EncodedValue::null();
+            e.ts = 0.0;
+            let source = self.sources.names[e.source.0 as usize].clone();
+            self.stats.voided += 1;
+            self.voided_since = true;
+            self.events.push_back(StoreEvent {
+                key: k,
+                value: EncodedValue::null(),
+                deleted: true,
+                source,
+                ts: 0.0,
+                local: false,
+                sig: None,
+            });
+        }
+    }
+
+    /// Were entries voided by a removal since the last call? Then the replica asks its
+    /// links to compare sums again (`SUMS`), so that the keys get back the writes the
+    /// voided ones had superseded.
+    pub fn take_voided(&mut self) -> bool {
+        std::mem::take(&mut self.voided_since)
+    }
+
+    /// The members removed from the room, with the time after which their updates are
+    /// refused.
+    pub fn revoked(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.revoked.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
     /// Applies a remote update. The verdict depends only on the update and the store;
@@ -761,8 +853,17 @@ impl Store {
             .as_mut()
             .filter(|_| !cfg!(feature = "bug-skip-update-check"))
         {
-            if let Err(r) = g.check(u) {
+            let removed = || {
+                let writer = crate::security::updates::writer_of(u.source)?;
+                self.revoked.get(writer).filter(|after| u.ts > **after)
+            };
+            let verdict = g.check(u).and_then(|()| match removed() {
+                Some(_) => Err(UpdateRefusal::Revoked),
+                None => Ok(()),
+            });
+            if let Err(r) = verdict {
                 let n = match r {
+                    UpdateRefusal::Revoked => &mut self.stats.revoked,
                     UpdateRefusal::Unsigned => &mut self.stats.unsigned,
                     UpdateRefusal::BadSignature => &mut self.stats.bad_signatures,
                     UpdateRefusal::BadSource => &mut self.stats.bad_sources,
@@ -948,7 +1049,8 @@ impl Store {
     /// Every winning write of the flagged sources (indexed by [`SourceIx`]), whatever
     /// its timestamp, in (timestamp, source) order: a repair (see [`Store::sums`]).
     pub(crate) fn history_of(&self, sources: &[bool]) -> Vec<HistoryItem> {
-        let of = |e: &Entry| sources.get(e.source.0 as usize).copied().unwrap_or(false);
+        let of =
+            |e: &Entry| e.ts > 0.0 && sources.get(e.source.0 as usize).copied().unwrap_or(false);
         self.items(self.order_where(of))
     }
 
@@ -957,7 +1059,7 @@ impl Store {
     /// of them lacks while their clocks agree (see [`crate::control::SourceSum`]).
     pub fn sums(&self) -> Vec<crate::control::SourceSum> {
         let mut acc = vec![(0u64, [0u32; crate::control::SUM_LANES]); self.sources.names.len()];
-        for (_, e) in self.entries.iter() {
+        for (_, e) in self.entries.iter().filter(|(_, e)| e.ts > 0.0) {
             let (count, lanes) = &mut acc[e.source.0 as usize];
             *count += 1;
             if let Some(sig) = self.sigs.get(e.sig as usize) {

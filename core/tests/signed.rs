@@ -706,3 +706,242 @@ fn a_relay_that_reorders_a_writer_s_updates_cannot_hide_the_earlier_ones() {
     }
     let _ = rh2;
 }
+
+/// A store of member `m` in a room whose invite names `admins`.
+fn store_with_admins(m: &Member, t0: Instant, admins: &[&Member]) -> Store {
+    let mut c = StoreConfig::new(m.source.clone(), EPOCH, t0);
+    let ids = admins.iter().map(|a| a.me.peer_id().to_owned()).collect();
+    c.guard = Some(UpdateGuard::new(ROOM, m.me.clone()).with_admins(ids));
+    Store::new(c).unwrap()
+}
+
+/// Admins write anywhere; an admin's `room/revoked/<id>` removes a member: its updates
+/// stamped after the removal are refused everywhere (no strike: relays may still pass
+/// them on), those that landed before the removal arrived are voided there, and the
+/// keys get back what they had superseded (the sums after the voiding find it).
+#[test]
+fn an_admin_removes_a_member_and_its_later_writes_go_everywhere() {
+    let (admin, h, x, r) = (member(1), member(2), member(3), member(4));
+    let t0 = Instant::now();
+    let admins = [&admin];
+    let mut ra = Replica::new(store_with_admins(&admin, t0, &admins));
+    let mut rr = Replica::new(store_with_admins(&r, t0, &admins));
+    let mut rh = Replica::new(store_with_admins(&h, t0, &admins));
+    let mut rx = Replica::new(store_with_admins(&x, t0, &admins));
+    let raw = (Codec::Json, Framing::Messages);
+
+    // Admins may write room/ and others' users/ space; members may not.
+    let theirs = format!("users/{}/name", r.me.peer_id());
+    let by_admin = [
+        ra.set(t0, "room/title", &"T".into()).unwrap(),
+        ra.set(t0, &theirs, &"moderated".into()).unwrap(),
+    ];
+    assert!(matches!(
+        rx.set(t0, "room/title", &"mine".into()),
+        Err(StoreError::NotOwner(_))
+    ));
+    let hx = connect(&mut rh, &mut rx, Codec::Postcard);
+    let from_a = rh.open_link(raw.0, raw.1);
+    feed(&mut rh, from_a, raw, &by_admin, t0);
+    rx.set(t0, "k", &"x".into()).unwrap();
+    run(&mut [&mut rh, &mut rx], &[(0, 1, &hx)], t0);
+    assert_eq!(rx.store().get("room/title"), Some("T".into()));
+    assert_eq!(rx.store().get(&theirs), Some("moderated".into()));
+
+    // r writes k over x's, and another key: both reach h before the removal does.
+    let t1 = t0 + Duration::from_millis(5);
+    let early = rr.set(t0, "early", &1.0.into()).unwrap();
+    let mut late = Vec::new();
+    for (k, v) in [("k", "r"), ("only-r", "r")] {
+        late.push(rr.set(t1, k, &v.into()).unwrap());
+    }
+    let removal = ra
+        .set(
+            t1,
+            &format!("room/revoked/{}", r.me.peer_id()),
+            &Value::from_json(&format!("{{\"after\":{}}}", early.ts)).unwrap(),
+        )
+        .unwrap();
+    let from_r = rh.open_link(raw.0, raw.1);
+    feed(&mut rh, from_r, raw, [&early].into_iter().chain(&late), t1);
+    assert_eq!(rh.store().get("k"), Some("r".into()));
+    // x hears of the removal first; then the link runs both ways.
+    let x_from_a = rx.open_link(raw.0, raw.1);
+    feed(&mut rx, x_from_a, raw, [&removal], t1);
+    run(&mut [&mut rh, &mut rx], &[(0, 1, &hx)], t1);
+    for (name, rep) in [("h", &rh), ("x", &rx)] {
+        let s = rep.store();
+        assert_eq!(s.get("k"), Some("x".into()), "{name}");
+        assert_eq!(s.get("only-r"), None, "{name}");
+        assert_eq!(
+            s.get("early"),
+            Some(1.0.into()),
+            "{name}: before the removal"
+        );
+        assert_eq!(
+            s.revoked().collect::<Vec<_>>(),
+            vec![(r.me.peer_id(), early.ts)]
+        );
+    }
+    assert_eq!(rh.store().stats().voided, 2);
+    assert_eq!(rx.store().stats().revoked, 2);
+    assert_eq!(rh.store().dump(), rx.store().dump());
+    // Refused without strikes; and the removed member cannot write any more.
+    assert!(misbehaved(&mut rx).is_empty());
+    assert_eq!(rx.link_stats(hx.b).unwrap().refused, 2);
+    let r_from_a = rr.open_link(raw.0, raw.1);
+    feed(&mut rr, r_from_a, raw, [&removal], t1);
+    assert!(matches!(
+        rr.set(t1, "after", &1.0.into()),
+        Err(StoreError::Revoked)
+    ));
+    // An admin cannot be removed: the record removes no one.
+    let nobody = ra
+        .set(
+            t1,
+            &format!("room/revoked/{}", admin.me.peer_id()),
+            &Value::from_json("{\"after\":0}").unwrap(),
+        )
+        .unwrap();
+    feed(&mut rx, x_from_a, raw, [&nobody], t1);
+    assert_eq!(rx.store().revoked().count(), 1);
+}
+
+/// Writes (or checks) `core/tests/vectors/admins.json`: an invite naming admins, the room
+/// it derives, and what a store of that room decides for admin writes, a removal (and
+/// the write it voids) and a removed member's later ones; the browser client must agree
+/// (`web/tests/updates.test.mjs`), and refuse the same damaged invites.
+#[test]
+fn the_admin_and_removal_vectors_are_what_the_store_decides() {
+    use rtc_mesh_core::security::{RoomKey, RoomSecret};
+    use serde_json::{json, Value as J};
+    let (creator, other, v, m) = (member(1), member(6), member(2), member(3));
+    let plain = RoomSecret::parse(&format!("rm1_{}", "BQ".repeat(21) + "A")).unwrap();
+    let invite = plain
+        .with_admins(&creator.me, &[other.me.peer_id().to_owned()])
+        .unwrap();
+    let text = invite.to_text().to_string();
+    let key = RoomKey::derive("team", &invite);
+    let room = *key.room_id();
+    let t0 = Instant::now();
+    let mut c = StoreConfig::new(v.source.clone(), EPOCH, t0);
+    c.guard = Some(UpdateGuard::for_room(&key, v.me.clone()));
+    let mut s = Store::new(c).unwrap();
+    let revoke = |id: &str, after: f64| {
+        (
+            format!("room/revoked/{id}"),
+            Value::from_json(&format!("{{\"after\":{after}}}")).unwrap(),
+        )
+    };
+    let t = |d: f64| EPOCH + d;
+    let mid = m.me.peer_id();
+    let (rk, rv) = revoke(mid, t(5.0));
+    let (ak, av) = revoke(creator.me.peer_id(), 0.0);
+    let cases = vec![
+        (
+            "an admin writes room/",
+            signed(
+                &creator,
+                room,
+                "room/title",
+                "T".into(),
+                t(1.0),
+                &creator.source,
+            ),
+        ),
+        (
+            "a member writes room/",
+            signed(&m, room, "room/x", 1.0.into(), t(2.0), &m.source),
+        ),
+        (
+            "an admin moderates users/",
+            signed(
+                &other,
+                room,
+                &format!("users/{mid}/name"),
+                "x".into(),
+                t(3.0),
+                &other.source,
+            ),
+        ),
+        (
+            "the member writes before it is removed",
+            signed(&m, room, "v", 1.0.into(), t(10.0), &m.source),
+        ),
+        (
+            "an admin removes it after t+5: the write at t+10 is voided",
+            signed(&creator, room, &rk, rv, t(11.0), &creator.source),
+        ),
+        (
+            "the removed member writes after",
+            signed(&m, room, "w", 1.0.into(), t(20.0), &m.source),
+        ),
+        (
+            "its write from before the removal",
+            signed(&m, room, "early", 1.0.into(), t(4.0), &m.source),
+        ),
+        (
+            "an admin cannot be removed",
+            signed(&other, room, &ak, av, t(12.0), &other.source),
+        ),
+        (
+            "the creator still writes",
+            signed(&creator, room, "c", 1.0.into(), t(30.0), &creator.source),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, u) in cases {
+        let verdict = match s.apply(t0, u.clone()) {
+            Verdict::Applied => "applied".to_owned(),
+            Verdict::Stale => "stale".to_owned(),
+            Verdict::Superseded => "superseded".to_owned(),
+            Verdict::Rejected(Rejection::Refused(r)) => r.code().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        out.push(json!({
+            "name": name,
+            "key": u.key.as_str(),
+            "json": u.value.to_json(),
+            "ts": u.ts,
+            "source": u.source.as_str(),
+            "sig": u.sig.map(|s| J::from(hex(&s))).unwrap_or(J::Null),
+            "verdict": verdict,
+        }));
+    }
+    // Damaged invites: each is refused (bad_admins) however it was damaged.
+    let (head, tail) = text.split_at(4 + 43 + 1 + 86);
+    let bad = vec![
+        format!("{text}.{}", m.me.peer_id()),
+        format!("{head}.{}", creator.me.peer_id()),
+        format!("{head}.{}.{}", other.me.peer_id(), creator.me.peer_id()),
+        format!("{}AA{tail}", &head[..head.len() - 2]),
+        format!("{head}.x"),
+        format!("{}.", &text[..4 + 43]),
+    ];
+    for b in &bad {
+        assert!(RoomSecret::parse(b).is_err(), "{b}");
+    }
+    let doc = json!({
+        "room": "team",
+        "invite": text,
+        "plain": plain.to_text().as_str(),
+        "admins": key.admins(),
+        "room_id": hex(&room),
+        "tag": key.tag(),
+        "plain_tag": RoomKey::derive("team", &plain).tag(),
+        "epoch_ms": EPOCH,
+        "store_seed": hex(&[2; 32]),
+        "store_source": v.source,
+        "creator_seed": hex(&[1; 32]),
+        "cases": out,
+        "stats": {
+            "not_owner": s.stats().not_owner,
+            "revoked": s.stats().revoked,
+            "voided": s.stats().voided,
+        },
+        "removed": s.revoked().map(|(id, after)| json!([id, after])).collect::<Vec<_>>(),
+        "snapshot": J::from(s.dump().iter().map(|(k, v)| (k.to_owned(), J::from(v.to_json()))).collect::<serde_json::Map<_, _>>()),
+        "bad_invites": bad,
+    });
+    common::check_or_write("admins.json", &doc, true);
+}

@@ -133,7 +133,7 @@ export class Member {
     // applied late (a relay reordered their writer's updates).
     for (const [k, s] of [['updatesUnsigned', 'unsigned'], ['updatesBadSignature', 'badSignatures'],
       ['updatesBadSource', 'badSources'], ['updatesNotOwner', 'notOwner'], ['updatesHeld', 'held'],
-      ['updatesLate', 'late']]) {
+      ['updatesLate', 'late'], ['updatesRevoked', 'revoked'], ['updatesVoided', 'voided']]) {
       Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.store.stats[s] });
     }
   }

@@ -181,7 +181,8 @@ export class Mesh {
     // The store's clock: wall-clock ms of the input being handled.
     this.clock = start;
     // Secured rooms: every write signed, every update checked (lib/updates.js).
-    const guard = config.security ? new UpdateGuard(config.security.key.roomId, config.security.identity) : null;
+    const sec = config.security;
+    const guard = sec ? new UpdateGuard(sec.key.roomId, sec.identity, sec.key.admins ?? []) : null;
     this.store = new Store(`${this.id}.${this.incarnation}`, { now: () => epochMs + (this.clock - start), guard });
     this.replica = new Replica(this.store);
     this.replica.onUpdate = (u, local) => this.event('update', updateEvent(u, local));

@@ -60,8 +60,9 @@ export class Replica {
     const l = this.links.get(id);
     if (!l) return null;
     const r = l.session.handle(m, nowMs);
+    if (r?.update && r.verdict === 'applied') this.forward(r.update, id);
+    this.voided();
     if (!r) return null;
-    if (r.update && r.verdict === 'applied') this.forward(r.update, id);
     if (r.digest !== undefined) {
       l.session.sendControl(`LINKS ${JSON.stringify([...this.reported])}`);
       this.reportLinks(false);
@@ -93,12 +94,23 @@ export class Replica {
     const u = this.store.set(key, value);
     if (this.signer) this.signer(u);
     else this.forward(u, null);
+    this.voided();
     return u;
+  }
+
+  /** Writes a removal voided (core's `take_voided`): reported, never sent, and the
+   * links compare sums again so that the keys get back what those had superseded. */
+  voided() {
+    const v = this.store.takeVoided();
+    if (!v.length) return;
+    for (const u of v) this.onUpdate(u, false);
+    for (const l of this.links.values()) l.session.sendSums();
   }
 
   /** Time passed: held-back updates that came due are applied and forwarded. */
   releaseHeld() {
     for (const u of this.store.releaseHeld()) this.forward(u, null);
+    this.voided();
   }
 
   forward(u, origin) {

@@ -16,6 +16,36 @@ export const INVITE_PREFIX = 'rm1_';
 export const PBKDF2_ROUNDS = 600000;
 export const PEER_ID_LEN = 43;
 const MAX_PASSPHRASE = 1024;
+/** The most admins an invite names (core's `MAX_ADMINS`). */
+export const MAX_ADMINS = 16;
+
+/** The creator's signing input of an invite's admins (core's `Admins`). */
+function adminsInput(secret, body) {
+  return concat(bytes('rtc-mesh/v1/admins'), ZERO, secret, bytes(body));
+}
+
+/**
+ * `invite` (an `rm1_...` text without admins) naming `creator` (an Identity) and the
+ * peer ids `others` as the room's admins, signed by the creator (core's
+ * `RoomSecret::with_admins`).
+ */
+export async function inviteWithAdmins(invite, creator, others = []) {
+  const s = parseSecret(invite);
+  if (s.kind !== 'invite') throw new MeshError('bad_secret', "the invite's admins do not check: a passphrase cannot name admins");
+  const ids = [creator.peerId];
+  for (const o of others) {
+    try {
+      await PeerKey.fromPeerId(o);
+    } catch {
+      throw new MeshError('bad_secret', `the invite's admins do not check: ${JSON.stringify(o)} is not a member's key`);
+    }
+    if (!ids.includes(o)) ids.push(o);
+  }
+  if (ids.length > MAX_ADMINS) throw new MeshError('bad_secret', "the invite's admins do not check: more than 16 admins");
+  const body = ids.join('.');
+  const sig = await creator.sign(adminsInput(s.bytes, body));
+  return `${INVITE_PREFIX}${b64url(s.bytes)}.${b64url(sig)}.${body}`;
+}
 const MAX_SEALED = 64 << 10;
 
 const subtle = globalThis.crypto.subtle;
@@ -65,11 +95,20 @@ const ZERO = new Uint8Array([0]);
 export function parseSecret(text) {
   if (typeof text !== 'string' || text === '') throw new MeshError('bad_secret', 'the room secret is empty');
   if (text.startsWith(INVITE_PREFIX)) {
-    const b = fromB64url(text.slice(INVITE_PREFIX.length));
+    if (text.length > MAX_PASSPHRASE) throw new MeshError('bad_secret', `the room secret is ${text.length} bytes; the maximum is 1024`);
+    const [secret, sig, ...ids] = text.slice(INVITE_PREFIX.length).split('.');
+    const b = fromB64url(secret);
     if (!b || b.length !== 32) {
       throw new MeshError('bad_secret', 'the room secret starts with rm1_ but is not an invite: 43 base64url characters must follow');
     }
-    return { kind: 'invite', bytes: b };
+    if (sig === undefined) return { kind: 'invite', bytes: b, admins: null };
+    // Admins (core's `Admins`): checked by deriveRoomKey, where the signature is.
+    const bad = (why) => new MeshError('bad_secret', `the invite's admins do not check: ${why}`);
+    const sigBytes = fromB64url(sig);
+    if (!sigBytes || sigBytes.length !== 64) throw bad('the signature is not 86 base64url characters');
+    if (!ids.length) throw bad('no admins after the signature');
+    if (ids.length > MAX_ADMINS) throw bad('more than 16 admins');
+    return { kind: 'invite', bytes: b, admins: { ids, sig: sigBytes, body: ids.join('.') } };
   }
   const n = bytes(text).length;
   if (n > MAX_PASSPHRASE) throw new MeshError('bad_secret', `the room secret is ${n} bytes; the maximum is 1024`);
@@ -93,8 +132,27 @@ async function hkdf(ikm, salt, info, n) {
 export async function deriveRoomKey(room, secret) {
   const s = parseSecret(secret);
   let master;
-  if (s.kind === 'invite') master = s.bytes;
-  else {
+  let admins = [];
+  if (s.kind === 'invite') {
+    master = s.bytes;
+    if (s.admins) {
+      const bad = (why) => new MeshError('bad_secret', `the invite's admins do not check: ${why}`);
+      for (const id of s.admins.ids) {
+        try {
+          await PeerKey.fromPeerId(id);
+        } catch {
+          throw bad("an admin is not a member's key");
+        }
+      }
+      const creator = await PeerKey.fromPeerId(s.admins.ids[0]);
+      if (!(await creator.verify(adminsInput(s.bytes, s.admins.body), s.admins.sig))) {
+        throw bad("the creator's signature does not check");
+      }
+      admins = s.admins.ids;
+      // The admins follow the secret in the derivation: other admins, another room.
+      master = concat(master, bytes(s.admins.body));
+    }
+  } else {
     const pw = await subtle.importKey('raw', bytes(s.text), 'PBKDF2', false, ['deriveBits']);
     const salt = concat(bytes('rtc-mesh/v1/password/'), bytes(room));
     master = new Uint8Array(await subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations: PBKDF2_ROUNDS }, pw, 256));
@@ -107,7 +165,7 @@ export async function deriveRoomKey(room, secret) {
   const key = await subtle.importKey('raw', seal, 'AES-GCM', false, ['encrypt', 'decrypt']);
   seal.fill(0);
   k0.fill(0);
-  return Object.freeze({ roomId, tag: b64url(tagRaw), tagRaw, key });
+  return Object.freeze({ roomId, tag: b64url(tagRaw), tagRaw, key, admins: Object.freeze([...admins]) });
 }
 
 function aad(rk, command, sender, target) {

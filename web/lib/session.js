@@ -62,8 +62,7 @@ export class Session {
       bytesIn: 0, bytesOut: 0, updatesIn: 0, updatesOut: 0, errors: 0, pingsIn: 0, rtt: null, refused: 0,
       repairs: 0, repaired: 0,
     };
-    /** The remote's `SUMS` was answered (only its first is). */
-    this.sumsAnswered = false;
+
     /** Strikes for refused updates as of `strikeAt` (one forgiven per STRIKE_FORGIVEN_MS). */
     this.strikes = 0;
     this.strikeAt = null;
@@ -109,7 +108,10 @@ export class Session {
         if (this.misbehaved) return null;
         const verdict = this.store.apply(m);
         if (verdict !== 'rejected' && verdict !== 'refused') this.raise(m.source, m.ts);
-        if (verdict === 'refused' && this.strike(nowMs)) return { update: m, verdict, misbehaved: m.checked };
+        // A removed member's late writes are no one's fault (core: no strike).
+        if (verdict === 'refused' && m.checked !== 'revoked' && this.strike(nowMs)) {
+          return { update: m, verdict, misbehaved: m.checked };
+        }
         return { update: m, verdict };
       }
       case 'sync':
@@ -167,12 +169,11 @@ export class Session {
 
   /**
    * The remote's `SUMS` (core's `Session::repair`): every source whose clock agrees with
-   * ours but whose sums do not is sent whole, whatever the remote's clock says. Only
-   * the first is answered.
+   * ours but whose sums do not is sent whole, whatever the remote's clock says.
    */
   repair(theirs) {
-    if (this.sumsAnswered || !this.store.guard) return;
-    this.sumsAnswered = true;
+    // Not while one is being sent (core's rule; sends here are immediate).
+    if (!this.store.guard) return;
     const ours = new Map(this.store.sums().map((s) => [s.source, s]));
     const flagged = new Set();
     for (const t of theirs) {
@@ -191,12 +192,17 @@ export class Session {
     }
   }
 
+  /** Secured rooms, once synced (and again after a removal voided writes): what we hold
+   * per source, so that a source whose clocks agree but whose writes do not is
+   * repaired (see repair). */
+  sendSums() {
+    if (this.store.guard && this.synced) this.sendControl(sumsLine(this.store.sums()));
+  }
+
   checkSynced() {
     if (this.sentSync && this.recvSync && !this.synced) {
       this.synced = true;
-      // Secured rooms: what we hold per source, so that a source whose clocks agree but
-      // whose writes do not is repaired (see repair).
-      if (this.store.guard) this.sendControl(sumsLine(this.store.sums()));
+      this.sendSums();
       return true;
     }
     return false;

@@ -1,7 +1,7 @@
 // The store: core's `store`.
 
 import { LIMITS, MeshError, byteLength, checkValue, compareBytes, nextUp, plainObject, toJson, validSource } from './values.js';
-import { MAX_FUTURE_MS, MAX_HELD, mayWrite, writerOf } from './updates.js';
+import { MAX_FUTURE_MS, MAX_HELD, REVOKED_PREFIX, mayWrite, revocation, writerOf } from './updates.js';
 
 /** Lanes of a source's sums (core's `control::SUM_LANES`). */
 export const SUM_LANES = 16;
@@ -37,8 +37,13 @@ export class Store {
     this.maxSeen = 0;
     this.stats = {
       applied: 0, stale: 0, superseded: 0, rejected: 0, skewed: 0,
-      unsigned: 0, badSignatures: 0, badSources: 0, notOwner: 0, held: 0, late: 0,
+      unsigned: 0, badSignatures: 0, badSources: 0, notOwner: 0, held: 0, late: 0, revoked: 0, voided: 0,
     };
+    /** Removed members (secured): peer id -> the time after which their updates are
+     * refused (core's `Store::revoked`). */
+    this.revoked = new Map();
+    /** Entries voided by a removal since `takeVoided` (core's `take_voided`). */
+    this.voided = [];
   }
 
   nextTs() {
@@ -55,8 +60,11 @@ export class Store {
       throw new MeshError('key_too_long', `key of ${byteLength(key)} bytes; the maximum is ${LIMITS.maxKeyLen}`);
     }
     if (key === '__proto__') throw new MeshError('bad_key', '"__proto__" cannot be a key');
-    if (this.guard && !mayWrite(key, this.guard.writer)) {
+    if (this.guard && !mayWrite(key, this.guard.writer, this.guard.admins)) {
       throw new MeshError('not_owner', `the key ${JSON.stringify(key)} is another member's (users/<id>/ keys are their member's alone)`);
+    }
+    if (this.guard && this.revoked.has(this.guard.writer)) {
+      throw new MeshError('revoked', 'this member was removed from the room');
     }
     if (value === undefined) value = null;
     checkValue(value);
@@ -70,6 +78,7 @@ export class Store {
     const u = { key, value: copy, json, ts: this.nextTs(), source: this.id };
     this.clock.set(this.id, u.ts);
     this.entries.set(key, u);
+    this.revocationsChanged(key);
     return u;
   }
 
@@ -96,9 +105,13 @@ export class Store {
       late = true;
     }
     if (this.guard) {
-      const c = u.checked ?? 'unsigned';
+      let c = u.checked ?? 'unsigned';
+      if (c === 'ok') {
+        const after = this.revoked.get(writerOf(u.source));
+        if (after !== undefined && u.ts > after) c = u.checked = 'revoked';
+      }
       if (c !== 'ok') {
-        const counter = { unsigned: 'unsigned', bad_sig: 'badSignatures', bad_source: 'badSources' }[c] ?? 'notOwner';
+        const counter = { unsigned: 'unsigned', bad_sig: 'badSignatures', bad_source: 'badSources', revoked: 'revoked' }[c] ?? 'notOwner';
         this.stats[counter]++;
         this.stats.rejected++;
         return 'refused';
@@ -129,7 +142,40 @@ export class Store {
     }
     this.entries.set(u.key, u);
     this.stats.applied++;
+    this.revocationsChanged(u.key);
     return 'applied';
+  }
+
+  /**
+   * A `room/revoked/<id>` entry changed (core's `revocations_changed`): the removal it
+   * names is in force, and the member's writes stamped after it are voided: kept with
+   * ts 0 and no value, so that any other write of the key wins over them; they are
+   * listed for `takeVoided`.
+   */
+  revocationsChanged(key) {
+    if (!this.guard || !key.startsWith(REVOKED_PREFIX)) return;
+    const e = this.entries.get(key);
+    const r = e ? revocation(key, e.value, this.guard.admins) : null;
+    const id = key.slice(REVOKED_PREFIX.length);
+    if (!r) {
+      this.revoked.delete(id);
+      return;
+    }
+    const after = r[1];
+    this.revoked.set(id, after);
+    for (const [k, w] of this.entries) {
+      if (w.ts > after && writerOf(w.source) === id) {
+        const v = { key: k, value: null, json: 'null', ts: 0, source: w.source };
+        this.entries.set(k, v);
+        this.stats.voided++;
+        this.voided.push(v);
+      }
+    }
+  }
+
+  /** The entries voided by removals since the last call (core's `take_voided`). */
+  takeVoided() {
+    return this.voided.splice(0);
   }
 
   /** Does `u` win its key (last writer wins: larger ts, then larger source)? */
@@ -151,6 +197,7 @@ export class Store {
   sums() {
     const acc = new Map();
     for (const e of this.entries.values()) {
+      if (!(e.ts > 0)) continue;
       let a = acc.get(e.source);
       if (!a) acc.set(e.source, (a = { count: 0, lanes: new Uint32Array(SUM_LANES) }));
       a.count++;
@@ -170,7 +217,7 @@ export class Store {
 
   /** Every write of the sources in `sources` (a Set), whatever its ts, in ts order. */
   historyOf(sources) {
-    const out = [...this.entries.values()].filter((e) => sources.has(e.source) && (!this.guard || e.sig));
+    const out = [...this.entries.values()].filter((e) => e.ts > 0 && sources.has(e.source) && (!this.guard || e.sig));
     out.sort((a, b) => a.ts - b.ts || compareBytes(a.source, b.source));
     return out;
   }

@@ -7,7 +7,9 @@
 // source names a usable key (`bad_source`), a signature is there (`unsigned`), it
 // verifies under the shared Ed25519 rule (`bad_sig`), the write rules allow it
 // (`not_owner`: `users/<id>` and `users/<id>/...` are member <id>'s alone, `room/` the
-// admins', none yet). WebCrypto is
+// admins', whom the invite names and who may write anywhere), the writer was not
+// removed before the update's time (`revoked`, by an admin's `room/revoked/<id>` =
+// `{"after": ts}`). WebCrypto is
 // asynchronous, so a link's updates are checked ahead (`UpdateGuard.check`) and applied
 // in arrival order with the result (`Store.apply` reads `u.checked`).
 
@@ -31,9 +33,24 @@ export function writerOf(source) {
   return source.slice(0, PEER_ID_LEN);
 }
 
-/** Whether member `writer` may write or delete `key` (policy v1: `users/<id>/` is
- * member <id>'s, `room/` is read-only while a room names no admins). */
-export function mayWrite(key, writer) {
+/** Removals: `room/revoked/<peer id>` = `{"after": ts}` (core's `REVOKED_PREFIX`). */
+export const REVOKED_PREFIX = 'room/revoked/';
+
+/** The member a `room/revoked/` key removes and the time its value names, as
+ * `[id, after]`, or null (core's `revocation`). The room's admins cannot be removed. */
+export function revocation(key, value, admins = []) {
+  if (typeof key !== 'string' || !key.startsWith(REVOKED_PREFIX)) return null;
+  const id = key.slice(REVOKED_PREFIX.length);
+  if (id.length !== PEER_ID_LEN || writerOf(id) !== id || admins.includes(id)) return null;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  const after = value.after;
+  return typeof after === 'number' && Number.isFinite(after) ? [id, after] : null;
+}
+
+/** Whether member `writer` may write or delete `key` (policy v1: the room's `admins`
+ * anything; `users/<id>/` is member <id>'s, `room/` the admins'). */
+export function mayWrite(key, writer, admins = []) {
+  if (admins.includes(writer)) return true;
   if (key.startsWith('room/')) return false;
   if (!key.startsWith('users/')) return true;
   return key.slice(6).split('/')[0] === writer;
@@ -46,10 +63,12 @@ export function signingInput(roomId, u) {
 
 /** A secured store's part: the room, our identity, and the writers' keys seen. */
 export class UpdateGuard {
-  constructor(roomId, identity) {
+  constructor(roomId, identity, admins = []) {
     this.roomId = roomId;
     this.identity = identity;
     this.writer = identity.peerId;
+    /** The room's admins (peer ids), who may write anywhere. */
+    this.admins = [...admins];
     this.keys = new Map(); // writer -> Promise<PeerKey|null>
   }
 
@@ -73,7 +92,7 @@ export class UpdateGuard {
     const k = await key;
     if (k === null) return 'bad_source';
     if (!(await k.verify(signingInput(this.roomId, u), u.sig))) return 'bad_sig';
-    if (!mayWrite(u.key, writer)) return 'not_owner';
+    if (!mayWrite(u.key, writer, this.admins)) return 'not_owner';
     return 'ok';
   }
 }

@@ -419,7 +419,7 @@ test('two pages meet in a secured room and sync; a page with another secret meet
   }
   assert.deepEqual({ ...a.stats, restarts: 0, restartsRecovered: 0 }, {
     restarts: 0, restartsRecovered: 0, unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0,
-    updatesUnsigned: 0, updatesBadSignature: 0, updatesBadSource: 0, updatesNotOwner: 0, updatesHeld: 0, updatesLate: 0,
+    updatesUnsigned: 0, updatesBadSignature: 0, updatesBadSource: 0, updatesNotOwner: 0, updatesHeld: 0, updatesLate: 0, updatesRevoked: 0, updatesVoided: 0,
   });
   const left = next(a, 'peer_leave');
   await b.close();

@@ -6,11 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  Identity, JsonEncoder, LineDecoder, Replica, Store, UpdateGuard, decodeLine, mayWrite, parseSums, signingInput,
-  sumsLine, writerOf,
+  Identity, JsonEncoder, LineDecoder, Replica, Store, UpdateGuard, decodeLine, deriveRoomKey, inviteWithAdmins,
+  mayWrite, parseSums, signingInput, sumsLine, writerOf,
 } from '../mesh.js';
 
 const vectors = JSON.parse(readFileSync(new URL('../../core/tests/vectors/updates.json', import.meta.url), 'utf8'));
+const adminVectors = JSON.parse(readFileSync(new URL('../../core/tests/vectors/admins.json', import.meta.url), 'utf8'));
 const hex = (b) => Buffer.from(b).toString('hex');
 const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
 
@@ -170,4 +171,37 @@ test('a secured store refuses local writes into another member\'s space', async 
   assert.throws(() => store.set(`users/${'A'.repeat(43)}/p`, 1), { code: 'not_owner' });
   assert.equal(store.set(`users/${me.peerId}/p`, 1).key, `users/${me.peerId}/p`);
   assert.throws(() => new Store('someone.0123', { guard: new UpdateGuard(new Uint8Array(16), me) }), { code: 'bad_id' });
+});
+
+test('an invite naming admins, and removals, decide as core (admins.json)', async () => {
+  const av = adminVectors;
+  // The same invite from the same creator (Ed25519 is deterministic), and the same room.
+  const creator = await Identity.fromSeed(unhex(av.creator_seed));
+  const others = av.admins.slice(1);
+  assert.equal(await inviteWithAdmins(av.plain, creator, others), av.invite);
+  const key = await deriveRoomKey(av.room, av.invite);
+  assert.equal(hex(key.roomId), av.room_id);
+  assert.equal(key.tag, av.tag);
+  assert.deepEqual([...key.admins], av.admins);
+  assert.equal((await deriveRoomKey(av.room, av.plain)).tag, av.plain_tag);
+  for (const bad of av.bad_invites) {
+    await assert.rejects(deriveRoomKey(av.room, bad), { code: 'bad_secret' }, bad);
+  }
+  const me = await Identity.fromSeed(unhex(av.store_seed));
+  const guard = new UpdateGuard(key.roomId, me, key.admins);
+  const store = new Store(av.store_source, { now: () => av.epoch_ms, guard });
+  for (const c of av.cases) {
+    const u = update(c);
+    const known = store.clock.get(u.source);
+    if (!(known !== undefined && u.ts <= known && !store.wins(u))) u.checked = await guard.check(u);
+    const v = store.apply(u);
+    assert.equal(v === 'refused' ? u.checked : v, c.verdict, c.name);
+  }
+  const s = store.stats;
+  assert.deepEqual({ not_owner: s.notOwner, revoked: s.revoked, voided: s.voided }, av.stats);
+  assert.deepEqual([...store.revoked], av.removed);
+  const snap = Object.fromEntries(Object.entries(store.snapshot()).map(([k, v]) => [k, JSON.stringify(v)]));
+  assert.deepEqual(snap, av.snapshot);
+  // The removed member's own store, once it has the removal, refuses its writes.
+  assert.equal(store.takeVoided().length, 1);
 });

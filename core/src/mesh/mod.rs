@@ -648,8 +648,8 @@ impl Mesh {
         sc.guard = config.guard.clone();
         if let Some(sec) = &config.security {
             // Every write signed, every update checked (crate::security::updates).
-            sc.guard = Some(crate::security::updates::UpdateGuard::new(
-                *sec.key.room_id(),
+            sc.guard = Some(crate::security::updates::UpdateGuard::for_room(
+                &sec.key,
                 sec.identity.clone(),
             ));
         }

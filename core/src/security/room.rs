@@ -26,14 +26,75 @@ const MAX_SEALED: usize = 64 << 10;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
+/// The most admins an invite names.
+pub const MAX_ADMINS: usize = 16;
+
 /// What a member was given to enter a secured room: an invite (random, used as it is)
 /// or a passphrase (stretched by [`RoomKey::derive`]).
 #[derive(Clone, PartialEq, Eq)]
 pub enum RoomSecret {
-    /// `rm1_` + base64url of 32 random bytes, as [`RoomSecret::generate`] makes.
-    Invite(Zeroizing<[u8; 32]>),
+    /// `rm1_` + base64url of 32 random bytes, as [`RoomSecret::generate`] makes; and the
+    /// admins it names, if any ([`RoomSecret::with_admins`]).
+    Invite(Zeroizing<[u8; 32]>, Option<Admins>),
     /// Any other text.
     Passphrase(Zeroizing<String>),
+}
+
+/// The admins an invite names, signed by its creator (the first of them).
+///
+/// In the invite's text they follow the secret: `rm1_<secret>.<sig>.<creator>[.<admin>]*`
+/// (base64url: 43 characters the secret, 86 the signature, 43 each peer id). The
+/// creator signs
+///
+/// ```text
+/// "rtc-mesh/v1/admins" 0x00 ‖ secret(32) ‖ UTF-8("<creator>[.<admin>]*")
+/// ```
+///
+/// and the same ids are part of the room's derivation ([`RoomKey::derive`]): an invite
+/// that names other admins (made by a member who knows the secret) is another room,
+/// whose members never meet this one's. Admins may write anywhere, `room/` included,
+/// and moderate every member's `users/` space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admins {
+    ids: Vec<String>,
+    sig: [u8; 64],
+}
+
+impl Admins {
+    /// The admins' peer ids, the creator first.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    fn body(&self) -> String {
+        self.ids.join(".")
+    }
+
+    fn signing_input(secret: &[u8; 32], body: &str) -> Vec<u8> {
+        [b"rtc-mesh/v1/admins\0".as_slice(), secret, body.as_bytes()].concat()
+    }
+
+    fn parse(secret: &[u8; 32], text: &str) -> Result<Admins, SecretError> {
+        let bad = |why: &str| SecretError::BadAdmins(why.to_owned());
+        let (sig, body) = text
+            .split_once('.')
+            .ok_or_else(|| bad("no admins after the signature"))?;
+        let sig: [u8; 64] = from_b64url(sig)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("the signature is not 86 base64url characters"))?;
+        let ids: Vec<String> = body.split('.').map(str::to_owned).collect();
+        if ids.len() > MAX_ADMINS {
+            return Err(bad("more than 16 admins"));
+        }
+        for id in &ids {
+            super::PeerKey::from_peer_id(id).map_err(|_| bad("an admin is not a member's key"))?;
+        }
+        let creator = super::PeerKey::from_peer_id(&ids[0]).map_err(|_| bad("bad creator"))?;
+        creator
+            .verify(&Admins::signing_input(secret, body), &sig)
+            .map_err(|_| bad("the creator's signature does not check"))?;
+        Ok(Admins { ids, sig })
+    }
 }
 
 /// A secret that cannot be used.
@@ -49,6 +110,9 @@ pub enum SecretError {
     /// It starts like an invite (`rm1_`) but is not one.
     #[error("the room secret starts with rm1_ but is not an invite: 43 base64url characters must follow")]
     BadInvite,
+    /// The admins after an invite's secret do not check.
+    #[error("the invite's admins do not check: {0}")]
+    BadAdmins(String),
 }
 
 impl RoomSecret {
@@ -59,9 +123,17 @@ impl RoomSecret {
             return Err(SecretError::Empty);
         }
         if let Some(body) = text.strip_prefix(INVITE_PREFIX) {
-            let bytes = from_b64url(body).ok_or(SecretError::BadInvite)?;
+            if text.len() > MAX_PASSPHRASE {
+                return Err(SecretError::TooLong(text.len()));
+            }
+            let (secret, admins) = match body.split_once('.') {
+                Some((s, a)) => (s, Some(a)),
+                None => (body, None),
+            };
+            let bytes = from_b64url(secret).ok_or(SecretError::BadInvite)?;
             let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadInvite)?;
-            return Ok(RoomSecret::Invite(Zeroizing::new(key)));
+            let admins = admins.map(|a| Admins::parse(&key, a)).transpose()?;
+            return Ok(RoomSecret::Invite(Zeroizing::new(key), admins));
         }
         if text.len() > MAX_PASSPHRASE {
             return Err(SecretError::TooLong(text.len()));
@@ -71,13 +143,57 @@ impl RoomSecret {
 
     /// A fresh invite secret (`rtc-mesh invite`).
     pub fn generate(entropy: &mut Entropy) -> RoomSecret {
-        RoomSecret::Invite(Zeroizing::new(entropy.bytes()))
+        RoomSecret::Invite(Zeroizing::new(entropy.bytes()), None)
+    }
+
+    /// This invite naming `creator` and `others` as the room's admins, signed by
+    /// `creator` (see [`Admins`]). A passphrase cannot name admins: `None`.
+    pub fn with_admins(
+        &self,
+        creator: &super::Identity,
+        others: &[String],
+    ) -> Result<RoomSecret, SecretError> {
+        let RoomSecret::Invite(k, _) = self else {
+            return Err(SecretError::BadAdmins(
+                "a passphrase cannot name admins".into(),
+            ));
+        };
+        let mut ids = vec![creator.peer_id().to_owned()];
+        for o in others {
+            super::PeerKey::from_peer_id(o)
+                .map_err(|_| SecretError::BadAdmins(format!("{o:?} is not a member's key")))?;
+            if !ids.contains(o) {
+                ids.push(o.clone());
+            }
+        }
+        if ids.len() > MAX_ADMINS {
+            return Err(SecretError::BadAdmins("more than 16 admins".into()));
+        }
+        let body = ids.join(".");
+        let sig = creator.sign(&Admins::signing_input(k, &body));
+        Ok(RoomSecret::Invite(k.clone(), Some(Admins { ids, sig })))
+    }
+
+    /// The admins this secret names (none for a passphrase or a plain invite).
+    pub fn admins(&self) -> &[String] {
+        match self {
+            RoomSecret::Invite(_, Some(a)) => a.ids(),
+            _ => &[],
+        }
     }
 
     /// The secret as text, for [`RoomSecret::parse`] (an invite's `rm1_...` form).
     pub fn to_text(&self) -> Zeroizing<String> {
         match self {
-            RoomSecret::Invite(k) => Zeroizing::new(format!("{INVITE_PREFIX}{}", b64url(&k[..]))),
+            RoomSecret::Invite(k, None) => {
+                Zeroizing::new(format!("{INVITE_PREFIX}{}", b64url(&k[..])))
+            }
+            RoomSecret::Invite(k, Some(a)) => Zeroizing::new(format!(
+                "{INVITE_PREFIX}{}.{}.{}",
+                b64url(&k[..]),
+                b64url(&a.sig),
+                a.body()
+            )),
             RoomSecret::Passphrase(p) => p.clone(),
         }
     }
@@ -92,7 +208,8 @@ impl RoomSecret {
 impl std::fmt::Debug for RoomSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RoomSecret::Invite(_) => "RoomSecret::Invite(..)",
+            RoomSecret::Invite(_, None) => "RoomSecret::Invite(..)",
+            RoomSecret::Invite(_, Some(_)) => "RoomSecret::Invite(.., admins)",
             RoomSecret::Passphrase(_) => "RoomSecret::Passphrase(..)",
         })
     }
@@ -103,7 +220,8 @@ impl std::fmt::Debug for RoomSecret {
 /// ```text
 /// S       = the invite's 32 bytes, or
 ///           PBKDF2-HMAC-SHA256(passphrase, "rtc-mesh/v1/password/" ‖ room, 600000, 32)
-/// prk     = HKDF-SHA256(salt = "rtc-mesh/v1/room/" ‖ room, ikm = S)
+/// prk     = HKDF-SHA256(salt = "rtc-mesh/v1/room/" ‖ room, ikm = S ‖ admins)
+///           (admins: the invite's "<creator>[.<admin>]*", empty when it names none)
 /// room_id = expand(prk, "rtc-mesh/v1/room-id", 16)        in every signature
 /// K_0     = expand(prk, "rtc-mesh/v1/epoch-0", 32)
 /// then, with HKDF-SHA256(salt = room_id, ikm = K_0):
@@ -121,6 +239,7 @@ pub struct RoomKey {
     tag: String,
     cipher: Aes256Gcm,
     nonce_key: Hmac<Sha256>,
+    admins: Vec<String>,
 }
 
 /// Why a sealed payload did not open. Nothing of its contents is in the error.
@@ -146,19 +265,22 @@ impl RoomKey {
     pub fn derive(room: &str, secret: &RoomSecret) -> RoomKey {
         let mut s = Zeroizing::new([0u8; 32]);
         match secret {
-            RoomSecret::Invite(k) => s.copy_from_slice(&k[..]),
+            RoomSecret::Invite(k, _) => s.copy_from_slice(&k[..]),
             RoomSecret::Passphrase(p) => {
                 let salt = [b"rtc-mesh/v1/password/".as_slice(), room.as_bytes()].concat();
                 pbkdf2::pbkdf2_hmac::<Sha256>(p.as_bytes(), &salt, PBKDF2_ROUNDS, &mut s[..]);
             }
         }
-        RoomKey::from_master(room, &s)
+        let admins = secret.admins().to_vec();
+        RoomKey::from_master(room, &s, admins)
     }
 
-    /// The keys from the 32-byte master secret `S` (after stretching).
-    fn from_master(room: &str, s: &[u8; 32]) -> RoomKey {
+    /// The keys from the 32-byte master secret `S` (after stretching), and the admins
+    /// the invite names (their ids follow `S` in the HKDF input).
+    fn from_master(room: &str, s: &[u8; 32], admins: Vec<String>) -> RoomKey {
         let salt = [b"rtc-mesh/v1/room/".as_slice(), room.as_bytes()].concat();
-        let prk = Hkdf::<Sha256>::new(Some(&salt), s);
+        let ikm = Zeroizing::new([s.as_slice(), admins.join(".").as_bytes()].concat());
+        let prk = Hkdf::<Sha256>::new(Some(&salt), &ikm);
         let room_id: [u8; 16] = expand(&prk, b"rtc-mesh/v1/room-id");
         let k0 = Zeroizing::new(expand::<32>(&prk, b"rtc-mesh/v1/epoch-0"));
         let epoch = Hkdf::<Sha256>::new(Some(&room_id), &k0[..]);
@@ -172,7 +294,13 @@ impl RoomKey {
             cipher: Aes256Gcm::new((&*seal).into()),
             nonce_key: <Hmac<Sha256> as Mac>::new_from_slice(&nonce[..])
                 .expect("HMAC takes any key length"),
+            admins,
         }
+    }
+
+    /// The room's admins (named by its invite; none in most rooms).
+    pub fn admins(&self) -> &[String] {
+        &self.admins
     }
 
     /// The room's stable id, part of every signature (so none replays into another room).
@@ -299,6 +427,50 @@ mod tests {
 
     fn invite() -> RoomSecret {
         RoomSecret::generate(&mut Entropy::from_seed([7; 32]))
+    }
+
+    #[test]
+    fn an_invite_names_admins_signed_by_its_creator_and_they_make_another_room() {
+        let s = invite();
+        let creator = super::super::Identity::from_seed(&[1; 32]);
+        let other = super::super::Identity::from_seed(&[2; 32])
+            .peer_id()
+            .to_owned();
+        let a = s
+            .with_admins(&creator, std::slice::from_ref(&other))
+            .unwrap();
+        assert_eq!(a.admins(), [creator.peer_id().to_owned(), other.clone()]);
+        let text = a.to_text().to_string();
+        assert_eq!(text.len(), 4 + 43 + 1 + 86 + 1 + 43 + 1 + 43);
+        assert_eq!(RoomSecret::parse(&text).unwrap(), a);
+        assert_eq!(format!("{a:?}"), "RoomSecret::Invite(.., admins)");
+        // The same secret with other admins (or none) is another room.
+        let k = RoomKey::derive("r", &a);
+        assert_eq!(k.admins(), a.admins());
+        assert_ne!(k.tag(), RoomKey::derive("r", &s).tag());
+        let mine = s
+            .with_admins(&super::super::Identity::from_seed(&[2; 32]), &[])
+            .unwrap();
+        assert_ne!(RoomKey::derive("r", &mine).tag(), k.tag());
+        // Tampered: an admin added, dropped or swapped; a bad signature; a bad id.
+        let (head, ids) = text.split_at(4 + 43 + 1 + 86);
+        for bad in [
+            format!("{text}.{}", "B".repeat(43)),
+            format!("{head}.{}", creator.peer_id()),
+            format!("{head}.{other}.{}", creator.peer_id()),
+            format!("{}{}", &head[..head.len() - 2], "AA") + ids,
+            format!("{head}.x"),
+            format!("{}.", &text[..4 + 43]),
+        ] {
+            assert!(
+                matches!(RoomSecret::parse(&bad), Err(SecretError::BadAdmins(_))),
+                "{bad}"
+            );
+        }
+        assert!(RoomSecret::parse("pass")
+            .unwrap()
+            .with_admins(&creator, &[])
+            .is_err());
     }
 
     #[test]

@@ -58,6 +58,31 @@ pub const USERS_PREFIX: &str = "users/";
 /// The prefix of the room admins' keys (read-only while a room names no admins).
 pub const ROOM_PREFIX: &str = "room/";
 
+/// The keys of removals: `room/revoked/<peer id>` = `{"after": ts}`, written by an
+/// admin, refuses that member's updates stamped after `ts` (see [`revocation`]).
+pub const REVOKED_PREFIX: &str = "room/revoked/";
+
+/// The member a key of [`REVOKED_PREFIX`] removes and the time its value names, if the
+/// key and value have that form (`{"after": <number>}`; anything else removes no one).
+/// The room's admins cannot be removed.
+pub fn revocation<'a>(
+    key: &'a str,
+    value: &crate::value::EncodedValue,
+    admins: &[String],
+) -> Option<(&'a str, f64)> {
+    let id = key.strip_prefix(REVOKED_PREFIX)?;
+    if id.len() != PEER_ID_LEN || writer_of(id) != Some(id) || admins.iter().any(|a| a == id) {
+        return None;
+    }
+    match value.to_value().ok()? {
+        crate::value::Value::Object(o) => match o.get("after") {
+            Some(crate::value::Value::Number(t)) if t.is_finite() => Some((id, *t)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Why a secured store refuses an update from a peer (nothing changes; the link that
 /// sent it gets a strike).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -76,16 +101,22 @@ pub enum UpdateRefusal {
     /// The writer may not write this key (another member's `users/` space).
     #[error("the writer may not write this key")]
     NotOwner,
+    /// The writer was removed from the room (`room/revoked/<id>`) before this update's
+    /// time. Not a strike: an honest relay may pass on what it took before it learnt of
+    /// the removal.
+    #[error("the writer was removed from the room")]
+    Revoked,
 }
 
 impl UpdateRefusal {
-    /// A short code: `bad_source`, `unsigned`, `bad_sig`, `not_owner`.
+    /// A short code: `bad_source`, `unsigned`, `bad_sig`, `not_owner`, `revoked`.
     pub fn code(self) -> &'static str {
         match self {
             UpdateRefusal::BadSource => "bad_source",
             UpdateRefusal::Unsigned => "unsigned",
             UpdateRefusal::BadSignature => "bad_sig",
             UpdateRefusal::NotOwner => "not_owner",
+            UpdateRefusal::Revoked => "revoked",
         }
     }
 }
@@ -106,8 +137,12 @@ pub fn writer_of(source: &str) -> Option<&str> {
     }
 }
 
-/// Whether the member `writer` (a peer id) may write or delete `key` (policy v1).
-pub fn may_write(key: &str, writer: &str) -> bool {
+/// Whether the member `writer` (a peer id) may write or delete `key` (policy v1): the
+/// room's `admins` anything, the others neither `room/` nor another's `users/` space.
+pub fn may_write(key: &str, writer: &str, admins: &[String]) -> bool {
+    if admins.iter().any(|a| a == writer) {
+        return true;
+    }
     if key.starts_with(ROOM_PREFIX) {
         return false;
     }
@@ -149,6 +184,7 @@ pub struct UpdateGuard {
     room_id: [u8; 16],
     identity: Identity,
     keys: HashMap<SmolStr, PeerKey>,
+    admins: Vec<String>,
 }
 
 impl UpdateGuard {
@@ -159,7 +195,29 @@ impl UpdateGuard {
             room_id,
             identity,
             keys: HashMap::new(),
+            admins: Vec::new(),
         }
+    }
+
+    /// The guard of a secured room: its id and the admins its invite names.
+    pub fn for_room(key: &crate::security::RoomKey, identity: Identity) -> UpdateGuard {
+        UpdateGuard::new(*key.room_id(), identity).with_admins(key.admins().to_vec())
+    }
+
+    /// With these admins (peer ids), who may write anywhere (see [`may_write`]).
+    pub fn with_admins(mut self, admins: Vec<String>) -> UpdateGuard {
+        self.admins = admins;
+        self
+    }
+
+    /// The room's admins.
+    pub fn admins(&self) -> &[String] {
+        &self.admins
+    }
+
+    /// May we write `key`?
+    pub fn may_write(&self, key: &str) -> bool {
+        may_write(key, self.writer(), &self.admins)
     }
 
     /// The room id signed into every update.
@@ -193,7 +251,7 @@ impl UpdateGuard {
         };
         key.verify(&signing_input(&self.room_id, u), sig)
             .map_err(|_| UpdateRefusal::BadSignature)?;
-        if !may_write(u.key, writer) {
+        if !may_write(u.key, writer, &self.admins) {
             return Err(UpdateRefusal::NotOwner);
         }
         Ok(())
@@ -215,14 +273,21 @@ mod tests {
         );
         assert_eq!(writer_of(&format!("{id}x")), None);
         assert_eq!(writer_of("short.0123"), None);
-        assert!(may_write("shared", &id));
-        assert!(may_write(&format!("users/{id}"), &id));
-        assert!(may_write(&format!("users/{id}/profile"), &id));
-        assert!(!may_write(&format!("users/{id}x/profile"), &id));
-        assert!(!may_write("users/", &id));
-        assert!(!may_write("room/name", &id));
-        assert!(may_write("rooms/x", &id));
-        assert!(!may_write(&format!("users/{}/p", "B".repeat(43)), &id));
+        let none: &[String] = &[];
+        assert!(may_write("shared", &id, none));
+        assert!(may_write(&format!("users/{id}"), &id, none));
+        assert!(may_write(&format!("users/{id}/profile"), &id, none));
+        assert!(!may_write(&format!("users/{id}x/profile"), &id, none));
+        assert!(!may_write("users/", &id, none));
+        assert!(!may_write("room/name", &id, none));
+        assert!(may_write("rooms/x", &id, none));
+        let other = format!("users/{}/p", "B".repeat(43));
+        assert!(!may_write(&other, &id, none));
+        // An admin writes anywhere; naming others admins changes nothing for it.
+        let admins = [id.clone()];
+        assert!(may_write("room/name", &id, &admins));
+        assert!(may_write(&other, &id, &admins));
+        assert!(!may_write("room/name", &"B".repeat(43), &admins));
     }
 
     #[test]
