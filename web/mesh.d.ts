@@ -291,6 +291,8 @@ export declare class Session {
   repair(theirs: SourceSum[]): void;
   /** Sends our `SUMS` (secured rooms, once synced). */
   sendSums(): void;
+  /** Asks the remote for keys a removal voided here (`WANT`). */
+  sendWant(keys: string[]): void;
   sendHistory(): void;
   ping(nowMs: number): void;
   sendControl(text: string): void;
@@ -306,7 +308,7 @@ export declare class Replica {
   signer: ((u: Update) => void) | null;
   /** Applies and forwards held-back updates that came due. */
   releaseHeld(): void;
-  /** Reports writes a removal voided and asks the links to compare sums again. */
+  /** Reports writes a removal voided and asks the links for their keys (`WANT`). */
   voided(): void;
   /** Offers an update to every link but `origin`'s (no event). */
   send(u: Update, origin: number | null): void;
@@ -429,6 +431,8 @@ export interface MeshStats {
   /** Secured rooms: announces, leaves and SDP replayed, too old or too far ahead, or of
    * another incarnation than the member announced. */
   staleSignals: number;
+  /** Secured rooms: announces and SDP from members an admin removed (ignored). */
+  removedSignals: number;
 }
 
 /** The longest a closing mesh waits for its links' remotes to read its `BYE`. */
@@ -515,7 +519,7 @@ export interface JoinOptions {
   identity?: Identity;
 }
 
-export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed';
+export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed' | 'removed';
 
 /** Events of a {@link Member}, by name. */
 export interface MemberEvents {
@@ -592,6 +596,7 @@ export declare class Member {
     readonly unsealFailures: number;
     readonly badSignatures: number;
     readonly staleSignals: number;
+    readonly removedSignals: number;
     readonly updatesUnsigned: number;
     readonly updatesBadSignature: number;
     readonly updatesBadSource: number;

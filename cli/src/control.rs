@@ -19,7 +19,7 @@
 //! `update{key,value,deleted,source,ts,local}`, `synced{peer}`, `synced_all{peers}`,
 //! `value{key,value}`, `dump{data}` (deleted keys left out), `error{code,message}`,
 //! `closed{}`, and for `join` `peer_join{peer,attributes}`,
-//! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed` or `failed`),
+//! `peer_leave{peer,reason}` (reason `left`, `timeout`, `closed`, `failed` or `removed`),
 //! `peer_misbehaved{peer,reason}` and `refused_by_peer{peer,reason}` (secured rooms: a
 //! link closed for updates refused, by us or by the peer) and
 //! `peers{peers:[{peer,attributes,state,codec}]}` and `stats{mesh:{..},node:{..},store:{..}}`
@@ -251,7 +251,7 @@ pub enum Report<'a> {
     PeerLeave {
         /// Its id.
         peer: &'a str,
-        /// `left`, `timeout`, `closed` or `failed`.
+        /// `left`, `timeout`, `closed`, `failed` or `removed`.
         reason: &'a str,
     },
     /// Answer to `peers`.

@@ -248,7 +248,7 @@ fn an_identity_file_keeps_a_member_s_peer_id_across_restarts() {
     let (again, _) = run(&["--secret", &secret, "--identity", f]);
     assert_eq!(again, first);
     // Every counter is reported by name.
-    assert_eq!(st["mesh"].as_object().unwrap().len(), 11, "{st}");
+    assert_eq!(st["mesh"].as_object().unwrap().len(), 12, "{st}");
     assert_eq!(st["mesh"]["bad_signatures"], 0, "{st}");
     assert_eq!(st["node"].as_object().unwrap().len(), 7, "{st}");
     assert_eq!(st["store"].as_object().unwrap().len(), 14, "{st}");

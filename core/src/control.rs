@@ -14,6 +14,7 @@
 //! | `CLOCK {"<source>":<ts>,..}` | what the sender has now: send what it lacks |
 //! | `LINKS [..]`, `LINKS+ [..]`, `LINKS- [..]` | the writers the sender hears directly: all, gained, lost |
 //! | `SUMS {"<source>":[ts,count,"<sum>"],..}` | secured rooms, once synced: per source, what the sender holds of it (see [`SourceSum`]) |
+//! | `WANT ["<key>",..]` | secured rooms: a removal voided these keys here; send what you hold of them |
 //!
 //! ```
 //! use rtc_mesh_core::control::{Control, LinksChange};
@@ -115,6 +116,8 @@ pub enum Control {
     /// `SUMS {..}`: what the sender holds per source (entries that are not
     /// `[ts, count, "<86 base64url>"]` are left out).
     Sums(Vec<SourceSum>),
+    /// `WANT [..]`: keys the sender lacks (entries that are not strings are left out).
+    Want(Vec<String>),
     /// Any other string: passed on to the user, never an error.
     Other(String),
 }
@@ -181,6 +184,22 @@ impl Control {
                 Err(e) => Err(bad(e.to_string())),
             };
         }
+        if let Some(json) = text.strip_prefix("WANT ") {
+            let bad = |why: String| ControlError { kind: "WANT", why };
+            return match Value::from_json_with(json.as_bytes(), limits) {
+                Ok(Value::Array(items)) => Ok(Control::Want(
+                    items
+                        .into_iter()
+                        .filter_map(|v| match v {
+                            Value::String(s) => Some(s.to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                )),
+                Ok(_) => Err(bad("not an array".into())),
+                Err(e) => Err(bad(e.to_string())),
+            };
+        }
         for change in [LinksChange::All, LinksChange::Gained, LinksChange::Lost] {
             if let Some(json) = text.strip_prefix(change.prefix()) {
                 let bad = |why: String| ControlError { kind: "LINKS", why };
@@ -240,6 +259,12 @@ impl Control {
                 write_json(&Value::Object(o), &mut text, false);
                 text.into()
             }
+            Control::Want(keys) => {
+                let mut text = String::from("WANT ");
+                let v = Value::Array(keys.iter().map(|k| Value::from(k.as_str())).collect());
+                write_json(&v, &mut text, false);
+                text.into()
+            }
             Control::Other(text) => text.clone().into(),
         }
     }
@@ -268,6 +293,7 @@ mod tests {
                 lanes: [7, u32::MAX, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
             }]),
             Control::Sums(Vec::new()),
+            Control::Want(vec!["k".into(), "users/a/b".into()]),
             Control::Other("hello".into()),
         ] {
             assert_eq!(
@@ -302,11 +328,18 @@ mod tests {
                 lanes: [0; SUM_LANES]
             }]))
         );
-        for bad in ["CLOCK [1]", "CLOCK {", "LINKS {}", "LINKS+ x", "SUMS []"] {
+        for bad in [
+            "CLOCK [1]",
+            "CLOCK {",
+            "LINKS {}",
+            "LINKS+ x",
+            "SUMS []",
+            "WANT {}",
+        ] {
             assert!(Control::decode(bad, &limits).is_err(), "{bad}");
         }
         // Near misses are other strings.
-        for other in ["CLOCK", "LINKS", "SUMS", "ping", "BYE!"] {
+        for other in ["CLOCK", "LINKS", "SUMS", "WANT", "ping", "BYE!"] {
             assert_eq!(
                 Control::decode(other, &limits),
                 Ok(Control::Other(other.into()))

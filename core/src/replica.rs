@@ -462,10 +462,11 @@ impl Replica {
             self.events.push_back(ReplicaEvent::Update(ev));
         }
         // A removal voided writes: the keys they held should get back what they had
-        // superseded, which the links' sums find.
-        if self.store.take_voided() {
+        // superseded, from whichever link holds it.
+        let voided = self.store.take_voided();
+        if !voided.is_empty() {
             for (&id, s) in self.links.iter_mut() {
-                s.send_sums(&self.store);
+                s.send_want(&self.store, &voided);
                 if !self.dirty.contains(&id) {
                     self.dirty.push_back(id);
                 }

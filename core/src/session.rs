@@ -150,6 +150,8 @@ pub struct Session {
     /// The writes of a repair still to send (see the module docs), whatever the
     /// remote's clock says.
     repair: VecDeque<HistoryItem>,
+    /// The remote's latest `SUMS` that came during a repair, answered after it.
+    pending_sums: Option<Vec<crate::control::SourceSum>>,
 }
 
 impl Session {
@@ -177,6 +179,7 @@ impl Session {
             misbehaved: false,
             framing: config.framing,
             repair: VecDeque::new(),
+            pending_sums: None,
         }
     }
 
@@ -312,7 +315,18 @@ impl Session {
             }
             Message::Control(text) => match Control::decode(&text, store.limits()) {
                 Ok(Control::Clock(clock)) => self.refresh(store, &clock),
-                Ok(Control::Sums(sums)) => self.repair(store, &sums),
+                Ok(Control::Sums(sums)) => self.repair(store, sums),
+                Ok(Control::Want(keys)) => {
+                    // What we hold of them goes out whatever the clocks say (the keys
+                    // were voided there: any write of ours wins over that).
+                    // At most the store's size is queued at once, so a remote that
+                    // keeps asking cannot grow the queue past what it could fetch anyway.
+                    if store.is_secured() {
+                        let room = (store.len().max(1024)).saturating_sub(self.repair.len());
+                        let items = keys.iter().filter_map(|k| store.item_of(k)).take(room);
+                        self.repair.extend(items);
+                    }
+                }
                 Ok(control) => self.events.push_back(SessionEvent::Control(control)),
                 Err(_) => self.stats.errors += 1,
             },
@@ -366,14 +380,15 @@ impl Session {
     }
 
     /// The remote's `SUMS`: every source whose clock agrees with ours but whose sums
-    /// do not is sent whole. One arriving while a repair is still being sent is not
-    /// answered: repairs cost a link at most what it can carry, as digests of nothing
-    /// on every reconnect would.
-    fn repair(&mut self, store: &Store, theirs: &[crate::control::SourceSum]) {
-        if !self.repair.is_empty()
-            || !store.is_secured()
-            || cfg!(feature = "bug-trust-source-clock")
-        {
+    /// do not is sent whole. One arriving while a repair is still being sent waits
+    /// until it is (the latest only): repairs cost a link at most what it can carry,
+    /// as digests of nothing on every reconnect would.
+    fn repair(&mut self, store: &Store, theirs: Vec<crate::control::SourceSum>) {
+        if !store.is_secured() || cfg!(feature = "bug-trust-source-clock") {
+            return;
+        }
+        if !self.repair.is_empty() {
+            self.pending_sums = Some(theirs);
             return;
         }
         let ours: std::collections::HashMap<String, crate::control::SourceSum> = store
@@ -382,7 +397,7 @@ impl Session {
             .map(|s| (s.source.clone(), s))
             .collect();
         let mut flagged = Vec::new();
-        for t in theirs {
+        for t in &theirs {
             let Some(o) = ours.get(&t.source) else {
                 continue;
             };
@@ -399,6 +414,18 @@ impl Session {
         }
         if !flagged.is_empty() {
             self.repair = store.history_of(&flagged).into();
+        }
+    }
+
+    /// Secured stores: asks the remote for these keys (`WANT`), which a removal voided
+    /// here; sent on a link that has started (its remote knows us).
+    pub(crate) fn send_want(&mut self, store: &Store, keys: &[smol_str::SmolStr]) {
+        if store.is_secured() && self.started {
+            for chunk in keys.chunks(1024) {
+                let keys = chunk.iter().map(|k| k.to_string()).collect();
+                self.enc
+                    .control(&crate::control::Control::Want(keys).encode());
+            }
         }
     }
 
@@ -477,6 +504,11 @@ impl Session {
                 self.enc.update(u);
                 self.stats.updates_out += 1;
                 self.stats.repaired += 1;
+            }
+        }
+        if self.repair.is_empty() {
+            if let Some(theirs) = self.pending_sums.take() {
+                self.repair(store, theirs);
             }
         }
         let c = self.enc.poll_transmit()?;

@@ -427,8 +427,8 @@ pub struct Store {
     /// Removed members (secured stores): peer id -> the time after which its updates
     /// are refused, from the `room/revoked/<id>` entries.
     revoked: HashMap<SmolStr, f64>,
-    /// Entries voided since [`Store::take_voided`] was last called.
-    voided_since: bool,
+    /// Keys voided since [`Store::take_voided`] was last called.
+    voided_since: Vec<SmolStr>,
 }
 
 impl StoreStats {
@@ -486,7 +486,7 @@ impl Store {
             free_sigs: Vec::new(),
             held: BTreeMap::new(),
             revoked: HashMap::new(),
-            voided_since: false,
+            voided_since: Vec::new(),
         })
     }
 
@@ -768,7 +768,7 @@ impl Store {
             e.ts = 0.0;
             let source = self.sources.names[e.source.0 as usize].clone();
             self.stats.voided += 1;
-            self.voided_since = true;
+            self.voided_since.push(k.clone());
             self.events.push_back(StoreEvent {
                 key: k,
                 value: EncodedValue::null(),
@@ -781,11 +781,24 @@ impl Store {
         }
     }
 
-    /// Were entries voided by a removal since the last call? Then the replica asks its
-    /// links to compare sums again (`SUMS`), so that the keys get back the writes the
-    /// voided ones had superseded.
-    pub fn take_voided(&mut self) -> bool {
+    /// The keys whose writes a removal voided since the last call. The replica asks
+    /// its links for them (`WANT`), so that they get back the writes the voided ones
+    /// had superseded.
+    pub fn take_voided(&mut self) -> Vec<SmolStr> {
         std::mem::take(&mut self.voided_since)
+    }
+
+    /// The slot of `key`'s write, for a session to send (not a voided one).
+    pub(crate) fn item_of(&self, key: &str) -> Option<HistoryItem> {
+        let hash = self.entries.hash(key);
+        let slot = self.entries.find(hash, key)?;
+        let ts = self.entries.slots[slot as usize].1.ts;
+        (ts > 0.0).then_some(HistoryItem { slot, ts })
+    }
+
+    /// Whether an admin removed member `id` (secured rooms: `room/revoked/<id>` holds).
+    pub fn is_removed(&self, id: &str) -> bool {
+        self.revoked.contains_key(id)
     }
 
     /// The members removed from the room, with the time after which their updates are
@@ -1069,12 +1082,21 @@ impl Store {
                 }
             }
         }
+        // A removed member's clock is taken as its removal's time: what it wrote after
+        // is refused, so replicas that heard of the removal at different points still
+        // compare its sources.
+        let clock = |i: usize| {
+            let t = self.sources.clock[i];
+            crate::security::updates::writer_of(&self.sources.names[i])
+                .and_then(|w| self.revoked.get(w))
+                .map_or(t, |after| t.min(*after))
+        };
         acc.into_iter()
             .enumerate()
             .filter(|(i, _)| self.sources.clock[*i] > 0.0)
             .map(|(i, (count, lanes))| crate::control::SourceSum {
                 source: self.sources.names[i].to_string(),
-                ts: self.sources.clock[i],
+                ts: clock(i),
                 count,
                 lanes,
             })

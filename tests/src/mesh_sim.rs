@@ -26,6 +26,16 @@ use rtc_mesh_core::security::{Entropy, Identity, RoomKey, RoomSecret};
 use rtc_mesh_core::switchboard::{ConnId, SwitchOutput, Switchboard};
 use rtc_mesh_core::{Codec, Store, Value};
 
+/// The invite of a removal run of `seed` ([`SimConfig::removal`]): `plain` naming
+/// peer 1 as the room's admin.
+pub fn removal_secret(seed: u64, plain: &str) -> String {
+    let s = RoomSecret::parse(plain).expect("a valid invite");
+    s.with_admins(&identity(seed, 1), &[])
+        .expect("an invite names admins")
+        .to_text()
+        .to_string()
+}
+
 /// Peer `i`'s identity in a secured run of `seed`.
 fn identity(seed: u64, i: usize) -> Identity {
     let mut s = [0u8; 32];
@@ -160,6 +170,13 @@ pub struct SimConfig {
     /// floods of forgeries. The honest replicas must stay equal, every honest write
     /// present, and nothing accepted that its writer did not sign.
     pub byzantine: bool,
+    /// A secured run whose invite names peer 1 admin ([`removal_secret`]): halfway
+    /// through the fault phase it removes peer 2, which goes on writing. The replicas
+    /// must end equal with none of peer 2's writes stamped after the removal, and every
+    /// other write present, but those to keys peer 2 wrote after its removal (such a
+    /// write may have superseded them everywhere before the removal arrived: README,
+    /// "What removal cannot do").
+    pub removal: bool,
 }
 
 impl SimConfig {
@@ -175,6 +192,7 @@ impl SimConfig {
             no_server_leaves: seed % 3 == 0,
             secret: None,
             byzantine: false,
+            removal: false,
         }
     }
 }
@@ -225,6 +243,12 @@ pub struct SimReport {
     /// Updates the live stores applied late, below their writer's clock (secured runs:
     /// the Byzantine peer's replays out of order, repaired).
     pub late: u64,
+    /// Updates of a removed member refused, and its writes voided, by the live stores
+    /// at the end (removal runs).
+    pub revoked: u64,
+    pub voided: u64,
+    /// Announces and SDP of the removed member the others ignored (removal runs).
+    pub removed_signals: u64,
     /// Invariant failures (empty when the run passed).
     pub failures: Vec<String>,
 }
@@ -271,6 +295,8 @@ enum Action {
     SwitchboardRestart,
     SignalDrop(usize),
     Forge(usize),
+    /// Peer .0 (an admin) removes peer .1.
+    Remove(usize, usize),
 }
 
 /// A queued event, ordered by time then sequence number (ties keep their order).
@@ -335,6 +361,8 @@ pub struct World {
     mid_line: BTreeMap<(usize, usize), bool>,
     /// Every write: key -> (ts, source, value json).
     writes: Vec<Write>,
+    /// The removal made ([`SimConfig::removal`]): the removed peer's id and `after`.
+    removal: Option<(String, f64)>,
     faults: FaultCounts,
     trace: u64,
     /// Record events and link commands in `log` (tests).
@@ -389,6 +417,7 @@ impl World {
             timer_of: Vec::new(),
             timers: std::collections::BTreeSet::new(),
             writes: Vec::new(),
+            removal: None,
             faults: FaultCounts::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             record: false,
@@ -653,6 +682,8 @@ impl World {
                         && !faulted(j)
                         && self.board_restart.is_none_or(|t| t < start)
                         && self.peers[j].mesh.is_some()
+                        && !self.is_removed_peer(i)
+                        && !self.is_removed_peer(j)
                     {
                         self.broken_negotiations.push(format!(
                             "{} gave up on an offer to {} after {:?} with no fault in between",
@@ -821,6 +852,22 @@ impl World {
                 self.drain(i);
             }
             Action::Forge(i) => self.forge(i),
+            Action::Remove(admin, who) => {
+                let id = identity(self.cfg.seed, who).peer_id().to_owned();
+                let after = EPOCH_MS + self.now.duration_since(self.t0).as_millis() as f64;
+                let Some(m) = self.peers[admin].mesh.as_mut() else {
+                    return;
+                };
+                let record = Value::from_json(&format!("{{\"after\":{after}}}")).expect("json");
+                if let Ok(u) = m.set(self.now, &format!("room/revoked/{id}"), &record) {
+                    let source = u.source.to_string();
+                    let key = u.key.to_string();
+                    self.writes
+                        .push((admin, key, u.ts, source, u.value.to_json()));
+                    self.removal = Some((id, after));
+                }
+                self.drain(admin);
+            }
             Action::Partition(a, b, d) => {
                 self.faults.partitions += 1;
                 self.last_fault.insert(a, self.now + d);
@@ -1173,21 +1220,101 @@ impl World {
     /// Checks the invariants; returns what failed.
     fn check(&self) -> Vec<String> {
         let mut failures = Vec::new();
-        let live: Vec<&Mesh> = self.peers.iter().filter_map(|p| p.mesh.as_ref()).collect();
+        // A removed member is cut off: its replica is no one's to keep equal.
+        let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
+        let live: Vec<&Mesh> = self
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .filter(|m| Some(m.id()) != removed)
+            .collect();
         let Some(first) = live.first() else {
             return failures;
         };
         let dump = first.store().dump();
         for m in &live[1..] {
-            if m.store().dump() != dump {
-                failures.push(format!("replicas {} and {} differ", first.id(), m.id()));
+            let other = m.store().dump();
+            if other != dump {
+                let key = dump
+                    .iter()
+                    .map(|(k, _)| k)
+                    .chain(other.iter().map(|(k, _)| k))
+                    .find(|k| dump.get(k) != other.get(k))
+                    .unwrap_or_default()
+                    .to_owned();
+                let show = |s: &Store| {
+                    s.entry(&key)
+                        .map(|e| format!("{} at {} by {}", e.value.to_json(), e.ts, e.source))
+                        .unwrap_or_else(|| "nothing".into())
+                };
+                failures.push(format!(
+                    "replicas {} and {} differ: {key} is {} and {}",
+                    first.id(),
+                    m.id(),
+                    show(first.store()),
+                    show(m.store())
+                ));
                 break;
             }
         }
+        if let Some(r) = removed {
+            for m in &live {
+                if m.peers().any(|(p, _)| p == r) || m.link_of(r).is_some() {
+                    failures.push(format!("{} still has the removed member {r}", m.id()));
+                }
+            }
+        }
         let stores: Vec<(&str, &Store)> = live.iter().map(|m| (m.id(), m.store())).collect();
-        failures.extend(check_writes(&stores, &self.writes, |i| {
-            self.peers[i].crashed
-        }));
+        // After a removal: the removed member's later writes must be gone, and the
+        // keys it wrote then may have lost what they held (see SimConfig::removal).
+        let removed_late = |w: &Write| {
+            self.removal.as_ref().is_some_and(|(id, after)| {
+                rtc_mesh_core::security::updates::writer_of(&w.3) == Some(id.as_str())
+                    && w.2 > *after
+            })
+        };
+        // Its earlier writes need not be anywhere: those it had not sent when it was cut
+        // off are gone with it (the replicas must still agree on them).
+        let removed_peer = (0..self.peers.len()).find(|&i| {
+            self.cfg.secret.is_some() && Some(identity(self.cfg.seed, i).peer_id()) == removed
+        });
+        let hit: std::collections::HashSet<&str> = self
+            .writes
+            .iter()
+            .filter(|w| removed_late(w))
+            .map(|w| w.1.as_str())
+            .collect();
+        let expected: Vec<Write> = self
+            .writes
+            .iter()
+            .filter(|w| !removed_late(w))
+            .cloned()
+            .collect();
+        for (name, store) in &stores {
+            for key in store.keys() {
+                let e = store.entry(key).expect("listed");
+                let late = self.removal.as_ref().is_some_and(|(id, after)| {
+                    rtc_mesh_core::security::updates::writer_of(e.source) == Some(id.as_str())
+                        && e.ts > *after
+                });
+                if late {
+                    failures.push(format!(
+                        "{name}: {key} holds a removed member's later write"
+                    ));
+                }
+            }
+        }
+        failures.extend(
+            check_writes(&stores, &expected, |i| {
+                self.peers[i].crashed || Some(i) == removed_peer
+            })
+            .into_iter()
+            .filter(|f| {
+                // "write of K by S missing" for a key the removed member hit is allowed.
+                !hit.iter()
+                    .any(|k| f.contains(&format!(": write of {k} by ")))
+            }),
+        );
         if let Some(secret) = &self.cfg.secret {
             failures.extend(check_signed(secret, &stores));
         }
@@ -1209,11 +1336,33 @@ impl World {
         (u, b)
     }
 
+    /// Whether peer `i` is the member a removal run removed (once it has been): the
+    /// others ignore its offers and drop theirs to it.
+    fn is_removed_peer(&self, i: usize) -> bool {
+        self.cfg.secret.is_some()
+            && self
+                .removal
+                .as_ref()
+                .is_some_and(|(id, _)| identity(self.cfg.seed, i).peer_id() == id)
+    }
+
+    /// The live members' replicas are equal and each sees all the others. After a
+    /// removal, the removed member is no one's peer: the others see each other, and it
+    /// sees no one once it has heard of its removal (what it holds then is its own).
     fn converged(&self) -> bool {
-        let live: Vec<&Mesh> = self.peers.iter().filter_map(|p| p.mesh.as_ref()).collect();
+        let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
+        let live: Vec<&Mesh> = self
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .filter(|m| Some(m.id()) != removed)
+            .collect();
         live.windows(2)
             .all(|w| w[0].store().dump() == w[1].store().dump())
             && live.iter().all(|m| m.peers().count() == live.len() - 1)
+            && live
+                .iter()
+                .all(|m| removed.is_none_or(|r| m.store().is_removed(r)))
     }
 }
 
@@ -1266,6 +1415,32 @@ pub fn run(cfg: SimConfig) -> SimReport {
             // the (timestamp, source) rule to break.
             let j = (i + 1 + w.rng.below(n as u64 - 1) as usize) % n;
             w.schedule(at, Action::Write(j, key, -(k as f64)));
+        }
+    }
+    if cfg.removal && n > 2 {
+        // A write storm around the removal: the removed member and the others write the
+        // same keys every few milliseconds, so that its writes are in flight when the
+        // removal is, and some land before it.
+        let at = span / 2;
+        w.schedule(Duration::from_millis(at), Action::Remove(1, 2));
+        // The removed member and peer 3 cut off from the rest for a while: both hear of
+        // the removal late; meanwhile 3 takes the removed member's writes (voided when
+        // it hears), and the rest refuse them once the cut heals.
+        let d = Duration::from_millis(1500 + w.rng.below(2000));
+        for a in [2, 3].into_iter().filter(|&a| a < n) {
+            for b in (0..n).filter(|&b| b != 2 && b != 3) {
+                w.schedule(Duration::from_millis(at - 200), Action::Partition(a, b, d));
+            }
+        }
+        for k in 0..400u64 {
+            let t = Duration::from_millis(at - 1000 + k * 5);
+            let i = if k % 2 == 0 {
+                2
+            } else {
+                w.rng.below(n as u64) as usize
+            };
+            let key = format!("storm{}", w.rng.below(8));
+            w.schedule(t, Action::Write(i, key, k as f64));
         }
     }
     if cfg.byzantine {
@@ -1356,6 +1531,24 @@ pub fn run(cfg: SimConfig) -> SimReport {
             .iter()
             .filter_map(|p| p.mesh.as_ref())
             .map(|m| m.store().stats().late)
+            .sum(),
+        revoked: w
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .map(|m| m.store().stats().revoked)
+            .sum(),
+        voided: w
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .map(|m| m.store().stats().voided)
+            .sum(),
+        removed_signals: w
+            .peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .map(|m| m.stats().removed_signals)
             .sum(),
         failures,
     }

@@ -69,3 +69,32 @@ fn a_byzantine_member_changes_nothing_the_others_keep() {
         assert!(r.refused > 10, "seed {seed}: {} refused", r.refused);
     }
 }
+
+/// A member removed by the admin (peer 1 removes peer 2 halfway through) during a
+/// write storm, with faults and peers 2 and 3 cut off from the rest around the
+/// removal: every replica refuses the removed member's later writes, those that landed
+/// before the removal arrived are voided, and the keys they had superseded get back
+/// what they held (`WANT`); the others close their links to it and ignore its
+/// announces and offers. The replicas end equal and no honest write is lost.
+#[test]
+fn a_member_removed_during_a_write_storm_leaves_equal_replicas() {
+    const PLAIN: &str = "rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let (mut revoked, mut voided, mut ignored) = (0, 0, 0);
+    for seed in [41, 42, 43, 44] {
+        let mut cfg = SimConfig::new(seed);
+        cfg.secret = Some(rtc_mesh_sim::mesh_sim::removal_secret(seed, PLAIN));
+        cfg.removal = true;
+        let r = run(cfg);
+        assert!(r.failures.is_empty(), "seed {seed}: {:?}", r.failures);
+        revoked += r.revoked;
+        voided += r.voided;
+        ignored += r.removed_signals;
+    }
+    assert!(revoked > 10, "{revoked} writes refused as revoked");
+    assert!(voided > 0, "{voided} writes voided");
+    // Cut off: the check says no one links with it; its signals were ignored.
+    assert!(
+        ignored > 0,
+        "{ignored} signals of the removed member ignored"
+    );
+}

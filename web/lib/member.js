@@ -125,7 +125,7 @@ export class Member {
     /** ICE restarts begun (by us or the peer), and those after which data flowed again;
      * and the mesh's refusals of signals in a secured room (always 0 in an open one). */
     this.stats = { restarts: 0, restartsRecovered: 0 };
-    for (const k of ['unsecuredSignals', 'unsealFailures', 'badSignatures', 'staleSignals']) {
+    for (const k of ['unsecuredSignals', 'unsealFailures', 'badSignatures', 'staleSignals', 'removedSignals']) {
       Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.stats[k] });
     }
     // And the store's refusals of updates (core's `StoreStats`): unsigned, forged or

@@ -11,7 +11,7 @@ import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { IDLE_MS, SignalClient, Xorshift } from './signal-client.js';
 import { Secured } from './secured.js';
-import { UpdateGuard } from './updates.js';
+import { REVOKED_PREFIX, UpdateGuard } from './updates.js';
 
 /** SDP or candidate messages kept per peer whose announce has not arrived. */
 const MAX_EARLY = 64;
@@ -83,6 +83,11 @@ function route(mesh, now, m) {
   }
   if (from === mesh.id || !validPeerId(from)) return;
   if (mesh.secured) {
+    if (m.command !== 'leave' && mesh.replica.store.revoked.has(from)) {
+      // Removed by an admin: no new links (its leave still drops an old one).
+      mesh.stats.removedSignals++;
+      return;
+    }
     m = mesh.secured.checkIn(now, from, m);
     if (!m) return;
   }
@@ -185,7 +190,10 @@ export class Mesh {
     const guard = sec ? new UpdateGuard(sec.key.roomId, sec.identity, sec.key.admins ?? []) : null;
     this.store = new Store(`${this.id}.${this.incarnation}`, { now: () => epochMs + (this.clock - start), guard });
     this.replica = new Replica(this.store);
-    this.replica.onUpdate = (u, local) => this.event('update', updateEvent(u, local));
+    this.replica.onUpdate = (u, local) => {
+      this.event('update', updateEvent(u, local));
+      if (u.key.startsWith(REVOKED_PREFIX)) this.cutOffRemoved();
+    };
     this.client = new SignalClient({ ...(config.signalling ?? {}), seed: signallingSeed(seed) }, start);
     this.clientAt = start;
     this.rng = new Xorshift(seed);
@@ -203,7 +211,7 @@ export class Mesh {
       early: 0, offers: 0, negotiationTimeouts: 0, linkTimeouts: 0, offersRestarted: 0, badSignals: 0,
       signalDisconnects: 0,
       // Secured rooms (core's counters of the same names).
-      unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0,
+      unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0, removedSignals: 0,
     };
     /** Secured rooms: the sealing and opening of signals (lib/secured.js), else null. */
     this.secured = config.security ? new Secured(this, config.security) : null;
@@ -552,6 +560,21 @@ export class Mesh {
       this.replica.closeLink(link);
     }
     if (old !== 'idle') this.push({ type: 'close', peer });
+  }
+
+  /** Secured rooms, after a removal landed: the links to removed members close, and
+   * they are forgotten; what they still send through the switchboard is ignored
+   * (`stats.removedSignals`; core's `cut_off_removed`). */
+  cutOffRemoved() {
+    const revoked = this.replica.store.revoked;
+    for (const id of [...this.peers.keys()]) {
+      if (!revoked.has(id)) continue;
+      this.dropConn(id, null);
+      this.setPresent(id, false, 'removed');
+      this.peers.delete(id);
+      this.early.delete(id);
+    }
+    this.syncDirty = true;
   }
 
   /** The link to `peer` is lost: it goes, the peer is reported left for `reason`, the

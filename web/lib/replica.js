@@ -99,12 +99,14 @@ export class Replica {
   }
 
   /** Writes a removal voided (core's `take_voided`): reported, never sent, and the
-   * links compare sums again so that the keys get back what those had superseded. */
+   * links are asked for those keys (`WANT`), so that they get back what the voided
+   * writes had superseded. */
   voided() {
     const v = this.store.takeVoided();
     if (!v.length) return;
     for (const u of v) this.onUpdate(u, false);
-    for (const l of this.links.values()) l.session.sendSums();
+    const keys = v.map((u) => u.key);
+    for (const l of this.links.values()) l.session.sendWant(keys);
   }
 
   /** Time passed: held-back updates that came due are applied and forwarded. */

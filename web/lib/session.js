@@ -142,6 +142,31 @@ export class Session {
           if (this.started) this.sendHistory();
           return null;
         }
+        if (m.text.startsWith('WANT ')) {
+          // Keys a removal voided there: what we hold of them goes out whatever the
+          // clocks say (core's `Control::Want`).
+          let keys;
+          try {
+            keys = parseJson(m.text.slice(5));
+          } catch {
+            this.stats.errors++;
+            return null;
+          }
+          if (!Array.isArray(keys)) {
+            this.stats.errors++;
+            return null;
+          }
+          if (!this.store.guard) return null;
+          for (const k of keys) {
+            const e = typeof k === 'string' ? this.store.entries.get(k) : undefined;
+            if (e && e.ts > 0 && e.sig) {
+              this.stats.updatesOut++;
+              this.stats.repaired++;
+              this.out.update(e);
+            }
+          }
+          return null;
+        }
         if (m.text.startsWith('SUMS ')) {
           const sums = parseSums(m.text);
           if (sums === null) this.stats.errors++;
@@ -192,7 +217,13 @@ export class Session {
     }
   }
 
-  /** Secured rooms, once synced (and again after a removal voided writes): what we hold
+  /** Secured rooms: asks the remote for keys a removal voided here (`WANT`). */
+  sendWant(keys) {
+    if (!this.store.guard || !this.started) return;
+    for (let i = 0; i < keys.length; i += 1024) this.sendControl(`WANT ${JSON.stringify(keys.slice(i, i + 1024))}`);
+  }
+
+  /** Secured rooms, once synced: what we hold
    * per source, so that a source whose clocks agree but whose writes do not is
    * repaired (see repair). */
   sendSums() {

@@ -207,9 +207,12 @@ export class Store {
       }
     }
     const out = [];
-    for (const [source, ts] of this.clock) {
-      if (!(ts > 0)) continue;
+    for (const [source, t] of this.clock) {
+      if (!(t > 0)) continue;
       const a = acc.get(source) ?? { count: 0, lanes: new Uint32Array(SUM_LANES) };
+      // A removed member's clock is taken as its removal's time (core's `sums`).
+      const after = this.revoked.get(writerOf(source));
+      const ts = after === undefined ? t : Math.min(t, after);
       out.push({ source, ts, count: a.count, lanes: a.lanes });
     }
     return out;

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Identity, Member, Mesh, deriveRoomKey, join, seal, signing } from '../mesh.js';
+import { Identity, Member, Mesh, deriveRoomKey, inviteWithAdmins, join, seal, signing } from '../mesh.js';
 import { Switchboard, installFakes, next, stopAfter, useBoard } from './fakes.mjs';
 
 /** Raw DEFLATE, as core compresses a secured SDP before sealing it. */
@@ -418,7 +418,7 @@ test('two pages meet in a secured room and sync; a page with another secret meet
     }
   }
   assert.deepEqual({ ...a.stats, restarts: 0, restartsRecovered: 0 }, {
-    restarts: 0, restartsRecovered: 0, unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0,
+    restarts: 0, restartsRecovered: 0, unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0, removedSignals: 0,
     updatesUnsigned: 0, updatesBadSignature: 0, updatesBadSource: 0, updatesNotOwner: 0, updatesHeld: 0, updatesLate: 0, updatesRevoked: 0, updatesVoided: 0,
   });
   const left = next(a, 'peer_leave');
@@ -426,6 +426,33 @@ test('two pages meet in a secured room and sync; a page with another secret meet
   assert.equal((await left).reason, 'left', "b's signed leave drops the link at once");
   await a.close();
   await stranger.close();
+});
+
+test('a member an admin removes is cut off: its links close, its signals are ignored (core\'s cut_off_removed)', { timeout: 30000 }, async (t) => {
+  board = useBoard(new Switchboard({ rooms: true }));
+  const admin = await Identity.fromSeed(new Uint8Array(32).fill(1));
+  const invite = await inviteWithAdmins(SECRET, admin, []);
+  const a = await join('team', { signal: 'ws://fake/', secret: invite, identity: admin });
+  const h = await join('team', { signal: 'ws://fake/', secret: invite });
+  const r = await join('team', { signal: 'ws://fake/', secret: invite });
+  stopAfter(t, a, h, r);
+  const all = (m, n) => new Promise((done) => {
+    const check = () => (m.peerList().length === n ? done() : setTimeout(check, 5));
+    check();
+  });
+  await Promise.all([all(a, 2), all(h, 2), all(r, 2)]);
+  const gone = [a, h].map((m) => next(m, 'peer_leave', (e) => e.peer === r.id));
+  a.set(`room/revoked/${r.id}`, { after: 0 });
+  for (const e of await Promise.all(gone)) assert.equal(e.reason, 'removed');
+  assert.deepEqual(a.peerList().map((p) => p.id), [h.id]);
+  assert.deepEqual(h.peerList().map((p) => p.id), [a.id]);
+  // What it still sends through the switchboard (its announce again) is ignored.
+  r.mesh.handleSignalConnected(Date.now());
+  await new Promise((done) => {
+    const check = () => (h.stats.removedSignals > 0 ? done() : setTimeout(check, 5));
+    check();
+  });
+  assert.deepEqual(h.peerList().map((p) => p.id), [a.id]);
 });
 
 test("a secured join's bad secret rejects; a given id must be the identity's", async () => {

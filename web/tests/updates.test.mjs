@@ -121,6 +121,38 @@ test('a relay that reorders a writer\'s updates cannot hide the earlier ones (as
   assert.equal(h2.session(l.ids[0]).stats.repaired, 1);
 });
 
+test('a removal voids what the member wrote after it, and WANT brings back what that superseded (as core)', async () => {
+  const seeded = (seed) => Identity.fromSeed(new Uint8Array(32).fill(seed));
+  const admin = await seeded(1);
+  const admins = [admin.peerId];
+  const replica = async (id, seed) => {
+    const guard = new UpdateGuard(unhex(vectors.room_id), id, admins);
+    return new Replica(new Store(`${id.peerId}.000000000000000${seed}`, { now: () => vectors.epoch_ms, guard }));
+  };
+  const signed = async (r, k, v) => {
+    const u = r.store.set(k, v);
+    u.sig = await r.store.guard.sign(u);
+    return u;
+  };
+  const [ra, rh, rx, rr] = [await replica(admin, 1), await replica(await seeded(2), 2), await replica(await seeded(3), 3), await replica(await seeded(4), 4)];
+  const hx = securedLink(rh, rx);
+  await signed(rx, 'k', 'x');
+  await hx.pump();
+  // r writes once before its removal, then over x's k and a key of its own.
+  const early = await signed(rr, 'early', 1);
+  const late = [await signed(rr, 'k', 'r'), await signed(rr, 'only-r', 'r')];
+  const removal = await signed(ra, `room/revoked/${rr.store.guard.writer}`, { after: early.ts });
+  await relay(rh, [early, ...late]);
+  assert.equal(rh.store.get('k'), 'r');
+  await relay(rx, [removal]);
+  await hx.pump();
+  for (const r of [rh, rx]) {
+    assert.deepEqual(r.store.snapshot(), { early: 1, k: 'x', [`room/revoked/${rr.store.guard.writer}`]: { after: early.ts } });
+  }
+  assert.equal(rh.store.stats.voided, 2);
+  assert.equal(rx.session(hx.ids[1]).stats.repaired, 1, 'x answered WANT with k');
+});
+
 test('our signatures are core\'s (Ed25519 is deterministic)', async () => {
   const roomId = unhex(vectors.room_id);
   const signers = await Promise.all(vectors.signers.map((s) => Identity.fromSeed(unhex(s))));

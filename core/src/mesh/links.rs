@@ -126,7 +126,13 @@ impl Mesh {
 
     pub(super) fn on_replica_event(&mut self, e: ReplicaEvent) {
         match e {
-            ReplicaEvent::Update(ev) => self.event(MeshEvent::Update(ev)),
+            ReplicaEvent::Update(ev) => {
+                let removal = ev.key.starts_with(crate::security::updates::REVOKED_PREFIX);
+                self.event(MeshEvent::Update(ev));
+                if removal {
+                    self.cut_off_removed();
+                }
+            }
             ReplicaEvent::Synced { link, peer: source } if self.streams.contains(&link) => {
                 self.event(MeshEvent::StreamSynced { link, source });
             }
@@ -208,6 +214,25 @@ impl Mesh {
             }
             _ => {}
         }
+    }
+
+    /// Secured rooms, after a removal landed: the links to removed members close, and
+    /// they are forgotten; what they still send through the switchboard is ignored
+    /// ([`MeshStats::removed_signals`]).
+    fn cut_off_removed(&mut self) {
+        let removed: Vec<String> = self
+            .peers
+            .keys()
+            .filter(|p| self.replica.store().is_removed(p))
+            .cloned()
+            .collect();
+        for peer in removed {
+            self.drop_conn(&peer, None);
+            self.set_present(&peer, false, LeaveReason::Removed);
+            self.peers.remove(&peer);
+            self.early.remove(&peer);
+        }
+        self.check_all_synced();
     }
 
     pub(super) fn check_all_synced(&mut self) {

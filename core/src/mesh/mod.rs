@@ -244,11 +244,13 @@ pub struct MeshStats {
     /// Secured rooms: announces, leaves and SDP replayed (not newer than the last of
     /// their kind from that member, of another incarnation, or too far from our clock).
     pub stale_signals: u64,
+    /// Secured rooms: announces and SDP from members an admin removed (ignored).
+    pub removed_signals: u64,
 }
 
 impl MeshStats {
     /// Every counter with its field's name, in declaration order (for reports).
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    pub fn counters(&self) -> [(&'static str, u64); 12] {
         [
             ("early", self.early),
             ("offers", self.offers),
@@ -261,6 +263,7 @@ impl MeshStats {
             ("unseal_failures", self.unseal_failures),
             ("bad_signatures", self.bad_signatures),
             ("stale_signals", self.stale_signals),
+            ("removed_signals", self.removed_signals),
         ]
     }
 }
@@ -322,16 +325,21 @@ pub enum LeaveReason {
     Closed,
     /// The link could not be negotiated.
     Failed,
+    /// Secured rooms: an admin removed it (`room/revoked/<id>` is in the store). Its
+    /// link is closed and its announces and SDP are ignored from then on.
+    Removed,
 }
 
 impl LeaveReason {
-    /// The name used in the line protocol: `left`, `timeout`, `closed`, `failed`.
+    /// The name used in the line protocol: `left`, `timeout`, `closed`, `failed`,
+    /// `removed`.
     pub fn name(self) -> &'static str {
         match self {
             LeaveReason::Left => "left",
             LeaveReason::Timeout => "timeout",
             LeaveReason::Closed => "closed",
             LeaveReason::Failed => "failed",
+            LeaveReason::Removed => "removed",
         }
     }
 }

@@ -208,6 +208,11 @@ impl Mesh {
         if self.config.security.is_none() {
             return Some(msg);
         }
+        if msg.command != "leave" && self.replica.store().is_removed(from) {
+            // Removed by an admin: no new links (its leave still drops an old one).
+            self.stats.removed_signals += 1;
+            return None;
+        }
         match msg.command.as_str() {
             "announce" => self.open_announce(now, from, msg),
             "leave" => Some(self.check_leave(now, from, msg)),

@@ -350,6 +350,13 @@ fn main() {
                 },
             ]);
             e.message(&Message::Control(sums.encode().into_owned()));
+            // Keys a removal voided there: what we hold of them goes out.
+            let want = rtc_mesh_core::control::Control::Want(vec![
+                "k0".into(),
+                "mine".into(),
+                "late".into(),
+            ]);
+            e.message(&Message::Control(want.encode().into_owned()));
             let mut m = vec![mode];
             while let Some(c) = e.poll_transmit() {
                 m.extend(c);

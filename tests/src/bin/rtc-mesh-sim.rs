@@ -30,7 +30,7 @@ fn peak_rss_mib() -> f64 {
 fn print(seed: u64, r: &SimReport) {
     let f = &r.faults;
     println!(
-        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} forgeries {} refused {} late {} | settled {:.2} s",
+        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} forgeries {} refused {} late {} revoked {} voided {} removed-signals {} | settled {:.2} s",
         if r.failures.is_empty() { "ok" } else { "FAILED" },
         r.trace,
         f.drops,
@@ -46,6 +46,9 @@ fn print(seed: u64, r: &SimReport) {
         f.forgeries,
         r.refused,
         r.late,
+        r.revoked,
+        r.voided,
+        r.removed_signals,
         r.converge.as_secs_f64()
     );
     for e in &r.failures {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
     let mut node_scale = None;
     let mut node_seed = None;
     let mut byzantine = false;
+    let mut removal = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
             "--node-scale" => node_scale = args.next().and_then(|v| v.parse::<usize>().ok()),
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(6),
             "--byzantine" => byzantine = true,
+            "--removal" => removal = true,
             "--scale" => {
                 scale = Some(
                     args.next()
@@ -83,7 +88,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine]"
+                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine] [--removal]"
                 );
                 return ExitCode::from(2);
             }
@@ -180,6 +185,12 @@ fn main() -> ExitCode {
             // A secured room with a Byzantine member (peer 0).
             cfg.secret = Some("rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
             cfg.byzantine = true;
+        }
+        if removal {
+            // A secured room whose admin (peer 1) removes peer 2 mid-storm.
+            let plain = "rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+            cfg.secret = Some(rtc_mesh_sim::mesh_sim::removal_secret(s, plain));
+            cfg.removal = true;
         }
         let r = run(cfg);
         print(s, &r);

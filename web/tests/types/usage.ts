@@ -11,7 +11,7 @@ const off = member.on('update', (u) => {
 });
 off();
 member.on('peer_leave', (p) => {
-  const why: 'left' | 'timeout' | 'closed' | 'failed' = p.reason;
+  const why: 'left' | 'timeout' | 'closed' | 'failed' | 'removed' = p.reason;
   console.log(p.peer, why);
 });
 member.on('synced_all', (s) => console.log(s.peers.length));
