@@ -19,7 +19,12 @@
 //! - `bug-trust-source-clock`: a secured store takes an update below its writer's clock
 //!   as stale and never compares sums, as scuttlebutt's clocks do (a Byzantine member
 //!   that replays a writer's later update ahead of its earlier ones hides those where
-//!   they had not arrived: honest writes go missing).
+//!   they had not arrived: honest writes go missing);
+//! - `bug-no-want`: a replica that voids a removed member's writes does not ask its
+//!   links for those keys (what the writes had superseded stays lost where no later
+//!   write came: honest writes go missing);
+//! - `bug-keep-removed`: the mesh keeps its link to a removed member (it is still
+//!   someone's peer at the end).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -76,6 +81,8 @@ fn the_seed_lists_fail_on_every_planted_bug() {
             "bug-trust-source-clock",
             &["--seeds", "180", "--byzantine"][..],
         ),
+        ("bug-no-want", &["--seeds", "4", "--removal"][..]),
+        ("bug-keep-removed", &["--seeds", "4", "--removal"][..]),
     ] {
         assert_eq!(run_with_bug(feature, args), 1, "{feature} was not caught");
     }

@@ -129,7 +129,7 @@ impl Mesh {
             ReplicaEvent::Update(ev) => {
                 let removal = ev.key.starts_with(crate::security::updates::REVOKED_PREFIX);
                 self.event(MeshEvent::Update(ev));
-                if removal {
+                if removal && !cfg!(feature = "bug-keep-removed") {
                     self.cut_off_removed();
                 }
             }
