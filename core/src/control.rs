@@ -126,10 +126,51 @@ pub enum Control {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("bad {kind} control line: {why}")]
 pub struct ControlError {
-    /// `CLOCK` or `LINKS`.
+    /// `CLOCK`, `LINKS`, `SUMS` or `WANT`.
     pub kind: &'static str,
     /// What was wrong.
     pub why: String,
+}
+
+/// A control line's JSON object, read within `limits`.
+fn object_payload(kind: &'static str, json: &str, limits: &Limits) -> Result<Object, ControlError> {
+    match Value::from_json_with(json.as_bytes(), limits) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ControlError {
+            kind,
+            why: "not an object".into(),
+        }),
+        Err(e) => Err(ControlError {
+            kind,
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// A control line's JSON array of strings, read within `limits` (items that are not
+/// strings are left out).
+fn strings_payload(
+    kind: &'static str,
+    json: &str,
+    limits: &Limits,
+) -> Result<Vec<String>, ControlError> {
+    match Value::from_json_with(json.as_bytes(), limits) {
+        Ok(Value::Array(items)) => Ok(items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect()),
+        Ok(_) => Err(ControlError {
+            kind,
+            why: "not an array".into(),
+        }),
+        Err(e) => Err(ControlError {
+            kind,
+            why: e.to_string(),
+        }),
+    }
 }
 
 impl Control {
@@ -143,80 +184,46 @@ impl Control {
             _ => {}
         }
         if let Some(json) = text.strip_prefix("CLOCK ") {
-            let bad = |why: String| ControlError { kind: "CLOCK", why };
-            return match Value::from_json_with(json.as_bytes(), limits) {
-                Ok(Value::Object(o)) => Ok(Control::Clock(
-                    o.iter()
-                        .filter_map(|(s, t)| match t {
-                            Value::Number(t) => Some((s.to_owned(), *t)),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                Ok(_) => Err(bad("not an object".into())),
-                Err(e) => Err(bad(e.to_string())),
-            };
+            let o = object_payload("CLOCK", json, limits)?;
+            return Ok(Control::Clock(
+                o.iter()
+                    .filter_map(|(s, t)| match t {
+                        Value::Number(t) => Some((s.to_owned(), *t)),
+                        _ => None,
+                    })
+                    .collect(),
+            ));
         }
         if let Some(json) = text.strip_prefix("SUMS ") {
-            let bad = |why: String| ControlError { kind: "SUMS", why };
-            return match Value::from_json_with(json.as_bytes(), limits) {
-                Ok(Value::Object(o)) => Ok(Control::Sums(
-                    o.iter()
-                        .filter_map(|(s, v)| match v {
-                            Value::Array(a) => match a.as_slice() {
-                                [Value::Number(ts), Value::Number(count), Value::String(sum)]
-                                    if *count >= 0.0 && count.fract() == 0.0 =>
-                                {
-                                    Some(SourceSum {
-                                        source: s.to_owned(),
-                                        ts: *ts,
-                                        count: *count as u64,
-                                        lanes: SourceSum::parse_lanes(sum)?,
-                                    })
-                                }
-                                _ => None,
-                            },
+            let o = object_payload("SUMS", json, limits)?;
+            return Ok(Control::Sums(
+                o.iter()
+                    .filter_map(|(s, v)| match v {
+                        Value::Array(a) => match a.as_slice() {
+                            [Value::Number(ts), Value::Number(count), Value::String(sum)]
+                                if *count >= 0.0 && count.fract() == 0.0 =>
+                            {
+                                Some(SourceSum {
+                                    source: s.to_owned(),
+                                    ts: *ts,
+                                    count: *count as u64,
+                                    lanes: SourceSum::parse_lanes(sum)?,
+                                })
+                            }
                             _ => None,
-                        })
-                        .collect(),
-                )),
-                Ok(_) => Err(bad("not an object".into())),
-                Err(e) => Err(bad(e.to_string())),
-            };
+                        },
+                        _ => None,
+                    })
+                    .collect(),
+            ));
         }
         if let Some(json) = text.strip_prefix("WANT ") {
-            let bad = |why: String| ControlError { kind: "WANT", why };
-            return match Value::from_json_with(json.as_bytes(), limits) {
-                Ok(Value::Array(items)) => Ok(Control::Want(
-                    items
-                        .into_iter()
-                        .filter_map(|v| match v {
-                            Value::String(s) => Some(s.to_string()),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                Ok(_) => Err(bad("not an array".into())),
-                Err(e) => Err(bad(e.to_string())),
-            };
+            return Ok(Control::Want(strings_payload("WANT", json, limits)?));
         }
         for change in [LinksChange::All, LinksChange::Gained, LinksChange::Lost] {
             if let Some(json) = text.strip_prefix(change.prefix()) {
-                let bad = |why: String| ControlError { kind: "LINKS", why };
-                return match Value::from_json_with(json.as_bytes(), limits) {
-                    Ok(Value::Array(items)) => Ok(Control::Links(
-                        change,
-                        items
-                            .into_iter()
-                            .filter_map(|v| match v {
-                                Value::String(s) => Some(s.to_string()),
-                                _ => None,
-                            })
-                            .collect(),
-                    )),
-                    Ok(_) => Err(bad("not an array".into())),
-                    Err(e) => Err(bad(e.to_string())),
-                };
+                let items = strings_payload("LINKS", json, limits)?;
+                return Ok(Control::Links(change, items));
             }
         }
         Ok(Control::Other(text.to_owned()))

@@ -1514,42 +1514,21 @@ pub fn run(cfg: SimConfig) -> SimReport {
             n - 1
         ));
     }
+    // A counter summed over the live members.
+    let total = |f: fn(&Mesh) -> u64| -> u64 {
+        w.peers.iter().filter_map(|p| p.mesh.as_ref()).map(f).sum()
+    };
     SimReport {
         faults: w.faults.clone(),
         trace: w.trace,
         converge: if cfg.faults { settled } else { converge },
         messages_per_update,
         bytes_per_update,
-        refused: w
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .map(|m| m.store().stats().rejected)
-            .sum(),
-        late: w
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .map(|m| m.store().stats().late)
-            .sum(),
-        revoked: w
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .map(|m| m.store().stats().revoked)
-            .sum(),
-        voided: w
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .map(|m| m.store().stats().voided)
-            .sum(),
-        removed_signals: w
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .map(|m| m.stats().removed_signals)
-            .sum(),
+        refused: total(|m| m.store().stats().rejected),
+        late: total(|m| m.store().stats().late),
+        revoked: total(|m| m.store().stats().revoked),
+        voided: total(|m| m.store().stats().voided),
+        removed_signals: total(|m| m.stats().removed_signals),
         failures,
     }
 }
