@@ -1222,12 +1222,7 @@ impl World {
         let mut failures = Vec::new();
         // A removed member is cut off: its replica is no one's to keep equal.
         let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
-        let live: Vec<&Mesh> = self
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .filter(|m| Some(m.id()) != removed)
-            .collect();
+        let live = self.members();
         let Some(first) = live.first() else {
             return failures;
         };
@@ -1346,17 +1341,22 @@ impl World {
                 .is_some_and(|(id, _)| identity(self.cfg.seed, i).peer_id() == id)
     }
 
+    /// The live meshes but the removed member's (removal runs).
+    fn members(&self) -> Vec<&Mesh> {
+        let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
+        self.peers
+            .iter()
+            .filter_map(|p| p.mesh.as_ref())
+            .filter(|m| Some(m.id()) != removed)
+            .collect()
+    }
+
     /// The live members' replicas are equal and each sees all the others. After a
     /// removal, the removed member is no one's peer: the others see each other, and it
     /// sees no one once it has heard of its removal (what it holds then is its own).
     fn converged(&self) -> bool {
         let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
-        let live: Vec<&Mesh> = self
-            .peers
-            .iter()
-            .filter_map(|p| p.mesh.as_ref())
-            .filter(|m| Some(m.id()) != removed)
-            .collect();
+        let live = self.members();
         live.windows(2)
             .all(|w| w[0].store().dump() == w[1].store().dump())
             && live.iter().all(|m| m.peers().count() == live.len() - 1)
