@@ -291,6 +291,8 @@ export declare class Session {
   repair(theirs: SourceSum[]): void;
   /** Sends our `SUMS` (secured rooms, once synced). */
   sendSums(): void;
+  /** The remote's `WANT` (keys a removal voided there): what we hold of them is sent. */
+  answerWant(keys: string[]): void;
   /** Asks the remote for keys a removal voided here (`WANT`). */
   sendWant(keys: string[]): void;
   sendHistory(): void;

@@ -429,8 +429,7 @@ impl Session {
         }
     }
 
-    /// Secured stores: tells the remote what we hold per source (`SUMS`), once synced
-    /// and again after a removal voided writes (see [`Store::take_voided`]).
+    /// Secured stores: tells the remote what we hold per source (`SUMS`), once synced.
     pub(crate) fn send_sums(&mut self, store: &Store) {
         if store.is_secured() && self.synced {
             self.enc

@@ -171,11 +171,13 @@ pub struct SimConfig {
     /// present, and nothing accepted that its writer did not sign.
     pub byzantine: bool,
     /// A secured run whose invite names peer 1 admin ([`removal_secret`]): halfway
-    /// through the fault phase it removes peer 2, which goes on writing. The replicas
-    /// must end equal with none of peer 2's writes stamped after the removal, and every
-    /// other write present, but those to keys peer 2 wrote after its removal (such a
-    /// write may have superseded them everywhere before the removal arrived: README,
-    /// "What removal cannot do").
+    /// through the fault phase it removes peer 2, which goes on writing. The others
+    /// must cut it off (no one links with it), and their replicas end equal with none
+    /// of peer 2's writes stamped after the removal, and every other honest write
+    /// present, but those to keys peer 2 wrote after its removal (such a write may have
+    /// superseded them everywhere before the removal arrived: README, "What removal
+    /// cannot do"). Peer 2's own earlier writes need not be anywhere (what it had not
+    /// sent when it was cut off is gone with it).
     pub removal: bool,
 }
 
@@ -1262,37 +1264,28 @@ impl World {
         let stores: Vec<(&str, &Store)> = live.iter().map(|m| (m.id(), m.store())).collect();
         // After a removal: the removed member's later writes must be gone, and the
         // keys it wrote then may have lost what they held (see SimConfig::removal).
-        let removed_late = |w: &Write| {
+        let removed_late = |source: &str, ts: f64| {
             self.removal.as_ref().is_some_and(|(id, after)| {
-                rtc_mesh_core::security::updates::writer_of(&w.3) == Some(id.as_str())
-                    && w.2 > *after
+                rtc_mesh_core::security::updates::writer_of(source) == Some(id.as_str())
+                    && ts > *after
             })
         };
-        // Its earlier writes need not be anywhere: those it had not sent when it was cut
-        // off are gone with it (the replicas must still agree on them).
-        let removed_peer = (0..self.peers.len()).find(|&i| {
-            self.cfg.secret.is_some() && Some(identity(self.cfg.seed, i).peer_id()) == removed
-        });
         let hit: std::collections::HashSet<&str> = self
             .writes
             .iter()
-            .filter(|w| removed_late(w))
+            .filter(|w| removed_late(&w.3, w.2))
             .map(|w| w.1.as_str())
             .collect();
         let expected: Vec<Write> = self
             .writes
             .iter()
-            .filter(|w| !removed_late(w))
+            .filter(|w| !removed_late(&w.3, w.2))
             .cloned()
             .collect();
         for (name, store) in &stores {
             for key in store.keys() {
                 let e = store.entry(key).expect("listed");
-                let late = self.removal.as_ref().is_some_and(|(id, after)| {
-                    rtc_mesh_core::security::updates::writer_of(e.source) == Some(id.as_str())
-                        && e.ts > *after
-                });
-                if late {
+                if removed_late(e.source, e.ts) {
                     failures.push(format!(
                         "{name}: {key} holds a removed member's later write"
                     ));
@@ -1300,8 +1293,10 @@ impl World {
             }
         }
         failures.extend(
+            // Its earlier writes need not be anywhere: those it had not sent when it was
+            // cut off are gone with it (the replicas must still agree on them).
             check_writes(&stores, &expected, |i| {
-                self.peers[i].crashed || Some(i) == removed_peer
+                self.peers[i].crashed || self.is_removed_peer(i)
             })
             .into_iter()
             .filter(|f| {

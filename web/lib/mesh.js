@@ -445,9 +445,7 @@ export class Mesh {
     p.inRoom = false;
     // The switchboard lost its connection: the link decides.
     if (reason !== null && p.state === 'open') return;
-    this.dropConn(from, null);
-    this.setPresent(from, false, reason !== null ? 'closed' : 'left');
-    this.peers.delete(from);
+    this.forget(from, reason !== null ? 'closed' : 'left');
     this.syncDirty = true;
   }
 
@@ -562,6 +560,14 @@ export class Mesh {
     if (old !== 'idle') this.push({ type: 'close', peer });
   }
 
+  /** `peer` is gone for good (it left, or was removed): its connection closes, it is
+   * reported left for `reason`, and it is forgotten (core's `forget_peer`). */
+  forget(peer, reason) {
+    this.dropConn(peer, null);
+    this.setPresent(peer, false, reason);
+    this.peers.delete(peer);
+  }
+
   /** Secured rooms, after a removal landed: the links to removed members close, and
    * they are forgotten; what they still send through the switchboard is ignored
    * (`stats.removedSignals`; core's `cut_off_removed`). */
@@ -569,9 +575,7 @@ export class Mesh {
     const revoked = this.replica.store.revoked;
     for (const id of [...this.peers.keys()]) {
       if (!revoked.has(id)) continue;
-      this.dropConn(id, null);
-      this.setPresent(id, false, 'removed');
-      this.peers.delete(id);
+      this.forget(id, 'removed');
       this.early.delete(id);
     }
     this.syncDirty = true;
@@ -679,9 +683,7 @@ export class Mesh {
     }
     if (r.control === 'BYE') {
       // It is leaving: as its own `/leave`.
-      this.dropConn(peer, null);
-      this.setPresent(peer, false, 'left');
-      this.peers.delete(peer);
+      this.forget(peer, 'left');
       this.syncDirty = true;
       this.checkClosing();
     }

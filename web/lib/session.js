@@ -20,12 +20,7 @@ export function sumsLine(sums) {
 
 /** A `SUMS` line's entries (odd ones left out), or null when it is not an object. */
 export function parseSums(text) {
-  let o;
-  try {
-    o = parseJson(text.slice(5));
-  } catch {
-    return null;
-  }
+  const o = controlJson(text, 'SUMS ');
   if (!o || typeof o !== 'object' || Array.isArray(o)) return null;
   const out = [];
   for (const [source, e] of Object.entries(o)) {
@@ -39,6 +34,16 @@ export function parseSums(text) {
     out.push({ source, ts, count, lanes });
   }
   return out;
+}
+
+/** The JSON after a control line's `prefix` (`CLOCK `, `WANT `, `SUMS `), or undefined
+ * if it does not parse. */
+function controlJson(text, prefix) {
+  try {
+    return parseJson(text.slice(prefix.length));
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -129,10 +134,8 @@ export class Session {
         return null;
       case 'control':
         if (m.text.startsWith('CLOCK ')) {
-          let clock;
-          try {
-            clock = parseJson(m.text.slice(6));
-          } catch {
+          const clock = controlJson(m.text, 'CLOCK ');
+          if (clock === undefined) {
             this.stats.errors++;
             return null;
           }
@@ -143,28 +146,9 @@ export class Session {
           return null;
         }
         if (m.text.startsWith('WANT ')) {
-          // Keys a removal voided there: what we hold of them goes out whatever the
-          // clocks say (core's `Control::Want`).
-          let keys;
-          try {
-            keys = parseJson(m.text.slice(5));
-          } catch {
-            this.stats.errors++;
-            return null;
-          }
-          if (!Array.isArray(keys)) {
-            this.stats.errors++;
-            return null;
-          }
-          if (!this.store.guard) return null;
-          for (const k of keys) {
-            const e = typeof k === 'string' ? this.store.entries.get(k) : undefined;
-            if (e && e.ts > 0 && e.sig) {
-              this.stats.updatesOut++;
-              this.stats.repaired++;
-              this.out.update(e);
-            }
-          }
+          const keys = controlJson(m.text, 'WANT ');
+          if (!Array.isArray(keys)) this.stats.errors++;
+          else this.answerWant(keys);
           return null;
         }
         if (m.text.startsWith('SUMS ')) {
@@ -214,6 +198,20 @@ export class Session {
       this.stats.updatesOut++;
       this.stats.repaired++;
       this.out.update(u);
+    }
+  }
+
+  /** Secured rooms, the remote's `WANT`: keys a removal voided there. What we hold of
+   * them goes out whatever the clocks say (core's `Control::Want`). */
+  answerWant(keys) {
+    if (!this.store.guard) return;
+    for (const k of keys) {
+      const e = typeof k === 'string' ? this.store.entries.get(k) : undefined;
+      if (e && e.ts > 0 && e.sig) {
+        this.stats.updatesOut++;
+        this.stats.repaired++;
+        this.out.update(e);
+      }
     }
   }
 

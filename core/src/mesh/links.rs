@@ -29,6 +29,14 @@ impl Mesh {
         }
     }
 
+    /// `peer` is gone for good (it left, or was removed): its connection closes, it
+    /// is reported left for `reason`, and it is forgotten.
+    pub(super) fn forget_peer(&mut self, peer: &str, reason: LeaveReason) {
+        self.drop_conn(peer, None);
+        self.set_present(peer, false, reason);
+        self.peers.remove(peer);
+    }
+
     /// The link to `peer` is lost (closed, silent, or never established): the
     /// connection goes, the peer is reported left for `reason`, the offerer retries at
     /// `retry`, and a peer the switchboard no longer has is forgotten.
@@ -163,9 +171,7 @@ impl Mesh {
             } => {
                 if let Some(peer) = self.links.get(&link).cloned() {
                     // It is leaving: as its own `/leave`.
-                    self.drop_conn(&peer, None);
-                    self.set_present(&peer, false, LeaveReason::Left);
-                    self.peers.remove(&peer);
+                    self.forget_peer(&peer, LeaveReason::Left);
                     self.check_all_synced();
                     self.check_closing();
                 }
@@ -227,9 +233,7 @@ impl Mesh {
             .cloned()
             .collect();
         for peer in removed {
-            self.drop_conn(&peer, None);
-            self.set_present(&peer, false, LeaveReason::Removed);
-            self.peers.remove(&peer);
+            self.forget_peer(&peer, LeaveReason::Removed);
             self.early.remove(&peer);
         }
         self.check_all_synced();

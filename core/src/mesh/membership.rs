@@ -297,14 +297,12 @@ impl Mesh {
             // The switchboard lost its connection; the link decides.
             return;
         }
-        self.drop_conn(from, None);
         let why = if reason.is_some() {
             LeaveReason::Closed
         } else {
             LeaveReason::Left
         };
-        self.set_present(from, false, why);
-        self.peers.remove(from);
+        self.forget_peer(from, why);
         self.check_all_synced();
     }
 }
