@@ -179,6 +179,8 @@ pub struct SimConfig {
     /// cannot do"). Peer 2's own earlier writes need not be anywhere (what it had not
     /// sent when it was cut off is gone with it).
     pub removal: bool,
+    /// Secured runs: the grace period of a rotation (default 7 days, the mesh's).
+    pub rekey_grace: Option<Duration>,
 }
 
 impl SimConfig {
@@ -195,6 +197,7 @@ impl SimConfig {
             secret: None,
             byzantine: false,
             removal: false,
+            rekey_grace: None,
         }
     }
 }
@@ -251,6 +254,10 @@ pub struct SimReport {
     pub voided: u64,
     /// Announces and SDP of the removed member the others ignored (removal runs).
     pub removed_signals: u64,
+    /// Key epochs the live members took (removal runs: the rotation, and a restarted
+    /// member's taking it in the grace period), and the epoch they ended on.
+    pub rekeys: u64,
+    pub epoch: u32,
     /// Invariant failures (empty when the run passed).
     pub failures: Vec<String>,
 }
@@ -484,11 +491,11 @@ impl World {
             let key = RoomKey::derive("sim", &RoomSecret::parse(secret).expect("a valid secret"));
             let mut e = [0u8; 32];
             e[..8].copy_from_slice(&mc.seed.to_le_bytes());
-            mc.security = Some(Security::new(
-                key,
-                identity(self.cfg.seed, i),
-                Entropy::from_seed(e),
-            ));
+            let mut sec = Security::new(key, identity(self.cfg.seed, i), Entropy::from_seed(e));
+            if let Some(g) = self.cfg.rekey_grace {
+                sec.rekey_grace = g;
+            }
+            mc.security = Some(sec);
         }
         let mut mesh = Mesh::new(mc).expect("valid config");
         p.sides.clear();
@@ -990,6 +997,19 @@ impl World {
         self.action(Action::Restart(i));
     }
 
+    /// Peer `admin` (named admin by the run's invite: [`removal_secret`]) removes peer
+    /// `who` (`room/revoked/<id>`).
+    pub fn remove(&mut self, admin: usize, who: usize) {
+        self.action(Action::Remove(admin, who));
+    }
+
+    /// Whether the switchboard has peer `i`, and in which room (the room's tag in a
+    /// secured run).
+    pub fn switchboard_room(&self, i: usize) -> Option<String> {
+        let conn = self.conns.of(i)?;
+        self.board.conn_room(conn).map(str::to_owned)
+    }
+
     /// Cuts the channel between `a` and `b` for `d`.
     pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
         self.action(Action::Partition(a, b, d));
@@ -1260,6 +1280,23 @@ impl World {
                     failures.push(format!("{} still has the removed member {r}", m.id()));
                 }
             }
+            // The room moved to a key the removed member does not have, every member
+            // with it.
+            for m in &live {
+                if m.epoch() == 0 || m.epoch() != first.epoch() {
+                    failures.push(format!(
+                        "{} is in key epoch {} ({} in {})",
+                        m.id(),
+                        m.epoch(),
+                        first.epoch(),
+                        first.id()
+                    ));
+                }
+            }
+            let gone = self.peers.iter().filter_map(|p| p.mesh.as_ref());
+            for m in gone.filter(|m| m.id() == r && m.epoch() != 0) {
+                failures.push(format!("the removed member has key epoch {}", m.epoch()));
+            }
         }
         let stores: Vec<(&str, &Store)> = live.iter().map(|m| (m.id(), m.store())).collect();
         // After a removal: the removed member's later writes must be gone, and the
@@ -1353,7 +1390,7 @@ impl World {
         let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
         let live = self.members();
         live.windows(2)
-            .all(|w| w[0].store().dump() == w[1].store().dump())
+            .all(|w| w[0].store().dump() == w[1].store().dump() && w[0].epoch() == w[1].epoch())
             && live.iter().all(|m| m.peers().count() == live.len() - 1)
             && live
                 .iter()
@@ -1524,6 +1561,8 @@ pub fn run(cfg: SimConfig) -> SimReport {
         revoked: total(|m| m.store().stats().revoked),
         voided: total(|m| m.store().stats().voided),
         removed_signals: total(|m| m.stats().removed_signals),
+        rekeys: total(|m| m.stats().rekeys),
+        epoch: w.members().first().map_or(0, |m| m.epoch()),
         failures,
     }
 }

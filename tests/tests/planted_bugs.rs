@@ -24,7 +24,9 @@
 //!   links for those keys (what the writes had superseded stays lost where no later
 //!   write came: honest writes go missing);
 //! - `bug-keep-removed`: the mesh keeps its link to a removed member (it is still
-//!   someone's peer at the end).
+//!   someone's peer at the end);
+//! - `bug-no-rekey`: no member rotates the room's key after a removal (the room stays
+//!   in key epoch 0, which the removed member has).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -83,6 +85,7 @@ fn the_seed_lists_fail_on_every_planted_bug() {
         ),
         ("bug-no-want", &["--seeds", "4", "--removal"][..]),
         ("bug-keep-removed", &["--seeds", "4", "--removal"][..]),
+        ("bug-no-rekey", &["--seeds", "4", "--removal"][..]),
     ] {
         assert_eq!(run_with_bug(feature, args), 1, "{feature} was not caught");
     }

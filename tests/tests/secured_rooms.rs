@@ -98,3 +98,77 @@ fn a_member_removed_during_a_write_storm_leaves_equal_replicas() {
         "{ignored} signals of the removed member ignored"
     );
 }
+
+/// A removal moves the room to a new key epoch: the admin rotates at once, the line
+/// reaches every other member over its links, and the removed member never has it. A
+/// member that was down through the rotation comes back with the old key within the
+/// grace period (the room still on the old tag), is answered under the old key and
+/// takes the new one once its link opens. When the grace period ends, the room moves
+/// to the new tag at the switchboard, and a member that comes back with the old key
+/// finds no one there.
+#[test]
+fn a_removal_moves_the_room_to_a_key_the_removed_member_does_not_have() {
+    const PLAIN: &str = "rm1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let seed = 5;
+    let mut cfg = SimConfig::new(seed);
+    cfg.peers = 5;
+    cfg.faults = false;
+    cfg.secret = Some(rtc_mesh_sim::mesh_sim::removal_secret(seed, PLAIN));
+    cfg.rekey_grace = Some(Duration::from_secs(60));
+    let mut w = World::new(cfg);
+    let t = w.run_until_true(Duration::from_secs(10), |w| w.is_converged());
+    assert!(t.is_some(), "the mesh did not form");
+    let old_tag = w.switchboard_room(0).expect("in the room");
+    // Peer 4 is down through the rotation.
+    w.crash(4);
+    w.run_for(Duration::from_secs(1));
+    w.remove(1, 2);
+    let t = w.run_until_true(Duration::from_secs(5), |w| {
+        [0, 1, 3].iter().all(|&i| w.mesh(i).unwrap().epoch() == 1)
+    });
+    assert!(t.is_some(), "the line did not reach every member");
+    assert_eq!(
+        w.mesh(2).unwrap().epoch(),
+        0,
+        "the removed member has the key"
+    );
+    for i in [0, 1, 3] {
+        let m = w.mesh(i).unwrap();
+        assert_eq!(m.stats().rekeys, 1, "peer {i}: {:?}", m.stats());
+        assert_eq!(m.stats().rekeys_refused, 0);
+        assert!(m
+            .rekey_line()
+            .is_some_and(|l| l.starts_with("REKEY {\"epoch\":1,")));
+        // The grace period: the room stays on the old tag.
+        assert_eq!(w.switchboard_room(i).as_deref(), Some(&*old_tag));
+    }
+    // Back within the grace period, with the old key (and no state): answered under
+    // it, handed the line, in the room again.
+    w.restart(4);
+    let t = w.run_until_true(Duration::from_secs(10), |w| {
+        w.mesh(4).is_some_and(|m| m.epoch() == 1) && w.is_converged()
+    });
+    assert!(t.is_some(), "the returning member did not take the new key");
+    assert_eq!(w.mesh(4).unwrap().peers().count(), 3);
+    assert!(w.failures().is_empty(), "{:?}", w.failures());
+    // The grace period ends: every member announces on the new tag.
+    w.run_for(Duration::from_secs(61));
+    let new_tag = w.switchboard_room(0).expect("in the room");
+    assert_ne!(new_tag, old_tag);
+    for i in [1, 3, 4] {
+        assert_eq!(
+            w.switchboard_room(i).as_deref(),
+            Some(&*new_tag),
+            "peer {i}"
+        );
+    }
+    assert!(w.is_converged(), "{:?}", w.failures());
+    // A member back with the old key now finds no one.
+    w.crash(3);
+    w.run_for(Duration::from_secs(1));
+    w.restart(3);
+    w.run_for(Duration::from_secs(10));
+    let m = w.mesh(3).unwrap();
+    assert_eq!((m.epoch(), m.peers().count()), (0, 0));
+    assert_eq!(w.switchboard_room(3).as_deref(), Some(&*old_tag));
+}

@@ -35,6 +35,7 @@ impl Mesh {
         self.drop_conn(peer, None);
         self.set_present(peer, false, reason);
         self.peers.remove(peer);
+        self.behind.remove(peer);
     }
 
     /// The link to `peer` is lost (closed, silent, or never established): the
@@ -77,6 +78,7 @@ impl Mesh {
             };
             p.failures = 0;
         }
+        self.rekey_on_open(link, peer);
         self.set_present(peer, true, LeaveReason::Left);
     }
 
@@ -140,6 +142,9 @@ impl Mesh {
                 if removal && !cfg!(feature = "bug-keep-removed") {
                     self.cut_off_removed();
                 }
+                if removal {
+                    self.rekey_after_removal();
+                }
             }
             ReplicaEvent::Synced { link, peer: source } if self.streams.contains(&link) => {
                 self.event(MeshEvent::StreamSynced { link, source });
@@ -198,6 +203,10 @@ impl Mesh {
                     self.check_all_synced();
                 }
             }
+            ReplicaEvent::Control {
+                link,
+                control: Control::Other(text),
+            } if text.starts_with("REKEY ") => self.on_rekey(link, &text["REKEY ".len()..]),
             ReplicaEvent::Control {
                 link,
                 control: Control::Other(text),

@@ -17,6 +17,7 @@ impl Mesh {
             self.check_closing();
             return;
         }
+        self.rekey_timeout(now);
         if now < self.next_tick {
             return;
         }
@@ -104,6 +105,7 @@ impl Mesh {
         } else {
             self.next_tick.min(self.client_at)
         };
+        let t = self.rekey_deadline().map_or(t, |r| r.min(t));
         self.replica.poll_timeout().map_or(t, |h| h.min(t))
     }
 

@@ -53,6 +53,7 @@ mod links;
 mod liveness;
 mod membership;
 mod negotiation;
+mod rekeying;
 mod secured;
 mod streams;
 
@@ -246,11 +247,16 @@ pub struct MeshStats {
     pub stale_signals: u64,
     /// Secured rooms: announces and SDP from members an admin removed (ignored).
     pub removed_signals: u64,
+    /// Secured rooms: key epochs taken (made here or handed over a link).
+    pub rekeys: u64,
+    /// Secured rooms: `REKEY` lines refused (malformed, a bad signature, a signer
+    /// that may not rotate, too far ahead).
+    pub rekeys_refused: u64,
 }
 
 impl MeshStats {
     /// Every counter with its field's name, in declaration order (for reports).
-    pub fn counters(&self) -> [(&'static str, u64); 12] {
+    pub fn counters(&self) -> [(&'static str, u64); 14] {
         [
             ("early", self.early),
             ("offers", self.offers),
@@ -264,6 +270,8 @@ impl MeshStats {
             ("bad_signatures", self.bad_signatures),
             ("stale_signals", self.stale_signals),
             ("removed_signals", self.removed_signals),
+            ("rekeys", self.rekeys),
+            ("rekeys_refused", self.rekeys_refused),
         ]
     }
 }
@@ -402,6 +410,15 @@ pub enum MeshEvent {
         peer: PeerId,
         /// The last refusal: `bad_sig`, `unsigned`, `bad_source`, `not_owner`.
         reason: String,
+    },
+    /// A secured room moved to a new key epoch (after a removal: see
+    /// [`crate::security::Rekey`]); [`Mesh::rekey_line`] is the line to keep across a
+    /// restart.
+    Rekeyed {
+        /// The epoch.
+        epoch: u32,
+        /// The member that made it.
+        by: PeerId,
     },
     /// A peer closed our link because its store refused what we sent (`REFUSED
     /// <reason>`): a member relaying a misbehaving writer's updates hears it too.
@@ -607,6 +624,15 @@ pub struct Mesh {
     sig_ts: u64,
     /// Secured rooms: the last accepted signed timestamp per member and kind.
     fresh_ts: BTreeMap<(String, secured::Signed), u64>,
+    /// Secured rooms: peers that announced under the previous epoch's key (the grace
+    /// period), answered under it.
+    behind: BTreeSet<String>,
+    /// Secured rooms: a `REKEY` line that lists a removal not in the store yet.
+    held_rekey: Option<crate::security::Rekey>,
+    /// Secured rooms: when we rotate the key ourselves, unless a line comes first.
+    rotate_at: Option<Instant>,
+    /// Secured rooms: when the grace period of the current epoch ends.
+    grace_until: Option<Instant>,
 }
 
 fn codecs_of(attrs: &Object) -> Vec<Codec> {
@@ -662,6 +688,19 @@ impl Mesh {
             ));
         }
         let store = Store::new(sc)?;
+        // A resumed epoch keeps its grace period: until it ends, the old tag.
+        let mut config = config;
+        let wall = config.epoch_ms.max(0.0) as u64;
+        let mut grace_until = None;
+        if let Some(sec) = config.security.as_mut() {
+            if let Some(until) = sec.rekey().map(|r| r.until()).filter(|_| sec.in_grace()) {
+                if until > wall {
+                    grace_until = Some(config.start + Duration::from_millis(until - wall));
+                } else {
+                    sec.end_grace();
+                }
+            }
+        }
         let config_start = config.start;
         let mut replica = Replica::new(store);
         replica.batch_link_reports(true);
@@ -696,6 +735,10 @@ impl Mesh {
             sync_dirty: false,
             sig_ts: 0,
             fresh_ts: BTreeMap::new(),
+            behind: BTreeSet::new(),
+            held_rekey: None,
+            rotate_at: None,
+            grace_until,
         })
     }
 

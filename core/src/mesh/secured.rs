@@ -31,13 +31,14 @@
 
 use super::membership::reserved_attribute;
 use super::*;
-use crate::security::{signing, Entropy, Identity, PeerKey, RoomKey};
+use crate::security::{signing, Entropy, Identity, PeerKey, Rekey, RekeyError, RoomKey};
 
 /// A member's part in a secured room.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Security {
-    /// The room's keys ([`RoomKey::derive`]).
+    /// The room's keys ([`RoomKey::derive`]); after a rotation, the current epoch's
+    /// (see [`Rekey`] and [`Security::resume`]).
     pub key: RoomKey,
     /// Our identity: [`MeshConfig::id`] must be its peer id.
     pub identity: Identity,
@@ -45,6 +46,16 @@ pub struct Security {
     pub entropy: Entropy,
     /// How far a signed announce, leave or SDP may be from our clock (default 5 min).
     pub max_signal_age: Duration,
+    /// After a removal lands, how long a member that is not an admin waits for an
+    /// admin's rotation before it rotates the key itself (default 10 s).
+    pub rekey_wait: Duration,
+    /// How long the room keeps the previous epoch's tag after a rotation this member
+    /// makes (default 7 days; see [`Rekey`]).
+    pub rekey_grace: Duration,
+    /// The line of the current epoch (none in epoch 0).
+    rekey: Option<Rekey>,
+    /// The previous epoch's keys, while the room keeps its tag (the grace period).
+    previous: Option<RoomKey>,
 }
 
 impl Security {
@@ -58,7 +69,87 @@ impl Security {
             identity,
             entropy,
             max_signal_age: Security::DEFAULT_MAX_SIGNAL_AGE,
+            rekey_wait: Security::DEFAULT_REKEY_WAIT,
+            rekey_grace: Security::DEFAULT_REKEY_GRACE,
+            rekey: None,
+            previous: None,
         }
+    }
+
+    /// Default [`Security::rekey_wait`].
+    pub const DEFAULT_REKEY_WAIT: Duration = Duration::from_secs(10);
+
+    /// Default [`Security::rekey_grace`].
+    pub const DEFAULT_REKEY_GRACE: Duration = Duration::from_secs(7 * 86_400);
+
+    /// This member in the epoch that `line` (a `REKEY` line as [`Mesh::rekey_line`]
+    /// gave it, kept across a restart) makes, if it is of this room and later than
+    /// ours. Its grace period is kept: the mesh stays on the old tag until it ends.
+    pub fn resume(mut self, line: &str) -> Result<Security, RekeyError> {
+        let json = line.trim().strip_prefix("REKEY ").unwrap_or(line.trim());
+        let r = Rekey::parse(json, &crate::limits::Limits::default())?;
+        r.verify(&self.key)?;
+        if r.beats(&self.key) {
+            self.previous = Some(r.previous_of(&self.key));
+            self.key = r.key_of(&self.key);
+            self.rekey = Some(r);
+        }
+        Ok(self)
+    }
+
+    /// The current epoch's line (none in epoch 0).
+    pub fn rekey(&self) -> Option<&Rekey> {
+        self.rekey.as_ref()
+    }
+
+    /// The tag we announce on: the previous epoch's during its grace period.
+    pub(super) fn door(&self) -> &str {
+        self.previous.as_ref().unwrap_or(&self.key).tag()
+    }
+
+    /// The keys that seal for a peer (the previous epoch's for one that is behind).
+    pub(super) fn sealing(&self, behind: bool) -> &RoomKey {
+        match &self.previous {
+            Some(p) if behind => p,
+            _ => &self.key,
+        }
+    }
+
+    /// Takes `r`'s epoch.
+    pub(super) fn take(&mut self, r: Rekey, in_grace: bool) {
+        self.previous = in_grace.then(|| r.previous_of(&self.key));
+        self.key = r.key_of(&self.key);
+        self.rekey = Some(r);
+    }
+
+    /// Opens `sealed` under the current keys, or the previous epoch's in its grace
+    /// period (then `true`: the sender is behind).
+    pub(super) fn open_any(
+        &self,
+        sealed: &str,
+        command: &str,
+        sender: &str,
+        target: &str,
+    ) -> Option<(Vec<u8>, bool)> {
+        if let Ok(p) = self.key.open(sealed, command, sender, target) {
+            return Some((p, false));
+        }
+        let p = self
+            .previous
+            .as_ref()?
+            .open(sealed, command, sender, target)
+            .ok()?;
+        Some((p, true))
+    }
+
+    /// Whether the room still keeps the previous epoch's tag.
+    pub(super) fn in_grace(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// The grace period is over: the room moves to the current tag.
+    pub(super) fn end_grace(&mut self) -> bool {
+        self.previous.take().is_some()
     }
 }
 
@@ -78,7 +169,7 @@ const MAX_FRESH: usize = 4096;
 
 impl Mesh {
     /// Wall-clock milliseconds at `now` (the store's clock).
-    fn wall_ms(&self, now: Instant) -> u64 {
+    pub(super) fn wall_ms(&self, now: Instant) -> u64 {
         self.replica.store().wall_ms(now).max(0.0) as u64
     }
 
@@ -87,6 +178,18 @@ impl Mesh {
         let ts = self.wall_ms(now).max(self.sig_ts + 1);
         self.sig_ts = ts;
         ts
+    }
+
+    /// Whether `from` is still in the previous epoch (what it sealed opened only under
+    /// the previous key), so that what goes to it is sealed under that key.
+    pub(super) fn mark_behind(&mut self, from: &str, behind: bool) {
+        if behind {
+            if self.peers.contains_key(from) || self.behind.len() < MAX_FRESH {
+                self.behind.insert(from.to_owned());
+            }
+        } else {
+            self.behind.remove(from);
+        }
     }
 
     /// `s` as it goes to the switchboard (sealed and signed in a secured room).
@@ -98,8 +201,13 @@ impl Mesh {
         let ts = if signed { self.next_sig_ts(now) } else { 0 };
         let me = self.config.id.as_str();
         let inc = self.config.incarnation.as_str();
-        let sec = self.config.security.as_mut().expect("secured");
         let target = s.to.as_deref().unwrap_or_default();
+        // A peer that came in under the previous epoch's key (the grace period) is
+        // answered under it.
+        let behind = !target.is_empty() && self.behind.contains(target);
+        let sec = self.config.security.as_mut().expect("secured");
+        let door = sec.door().to_owned();
+        let key = sec.sealing(behind).clone();
         let args = match s.command.as_str() {
             "announce" => {
                 let mut inner = Object::new();
@@ -113,10 +221,8 @@ impl Mesh {
                 }
                 inner.insert("attrs", Value::Object(user));
                 let plain = Value::Object(inner).to_json();
-                let sealed =
-                    sec.key
-                        .seal(&mut sec.entropy, "announce", me, target, plain.as_bytes());
-                let tag = sec.key.tag();
+                let sealed = key.seal(&mut sec.entropy, "announce", me, target, plain.as_bytes());
+                let tag = door.as_str();
                 let sig = sec
                     .identity
                     .sign_text(&signing::announce(tag, me, ts, &sealed));
@@ -131,9 +237,7 @@ impl Mesh {
                 o.into()
             }
             "leave" => {
-                let sig = sec
-                    .identity
-                    .sign_text(&signing::leave(sec.key.tag(), me, inc, ts));
+                let sig = sec.identity.sign_text(&signing::leave(&door, me, inc, ts));
                 let mut o = Object::new();
                 o.insert("id", Value::from(me));
                 o.insert("incarnation", Value::from(inc));
@@ -148,16 +252,13 @@ impl Mesh {
                     _ => String::new(),
                 };
                 let (kind, sdp) = (text("type"), text("sdp"));
-                let input = signing::sdp(sec.key.room_id(), me, target, inc, ts, &kind, &sdp);
+                let input = signing::sdp(key.room_id(), me, target, inc, ts, &kind, &sdp);
                 inner.insert("incarnation", Value::from(inc));
                 inner.insert("ts", Value::from(ts as f64));
                 inner.insert("sig", Value::from(sec.identity.sign_text(&input)));
                 let plain = Value::Object(inner).to_json();
                 let packed = miniz_oxide::deflate::compress_to_vec(plain.as_bytes(), 1);
-                wrapped(
-                    sec.key
-                        .seal(&mut sec.entropy, "mesh:sdp", me, target, &packed),
-                )
+                wrapped(key.seal(&mut sec.entropy, "mesh:sdp", me, target, &packed))
             }
             "mesh:candidate" | "mesh:candidates" => {
                 let parts: Vec<Value> = s
@@ -169,10 +270,7 @@ impl Mesh {
                     })
                     .collect();
                 let plain = Value::Array(parts).to_json();
-                wrapped(
-                    sec.key
-                        .seal(&mut sec.entropy, &s.command, me, target, plain.as_bytes()),
-                )
+                wrapped(key.seal(&mut sec.entropy, &s.command, me, target, plain.as_bytes()))
             }
             _ => return s,
         };
@@ -229,19 +327,25 @@ impl Mesh {
             self.stats.unsecured_signals += 1;
             return None;
         };
-        if o.get("room") != Some(&Value::from(sec.key.tag()))
-            || o.get("v") != Some(&Value::from(1.0))
-        {
+        // Our door, or the current tag (a member whose grace period ended first).
+        let room = match o.get("room") {
+            Some(Value::String(r)) if **r == *sec.door() || **r == *sec.key.tag() => r.clone(),
+            _ => {
+                self.stats.unsecured_signals += 1;
+                return None;
+            }
+        };
+        if o.get("v") != Some(&Value::from(1.0)) {
             self.stats.unsecured_signals += 1;
             return None;
         }
         let ts = *ts as u64;
         let target = msg.to.clone().unwrap_or_default();
-        let Ok(plain) = sec.key.open(sealed, "announce", from, &target) else {
+        let Some((plain, behind)) = sec.open_any(sealed, "announce", from, &target) else {
             self.stats.unseal_failures += 1;
             return None;
         };
-        let input = signing::announce(sec.key.tag(), from, ts, sealed);
+        let input = signing::announce(&room, from, ts, sealed);
         if !self.signed_by(from, &input, sig) {
             return None;
         }
@@ -252,6 +356,7 @@ impl Mesh {
         if !self.fresh(now, from, Signed::Announce, ts) {
             return None;
         }
+        self.mark_behind(from, behind);
         let mut attrs = Object::new();
         attrs.insert("id", Value::from(from));
         attrs.insert("room", Value::from(self.config.room.as_str()));
@@ -293,7 +398,14 @@ impl Mesh {
         let Some(sec) = self.config.security.as_ref() else {
             return msg;
         };
-        let input = signing::leave(sec.key.tag(), from, inc, ts);
+        let door = signing::leave(sec.door(), from, inc, ts);
+        let input = if sec.door() != sec.key.tag()
+            && PeerKey::from_peer_id(from).is_ok_and(|k| k.verify_text(&door, sig).is_err())
+        {
+            signing::leave(sec.key.tag(), from, inc, ts)
+        } else {
+            door
+        };
         if !self.signed_by(from, &input, sig)
             || !self.is_current(from, inc)
             || !self.fresh(now, from, Signed::Leave, ts)
@@ -317,10 +429,11 @@ impl Mesh {
             self.stats.unsecured_signals += 1;
             return None;
         };
-        let Ok(mut plain) = sec.key.open(sealed, &msg.command, from, &me) else {
+        let Some((mut plain, behind)) = sec.open_any(sealed, &msg.command, from, &me) else {
             self.stats.unseal_failures += 1;
             return None;
         };
+        self.mark_behind(from, behind);
         if msg.command == "mesh:sdp" {
             match miniz_oxide::inflate::decompress_to_vec_with_limit(&plain, MAX_SDP_PLAIN) {
                 Ok(p) => plain = p,
@@ -354,7 +467,8 @@ impl Mesh {
                     return None;
                 };
                 let ts = *ts as u64;
-                let input = signing::sdp(sec.key.room_id(), from, &me, inc, ts, kind, sdp);
+                let room_id = self.config.security.as_ref()?.key.room_id();
+                let input = signing::sdp(room_id, from, &me, inc, ts, kind, sdp);
                 if !self.signed_by(from, &input, sig)
                     || !self.is_current(from, inc)
                     || !self.fresh(now, from, Signed::Sdp, ts)

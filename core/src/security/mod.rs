@@ -23,6 +23,10 @@
 //!    a store checks it and the room's write rules before the update touches anything:
 //!    no member writes under another's name or into another's `users/` space, and an
 //!    update stamped more than a minute ahead is held back until its time.
+//! 4. **Key epochs** ([`Rekey`]). When an admin removes a member, the room moves to a
+//!    new epoch: 32 random bytes that neither the secret nor any earlier key derives,
+//!    handed to the remaining members in a signed `REKEY` line over their DTLS links.
+//!    The tag and the sealing key change; the room id (in every signature) stays.
 //!
 //! ## One validity rule for signatures
 //!
@@ -40,6 +44,7 @@
 //! vectors, written by `core/tests/security_vectors.rs`.
 
 mod identity;
+mod rekey;
 mod room;
 pub mod signing;
 pub mod token;
@@ -48,6 +53,7 @@ pub mod updates;
 pub use identity::{
     BadIdentity, Identity, KeyError, PeerKey, SigError, IDENTITY_PREFIX, PEER_ID_LEN,
 };
+pub use rekey::{Rekey, RekeyError, MAX_EPOCH_JUMP, MAX_GRACE_MS, MAX_REMOVED};
 pub use room::{OpenError, RoomKey, RoomSecret, SecretError, INVITE_PREFIX, PBKDF2_ROUNDS};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};

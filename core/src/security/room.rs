@@ -223,8 +223,8 @@ impl std::fmt::Debug for RoomSecret {
 /// prk     = HKDF-SHA256(salt = "rtc-mesh/v1/room/" ‖ room, ikm = S ‖ admins)
 ///           (admins: the invite's "<creator>[.<admin>]*", empty when it names none)
 /// room_id = expand(prk, "rtc-mesh/v1/room-id", 16)        in every signature
-/// K_0     = expand(prk, "rtc-mesh/v1/epoch-0", 32)
-/// then, with HKDF-SHA256(salt = room_id, ikm = K_0):
+/// K_0     = expand(prk, "rtc-mesh/v1/epoch-0", 32)     the key of epoch 0
+/// then, per epoch e, with HKDF-SHA256(salt = room_id, ikm = K_e):
 /// tag     = base64url(expand("rtc-mesh/v1/tag", 16))       the switchboard's room name (22 chars)
 /// seal    = expand("rtc-mesh/v1/signal", 32)               the AES-256-GCM key
 /// nonce   = expand("rtc-mesh/v1/nonce", 32)                keys the hedged nonces (below)
@@ -232,9 +232,17 @@ impl std::fmt::Debug for RoomSecret {
 ///
 /// The same secret under two room names gives two unrelated rooms; an open room with
 /// the same name is another room again (its switchboard room is the name itself).
+///
+/// A removal moves the room to a new *epoch* ([`RoomKey::rotated`]): `K_{e+1}` is 32
+/// random bytes, handed to the remaining members over their DTLS links in a signed
+/// `REKEY` line ([`crate::security::Rekey`]), and neither the secret nor any earlier
+/// key derives it. The room id (and so every signature) stays; the tag, the sealing
+/// key and the nonce key change.
 #[derive(Clone)]
 pub struct RoomKey {
     room_id: [u8; 16],
+    epoch: u32,
+    epoch_key: Zeroizing<[u8; 32]>,
     tag_raw: [u8; 16],
     tag: String,
     cipher: Aes256Gcm,
@@ -283,12 +291,19 @@ impl RoomKey {
         let prk = Hkdf::<Sha256>::new(Some(&salt), &ikm);
         let room_id: [u8; 16] = expand(&prk, b"rtc-mesh/v1/room-id");
         let k0 = Zeroizing::new(expand::<32>(&prk, b"rtc-mesh/v1/epoch-0"));
-        let epoch = Hkdf::<Sha256>::new(Some(&room_id), &k0[..]);
-        let tag_raw: [u8; 16] = expand(&epoch, b"rtc-mesh/v1/tag");
-        let seal = Zeroizing::new(expand::<32>(&epoch, b"rtc-mesh/v1/signal"));
-        let nonce = Zeroizing::new(expand::<32>(&epoch, b"rtc-mesh/v1/nonce"));
+        RoomKey::of_epoch(room_id, admins, 0, &k0)
+    }
+
+    /// The keys of epoch `epoch`, whose key is `k`.
+    fn of_epoch(room_id: [u8; 16], admins: Vec<String>, epoch: u32, k: &[u8; 32]) -> RoomKey {
+        let prk = Hkdf::<Sha256>::new(Some(&room_id), &k[..]);
+        let tag_raw: [u8; 16] = expand(&prk, b"rtc-mesh/v1/tag");
+        let seal = Zeroizing::new(expand::<32>(&prk, b"rtc-mesh/v1/signal"));
+        let nonce = Zeroizing::new(expand::<32>(&prk, b"rtc-mesh/v1/nonce"));
         RoomKey {
             room_id,
+            epoch,
+            epoch_key: Zeroizing::new(*k),
             tag_raw,
             tag: b64url(&tag_raw),
             cipher: Aes256Gcm::new((&*seal).into()),
@@ -296,6 +311,23 @@ impl RoomKey {
                 .expect("HMAC takes any key length"),
             admins,
         }
+    }
+
+    /// The same room in epoch `epoch`, whose key is `k` (from a
+    /// [`Rekey`](crate::security::Rekey) line): the room id and the admins are this
+    /// key's; the tag, the sealing key and the nonce key are derived from `k`.
+    pub fn rotated(&self, epoch: u32, k: &[u8; 32]) -> RoomKey {
+        RoomKey::of_epoch(self.room_id, self.admins.clone(), epoch, k)
+    }
+
+    /// The epoch: 0 as the secret derives it, one more at every rotation.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The epoch's key `K_e` (what a `REKEY` line hands over). Secret.
+    pub fn epoch_key(&self) -> &[u8; 32] {
+        &self.epoch_key
     }
 
     /// The room's admins (named by its invite; none in most rooms).
@@ -409,6 +441,7 @@ impl RoomKey {
 impl std::fmt::Debug for RoomKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoomKey")
+            .field("epoch", &self.epoch)
             .field("tag", &self.tag)
             .finish_non_exhaustive()
     }

@@ -49,6 +49,30 @@ pub fn sdp(
     m
 }
 
+/// `"rtc-mesh/v1/rekey" 0x00 ‖ room_id (16) ‖ epoch (u32, big-endian) ‖ SHA-256(key) ‖
+/// SHA-256(prev) ‖ until (u64, big-endian) ‖ (removed id 0x00)*`: a `REKEY` line
+/// ([`crate::security::Rekey`]).
+pub fn rekey(
+    room_id: &[u8; 16],
+    epoch: u32,
+    key: &[u8; 32],
+    prev: &[u8; 32],
+    until: u64,
+    removed: &[String],
+) -> Vec<u8> {
+    let mut m = b"rtc-mesh/v1/rekey\0".to_vec();
+    m.extend_from_slice(room_id);
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.extend_from_slice(&Sha256::digest(key));
+    m.extend_from_slice(&Sha256::digest(prev));
+    m.extend_from_slice(&until.to_be_bytes());
+    for r in removed {
+        m.extend_from_slice(r.as_bytes());
+        m.push(0);
+    }
+    m
+}
+
 /// The domain, then each part followed by 0x00.
 fn start(domain: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut m = Vec::with_capacity(domain.len() + 128);

@@ -30,7 +30,7 @@ fn peak_rss_mib() -> f64 {
 fn print(seed: u64, r: &SimReport) {
     let f = &r.faults;
     println!(
-        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} forgeries {} refused {} late {} revoked {} voided {} removed-signals {} | settled {:.2} s",
+        "seed {seed}: {} | trace {:016x} | faults: drops {} delays {} partitions {} crashes {} restarts {} switchboard-restarts {} signal-drops {} signal-stalls {} signal-reorders {} early-sdp {} forgeries {} refused {} late {} revoked {} voided {} removed-signals {} rekeys {} epoch {} | settled {:.2} s",
         if r.failures.is_empty() { "ok" } else { "FAILED" },
         r.trace,
         f.drops,
@@ -49,6 +49,8 @@ fn print(seed: u64, r: &SimReport) {
         r.revoked,
         r.voided,
         r.removed_signals,
+        r.rekeys,
+        r.epoch,
         r.converge.as_secs_f64()
     );
     for e in &r.failures {
