@@ -247,6 +247,13 @@ pub enum Report<'a> {
         /// Its announce attributes.
         attributes: &'a Value,
     },
+    /// A secured room moved to a new key epoch (after a removal).
+    Rekeyed {
+        /// The epoch.
+        epoch: u32,
+        /// The member that made it.
+        by: &'a str,
+    },
     /// A peer left.
     PeerLeave {
         /// Its id.
@@ -356,6 +363,10 @@ impl Report<'_> {
             Report::PeerJoin { peer, attributes } => Line::new("peer_join")
                 .str("peer", peer)
                 .value("attributes", attributes)
+                .done(),
+            Report::Rekeyed { epoch, by } => Line::new("rekeyed")
+                .raw("epoch", &epoch.to_string())
+                .str("by", by)
                 .done(),
             Report::PeerLeave { peer, reason } => Line::new("peer_leave")
                 .str("peer", peer)
@@ -511,6 +522,9 @@ impl Report<'_> {
             Report::Error { code, message } => format!("error ({code}): {message}"),
             Report::PeerJoin { peer, attributes } => format!("peer joined: {peer} {attributes}"),
             Report::PeerLeave { peer, reason } => format!("peer left: {peer} ({reason})"),
+            Report::Rekeyed { epoch, by } => {
+                format!("the room's key moved to epoch {epoch} (by {by})")
+            }
             Report::Peers(list) => {
                 if list.is_empty() {
                     "no peers".to_owned()

@@ -75,6 +75,73 @@ pub(crate) fn identity_file(path: &std::path::Path) -> Result<Identity, String> 
     }
 }
 
+/// The `REKEY` lines kept in the identity file `path` for `room` (its lines
+/// `rekey<TAB><room><TAB>REKEY {..}`, written by [`keep_rekey`]); none when the file
+/// does not exist. A kept line that is not a `REKEY` line is an error.
+pub(crate) fn kept_rekeys(path: &std::path::Path, room: &str) -> Result<Vec<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("--identity {}: {e}", path.display())),
+    };
+    let mut out = Vec::new();
+    for (n, l) in text.lines().enumerate().skip(1) {
+        let Some((r, line)) = l.strip_prefix("rekey\t").and_then(|l| l.split_once('\t')) else {
+            continue;
+        };
+        if r != room {
+            continue;
+        }
+        let json = line.strip_prefix("REKEY ").unwrap_or(line);
+        rtc_mesh_core::security::Rekey::parse(json, &rtc_mesh_core::Limits::default()).map_err(
+            |e| {
+                format!(
+                    "bad_identity: --identity {} line {}: {e}",
+                    path.display(),
+                    n + 1
+                )
+            },
+        )?;
+        out.push(line.to_owned());
+    }
+    Ok(out)
+}
+
+/// Keeps `line` (a room's new key epoch, [`MeshEvent::Rekeyed`]) in the identity file
+/// `path` in place of `room`'s earlier one: written beside it and renamed over it, so
+/// a crash leaves the old file or the new one (owner-only permissions).
+///
+/// [`MeshEvent::Rekeyed`]: rtc_mesh_core::mesh::MeshEvent::Rekeyed
+pub(crate) fn keep_rekey(path: &std::path::Path, room: &str, line: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let shown = path.display();
+    if room.contains(['\t', '\n', '\r']) || line.contains(['\n', '\r']) {
+        return Err(format!(
+            "--identity {shown}: cannot keep the key epoch of room {room:?}"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--identity {shown}: {e}"))?;
+    let mine = format!("rekey\t{room}\t");
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(&mine)).collect();
+    let new = format!("{mine}{line}");
+    lines.push(&new);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(lines.join("\n").as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("--identity {shown}: cannot keep the new key epoch: {e}"))
+}
+
 /// `--secret-file F`: the secret on the first line of F.
 pub(crate) fn secret_file(f: &str) -> Result<RoomSecret, Usage> {
     let text =

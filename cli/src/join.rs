@@ -30,7 +30,8 @@ Options:
   --secret-file F      the secret, from the first line of file F
   --identity F         in a secured room, our identity (its private key) in file F,
                        made with a fresh one when F does not exist: the same peer id
-                       after a restart
+                       after a restart. The room's key epoch (after a removal) is
+                       kept there too, so a restart rejoins the current key
   --token T            an admission token for a switchboard that requires one
                        (`rtc-mesh token`), sent as ?token=T
   --id ID              peer id (default: 16 random hex characters; in a secured
@@ -142,6 +143,13 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             "--id and --secret: in a secured room the id is the identity's key".into(),
         ));
     }
+    let kept = match &identity_file {
+        Some(f) => crate::invite::kept_rekeys(std::path::Path::new(f), &room).map_err(Usage)?,
+        None => Vec::new(),
+    };
+    let keep = identity_file
+        .clone()
+        .map(|f| (std::path::PathBuf::from(f), room.clone()));
     let identity = match identity_file {
         Some(_) if secret.is_none() => {
             return Err(Usage(
@@ -201,6 +209,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     opts.id = id;
     opts.secret = secret;
     opts.identity = identity;
+    opts.rekey = kept;
     opts.token = token;
     opts.codecs = codecs;
     if !bind.is_empty() {
@@ -252,7 +261,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         addrs: &addrs,
         tcp: tcp.as_deref(),
     });
-    serve(&out, &member, tx, rx, stream_codec, true);
+    serve(&out, &member, tx, rx, stream_codec, keep.as_ref(), true);
     member.close();
     if let Some(s) = embedded {
         smol::block_on(s.shutdown());

@@ -31,13 +31,15 @@ pub(crate) fn listen_tcp(addr: SocketAddr, tx: Sender<Msg<NodeEvent>>) -> io::Re
 
 /// The main loop: commands from stdin, events of the member, accepted TCP links
 /// (attached speaking `stream_codec`), until `close` or the end of input. A member
-/// without a room (`in_room` false) has no `peers`.
+/// without a room (`in_room` false) has no `peers`. With `keep` (the identity file and
+/// the room), a secured room's new key epoch is kept in the file.
 pub(crate) fn serve(
     out: &Out,
     member: &Backend,
     tx: Sender<Msg<NodeEvent>>,
     rx: Receiver<Msg<NodeEvent>>,
     stream_codec: Codec,
+    keep: Option<&(std::path::PathBuf, String)>,
     in_room: bool,
 ) {
     forward_stdin(tx);
@@ -67,6 +69,18 @@ pub(crate) fn serve(
             Item::Msg(Msg::Line(l)) if l.trim().is_empty() => continue,
             Item::Msg(Msg::Line(l)) => parse_command(&l, &limits),
             Item::Msg(Msg::Event(e)) => {
+                if let (
+                    Some((path, room)),
+                    NodeEvent::Mesh(rtc_mesh_core::mesh::MeshEvent::Rekeyed { line, .. }),
+                ) = (keep, &e)
+                {
+                    if let Err(message) = crate::invite::keep_rekey(path, room, line) {
+                        out.emit(&Report::Error {
+                            code: "identity_write",
+                            message: &message,
+                        });
+                    }
+                }
                 report_event(out, &e);
                 continue;
             }
@@ -294,6 +308,9 @@ fn report_event(out: &Out, e: &rtc_mesh_core::node::NodeEvent) {
             reason: reason.name(),
         }),
         NodeEvent::Mesh(MeshEvent::Synced { peer }) => out.emit(&Report::Synced { peer }),
+        NodeEvent::Mesh(MeshEvent::Rekeyed { epoch, by, .. }) => {
+            out.emit(&Report::Rekeyed { epoch: *epoch, by })
+        }
         NodeEvent::Mesh(MeshEvent::SyncedAll { peers }) => {
             let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
             out.emit(&Report::SyncedAll { peers: &peers })

@@ -156,7 +156,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         addrs: &[],
         tcp: None,
     });
-    serve(&out, &member, tx, rx, codec, false);
+    serve(&out, &member, tx, rx, codec, None, false);
     member.close();
     out.emit(&Report::Closed);
     Ok(ExitCode::SUCCESS)

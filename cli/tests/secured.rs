@@ -248,7 +248,7 @@ fn an_identity_file_keeps_a_member_s_peer_id_across_restarts() {
     let (again, _) = run(&["--secret", &secret, "--identity", f]);
     assert_eq!(again, first);
     // Every counter is reported by name.
-    assert_eq!(st["mesh"].as_object().unwrap().len(), 12, "{st}");
+    assert_eq!(st["mesh"].as_object().unwrap().len(), 14, "{st}");
     assert_eq!(st["mesh"]["bad_signatures"], 0, "{st}");
     assert_eq!(st["node"].as_object().unwrap().len(), 7, "{st}");
     assert_eq!(st["store"].as_object().unwrap().len(), 14, "{st}");
@@ -266,6 +266,124 @@ fn an_identity_file_keeps_a_member_s_peer_id_across_restarts() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An admin removes a member: the admin and the others report the room's new key
+/// epoch (`rekeyed`), the removed member does not; a member's identity file keeps the
+/// epoch, and the member restarted with it is in the epoch already (it takes no line).
+#[test]
+fn a_removal_moves_the_room_to_a_new_key_that_identity_files_keep() {
+    let (_server, url, _) = serve(&[]);
+    let dir = std::env::temp_dir().join(format!("rtc-mesh-rekey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (fa, fb) = (dir.join("admin.key"), dir.join("b.key"));
+    let (fa, fb) = (fa.to_str().unwrap(), fb.to_str().unwrap());
+    let out = rtc_mesh()
+        .args([
+            "invite",
+            "den",
+            "--signal",
+            &url,
+            "--json",
+            "--admin-identity",
+            fa,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_owned();
+    let mut a = joiner(
+        "admin",
+        &url,
+        "den",
+        "smol",
+        &["--secret", &secret, "--identity", fa],
+    );
+    let mut b = joiner(
+        "b",
+        &url,
+        "den",
+        "std",
+        &["--secret", &secret, "--identity", fb],
+    );
+    let mut c = joiner("c", &url, "den", "smol", &["--secret", &secret]);
+    let cid = c.wait_event("ready")["id"].as_str().unwrap().to_owned();
+    for p in [&mut a, &mut b, &mut c] {
+        synced_with(p, 2);
+    }
+    let key = format!("room/revoked/{cid}");
+    a.send(json!({"op":"set","key":key,"value":{"after":0}}));
+    for p in [&mut a, &mut b] {
+        let r = p.wait_event("rekeyed");
+        assert_eq!(r["epoch"], 1, "{r}");
+    }
+    c.wait_for("its removal", |v| {
+        v["event"] == "update" && v["key"] == key.as_str()
+    });
+    b.send(json!({"op":"set","key":"after","value":1}));
+    a.wait_update("after", &json!(1));
+    b.send(json!({"op":"stats"}));
+    let st = b.wait_event("stats");
+    assert_eq!(
+        (
+            st["mesh"]["rekeys"].as_u64(),
+            st["mesh"]["rekeys_refused"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{st}"
+    );
+    assert!(c.count_events("rekeyed") == 0 && c.count_events("update") < 10);
+    // The identity file keeps the line, for this room.
+    let text = std::fs::read_to_string(fb).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("rekey\tden\tREKEY {\"epoch\":1,"),
+        "{text}"
+    );
+    // Restarted with it: in epoch 1 at once (no line taken), with the admin.
+    assert!(b.close().success());
+    let mut b = joiner(
+        "b",
+        &url,
+        "den",
+        "std",
+        &["--secret", &secret, "--identity", fb],
+    );
+    b.wait_update("after", &json!(1));
+    b.send(json!({"op":"stats"}));
+    let st = b.wait_event("stats");
+    assert_eq!(st["mesh"]["rekeys"], 0, "{st}");
+    assert_eq!(b.count_events("rekeyed"), 0);
+    // A damaged kept line is a usage error.
+    std::fs::write(
+        fb,
+        format!("{}\nrekey\tden\tREKEY {{}}\n", text.lines().next().unwrap()),
+    )
+    .unwrap();
+    assert!(b.close().success());
+    let out = rtc_mesh()
+        .args([
+            "join",
+            "den",
+            "--signal",
+            &url,
+            "--secret",
+            &secret,
+            "--identity",
+            fb,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad_identity"));
+    for p in [a, c] {
+        assert!(p.close().success());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

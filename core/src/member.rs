@@ -294,6 +294,10 @@ pub struct JoinOptions {
     /// Our identity in a secured room (default: a fresh one from
     /// [`Entropy::secure`]). Keep one to keep the same peer id across joins.
     pub identity: Option<Identity>,
+    /// Secured rooms: `REKEY` lines kept from earlier joins
+    /// ([`crate::mesh::MeshEvent::Rekeyed`]); the latest of this room's is resumed
+    /// ([`Security::resume`]), those of other rooms are skipped (default none).
+    pub rekey: Vec<String>,
     /// An admission token for a switchboard that requires one (`serve
     /// --token-secret`), sent as `?token=` on the signalling URL (default none).
     pub token: Option<String>,
@@ -323,6 +327,7 @@ impl JoinOptions {
             max_queued: NodeConfig::DEFAULT_MAX_QUEUED,
             secret: None,
             identity: None,
+            rekey: Vec::new(),
             token: None,
         }
     }
@@ -363,7 +368,16 @@ impl JoinOptions {
             return Err(JoinError::Mesh(MeshError::NotTheIdentity(id)));
         }
         let key = RoomKey::derive(&self.room, secret);
-        Ok(Some((Security::new(key, identity, random), id)))
+        let mut sec = Security::new(key, identity, random);
+        for line in &self.rekey {
+            // Another room's line does not check for this one: skipped.
+            match sec.clone().resume(line) {
+                Ok(s) => sec = s,
+                Err(crate::security::RekeyError::BadSignature) => {}
+                Err(e) => return Err(JoinError::Rekey(e)),
+            }
+        }
+        Ok(Some((sec, id)))
     }
     /// The addresses to bind, given the machine's interface addresses (in the order
     /// the system lists them): [`JoinOptions::bind`] with each unspecified address
@@ -631,6 +645,9 @@ pub enum JoinError {
     /// ([`Entropy::secure`]).
     #[error("a secured room needs randomness from the operating system")]
     NoEntropy,
+    /// A kept `REKEY` line ([`JoinOptions::rekey`]) is not one.
+    #[error("a kept key epoch: {0}")]
+    Rekey(crate::security::RekeyError),
 }
 
 /// Why a write through a member failed.

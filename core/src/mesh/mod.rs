@@ -412,13 +412,16 @@ pub enum MeshEvent {
         reason: String,
     },
     /// A secured room moved to a new key epoch (after a removal: see
-    /// [`crate::security::Rekey`]); [`Mesh::rekey_line`] is the line to keep across a
-    /// restart.
+    /// [`crate::security::Rekey`]). Keep `line` across a restart
+    /// ([`Security::resume`]): a member that comes back with the old key after the
+    /// grace period finds no one.
     Rekeyed {
         /// The epoch.
         epoch: u32,
         /// The member that made it.
         by: PeerId,
+        /// The `REKEY` line ([`Mesh::rekey_line`]). Secret: it holds the key.
+        line: String,
     },
     /// A peer closed our link because its store refused what we sent (`REFUSED
     /// <reason>`): a member relaying a misbehaving writer's updates hears it too.

@@ -126,7 +126,7 @@ impl Mesh {
             self.replica
                 .send_control(link, &Control::Other(line.clone()));
         }
-        self.event(MeshEvent::Rekeyed { epoch, by });
+        self.event(MeshEvent::Rekeyed { epoch, by, line });
         if moved {
             self.start(self.last_now);
         }
