@@ -391,6 +391,17 @@ fn main() {
     for (i, m) in SIGNALS.iter().enumerate() {
         write("signal", &format!("seed-{i}"), m.as_bytes());
     }
+    // A REKEY line genuine for the security target's room and signer.
+    {
+        use rtc_mesh_core::security::{Entropy, Identity, Rekey, RoomKey, RoomSecret};
+        let mut e = Entropy::from_seed([9; 32]);
+        let secret = RoomSecret::generate(&mut e);
+        let (key, me) = (RoomKey::derive("fuzz", &secret), Identity::generate(&mut e));
+        let removed = [Identity::from_seed(&[4; 32]).peer_id().to_owned()];
+        let r = Rekey::rotate(&key, removed, 1_795_713_886_272, &me, &mut e).expect("epoch 1");
+        write("security", "rekey", r.to_line().as_bytes());
+        write("security", "rekey-json", r.to_json().as_bytes());
+    }
     for (name, ops) in switchboard_seeds() {
         write("switchboard", &format!("seed-{name}"), &ops.0);
     }
