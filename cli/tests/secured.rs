@@ -295,20 +295,17 @@ fn a_removal_moves_the_room_to_a_new_key_that_identity_files_keep() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let secret = v["secret"].as_str().unwrap().to_owned();
-    let mut a = joiner(
-        "admin",
-        &url,
-        "den",
-        "smol",
-        &["--secret", &secret, "--identity", fa],
-    );
-    let mut b = joiner(
-        "b",
-        &url,
-        "den",
-        "std",
-        &["--secret", &secret, "--identity", fb],
-    );
+    let with_identity = |name: &str, runtime: &str, f: &str| {
+        joiner(
+            name,
+            &url,
+            "den",
+            runtime,
+            &["--secret", &secret, "--identity", f],
+        )
+    };
+    let mut a = with_identity("admin", "smol", fa);
+    let mut b = with_identity("b", "std", fb);
     let mut c = joiner("c", &url, "den", "smol", &["--secret", &secret]);
     let cid = c.wait_event("ready")["id"].as_str().unwrap().to_owned();
     for p in [&mut a, &mut b, &mut c] {
@@ -335,7 +332,7 @@ fn a_removal_moves_the_room_to_a_new_key_that_identity_files_keep() {
         (Some(1), Some(0)),
         "{st}"
     );
-    assert!(c.count_events("rekeyed") == 0 && c.count_events("update") < 10);
+    assert_eq!(c.count_events("rekeyed"), 0);
     // The identity file keeps the line, for this room.
     let text = std::fs::read_to_string(fb).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -348,13 +345,7 @@ fn a_removal_moves_the_room_to_a_new_key_that_identity_files_keep() {
     );
     // Restarted with it: in epoch 1 at once (no line taken), with the admin.
     assert!(b.close().success());
-    let mut b = joiner(
-        "b",
-        &url,
-        "den",
-        "std",
-        &["--secret", &secret, "--identity", fb],
-    );
+    let mut b = with_identity("b", "std", fb);
     b.wait_update("after", &json!(1));
     b.send(json!({"op":"stats"}));
     let st = b.wait_event("stats");
