@@ -698,7 +698,9 @@ impl Mesh {
         if let Some(sec) = config.security.as_mut() {
             if let Some(until) = sec.rekey().map(|r| r.until()).filter(|_| sec.in_grace()) {
                 if until > wall {
-                    grace_until = Some(config.start + Duration::from_millis(until - wall));
+                    grace_until = config
+                        .start
+                        .checked_add(Duration::from_millis(until - wall));
                 } else {
                     sec.end_grace();
                 }

@@ -89,8 +89,13 @@ impl Mesh {
         let door = sec.door().to_owned();
         sec.take(r, until > wall);
         let moved = door != sec.door();
-        self.grace_until =
-            (until > wall).then(|| self.last_now + Duration::from_millis(until - wall));
+        // (An end past what an Instant holds is never reached.)
+        self.grace_until = (until > wall)
+            .then(|| {
+                self.last_now
+                    .checked_add(Duration::from_millis(until - wall))
+            })
+            .flatten();
         self.stats.rekeys += 1;
         // Every peer but the line's sender is in the epoch we leave until it shows it
         // has the new key (what it seals opens under it): in the grace period, what
@@ -173,8 +178,8 @@ impl Mesh {
         if admin {
             self.rotate();
         } else if self.rotate_at.is_none() {
-            let wait = self.jitter(wait * 2);
-            self.rotate_at = Some(self.last_now + wait);
+            let wait = self.jitter(wait.saturating_mul(2));
+            self.rotate_at = self.last_now.checked_add(wait);
         }
     }
 

@@ -47,7 +47,8 @@ pub struct Security {
     /// How far a signed announce, leave or SDP may be from our clock (default 5 min).
     pub max_signal_age: Duration,
     /// After a removal lands, how long a member that is not an admin waits for an
-    /// admin's rotation before it rotates the key itself (default 10 s).
+    /// admin's rotation before it rotates the key itself: between this and twice this,
+    /// drawn from the mesh's seed (default 10 s).
     pub rekey_wait: Duration,
     /// How long the room keeps the previous epoch's tag after a rotation this member
     /// makes (default 7 days; see [`Rekey`]).
