@@ -5,7 +5,8 @@
 //! `RTC_MESH_WRITE_TRACES=1 cargo test -p rtc-mesh-core --test security_vectors`
 //! rewrites it after a deliberate change of a format.
 
-use rtc_mesh_core::security::{signing, Entropy, Identity, RoomKey, RoomSecret};
+use rtc_mesh_core::security::{signing, Entropy, Identity, Rekey, RoomKey, RoomSecret};
+use rtc_mesh_core::Limits;
 use serde_json::{json, Value as J};
 
 mod common;
@@ -86,6 +87,27 @@ fn vectors() -> J {
             "input": hex(&signing::sdp(key.room_id(), id.peer_id(), "bob", "0123456789abcdef", 1_795_713_877_000, "offer", sdp_text)),
         },
     });
+    // A rotation: the line (signed by the identity of seed 7, listing the one of seed
+    // 0 as removed), the new epoch's tag, and a payload sealed under it.
+    let removed = [Identity::from_seed(&[0; 32]).peer_id().to_owned()];
+    let mut re = Entropy::from_seed([5; 32]);
+    let r = Rekey::rotate(&key, removed, 1_796_318_676_272, &id, &mut re).unwrap();
+    let next = r.key_of(&key);
+    let nonce = [9u8; 12];
+    let plain = "{\"incarnation\":\"00ff\"}";
+    let rekey = json!({
+        "line": r.to_json(),
+        "epoch": next.epoch(),
+        "key": hex(next.epoch_key()),
+        "tag": next.tag(),
+        "previous_tag": r.previous_of(&key).tag(),
+        "input": hex(&signing::rekey(key.room_id(), 1, next.epoch_key(), key.epoch_key(), 1_796_318_676_272, r.removed())),
+        "seal": {
+            "command": "announce", "sender": id.peer_id(), "target": "", "nonce": hex(&nonce), "plaintext": plain,
+            "sealed": next.seal_with_nonce(nonce, "announce", id.peer_id(), "", plain.as_bytes()),
+        },
+    });
+    assert_eq!(Rekey::parse(&r.to_json(), &Limits::default()).unwrap(), r);
     json!({
         "about": "written by core/tests/security_vectors.rs; checked by web/tests/security.test.mjs",
         "invite_key": { "room": "team", "secret": invite.to_text().to_string() },
@@ -93,6 +115,7 @@ fn vectors() -> J {
         "seals": seals,
         "identities": identities,
         "inputs": inputs,
+        "rekey": rekey,
     })
 }
 

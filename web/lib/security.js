@@ -162,10 +162,82 @@ export async function deriveRoomKey(room, secret) {
   const k0 = await hkdf(master, salt, 'rtc-mesh/v1/epoch-0', 32);
   const tagRaw = await hkdf(k0, roomId, 'rtc-mesh/v1/tag', 16);
   const seal = await hkdf(k0, roomId, 'rtc-mesh/v1/signal', 32);
+  return epochKeys(roomId, admins, 0, k0);
+}
+
+/** The keys of one epoch of a room: the tag and the sealing key from its key `k`
+ * (core's `RoomKey::of_epoch`). `epochKey` is secret: it is what a `REKEY` line hands on. */
+async function epochKeys(roomId, admins, epoch, k) {
+  const tagRaw = await hkdf(k, roomId, 'rtc-mesh/v1/tag', 16);
+  const seal = await hkdf(k, roomId, 'rtc-mesh/v1/signal', 32);
   const key = await subtle.importKey('raw', seal, 'AES-GCM', false, ['encrypt', 'decrypt']);
   seal.fill(0);
-  k0.fill(0);
-  return Object.freeze({ roomId, tag: b64url(tagRaw), tagRaw, key, admins: Object.freeze([...admins]) });
+  return Object.freeze({ roomId, tag: b64url(tagRaw), tagRaw, key, admins: Object.freeze([...admins]), epoch, epochKey: k });
+}
+
+/** `rk`'s room in epoch `epoch`, whose key is the 32 bytes `k` (from a `REKEY` line):
+ * core's `RoomKey::rotated`. The room id and the admins stay. */
+export async function rotatedRoomKey(rk, epoch, k) {
+  if (!(k instanceof Uint8Array) || k.length !== 32) throw new MeshError('bad_rekey', 'an epoch key is 32 bytes');
+  return epochKeys(rk.roomId, rk.admins, epoch, new Uint8Array(k));
+}
+
+/** The most removed members one `REKEY` line lists (core's `MAX_REMOVED`). */
+export const MAX_REMOVED = 512;
+
+/**
+ * Reads the JSON of a `REKEY` line (after `REKEY `) as core's `Rekey::parse`: `{epoch,
+ * key, prev, until, removed, by, sig}` (keys as bytes). Only the form is checked;
+ * throws a MeshError `bad_rekey`.
+ */
+export function parseRekey(json) {
+  const bad = (why) => new MeshError('bad_rekey', `bad REKEY line: ${why}`);
+  let o;
+  try {
+    o = JSON.parse(json);
+  } catch {
+    throw bad('not JSON');
+  }
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw bad('not an object');
+  const whole = (n, lo, hi) => typeof n === 'number' && Number.isInteger(n) && n >= lo && n <= hi;
+  if (!whole(o.epoch, 1, 4294967295)) throw bad('epoch is not a whole number from 1 to 2^32-1');
+  const key32 = (name) => {
+    const b = fromB64url(o[name]);
+    if (!b || b.length !== 32) throw bad(`${name} is not 43 base64url characters`);
+    return b;
+  };
+  const key = key32('key');
+  const prev = key32('prev');
+  if (!whole(o.until, 0, 9.007e15)) throw bad('until is not a whole number of milliseconds');
+  const sig = fromB64url(o.sig);
+  if (!sig || sig.length !== 64) throw bad('sig is not 86 base64url characters');
+  if (typeof o.by !== 'string' || o.by.length !== PEER_ID_LEN || fromB64url(o.by)?.length !== 32) throw bad("by is not a member's key");
+  if (!Array.isArray(o.removed)) throw bad('removed is not an array');
+  if (o.removed.length > MAX_REMOVED) throw bad(`removed lists more than ${MAX_REMOVED} members`);
+  for (let i = 0; i < o.removed.length; i++) {
+    const r = o.removed[i];
+    if (typeof r !== 'string' || (i > 0 && !(compareUtf8(o.removed[i - 1], r) < 0))) throw bad('removed is not a sorted list of distinct ids');
+  }
+  return Object.freeze({ epoch: o.epoch, key, prev, until: o.until, removed: Object.freeze([...o.removed]), by: o.by, sig });
+}
+
+/** Byte order of two texts' UTF-8 (core's `str` order). */
+function compareUtf8(a, b) {
+  const x = bytes(a);
+  const y = bytes(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+/** Whether the line `r` (from `parseRekey`) is signed by its `by` for `rk`'s room (core's
+ * `Rekey::verify`). */
+export async function verifyRekey(r, rk) {
+  const input = await signing.rekey(rk.roomId, r.epoch, r.key, r.prev, r.until, r.removed);
+  try {
+    return await (await PeerKey.fromPeerId(r.by)).verify(input, r.sig);
+  } catch {
+    return false;
+  }
 }
 
 function aad(rk, command, sender, target) {
@@ -307,7 +379,13 @@ export class Identity {
   }
 }
 
-const sha256 = async (s) => new Uint8Array(await subtle.digest('SHA-256', bytes(s)));
+const sha256 = async (s) => new Uint8Array(await subtle.digest('SHA-256', typeof s === 'string' ? bytes(s) : s));
+
+function be32(n) {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+}
 
 function be64(ts) {
   const b = new Uint8Array(8);
@@ -326,5 +404,9 @@ export const signing = Object.freeze({
   async sdp(roomId, sender, target, incarnation, ts, kind, sdp) {
     return concat(bytes('rtc-mesh/v1/sdp'), ZERO, roomId, bytes(sender), ZERO, bytes(target), ZERO, bytes(incarnation), ZERO,
       be64(ts), bytes(kind), ZERO, await sha256(sdp));
+  },
+  async rekey(roomId, epoch, key, prev, until, removed) {
+    return concat(bytes('rtc-mesh/v1/rekey'), ZERO, roomId, be32(epoch), await sha256(key), await sha256(prev), be64(until),
+      ...removed.flatMap((id) => [bytes(id), ZERO]));
   },
 });

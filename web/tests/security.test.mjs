@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import {
   parseSecret, deriveRoomKey, seal, open, Identity, PeerKey, signing, generateSecret, b64url, fromB64url, MeshError,
 } from '../mesh.js';
+import { parseRekey, rotatedRoomKey, verifyRekey } from '../lib/security.js';
 import { cctvBitmap, expectedBitmap } from './cctv.mjs';
 
 const vectors = JSON.parse(readFileSync(new URL('../../core/tests/vectors/security.json', import.meta.url), 'utf8'));
@@ -63,6 +64,35 @@ test('signing inputs match core byte for byte', async () => {
   assert.equal(hex(await signing.announce(i.announce.tag, i.announce.id, i.announce.ts, i.announce.sealed)), i.announce.input);
   assert.equal(hex(await signing.leave(i.leave.tag, i.leave.id, i.leave.incarnation, i.leave.ts)), i.leave.input);
   assert.equal(hex(await signing.sdp(unhex(i.sdp.room_id), i.sdp.sender, i.sdp.target, i.sdp.incarnation, i.sdp.ts, i.sdp.kind, i.sdp.sdp)), i.sdp.input);
+});
+
+// Key epochs (core's `Rekey`): pages do not take or make REKEY lines yet; these are the
+// parts they will, held to core's bytes.
+test('a REKEY line reads, checks and moves the room to the tag and key core derives', async () => {
+  const v = vectors.rekey;
+  const k = await deriveRoomKey(vectors.invite_key.room, vectors.invite_key.secret);
+  assert.equal(k.epoch, 0);
+  const r = parseRekey(v.line);
+  assert.equal(r.epoch, v.epoch);
+  assert.equal(hex(r.key), v.key);
+  assert.equal(hex(await signing.rekey(k.roomId, r.epoch, r.key, r.prev, r.until, r.removed)), v.input);
+  assert.equal(await verifyRekey(r, k), true);
+  const next = await rotatedRoomKey(k, r.epoch, r.key);
+  assert.equal(next.tag, v.tag);
+  assert.equal(hex(next.roomId), hex(k.roomId));
+  assert.equal((await rotatedRoomKey(k, r.epoch - 1, r.prev)).tag, v.previous_tag);
+  assert.equal(v.previous_tag, k.tag);
+  const s = v.seal;
+  assert.equal(await seal(next, s.command, s.sender, s.target, s.plaintext, unhex(s.nonce)), s.sealed);
+  await assert.rejects(open(k, s.sealed, s.command, s.sender, s.target), (e) => e.code === 'unseal_failed');
+  // Rewritten, or another room's: the signature fails.
+  const later = parseRekey(v.line.replace(`"until":${r.until}`, `"until":${r.until + 1}`));
+  assert.equal(await verifyRekey(later, k), false);
+  assert.equal(await verifyRekey(r, await deriveRoomKey('team-2', vectors.invite_key.secret)), false);
+  for (const bad of ['[]', '{', v.line.replace('"epoch":1', '"epoch":0'), v.line.replace('"key":"', '"key":"A'),
+    v.line.replace('"removed":[', '"removed":[1,'), v.line.replace('"sig":"', '"sig":"AA')]) {
+    assert.throws(() => parseRekey(bad), (e) => e instanceof MeshError && e.code === 'bad_rekey', bad.slice(0, 30));
+  }
 });
 
 test('secrets parse as core\'s do', () => {
