@@ -120,11 +120,7 @@ impl Mesh {
         let to: Vec<LinkId> = self
             .links
             .iter()
-            .filter(|(_, p)| {
-                Some(p.as_str()) != origin
-                    && removed.binary_search(p).is_err()
-                    && !self.replica.store().is_removed(p)
-            })
+            .filter(|(_, p)| Some(p.as_str()) != origin && self.may_hold(p, &removed))
             .map(|(l, _)| *l)
             .collect();
         for link in to {
@@ -143,15 +139,22 @@ impl Mesh {
         let Some(line) = self.rekey_line() else {
             return;
         };
-        let removed = self
+        let sec = self
             .config
             .security
             .as_ref()
-            .and_then(|s| s.rekey())
-            .is_some_and(|r| r.removed().binary_search(&peer.to_owned()).is_ok());
-        if !removed && !self.replica.store().is_removed(peer) {
+            .expect("a line in a secured room");
+        let listed = sec.rekey().map_or(&[][..], |r| r.removed());
+        if self.may_hold(peer, listed) {
             self.replica.send_control(link, &Control::Other(line));
         }
+    }
+
+    /// Whether `peer` may be handed a line that lists `removed`: neither that list
+    /// nor our store removes it.
+    fn may_hold(&self, peer: &str, removed: &[String]) -> bool {
+        removed.binary_search_by(|r| r.as_str().cmp(peer)).is_err()
+            && !self.replica.store().is_removed(peer)
     }
 
     /// A removal landed: a line held for it may be taken now, and an epoch that does
@@ -197,7 +200,7 @@ impl Mesh {
         listed.len() < MAX_REMOVED
             && store
                 .revoked()
-                .any(|(id, _)| listed.binary_search(&id.to_owned()).is_err())
+                .any(|(id, _)| listed.binary_search_by(|r| r.as_str().cmp(id)).is_err())
     }
 
     /// Makes the next epoch, listing every removal in the store, and takes it.
@@ -244,9 +247,6 @@ impl Mesh {
 
     /// When [`Mesh::rekey_timeout`] next has work.
     pub(super) fn rekey_deadline(&self) -> Option<Instant> {
-        match (self.rotate_at, self.grace_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.rotate_at.into_iter().chain(self.grace_until).min()
     }
 }

@@ -91,9 +91,8 @@ impl Security {
         let r = Rekey::parse(json, &crate::limits::Limits::default())?;
         r.verify(&self.key)?;
         if r.beats(&self.key) {
-            self.previous = Some(r.previous_of(&self.key));
-            self.key = r.key_of(&self.key);
-            self.rekey = Some(r);
+            // The mesh ends the grace period at its start if it is over.
+            self.take(r, true);
         }
         Ok(self)
     }
@@ -284,7 +283,16 @@ impl Mesh {
     /// Whether `sig` is `from`'s signature of `input` (counted in `bad_signatures` if
     /// not, or if `from` is no key).
     fn signed_by(&mut self, from: &str, input: &[u8], sig: &str) -> bool {
-        let ok = PeerKey::from_peer_id(from).is_ok_and(|k| k.verify_text(input, sig).is_ok());
+        self.signed_by_any(from, &[input], sig)
+    }
+
+    /// [`Mesh::signed_by`] for any one of `inputs` (counted once if none).
+    fn signed_by_any(&mut self, from: &str, inputs: &[impl AsRef<[u8]>], sig: &str) -> bool {
+        let ok = PeerKey::from_peer_id(from).is_ok_and(|k| {
+            inputs
+                .iter()
+                .any(|i| k.verify_text(i.as_ref(), sig).is_ok())
+        });
         if !ok {
             self.stats.bad_signatures += 1;
         }
@@ -399,15 +407,13 @@ impl Mesh {
         let Some(sec) = self.config.security.as_ref() else {
             return msg;
         };
-        let door = signing::leave(sec.door(), from, inc, ts);
-        let input = if sec.door() != sec.key.tag()
-            && PeerKey::from_peer_id(from).is_ok_and(|k| k.verify_text(&door, sig).is_err())
-        {
-            signing::leave(sec.key.tag(), from, inc, ts)
-        } else {
-            door
-        };
-        if !self.signed_by(from, &input, sig)
+        // Signed on our door, or on the current tag (a member whose grace period ended
+        // first).
+        let mut inputs = vec![signing::leave(sec.door(), from, inc, ts)];
+        if sec.door() != sec.key.tag() {
+            inputs.push(signing::leave(sec.key.tag(), from, inc, ts));
+        }
+        if !self.signed_by_any(from, &inputs, sig)
             || !self.is_current(from, inc)
             || !self.fresh(now, from, Signed::Leave, ts)
         {
