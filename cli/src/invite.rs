@@ -56,18 +56,7 @@ pub(crate) fn identity_file(path: &std::path::Path) -> Result<Identity, String> 
             .map_err(|e| format!("bad_identity: --identity {shown}: {e}")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let me = Identity::from_seed(&os_random()?);
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let write = |mut f: std::fs::File| {
-                use std::io::Write as _;
-                f.write_all(me.to_text().as_bytes())?;
-                f.write_all(b"\n")?;
-                f.sync_all()
-            };
-            opts.open(path)
-                .and_then(write)
+            write_owner_only(path, true, &[&me.to_text()])
                 .map_err(|e| format!("--identity {shown}: cannot write a new identity: {e}"))?;
             Ok(me)
         }
@@ -113,7 +102,6 @@ pub(crate) fn kept_rekeys(path: &std::path::Path, room: &str) -> Result<Vec<Stri
 ///
 /// [`MeshEvent::Rekeyed`]: rtc_mesh_core::mesh::MeshEvent::Rekeyed
 pub(crate) fn keep_rekey(path: &std::path::Path, room: &str, line: &str) -> Result<(), String> {
-    use std::io::Write as _;
     let shown = path.display();
     if room.contains(['\t', '\n', '\r']) || line.contains(['\n', '\r']) {
         return Err(format!(
@@ -128,18 +116,30 @@ pub(crate) fn keep_rekey(path: &std::path::Path, room: &str, line: &str) -> Resu
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".new");
     let tmp = std::path::PathBuf::from(tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(lines.join("\n").as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()
-        })
+    write_owner_only(&tmp, false, &lines)
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| format!("--identity {shown}: cannot keep the new key epoch: {e}"))
+}
+
+/// Writes `lines` (each ended by a newline) to `path` with owner-only permissions and
+/// syncs it: a new file only (`new`), or one truncated.
+fn write_owner_only(path: &std::path::Path, new: bool, lines: &[&str]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    for l in lines {
+        f.write_all(l.as_bytes())?;
+        f.write_all(b"\n")?;
+    }
+    f.sync_all()
 }
 
 /// `--secret-file F`: the secret on the first line of F.
