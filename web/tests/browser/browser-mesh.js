@@ -356,6 +356,8 @@ async function manInTheMiddle (chromium, firefox) {
       const h = new Hostile({ upstream: env.signal, b: 'bob', m: 'mallory' })
       const v = await victim(browser, room, await h.start(), { id: 'alice' })
       await v.syncedWith('bob')
+      // The victim's side may finish first: M's report of its sync is awaited, not raced.
+      await m.wait('mallory synced with alice', (e) => e.event === 'synced' && e.peer === 'alice', 20000)
       const mm = await states(m)
       const bb = await states(b)
       if (mm.alice !== 'synced' || bb.alice === 'synced' || bb.alice === 'connected') {
