@@ -413,6 +413,13 @@ export interface MeshSecurity {
   identity: Identity;
   /** How far a signed announce, leave or SDP may be from our clock (default 300000: 5 min). */
   maxSignalAgeMs?: number;
+  /** A kept key epoch to resume ({@link resumeRekey}), or null. */
+  rekey?: ResumedRekey | null;
+  /** How long a member that is not an admin waits for someone else's rotation after a
+   * removal (default 10000 ms; jittered up to twice that). */
+  rekeyWaitMs?: number;
+  /** The grace period of a rotation this member makes (default 7 days), in ms. */
+  rekeyGraceMs?: number;
 }
 
 /** Counters of a {@link Mesh} (core's `MeshStats`, the ones the browser client keeps). */
@@ -435,6 +442,11 @@ export interface MeshStats {
   staleSignals: number;
   /** Secured rooms: announces and SDP from members an admin removed (ignored). */
   removedSignals: number;
+  /** Secured rooms: key epochs taken (made here or from a peer's `REKEY` line). */
+  rekeys: number;
+  /** Secured rooms: `REKEY` lines refused (malformed, forged, not allowed, too far ahead,
+   * or a grace period past 30 days). */
+  rekeysRefused: number;
 }
 
 /** The longest a closing mesh waits for its links' remotes to read its `BYE`. */
@@ -459,6 +471,10 @@ export declare class Mesh {
   isFinished(): boolean;
   /** Resolves once no signal is being sealed or opened (at once in an open room). */
   settled(): Promise<void>;
+  /** The room's key epoch (0 in an open room, and until the first removal). */
+  epoch(): number;
+  /** The current epoch's `REKEY` line (to keep, and resume with), or null in epoch 0. */
+  rekeyLine(): string | null;
   /** What goes on the open link to `peer` (its channel messages), or null. */
   encoderOf(peer: string): JsonEncoder | PostcardEncoder | null;
   sessionOf(peer: string): Session | null;
@@ -519,6 +535,14 @@ export interface JoinOptions {
   secret?: string | RoomKey;
   /** Our identity in a secured room (default: a fresh one); its key is our peer id. */
   identity?: Identity;
+  /** A secured room's key epoch kept across a restart: the `line` of a `rekeyed` event
+   * (or {@link Member.rekeyLine}). A line not of this room rejects with `bad_rekey`. */
+  rekey?: string;
+  /** How long, after a removal, this member (if not an admin) waits for someone else's
+   * rotation before it rotates itself (default 10000 ms, jittered up to twice that). */
+  rekeyWaitMs?: number;
+  /** The grace period of a rotation this member makes (default 7 days), in ms. */
+  rekeyGraceMs?: number;
 }
 
 export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed' | 'removed';
@@ -542,6 +566,9 @@ export interface MemberEvents {
   peer_misbehaved: { peer: string; reason: UpdateCheck };
   /** A peer closed our link because its store refused what we sent. */
   refused_by_peer: { peer: string; reason: string };
+  /** A secured room moved to a new key epoch (after a removal); keep `line` and join
+   * with it as `rekey` after a restart. */
+  rekeyed: { epoch: number; by: string; line: string };
   error: MeshError;
 }
 
@@ -571,8 +598,13 @@ export declare class Member {
   readonly id: string;
   /** Whether the room is secured (joined with a secret). */
   readonly secured: boolean;
-  /** In a secured room the name the switchboard sees (derived from the secret), else null. */
+  /** In a secured room the name the switchboard sees (derived from the secret, and from
+   * the current key epoch once its grace period is over), else null. */
   readonly tag: string | null;
+  /** The room's key epoch (0 in an open room, and until the first removal). */
+  readonly epoch: number;
+  /** The current epoch's `REKEY` line, or null in epoch 0. */
+  readonly rekeyLine: string | null;
   readonly incarnation: string;
   readonly store: Store;
   readonly replica: Replica;
@@ -599,6 +631,8 @@ export declare class Member {
     readonly badSignatures: number;
     readonly staleSignals: number;
     readonly removedSignals: number;
+    readonly rekeys: number;
+    readonly rekeysRefused: number;
     readonly updatesUnsigned: number;
     readonly updatesBadSignature: number;
     readonly updatesBadSource: number;
@@ -658,6 +692,10 @@ export interface RoomKey {
   readonly key: CryptoKey;
   /** The admins the invite names (checked: signed by its creator, the first). */
   readonly admins: readonly string[];
+  /** The key epoch (0 until the first removal's rotation). */
+  readonly epoch: number;
+  /** The epoch's secret key (32 bytes): what a `REKEY` line hands on. */
+  readonly epochKey: Uint8Array;
 }
 /** The keys of `room` under `secret` (a passphrase is stretched: about a second). */
 export declare function deriveRoomKey(room: string, secret: string): Promise<RoomKey>;
@@ -697,6 +735,59 @@ export declare const signing: {
   sdp(roomId: Uint8Array, sender: string, target: string, incarnation: string, ts: number,
     kind: 'offer' | 'answer', sdp: string): Promise<Uint8Array>;
 };
+// Key epochs (core's `security::rekey`).
+
+/** A `REKEY` line, parsed: the room's next key epoch, signed by `by`. */
+export interface Rekey {
+  readonly epoch: number;
+  /** The epoch's key (32 bytes). */
+  readonly key: Uint8Array;
+  /** The previous epoch's key (32 bytes): the previous tag stays open in the grace period. */
+  readonly prev: Uint8Array;
+  /** The end of the grace period, wall-clock ms. */
+  readonly until: number;
+  /** The removed members' ids, sorted bytewise. */
+  readonly removed: readonly string[];
+  readonly by: string;
+  readonly sig: Uint8Array;
+}
+/** What {@link resumeRekey} makes of a kept line. */
+export interface ResumedRekey {
+  rekey: Rekey;
+  key: RoomKey;
+  previous: RoomKey;
+}
+/** The most removed members one line lists. */
+export declare const MAX_REMOVED: 512;
+/** The most epochs one line may move a room ahead. */
+export declare const MAX_EPOCH_JUMP: 1024;
+/** The longest grace period a line may give (30 days), in ms. */
+export declare const MAX_GRACE_MS: number;
+/** How long a member that is not an admin waits for someone else's rotation (10 s), in ms. */
+export declare const DEFAULT_REKEY_WAIT_MS: number;
+/** The default grace period of a rotation (7 days), in ms. */
+export declare const DEFAULT_REKEY_GRACE_MS: number;
+/** Reads a `REKEY` line's JSON (after `REKEY `); throws a MeshError `bad_rekey`. */
+export declare function parseRekey(json: string): Rekey;
+/** Whether the line is signed by its `by` for `key`'s room. */
+export declare function verifyRekey(r: Rekey, key: RoomKey): Promise<boolean>;
+/** The line's JSON, in core's order. */
+export declare function rekeyJson(r: Rekey): string;
+/** The next epoch of `key`'s room, made by `identity`; null once the epochs are spent. */
+export declare function rotateRekey(key: RoomKey, removed: string[], until: number, identity: Identity): Promise<Rekey | null>;
+/** `key`'s room in epoch `epoch`, whose key is `k` (32 bytes). */
+export declare function rotatedRoomKey(key: RoomKey, epoch: number, k: Uint8Array): Promise<RoomKey>;
+/** Whether the line's epoch wins over `key`'s: higher, or equal with a smaller key. */
+export declare function rekeyBeats(r: Rekey, key: RoomKey): boolean;
+/** Whether line `a` wins over line `b`. */
+export declare function rekeyOutranks(a: Rekey, b: Rekey): boolean;
+/** Core's checks of a verified line: null (it may be taken) or why not. */
+export declare function checkRekey(r: Rekey, key: RoomKey, wallMs: number, isRemoved: (id: string) => boolean):
+  null | 'grace_too_long' | 'not_allowed' | 'too_far_ahead' | 'unknown_removal';
+/** A kept line (`REKEY {..}`) made ready to resume; null if it does not beat `key`.
+ * Rejects with a MeshError `bad_rekey` if it is not a line of this room. */
+export declare function resumeRekey(key: RoomKey, line: string): Promise<ResumedRekey | null>;
+
 /** base64url without padding. */
 export declare function b64url(bytes: Uint8Array): string;
 /** Decodes canonical base64url without padding; null for anything else. */

@@ -47,4 +47,7 @@ export {
   INVITE_PREFIX, MAX_ADMINS, PBKDF2_ROUNDS, PEER_ID_LEN, parseSecret, generateSecret, inviteWithAdmins, deriveRoomKey,
   seal, open,
   PeerKey, Identity, signing, b64url, fromB64url,
+  MAX_REMOVED, MAX_EPOCH_JUMP, MAX_GRACE_MS, parseRekey, verifyRekey, rekeyJson, rotateRekey, rotatedRoomKey, rekeyBeats,
+  rekeyOutranks, checkRekey, resumeRekey,
 } from './lib/security.js';
+export { DEFAULT_REKEY_GRACE_MS, DEFAULT_REKEY_WAIT_MS } from './lib/rekeying.js';

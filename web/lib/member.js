@@ -4,7 +4,7 @@
 import { MeshError, byteLength } from './values.js';
 import { Mesh } from './mesh.js';
 import { IDLE_MS } from './signal-client.js';
-import { Identity, deriveRoomKey } from './security.js';
+import { Identity, deriveRoomKey, resumeRekey } from './security.js';
 
 /** How long ICE may call an open connection `disconnected` before it is judged dead. */
 const ICE_LOST_MS = 2000;
@@ -75,7 +75,9 @@ const clock = () => performance.now();
  * closed | failed}), `synced` ({peer}), `synced_all` ({peers}), `online`, `offline`,
  * `ice_offered` ({urls}: the switchboard's TURN servers, used as none were given),
  * `refused` ({reason}: the switchboard refused our connection or announce; retried),
- * `error` (a MeshError; a refusal is one too, code `refused_<reason>`).
+ * `rekeyed` ({epoch, by, line}: a secured room moved to a new key after a removal;
+ * keep `line` and join with it as `rekey` after a restart), `error` (a MeshError; a
+ * refusal is one too, code `refused_<reason>`).
  */
 export class Member {
   constructor(room, options = {}) {
@@ -125,7 +127,7 @@ export class Member {
     /** ICE restarts begun (by us or the peer), and those after which data flowed again;
      * and the mesh's refusals of signals in a secured room (always 0 in an open one). */
     this.stats = { restarts: 0, restartsRecovered: 0 };
-    for (const k of ['unsecuredSignals', 'unsealFailures', 'badSignatures', 'staleSignals', 'removedSignals']) {
+    for (const k of ['unsecuredSignals', 'unsealFailures', 'badSignatures', 'staleSignals', 'removedSignals', 'rekeys', 'rekeysRefused']) {
       Object.defineProperty(this.stats, k, { enumerable: true, get: () => this.mesh.stats[k] });
     }
     // And the store's refusals of updates (core's `StoreStats`): unsigned, forged or
@@ -143,9 +145,21 @@ export class Member {
     return this.mesh.secured !== null;
   }
 
-  /** In a secured room the name the switchboard sees (derived from the secret), else null. */
+  /** In a secured room the name the switchboard sees (derived from the secret, and from
+   * the current key epoch once its grace period is over), else null. */
   get tag() {
-    return this.mesh.secured?.key.tag ?? null;
+    return this.mesh.secured?.epochs.door() ?? null;
+  }
+
+  /** The room's key epoch (0 in an open room, and until the first removal). */
+  get epoch() {
+    return this.mesh.epoch();
+  }
+
+  /** The current epoch's `REKEY` line (keep it, and join with it as `rekey` after a
+   * restart), or null in epoch 0. */
+  get rekeyLine() {
+    return this.mesh.rekeyLine();
   }
 
   /** The store (read it with `get`, `keys`, `snapshot`). */
@@ -741,7 +755,12 @@ function defaultSignalUrl() {
  * made for this room) the room is secured, and the member comes as a promise: the key
  * is derived first (a passphrase is stretched, about a second) and, unless `identity`
  * (an `Identity`) is given, a fresh identity made, whose key is our peer id. A bad
- * secret rejects with a MeshError `bad_secret`.
+ * secret rejects with a MeshError `bad_secret`. After a removal the room moves to a new
+ * key epoch (the `rekeyed` event); `rekey` (the line that event gave, or `rekeyLine`)
+ * resumes it after a restart (a line not of this room rejects with `bad_rekey`).
+ * `rekeyWaitMs` (default 10 s) is how long a member that is not an admin waits for
+ * someone else's rotation after a removal; `rekeyGraceMs` (default 7 days) how long a
+ * rotation this member makes keeps the previous epoch's tag.
  */
 export function join(room, options = {}) {
   if (typeof room !== 'string' || !room) throw new MeshError('bad_room', 'a room name is required');
@@ -759,7 +778,9 @@ async function joinSecured(room, options) {
     throw new MeshError('bad_secret', 'the room secret is a text (an invite or a passphrase) or a key from deriveRoomKey');
   }
   const identity = options.identity ?? (await Identity.generate());
-  const m = new Member(room, { ...options, security: { key, identity } });
+  const rekey = options.rekey ? await resumeRekey(key, options.rekey) : null;
+  const security = { key, identity, rekey, rekeyWaitMs: options.rekeyWaitMs, rekeyGraceMs: options.rekeyGraceMs };
+  const m = new Member(room, { ...options, security });
   m.mesh.start(clock());
   m.pump();
   return m;

@@ -212,10 +212,15 @@ export class Mesh {
       signalDisconnects: 0,
       // Secured rooms (core's counters of the same names).
       unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0, removedSignals: 0,
+      // Key epochs taken (made or from a peer), and lines refused.
+      rekeys: 0, rekeysRefused: 0,
     };
     /** Secured rooms: the sealing and opening of signals (lib/secured.js), else null. */
     this.secured = config.security ? new Secured(this, config.security) : null;
-    if (this.secured) this.replica.signer = (u) => this.secured.signUpdate(u);
+    if (this.secured) {
+      this.replica.signer = (u) => this.secured.signUpdate(u);
+      this.secured.epochs.begin(start);
+    }
     /** Secured rooms: called when outputs are waiting that no input made (a seal or an
      * open finished): drain `poll()` then. */
     this.onOutput = null;
@@ -236,6 +241,9 @@ export class Mesh {
         // Held-back updates come due (secured rooms; the store's clock runs from epochMs).
         const due = this.store.nextHeldDue();
         if (due !== null && !this.closed) at = Math.min(at, due - this.epochMs + this.startMs);
+        // A rotation due, the grace period's end (secured rooms).
+        const epochAt = this.closed ? null : this.secured?.epochs.deadline() ?? null;
+        if (epochAt !== null) at = Math.min(at, epochAt);
         return { type: 'timeout', at };
       }
     }
@@ -258,6 +266,17 @@ export class Mesh {
   /** Resolves once no signal is being sealed or opened (at once in an open room). */
   settled() {
     return this.secured ? this.secured.settled() : Promise.resolve();
+  }
+
+  /** The room's key epoch (0 in an open room, and until the first removal). */
+  epoch() {
+    return this.secured ? this.secured.key.epoch : 0;
+  }
+
+  /** The current epoch's `REKEY` line, to keep and hand back on a restart (the
+   * `rekey` option), or null in epoch 0. */
+  rekeyLine() {
+    return this.secured?.epochs.line ?? null;
   }
 
   /** The encoder of the open link to `peer`, or null. */
@@ -566,6 +585,7 @@ export class Mesh {
     this.dropConn(peer, null);
     this.setPresent(peer, false, reason);
     this.peers.delete(peer);
+    this.secured?.epochs.forget(peer);
   }
 
   /** Secured rooms, after a removal landed: the links to removed members close, and
@@ -579,6 +599,8 @@ export class Mesh {
       this.early.delete(id);
     }
     this.syncDirty = true;
+    // The room moves to a key the removed cannot derive (lib/rekeying.js).
+    this.secured?.epochs.afterRemoval();
   }
 
   /** The link to `peer` is lost: it goes, the peer is reported left for `reason`, the
@@ -610,6 +632,8 @@ export class Mesh {
     p.nextPing = now + this.pingMs;
     p.failures = 0;
     this.setPresent(peer, true, 'left');
+    // It gets the room's current key epoch.
+    this.secured?.epochs.onOpen(peer, p.link);
   }
 
   /** A message from the data channel to `peer` (text for json, bytes for postcard). */
@@ -672,6 +696,9 @@ export class Mesh {
       this.loseLink(peer, this.lastNow + this.backoff(4), 'failed');
       this.syncDirty = true;
       return;
+    }
+    if (this.secured && typeof r.control === 'string' && r.control.startsWith('REKEY ')) {
+      this.secured.epochs.onRekey(peer, p.link, r.control.slice(6));
     }
     if (typeof r.control === 'string' && r.control.startsWith('REFUSED ')) {
       this.event('refused_by_peer', { peer, reason: Array.from(r.control.slice(8)).slice(0, 64).join('') });
@@ -773,6 +800,7 @@ export class Mesh {
     // Held-back updates that came due (secured rooms).
     this.clock = now;
     this.replica.releaseHeld();
+    this.secured?.epochs.timeout(now);
     if (now < this.nextTick - EPS) return;
     this.nextTick = now + Math.max(this.pingMs / 4, 10);
     const toPing = [];

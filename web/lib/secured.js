@@ -38,6 +38,7 @@
 import { MeshError, compareBytes, parseJson, plainObject, toJson, validPeerId } from './values.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { PeerKey, concat, open, seal, signing } from './security.js';
+import { Epochs } from './rekeying.js';
 
 /** How far a signed announce, leave or SDP may be from our clock (core's
  * `Security::DEFAULT_MAX_SIGNAL_AGE`, 5 min). */
@@ -130,6 +131,8 @@ export class Secured {
     this.signing = { tail: Promise.resolve(), pending: 0 };
     /** Per link: its data-channel messages waiting for their checks. */
     this.inboxes = new Map();
+    /** The key epochs: `this.key` is the current epoch's keys (lib/rekeying.js). */
+    this.epochs = new Epochs(this, security);
   }
 
   // -- signed updates
@@ -219,7 +222,7 @@ export class Secured {
 
   /** Whether anything is being sealed, opened, signed or checked. */
   busy() {
-    if (this.out.pending > 0 || this.in.pending > 0 || this.signing.pending > 0) return true;
+    if (this.out.pending > 0 || this.in.pending > 0 || this.signing.pending > 0 || this.epochs.queue.pending > 0) return true;
     for (const inbox of this.inboxes.values()) if (inbox.pending > 0) return true;
     return false;
   }
@@ -227,7 +230,7 @@ export class Secured {
   /** Resolves once nothing is being sealed, opened, signed or checked. */
   async settled() {
     while (this.busy()) {
-      await Promise.all([this.out.tail, this.in.tail, this.signing.tail, ...[...this.inboxes.values()].map((i) => i.tail)]);
+      await Promise.all([this.out.tail, this.in.tail, this.signing.tail, this.epochs.queue.tail, ...[...this.inboxes.values()].map((i) => i.tail)]);
     }
   }
 
@@ -259,7 +262,11 @@ export class Secured {
     const me = this.mesh.id;
     const inc = this.mesh.incarnation;
     const target = m.to ?? '';
-    const k = this.key;
+    // The keys as they are now (a line taken while this is sealed does not change them):
+    // a peer that came in under the previous epoch's key is answered under it, and
+    // announces and leaves are signed on the door.
+    const k = this.epochs.sealing(target);
+    const door = this.epochs.door();
     const wrapped = (sealed) => encodeSignal(m.command, me, [{ v: 1, sealed }], m.to);
     switch (m.command) {
       case 'announce': {
@@ -271,11 +278,11 @@ export class Secured {
         }
         inner.push(['attrs', plainObject(user)]);
         const sealed = await seal(k, 'announce', me, target, toJson(plainObject(inner)));
-        const sig = await this.identity.signText(await signing.announce(k.tag, me, ts, sealed));
-        return encodeSignal('announce', me, [{ id: me, room: k.tag, sec: 1, ts, sig, v: 1, sealed }], m.to);
+        const sig = await this.identity.signText(await signing.announce(door, me, ts, sealed));
+        return encodeSignal('announce', me, [{ id: me, room: door, sec: 1, ts, sig, v: 1, sealed }], m.to);
       }
       case 'leave': {
-        const sig = await this.identity.signText(await signing.leave(k.tag, me, inc, ts));
+        const sig = await this.identity.signText(await signing.leave(door, me, inc, ts));
         return encodeSignal('leave', me, [{ id: me, incarnation: inc, ts, sig }], m.to);
       }
       case 'mesh:sdp': {
@@ -337,19 +344,31 @@ export class Secured {
   async prepare(m) {
     const from = m.sender;
     const o = isObject(m.args[0]) ? m.args[0] : null;
-    const k = this.key;
+    // The keys as they are when it arrives: the current epoch's, and the previous one's
+    // in the grace period (what opens only under those: its sender is behind).
+    const keys = this.epochs.opening();
+    const door = this.epochs.door();
+    const tag = keys[0].tag;
+    const openAny = async (sealed, command, target) => {
+      for (let i = 0; i < keys.length; i++) {
+        try {
+          return { plain: await open(keys[i], sealed, command, from, target), behind: i > 0 };
+        } catch {
+          // the next key
+        }
+      }
+      return null;
+    };
     if (m.command === 'announce') {
       if (!o) return { drop: true };
       if (typeof o.sealed !== 'string' || typeof o.sig !== 'string' || typeof o.ts !== 'number') return { fail: 'unsecured' };
-      if (o.room !== k.tag || o.v !== 1) return { fail: 'unsecured' };
+      // Our door, or the current tag (a member whose grace period ended first).
+      if ((o.room !== door && o.room !== tag) || o.v !== 1) return { fail: 'unsecured' };
       const ts = asU64(o.ts);
-      let plain;
-      try {
-        plain = await open(k, o.sealed, 'announce', from, m.to ?? '');
-      } catch {
-        return { fail: 'unseal' };
-      }
-      if (!(await this.signedBy(from, await signing.announce(k.tag, from, ts, o.sealed), o.sig))) return { fail: 'bad_sig' };
+      const opened = await openAny(o.sealed, 'announce', m.to ?? '');
+      if (!opened) return { fail: 'unseal' };
+      const { plain, behind } = opened;
+      if (!(await this.signedBy(from, await signing.announce(o.room, from, ts, o.sealed), o.sig))) return { fail: 'bad_sig' };
       let inner;
       try {
         inner = decode(plain);
@@ -357,36 +376,42 @@ export class Secured {
         return { fail: 'unseal' };
       }
       if (!isObject(inner)) return { fail: 'unseal' };
-      return { ts: Number(ts), inner };
+      return { ts: Number(ts), inner, behind };
     }
     if (m.command === 'leave') {
       if (!o) return { unsigned: true };
       if (Object.hasOwn(o, 'reason')) return { pass: true };
       if (typeof o.incarnation !== 'string' || typeof o.sig !== 'string' || typeof o.ts !== 'number') return { fail: 'unsecured' };
       const ts = asU64(o.ts);
-      if (!(await this.signedBy(from, await signing.leave(k.tag, from, o.incarnation, ts), o.sig))) return { fail: 'bad_sig' };
+      // Signed on our door, or on the current tag (a member whose grace period ended first).
+      let signed = await this.signedBy(from, await signing.leave(door, from, o.incarnation, ts), o.sig);
+      if (!signed && door !== tag) signed = await this.signedBy(from, await signing.leave(tag, from, o.incarnation, ts), o.sig);
+      if (!signed) return { fail: 'bad_sig' };
       return { ts: Number(ts), incarnation: o.incarnation };
     }
     if (typeof o?.sealed !== 'string') return { fail: 'unsecured' };
+    const opened = await openAny(o.sealed, m.command, this.mesh.id);
+    if (!opened) return { fail: 'unseal' };
+    const { behind } = opened;
+    const k = keys[0];
     let v;
     try {
-      const plain = await open(k, o.sealed, m.command, from, this.mesh.id);
-      v = decode(m.command === 'mesh:sdp' ? await inflate(plain, MAX_SDP_PLAIN) : plain);
+      v = decode(m.command === 'mesh:sdp' ? await inflate(opened.plain, MAX_SDP_PLAIN) : opened.plain);
     } catch {
-      return { fail: 'unseal' };
+      return { fail: 'unseal', behind };
     }
     if (m.command === 'mesh:sdp' && isObject(v)) {
       const { type, sdp, incarnation, sig, ts } = v;
       if (typeof type !== 'string' || typeof sdp !== 'string' || typeof incarnation !== 'string' ||
-        typeof sig !== 'string' || typeof ts !== 'number') return { fail: 'unsecured' };
+        typeof sig !== 'string' || typeof ts !== 'number') return { fail: 'unsecured', behind };
       const t = asU64(ts);
       const input = await signing.sdp(k.roomId, from, this.mesh.id, incarnation, t, type, sdp);
-      if (!(await this.signedBy(from, input, sig))) return { fail: 'bad_sig' };
-      const opened = plainObject(['type', 'sdp', 'restart'].filter((a) => Object.hasOwn(v, a)).map((a) => [a, v[a]]));
-      return { ts: Number(t), incarnation, args: [opened] };
+      if (!(await this.signedBy(from, input, sig))) return { fail: 'bad_sig', behind };
+      const args = plainObject(['type', 'sdp', 'restart'].filter((a) => Object.hasOwn(v, a)).map((a) => [a, v[a]]));
+      return { ts: Number(t), incarnation, args: [args], behind };
     }
-    if (m.command !== 'mesh:sdp' && Array.isArray(v)) return { args: v };
-    return { fail: 'unsecured' };
+    if (m.command !== 'mesh:sdp' && Array.isArray(v)) return { args: v, behind };
+    return { fail: 'unsecured', behind };
   }
 
   // -- what comes in: the checks on the mesh's state, when the mesh takes it
@@ -441,6 +466,7 @@ export class Secured {
         return null;
       }
       if (!this.fresh(now, from, 'announce', c.ts)) return null;
+      this.epochs.markBehind(from, c.behind);
       const attrs = [['id', from], ['room', this.mesh.room]];
       for (const a of ['agent', 'incarnation', 'codecs']) if (Object.hasOwn(c.inner, a)) attrs.push([a, c.inner[a]]);
       if (isObject(c.inner.attrs)) {
@@ -470,6 +496,7 @@ export class Secured {
    * `open_negotiation`): the opened message, or null (refused, and counted). */
   checkNegotiation(now, from, m) {
     const c = m.checked ?? { fail: 'unseal' };
+    if (c.behind !== undefined) this.epochs.markBehind(from, c.behind);
     if (c.fail) {
       this.count(c.fail);
       return null;

@@ -240,6 +240,75 @@ export async function verifyRekey(r, rk) {
   }
 }
 
+/** The most epochs one line may move a room ahead (core's `MAX_EPOCH_JUMP`). */
+export const MAX_EPOCH_JUMP = 1024;
+/** The longest grace period a line may give, from the taker's clock (core's `MAX_GRACE_MS`). */
+export const MAX_GRACE_MS = 30 * 86400000;
+
+/** The JSON of a `REKEY` line (after `REKEY `), as core's `Rekey::to_json` writes it. */
+export function rekeyJson(r) {
+  return JSON.stringify({ epoch: r.epoch, key: b64url(r.key), prev: b64url(r.prev), until: r.until, removed: r.removed, by: r.by, sig: b64url(r.sig) });
+}
+
+/**
+ * A rotation of `rk`'s room by `identity` (core's `Rekey::rotate`): the next epoch with a
+ * fresh key, a grace period ending at `until` (wall-clock ms), listing `removed` (sorted
+ * and cut to MAX_REMOVED here); null once the epochs are spent.
+ */
+export async function rotateRekey(rk, removed, until, identity) {
+  if (rk.epoch >= 4294967295) return null;
+  const epoch = rk.epoch + 1;
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const prev = new Uint8Array(rk.epochKey);
+  const list = [...new Set(removed)].sort(compareUtf8).slice(0, MAX_REMOVED);
+  const sig = await identity.sign(await signing.rekey(rk.roomId, epoch, key, prev, until, list));
+  return Object.freeze({ epoch, key, prev, until, removed: Object.freeze(list), by: identity.peerId, sig });
+}
+
+/** Whether line `r`'s epoch wins over `rk`'s: a higher epoch, or the same one with a
+ * smaller key (core's `Rekey::beats`). */
+export function rekeyBeats(r, rk) {
+  return r.epoch > rk.epoch || (r.epoch === rk.epoch && compareKeys(r.key, rk.epochKey) < 0);
+}
+
+/** Whether line `a` wins over line `b` (core's `Rekey::outranks`). */
+export function rekeyOutranks(a, b) {
+  return a.epoch > b.epoch || (a.epoch === b.epoch && compareKeys(a.key, b.key) < 0);
+}
+
+function compareKeys(a, b) {
+  for (let i = 0; i < 32; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
+}
+
+/**
+ * What core's `Rekey::check` decides of a line whose signature checked, for a member at
+ * `rk` whose clock reads `wallMs`, given who is removed (`isRemoved(id)`): null (it may
+ * be taken), or why not: `grace_too_long`, `not_allowed`, `too_far_ahead` or
+ * `unknown_removal` (it lists a removal not seen yet: keep it until it lands).
+ */
+export function checkRekey(r, rk, wallMs, isRemoved) {
+  if (r.until > wallMs + MAX_GRACE_MS) return 'grace_too_long';
+  if (isRemoved(r.by) || (!rk.admins.includes(r.by) && r.removed.length === 0)) return 'not_allowed';
+  if (r.epoch > rk.epoch + MAX_EPOCH_JUMP) return 'too_far_ahead';
+  if (!r.removed.every((id) => isRemoved(id))) return 'unknown_removal';
+  return null;
+}
+
+/**
+ * A line kept across a restart (`REKEY {..}`, as a `rekeyed` event gave it) made ready
+ * for a mesh of `rk`'s room: `{rekey, key, previous}` (the line, its epoch's keys and the
+ * epoch's before it, for the grace period), or null if it does not beat `rk` (core's
+ * `Security::resume`). Throws a MeshError `bad_rekey` if it is not a line of this room.
+ */
+export async function resumeRekey(rk, line) {
+  const text = String(line).trim();
+  const r = parseRekey(text.startsWith('REKEY ') ? text.slice(6) : text);
+  if (!(await verifyRekey(r, rk))) throw new MeshError('bad_rekey', 'the REKEY line is not signed for this room');
+  if (!rekeyBeats(r, rk)) return null;
+  return { rekey: r, key: await rotatedRoomKey(rk, r.epoch, r.key), previous: await rotatedRoomKey(rk, r.epoch - 1, r.prev) };
+}
+
 function aad(rk, command, sender, target) {
   return concat(bytes('rtc-mesh/v1/signal'), ZERO, rk.tagRaw, bytes(command), ZERO, bytes(sender), ZERO, bytes(target));
 }

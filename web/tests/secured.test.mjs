@@ -9,7 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Identity, Member, Mesh, deriveRoomKey, inviteWithAdmins, join, seal, signing } from '../mesh.js';
+import {
+  Identity, Member, Mesh, deriveRoomKey, inviteWithAdmins, join, rekeyJson, resumeRekey, rotateRekey, seal, signing,
+} from '../mesh.js';
 import { Switchboard, installFakes, next, stopAfter, useBoard } from './fakes.mjs';
 
 /** Raw DEFLATE, as core compresses a secured SDP before sealing it. */
@@ -418,7 +420,7 @@ test('two pages meet in a secured room and sync; a page with another secret meet
     }
   }
   assert.deepEqual({ ...a.stats, restarts: 0, restartsRecovered: 0 }, {
-    restarts: 0, restartsRecovered: 0, unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0, removedSignals: 0,
+    restarts: 0, restartsRecovered: 0, unsecuredSignals: 0, unsealFailures: 0, badSignatures: 0, staleSignals: 0, removedSignals: 0, rekeys: 0, rekeysRefused: 0,
     updatesUnsigned: 0, updatesBadSignature: 0, updatesBadSource: 0, updatesNotOwner: 0, updatesHeld: 0, updatesLate: 0, updatesRevoked: 0, updatesVoided: 0,
   });
   const left = next(a, 'peer_leave');
@@ -453,6 +455,85 @@ test('a member an admin removes is cut off: its links close, its signals are ign
     check();
   });
   assert.deepEqual(h.peerList().map((p) => p.id), [a.id]);
+});
+
+/** Resolves once `f()` holds, checked after every macrotask (what the fakes deliver). */
+const until = (f) => new Promise((done) => {
+  const check = () => (f() ? done() : setTimeout(check, 5));
+  check();
+});
+
+test('a removal moves the room to a new key epoch: the admin rotates, every member takes its line, the old tag stays through the grace period; a kept line resumes', { timeout: 30000 }, async (t) => {
+  board = useBoard(new Switchboard({ rooms: true }));
+  const admin = await Identity.fromSeed(new Uint8Array(32).fill(1));
+  const invite = await inviteWithAdmins(SECRET, admin, []);
+  const key0 = await deriveRoomKey('team', invite);
+  const a = await join('team', { signal: 'ws://fake/', secret: invite, identity: admin, rekeyGraceMs: 1500 });
+  const h = await join('team', { signal: 'ws://fake/', secret: invite });
+  const r = await join('team', { signal: 'ws://fake/', secret: invite });
+  stopAfter(t, a, h, r);
+  await until(() => [a, h, r].every((m) => m.peerList().length === 2));
+  assert.deepEqual([a.epoch, a.rekeyLine, a.tag], [0, null, key0.tag]);
+  const rekeyed = [a, h, r].map((m) => next(m, 'rekeyed'));
+  a.set(`room/revoked/${r.id}`, { after: 0 });
+  const [ea, eh] = await Promise.all(rekeyed.slice(0, 2));
+  assert.deepEqual([ea.epoch, ea.by], [1, a.id], 'the admin rotates at once');
+  assert.equal(eh.line, ea.line, 'the other member takes the same line');
+  assert.ok(ea.line.startsWith('REKEY {"epoch":1,') && ea.line.includes(`"removed":["${r.id}"]`));
+  const next1 = (await resumeRekey(key0, ea.line)).key;
+  assert.deepEqual([a.epoch, h.epoch, r.epoch, a.rekeyLine, a.stats.rekeys, h.stats.rekeys], [1, 1, 0, ea.line, 1, 1]);
+  assert.equal(a.tag, key0.tag, 'the grace period keeps the old tag (the door)');
+  // The grace period ends: the room announces on the new epoch's tag, where the
+  // removed member cannot follow.
+  await until(() => a.tag === next1.tag && h.tag === next1.tag);
+  assert.notEqual(next1.tag, key0.tag);
+  r.mesh.handleSignalConnected(Date.now());
+  const rooms = () => [a, h, r].map((m) => [...board.sockets].find((s) => s.id === m.id && s.readyState === 1)?.room);
+  await until(() => rooms().every((x) => x !== undefined) && rooms()[0] === next1.tag && rooms()[1] === next1.tag);
+  assert.deepEqual(rooms(), [next1.tag, next1.tag, key0.tag]);
+  assert.deepEqual(a.peerList().map((p) => p.id), [h.id], 'a and h keep their link across the move');
+  // A member that kept the line comes back straight into the new epoch.
+  const n = await join('team', { signal: 'ws://fake/', secret: invite, rekey: ea.line });
+  stopAfter(t, n);
+  assert.deepEqual([n.epoch, n.tag, n.rekeyLine], [1, next1.tag, ea.line]);
+  await until(() => n.peerList().length === 2);
+  assert.deepEqual(n.peerList().map((p) => p.id).sort(), [a.id, h.id].sort());
+  assert.equal(r.epoch, 0, 'the removed member never had the line');
+  // A line that is not this room's (here: its epoch changed) does not resume.
+  const forged = ea.line.replace('"epoch":1,', '"epoch":2,');
+  await assert.rejects(join('team', { secret: invite, rekey: forged }), { code: 'bad_rekey' });
+  await assert.rejects(join('team', { secret: invite, rekey: 'REKEY {' }), { code: 'bad_rekey' });
+});
+
+test("with no admin's line after a removal another member rotates once its wait is over; forged and unallowed lines are refused", { timeout: 30000 }, async (t) => {
+  board = useBoard(new Switchboard({ rooms: true }));
+  const admin = await Identity.fromSeed(new Uint8Array(32).fill(1));
+  const hid = await Identity.fromSeed(new Uint8Array(32).fill(2));
+  const invite = await inviteWithAdmins(SECRET, admin, []);
+  const key0 = await deriveRoomKey('team', invite);
+  const a = await join('team', { signal: 'ws://fake/', secret: invite, identity: admin });
+  const h = await join('team', { signal: 'ws://fake/', secret: invite, identity: hid, rekeyWaitMs: 50 });
+  const r = await join('team', { signal: 'ws://fake/', secret: invite });
+  stopAfter(t, a, h, r);
+  await until(() => [a, h, r].every((m) => m.peerList().length === 2 && m.peerList().every((p) => p.state === 'open')));
+  // Lines a does not take: not JSON; a member that is not an admin rotating with no
+  // removal; a signature that does not check.
+  const toA = (line) => h.mesh.sessionOf(a.id).sendControl(line);
+  const unallowed = await rotateRekey(key0, [], Date.now() + 60000, hid);
+  toA('REKEY {');
+  toA(`REKEY ${rekeyJson(unallowed)}`);
+  toA(`REKEY ${rekeyJson({ ...unallowed, until: unallowed.until + 1 })}`);
+  h.pump();
+  await until(() => a.stats.rekeysRefused === 3);
+  assert.deepEqual([a.epoch, a.stats.rekeys], [0, 0]);
+  // The admin's rotation does not come (an admin that is away, or an older version).
+  a.mesh.secured.epochs.rotate = () => {};
+  const rekeyed = [a, h].map((m) => next(m, 'rekeyed'));
+  a.set(`room/revoked/${r.id}`, { after: 0 });
+  const [ea, eh] = await Promise.all(rekeyed);
+  assert.deepEqual([eh.epoch, eh.by, ea.line], [1, h.id, eh.line], 'h rotated after its wait, and a took its line');
+  assert.ok(eh.line.includes(`"removed":["${r.id}"]`));
+  assert.deepEqual([a.stats.rekeysRefused, h.stats.rekeysRefused], [3, 0]);
 });
 
 test("a secured join's bad secret rejects; a given id must be the identity's", async () => {

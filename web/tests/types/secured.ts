@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run types`: secured rooms as the README shows them, and
 // uses the declarations must refuse (each `@ts-expect-error` line has to be an error).
-import { join, deriveRoomKey, Identity, Mesh } from '../../mesh.js';
+import { join, deriveRoomKey, Identity, Mesh, resumeRekey, parseRekey } from '../../mesh.js';
 
 async function secured(): Promise<void> {
   // A secured join is a promise of the member.
@@ -21,6 +21,15 @@ async function secured(): Promise<void> {
   mesh.handleSignalRefused(0, '401 Unauthorized');
   await mesh.settled();
   console.log(mesh.stats.staleSignals);
+  // Key epochs: the line a rotation gives, kept and handed back on the next join.
+  m.on('rekeyed', (e) => console.log(e.epoch, e.by, e.line.length));
+  const line: string | null = m.rekeyLine;
+  const epoch: number = m.epoch + mesh.epoch() + m.stats.rekeys + m.stats.rekeysRefused;
+  if (line !== null) {
+    const resumed = await join('team', { secret: key, identity, rekey: line, rekeyWaitMs: 5000, rekeyGraceMs: 86400000 });
+    const r = await resumeRekey(key, line);
+    console.log(resumed.epoch === epoch, r?.key.epoch, parseRekey(line.slice(6)).removed.length);
+  }
 
   // @ts-expect-error: a secured join is a promise
   join('team', { secret: 'pw' }).set('k', 1);
