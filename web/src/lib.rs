@@ -30,6 +30,7 @@ pub const MODULES: &[(&str, &str)] = &[
     ("/lib/security.js", include_str!("../lib/security.js")),
     ("/lib/secured.js", include_str!("../lib/secured.js")),
     ("/lib/updates.js", include_str!("../lib/updates.js")),
+    ("/lib/rekeying.js", include_str!("../lib/rekeying.js")),
 ];
 
 /// The demo page; it loads `/mesh.js` and picks a room with `?room=NAME`.

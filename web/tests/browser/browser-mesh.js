@@ -14,7 +14,9 @@
 // attacker in a member's place makes a native, a Chromium and a Firefox victim link to
 // the attacker in an open room, and in a secured room gets each forged announce and SDP
 // refused by its signature (exact counts), no link and no data, the victim linking to the
-// real member once the attack stops; a native peer, a Chromium page and a Firefox page converge on
+// real member once the attack stops; REKEY lines made by a native admin and by a page are
+// taken by both engines and natives, and the room moves to the new tag after the grace
+// period; a native peer, a Chromium page and a Firefox page converge on
 // writes made on all three (a large value among them, fragmented); a value past the
 // maximum is a clear error on the page; a late native peer receives everything, and a
 // JavaScript scuttlebutt Model attached to it over TCP syncs with the pages; a page
@@ -490,6 +492,89 @@ async function forgedUpdates (chromium, firefox) {
   for (const p of [victim, forger]) await p.close()
 }
 
+// Key epochs across engines: a native admin removes a native member; a Chromium and a
+// Firefox page take the admin's REKEY line (epoch 1) and stay linked with it. Then the
+// Chromium page, not an admin, makes epoch 2 (listing the removal, a 3 s grace period)
+// and hands it to the native only: the native takes a line WebCrypto signed and relays
+// it, the Firefox page takes it from the native and the Chromium page its own back
+// from Firefox. After the grace period every member announces on the new tag and the
+// room goes on: a write from each converges. The removed member never had a line.
+async function keyEpochs (chromium, firefox) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rtc-mesh-epochs-'))
+  const fa = path.join(dir, 'admin.key')
+  const inv = require('child_process').spawnSync(env.rtcMesh, ['invite', 'keep', '--json', '--admin-identity', fa], { encoding: 'utf8' })
+  if (inv.status !== 0) fail(`rtc-mesh invite --admin-identity: ${inv.stderr}`)
+  const secret = JSON.parse(inv.stdout).secret
+  const joinArgs = ['join', 'keep', '--signal', env.signal, '--secret', secret, '--json', '--bind', '127.0.0.1:0']
+  const admin = new Native('keep', 'kadmin', null, [env.rtcMesh, joinArgs.concat(['--identity', fa])])
+  const aid = (await admin.wait('ready', (e) => e.event === 'ready', 10000)).id
+  const gone = new Native('keep', 'kgone', null, [env.rtcMesh, joinArgs])
+  const gid = (await gone.wait('ready', (e) => e.event === 'ready', 10000)).id
+  const pc = await securedClient(chromium, 'keep', secret, 'kchromium')
+  const pf = await securedClient(firefox, 'keep', secret, 'kfirefox')
+  for (const p of [pc, pf]) await meshedOn(p, 3, 20000)
+  await admin.wait('synced_all with three', (e) => e.event === 'synced_all' && e.peers.length === 3, 20000)
+  for (const p of [pc, pf]) {
+    await p.evaluate(function () {
+      window.lines = []
+      window.member.on('rekeyed', function (e) { window.lines.push(e) })
+    })
+  }
+  const lines = async function (p) { return p.evaluate(function () { return window.lines }) }
+  const state = async function (p) {
+    return p.evaluate(function () {
+      const m = window.member
+      return { id: m.id, epoch: m.epoch, tag: m.tag, peers: m.peerList().length, rekeys: m.stats.rekeys, refused: m.stats.rekeysRefused }
+    })
+  }
+  const oldTag = (await state(pc)).tag
+  // Epoch 1: the native admin's.
+  admin.send({ op: 'set', key: `room/revoked/${gid}`, value: { after: 0 } })
+  const r1 = await admin.wait('rekeyed', (e) => e.event === 'rekeyed' && e.epoch === 1, 20000)
+  if (r1.by !== aid) fail(`the native admin's rotation: ${JSON.stringify(r1)}`)
+  for (const p of [pc, pf]) await p.waitForFunction(function () { return window.lines.length >= 1 }, { timeout: 20000 })
+  const [lc, lf] = [await lines(pc), await lines(pf)]
+  if (lc[0].epoch !== 1 || lc[0].by !== aid || lf[0].line !== lc[0].line) fail(`the pages took ${JSON.stringify([lc, lf])}`)
+  for (const p of [pc, pf]) {
+    await p.waitForFunction(function () { return window.member.peerList().length === 2 }, { timeout: 20000 })
+    const st = await state(p)
+    if (st.epoch !== 1 || st.tag !== oldTag) fail(`a page in epoch 1's grace period: ${JSON.stringify(st)}`)
+  }
+  // Epoch 2: a page's, handed to the native only.
+  const cid = (await state(pc)).id
+  await pc.evaluate(async function (cfg) {
+    const m = await import(cfg.base + 'mesh.js')
+    const member = window.member
+    const sec = member.mesh.secured
+    const r = await m.rotateRekey(sec.key, [cfg.gid], Date.now() + 3000, sec.identity)
+    member.mesh.sessionOf(cfg.aid).sendControl(`REKEY ${m.rekeyJson(r)}`)
+    member.pump()
+  }, { base: env.base, gid, aid })
+  const r2 = await admin.wait('rekeyed epoch 2', (e) => e.event === 'rekeyed' && e.epoch === 2, 20000)
+  if (r2.by !== cid) fail(`the native took ${JSON.stringify(r2)}, not the Chromium page's line`)
+  for (const p of [pc, pf]) await p.waitForFunction(function () { return window.member.epoch === 2 }, { timeout: 20000 })
+  const [l2c, l2f] = [(await lines(pc)).pop(), (await lines(pf)).pop()]
+  if (l2c.line !== l2f.line || l2c.by !== cid) fail(`epoch 2 in the pages: ${JSON.stringify([l2c, l2f])}`)
+  // The grace period ends: a new tag, the same room.
+  for (const p of [pc, pf]) await p.waitForFunction(function (old) { return window.member.tag !== old }, { timeout: 20000 }, oldTag)
+  const [sc, sf] = [await state(pc), await state(pf)]
+  if (sc.tag !== sf.tag || sc.refused + sf.refused !== 0) fail(`after the grace period: ${JSON.stringify([sc, sf])}`)
+  admin.send({ op: 'set', key: 'e-native', value: 1 })
+  await pc.evaluate(function () { window.member.set('e-chromium', 2) })
+  await pf.evaluate(function () { window.member.set('e-firefox', 3) })
+  // The three writes and the removal.
+  await converge([admin], [pc, pf], 4, 20000)
+  for (const p of [pc, pf]) await meshedOn(p, 2, 20000)
+  if (gone.events.some(function (e) { return e.event === 'rekeyed' })) fail('the removed member took a line')
+  console.log(`key epochs: a native admin's REKEY line taken by a Chromium and a Firefox page; a Chromium page's line (epoch 2) ` +
+    `taken by the native and relayed to Firefox; after its 3 s grace period all three announce on the new tag ` +
+    `(${sc.tag.slice(0, 6)}.. after ${oldTag.slice(0, 6)}..), stay linked and converge; the removed native never had a line`)
+  for (const n of [admin, gone]) n.send({ op: 'close' })
+  for (const n of [admin, gone]) await n.wait('closed', (e) => e.event === 'closed', 10000)
+  for (const p of [pc, pf]) await p.close()
+  fs.rmSync(dir, { recursive: true, force: true })
+}
+
 async function testMode (chromium, firefox) {
   // 0. The secured-room crypto is core's in both engines.
   for (const b of [chromium, firefox]) {
@@ -509,6 +594,9 @@ async function testMode (chromium, firefox) {
 
   // 0d. A member that forges updates: refused alike by a native and a Firefox page.
   await forgedUpdates(chromium, firefox)
+
+  // 0e. Key epochs across engines: lines made by a native and by a page, taken by both.
+  await keyEpochs(chromium, firefox)
 
   // 1. A native peer, a Chromium page and a Firefox page.
   const native = new Native('trio', 'native')
@@ -924,6 +1012,7 @@ async function main () {
     // `--only mitm`: that step alone (while working on it).
     if (opt('--only') === 'mitm') await manInTheMiddle(chromium, firefox)
     else if (opt('--only') === 'forged') await forgedUpdates(chromium, firefox)
+    else if (opt('--only') === 'epochs') await keyEpochs(chromium, firefox)
     else await testMode(chromium, firefox)
   } finally {
     await chromium.close()
