@@ -61,9 +61,11 @@ pub const SUM_LANES: usize = 16;
 ///
 /// Per-source clocks trust a writer's updates to arrive in order; a relay can break
 /// that in a secured room by delivering a writer's later update first, and where the
-/// earlier ones had not arrived yet the clock then says they have. Two replicas whose
-/// clocks agree on a source but whose sums differ each send the other every write of
-/// that source they hold (see `Session`), and late writes land when they win their key.
+/// earlier ones had not arrived yet the clock then says they have (and a write a removal
+/// voided leaves the clock of the write it had overwritten). A replica whose sums of a
+/// source differ from the remote's, while the remote's clock covers every write of it
+/// the replica holds and its own clock covers the remote's, sends the remote every write
+/// of that source it holds (see `Session`), and late writes land when they win their key.
 /// The sums are of signatures, which no one but the writer can choose: a relay that
 /// picks which of a writer's updates to withhold cannot make two different sets sum
 /// alike.

@@ -21,8 +21,8 @@
 //! Between our own peers, more control strings (scuttlebutt ignores them):
 //! `"CLOCK {json clock}"` says what the sender has now (the receiver then sends what it
 //! lacks, as after a digest, without a second `SYNC`); in a secured room, once synced,
-//! each side sends `"SUMS {..}"` (and again after a removal voided writes), and a source whose clocks agree but whose sums
-//! differ is repaired: each side sends every write of that source it holds (see
+//! each side sends `"SUMS {..}"`, and a source whose sums differ while the clocks cover
+//! each other's writes is repaired: each side sends every write of that source it holds (see
 //! [`crate::control::SourceSum`]: a relay that reordered a writer's updates can leave
 //! a clock ahead of what arrived). Any other control string (such as the replica's
 //! `"LINKS ..."`) is reported as [`SessionEvent::Control`].
@@ -107,8 +107,8 @@ pub struct SessionStats {
     pub rtt: Option<Duration>,
     /// Updates a secured store refused (see [`SessionEvent::Misbehaved`]).
     pub refused: u64,
-    /// Sources whose sums differed from the remote's while the clocks agreed (each
-    /// repaired by sending every write of it we hold).
+    /// Sources whose sums differed from the remote's while the clocks covered each
+    /// other's writes (each repaired by sending every write of it we hold).
     pub repairs: u64,
     /// Updates sent in those repairs.
     pub repaired: u64,
@@ -379,10 +379,14 @@ impl Session {
         self.enc.control(&Control::Clock(clock).encode());
     }
 
-    /// The remote's `SUMS`: every source whose clock agrees with ours but whose sums
-    /// do not is sent whole. One arriving while a repair is still being sent waits
-    /// until it is (the latest only): repairs cost a link at most what it can carry,
-    /// as digests of nothing on every reconnect would.
+    /// The remote's `SUMS`: every source whose sums differ from ours while the remote's
+    /// clock covers every write of it we hold, and ours covers what the remote has seen
+    /// (our latest write of it <= its clock <= ours: nothing is in flight either way),
+    /// is sent whole. (Clocks can stay apart for good: a write overwritten before it
+    /// reached a replica never reaches it, and nor does its timestamp.) One arriving
+    /// while a repair is still being sent waits until it is (the latest only): repairs
+    /// cost a link at most what it can carry, as digests of nothing on every reconnect
+    /// would.
     fn repair(&mut self, store: &Store, theirs: Vec<crate::control::SourceSum>) {
         if !store.is_secured() || cfg!(feature = "bug-trust-source-clock") {
             return;
@@ -396,20 +400,23 @@ impl Session {
             .into_iter()
             .map(|s| (s.source.clone(), s))
             .collect();
+        let latest = store.latest_writes();
         let mut flagged = Vec::new();
         for t in &theirs {
             let Some(o) = ours.get(&t.source) else {
                 continue;
             };
-            if o.ts == t.ts && (o.count, o.lanes) != (t.count, t.lanes) {
-                if let Some(ix) = store.source_ix(&t.source) {
-                    let i = ix.0 as usize;
-                    if flagged.len() <= i {
-                        flagged.resize(i + 1, false);
-                    }
-                    flagged[i] = true;
-                    self.stats.repairs += 1;
+            let Some(ix) = store.source_ix(&t.source) else {
+                continue;
+            };
+            let covered = latest.get(ix.0 as usize).is_some_and(|&l| l <= t.ts) && t.ts <= o.ts;
+            if covered && (o.count, o.lanes) != (t.count, t.lanes) {
+                let i = ix.0 as usize;
+                if flagged.len() <= i {
+                    flagged.resize(i + 1, false);
                 }
+                flagged[i] = true;
+                self.stats.repairs += 1;
             }
         }
         if !flagged.is_empty() {

@@ -1067,9 +1067,22 @@ impl Store {
         self.items(self.order_where(of))
     }
 
+    /// Per source (by index): the timestamp of its latest write that still holds a key
+    /// here (0 for none). A source's clock can be ahead of it for good: a write another
+    /// overwrote is not sent on, so a replica that saw the later write keeps the higher
+    /// clock while one that did not never hears of it.
+    pub(crate) fn latest_writes(&self) -> Vec<f64> {
+        let mut latest = vec![0.0f64; self.sources.names.len()];
+        for (_, e) in self.entries.iter().filter(|(_, e)| e.ts > 0.0) {
+            let l = &mut latest[e.source.0 as usize];
+            *l = l.max(e.ts);
+        }
+        latest
+    }
+
     /// Per source with a clock: how many keys it holds and the sums of their
     /// signatures, which two replicas compare to find a source whose earlier writes one
-    /// of them lacks while their clocks agree (see [`crate::control::SourceSum`]).
+    /// of them lacks though its clock covers them (see [`crate::control::SourceSum`]).
     pub fn sums(&self) -> Vec<crate::control::SourceSum> {
         let mut acc = vec![(0u64, [0u32; crate::control::SUM_LANES]); self.sources.names.len()];
         for (_, e) in self.entries.iter().filter(|(_, e)| e.ts > 0.0) {

@@ -707,6 +707,57 @@ fn a_relay_that_reorders_a_writer_s_updates_cannot_hide_the_earlier_ones() {
     let _ = rh2;
 }
 
+/// A write overwritten before it reached a replica never reaches it, and nor does its
+/// timestamp: the writer's clocks stay apart for good. The `SUMS` repair does not need
+/// them equal, only each covering the other's side: here x holds w's earlier write `a`
+/// that h never got (h's clock of w passed it: it got a later write of w first, since
+/// overwritten); the digests send nothing, x's sums find it and send it.
+#[test]
+fn sums_repair_a_source_whose_clocks_stay_apart() {
+    let (w, z, h, x) = (member(1), member(4), member(2), member(3));
+    let t0 = Instant::now();
+    let raw = (Codec::Json, Framing::Messages);
+    let a = signed(&w, ROOM, "a", 1.0.into(), EPOCH + 10.0, &w.source);
+    let b = signed(&w, ROOM, "b", 2.0.into(), EPOCH + 20.0, &w.source);
+    let c = signed(&w, ROOM, "c", 3.0.into(), EPOCH + 30.0, &w.source);
+    let zb = signed(&z, ROOM, "b", 4.0.into(), EPOCH + 40.0, &z.source);
+    let zc = signed(&z, ROOM, "c", 5.0.into(), EPOCH + 50.0, &z.source);
+    // h: w's `b` only (its `a` withheld by a relay), then z overwrites it.
+    let mut rh = Replica::new(store(&h, t0));
+    let l = rh.open_link(raw.0, raw.1);
+    feed(&mut rh, l, raw, [&b, &zb], t0);
+    // x: w's `a` and `c`, then z's two writes (`c` overwritten).
+    let mut rx = Replica::new(store(&x, t0));
+    let l = rx.open_link(raw.0, raw.1);
+    feed(&mut rx, l, raw, [&a, &c, &zb, &zc], t0);
+    let clock = |r: &Replica| {
+        r.store()
+            .clock()
+            .iter()
+            .find(|(s, _)| *s == w.source.as_str())
+            .map(|(_, t)| t)
+    };
+    assert_eq!(
+        (clock(&rh), clock(&rx)),
+        (Some(EPOCH + 20.0), Some(EPOCH + 30.0))
+    );
+    for codec in [Codec::Json, Codec::Postcard] {
+        let mut h2 = Replica::new(store(&h, t0));
+        let l = h2.open_link(raw.0, raw.1);
+        feed(&mut h2, l, raw, [&b, &zb], t0);
+        let wire = connect(&mut h2, &mut rx, codec);
+        run(&mut [&mut h2, &mut rx], &[(0, 1, &wire)], t0);
+        assert_eq!(h2.store().get("a"), Some(1.0.into()), "{codec}");
+        assert_eq!(h2.store().dump(), rx.store().dump(), "{codec}");
+        // x repaired w (its one write of it); h, whose clock of w is behind x's, did
+        // not send x its w writes for nothing.
+        assert_eq!(rx.link_stats(wire.b).unwrap().repaired, 1, "{codec}");
+        assert_eq!(h2.link_stats(wire.a).unwrap().repairs, 0, "{codec}");
+        rx.close_link(wire.b);
+    }
+    let _ = rh;
+}
+
 /// A store of member `m` in a room whose invite names `admins`.
 fn store_with_admins(m: &Member, t0: Instant, admins: &[&Member]) -> Store {
     let mut c = StoreConfig::new(m.source.clone(), EPOCH, t0);

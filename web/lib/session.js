@@ -177,17 +177,19 @@ export class Session {
   }
 
   /**
-   * The remote's `SUMS` (core's `Session::repair`): every source whose clock agrees with
-   * ours but whose sums do not is sent whole, whatever the remote's clock says.
+   * The remote's `SUMS` (core's `Session::repair`): every source whose sums differ from
+   * ours while the remote's clock covers every write of it we hold and ours covers the
+   * remote's (our latest write of it <= its clock <= ours) is sent whole.
    */
   repair(theirs) {
     // Not while one is being sent (core's rule; sends here are immediate).
     if (!this.store.guard) return;
     const ours = new Map(this.store.sums().map((s) => [s.source, s]));
+    const latest = this.store.latestWrites();
     const flagged = new Set();
     for (const t of theirs) {
       const o = ours.get(t.source);
-      if (!o || o.ts !== t.ts) continue;
+      if (!o || !((latest.get(t.source) ?? 0) <= t.ts && t.ts <= o.ts)) continue;
       if (o.count !== t.count || o.lanes.some((l, i) => l !== t.lanes[i])) {
         flagged.add(t.source);
         this.stats.repairs++;
@@ -221,9 +223,8 @@ export class Session {
     for (let i = 0; i < keys.length; i += 1024) this.sendControl(`WANT ${JSON.stringify(keys.slice(i, i + 1024))}`);
   }
 
-  /** Secured rooms, once synced: what we hold
-   * per source, so that a source whose clocks agree but whose writes do not is
-   * repaired (see repair). */
+  /** Secured rooms, once synced: what we hold per source, so that a source whose
+   * writes differ though the clocks cover them is repaired (see repair). */
   sendSums() {
     if (this.store.guard && this.synced) this.sendControl(sumsLine(this.store.sums()));
   }

@@ -218,6 +218,16 @@ export class Store {
     return out;
   }
 
+  /** Per source: the ts of its latest write that still holds a key here (core's
+   * `Store::latest_writes`; a source's clock can stay ahead of it for good). */
+  latestWrites() {
+    const latest = new Map();
+    for (const e of this.entries.values()) {
+      if (e.ts > 0 && !(latest.get(e.source) >= e.ts)) latest.set(e.source, e.ts);
+    }
+    return latest;
+  }
+
   /** Every write of the sources in `sources` (a Set), whatever its ts, in ts order. */
   historyOf(sources) {
     const out = [...this.entries.values()].filter((e) => e.ts > 0 && sources.has(e.source) && (!this.guard || e.sig));

@@ -121,6 +121,30 @@ test('a relay that reorders a writer\'s updates cannot hide the earlier ones (as
   assert.equal(h2.session(l.ids[0]).stats.repaired, 1);
 });
 
+test('SUMS repair a source whose clocks stay apart: a write overwritten before it arrived (as core)', async () => {
+  const w = await securedReplica(1);
+  const z = await securedReplica(4);
+  const write = async (r, key, value, dt) => {
+    const u = { key, value, json: JSON.stringify(value), ts: vectors.epoch_ms + dt, source: r.store.id };
+    u.sig = await r.store.guard.sign(u);
+    return u;
+  };
+  const [a, b, c] = [await write(w, 'a', 1, 10), await write(w, 'b', 2, 20), await write(w, 'c', 3, 30)];
+  const [zb, zc] = [await write(z, 'b', 4, 40), await write(z, 'c', 5, 50)];
+  // h: w's b only (its a withheld), then z overwrites it; x: a and c, then z's two.
+  const h = await securedReplica(2);
+  await relay(h, [b, zb]);
+  const x = await securedReplica(3);
+  await relay(x, [a, c, zb, zc]);
+  assert.deepEqual([h.store.clock.get(w.store.id), x.store.clock.get(w.store.id)], [b.ts, c.ts]);
+  const l = securedLink(h, x);
+  await l.pump();
+  assert.deepEqual(h.store.snapshot(), x.store.snapshot());
+  assert.equal(h.store.get('a'), 1);
+  assert.equal(x.session(l.ids[1]).stats.repaired, 1, 'x sent its one write of w');
+  assert.equal(h.session(l.ids[0]).stats.repairs, 0, 'h, behind on w, sent nothing for it');
+});
+
 test('a removal voids what the member wrote after it, and WANT brings back what that superseded (as core)', async () => {
   const seeded = (seed) => Identity.fromSeed(new Uint8Array(32).fill(seed));
   const admin = await seeded(1);
