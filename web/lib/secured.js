@@ -43,6 +43,9 @@ import { Epochs } from './rekeying.js';
 /** How far a signed announce, leave or SDP may be from our clock (core's
  * `Security::DEFAULT_MAX_SIGNAL_AGE`, 5 min). */
 export const DEFAULT_MAX_SIGNAL_AGE_MS = 300000;
+/** The shortest time between two announces made again for announces that did not
+ * open (core's `REANNOUNCE_GAP`). */
+const REANNOUNCE_GAP_MS = 5000;
 /** The most members whose last signed timestamps are kept (core's `MAX_FRESH`). */
 const MAX_FRESH = 4096;
 /** Data-channel messages (frames or lines) waiting for their updates' checks: past
@@ -131,6 +134,8 @@ export class Secured {
     this.signing = { tail: Promise.resolve(), pending: 0 };
     /** Per link: its data-channel messages waiting for their checks. */
     this.inboxes = new Map();
+    /** When we last announced again for an announce that did not open. */
+    this.reannouncedAt = null;
     /** The key epochs: `this.key` is the current epoch's keys (lib/rekeying.js). */
     this.epochs = new Epochs(this, security);
   }
@@ -366,7 +371,7 @@ export class Secured {
       if ((o.room !== door && o.room !== tag) || o.v !== 1) return { fail: 'unsecured' };
       const ts = asU64(o.ts);
       const opened = await openAny(o.sealed, 'announce', m.to ?? '');
-      if (!opened) return { fail: 'unseal' };
+      if (!opened) return { fail: 'unseal', unopened: true };
       const { plain, behind } = opened;
       if (!(await this.signedBy(from, await signing.announce(o.room, from, ts, o.sealed), o.sig))) return { fail: 'bad_sig' };
       let inner;
@@ -455,6 +460,15 @@ export class Secured {
     return true;
   }
 
+  /** A member's announce to the room that does not open (core's `answer_unopened`): it
+   * may be of a later epoch than ours, so it cannot see us either until we announce
+   * again; we do, at most once per REANNOUNCE_GAP_MS. */
+  answerUnopened(now) {
+    if (this.reannouncedAt !== null && now - this.reannouncedAt < REANNOUNCE_GAP_MS) return;
+    this.reannouncedAt = now;
+    this.mesh.start(now);
+  }
+
   /** An announce or leave, checked (core's `secure_in`): the opened announce, the leave
    * as it counts, or null (refused, and counted). Anything else passes as it is. */
   checkIn(now, from, m) {
@@ -463,6 +477,7 @@ export class Secured {
       if (c.drop) return null;
       if (!c.inner) {
         this.count(c.fail);
+        if (c.unopened && m.to === null) this.answerUnopened(now);
         return null;
       }
       if (!this.fresh(now, from, 'announce', c.ts)) return null;

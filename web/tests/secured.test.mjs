@@ -178,6 +178,33 @@ test("a forged leave keeps an open link (the switchboard's disconnected); the me
   assert.deepEqual(gone.map((o) => o.type === 'close' ? 'close' : o.detail.reason), ['close', 'left']);
 });
 
+test("an announce that does not open is answered with ours again, at most once per 5 s (core's test)", async () => {
+  const admin = await Identity.fromSeed(new Uint8Array(32).fill(9));
+  const key = await roomKey('team', SECRET);
+  const r = await rotateRekey(key, ['gone'], EPOCH + 3600000, admin);
+  const rekey = await resumeRekey(key, `REKEY ${rekeyJson(r)}`);
+  // a: in epoch 1's grace period; b: in epoch 0.
+  const identity = await Identity.fromSeed(new Uint8Array(32).fill(1));
+  const a = new Mesh({ id: identity.peerId, room: 'team', incarnation: '01', epochMs: EPOCH, security: { key, identity, rekey } }, 0);
+  a.handleSignalConnected(0);
+  a.start(0);
+  assert.equal(a.epoch(), 1);
+  const b = await member(2);
+  await sent(b);
+  const [aAnnounce] = await sent(a);
+  const again = (await feed(b, 0, aAnnounce)).filter((o) => o.type === 'signal').map((o) => o.text);
+  assert.deepEqual([present(b).length, b.stats.unsealFailures, again.length], [0, 1, 1]);
+  assert.ok(again[0].startsWith('/announce|'));
+  assert.deepEqual(await feed(b, 1000, aAnnounce), [], 'not again within the gap');
+  // a takes it under the previous key and answers b under it: b meets a.
+  const reply = (await feed(a, 0, again[0])).filter((o) => o.type === 'signal' && o.text.startsWith('/to|'));
+  assert.equal(present(a).length, 1);
+  assert.ok(reply.length > 0);
+  for (const o of reply) await feed(b, 0, o.text);
+  assert.deepEqual(present(b), [a.id]);
+  assert.equal((await feed(b, 5000, aAnnounce)).filter((o) => o.type === 'signal').length, 1, 'after the gap, again');
+});
+
 test('SDP opens only for its target and with its signature (core\'s test)', async () => {
   const a = await member(1);
   const b = await member(2);

@@ -636,6 +636,8 @@ pub struct Mesh {
     rotate_at: Option<Instant>,
     /// Secured rooms: when the grace period of the current epoch ends.
     grace_until: Option<Instant>,
+    /// Secured rooms: when we last announced again for an announce that did not open.
+    reannounced_at: Option<Instant>,
 }
 
 fn codecs_of(attrs: &Object) -> Vec<Codec> {
@@ -744,6 +746,7 @@ impl Mesh {
             held_rekey: None,
             rotate_at: None,
             grace_until,
+            reannounced_at: None,
         })
     }
 

@@ -167,6 +167,10 @@ pub const MAX_SDP_PLAIN: usize = 64 << 10;
 /// The most members whose last signed timestamps are kept.
 const MAX_FRESH: usize = 4096;
 
+/// The shortest time between two announces made again for announces that did not
+/// open (see `answer_unopened`).
+pub const REANNOUNCE_GAP: Duration = Duration::from_secs(5);
+
 impl Mesh {
     /// Wall-clock milliseconds at `now` (the store's clock).
     pub(super) fn wall_ms(&self, now: Instant) -> u64 {
@@ -352,6 +356,9 @@ impl Mesh {
         let target = msg.to.clone().unwrap_or_default();
         let Some((plain, behind)) = sec.open_any(sealed, "announce", from, &target) else {
             self.stats.unseal_failures += 1;
+            if msg.to.is_none() {
+                self.answer_unopened(now);
+            }
             return None;
         };
         let input = signing::announce(&room, from, ts, sealed);
@@ -385,6 +392,23 @@ impl Mesh {
             args: vec![attrs.into()],
             ..msg
         })
+    }
+
+    /// A member's announce to the room that does not open: it may be of a later epoch
+    /// than ours (we came back without the line, or were away, and it joined after our
+    /// announce), so it cannot see us either until we announce again. We do, at most
+    /// once per [`REANNOUNCE_GAP`]: it opens ours in its grace period and answers under
+    /// our key, and the link that follows hands us the line. (A stranger's junk on our
+    /// tag costs at most one announce per gap.)
+    fn answer_unopened(&mut self, now: Instant) {
+        if self
+            .reannounced_at
+            .is_some_and(|t| now.saturating_duration_since(t) < REANNOUNCE_GAP)
+        {
+            return;
+        }
+        self.reannounced_at = Some(now);
+        self.start(now);
     }
 
     /// A leave: the member's own, signed and fresh, passes as such (its links drop at
@@ -650,6 +674,61 @@ mod tests {
         );
         a.handle_signal(now, &b_leave);
         assert_eq!(a.peers().count(), 0);
+    }
+
+    /// A member in the grace period announces under the new key, which a member still
+    /// in the previous epoch (back without the line, and there before it) cannot open:
+    /// that one announces again (at most once per `REANNOUNCE_GAP`), the other opens it
+    /// under the previous key and answers under it, and the two meet.
+    #[test]
+    fn an_announce_that_does_not_open_is_answered_with_ours_again() {
+        let now = Instant::now();
+        let admin = Identity::from_seed(&[9; 32]);
+        let secret = RoomSecret::parse(SECRET).unwrap();
+        let key = RoomKey::derive("team", &secret);
+        let mut entropy = Entropy::from_seed([7; 32]);
+        let until = EPOCH as u64 + 3_600_000;
+        let line = Rekey::rotate(&key, ["gone".to_owned()], until, &admin, &mut entropy)
+            .unwrap()
+            .to_line();
+        // a: in epoch 1's grace period; b: in epoch 0.
+        let identity = Identity::from_seed(&[1; 32]);
+        let mut c = MeshConfig::new(identity.peer_id(), "team", "01", EPOCH, now);
+        c.security = Some(
+            Security::new(key, identity, Entropy::from_seed([1; 32]))
+                .resume(&line)
+                .unwrap(),
+        );
+        let mut a = Mesh::new(c).unwrap();
+        a.handle_signal_connected(now);
+        a.start(now);
+        assert_eq!(a.epoch(), 1);
+        let mut b = member(2, SECRET, now);
+        let _ = sent(&mut b);
+        let a_announce = sent(&mut a).remove(0);
+        b.handle_signal(now, &a_announce);
+        assert_eq!((b.peers().count(), b.stats().unseal_failures), (0, 1));
+        let again = sent(&mut b);
+        assert_eq!(again.len(), 1, "announced again: {again:?}");
+        assert!(again[0].starts_with("/announce|"));
+        // Not again within the gap, for however many.
+        b.handle_signal(now + Duration::from_secs(1), &a_announce);
+        assert!(sent(&mut b).is_empty());
+        // a takes it under the previous key and answers b under it: b meets a.
+        a.handle_signal(now, &again[0]);
+        assert_eq!(a.peers().count(), 1);
+        let reply: Vec<String> = sent(&mut a)
+            .into_iter()
+            .filter(|t| t.starts_with("/to|"))
+            .collect();
+        assert!(!reply.is_empty());
+        for t in &reply {
+            b.handle_signal(now, t);
+        }
+        assert_eq!(b.peers().count(), 1, "{:?}", b.stats());
+        // After the gap, an announce that does not open is answered again.
+        b.handle_signal(now + REANNOUNCE_GAP, &a_announce);
+        assert_eq!(sent(&mut b).len(), 1);
     }
 
     #[test]
