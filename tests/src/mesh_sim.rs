@@ -376,6 +376,9 @@ pub struct World {
     trace: u64,
     /// Record events and link commands in `log` (tests).
     pub record: bool,
+    /// `RTC_MESH_SIM_DEBUG=1`: every signal, link command, action and mesh event (but
+    /// updates) printed to stderr as it happens, to see why a seed fails.
+    debug: bool,
     /// What was recorded: (time since start, peer, what).
     pub log: Vec<(Duration, usize, Logged)>,
     /// The largest channel message sent.
@@ -430,6 +433,7 @@ impl World {
             faults: FaultCounts::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             record: false,
+            debug: std::env::var_os("RTC_MESH_SIM_DEBUG").is_some(),
             log: Vec::new(),
             max_message: 0,
             cfg,
@@ -551,6 +555,9 @@ impl World {
                     }
                 }
                 MeshOutput::Event(e) => {
+                    if !matches!(e, MeshEvent::Update(_)) {
+                        self.debug(format_args!("p{i} event {e:?}"));
+                    }
                     let kind = match &e {
                         MeshEvent::Online => 1,
                         MeshEvent::PeerJoined { .. } => 2,
@@ -582,6 +589,10 @@ impl World {
                     self.send_link(i, j, gen, data);
                 }
                 MeshOutput::Link(cmd) => {
+                    if self.debug {
+                        let c: String = format!("{cmd:?}").chars().take(120).collect();
+                        self.debug(format_args!("p{i} link {c}"));
+                    }
                     if self.record {
                         let at = self.now.duration_since(self.t0);
                         self.log.push((at, i, Logged::Link(cmd.clone())));
@@ -759,7 +770,41 @@ impl World {
         }
     }
 
+    fn debug(&self, what: std::fmt::Arguments<'_>) {
+        if self.debug {
+            let at = self.now.duration_since(self.t0).as_millis();
+            eprintln!("{at:>7} {what}");
+        }
+    }
+
     fn apply(&mut self, ev: Ev) {
+        if self.debug {
+            match &ev {
+                Ev::ToPeer(i, _, text) => {
+                    let t: String = text.chars().take(90).collect();
+                    self.debug(format_args!("p{i} <- {t}"));
+                }
+                Ev::ToServer(c, text) => {
+                    let t: String = text.chars().take(90).collect();
+                    self.debug(format_args!("conn {c:?} -> {t}"));
+                }
+                Ev::LinkMsg {
+                    at, other, data, ..
+                } => {
+                    let text = String::from_utf8_lossy(data);
+                    for w in ["WANT ", "SUMS ", "REKEY "] {
+                        for (k, _) in text.match_indices(w) {
+                            let t: String = text[k..]
+                                .chars()
+                                .take(if w == "SUMS " { 4000 } else { 160 })
+                                .collect();
+                            self.debug(format_args!("p{at} <- p{other} {t}"));
+                        }
+                    }
+                }
+                other => self.debug(format_args!("{other:?}")),
+            }
+        }
         match ev {
             Ev::ToServer(c, text) => {
                 self.board.handle_text(self.now, c, &text);
@@ -771,10 +816,24 @@ impl World {
             }
             Ev::ToPeer(i, c, text) => {
                 if self.conns.of(i) == Some(c) {
+                    let mut counted = Vec::new();
                     if let Some(m) = self.peers[i].mesh.as_mut() {
+                        let before = m.stats().counters();
                         m.handle_signal(self.now, &text);
+                        if self.debug {
+                            for (b, a) in before.iter().zip(m.stats().counters()) {
+                                if a.1 != b.1 {
+                                    counted.push(a.0);
+                                }
+                            }
+                        }
+                    }
+                    if !counted.is_empty() {
+                        self.debug(format_args!("p{i} counted {counted:?}"));
                     }
                     self.drain(i);
+                } else {
+                    self.debug(format_args!("p{i} not on conn {c:?}: dropped"));
                 }
             }
             Ev::SignalOpen { at, life } => {
@@ -1398,6 +1457,42 @@ impl World {
     }
 }
 
+impl World {
+    /// What keeps the live members from converging: per member its epoch, its peers,
+    /// whether it holds the removal, and its store's size.
+    fn unconverged(&self) -> String {
+        let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
+        let live = self.members();
+        live.iter()
+            .map(|m| {
+                let missing: Vec<String> = live
+                    .iter()
+                    .filter(|o| o.id() != m.id() && !m.peers().any(|(p, _)| p == o.id()))
+                    .map(|o| format!("{} (in room {})", &o.id()[..6], m.in_room(o.id())))
+                    .collect();
+                let counts: Vec<String> = m
+                    .stats()
+                    .counters()
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect();
+                format!(
+                    "{}: epoch {} peers {} removal {} keys {} missing [{}] stats [{}]",
+                    &m.id()[..6],
+                    m.epoch(),
+                    m.peers().count(),
+                    removed.is_none_or(|r| m.store().is_removed(r)),
+                    m.store().len(),
+                    missing.join(", "),
+                    counts.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// Runs one seed: the mesh forms, a burst of writes is measured, then faults and
 /// writes for `fault_time`, then everything heals and settles, and the invariants are
 /// checked.
@@ -1532,7 +1627,10 @@ pub fn run(cfg: SimConfig) -> SimReport {
         failures.push(format!("... and {more} more"));
     }
     if !w.converged() {
-        failures.push("did not converge within 60 s of healing".into());
+        failures.push(format!(
+            "did not converge within 60 s of healing ({})",
+            w.unconverged()
+        ));
     } else if settled > MAX_SETTLE {
         // Within a negotiation timeout: a peer must not need a failed negotiation and
         // a retry to come back (that is how a dropped early SDP would show).
