@@ -1457,6 +1457,11 @@ impl World {
     }
 }
 
+/// The first 6 characters of a peer id (all of a short one).
+fn short(id: &str) -> &str {
+    id.char_indices().nth(6).map_or(id, |(i, _)| &id[..i])
+}
+
 impl World {
     /// What keeps the live members from converging: per member its epoch, its peers,
     /// whether it holds the removal, and its store's size.
@@ -1468,7 +1473,7 @@ impl World {
                 let missing: Vec<String> = live
                     .iter()
                     .filter(|o| o.id() != m.id() && !m.peers().any(|(p, _)| p == o.id()))
-                    .map(|o| format!("{} (in room {})", &o.id()[..6], m.in_room(o.id())))
+                    .map(|o| format!("{} (in room {})", short(o.id()), m.in_room(o.id())))
                     .collect();
                 let counts: Vec<String> = m
                     .stats()
@@ -1479,7 +1484,7 @@ impl World {
                     .collect();
                 format!(
                     "{}: epoch {} peers {} removal {} keys {} missing [{}] stats [{}]",
-                    &m.id()[..6],
+                    short(m.id()),
                     m.epoch(),
                     m.peers().count(),
                     removed.is_none_or(|r| m.store().is_removed(r)),
