@@ -86,6 +86,7 @@ pub mod member;
 pub mod mesh;
 #[cfg(feature = "webrtc")]
 pub mod node;
+pub mod persist;
 pub mod replica;
 mod rng;
 pub mod security;

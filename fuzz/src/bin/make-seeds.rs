@@ -267,6 +267,32 @@ fn switchboard_seeds() -> Vec<(&'static str, Ops)> {
 }
 
 fn main() {
+    // A log segment: its header, then updates (one signed, a delete), and the same cut
+    // inside its last record (a torn tail).
+    {
+        use rtc_mesh_core::persist::{encode_header, encode_update, SegmentHeader, FORMAT};
+        let mut seg = Vec::new();
+        encode_header(
+            &SegmentHeader {
+                format: FORMAT,
+                store_id: "alice.0123456789abcdef".into(),
+                first_seq: 1,
+            },
+            &mut seg,
+        );
+        for (i, v) in ["1", "{\"a\":[1,2]}", "null"].iter().enumerate() {
+            let u = Update {
+                key: format!("k{i}").into(),
+                value: EncodedValue::from_value(&Value::from_json(v).unwrap()),
+                ts: 1795713876273.0 + i as f64,
+                source: "alice.0123456789abcdef".into(),
+                sig: (i == 1).then_some([7; 64]),
+            };
+            encode_update(i as u64 + 1, u.as_ref(), &mut seg);
+        }
+        write("persist", "segment", &seg);
+        write("persist", "torn", &seg[..seg.len() - 3]);
+    }
     // STUN: the answer to the fuzz target's own request (seed 1), and that request.
     {
         use rtc_mesh_core::stun::{binding_success, StunClient, StunOutput};

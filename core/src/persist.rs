@@ -1,0 +1,525 @@
+//! Durable members, the format: the records a member's log is made of, and reading a
+//! log back. Sans-IO: bytes in, records out; the runtime owns the files.
+//!
+//! A log is a sequence of segments; a segment is a sequence of records, each framed as
+//!
+//! ```text
+//! len: u32 LE | crc: u32 LE | kind: u8 | payload: len bytes
+//! ```
+//!
+//! where `crc` is CRC-32C (Castagnoli) of `kind` and the payload, and the payload is
+//! postcard. The first record of every segment is its [`SegmentHeader`] (kind 1: the
+//! format version, the store's source id, the sequence number of its first update);
+//! then come [`LogUpdate`]s (kind 2), one per update the store applied, in the order it
+//! applied them, each with its sequence number (strictly increasing) and, in a secured
+//! room, its writer's signature.
+//!
+//! **The prefix property.** A replica's digest says "everything from source X up to T";
+//! a replica that kept X@5 but lost X@3 would say X:5 and never be sent X@3 again. A
+//! source's applied updates are strictly increasing in timestamp (anything at or below
+//! its clock is stale), and the log is in apply order, so cutting it anywhere leaves a
+//! prefix of every source: a log read back up to any record is a state the store was
+//! in. That is why a damaged record ends what is read, and why nothing after it may be
+//! taken.
+//!
+//! **Reading back** ([`read_segment`]) checks every frame (length bounded, checksum,
+//! payload decoded within [`Limits`], sequence increasing). What a bad frame means
+//! depends on where it is ([`Tail`]):
+//!
+//! - in the **last** segment, a bad frame with no valid frame anywhere after it (the
+//!   bytes end inside it, or only zeros a file system had allocated follow, or it is the
+//!   final frame, written in part) is a *torn tail*: the last write was cut short by a
+//!   crash. It is cut off and reported ([`Segment::torn_at`]); everything before it is
+//!   intact;
+//! - anywhere else (a **sealed** segment, or a bad frame followed by more data) it is
+//!   *damage*: [`LogError::Damaged`] names the offset, and nothing is guessed;
+//! - with **repair** (`--repair`) damage is cut off like a torn tail: the valid prefix is
+//!   kept, and what came after it is refetched from the room.
+//!
+//! Every length is checked before anything is allocated: untrusted bytes (a damaged
+//! file) never panic and never allocate more than the frame they claim, itself bounded
+//! by the limits.
+
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+use crate::limits::Limits;
+use crate::security::updates::{UpdateSig, SIG_LEN};
+use crate::store::{Update, UpdateRef};
+use crate::value::EncodedValue;
+
+/// The format version this code writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Bytes before a record's payload: length, checksum, kind.
+pub const FRAME_HEADER: usize = 9;
+
+const KIND_HEADER: u8 = 1;
+const KIND_UPDATE: u8 = 2;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// The first record of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The format version ([`FORMAT`]).
+    pub format: u32,
+    /// The store's source id when the segment was started.
+    pub store_id: String,
+    /// The sequence number of the segment's first update (the ones after are higher).
+    pub first_seq: u64,
+}
+
+/// An update as the log keeps it: the store's sequence number and the update (its
+/// signature included).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogUpdate {
+    /// Strictly increasing within a log.
+    pub seq: u64,
+    /// What was applied.
+    pub update: Update,
+}
+
+/// A segment read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    /// Its header.
+    pub header: SegmentHeader,
+    /// Its updates, in log order.
+    pub updates: Vec<LogUpdate>,
+    /// How many of its bytes are valid records (the file is cut there if it is longer).
+    pub valid_len: usize,
+    /// Where a torn tail (or, with [`Tail::Repair`], damage) was cut off, and why.
+    pub torn_at: Option<(usize, Damage)>,
+}
+
+/// Where a segment is in its log, which decides what a bad frame means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// A segment with a later one after it: every byte must be a valid record.
+    Sealed,
+    /// The log's last segment: a crash may have cut its last write short.
+    Last,
+    /// `--repair`: any damage ends the segment, and what came before it is kept.
+    Repair,
+}
+
+/// What is wrong with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// Fewer bytes than a frame's header, or than the length it gives.
+    #[error("a record is cut short")]
+    Short,
+    /// A length past what any record can need.
+    #[error("a record's length is out of bounds")]
+    Length,
+    /// The checksum does not match.
+    #[error("a record's checksum does not match")]
+    Checksum,
+    /// The checksum matched but the payload is not a record of its kind (or the
+    /// kind is unknown, or a header came where an update should).
+    #[error("a record does not decode")]
+    Decode,
+    /// A value, key or source outside the limits, or a signature of the wrong length.
+    #[error("a record holds a value, key or id outside the limits")]
+    Bounds,
+    /// A sequence number not above the one before it.
+    #[error("a record's sequence number does not increase")]
+    Sequence,
+}
+
+/// Why a segment could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// Damage at `offset` (bytes from the segment's start).
+    #[error("damaged at byte {offset}: {damage}")]
+    Damaged {
+        /// Where the bad record starts.
+        offset: usize,
+        /// What is wrong with it.
+        damage: Damage,
+    },
+    /// A format this code does not read.
+    #[error("log format {0} is not supported (this build reads format {FORMAT})")]
+    Format(u32),
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeaderWire<'a> {
+    format: u32,
+    #[serde(borrow)]
+    store_id: &'a str,
+    first_seq: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UpdateWire<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    key: &'a str,
+    #[serde(borrow)]
+    value: &'a [u8],
+    ts: f64,
+    #[serde(borrow)]
+    source: &'a str,
+    #[serde(borrow)]
+    sig: Option<&'a [u8]>,
+}
+
+/// The longest payload a record of `limits` can need: the largest value, key and id,
+/// a signature and postcard's varints, with room to spare.
+pub fn max_record_len(limits: &Limits) -> usize {
+    limits.max_value_len + limits.max_key_len + 2 * limits.max_id_len + SIG_LEN + 64
+}
+
+fn frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let mut digest = CRC.digest();
+    digest.update(&[kind]);
+    digest.update(payload);
+    let len = u32::try_from(payload.len()).expect("a record is far below 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&digest.finalize().to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+}
+
+/// Appends a segment's header record to `out`.
+pub fn encode_header(h: &SegmentHeader, out: &mut Vec<u8>) {
+    let w = HeaderWire {
+        format: h.format,
+        store_id: &h.store_id,
+        first_seq: h.first_seq,
+    };
+    let payload = postcard::to_allocvec(&w).expect("postcard writes any header");
+    frame(KIND_HEADER, &payload, out);
+}
+
+/// Appends the record of update `u`, number `seq`, to `out`.
+pub fn encode_update(seq: u64, u: UpdateRef<'_>, out: &mut Vec<u8>) {
+    let w = UpdateWire {
+        seq,
+        key: u.key,
+        value: u.value.as_bytes(),
+        ts: u.ts,
+        source: u.source,
+        sig: u.sig.map(|s| &s[..]),
+    };
+    let payload = postcard::to_allocvec(&w).expect("postcard writes any update");
+    frame(KIND_UPDATE, &payload, out);
+}
+
+/// One frame at the front of `bytes`: its kind, payload and total length.
+fn next_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(u8, &'a [u8], usize), Damage> {
+    if bytes.len() < FRAME_HEADER {
+        return Err(Damage::Short);
+    }
+    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if len > max_record_len(limits) {
+        return Err(Damage::Length);
+    }
+    let end = FRAME_HEADER + len;
+    if bytes.len() < end {
+        return Err(Damage::Short);
+    }
+    let kind = bytes[8];
+    let payload = &bytes[FRAME_HEADER..end];
+    let mut digest = CRC.digest();
+    digest.update(&[kind]);
+    digest.update(payload);
+    if digest.finalize() != crc {
+        return Err(Damage::Checksum);
+    }
+    Ok((kind, payload, end))
+}
+
+fn decode_update(payload: &[u8], limits: &Limits) -> Result<LogUpdate, Damage> {
+    let w: UpdateWire<'_> = postcard::from_bytes(payload).map_err(|_| Damage::Decode)?;
+    if w.key.len() > limits.max_key_len
+        || w.source.is_empty()
+        || w.source.len() > limits.max_id_len
+        || !(w.ts.is_finite() && w.ts > 0.0)
+    {
+        return Err(Damage::Bounds);
+    }
+    let sig = match w.sig {
+        None => None,
+        Some(s) => Some(UpdateSig::try_from(s).map_err(|_| Damage::Bounds)?),
+    };
+    let value = EncodedValue::from_bytes(w.value, limits).map_err(|_| Damage::Bounds)?;
+    Ok(LogUpdate {
+        seq: w.seq,
+        update: Update {
+            key: SmolStr::new(w.key),
+            value,
+            ts: w.ts,
+            source: SmolStr::new(w.source),
+            sig,
+        },
+    })
+}
+
+/// Reads a segment back (see the module docs for what a bad frame means where).
+/// `after` is the sequence number the segment's updates must be above (that of the
+/// previous segment's last update; 0 for the first).
+pub fn read_segment(
+    bytes: &[u8],
+    tail: Tail,
+    after: u64,
+    limits: &Limits,
+) -> Result<Segment, LogError> {
+    // The header: without it nothing in the segment can be trusted (a torn first write
+    // of a new segment is an empty segment).
+    let header = match next_frame(bytes, limits) {
+        Ok((KIND_HEADER, payload, _)) => match postcard::from_bytes::<HeaderWire<'_>>(payload) {
+            Ok(h) if h.store_id.len() <= limits.max_id_len => SegmentHeader {
+                format: h.format,
+                store_id: h.store_id.to_owned(),
+                first_seq: h.first_seq,
+            },
+            _ => return cut_or_fail(bytes, 0, Damage::Decode, tail, None, limits),
+        },
+        Ok(_) => return cut_or_fail(bytes, 0, Damage::Decode, tail, None, limits),
+        Err(d) => return cut_or_fail(bytes, 0, d, tail, None, limits),
+    };
+    if header.format != FORMAT {
+        return Err(LogError::Format(header.format));
+    }
+    let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
+    let mut seg = Segment {
+        header,
+        updates: Vec::new(),
+        valid_len: at,
+        torn_at: None,
+    };
+    let mut last = after;
+    while at < bytes.len() {
+        let read = next_frame(&bytes[at..], limits).and_then(|(kind, payload, len)| {
+            if kind != KIND_UPDATE {
+                return Err(Damage::Decode);
+            }
+            let u = decode_update(payload, limits)?;
+            if u.seq <= last {
+                return Err(Damage::Sequence);
+            }
+            Ok((u, len))
+        });
+        match read {
+            Ok((u, len)) => {
+                last = u.seq;
+                seg.updates.push(u);
+                at += len;
+                seg.valid_len = at;
+            }
+            Err(d) => return cut_or_fail(bytes, at, d, tail, Some(seg), limits),
+        }
+    }
+    Ok(seg)
+}
+
+/// A bad frame at `offset`: cut there (a torn tail, or repair) or fail.
+fn cut_or_fail(
+    bytes: &[u8],
+    offset: usize,
+    damage: Damage,
+    tail: Tail,
+    seg: Option<Segment>,
+    limits: &Limits,
+) -> Result<Segment, LogError> {
+    let torn = match tail {
+        Tail::Sealed => false,
+        Tail::Repair => true,
+        // A crash tears only the last write: nothing valid can follow a torn frame.
+        // (Zeros a file system allocated hold no valid frame: CRC-32C of a zero kind
+        // is not zero.) A valid frame after it means the bad one is damage.
+        Tail::Last => !valid_frame_after(bytes, offset + 1, limits),
+    };
+    if !torn {
+        return Err(LogError::Damaged { offset, damage });
+    }
+    let mut seg = seg.unwrap_or(Segment {
+        // A segment whose header was torn holds nothing yet.
+        header: SegmentHeader {
+            format: FORMAT,
+            store_id: String::new(),
+            first_seq: 0,
+        },
+        updates: Vec::new(),
+        valid_len: 0,
+        torn_at: None,
+    });
+    seg.valid_len = offset;
+    seg.torn_at = Some((offset, damage));
+    Ok(seg)
+}
+
+/// Whether a frame with a valid checksum starts anywhere from `from` on. Each candidate
+/// costs a length check, and a checksum only over a length within bounds and within
+/// the bytes; this runs only where a frame was bad, in the last segment.
+fn valid_frame_after(bytes: &[u8], from: usize, limits: &Limits) -> bool {
+    (from..bytes.len()).any(|o| next_frame(&bytes[o..], limits).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn update(i: u32, signed: bool) -> Update {
+        Update {
+            key: format!("k{i}").into(),
+            value: EncodedValue::from_value(&Value::from(f64::from(i))),
+            ts: 1_795_713_876_272.0 + f64::from(i),
+            source: "alice.0000000000000001".into(),
+            sig: signed.then_some([i as u8; SIG_LEN]),
+        }
+    }
+
+    fn segment(n: u32) -> (Vec<u8>, Vec<usize>) {
+        let mut out = Vec::new();
+        encode_header(
+            &SegmentHeader {
+                format: FORMAT,
+                store_id: "alice.0000000000000001".into(),
+                first_seq: 1,
+            },
+            &mut out,
+        );
+        let mut ends = vec![out.len()];
+        for i in 1..=n {
+            encode_update(u64::from(i), update(i, i % 2 == 0).as_ref(), &mut out);
+            ends.push(out.len());
+        }
+        (out, ends)
+    }
+
+    #[test]
+    fn a_segment_reads_back_whole() {
+        let (bytes, _) = segment(5);
+        let s = read_segment(&bytes, Tail::Sealed, 0, &Limits::default()).unwrap();
+        assert_eq!(s.header.store_id, "alice.0000000000000001");
+        assert_eq!(s.updates.len(), 5);
+        assert_eq!(s.updates[1].update, update(2, true));
+        assert_eq!((s.valid_len, s.torn_at), (bytes.len(), None));
+    }
+
+    #[test]
+    fn a_cut_anywhere_in_the_last_segment_is_a_torn_tail_before_it() {
+        let (bytes, ends) = segment(4);
+        let limits = Limits::default();
+        for cut in 0..bytes.len() {
+            let s = read_segment(&bytes[..cut], Tail::Last, 0, &limits).unwrap();
+            // Every record that ends at or before the cut is kept.
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(s.updates.len(), whole.saturating_sub(1), "cut at {cut}");
+            assert_eq!(
+                s.valid_len,
+                ends.iter()
+                    .copied()
+                    .filter(|&e| e <= cut)
+                    .max()
+                    .unwrap_or(0)
+            );
+            assert_eq!(
+                s.torn_at.is_some(),
+                s.valid_len < cut || cut == 0,
+                "cut at {cut}"
+            );
+            // In a sealed segment the same cut is damage.
+            if s.torn_at.is_some() {
+                assert!(matches!(
+                    read_segment(&bytes[..cut], Tail::Sealed, 0, &limits),
+                    Err(LogError::Damaged { offset, .. }) if offset == s.valid_len
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_record_followed_by_good_ones_is_damage_and_repair_keeps_the_prefix() {
+        let (mut bytes, ends) = segment(4);
+        // A bit flipped inside the second update's payload.
+        bytes[ends[1] + FRAME_HEADER + 2] ^= 0x40;
+        let limits = Limits::default();
+        let e = read_segment(&bytes, Tail::Last, 0, &limits).unwrap_err();
+        assert_eq!(
+            e,
+            LogError::Damaged {
+                offset: ends[1],
+                damage: Damage::Checksum
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "damaged at byte {}: a record's checksum does not match",
+                ends[1]
+            )
+        );
+        let s = read_segment(&bytes, Tail::Repair, 0, &limits).unwrap();
+        assert_eq!((s.updates.len(), s.valid_len), (1, ends[1]));
+        assert_eq!(s.torn_at, Some((ends[1], Damage::Checksum)));
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_a_torn_tail() {
+        let (mut bytes, ends) = segment(3);
+        bytes.extend_from_slice(&[0; 4096]);
+        let s = read_segment(&bytes, Tail::Last, 0, &Limits::default()).unwrap();
+        assert_eq!((s.updates.len(), s.valid_len), (3, ends[3]));
+        // A torn final record: its length says it ends where the bytes do.
+        let (mut bytes, ends) = segment(3);
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        let s = read_segment(&bytes, Tail::Last, 0, &Limits::default()).unwrap();
+        assert_eq!(
+            (s.updates.len(), s.torn_at),
+            (2, Some((ends[2], Damage::Checksum)))
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_must_increase_across_segments_too() {
+        let (bytes, ends) = segment(3);
+        let limits = Limits::default();
+        assert_eq!(
+            read_segment(&bytes, Tail::Sealed, 2, &limits),
+            Err(LogError::Damaged {
+                offset: ends[0],
+                damage: Damage::Sequence
+            })
+        );
+    }
+
+    #[test]
+    fn lengths_are_bounded_before_anything_is_read() {
+        let (mut bytes, ends) = segment(1);
+        bytes[ends[0]..ends[0] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[1; 64]);
+        assert_eq!(
+            read_segment(&bytes, Tail::Sealed, 0, &Limits::default()),
+            Err(LogError::Damaged {
+                offset: ends[0],
+                damage: Damage::Length
+            })
+        );
+    }
+
+    #[test]
+    fn another_format_is_refused_by_name() {
+        let mut out = Vec::new();
+        encode_header(
+            &SegmentHeader {
+                format: 9,
+                store_id: "a".into(),
+                first_seq: 1,
+            },
+            &mut out,
+        );
+        let e = read_segment(&out, Tail::Last, 0, &Limits::default()).unwrap_err();
+        assert_eq!(e, LogError::Format(9));
+        assert!(e.to_string().contains("format 9 is not supported"));
+    }
+}
