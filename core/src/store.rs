@@ -279,6 +279,10 @@ pub struct StoreConfig {
     /// A secured room's store: our writes are signed, and updates from peers are checked
     /// before they touch anything (see [`crate::security::updates`]). Default `None`.
     pub guard: Option<UpdateGuard>,
+    /// A durable member's store: every change is also recorded for its log (see
+    /// [`Store::poll_persist`]), numbered from this sequence number on (one past the
+    /// last one the log holds). Default `None` (nothing recorded).
+    pub persist_from: Option<u64>,
 }
 
 impl StoreConfig {
@@ -292,6 +296,7 @@ impl StoreConfig {
             limits: Limits::default(),
             hash_seed: 0,
             guard: None,
+            persist_from: None,
         }
     }
 }
@@ -429,6 +434,31 @@ pub struct Store {
     revoked: HashMap<SmolStr, f64>,
     /// Keys voided since [`Store::take_voided`] was last called.
     voided_since: Vec<SmolStr>,
+    /// A durable member's store: the changes not yet taken by the log.
+    persist: Option<PersistQueue>,
+}
+
+/// What the log has yet to take: the records of the changes since it last polled.
+#[derive(Debug)]
+struct PersistQueue {
+    /// The sequence number of the next change.
+    next: u64,
+    /// The first sequence number in `bytes`.
+    first: u64,
+    bytes: Vec<u8>,
+}
+
+/// Records for a durable member's log ([`Store::poll_persist`]): the changes numbered
+/// `first_seq..=last_seq`, in the order the store made them, as
+/// [`crate::persist`] records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistBatch {
+    /// The sequence number of the first record.
+    pub first_seq: u64,
+    /// The sequence number of the last record.
+    pub last_seq: u64,
+    /// The records, framed.
+    pub bytes: Vec<u8>,
 }
 
 impl StoreStats {
@@ -487,7 +517,76 @@ impl Store {
             held: BTreeMap::new(),
             revoked: HashMap::new(),
             voided_since: Vec::new(),
+            persist: config.persist_from.map(|n| PersistQueue {
+                next: n.max(1),
+                first: n.max(1),
+                bytes: Vec::new(),
+            }),
         })
+    }
+
+    /// A durable member's store: the changes made since the last call, as log records
+    /// (`None` if there are none, or the store records nothing). Each change, local or
+    /// remote, is one record, in the order the store made it, so that any prefix of the
+    /// log is a state the store was in (see [`crate::persist`]).
+    pub fn poll_persist(&mut self) -> Option<PersistBatch> {
+        let q = self.persist.as_mut()?;
+        if q.bytes.is_empty() {
+            return None;
+        }
+        let batch = PersistBatch {
+            first_seq: q.first,
+            last_seq: q.next - 1,
+            bytes: std::mem::take(&mut q.bytes),
+        };
+        q.first = q.next;
+        Some(batch)
+    }
+
+    /// The bytes of records waiting for [`Store::poll_persist`].
+    pub fn persist_pending(&self) -> usize {
+        self.persist.as_ref().map_or(0, |q| q.bytes.len())
+    }
+
+    /// Restores an update read back from this member's log: applied as it was when it
+    /// was logged, without checking it again (the log's checksums vouch for its bytes;
+    /// it passed every check when it first came). The source's clock and our hybrid
+    /// clock move as they did then; nothing is recorded for the log again. Returns
+    /// whether it changed the key (a record written twice, say across a snapshot, does
+    /// not).
+    pub fn restore(&mut self, now: Instant, u: UpdateRef<'_>) -> bool {
+        if !(u.ts.is_finite() && u.ts > 0.0 && valid_source(u.source, &self.limits)) {
+            return false;
+        }
+        let ix = self.sources.intern(u.source);
+        let clock = &mut self.sources.clock[ix.0 as usize];
+        *clock = clock.max(u.ts);
+        if u.ts <= self.wall_ms_cached(now) + self.max_skew_ms {
+            self.max_seen = self.max_seen.max(u.ts);
+        }
+        if ix == self.local {
+            self.last_local = self.last_local.max(u.ts);
+        }
+        let persist = self.persist.take();
+        let (events, voided) = (self.events.len(), self.voided_since.len());
+        let changed = self
+            .put(
+                u.key,
+                None,
+                u.value.clone(),
+                u.ts,
+                ix,
+                u.sig.copied(),
+                false,
+                true,
+            )
+            .is_some();
+        self.persist = persist;
+        // Restored, not news: nothing to report to the links, and what a removal voided
+        // was asked for again in the life that logged it.
+        self.events.truncate(events);
+        self.voided_since.truncate(voided);
+        changed
     }
 
     /// The instant the store's clock starts at ([`StoreConfig::start`]).
@@ -709,6 +808,17 @@ impl Store {
             (false, false) => self.live += 1,
             (true, true) => self.live -= 1,
             _ => {}
+        }
+        if let Some(q) = self.persist.as_mut() {
+            let u = UpdateRef {
+                key: &key,
+                value: &value,
+                ts,
+                source: &self.sources.names[source.0 as usize],
+                sig: sig.as_ref(),
+            };
+            crate::persist::encode_update(q.next, u, &mut q.bytes);
+            q.next += 1;
         }
         self.events.push_back(StoreEvent {
             key: key.clone(),
