@@ -26,13 +26,14 @@
 //! payload decoded within [`Limits`], sequence increasing). What a bad frame means
 //! depends on where it is ([`Tail`]):
 //!
-//! - in the **last** segment, a bad frame with no valid frame anywhere after it (the
-//!   bytes end inside it, or only zeros a file system had allocated follow, or it is the
-//!   final frame, written in part) is a *torn tail*: the last write was cut short by a
-//!   crash. It is cut off and reported ([`Segment::torn_at`]); everything before it is
-//!   intact;
-//! - anywhere else (a **sealed** segment, or a bad frame followed by more data) it is
-//!   *damage*: [`LogError::Damaged`] names the offset, and nothing is guessed;
+//! - in the **last** segment, a frame cut short or failing its checksum with no valid
+//!   frame anywhere after it (the bytes end inside it, or only zeros a file system had
+//!   allocated follow, or it is the final frame, written in part) is a *torn tail*: the
+//!   last write was cut short by a crash. It is cut off and reported
+//!   ([`Segment::torn_at`]); everything before it is intact;
+//! - anywhere else (a **sealed** segment, a bad frame followed by more data, or a whole
+//!   frame that does not decode or whose number does not increase) it is *damage*:
+//!   [`LogError::Damaged`] names the offset, and nothing is guessed;
 //! - with **repair** (`--repair`) damage is cut off like a torn tail: the valid prefix is
 //!   kept, and what came after it is refetched from the room.
 //!
@@ -334,7 +335,12 @@ fn cut_or_fail(
         // A crash tears only the last write: nothing valid can follow a torn frame.
         // (Zeros a file system allocated hold no valid frame: CRC-32C of a zero kind
         // is not zero.) A valid frame after it means the bad one is damage.
-        Tail::Last => !valid_frame_after(bytes, offset + 1, limits),
+        // A frame whose checksum holds was written whole: what is wrong with it is
+        // damage, wherever it is.
+        Tail::Last => {
+            matches!(damage, Damage::Short | Damage::Length | Damage::Checksum)
+                && !valid_frame_after(bytes, offset + 1, limits)
+        }
     };
     if !torn {
         return Err(LogError::Damaged { offset, damage });
@@ -360,6 +366,115 @@ fn cut_or_fail(
 /// the bytes; this runs only where a frame was bad, in the last segment.
 fn valid_frame_after(bytes: &[u8], from: usize, limits: &Limits) -> bool {
     (from..bytes.len()).any(|o| next_frame(&bytes[o..], limits).is_ok())
+}
+
+/// The file name of the segment whose first update is `first_seq`: `log-` and 20
+/// digits, so that names sort as their numbers do.
+pub fn segment_name(first_seq: u64) -> String {
+    format!("log-{first_seq:020}.seg")
+}
+
+/// The first sequence number a segment's file name gives (see [`segment_name`]).
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("log-")?.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A log read back: the updates of its valid prefix, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recovered {
+    /// Every update kept, in log order.
+    pub updates: Vec<LogUpdate>,
+    /// The sequence number the next change gets.
+    pub next_seq: u64,
+    /// Per segment kept: how many of its bytes are valid (the file is cut to that).
+    pub valid_lens: Vec<usize>,
+    /// Segments after the cut (repair only): their files go.
+    pub dropped: usize,
+    /// Where a torn tail (or, with repair, damage) was cut: segment, offset, why.
+    pub cut: Option<(usize, usize, Damage)>,
+}
+
+/// Why a log could not be read back: which segment (by index in the list given), and
+/// where in it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoverError {
+    /// A segment is damaged (see [`LogError::Damaged`]).
+    #[error("segment {segment} is damaged at byte {offset}: {damage}")]
+    Damaged {
+        /// Its index.
+        segment: usize,
+        /// Where the bad record starts.
+        offset: usize,
+        /// What is wrong.
+        damage: Damage,
+    },
+    /// A segment of another format.
+    #[error("segment {segment} is of log format {format} (this build reads format {FORMAT})")]
+    Format {
+        /// Its index.
+        segment: usize,
+        /// Its format.
+        format: u32,
+    },
+}
+
+/// Reads a log's segments back, in order (oldest first). The last one may end in a
+/// torn tail; damage anywhere else fails, naming the segment and offset, unless
+/// `repair`: then the log is cut at the first damage, and the segments after it are
+/// dropped (a prefix is all that may be kept). Sequence numbers must increase across
+/// segments as within them.
+pub fn recover(
+    segments: &[&[u8]],
+    repair: bool,
+    limits: &Limits,
+) -> Result<Recovered, RecoverError> {
+    let mut out = Recovered {
+        updates: Vec::new(),
+        next_seq: 1,
+        valid_lens: Vec::new(),
+        dropped: 0,
+        cut: None,
+    };
+    let mut after = 0;
+    for (i, bytes) in segments.iter().enumerate() {
+        let tail = if repair {
+            Tail::Repair
+        } else if i + 1 == segments.len() {
+            Tail::Last
+        } else {
+            Tail::Sealed
+        };
+        let seg = match read_segment(bytes, tail, after, limits) {
+            Ok(seg) => seg,
+            Err(LogError::Damaged { offset, damage }) => {
+                return Err(RecoverError::Damaged {
+                    segment: i,
+                    offset,
+                    damage,
+                })
+            }
+            Err(LogError::Format(format)) => {
+                return Err(RecoverError::Format { segment: i, format })
+            }
+        };
+        if let Some(u) = seg.updates.last() {
+            after = u.seq;
+        }
+        out.updates.extend(seg.updates);
+        out.valid_lens.push(seg.valid_len);
+        if let Some((offset, damage)) = seg.torn_at {
+            out.cut = Some((i, offset, damage));
+            out.dropped = segments.len() - i - 1;
+            break;
+        }
+    }
+    out.next_seq = after + 1;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -504,6 +619,100 @@ mod tests {
                 offset: ends[0],
                 damage: Damage::Length
             })
+        );
+    }
+
+    #[test]
+    fn a_log_of_segments_recovers_in_order_and_names_the_damaged_one() {
+        let limits = Limits::default();
+        let (first, _) = segment(3);
+        let mut second = Vec::new();
+        encode_header(
+            &SegmentHeader {
+                format: FORMAT,
+                store_id: "alice.0000000000000001".into(),
+                first_seq: 4,
+            },
+            &mut second,
+        );
+        let mut ends = vec![second.len()];
+        for i in 4..=6 {
+            encode_update(u64::from(i), update(i, false).as_ref(), &mut second);
+            ends.push(second.len());
+        }
+        let r = recover(&[&first, &second], false, &limits).unwrap();
+        assert_eq!((r.updates.len(), r.next_seq, r.cut), (6, 7, None));
+        // Torn in the last: cut, reported.
+        let r = recover(&[&first, &second[..ends[2] + 5]], false, &limits).unwrap();
+        assert_eq!((r.updates.len(), r.next_seq), (5, 6));
+        assert_eq!(r.cut, Some((1, ends[2], Damage::Short)));
+        assert_eq!(r.valid_lens, vec![first.len(), ends[2]]);
+        // Cut short in the first: damage, named; repair keeps the prefix and drops the
+        // rest.
+        let short = &first[..first.len() - 2];
+        let e = recover(&[short, &second], false, &limits).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecoverError::Damaged {
+                    segment: 0,
+                    damage: Damage::Short,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let r = recover(&[short, &second], true, &limits).unwrap();
+        assert_eq!((r.updates.len(), r.dropped, r.next_seq), (2, 1, 3));
+        // Segments out of order: their numbers do not increase (damage even in the last
+        // segment, and even as its last record: a whole frame is not a torn write).
+        let e = recover(&[&second, &first], false, &limits).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecoverError::Damaged {
+                    segment: 1,
+                    damage: Damage::Sequence,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let (one, _) = segment(1);
+        let e = recover(&[&second, &one], false, &limits).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecoverError::Damaged {
+                    segment: 1,
+                    damage: Damage::Sequence,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn segment_names_sort_as_their_numbers() {
+        assert_eq!(segment_name(42), "log-00000000000000000042.seg");
+        assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        for bad in [
+            "log-42.seg",
+            "log-0000000000000000004x.seg",
+            "snap-00000000000000000042",
+            "log-00000000000000000042.seg.tmp",
+        ] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+        let mut names: Vec<String> = [10, 9, 100].iter().map(|&n| segment_name(n)).collect();
+        names.sort();
+        assert_eq!(
+            names
+                .iter()
+                .map(|n| parse_segment_name(n).unwrap())
+                .collect::<Vec<_>>(),
+            [9, 10, 100]
         );
     }
 
