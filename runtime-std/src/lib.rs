@@ -53,6 +53,7 @@
 
 pub mod mesh;
 pub mod signal;
+pub mod storage;
 pub mod switchboard;
 pub mod ws;
 

@@ -193,7 +193,7 @@ impl SimConfig {
             fault_time: Duration::from_secs(30),
             faults: true,
             mixed_codecs: true,
-            no_server_leaves: seed % 3 == 0,
+            no_server_leaves: seed.is_multiple_of(3),
             secret: None,
             byzantine: false,
             removal: false,
