@@ -581,6 +581,12 @@ impl Node {
         self.mesh.store()
     }
 
+    /// A durable member: the store's changes since the last call, as log records (see
+    /// [`Mesh::poll_persist`]).
+    pub fn poll_persist(&mut self) -> Option<crate::store::PersistBatch> {
+        self.mesh.poll_persist()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &NodeStats {
         &self.stats

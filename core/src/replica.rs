@@ -160,6 +160,12 @@ impl Replica {
         &self.store
     }
 
+    /// The store, to take what it has for a durable member's log (nothing that changes
+    /// what it holds: that goes through the replica, so the links hear of it).
+    pub(crate) fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// Opens a link: its digest is queued at once.
     pub fn open_link(&mut self, codec: Codec, framing: Framing) -> LinkId {
         let id = LinkId(self.next_link);

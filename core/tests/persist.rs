@@ -154,3 +154,46 @@ proptest! {
         prop_assert_eq!(r.dump(), states[n].clone());
     }
 }
+
+/// A durable mesh: its store's changes come out as log records (`Mesh::poll_persist`),
+/// and a mesh given that log back (`MeshConfig::durable`) starts with the store it had,
+/// numbering its changes on from the log's, under a new source id.
+#[test]
+fn a_mesh_given_its_log_back_starts_with_its_store() {
+    use rtc_mesh_core::mesh::{Mesh, MeshConfig};
+    use rtc_mesh_core::persist::recover;
+    let t0 = Instant::now();
+    let config = |inc: &str| MeshConfig::without_room("me", inc, EPOCH, t0);
+    let mut c = config("0000000000000001");
+    c.durable = Some(recover(&[], false, &Limits::default()).unwrap());
+    let mut a = Mesh::new(c).unwrap();
+    a.set(t0, "k", &Value::from(1.0)).unwrap();
+    a.set(t0, "j", &Value::from(2.0)).unwrap();
+    let mut log = Vec::new();
+    encode_header(
+        &SegmentHeader {
+            format: FORMAT,
+            store_id: a.store().id().to_owned(),
+            first_seq: 1,
+        },
+        &mut log,
+    );
+    let batch = a.poll_persist().unwrap();
+    assert_eq!((batch.first_seq, batch.last_seq), (1, 2));
+    log.extend(batch.bytes);
+    assert_eq!(a.poll_persist(), None);
+
+    let mut c = config("0000000000000002");
+    c.durable = Some(recover(&[&log], false, &Limits::default()).unwrap());
+    let mut b = Mesh::new(c).unwrap();
+    assert_eq!(b.store().dump(), a.store().dump());
+    assert_eq!(b.store().id(), "me.0000000000000002");
+    assert_eq!(b.poll_persist(), None, "restoring logs nothing");
+    b.set(t0, "k", &Value::from(3.0)).unwrap();
+    let next = b.poll_persist().unwrap();
+    assert_eq!((next.first_seq, next.last_seq), (3, 3));
+    // An in-memory mesh records nothing.
+    let mut m = Mesh::new(config("0000000000000003")).unwrap();
+    m.set(t0, "k", &Value::from(1.0)).unwrap();
+    assert_eq!(m.poll_persist(), None);
+}

@@ -137,6 +137,11 @@ pub struct MeshConfig {
     /// TCP, [`crate::member::ReplicatorOptions::secured`]): the store signs our writes
     /// and checks every update. With [`MeshConfig::security`] this is made from it.
     pub guard: Option<crate::security::updates::UpdateGuard>,
+    /// A durable member (default `None`: the store lives in memory): the log its last
+    /// lives wrote, read back ([`crate::persist::recover`]). Its updates are restored
+    /// into the store before anything else, and every change the store makes from then
+    /// on is recorded for the log ([`Mesh::poll_persist`]), numbered on from it.
+    pub durable: Option<crate::persist::Recovered>,
 }
 
 impl MeshConfig {
@@ -177,6 +182,7 @@ impl MeshConfig {
             signalling: ClientConfig::default(),
             security: None,
             guard: None,
+            durable: None,
         }
     }
 }
@@ -692,9 +698,14 @@ impl Mesh {
                 sec.identity.clone(),
             ));
         }
-        let store = Store::new(sc)?;
-        // A resumed epoch keeps its grace period: until it ends, the old tag.
         let mut config = config;
+        let durable = config.durable.take();
+        sc.persist_from = durable.as_ref().map(|d| d.next_seq);
+        let mut store = Store::new(sc)?;
+        for u in durable.iter().flat_map(|d| &d.updates) {
+            store.restore(config.start, u.update.as_ref());
+        }
+        // A resumed epoch keeps its grace period: until it ends, the old tag.
         let wall = config.epoch_ms.max(0.0) as u64;
         let mut grace_until = None;
         if let Some(sec) = config.security.as_mut() {
@@ -776,6 +787,13 @@ impl Mesh {
             .iter()
             .filter(|(_, p)| p.present)
             .map(|(k, p)| (k.as_str(), &p.attributes))
+    }
+
+    /// A durable member: the store's changes since the last call, as log records (see
+    /// [`Store::poll_persist`]). The runtime writes them, in order, before it
+    /// acknowledges the writes among them.
+    pub fn poll_persist(&mut self) -> Option<crate::store::PersistBatch> {
+        self.replica.store_mut().poll_persist()
     }
 
     /// The link to `peer`, if its data channel is open.
