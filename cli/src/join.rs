@@ -52,6 +52,7 @@ Options:
                        `ready` reports the address as `tcp`
   --runtime smol|std   driver runtime (default smol)
   --json               write events as JSON lines
+  (--data DIR, --durability, --repair: see Data options below)
 
 Reads one JSON command per line on stdin:
   {\"op\":\"set\",\"key\":K,\"value\":V}   {\"op\":\"delete\",\"key\":K}   {\"op\":\"get\",\"key\":K}
@@ -78,6 +79,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut listen = None;
     let mut secret = None;
     let mut token = None;
+    let mut data = crate::DataArgs::default();
     let mut identity_file = None;
     while let Some(arg) = args.next()? {
         match arg {
@@ -120,8 +122,12 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("listen") => listen = Some(parse_addr(&args.value()?.string()?)?),
             Long("json") => json = true,
             Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
+            Long(n @ ("data" | "durability" | "repair")) => {
+                let n = n.to_owned();
+                data.take(&n, &mut args)?
+            }
             Long("help") | Short('h') => {
-                print!("{USAGE}");
+                print!("{USAGE}\nData options:\n{}", crate::DATA_USAGE);
                 return Ok(ExitCode::SUCCESS);
             }
             other => return Err(other.unexpected().into()),
@@ -211,6 +217,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     opts.identity = identity;
     opts.rekey = kept;
     opts.token = token;
+    opts.data = data.options()?;
     opts.codecs = codecs;
     if !bind.is_empty() {
         opts.bind = bind;

@@ -141,6 +141,57 @@ pub(crate) fn parse_runtime(s: &str) -> Result<Runtime, Usage> {
     }
 }
 
+/// `--data DIR`, `--durability`, `--repair` as given (shared by `join` and
+/// `replicate`).
+#[derive(Default)]
+pub(crate) struct DataArgs {
+    pub(crate) dir: Option<String>,
+    pub(crate) durability: Option<rtc_mesh_core::persist::Durability>,
+    pub(crate) repair: bool,
+}
+
+impl DataArgs {
+    /// Takes option `name` (`data`, `durability` or `repair`) and its value.
+    pub(crate) fn take(&mut self, name: &str, args: &mut lexopt::Parser) -> Result<(), Usage> {
+        use lexopt::prelude::*;
+        match name {
+            "data" => self.dir = Some(args.value()?.string()?),
+            "durability" => {
+                let v = args.value()?.string()?;
+                self.durability = Some(v.parse().map_err(Usage)?);
+            }
+            _ => self.repair = true,
+        }
+        Ok(())
+    }
+
+    /// The options they make (none without `--data`).
+    pub(crate) fn options(self) -> Result<Option<rtc_mesh_core::member::DataOptions>, Usage> {
+        let Some(dir) = self.dir else {
+            if self.durability.is_some() || self.repair {
+                return Err(Usage("--durability and --repair need --data DIR".into()));
+            }
+            return Ok(None);
+        };
+        let mut d = rtc_mesh_core::member::DataOptions::new(dir);
+        if let Some(level) = self.durability {
+            d.durability = level;
+        }
+        d.repair = self.repair;
+        Ok(Some(d))
+    }
+}
+
+/// Help text of the data options.
+pub(crate) const DATA_USAGE: &str = "\
+  --data DIR           keep the store in DIR (made if missing; one process at a
+                       time): restored at start, then only the difference is synced
+  --durability memory|process|power   what an acknowledged write (its `update`
+                       event with local: true) survives: process (default with
+                       --data) a kill; power a power loss too (synced to disk first)
+  --repair             a damaged log in DIR: keep what comes before the damage
+";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Runtime {
     Smol,

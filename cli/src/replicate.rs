@@ -38,6 +38,7 @@ Options:
   --identity F         our identity (its private key) in file F, made when missing
   --runtime smol|std   driver runtime (default smol)
   --json               write events as JSON lines
+  (--data DIR, --durability, --repair: see Data options below)
 
 Reads one JSON command per line on stdin:
   {\"op\":\"set\",\"key\":K,\"value\":V}   {\"op\":\"delete\",\"key\":K}   {\"op\":\"get\",\"key\":K}
@@ -57,8 +58,13 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
     let mut secret = None;
     let mut room = None;
     let mut identity_file = None;
+    let mut data = crate::DataArgs::default();
     while let Some(arg) = args.next()? {
         match arg {
+            Long(n @ ("data" | "durability" | "repair")) => {
+                let n = n.to_owned();
+                data.take(&n, &mut args)?
+            }
             Long("listen") => listen = Some(parse_addr(&args.value()?.string()?)?),
             Long("connect") => connect = Some(parse_addr(&args.value()?.string()?)?),
             Long("codec") => codec = parse_codec(&args.value()?.string()?)?,
@@ -72,7 +78,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
             Long("runtime") => runtime = parse_runtime(&args.value()?.string()?)?,
             Long("json") => json = true,
             Long("help") | Short('h') => {
-                print!("{USAGE}");
+                print!("{USAGE}\nData options:\n{}\nWith --data and --id at process durability the source id is ID.<16 hex>, new\nat each start: what a power loss took from the log may be held by peers, and\nnew writes under the old id would lose to it. At power the id is kept.\n", crate::DATA_USAGE);
                 return Ok(ExitCode::SUCCESS);
             }
             other => return Err(other.unexpected().into()),
@@ -110,8 +116,21 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
                 "--identity is for secured rooms: give --secret".into(),
             ))
         }
-        (None, None) => ReplicatorOptions::new(id.unwrap_or_else(random_id), codec),
+        (None, None) => {
+            // A durable store below `power` may have lost from its log what peers
+            // hold: a new source id at each start keeps new writes from losing to it.
+            let fresh = data.dir.is_some()
+                && data.durability != Some(rtc_mesh_core::persist::Durability::Power);
+            let id = match id {
+                Some(id) if fresh => format!("{id}.{}", random_id()),
+                Some(id) => id,
+                None => random_id(),
+            };
+            ReplicatorOptions::new(id, codec)
+        }
     };
+    let mut options = options;
+    options.data = data.options()?;
     let id = options.id.clone();
     let out = Out::new(json);
     let (tx, rx) = mpsc::channel::<Msg<NodeEvent>>();

@@ -16,7 +16,7 @@
 //! let now = Instant::now();
 //! let entropy = Entropy::new([1, 0x5eed, 2], Duration::from_millis(1_795_713_876_272), now);
 //! let local = "127.0.0.1:40000".parse().unwrap();
-//! let (mut node, id) = options.node(vec![local], Vec::new(), Vec::new(), entropy).unwrap();
+//! let (mut node, id) = options.node(vec![local], Vec::new(), Vec::new(), entropy, None).unwrap();
 //! assert_eq!(id, "0000000000005eed");
 //! node.start(now);
 //! let set = Request::Set(vec![("k".into(), Value::from(1.0))]);
@@ -301,6 +301,31 @@ pub struct JoinOptions {
     /// An admission token for a switchboard that requires one (`serve
     /// --token-secret`), sent as `?token=` on the signalling URL (default none).
     pub token: Option<String>,
+    /// A durable member's data directory (default none: the store lives in memory).
+    pub data: Option<DataOptions>,
+}
+
+/// Where a durable member keeps its store, and what an acknowledged write survives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataOptions {
+    /// The directory (made if missing; one process at a time).
+    pub dir: std::path::PathBuf,
+    /// What an acknowledged write survives (default [`Durability::Process`]).
+    pub durability: crate::persist::Durability,
+    /// Keep the valid prefix of a damaged log (its files cut there) instead of refusing
+    /// to start (default false).
+    pub repair: bool,
+}
+
+impl DataOptions {
+    /// `dir` at [`Durability::Process`](crate::persist::Durability::Process), no repair.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        DataOptions {
+            dir: dir.into(),
+            durability: crate::persist::Durability::Process,
+            repair: false,
+        }
+    }
 }
 
 impl JoinOptions {
@@ -329,6 +354,7 @@ impl JoinOptions {
             identity: None,
             rekey: Vec::new(),
             token: None,
+            data: None,
         }
     }
 
@@ -505,6 +531,7 @@ impl JoinOptions {
         stun_servers: Vec<SocketAddr>,
         turn_servers: Vec<TurnServer>,
         entropy: Entropy,
+        durable: Option<crate::persist::Recovered>,
     ) -> Result<(Node, String), JoinError> {
         let security = self.security(&entropy)?;
         let id = match &security {
@@ -526,6 +553,7 @@ impl JoinOptions {
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
         mc.security = security.map(|(s, _)| s);
+        mc.durable = durable;
         let mut nc = NodeConfig::new(mc, locals);
         nc.max_queued = self.max_queued;
         nc.stun_servers = stun_servers;
@@ -551,6 +579,8 @@ pub struct ReplicatorOptions {
     /// A secured room's store: our writes signed, every update checked
     /// ([`ReplicatorOptions::secured`]). Default `None`.
     pub guard: Option<crate::security::updates::UpdateGuard>,
+    /// A durable store's data directory (default none: in memory).
+    pub data: Option<DataOptions>,
 }
 
 impl ReplicatorOptions {
@@ -561,6 +591,7 @@ impl ReplicatorOptions {
             codec,
             limits: Limits::default(),
             guard: None,
+            data: None,
         }
     }
 
@@ -587,7 +618,12 @@ impl ReplicatorOptions {
 
     /// The Node of a member without a room ([`MeshConfig::without_room`]) whose store
     /// writes as `id`.
-    pub fn node(&self, entropy: Entropy) -> Result<Node, StartError> {
+    /// The replicator's node; `durable`: the log of its data directory, read back.
+    pub fn node(
+        &self,
+        entropy: Entropy,
+        durable: Option<crate::persist::Recovered>,
+    ) -> Result<Node, StartError> {
         let mut mc = MeshConfig::without_room(
             "replicator",
             entropy.incarnation(),
@@ -596,6 +632,7 @@ impl ReplicatorOptions {
         );
         mc.source = Some(self.id.clone());
         mc.guard = self.guard.clone();
+        mc.durable = durable;
         mc.codecs = vec![self.codec];
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
@@ -616,6 +653,9 @@ pub enum StartError {
     /// A thread or socket could not be created.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The data directory could not be used (held by another process, damaged, ...).
+    #[error("{0}")]
+    Data(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why joining failed.
@@ -648,6 +688,9 @@ pub enum JoinError {
     /// A kept `REKEY` line ([`JoinOptions::rekey`]) is not one.
     #[error("a kept key epoch: {0}")]
     Rekey(crate::security::RekeyError),
+    /// The data directory could not be used (held by another process, damaged, ...).
+    #[error("{0}")]
+    Data(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why a write through a member failed.
@@ -994,7 +1037,7 @@ mod tests {
         let entropy = Entropy::new([1, 2, 3], Duration::from_secs(1), now);
         let local = "127.0.0.1:40000".parse().unwrap();
         let (mut node, _) = JoinOptions::new("r", "ws://127.0.0.1:1/")
-            .node(vec![local], Vec::new(), Vec::new(), entropy)
+            .node(vec![local], Vec::new(), Vec::new(), entropy, None)
             .unwrap();
         node.start(now);
         let long = "k".repeat(Limits::default().max_key_len + 1);

@@ -49,6 +49,31 @@ use crate::security::updates::{UpdateSig, SIG_LEN};
 use crate::store::{Update, UpdateRef};
 use crate::value::EncodedValue;
 
+/// What an acknowledged write survives (a durable member's `--durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing: the store lives in memory only.
+    Memory,
+    /// The process being killed: a write's record is handed to the operating system
+    /// before the write is acknowledged (and before it goes to any peer).
+    Process,
+    /// Power loss too: a write's record is synced to disk before the write is
+    /// acknowledged (and before it goes to any peer).
+    Power,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(Durability::Memory),
+            "process" => Ok(Durability::Process),
+            "power" => Ok(Durability::Power),
+            _ => Err(format!("durability is memory, process or power, not {s:?}")),
+        }
+    }
+}
+
 /// The format version this code writes and reads.
 pub const FORMAT: u32 = 1;
 

@@ -96,9 +96,16 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
     let stun = options.resolve_stun(crate::signal::resolve)?;
     let turn = options.resolve_turn(crate::signal::resolve)?;
     let locals = sockets.iter().map(|s| s.1).collect();
-    let (node, id) = options.node(locals, stun, turn, crate::entropy())?;
+    let data = |e: rtc_mesh_std::storage::StorageError| JoinError::Data(Box::new(e));
+    let (held, durable) =
+        rtc_mesh_std::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
+    let (node, id) = options.node(locals, stun, turn, crate::entropy(), durable)?;
+    let storage = held
+        .map(|h| h.begin(node.store().id()))
+        .transpose()
+        .map_err(data)?;
     let signalling = Signalling::new(&options.connect_url())?;
-    Ok(spawn(node, id, sockets, signalling))
+    Ok(spawn(node, id, sockets, signalling, storage))
 }
 
 /// Waits for a datagram on any of `udp` (taking turns, from `turn` on) and reads it
@@ -136,12 +143,20 @@ async fn recv_any(
 /// [`id`](Member::id) is the store's source id; its `local_addr` is unspecified.
 /// `rtc-mesh replicate` is one.
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
-    let node = options.node(crate::entropy())?;
+    let data = |e: rtc_mesh_std::storage::StorageError| StartError::Data(Box::new(e));
+    let (held, durable) =
+        rtc_mesh_std::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
+    let node = options.node(crate::entropy(), durable)?;
+    let storage = held
+        .map(|h| h.begin(node.store().id()))
+        .transpose()
+        .map_err(data)?;
     Ok(spawn(
         node,
         options.id.clone(),
         Vec::new(),
         Signalling::none(),
+        storage,
     ))
 }
 
@@ -150,11 +165,12 @@ fn spawn(
     id: String,
     udp: Vec<(Async<UdpSocket>, SocketAddr)>,
     ws: Signalling,
+    storage: Option<rtc_mesh_std::storage::Storage>,
 ) -> (Member, Receiver<NodeEvent>) {
     let locals = udp.iter().map(|u| u.1).collect();
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
-    let task = smol::spawn(drive(node, udp, ws, cmd_rx, ev_tx));
+    let task = smol::spawn(drive(node, udp, ws, cmd_rx, ev_tx, storage));
     (
         Member {
             id,
@@ -243,6 +259,7 @@ async fn drive(
     mut ws: Signalling,
     cmds: Receiver<Cmd>,
     events: Sender<NodeEvent>,
+    mut storage: Option<rtc_mesh_std::storage::Storage>,
 ) {
     let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
     let (flush_tx, flush_rx) = channel::unbounded::<()>();
@@ -251,6 +268,18 @@ async fn drive(
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
     loop {
+        // A durable member: what the store changed is written before anything goes
+        // out (a write reaches no peer, and is not acknowledged, before it is durable).
+        // A failed write or sync ends the member: it is never retried. (The write runs
+        // on this task: a sync at `power` holds the loop for its duration.)
+        if let Some(st) = storage.as_mut() {
+            if let Err(e) = rtc_mesh_std::storage::flush(&mut node, st) {
+                eprintln!(
+                    "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
+                );
+                return;
+            }
+        }
         // Drain the node.
         let deadline = loop {
             match node.poll_output() {
@@ -343,6 +372,15 @@ async fn drive(
             Wake::Cmd(Some(Cmd::Request(req, reply))) => {
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
+                // The answer acknowledges the write: only once it is durable.
+                if let Some(st) = storage.as_mut() {
+                    if let Err(e) = rtc_mesh_std::storage::flush(&mut node, st) {
+                        eprintln!(
+                            "rtc-mesh: {e}: the member stops (this write was not acknowledged)"
+                        );
+                        return;
+                    }
+                }
                 if close {
                     closing = Some(reply);
                 } else {

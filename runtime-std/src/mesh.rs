@@ -99,7 +99,14 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let stun = options.resolve_stun(resolve)?;
     let turn = options.resolve_turn(resolve)?;
     let locals: Vec<SocketAddr> = sockets.iter().map(|s| s.1).collect();
-    let (node, id) = options.node(locals, stun, turn, crate::entropy())?;
+    let data = |e: crate::storage::StorageError| JoinError::Data(Box::new(e));
+    let (held, durable) =
+        crate::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
+    let (node, id) = options.node(locals, stun, turn, crate::entropy(), durable)?;
+    let storage = held
+        .map(|h| h.begin(node.store().id()))
+        .transpose()
+        .map_err(data)?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let forward: Forward = Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok());
@@ -128,7 +135,8 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
             .map_err(bind_error)?;
     }
     let first = sockets[0].1;
-    spawn(node, id, sockets, signalling, tx, rx, stop).map_err(|e| JoinError::Bind(first, e))
+    spawn((node, storage), id, sockets, signalling, tx, rx, stop)
+        .map_err(|e| JoinError::Bind(first, e))
 }
 
 /// A member without a room: no switchboard, no UDP socket, no peers; a store that
@@ -137,13 +145,20 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
 /// [`id`](Member::id) is the store's source id; its `local_addr` is unspecified.
 /// `rtc-mesh replicate` is one.
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
-    let node = options.node(crate::entropy())?;
+    let data = |e: crate::storage::StorageError| StartError::Data(Box::new(e));
+    let (held, durable) =
+        crate::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
+    let node = options.node(crate::entropy(), durable)?;
+    let storage = held
+        .map(|h| h.begin(node.store().id()))
+        .transpose()
+        .map_err(data)?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let ws = Signalling::none(Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok()));
     let stop = Arc::new(AtomicBool::new(false));
     Ok(spawn(
-        node,
+        (node, storage),
         options.id.clone(),
         Vec::new(),
         ws,
@@ -153,8 +168,9 @@ pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEv
     )?)
 }
 
+/// Starts the driver thread for `node` (with its data directory's log, if durable).
 fn spawn(
-    node: Node,
+    (node, storage): (Node, Option<crate::storage::Storage>),
     id: String,
     udp: Vec<(UdpSocket, SocketAddr)>,
     ws: Signalling,
@@ -167,7 +183,7 @@ fn spawn(
     let dstop = stop.clone();
     let thread = thread::Builder::new()
         .name("mesh".into())
-        .spawn(move || drive(node, udp, ws, rx, ev_tx, dstop))?;
+        .spawn(move || drive(node, udp, ws, rx, ev_tx, dstop, storage))?;
     Ok((
         Member {
             id,
@@ -306,12 +322,25 @@ fn drive(
     inputs: Receiver<Input>,
     events: Sender<NodeEvent>,
     stop: Arc<AtomicBool>,
+    mut storage: Option<crate::storage::Storage>,
 ) {
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
     let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
     let (flush_tx, flush_rx) = mpsc::channel::<()>();
     loop {
+        // A durable member: what the store changed is written before anything goes
+        // out (a write reaches no peer, and is not acknowledged, before it is durable).
+        // A failed write or sync ends the member: it is never retried.
+        if let Some(st) = storage.as_mut() {
+            if let Err(e) = crate::storage::flush(&mut node, st) {
+                eprintln!(
+                    "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
+                );
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
         let deadline = loop {
             match node.poll_output() {
                 NodeOutput::SignalConnect => ws.connect(),
@@ -399,6 +428,16 @@ fn drive(
             Some(Input::Request(req, reply)) => {
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
+                // The answer acknowledges the write: only once it is durable.
+                if let Some(st) = storage.as_mut() {
+                    if let Err(e) = crate::storage::flush(&mut node, st) {
+                        eprintln!(
+                            "rtc-mesh: {e}: the member stops (this write was not acknowledged)"
+                        );
+                        stop.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
                 if close {
                     closing = Some(reply);
                 } else {

@@ -23,38 +23,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
+pub use rtc_mesh_core::persist::Durability;
 use rtc_mesh_core::persist::{
     self, encode_header, parse_segment_name, segment_name, Damage, RecoverError, Recovered,
     SegmentHeader, FORMAT,
 };
 use rtc_mesh_core::store::PersistBatch;
 use rtc_mesh_core::Limits;
-
-/// What an acknowledged write survives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Nothing: the store lives in memory only.
-    Memory,
-    /// The process being killed: a write is handed to the operating system before it is
-    /// acknowledged.
-    Process,
-    /// Power loss too: a write is synced to disk before it is acknowledged.
-    Power,
-}
-
-impl FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "memory" => Ok(Durability::Memory),
-            "process" => Ok(Durability::Process),
-            "power" => Ok(Durability::Power),
-            _ => Err(format!("durability is memory, process or power, not {s:?}")),
-        }
-    }
-}
 
 /// Why a member's directory could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +83,8 @@ fn io(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
 /// What opening a directory found.
 #[derive(Debug)]
 pub struct Opened {
-    /// The directory, held, with a segment of its own open for writing.
-    pub storage: Storage,
+    /// The directory, held: [`Held::begin`] starts this life's segment.
+    pub storage: Held,
     /// The log read back: restore its updates into the store
     /// ([`rtc_mesh_core::Store::restore`]), and number the store's changes from
     /// `next_seq` ([`rtc_mesh_core::StoreConfig::persist_from`]).
@@ -128,12 +104,19 @@ pub struct Storage {
     written: u64,
 }
 
+/// A member's directory, held, its log read back, before this life writes.
+#[derive(Debug)]
+pub struct Held {
+    dir: PathBuf,
+    lock: File,
+    durability: Durability,
+    next_seq: u64,
+}
+
 impl Storage {
-    /// Takes `dir` (made if missing) for the store `store_id`, and reads its log back
-    /// (see the module docs).
+    /// Takes `dir` (made if missing) and reads its log back (see the module docs).
     pub fn open(
         dir: &Path,
-        store_id: &str,
         durability: Durability,
         repair: bool,
         limits: &Limits,
@@ -206,8 +189,29 @@ impl Storage {
             cut = Some((path.clone(), offset, damage));
         }
         drop(bytes);
-        // A segment of our own for this life.
-        let path = dir.join(segment_name(recovered.next_seq));
+        Ok(Opened {
+            storage: Held {
+                dir: dir.to_owned(),
+                lock,
+                durability,
+                next_seq: recovered.next_seq,
+            },
+            recovered,
+            cut,
+        })
+    }
+}
+
+impl Held {
+    /// Starts this life's segment, for the store `store_id` (its source id).
+    pub fn begin(self, store_id: &str) -> Result<Storage, StorageError> {
+        let Held {
+            dir,
+            lock,
+            durability,
+            next_seq,
+        } = self;
+        let path = dir.join(segment_name(next_seq));
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -219,31 +223,29 @@ impl Storage {
             &SegmentHeader {
                 format: FORMAT,
                 store_id: store_id.to_owned(),
-                first_seq: recovered.next_seq,
+                first_seq: next_seq,
             },
             &mut header,
         );
         file.write_all(&header).map_err(io(&path, "write"))?;
         if durability == Durability::Power {
             file.sync_all().map_err(io(&path, "sync"))?;
-            File::open(dir)
+            File::open(&dir)
                 .and_then(|d| d.sync_all())
-                .map_err(io(dir, "sync the directory"))?;
+                .map_err(io(&dir, "sync the directory"))?;
         }
-        Ok(Opened {
-            storage: Storage {
-                dir: dir.to_owned(),
-                _lock: lock,
-                file,
-                path,
-                durability,
-                written: header.len() as u64,
-            },
-            recovered,
-            cut,
+        Ok(Storage {
+            dir,
+            _lock: lock,
+            file,
+            path,
+            durability,
+            written: header.len() as u64,
         })
     }
+}
 
+impl Storage {
     /// Writes `batch` to the log; at [`Durability::Power`], synced before it returns.
     /// An error ends the member (see the module docs).
     pub fn append(&mut self, batch: &PersistBatch) -> Result<(), StorageError> {
@@ -275,6 +277,37 @@ impl Storage {
     }
 }
 
+/// A member's data directory, if it has one: held and read back (see
+/// [`Storage::open`]), with what was cut reported on stderr.
+pub fn open_data(
+    data: Option<&rtc_mesh_core::member::DataOptions>,
+    limits: &Limits,
+) -> Result<(Option<Held>, Option<Recovered>), StorageError> {
+    let Some(d) = data.filter(|d| d.durability != Durability::Memory) else {
+        return Ok((None, None));
+    };
+    let o = Storage::open(&d.dir, d.durability, d.repair, limits)?;
+    if let Some((path, offset, damage)) = &o.cut {
+        eprintln!(
+            "rtc-mesh: {}: cut at byte {offset} ({damage}); the room sends what came after",
+            path.display()
+        );
+    }
+    Ok((Some(o.storage), Some(o.recovered)))
+}
+
+/// Writes what `node`'s store has for its log: called by the drivers after every
+/// input, before anything goes out or is acknowledged.
+pub fn flush(
+    node: &mut rtc_mesh_core::node::Node,
+    storage: &mut Storage,
+) -> Result<(), StorageError> {
+    while let Some(b) = node.poll_persist() {
+        storage.append(&b)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,24 +323,38 @@ mod tests {
         d
     }
 
-    /// A durable store on `dir`: restored, writing `n` keys from `from` on.
-    fn life(dir: &Path, id: &str, keys: std::ops::Range<u32>) -> (Store, Opened) {
+    struct Life {
+        storage: Storage,
+        recovered: Recovered,
+        cut: Option<(PathBuf, usize, Damage)>,
+    }
+
+    /// A durable store on `dir`: restored, then writing `keys`.
+    fn life(dir: &Path, id: &str, keys: std::ops::Range<u32>) -> (Store, Life) {
         let t0 = Instant::now();
-        let limits = Limits::default();
-        let mut opened = Storage::open(dir, id, Durability::Power, false, &limits).unwrap();
+        let opened = Storage::open(dir, Durability::Power, false, &Limits::default()).unwrap();
         let mut c = StoreConfig::new(id, EPOCH, t0);
         c.persist_from = Some(opened.recovered.next_seq);
         let mut s = Store::new(c).unwrap();
         for u in &opened.recovered.updates {
             s.restore(t0, u.update.as_ref());
         }
+        let mut storage = opened.storage.begin(id).unwrap();
         for k in keys {
             s.set(t0, &format!("k{k}"), &Value::from(f64::from(k)))
                 .unwrap();
             let b = s.poll_persist().unwrap();
-            opened.storage.append(&b).unwrap();
+            storage.append(&b).unwrap();
         }
-        (s, opened)
+        let (recovered, cut) = (opened.recovered, opened.cut);
+        (
+            s,
+            Life {
+                storage,
+                recovered,
+                cut,
+            },
+        )
     }
 
     #[test]
@@ -315,14 +362,7 @@ mod tests {
         let dir = temp_dir("lives");
         let (s1, o1) = life(&dir, "me.0000000000000001", 0..10);
         // Held: a second one is refused, naming the directory.
-        let e = Storage::open(
-            &dir,
-            "me.0000000000000009",
-            Durability::Power,
-            false,
-            &Limits::default(),
-        )
-        .unwrap_err();
+        let e = Storage::open(&dir, Durability::Power, false, &Limits::default()).unwrap_err();
         assert!(matches!(e, StorageError::Locked { .. }), "{e}");
         assert!(e.to_string().contains(&*dir.to_string_lossy()), "{e}");
         drop(o1);
@@ -370,14 +410,7 @@ mod tests {
         let at = bytes.len() / 2;
         bytes[at] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        let e = Storage::open(
-            &dir,
-            "me.0000000000000003",
-            Durability::Process,
-            false,
-            &Limits::default(),
-        )
-        .unwrap_err();
+        let e = Storage::open(&dir, Durability::Process, false, &Limits::default()).unwrap_err();
         let StorageError::Damaged {
             path: p, offset, ..
         } = &e
@@ -387,14 +420,7 @@ mod tests {
         assert_eq!(p, &path);
         assert!(*offset <= at);
         assert!(e.to_string().contains("--repair"), "{e}");
-        let o = Storage::open(
-            &dir,
-            "me.0000000000000003",
-            Durability::Process,
-            true,
-            &Limits::default(),
-        )
-        .unwrap();
+        let o = Storage::open(&dir, Durability::Process, true, &Limits::default()).unwrap();
         assert!(o.recovered.updates.len() < 4);
         assert!(o.cut.is_some());
         drop(o);

@@ -1,0 +1,252 @@
+//! Durable members (`--data DIR`): acknowledged writes survive `kill -9` at any moment,
+//! one process holds a directory, damage is named and `--repair` keeps the prefix, and
+//! a member that comes back with its directory serves a newcomer everything.
+//!
+//! The kill loop runs `RTC_MESH_KILLS` lives of `RTC_MESH_BURST` writes each (default
+//! 40 of 300; the README's figure: 1000 of 40): each life restores the directory, checks that every write an
+//! earlier life acknowledged (its `update` event with `local: true` printed) is there
+//! with its value, writes a burst, and is killed (SIGKILL) after a varying number of
+//! acknowledgements, in the middle of its writes. Lives alternate runtimes and
+//! durability levels.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::{rtc_mesh, Peer};
+use serde_json::{json, Value};
+
+fn data_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rtc-mesh-durable-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn replicate(name: &str, dir: &std::path::Path, extra: &[&str]) -> Peer {
+    let mut c = rtc_mesh();
+    c.args(["replicate", "--listen", "127.0.0.1:0", "--json", "--data"])
+        .arg(dir)
+        .args(extra);
+    Peer::spawn(name, c)
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_at_any_moment() {
+    let lives: u64 = std::env::var("RTC_MESH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let dir = data_dir("kills");
+    let mut acked: BTreeMap<String, Value> = BTreeMap::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // Writes per life (RTC_MESH_BURST, default 300).
+    let burst: u64 = std::env::var("RTC_MESH_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for life in 0..lives {
+        let runtime = if life % 2 == 0 { "smol" } else { "std" };
+        let level = if life % 4 < 2 { "process" } else { "power" };
+        let mut p = replicate(
+            &format!("life {life}"),
+            &dir,
+            &["--runtime", runtime, "--durability", level],
+        );
+        p.wait_event("ready");
+        let held = p.dump();
+        for (k, v) in &acked {
+            assert_eq!(
+                held.get(k),
+                Some(v),
+                "life {life} ({runtime}, {level}): acknowledged {k} = {v} lost"
+            );
+        }
+        // A burst in one write; killed after `stop` acknowledgements.
+        let stop = next() % burst;
+        let lines: Vec<String> = (0..burst)
+            .map(|j| {
+                json!({"op": "set", "key": format!("w{life}-{j}"), "value": {"life": life, "j": j}})
+                    .to_string()
+            })
+            .collect();
+        p.send_raw(&lines.join("\n"));
+        let mut seen = 0;
+        while seen < stop {
+            let e = p.wait_for("an acknowledged write", |v| {
+                v["event"] == "update" && v["local"] == true
+            });
+            acked.insert(e["key"].as_str().unwrap().to_owned(), e["value"].clone());
+            seen += 1;
+        }
+        p.kill();
+    }
+    // The last life's writes, once more.
+    let mut p = replicate("after", &dir, &[]);
+    p.wait_event("ready");
+    let held = p.dump();
+    let lost = acked
+        .iter()
+        .filter(|(k, v)| held.get(k.as_str()) != Some(v))
+        .count();
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged writes lost",
+        acked.len()
+    );
+    eprintln!(
+        "durable: {lives} lives killed at random moments, {} acknowledged writes, 0 lost",
+        acked.len()
+    );
+    p.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_process_per_directory_damage_is_named_and_repair_keeps_the_prefix() {
+    let dir = data_dir("damage");
+    let mut a = replicate("first", &dir, &[]);
+    a.wait_event("ready");
+    a.send(json!({"op": "set", "key": "k", "value": 1}));
+    a.wait_update("k", &json!(1));
+    // A second process on the directory: refused, naming it.
+    let out = rtc_mesh()
+        .args(["replicate", "--listen", "127.0.0.1:0", "--json", "--data"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("in use by another process") && err.contains(&*dir.to_string_lossy()),
+        "{err}"
+    );
+    assert!(a.close().success());
+    // A second life: the first life's segment is sealed now.
+    let mut b = replicate("second", &dir, &[]);
+    b.wait_event("ready");
+    b.send(json!({"op": "set", "key": "j", "value": 2}));
+    b.wait_update("j", &json!(2));
+    assert!(b.close().success());
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let first = &segs[0];
+    let mut bytes = std::fs::read(first).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0xff;
+    std::fs::write(first, &bytes).unwrap();
+    let out = rtc_mesh()
+        .args(["replicate", "--listen", "127.0.0.1:0", "--json", "--data"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&*first.to_string_lossy())
+            && err.contains("damaged at byte")
+            && err.contains("--repair"),
+        "{err}"
+    );
+    // Repaired: what came before the damage is kept, the rest goes.
+    let mut c = replicate("repaired", &dir, &["--repair"]);
+    c.wait_event("ready");
+    assert_eq!(c.dump(), json!({}), "k's record was the damaged one");
+    assert!(c.close().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_member_back_with_its_directory_serves_a_newcomer_everything() {
+    let dir = data_dir("empty-room");
+    let mut a = replicate("a", &dir, &["--durability", "power"]);
+    a.wait_event("ready");
+    for i in 0..50 {
+        a.send(json!({"op": "set", "key": format!("k{i}"), "value": i}));
+    }
+    a.wait_update("k49", &json!(49));
+    let want = a.dump();
+    // Everyone leaves; the room is empty.
+    assert!(a.close().success());
+    let mut a = replicate("a again", &dir, &[]);
+    let addr = a.ready_addr();
+    assert_eq!(a.dump(), want);
+    let mut c = rtc_mesh();
+    c.args(["replicate", "--connect", &addr, "--json"]);
+    let mut newcomer = Peer::spawn("newcomer", c);
+    newcomer.wait_event("ready");
+    newcomer.wait_update("k49", &json!(49));
+    assert_eq!(newcomer.dump(), want);
+    assert!(newcomer.close().success());
+    assert!(a.close().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A room member with a data directory (`join --data`): every member leaves, one comes
+/// back with its directory, alone, and has the room's data at once; a member that joins
+/// then gets it from that one, only the difference for a member with its own directory.
+#[test]
+fn a_room_member_keeps_the_room_s_data_across_an_empty_room() {
+    let (_server, url) = common::serve();
+    let (da, db) = (data_dir("room-a"), data_dir("room-b"));
+    let join = |name: &str, dir: Option<&std::path::Path>, runtime: &str| {
+        let mut c = rtc_mesh();
+        c.args(["join", "vault", "--signal", &url, "--runtime", runtime]);
+        c.args(["--json", "--bind", "127.0.0.1:0"]);
+        if let Some(d) = dir {
+            c.arg("--data").arg(d);
+        }
+        Peer::spawn(name, c)
+    };
+    let mut a = join("a", Some(&da), "smol");
+    let mut b = join("b", Some(&db), "std");
+    a.wait_event("ready");
+    b.wait_event("ready");
+    a.send(json!({"op": "set", "key": "from-a", "value": 1}));
+    b.send(json!({"op": "set", "key": "from-b", "value": 2}));
+    a.wait_update("from-b", &json!(2));
+    b.wait_update("from-a", &json!(1));
+    assert!(a.close().success());
+    assert!(b.close().success());
+    // The room is empty. a comes back alone: the data is there before any peer.
+    let mut a = join("a again", Some(&da), "std");
+    a.wait_event("ready");
+    assert_eq!(a.dump(), json!({"from-a": 1, "from-b": 2}));
+    a.send(json!({"op": "set", "key": "while-b-away", "value": 3}));
+    a.wait_update("while-b-away", &json!(3));
+    // A newcomer (no directory) gets everything from a.
+    let mut n = join("newcomer", None, "smol");
+    n.wait_update("while-b-away", &json!(3));
+    assert_eq!(
+        n.dump(),
+        json!({"from-a": 1, "from-b": 2, "while-b-away": 3})
+    );
+    // b comes back with its directory: it has its old data, and is sent only what it
+    // lacks (one update from a, and one from the newcomer, which has it too).
+    let mut b = join("b again", Some(&db), "smol");
+    b.wait_event("ready");
+    assert_eq!(b.dump(), json!({"from-a": 1, "from-b": 2}));
+    b.wait_update("while-b-away", &json!(3));
+    b.send(json!({"op": "stats"}));
+    let st = b.wait_event("stats");
+    let applied = st["store"]["applied"].as_u64().unwrap();
+    assert_eq!(applied, 1, "only the difference is applied: {st}");
+    for p in [a, b, n] {
+        assert!(p.close().success());
+    }
+    let _ = std::fs::remove_dir_all(&da);
+    let _ = std::fs::remove_dir_all(&db);
+}
