@@ -109,6 +109,19 @@ fn acknowledged_writes_survive_kill_9_at_any_moment() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Starts a replicator on `dir` that must refuse to start: its error.
+fn refused(dir: &std::path::Path) -> String {
+    let out = rtc_mesh()
+        .args(["replicate", "--listen", "127.0.0.1:0", "--json", "--data"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn one_process_per_directory_damage_is_named_and_repair_keeps_the_prefix() {
     let dir = data_dir("damage");
@@ -117,14 +130,7 @@ fn one_process_per_directory_damage_is_named_and_repair_keeps_the_prefix() {
     a.send(json!({"op": "set", "key": "k", "value": 1}));
     a.wait_update("k", &json!(1));
     // A second process on the directory: refused, naming it.
-    let out = rtc_mesh()
-        .args(["replicate", "--listen", "127.0.0.1:0", "--json", "--data"])
-        .arg(&dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused(&dir);
     assert!(
         err.contains("in use by another process") && err.contains(&*dir.to_string_lossy()),
         "{err}"
@@ -147,14 +153,7 @@ fn one_process_per_directory_damage_is_named_and_repair_keeps_the_prefix() {
     let at = bytes.len() - 5;
     bytes[at] ^= 0xff;
     std::fs::write(first, &bytes).unwrap();
-    let out = rtc_mesh()
-        .args(["replicate", "--listen", "127.0.0.1:0", "--json", "--data"])
-        .arg(&dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused(&dir);
     assert!(
         err.contains(&*first.to_string_lossy())
             && err.contains("damaged at byte")
