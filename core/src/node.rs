@@ -587,6 +587,17 @@ impl Node {
         self.mesh.poll_persist()
     }
 
+    /// A durable member: the next piece of a snapshot (see
+    /// [`crate::mesh::Mesh::poll_snapshot`]).
+    pub fn poll_snapshot(&mut self) -> Option<crate::store::SnapshotPart> {
+        self.mesh.poll_snapshot()
+    }
+
+    /// Whether a snapshot is under way.
+    pub fn snapshotting(&self) -> bool {
+        self.mesh.snapshotting()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &NodeStats {
         &self.stats

@@ -37,6 +37,20 @@
 //! - with **repair** (`--repair`) damage is cut off like a torn tail: the valid prefix is
 //!   kept, and what came after it is refetched from the room.
 //!
+//! **Snapshots.** The log would only grow; a snapshot replaces the log before it. It
+//! is a file of the same frames: a [`SnapshotHeader`] (kind 3, naming `from_seq`, the
+//! log record it began at), the store's entries (kind 4, tombstones and signatures
+//! included), every source's clock (kind 5), and an end record (kind 6: the counts, and
+//! `last_seq`, the last log record made before the snapshot was finished). The store
+//! takes it in pieces while it goes on changing ([`crate::Store::poll_snapshot`]), so
+//! it is not the state at any one moment; restored, then followed by the log from
+//! `from_seq` on, it is: every change after the snapshot began is in that log, and last
+//! writer wins whichever of the two a key's entry was taken from. The log must reach
+//! `last_seq` ([`Damage::Behind`]); the runtime syncs it before it puts a snapshot in
+//! place. A snapshot is written beside the log and renamed into place whole, so any
+//! fault in it is damage; `--repair` sets a damaged snapshot aside with the log after
+//! it (a part of a snapshot is no prefix of anything): the room sends it all again.
+//!
 //! Every length is checked before anything is allocated: untrusted bytes (a damaged
 //! file) never panic and never allocate more than the frame they claim, itself bounded
 //! by the limits.
@@ -82,6 +96,10 @@ pub const FRAME_HEADER: usize = 9;
 
 const KIND_HEADER: u8 = 1;
 const KIND_UPDATE: u8 = 2;
+const KIND_SNAP_HEADER: u8 = 3;
+const KIND_SNAP_ENTRY: u8 = 4;
+const KIND_SNAP_CLOCK: u8 = 5;
+const KIND_SNAP_END: u8 = 6;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
@@ -150,9 +168,18 @@ pub enum Damage {
     /// A value, key or source outside the limits, or a signature of the wrong length.
     #[error("a record holds a value, key or id outside the limits")]
     Bounds,
-    /// A sequence number not above the one before it.
-    #[error("a record's sequence number does not increase")]
+    /// A sequence number other than the one after the record before it (records are
+    /// numbered without gaps, across segments too: a gap is a lost segment).
+    #[error("a record's sequence number does not follow the one before it")]
     Sequence,
+    /// A snapshot without its end record, or whose end record does not match what
+    /// came before it.
+    #[error("the snapshot is incomplete")]
+    Unfinished,
+    /// The log ends before the point its snapshot was finished at: records the
+    /// snapshot depends on are missing.
+    #[error("the log ends before its snapshot does")]
+    Behind,
 }
 
 /// Why a segment could not be read.
@@ -327,7 +354,7 @@ pub fn read_segment(
                 return Err(Damage::Decode);
             }
             let u = decode_update(payload, limits)?;
-            if u.seq <= last {
+            if u.seq != last + 1 {
                 return Err(Damage::Sequence);
             }
             Ok((u, len))
@@ -408,11 +435,229 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// A log read back: the updates of its valid prefix, in order.
+/// The file name of the snapshot the log goes on from at `from_seq`: `snap-` and 20
+/// digits, so that names sort as their numbers do.
+pub fn snapshot_name(from_seq: u64) -> String {
+    format!("snap-{from_seq:020}.snap")
+}
+
+/// The sequence number a snapshot's file name gives (see [`snapshot_name`]).
+pub fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The first record of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The format version ([`FORMAT`]).
+    pub format: u32,
+    /// The store's source id when the snapshot began.
+    pub store_id: String,
+    /// The log record the snapshot began at: the records from it on are replayed
+    /// after the snapshot (they may be in it too; replaying them changes nothing).
+    pub from_seq: u64,
+}
+
+/// A snapshot read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Its header.
+    pub header: SnapshotHeader,
+    /// The store's entries (tombstones included), each as it was when the snapshot
+    /// reached it.
+    pub entries: Vec<Update>,
+    /// Every source's clock when the snapshot was finished.
+    pub clocks: Vec<(SmolStr, f64)>,
+    /// The last log record made before the snapshot was finished: the log must reach
+    /// it (see [`Damage::Behind`]).
+    pub last_seq: u64,
+}
+
+/// When a durable store begins a snapshot ([`crate::Store::poll_snapshot`]): once the
+/// log written since the last one holds at least `min_log` bytes and half as many as
+/// that snapshot. A snapshot replaces the log before it, so the directory stays
+/// within about one and a half times the live data (two and a half while a snapshot
+/// is being written beside the old one), or `min_log` above it for a small store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Log bytes written since the last snapshot began (at a start: what the log after
+    /// the snapshot holds, [`Recovered::log_bytes`]).
+    pub log_bytes: u64,
+    /// The last snapshot's size in bytes (0: none).
+    pub snapshot_bytes: u64,
+    /// The least log before a snapshot (default 64 KiB).
+    pub min_log: u64,
+    /// Entries a snapshot takes per [`crate::Store::poll_snapshot`] (default 4096:
+    /// well under a millisecond of the event loop).
+    pub entries_per_step: usize,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            log_bytes: 0,
+            snapshot_bytes: 0,
+            min_log: 64 << 10,
+            entries_per_step: 4096,
+        }
+    }
+}
+
+impl SnapshotPolicy {
+    /// Whether a snapshot is due.
+    pub fn due(&self) -> bool {
+        self.log_bytes >= self.min_log.max(self.snapshot_bytes / 2)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClockWire<'a> {
+    #[serde(borrow)]
+    source: &'a str,
+    ts: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndWire {
+    entries: u64,
+    clocks: u64,
+    last_seq: u64,
+}
+
+/// Appends a snapshot's header record to `out`.
+pub fn encode_snapshot_header(h: &SnapshotHeader, out: &mut Vec<u8>) {
+    let w = HeaderWire {
+        format: h.format,
+        store_id: &h.store_id,
+        first_seq: h.from_seq,
+    };
+    let payload = postcard::to_allocvec(&w).expect("postcard writes any header");
+    frame(KIND_SNAP_HEADER, &payload, out);
+}
+
+/// Appends a snapshot's record of entry `u` to `out`.
+pub fn encode_snapshot_entry(u: UpdateRef<'_>, out: &mut Vec<u8>) {
+    let w = UpdateWire {
+        seq: 0,
+        key: u.key,
+        value: u.value.as_bytes(),
+        ts: u.ts,
+        source: u.source,
+        sig: u.sig.map(|s| &s[..]),
+    };
+    let payload = postcard::to_allocvec(&w).expect("postcard writes any update");
+    frame(KIND_SNAP_ENTRY, &payload, out);
+}
+
+/// Appends a snapshot's record of `source`'s clock to `out`.
+pub fn encode_snapshot_clock(source: &str, ts: f64, out: &mut Vec<u8>) {
+    let payload =
+        postcard::to_allocvec(&ClockWire { source, ts }).expect("postcard writes any clock");
+    frame(KIND_SNAP_CLOCK, &payload, out);
+}
+
+/// Appends a snapshot's end record to `out`: how many entries and clocks came before
+/// it, and the last log record made before it.
+pub fn encode_snapshot_end(entries: u64, clocks: u64, last_seq: u64, out: &mut Vec<u8>) {
+    let w = EndWire {
+        entries,
+        clocks,
+        last_seq,
+    };
+    let payload = postcard::to_allocvec(&w).expect("postcard writes any end");
+    frame(KIND_SNAP_END, &payload, out);
+}
+
+/// Reads a snapshot back. A snapshot is written beside the log and put in place only
+/// once it is whole (and synced), so nothing in it is a torn write: any bad frame, and
+/// a missing or mismatched end record, is damage, named by offset.
+pub fn read_snapshot(bytes: &[u8], limits: &Limits) -> Result<Snapshot, LogError> {
+    let damaged = |offset: usize, damage: Damage| LogError::Damaged { offset, damage };
+    let header = match next_frame(bytes, limits) {
+        Ok((KIND_SNAP_HEADER, payload, _)) => {
+            match postcard::from_bytes::<HeaderWire<'_>>(payload) {
+                Ok(h) if h.store_id.len() <= limits.max_id_len => SnapshotHeader {
+                    format: h.format,
+                    store_id: h.store_id.to_owned(),
+                    from_seq: h.first_seq,
+                },
+                _ => return Err(damaged(0, Damage::Decode)),
+            }
+        }
+        Ok(_) => return Err(damaged(0, Damage::Decode)),
+        Err(d) => return Err(damaged(0, d)),
+    };
+    if header.format != FORMAT {
+        return Err(LogError::Format(header.format));
+    }
+    let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
+    let mut snap = Snapshot {
+        header,
+        entries: Vec::new(),
+        clocks: Vec::new(),
+        last_seq: 0,
+    };
+    loop {
+        let (kind, payload, len) = next_frame(&bytes[at..], limits).map_err(|d| {
+            // Bytes ending where a record should start: the end record is missing.
+            damaged(
+                at,
+                if at == bytes.len() {
+                    Damage::Unfinished
+                } else {
+                    d
+                },
+            )
+        })?;
+        match kind {
+            KIND_SNAP_ENTRY if snap.clocks.is_empty() => {
+                let u = decode_update(payload, limits).map_err(|d| damaged(at, d))?;
+                snap.entries.push(u.update);
+            }
+            KIND_SNAP_CLOCK => {
+                let w: ClockWire<'_> =
+                    postcard::from_bytes(payload).map_err(|_| damaged(at, Damage::Decode))?;
+                if !valid_clock(w.source, w.ts, limits) {
+                    return Err(damaged(at, Damage::Bounds));
+                }
+                snap.clocks.push((SmolStr::new(w.source), w.ts));
+            }
+            KIND_SNAP_END => {
+                let w: EndWire =
+                    postcard::from_bytes(payload).map_err(|_| damaged(at, Damage::Decode))?;
+                let whole = w.entries == snap.entries.len() as u64
+                    && w.clocks == snap.clocks.len() as u64
+                    && w.last_seq.saturating_add(1) >= snap.header.from_seq
+                    && at + len == bytes.len();
+                if !whole {
+                    return Err(damaged(at, Damage::Unfinished));
+                }
+                snap.last_seq = w.last_seq;
+                return Ok(snap);
+            }
+            _ => return Err(damaged(at, Damage::Decode)),
+        }
+        at += len;
+    }
+}
+
+fn valid_clock(source: &str, ts: f64, limits: &Limits) -> bool {
+    !source.is_empty() && source.len() <= limits.max_id_len && ts.is_finite() && ts > 0.0
+}
+
+/// A log read back: its snapshot and the updates of its valid prefix, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recovered {
-    /// Every update kept, in log order.
+    /// Every update kept: the snapshot's entries first (numbered 0), then the log's
+    /// updates in log order. Restore them in this order
+    /// ([`crate::Store::restore`]).
     pub updates: Vec<LogUpdate>,
+    /// The snapshot's clocks ([`crate::Store::restore_clock`]).
+    pub clocks: Vec<(SmolStr, f64)>,
     /// The sequence number the next change gets.
     pub next_seq: u64,
     /// Per segment kept: how many of its bytes are valid (the file is cut to that).
@@ -421,10 +666,44 @@ pub struct Recovered {
     pub dropped: usize,
     /// Where a torn tail (or, with repair, damage) was cut: segment, offset, why.
     pub cut: Option<(usize, usize, Damage)>,
+    /// Repair only: the snapshot was damaged (at this offset, for this reason) and is
+    /// set aside, with every segment after it (a log without its snapshot is not a
+    /// prefix of anything): the store starts empty and the room sends it all.
+    pub snapshot_cut: Option<(usize, Damage)>,
+    /// The snapshot's size in bytes (0: none).
+    pub snapshot_bytes: u64,
+    /// The valid bytes of the segments kept.
+    pub log_bytes: u64,
+}
+
+impl Recovered {
+    /// A log with nothing in it.
+    pub fn empty() -> Self {
+        Recovered {
+            updates: Vec::new(),
+            clocks: Vec::new(),
+            next_seq: 1,
+            valid_lens: Vec::new(),
+            dropped: 0,
+            cut: None,
+            snapshot_cut: None,
+            snapshot_bytes: 0,
+            log_bytes: 0,
+        }
+    }
+
+    /// When the store restored from this should snapshot next.
+    pub fn snapshot_policy(&self) -> SnapshotPolicy {
+        SnapshotPolicy {
+            log_bytes: self.log_bytes,
+            snapshot_bytes: self.snapshot_bytes,
+            ..SnapshotPolicy::default()
+        }
+    }
 }
 
 /// Why a log could not be read back: which segment (by index in the list given), and
-/// where in it.
+/// where in it, or the snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecoverError {
@@ -446,26 +725,55 @@ pub enum RecoverError {
         /// Its format.
         format: u32,
     },
+    /// The snapshot is damaged, or the log does not reach it ([`Damage::Behind`]).
+    #[error("the snapshot is damaged at byte {offset}: {damage}")]
+    Snapshot {
+        /// Where the bad record starts.
+        offset: usize,
+        /// What is wrong.
+        damage: Damage,
+    },
+    /// A snapshot of another format.
+    #[error("the snapshot is of format {0} (this build reads format {FORMAT})")]
+    SnapshotFormat(u32),
 }
 
-/// Reads a log's segments back, in order (oldest first). The last one may end in a
-/// torn tail; damage anywhere else fails, naming the segment and offset, unless
-/// `repair`: then the log is cut at the first damage, and the segments after it are
-/// dropped (a prefix is all that may be kept). Sequence numbers must increase across
-/// segments as within them.
+/// Reads a log back: its snapshot, if it has one, then its segments from the
+/// snapshot's `from_seq` on, in order (the runtime leaves out the segments before
+/// that, which the snapshot replaces). The last segment may end in a torn tail;
+/// damage anywhere else fails, naming the segment and offset, unless `repair`: then
+/// the log is cut at the first damage, and the segments after it are dropped (a prefix
+/// is all that may be kept). A damaged snapshot fails too; with `repair` it is set
+/// aside with the whole log after it (see [`Recovered::snapshot_cut`]). Records are
+/// numbered without gaps across segments as within them.
 pub fn recover(
+    snapshot: Option<&[u8]>,
     segments: &[&[u8]],
     repair: bool,
     limits: &Limits,
 ) -> Result<Recovered, RecoverError> {
-    let mut out = Recovered {
-        updates: Vec::new(),
-        next_seq: 1,
-        valid_lens: Vec::new(),
-        dropped: 0,
-        cut: None,
-    };
+    let mut out = Recovered::empty();
     let mut after = 0;
+    let mut snap_last = 0;
+    if let Some(bytes) = snapshot {
+        match read_snapshot(bytes, limits) {
+            Ok(snap) => {
+                after = snap.header.from_seq.saturating_sub(1);
+                snap_last = snap.last_seq;
+                out.snapshot_bytes = bytes.len() as u64;
+                out.updates = snap
+                    .entries
+                    .into_iter()
+                    .map(|update| LogUpdate { seq: 0, update })
+                    .collect();
+                out.clocks = snap.clocks;
+            }
+            Err(LogError::Format(f)) => return Err(RecoverError::SnapshotFormat(f)),
+            Err(LogError::Damaged { offset, damage }) => {
+                return set_aside(out, segments.len(), offset, damage, repair)
+            }
+        }
+    }
     for (i, bytes) in segments.iter().enumerate() {
         let tail = if repair {
             Tail::Repair
@@ -492,13 +800,43 @@ pub fn recover(
         }
         out.updates.extend(seg.updates);
         out.valid_lens.push(seg.valid_len);
+        out.log_bytes += seg.valid_len as u64;
         if let Some((offset, damage)) = seg.torn_at {
             out.cut = Some((i, offset, damage));
             out.dropped = segments.len() - i - 1;
             break;
         }
     }
+    if after < snap_last {
+        // The snapshot holds changes the log lost: keeping both would break the prefix
+        // property (see the module docs).
+        return set_aside(
+            Recovered::empty(),
+            segments.len(),
+            0,
+            Damage::Behind,
+            repair,
+        );
+    }
     out.next_seq = after + 1;
+    Ok(out)
+}
+
+/// A damaged snapshot: an error, or with repair an empty store.
+fn set_aside(
+    mut out: Recovered,
+    segments: usize,
+    offset: usize,
+    damage: Damage,
+    repair: bool,
+) -> Result<Recovered, RecoverError> {
+    if !repair {
+        return Err(RecoverError::Snapshot { offset, damage });
+    }
+    out.updates.clear();
+    out.clocks.clear();
+    out.snapshot_cut = Some((offset, damage));
+    out.dropped = segments;
     Ok(out)
 }
 
@@ -665,17 +1003,17 @@ mod tests {
             encode_update(u64::from(i), update(i, false).as_ref(), &mut second);
             ends.push(second.len());
         }
-        let r = recover(&[&first, &second], false, &limits).unwrap();
+        let r = recover(None, &[&first, &second], false, &limits).unwrap();
         assert_eq!((r.updates.len(), r.next_seq, r.cut), (6, 7, None));
         // Torn in the last: cut, reported.
-        let r = recover(&[&first, &second[..ends[2] + 5]], false, &limits).unwrap();
+        let r = recover(None, &[&first, &second[..ends[2] + 5]], false, &limits).unwrap();
         assert_eq!((r.updates.len(), r.next_seq), (5, 6));
         assert_eq!(r.cut, Some((1, ends[2], Damage::Short)));
         assert_eq!(r.valid_lens, vec![first.len(), ends[2]]);
         // Cut short in the first: damage, named; repair keeps the prefix and drops the
         // rest.
         let short = &first[..first.len() - 2];
-        let e = recover(&[short, &second], false, &limits).unwrap_err();
+        let e = recover(None, &[short, &second], false, &limits).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -687,35 +1025,38 @@ mod tests {
             ),
             "{e:?}"
         );
-        let r = recover(&[short, &second], true, &limits).unwrap();
+        let r = recover(None, &[short, &second], true, &limits).unwrap();
         assert_eq!((r.updates.len(), r.dropped, r.next_seq), (2, 1, 3));
-        // Segments out of order: their numbers do not increase (damage even in the last
-        // segment, and even as its last record: a whole frame is not a torn write).
-        let e = recover(&[&second, &first], false, &limits).unwrap_err();
+        // A log that does not begin at 1 (a segment lost before it): damage.
+        let e = recover(None, &[&second, &first], false, &limits).unwrap_err();
         assert!(
             matches!(
                 e,
                 RecoverError::Damaged {
-                    segment: 1,
+                    segment: 0,
                     damage: Damage::Sequence,
                     ..
                 }
             ),
             "{e:?}"
         );
+        // Segments out of order, or a gap between them: damage even in the last
+        // segment, and even as its last record (a whole frame is not a torn write).
         let (one, _) = segment(1);
-        let e = recover(&[&second, &one], false, &limits).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                RecoverError::Damaged {
-                    segment: 1,
-                    damage: Damage::Sequence,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        for log in [[&first[..], &one[..]], [&one[..], &second[..]]] {
+            let e = recover(None, &log, false, &limits).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RecoverError::Damaged {
+                        segment: 1,
+                        damage: Damage::Sequence,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

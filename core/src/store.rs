@@ -283,6 +283,9 @@ pub struct StoreConfig {
     /// [`Store::poll_persist`]), numbered from this sequence number on (one past the
     /// last one the log holds). Default `None` (nothing recorded).
     pub persist_from: Option<u64>,
+    /// A durable member's store: when it snapshots itself (see
+    /// [`Store::poll_snapshot`]).
+    pub snapshots: crate::persist::SnapshotPolicy,
 }
 
 impl StoreConfig {
@@ -297,6 +300,7 @@ impl StoreConfig {
             hash_seed: 0,
             guard: None,
             persist_from: None,
+            snapshots: crate::persist::SnapshotPolicy::default(),
         }
     }
 }
@@ -446,6 +450,39 @@ struct PersistQueue {
     /// The first sequence number in `bytes`.
     first: u64,
     bytes: Vec<u8>,
+    /// When the next snapshot is due.
+    policy: crate::persist::SnapshotPolicy,
+    /// The snapshot being taken, if one is.
+    snap: Option<SnapCursor>,
+}
+
+/// How far a snapshot has got.
+#[derive(Debug)]
+struct SnapCursor {
+    from_seq: u64,
+    /// The next slot of the key table to take.
+    slot: usize,
+    entries: u64,
+    /// Bytes handed out so far.
+    len: u64,
+}
+
+/// A piece of a snapshot ([`Store::poll_snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotPart {
+    /// The log record the snapshot begins at ([`crate::persist::SnapshotHeader`]).
+    pub from_seq: u64,
+    /// The snapshot's first piece: the log goes on in a new segment from `from_seq`
+    /// (nothing numbered `from_seq` or later has been handed out yet), and a new
+    /// snapshot file begins with these bytes.
+    pub first: bool,
+    /// The snapshot's bytes, to append to its file.
+    pub bytes: Vec<u8>,
+    /// The last piece: the snapshot is whole, and depends on the log records up to
+    /// this one (all handed out already). Once the snapshot's file and those records
+    /// are durable, the snapshot replaces every segment before `from_seq` and every
+    /// older snapshot.
+    pub last_seq: Option<u64>,
 }
 
 /// Records for a durable member's log ([`Store::poll_persist`]): the changes numbered
@@ -521,6 +558,8 @@ impl Store {
                 next: n.max(1),
                 first: n.max(1),
                 bytes: Vec::new(),
+                policy: config.snapshots.clone(),
+                snap: None,
             }),
         })
     }
@@ -541,6 +580,114 @@ impl Store {
         };
         q.first = q.next;
         Some(batch)
+    }
+
+    /// A durable member's store: the next piece of a snapshot, when one is due or
+    /// under way ([`crate::persist::SnapshotPolicy`]). `None` while the log has records
+    /// waiting ([`Store::poll_persist`] first), when no snapshot is due, or when the
+    /// store records nothing.
+    ///
+    /// A snapshot is taken a few thousand entries per call
+    /// ([`crate::persist::SnapshotPolicy::entries_per_step`]) while the store goes on
+    /// changing: each entry is taken as it is when the snapshot reaches it. Restored,
+    /// then followed by the log from `from_seq` on, it gives back the store exactly:
+    /// a key changed after the snapshot began has its change in that log, and the
+    /// later write wins, whichever of the two was taken. The clocks are taken at the
+    /// end, when the last piece is made.
+    pub fn poll_snapshot(&mut self) -> Option<SnapshotPart> {
+        let q = self.persist.as_mut()?;
+        if !q.bytes.is_empty() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        let first = q.snap.is_none();
+        if first {
+            if !q.policy.due() {
+                return None;
+            }
+            q.policy.log_bytes = 0;
+            q.snap = Some(SnapCursor {
+                from_seq: q.next,
+                slot: 0,
+                entries: 0,
+                len: 0,
+            });
+            crate::persist::encode_snapshot_header(
+                &crate::persist::SnapshotHeader {
+                    format: crate::persist::FORMAT,
+                    store_id: self.id.to_string(),
+                    from_seq: q.next,
+                },
+                &mut bytes,
+            );
+        }
+        let cur = q.snap.as_mut().expect("begun above");
+        let slots = &self.entries.slots;
+        let names = &self.sources.names;
+        let end = cur
+            .slot
+            .saturating_add(q.policy.entries_per_step.max(1))
+            .min(slots.len());
+        for (key, e) in &slots[cur.slot..end] {
+            // A voided write (timestamp 0) is as good as none.
+            if e.ts > 0.0 {
+                let u = UpdateRef {
+                    key,
+                    value: &e.value,
+                    ts: e.ts,
+                    source: &names[e.source.0 as usize],
+                    sig: (e.sig != NO_SIG).then(|| &self.sigs[e.sig as usize]),
+                };
+                crate::persist::encode_snapshot_entry(u, &mut bytes);
+                cur.entries += 1;
+            }
+        }
+        cur.slot = end;
+        let from_seq = cur.from_seq;
+        let mut last_seq = None;
+        if end == slots.len() {
+            let mut clocks = 0;
+            for (n, &t) in names.iter().zip(&self.sources.clock) {
+                if t > 0.0 {
+                    crate::persist::encode_snapshot_clock(n, t, &mut bytes);
+                    clocks += 1;
+                }
+            }
+            crate::persist::encode_snapshot_end(cur.entries, clocks, q.next - 1, &mut bytes);
+            q.policy.snapshot_bytes = cur.len + bytes.len() as u64;
+            q.snap = None;
+            last_seq = Some(q.next - 1);
+        } else {
+            cur.len += bytes.len() as u64;
+        }
+        Some(SnapshotPart {
+            from_seq,
+            first,
+            bytes,
+            last_seq,
+        })
+    }
+
+    /// Whether a snapshot is under way ([`Store::poll_snapshot`] has more to give).
+    pub fn snapshotting(&self) -> bool {
+        self.persist.as_ref().is_some_and(|q| q.snap.is_some())
+    }
+
+    /// Restores a source's clock read back from a snapshot (see [`Store::restore`]):
+    /// it only ever moves forward.
+    pub fn restore_clock(&mut self, now: Instant, source: &str, ts: f64) {
+        if !(ts.is_finite() && ts > 0.0 && valid_source(source, &self.limits)) {
+            return;
+        }
+        let ix = self.sources.intern(source);
+        let clock = &mut self.sources.clock[ix.0 as usize];
+        *clock = clock.max(ts);
+        if ts <= self.wall_ms_cached(now) + self.max_skew_ms {
+            self.max_seen = self.max_seen.max(ts);
+        }
+        if ix == self.local {
+            self.last_local = self.last_local.max(ts);
+        }
     }
 
     /// The bytes of records waiting for [`Store::poll_persist`].
@@ -581,6 +728,18 @@ impl Store {
                 true,
             )
             .is_some();
+        // A removed member's write stamped after its removal is void however the
+        // removal and the write come back (a snapshot holds them in any order, and the
+        // log after it may bring the write again).
+        let removed = crate::security::updates::writer_of(u.source)
+            .and_then(|w| self.revoked.get(w))
+            .is_some_and(|&after| u.ts > after);
+        if changed && removed {
+            let hash = self.entries.hash(u.key);
+            if let Some(slot) = self.entries.find(hash, u.key) {
+                self.void_slot(slot);
+            }
+        }
         self.persist = persist;
         // Restored, not news: nothing to report to the links, and what a removal voided
         // was asked for again in the life that logged it.
@@ -817,7 +976,9 @@ impl Store {
                 source: &self.sources.names[source.0 as usize],
                 sig: sig.as_ref(),
             };
+            let before = q.bytes.len();
             crate::persist::encode_update(q.next, u, &mut q.bytes);
+            q.policy.log_bytes += (q.bytes.len() - before) as u64;
             q.next += 1;
         }
         self.events.push_back(StoreEvent {
@@ -865,30 +1026,35 @@ impl Store {
             .map(|(i, _)| i as u32)
             .collect();
         for slot in doomed {
-            let (k, e) = self.entries.slot_mut(slot);
-            let k = k.clone();
-            if !e.value.is_null() {
-                self.live -= 1;
-            }
-            if e.sig != NO_SIG {
-                self.free_sigs.push(e.sig);
-                e.sig = NO_SIG;
-            }
-            e.value = EncodedValue::null();
-            e.ts = 0.0;
-            let source = self.sources.names[e.source.0 as usize].clone();
-            self.stats.voided += 1;
-            self.voided_since.push(k.clone());
-            self.events.push_back(StoreEvent {
-                key: k,
-                value: EncodedValue::null(),
-                deleted: true,
-                source,
-                ts: 0.0,
-                local: false,
-                sig: None,
-            });
+            self.void_slot(slot);
         }
+    }
+
+    /// Voids the write in `slot` (see [`Store::revocations_changed`]).
+    fn void_slot(&mut self, slot: u32) {
+        let (k, e) = self.entries.slot_mut(slot);
+        let k = k.clone();
+        if !e.value.is_null() {
+            self.live -= 1;
+        }
+        if e.sig != NO_SIG {
+            self.free_sigs.push(e.sig);
+            e.sig = NO_SIG;
+        }
+        e.value = EncodedValue::null();
+        e.ts = 0.0;
+        let source = self.sources.names[e.source.0 as usize].clone();
+        self.stats.voided += 1;
+        self.voided_since.push(k.clone());
+        self.events.push_back(StoreEvent {
+            key: k,
+            value: EncodedValue::null(),
+            deleted: true,
+            source,
+            ts: 0.0,
+            local: false,
+            sig: None,
+        });
     }
 
     /// The keys whose writes a removal voided since the last call. The replica asks

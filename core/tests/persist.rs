@@ -165,7 +165,7 @@ fn a_mesh_given_its_log_back_starts_with_its_store() {
     let t0 = Instant::now();
     let config = |inc: &str| MeshConfig::without_room("me", inc, EPOCH, t0);
     let mut c = config("0000000000000001");
-    c.durable = Some(recover(&[], false, &Limits::default()).unwrap());
+    c.durable = Some(recover(None, &[], false, &Limits::default()).unwrap());
     let mut a = Mesh::new(c).unwrap();
     a.set(t0, "k", &Value::from(1.0)).unwrap();
     a.set(t0, "j", &Value::from(2.0)).unwrap();
@@ -184,7 +184,7 @@ fn a_mesh_given_its_log_back_starts_with_its_store() {
     assert_eq!(a.poll_persist(), None);
 
     let mut c = config("0000000000000002");
-    c.durable = Some(recover(&[&log], false, &Limits::default()).unwrap());
+    c.durable = Some(recover(None, &[&log], false, &Limits::default()).unwrap());
     let mut b = Mesh::new(c).unwrap();
     assert_eq!(b.store().dump(), a.store().dump());
     assert_eq!(b.store().id(), "me.0000000000000002");
@@ -196,4 +196,223 @@ fn a_mesh_given_its_log_back_starts_with_its_store() {
     let mut m = Mesh::new(config("0000000000000003")).unwrap();
     m.set(t0, "k", &Value::from(1.0)).unwrap();
     assert_eq!(m.poll_persist(), None);
+}
+
+/// Runs `ops` on a durable store that snapshots itself all the time, a couple of
+/// entries per step (`snap_every`: a step after every so many ops). Returns the last
+/// whole snapshot (bytes and `from_seq`, `last_seq`), the log records from its
+/// `from_seq` on as a segment (with each record's end), and the dump after each record.
+#[allow(clippy::type_complexity)]
+fn run_snapshotting(
+    ops: &[Op],
+    snap_every: usize,
+    t0: Instant,
+) -> (
+    Option<(Vec<u8>, u64, u64)>,
+    Vec<(u64, Vec<u8>)>,
+    Vec<Object>,
+) {
+    let mut c = StoreConfig::new("me.0000000000000001", EPOCH, t0);
+    c.persist_from = Some(1);
+    c.snapshots.min_log = 0;
+    c.snapshots.entries_per_step = 2;
+    let mut s = Store::new(c).unwrap();
+    let mut now = t0;
+    let mut records = Vec::new();
+    let mut states = vec![s.dump()];
+    let mut building: Option<(Vec<u8>, u64)> = None;
+    let mut whole = None;
+    for (i, op) in ops.iter().enumerate() {
+        apply_op(&mut s, &mut now, op);
+        while s.poll_event().is_some() {}
+        while let Some(b) = s.poll_persist() {
+            // One change, one record: split the batch's bytes back into records.
+            let mut at = 0;
+            for seq in b.first_seq..=b.last_seq {
+                let len = 9 + u32::from_le_bytes(b.bytes[at..at + 4].try_into().unwrap()) as usize;
+                records.push((seq, b.bytes[at..at + len].to_vec()));
+                at += len;
+            }
+            states.push(s.dump());
+        }
+        if i % snap_every == 0 {
+            if let Some(p) = s.poll_snapshot() {
+                if p.first {
+                    building = Some((Vec::new(), p.from_seq));
+                }
+                let (bytes, from) = building.as_mut().unwrap();
+                bytes.extend(&p.bytes);
+                if let Some(last) = p.last_seq {
+                    whole = Some((std::mem::take(bytes), *from, last));
+                    building = None;
+                }
+            }
+        }
+    }
+    (whole, records, states)
+}
+
+fn apply_op(s: &mut Store, now: &mut Instant, op: &Op) {
+    match op {
+        Op::Set(k, Some(v)) => {
+            let _ = s.set(*now, &format!("k{k}"), &Value::from(f64::from(*v)));
+        }
+        Op::Set(k, None) => {
+            let _ = s.delete(*now, &format!("k{k}"));
+        }
+        Op::Remote(src, k, v, ahead) => {
+            let u = Update {
+                key: format!("k{k}").into(),
+                value: rtc_mesh_core::EncodedValue::from_value(&Value::from(f64::from(*v))),
+                ts: s.wall_ms(*now) + f64::from(*ahead),
+                source: format!("peer{src}.0000000000000001").into(),
+                sig: None,
+            };
+            s.apply(*now, u);
+        }
+        Op::Wait(ms) => *now += Duration::from_millis(u64::from(*ms)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A snapshot taken while the store goes on changing, then the log from its
+    /// `from_seq` on cut anywhere after the records it depends on: restores exactly the
+    /// state the store was in after the records kept.
+    #[test]
+    fn a_snapshot_and_any_prefix_of_the_log_after_it_are_a_state_the_store_was_in(
+        ops in prop::collection::vec(arb_op(), 1..60),
+        snap_every in 1usize..4,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use rtc_mesh_core::persist::recover;
+        let t0 = Instant::now();
+        let (whole, records, states) = run_snapshotting(&ops, snap_every, t0);
+        let (snap, from, last) = match &whole {
+            Some((b, f, l)) => (Some(b.as_slice()), *f, *l),
+            None => (None, 1, 0),
+        };
+        let mut seg = Vec::new();
+        encode_header(
+            &SegmentHeader { format: FORMAT, store_id: "me.0000000000000001".into(), first_seq: from },
+            &mut seg,
+        );
+        let mut ends = vec![(from - 1, seg.len())];
+        for (seq, r) in records.iter().filter(|(seq, _)| *seq >= from) {
+            seg.extend(r);
+            ends.push((*seq, seg.len()));
+        }
+        // Anywhere from the end of the record `last_seq` on.
+        let floor = ends.iter().find(|(seq, _)| *seq >= last).map_or(seg.len(), |e| e.1);
+        let at = floor + cut.index(seg.len() - floor + 1);
+        let r = recover(snap, &[&seg[..at]], false, &Limits::default()).unwrap();
+        let kept = ends.iter().filter(|(_, end)| *end <= at).map(|(seq, _)| *seq).max().unwrap();
+        prop_assert_eq!(r.next_seq, kept + 1);
+        let mut s = Store::new(StoreConfig::new("me.0000000000000002", EPOCH, t0)).unwrap();
+        for u in &r.updates {
+            s.restore(t0, u.update.as_ref());
+        }
+        for (src, ts) in &r.clocks {
+            s.restore_clock(t0, src, *ts);
+        }
+        prop_assert_eq!(s.dump(), states[kept as usize].clone());
+    }
+}
+
+/// A snapshot's pieces come only once the log has taken its records; it is due again
+/// once the log since it has grown by half its size; and a damaged snapshot, or one
+/// whose log does not reach its end, is refused (and set aside by repair).
+#[test]
+fn snapshots_are_due_by_the_log_and_checked_whole() {
+    use rtc_mesh_core::persist::{recover, Damage, RecoverError};
+    let t0 = Instant::now();
+    let mut c = StoreConfig::new("me.0000000000000001", EPOCH, t0);
+    c.persist_from = Some(1);
+    c.snapshots.min_log = 1000;
+    let mut s = Store::new(c).unwrap();
+    for k in 0..5 {
+        s.set(t0, &format!("k{k}"), &Value::from(1.0)).unwrap();
+    }
+    assert_eq!(s.poll_snapshot(), None, "the log first");
+    let b = s.poll_persist().unwrap();
+    assert!(b.bytes.len() < 1000);
+    assert_eq!(s.poll_snapshot(), None, "not due below min_log");
+    for k in 0..40 {
+        s.set(t0, &format!("k{k}"), &Value::from(2.0)).unwrap();
+    }
+    let b2 = s.poll_persist().unwrap();
+    let p = s.poll_snapshot().unwrap();
+    assert!(p.first && !s.snapshotting());
+    assert_eq!(
+        (p.from_seq, p.last_seq),
+        (b2.last_seq + 1, Some(b2.last_seq))
+    );
+    assert_eq!(s.poll_snapshot(), None, "not due again at once");
+    let snap = p.bytes;
+    let mut seg = Vec::new();
+    encode_header(
+        &SegmentHeader {
+            format: FORMAT,
+            store_id: "me.0000000000000001".into(),
+            first_seq: p.from_seq,
+        },
+        &mut seg,
+    );
+    let limits = Limits::default();
+    let r = recover(Some(&snap), &[&seg], false, &limits).unwrap();
+    assert_eq!((r.updates.len(), r.next_seq), (40, p.from_seq));
+    assert_eq!(r.snapshot_bytes, snap.len() as u64);
+    // A flipped byte: damage, by offset; repair sets it aside with the log.
+    let mut bad = snap.clone();
+    let n = bad.len();
+    bad[n / 2] ^= 0x10;
+    let e = recover(Some(&bad), &[&seg], false, &limits).unwrap_err();
+    assert!(matches!(e, RecoverError::Snapshot { .. }), "{e:?}");
+    let r = recover(Some(&bad), &[&seg], true, &limits).unwrap();
+    assert!(r.updates.is_empty() && r.snapshot_cut.is_some() && r.dropped == 1);
+    // Cut short: its end record is missing.
+    let e = recover(Some(&snap[..n - 1]), &[&seg], false, &limits).unwrap_err();
+    assert!(matches!(e, RecoverError::Snapshot { .. }), "{e:?}");
+    // A snapshot that depends on records the log does not have: taken in pieces
+    // while writes went on, then given only a log that stops before them.
+    let mut c = StoreConfig::new("me.0000000000000003", EPOCH, t0);
+    c.persist_from = Some(1);
+    c.snapshots.min_log = 0;
+    c.snapshots.entries_per_step = 1;
+    let mut s = Store::new(c).unwrap();
+    s.set(t0, "a", &Value::from(1.0)).unwrap();
+    s.set(t0, "b", &Value::from(1.0)).unwrap();
+    let _ = s.poll_persist().unwrap();
+    let first = s.poll_snapshot().unwrap();
+    assert!(first.first && first.last_seq.is_none() && s.snapshotting());
+    s.set(t0, "c", &Value::from(1.0)).unwrap();
+    assert_eq!(s.poll_snapshot(), None, "the log first");
+    let _ = s.poll_persist().unwrap();
+    let mut bytes = first.bytes;
+    let last = loop {
+        let p = s.poll_snapshot().unwrap();
+        bytes.extend(p.bytes);
+        if let Some(l) = p.last_seq {
+            break l;
+        }
+    };
+    assert_eq!((first.from_seq, last), (3, 3));
+    let mut empty = Vec::new();
+    encode_header(
+        &SegmentHeader {
+            format: FORMAT,
+            store_id: "me.0000000000000003".into(),
+            first_seq: 3,
+        },
+        &mut empty,
+    );
+    let e = recover(Some(&bytes), &[&empty], false, &limits).unwrap_err();
+    assert_eq!(
+        e,
+        RecoverError::Snapshot {
+            offset: 0,
+            damage: Damage::Behind
+        }
+    );
 }

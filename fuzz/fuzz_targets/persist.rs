@@ -1,14 +1,32 @@
 //! The log reader (`persist::read_segment`): any bytes, in each position a segment can
 //! have. It never panics; repair always keeps a prefix; what it keeps is exactly what
 //! the last-segment reading keeps up to there (a torn tail cuts no earlier than
-//! damage), and written again it reads back the same.
+//! damage), and written again it reads back the same. The snapshot reader
+//! (`persist::read_snapshot`) on the same bytes: it never panics, and a snapshot it
+//! reads, written again, reads back the same.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rtc_mesh_core::persist::{encode_header, encode_update, read_segment, Tail};
+use rtc_mesh_core::persist::{
+    encode_header, encode_snapshot_clock, encode_snapshot_end, encode_snapshot_entry,
+    encode_snapshot_header, encode_update, read_segment, read_snapshot, Tail,
+};
 use rtc_mesh_core::Limits;
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
+    if let Ok(snap) = read_snapshot(data, &limits) {
+        let mut again = Vec::new();
+        encode_snapshot_header(&snap.header, &mut again);
+        for e in &snap.entries {
+            encode_snapshot_entry(e.as_ref(), &mut again);
+        }
+        for (source, ts) in &snap.clocks {
+            encode_snapshot_clock(source, *ts, &mut again);
+        }
+        let (entries, clocks) = (snap.entries.len() as u64, snap.clocks.len() as u64);
+        encode_snapshot_end(entries, clocks, snap.last_seq, &mut again);
+        assert_eq!(read_snapshot(&again, &limits).as_ref(), Ok(&snap));
+    }
     let sealed = read_segment(data, Tail::Sealed, 0, &limits);
     let last = read_segment(data, Tail::Last, 0, &limits);
     let repair = read_segment(data, Tail::Repair, 0, &limits);

@@ -272,12 +272,18 @@ async fn drive(
         // out (a write reaches no peer, and is not acknowledged, before it is durable).
         // A failed write or sync ends the member: it is never retried. (The write runs
         // on this task: a sync at `power` holds the loop for its duration.)
+        // While a snapshot is under way the loop takes a piece of it per turn, and
+        // turns again without waiting.
+        let mut snapshotting = false;
         if let Some(st) = storage.as_mut() {
-            if let Err(e) = rtc_mesh_std::storage::flush(&mut node, st) {
-                eprintln!(
-                    "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
-                );
-                return;
+            match rtc_mesh_std::storage::flush(&mut node, st) {
+                Ok(more) => snapshotting = more,
+                Err(e) => {
+                    eprintln!(
+                        "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
+                    );
+                    return;
+                }
             }
         }
         // Drain the node.
@@ -348,7 +354,12 @@ async fn drive(
                 Wake::Datagram(local, got)
             })
             .or(async {
-                Timer::at(deadline).await;
+                Timer::at(if snapshotting {
+                    Instant::now()
+                } else {
+                    deadline
+                })
+                .await;
                 Wake::Timer
             })
             .await;
@@ -395,6 +406,8 @@ async fn drive(
                 node.handle_datagram(now, from, local, &buf[..n])
             }
             Wake::Datagram(_, Err(_)) => {}
+            // (Woken early for a snapshot's next piece: nothing is due yet.)
+            Wake::Timer if now < deadline => {}
             Wake::Timer => node.handle_timeout(now),
         }
     }

@@ -331,14 +331,20 @@ fn drive(
     loop {
         // A durable member: what the store changed is written before anything goes
         // out (a write reaches no peer, and is not acknowledged, before it is durable).
-        // A failed write or sync ends the member: it is never retried.
+        // A failed write or sync ends the member: it is never retried. While a
+        // snapshot is under way the loop takes a piece of it per turn, and turns again
+        // without waiting.
+        let mut snapshotting = false;
         if let Some(st) = storage.as_mut() {
-            if let Err(e) = crate::storage::flush(&mut node, st) {
-                eprintln!(
-                    "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
-                );
-                stop.store(true, Ordering::Relaxed);
-                return;
+            match crate::storage::flush(&mut node, st) {
+                Ok(more) => snapshotting = more,
+                Err(e) => {
+                    eprintln!(
+                        "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
+                    );
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
             }
         }
         let deadline = loop {
@@ -395,7 +401,11 @@ fn drive(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let wait = if snapshotting {
+            Duration::ZERO
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
         let input = match inputs.recv_timeout(wait) {
             Ok(i) => Some(i),
             Err(RecvTimeoutError::Timeout) => None,
@@ -403,6 +413,8 @@ fn drive(
         };
         let now = Instant::now();
         match input {
+            // (Woken early for a snapshot's next piece: nothing is due yet.)
+            None if now < deadline => {}
             None => node.handle_timeout(now),
             Some(Input::Datagram(d, from, local)) => node.handle_datagram(now, from, local, &d),
             Some(Input::Stop) => return,

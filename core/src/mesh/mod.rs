@@ -701,9 +701,17 @@ impl Mesh {
         let mut config = config;
         let durable = config.durable.take();
         sc.persist_from = durable.as_ref().map(|d| d.next_seq);
+        if let Some(d) = &durable {
+            sc.snapshots = d.snapshot_policy();
+        }
         let mut store = Store::new(sc)?;
-        for u in durable.iter().flat_map(|d| &d.updates) {
-            store.restore(config.start, u.update.as_ref());
+        if let Some(d) = &durable {
+            for u in &d.updates {
+                store.restore(config.start, u.update.as_ref());
+            }
+            for (source, ts) in &d.clocks {
+                store.restore_clock(config.start, source, *ts);
+            }
         }
         // A resumed epoch keeps its grace period: until it ends, the old tag.
         let wall = config.epoch_ms.max(0.0) as u64;
@@ -794,6 +802,19 @@ impl Mesh {
     /// acknowledges the writes among them.
     pub fn poll_persist(&mut self) -> Option<crate::store::PersistBatch> {
         self.replica.store_mut().poll_persist()
+    }
+
+    /// A durable member: the next piece of a snapshot of the store, if one is due or
+    /// under way (see [`Store::poll_snapshot`]). Call it once per turn of the event
+    /// loop, after the log has taken [`Mesh::poll_persist`]'s records, and turn again
+    /// without waiting while [`Mesh::snapshotting`] says more is to come.
+    pub fn poll_snapshot(&mut self) -> Option<crate::store::SnapshotPart> {
+        self.replica.store_mut().poll_snapshot()
+    }
+
+    /// Whether a snapshot is under way.
+    pub fn snapshotting(&self) -> bool {
+        self.store().snapshotting()
     }
 
     /// The link to `peer`, if its data channel is open.

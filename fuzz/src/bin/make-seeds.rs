@@ -292,6 +292,34 @@ fn main() {
         }
         write("persist", "segment", &seg);
         write("persist", "torn", &seg[..seg.len() - 3]);
+        // A snapshot of the same updates, with two clocks.
+        use rtc_mesh_core::persist::{
+            encode_snapshot_clock, encode_snapshot_end, encode_snapshot_entry,
+            encode_snapshot_header, SnapshotHeader,
+        };
+        let mut snap = Vec::new();
+        encode_snapshot_header(
+            &SnapshotHeader {
+                format: FORMAT,
+                store_id: "alice.0123456789abcdef".into(),
+                from_seq: 4,
+            },
+            &mut snap,
+        );
+        for (i, v) in ["1", "{\"a\":[1,2]}", "null"].iter().enumerate() {
+            let u = Update {
+                key: format!("k{i}").into(),
+                value: EncodedValue::from_value(&Value::from_json(v).unwrap()),
+                ts: 1795713876273.0 + i as f64,
+                source: "alice.0123456789abcdef".into(),
+                sig: (i == 1).then_some([7; 64]),
+            };
+            encode_snapshot_entry(u.as_ref(), &mut snap);
+        }
+        encode_snapshot_clock("alice.0123456789abcdef", 1795713876275.0, &mut snap);
+        encode_snapshot_clock("bob.0123456789abcdef", 1795713876000.0, &mut snap);
+        encode_snapshot_end(3, 2, 3, &mut snap);
+        write("persist", "snapshot", &snap);
     }
     // STUN: the answer to the fuzz target's own request (seed 1), and that request.
     {
