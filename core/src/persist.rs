@@ -101,7 +101,8 @@ const KIND_SNAP_ENTRY: u8 = 4;
 const KIND_SNAP_CLOCK: u8 = 5;
 const KIND_SNAP_END: u8 = 6;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// Slice-by-16: several times the speed of the byte-wise table, on every record.
+const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// The first record of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,8 +260,26 @@ pub fn encode_update(seq: u64, u: UpdateRef<'_>, out: &mut Vec<u8>) {
         source: u.source,
         sig: u.sig.map(|s| &s[..]),
     };
-    let payload = postcard::to_allocvec(&w).expect("postcard writes any update");
-    frame(KIND_UPDATE, &payload, out);
+    frame_in_place(KIND_UPDATE, &w, out);
+}
+
+/// Appends a record of `kind` holding `w`, encoded straight into `out` (the record
+/// path of every change: no allocation of its own).
+fn frame_in_place<T: Serialize>(kind: u8, w: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER]);
+    let mut buf = std::mem::take(out);
+    buf = postcard::to_extend(w, buf).expect("postcard writes any record");
+    *out = buf;
+    let payload = &out[start + FRAME_HEADER..];
+    let len = u32::try_from(payload.len()).expect("a record is far below 4 GiB");
+    let mut digest = CRC.digest();
+    digest.update(&[kind]);
+    digest.update(payload);
+    let crc = digest.finalize();
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    out[start + 8] = kind;
 }
 
 /// One frame at the front of `bytes`: its kind, payload and total length.
@@ -478,10 +497,12 @@ pub struct Snapshot {
 }
 
 /// When a durable store begins a snapshot ([`crate::Store::poll_snapshot`]): once the
-/// log written since the last one holds at least `min_log` bytes and half as many as
-/// that snapshot. A snapshot replaces the log before it, so the directory stays
-/// within about one and a half times the live data (two and a half while a snapshot
-/// is being written beside the old one), or `min_log` above it for a small store.
+/// records that later ones replaced (the log's and the last snapshot's *garbage*) add
+/// up to at least `min_log` bytes and half the live data, or once the log since the
+/// last snapshot is as large as that snapshot. A snapshot drops the garbage, so the
+/// directory stays within about one and a half times the live data (two and a half
+/// while a snapshot is being written beside the old one, and twice it for a store
+/// that only gains keys), or `min_log` above it for a small store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
     /// Log bytes written since the last snapshot began (at a start: what the log after
@@ -489,7 +510,10 @@ pub struct SnapshotPolicy {
     pub log_bytes: u64,
     /// The last snapshot's size in bytes (0: none).
     pub snapshot_bytes: u64,
-    /// The least log before a snapshot (default 64 KiB).
+    /// Bytes of the records in the snapshot and log that later records replaced
+    /// (counted by the store as it applies and restores changes).
+    pub garbage_bytes: u64,
+    /// The least garbage before a snapshot (default 64 KiB).
     pub min_log: u64,
     /// Entries a snapshot takes per [`crate::Store::poll_snapshot`] (default 4096:
     /// well under a millisecond of the event loop).
@@ -501,6 +525,7 @@ impl Default for SnapshotPolicy {
         SnapshotPolicy {
             log_bytes: 0,
             snapshot_bytes: 0,
+            garbage_bytes: 0,
             min_log: 64 << 10,
             entries_per_step: 4096,
         }
@@ -508,10 +533,24 @@ impl Default for SnapshotPolicy {
 }
 
 impl SnapshotPolicy {
-    /// Whether a snapshot is due.
-    pub fn due(&self) -> bool {
-        self.log_bytes >= self.min_log.max(self.snapshot_bytes / 2)
+    /// The live data: what the snapshot and log hold, less their garbage.
+    pub fn live_bytes(&self) -> u64 {
+        (self.snapshot_bytes + self.log_bytes).saturating_sub(self.garbage_bytes)
     }
+
+    /// Whether a snapshot is due: the garbage is half the live data, or the log since
+    /// the last snapshot is as large as that snapshot (a start would read it all; a
+    /// store that only gains keys compacts at doubling sizes, so each record is copied
+    /// about once more in all), and either is at least `min_log`.
+    pub fn due(&self) -> bool {
+        self.garbage_bytes >= self.min_log.max(self.live_bytes() / 2)
+            || self.log_bytes >= self.min_log.max(self.snapshot_bytes)
+    }
+}
+
+/// About how many bytes the record of an entry takes (for [`SnapshotPolicy`]).
+pub fn record_len(key: usize, value: usize, source: usize, signed: bool) -> u64 {
+    (FRAME_HEADER + key + value + source + if signed { SIG_LEN + 1 } else { 1 } + 14) as u64
 }
 
 #[derive(Serialize, Deserialize)]
@@ -549,8 +588,7 @@ pub fn encode_snapshot_entry(u: UpdateRef<'_>, out: &mut Vec<u8>) {
         source: u.source,
         sig: u.sig.map(|s| &s[..]),
     };
-    let payload = postcard::to_allocvec(&w).expect("postcard writes any update");
-    frame(KIND_SNAP_ENTRY, &payload, out);
+    frame_in_place(KIND_SNAP_ENTRY, &w, out);
 }
 
 /// Appends a snapshot's record of `source`'s clock to `out`.
@@ -697,6 +735,7 @@ impl Recovered {
         SnapshotPolicy {
             log_bytes: self.log_bytes,
             snapshot_bytes: self.snapshot_bytes,
+            // The store counts the garbage as it restores.
             ..SnapshotPolicy::default()
         }
     }

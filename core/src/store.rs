@@ -440,6 +440,8 @@ pub struct Store {
     voided_since: Vec<SmolStr>,
     /// A durable member's store: the changes not yet taken by the log.
     persist: Option<PersistQueue>,
+    /// Restoring ([`Store::restore`]): changes are not recorded again.
+    replaying: bool,
 }
 
 /// What the log has yet to take: the records of the changes since it last polled.
@@ -561,6 +563,7 @@ impl Store {
                 policy: config.snapshots.clone(),
                 snap: None,
             }),
+            replaying: false,
         })
     }
 
@@ -606,6 +609,7 @@ impl Store {
                 return None;
             }
             q.policy.log_bytes = 0;
+            q.policy.garbage_bytes = 0;
             q.snap = Some(SnapCursor {
                 from_seq: q.next,
                 slot: 0,
@@ -714,7 +718,7 @@ impl Store {
         if ix == self.local {
             self.last_local = self.last_local.max(u.ts);
         }
-        let persist = self.persist.take();
+        self.replaying = true;
         let (events, voided) = (self.events.len(), self.voided_since.len());
         let changed = self
             .put(
@@ -740,7 +744,7 @@ impl Store {
                 self.void_slot(slot);
             }
         }
-        self.persist = persist;
+        self.replaying = false;
         // Restored, not news: nothing to report to the links, and what a removal voided
         // was asked for again in the life that logged it.
         self.events.truncate(events);
@@ -951,6 +955,15 @@ impl Store {
                 if !wins(e) {
                     return None;
                 }
+                // The record of the write replaced is garbage in the log now.
+                if let Some(q) = self.persist.as_mut() {
+                    q.policy.garbage_bytes += crate::persist::record_len(
+                        k.len(),
+                        e.value.len(),
+                        names[e.source.0 as usize].len(),
+                        e.sig != NO_SIG,
+                    );
+                }
                 let was = !e.value.is_null();
                 new.sig = keep_sig(e.sig);
                 *e = new;
@@ -968,7 +981,7 @@ impl Store {
             (true, true) => self.live -= 1,
             _ => {}
         }
-        if let Some(q) = self.persist.as_mut() {
+        if let Some(q) = self.persist.as_mut().filter(|_| !self.replaying) {
             let u = UpdateRef {
                 key: &key,
                 value: &value,

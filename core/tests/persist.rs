@@ -320,12 +320,13 @@ proptest! {
     }
 }
 
-/// A snapshot's pieces come only once the log has taken its records; it is due again
-/// once the log since it has grown by half its size; and a damaged snapshot, or one
+/// A snapshot's pieces come only once the log has taken its records; it is due once
+/// the log since the last is as large as that snapshot, or once the records replaced
+/// are half the live data (either at least `min_log`); and a damaged snapshot, or one
 /// whose log does not reach its end, is refused (and set aside by repair).
 #[test]
 fn snapshots_are_due_by_the_log_and_checked_whole() {
-    use rtc_mesh_core::persist::{recover, Damage, RecoverError};
+    use rtc_mesh_core::persist::{recover, Damage, RecoverError, SnapshotPolicy};
     let t0 = Instant::now();
     let mut c = StoreConfig::new("me.0000000000000001", EPOCH, t0);
     c.persist_from = Some(1);
@@ -334,21 +335,51 @@ fn snapshots_are_due_by_the_log_and_checked_whole() {
     for k in 0..5 {
         s.set(t0, &format!("k{k}"), &Value::from(1.0)).unwrap();
     }
-    assert_eq!(s.poll_snapshot(), None, "the log first");
     let b = s.poll_persist().unwrap();
     assert!(b.bytes.len() < 1000);
     assert_eq!(s.poll_snapshot(), None, "not due below min_log");
-    for k in 0..40 {
-        s.set(t0, &format!("k{k}"), &Value::from(2.0)).unwrap();
+    for k in 5..40 {
+        s.set(t0, &format!("k{k}"), &Value::from(1.0)).unwrap();
     }
+    assert_eq!(s.poll_snapshot(), None, "the log first");
     let b2 = s.poll_persist().unwrap();
-    let p = s.poll_snapshot().unwrap();
+    let p = s.poll_snapshot().expect("due by the log: no snapshot yet");
     assert!(p.first && !s.snapshotting());
     assert_eq!(
         (p.from_seq, p.last_seq),
         (b2.last_seq + 1, Some(b2.last_seq))
     );
     assert_eq!(s.poll_snapshot(), None, "not due again at once");
+    for k in 40..50 {
+        s.set(t0, &format!("k{k}"), &Value::from(1.0)).unwrap();
+    }
+    for k in 0..10 {
+        s.set(t0, &format!("k{k}"), &Value::from(2.0)).unwrap();
+    }
+    let _ = s.poll_persist().unwrap();
+    assert_eq!(
+        s.poll_snapshot(),
+        None,
+        "a log below the snapshot, little garbage"
+    );
+    for k in 10..30 {
+        s.set(t0, &format!("k{k}"), &Value::from(2.0)).unwrap();
+    }
+    let _ = s.poll_persist().unwrap();
+    let again = s.poll_snapshot().expect("due by the garbage");
+    assert_eq!(again.last_seq, Some(again.from_seq - 1));
+    // The rule itself, by figures.
+    let policy = |snapshot_bytes, log_bytes, garbage_bytes| SnapshotPolicy {
+        snapshot_bytes,
+        log_bytes,
+        garbage_bytes,
+        min_log: 1000,
+        ..SnapshotPolicy::default()
+    };
+    assert!(!policy(10_000, 3_000, 2_000).due());
+    assert!(policy(10_000, 5_000, 6_000).due());
+    assert!(policy(10_000, 10_000, 0).due());
+    assert!(!policy(0, 999, 0).due());
     let snap = p.bytes;
     let mut seg = Vec::new();
     encode_header(
@@ -378,7 +409,7 @@ fn snapshots_are_due_by_the_log_and_checked_whole() {
     // while writes went on, then given only a log that stops before them.
     let mut c = StoreConfig::new("me.0000000000000003", EPOCH, t0);
     c.persist_from = Some(1);
-    c.snapshots.min_log = 0;
+    c.snapshots.garbage_bytes = u64::MAX;
     c.snapshots.entries_per_step = 1;
     let mut s = Store::new(c).unwrap();
     s.set(t0, "a", &Value::from(1.0)).unwrap();
