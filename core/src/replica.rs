@@ -166,6 +166,12 @@ impl Replica {
         &mut self.store
     }
 
+    /// A durable member: the store's changes since the last call, as log records (see
+    /// [`Store::poll_persist`]).
+    pub fn poll_persist(&mut self) -> Option<crate::store::PersistBatch> {
+        self.store.poll_persist()
+    }
+
     /// Opens a link: its digest is queued at once.
     pub fn open_link(&mut self, codec: Codec, framing: Framing) -> LinkId {
         let id = LinkId(self.next_link);

@@ -1,0 +1,395 @@
+//! Durable members benchmark: prints figures, with redb run beside our log in the same
+//! invocation.
+//!
+//! `cargo run --release -p rtc-mesh-bench --bin bench-durable [-- --writes N] [--keys M] [--rejoin-keys K]`
+//!
+//! - **Group commit at `power`**: `N` writes (default 200,000) of 100-byte values under
+//!   new keys, through the real path (`Store::set`, `Store::poll_persist`,
+//!   `Storage::append`: one `write` and one `fdatasync` per batch), at 256 and 4,096
+//!   writes per batch; redb 4.6 inserting the same keys and values, one
+//!   `Durability::Immediate` transaction per batch of the same size, alone and with
+//!   each write applied to an in-memory store first (a member that keeps its store
+//!   in redb instead of our log).
+//! - **Restart**: a directory of `M` keys (default 1,000,000) written as a member
+//!   writes it (snapshots taken in pieces along the way, as the event loop takes
+//!   them), then: the time from opening the directory to a store that serves, from a
+//!   snapshot alone and from a snapshot with an `M`-record log after it; disk bytes per
+//!   live key; and the two longest steps the event loop spent on a snapshot.
+//! - **Rejoin**: two replicas of `K` keys (default 100,000); one goes away with its
+//!   log, 1% of the keys change meanwhile, it comes back from its log: the bytes of
+//!   that sync against a full sync's.
+//!
+//! The directories are made under the system's temporary directory and removed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rtc_mesh_bench::{ms, rss_bytes, sync};
+use rtc_mesh_core::persist::{encode_header, recover, Durability, SegmentHeader, FORMAT};
+use rtc_mesh_core::{Codec, Limits, Replica, Store, StoreConfig, Value};
+use rtc_mesh_std::storage::Storage;
+
+const EPOCH: f64 = 1_795_713_876_272.0;
+
+fn key(i: usize) -> String {
+    format!("key-{i:010}")
+}
+
+/// A value whose encoded form is 100 bytes (a JSON string of 98 characters).
+fn value(i: usize) -> Value {
+    let s = format!("{i:010}");
+    Value::from(format!("{s}{}", "v".repeat(98 - s.len())))
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rtc-mesh-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A durable store on `dir`, restored; and the storage, begun.
+fn open(
+    dir: &Path,
+    id: &str,
+    durability: Durability,
+    t0: Instant,
+    tune: impl FnOnce(&mut StoreConfig),
+) -> (Store, Storage, Duration) {
+    let start = Instant::now();
+    let opened = Storage::open(dir, durability, false, &Limits::default()).expect("open");
+    let r = opened.recovered;
+    let mut c = StoreConfig::new(id, EPOCH, t0);
+    c.persist_from = Some(r.next_seq);
+    c.snapshots = r.snapshot_policy();
+    tune(&mut c);
+    let mut s = Store::new(c).expect("store");
+    s.reserve(r.updates.len());
+    for u in &r.updates {
+        s.restore(t0, u.update.as_ref());
+    }
+    for (src, ts) in &r.clocks {
+        s.restore_clock(t0, src, *ts);
+    }
+    let serving = start.elapsed();
+    drop(r.updates);
+    let st = opened.storage.begin(id).expect("begin");
+    (s, st, serving)
+}
+
+/// What a driver does after an input: the log's records written, then one piece of a
+/// snapshot if one is due or under way. Returns the time the snapshot piece took.
+fn flush(s: &mut Store, st: &mut Storage) -> Duration {
+    while let Some(b) = s.poll_persist() {
+        st.append(&b).expect("append");
+    }
+    let t = Instant::now();
+    if let Some(p) = s.poll_snapshot() {
+        st.snapshot(p).expect("snapshot");
+    }
+    t.elapsed()
+}
+
+/// The two longest snapshot steps. The longest is often a one-off of the allocator:
+/// the first large allocation after a million values were freed (a restore's
+/// records, or a million overwrites) makes glibc sort its free lists, which takes
+/// about 10 ms whatever asks; the next longest is the snapshot's own work.
+#[derive(Default, Clone, Copy)]
+struct Steps([Duration; 2]);
+
+impl Steps {
+    fn add(&mut self, d: Duration) {
+        if d > self.0[0] {
+            self.0 = [d, self.0[0]];
+        } else if d > self.0[1] {
+            self.0[1] = d;
+        }
+    }
+
+    fn merge(mut self, other: Steps) -> Steps {
+        other.0.iter().for_each(|&d| self.add(d));
+        self
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "longest snapshot step {:.2} ms (next {:.2} ms)",
+            ms(self.0[0]),
+            ms(self.0[1])
+        )
+    }
+}
+
+/// Writes keys `range` (values `value(i + shift)`) in batches of `batch`, flushing
+/// after each; returns the elapsed time and the longest snapshot steps.
+fn write(
+    s: &mut Store,
+    st: &mut Storage,
+    range: std::ops::Range<usize>,
+    shift: usize,
+    batch: usize,
+    t0: Instant,
+) -> (Duration, Steps) {
+    // The keys and values made beforehand (as the redb run does), so that only the
+    // store and the log are timed.
+    let keys: Vec<String> = range.clone().map(key).collect();
+    let values: Vec<Value> = range.clone().map(|i| value(i + shift)).collect();
+    let start = Instant::now();
+    let mut longest = Steps::default();
+    let (mut in_store, mut in_log) = (Duration::ZERO, Duration::ZERO);
+    let mut i = 0;
+    while i < keys.len() {
+        let end = (i + batch).min(keys.len());
+        let t = Instant::now();
+        let now = t0 + start.elapsed();
+        for j in i..end {
+            s.set(now, &keys[j], &values[j]).expect("set");
+        }
+        while s.poll_event().is_some() {}
+        let t2 = Instant::now();
+        in_store += t2 - t;
+        longest.add(flush(s, st));
+        in_log += t2.elapsed();
+        i = end;
+    }
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        println!(
+            "    (store {:.0} ms, log {:.0} ms)",
+            ms(in_store),
+            ms(in_log)
+        );
+    }
+    (start.elapsed(), longest)
+}
+
+/// redb inserting `n` keys in transactions of `batch` writes at
+/// `Durability::Immediate`; with `store`, each write applied to that (in-memory) store
+/// first, as a member keeping its store in redb would.
+fn redb_writes(n: usize, batch: usize, mut store: Option<&mut Store>) -> Duration {
+    use redb::{Database, TableDefinition};
+    const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("kv");
+    let dir = temp("redb");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = Database::create(dir.join("db.redb")).expect("redb");
+    let keys: Vec<String> = (0..n).map(key).collect();
+    let vals: Vec<Value> = (0..n).map(value).collect();
+    let values: Vec<Vec<u8>> = (0..batch.min(n))
+        .map(|i| value(i).to_json().into_bytes())
+        .collect();
+    let t0 = Instant::now();
+    let start = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + batch).min(n);
+        let mut txn = db.begin_write().expect("txn");
+        txn.set_durability(redb::Durability::Immediate)
+            .expect("durability");
+        {
+            let mut t = txn.open_table(TABLE).expect("table");
+            for j in i..end {
+                if let Some(s) = store.as_deref_mut() {
+                    s.set(t0 + start.elapsed(), &keys[j], &vals[j])
+                        .expect("set");
+                }
+                t.insert(keys[j].as_str(), values[j % values.len()].as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        if let Some(s) = store.as_deref_mut() {
+            while s.poll_event().is_some() {}
+        }
+        i = end;
+    }
+    let t = start.elapsed();
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    t
+}
+
+fn throughput(n: usize) {
+    println!("group commit at power, {n} writes of 100-byte values under new keys:");
+    for batch in [256usize, 4096] {
+        let dir = temp("power");
+        let t0 = Instant::now();
+        let (mut s, mut st, _) = open(&dir, "me.0000000000000001", Durability::Power, t0, |c| {
+            if std::env::var_os("BENCH_NO_SNAPSHOTS").is_some() {
+                c.snapshots.min_log = u64::MAX;
+            }
+        });
+        let (ours, longest) = write(&mut s, &mut st, 0..n, 0, batch, t0);
+        st.settle().expect("settle");
+        let log = dir_bytes(&dir);
+        drop((s, st));
+        let _ = std::fs::remove_dir_all(&dir);
+        let redb = redb_writes(n, batch, None);
+        let mut plain =
+            Store::new(StoreConfig::new("me.0000000000000001", EPOCH, t0)).expect("store");
+        let over_redb = redb_writes(n, batch, Some(&mut plain));
+        let per_s = |d: Duration| n as f64 / d.as_secs_f64();
+        let (a, b, c) = (per_s(ours), per_s(redb), per_s(over_redb));
+        println!(
+            "  batch {batch:>5}: rtc-mesh {a:>8.0} writes/s ({:.2} s); redb alone {b:>8.0}/s: {:.2}x; a store over redb {c:>8.0}/s: {:.2}x; directory {:.1} MB; {longest}",
+            ours.as_secs_f64(),
+            a / b,
+            a / c,
+            log as f64 / 1e6,
+        );
+    }
+}
+
+fn restart(m: usize) {
+    println!("restart, {m} keys:");
+    let dir = temp("restart");
+    let t0 = Instant::now();
+    // Life 1: the keys written as a member writes them, 4,096 per turn, at `process`.
+    let (mut s, mut st, _) = open(&dir, "me.0000000000000001", Durability::Process, t0, |_| {});
+    let (took, longest) = write(&mut s, &mut st, 0..m, 0, 4096, t0);
+    // The turns after the writes: a snapshot under way goes on, a piece per turn.
+    let mut tail = Steps::default();
+    while s.snapshotting() {
+        tail.add(flush(&mut s, &mut st));
+    }
+    st.settle().expect("settle");
+    let (snaps, _) = st.snapshots();
+    println!(
+        "  written in {:.2} s ({:.0} writes/s at process), {snaps} snapshots on the way; {}",
+        took.as_secs_f64(),
+        m as f64 / took.as_secs_f64(),
+        longest.merge(tail)
+    );
+    let rss_before = rss_bytes();
+    drop((s, st));
+    // Life 2: a snapshot at once (as if the log since the last were due), then stop.
+    let (mut s, mut st, serving) =
+        open(&dir, "me.0000000000000002", Durability::Process, t0, |c| {
+            c.snapshots.log_bytes = u64::MAX;
+        });
+    println!(
+        "  restart from a snapshot and its log: serving in {:.0} ms",
+        ms(serving)
+    );
+    let mut longest = Steps::default();
+    while {
+        longest.add(flush(&mut s, &mut st));
+        s.snapshotting()
+    } {}
+    st.settle().expect("settle");
+    let disk = dir_bytes(&dir);
+    println!(
+        "  after a snapshot: {:.1} MB on disk, {:.1} bytes per live key; {longest}; RSS {:.0} MB",
+        disk as f64 / 1e6,
+        disk as f64 / m as f64,
+        rss_before as f64 / 1e6
+    );
+    drop((s, st));
+    let (s, st, serving) = open(&dir, "me.0000000000000003", Durability::Process, t0, |c| {
+        c.snapshots.min_log = u64::MAX;
+    });
+    assert_eq!(s.len(), m);
+    println!(
+        "  restart from a snapshot alone: serving in {:.0} ms",
+        ms(serving)
+    );
+    drop((s, st));
+    // Life 4: every key overwritten, no snapshot: a log of `m` records after it.
+    let (mut s, mut st, _) = open(&dir, "me.0000000000000004", Durability::Process, t0, |c| {
+        c.snapshots.min_log = u64::MAX;
+    });
+    let _ = write(&mut s, &mut st, 0..m, 1, 4096, t0);
+    drop((s, st));
+    let (s, st, serving) = open(&dir, "me.0000000000000005", Durability::Process, t0, |_| {});
+    assert_eq!(s.get(&key(7)), Some(value(8)));
+    println!(
+        "  restart from a snapshot and a {m}-record log: serving in {:.0} ms ({:.1} MB on disk)",
+        ms(serving),
+        dir_bytes(&dir) as f64 / 1e6
+    );
+    drop((s, st));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rejoin(k: usize) {
+    println!("rejoin, {k} keys, 1% changed while away (postcard):");
+    let t0 = Instant::now();
+    let a_store = Store::new(StoreConfig::new("aaaaaaaaaaaaaaaa.01", EPOCH, t0)).expect("a");
+    let mut a = Replica::new(a_store);
+    for i in 0..k {
+        a.set(t0, &key(i), &value(i)).expect("set");
+    }
+    let mut c = StoreConfig::new("bbbbbbbbbbbbbbbb.01", EPOCH, t0);
+    c.persist_from = Some(1);
+    c.snapshots.min_log = u64::MAX;
+    let mut b = Replica::new(Store::new(c).expect("b"));
+    let (_, ab, ba) = sync(&mut a, &mut b, Codec::Postcard, t0);
+    let full = ab + ba;
+    // b goes away with its log.
+    let mut log = Vec::new();
+    encode_header(
+        &SegmentHeader {
+            format: FORMAT,
+            store_id: "bbbbbbbbbbbbbbbb.01".into(),
+            first_seq: 1,
+        },
+        &mut log,
+    );
+    while let Some(batch) = b.poll_persist() {
+        log.extend(batch.bytes);
+    }
+    drop(b);
+    let t1 = t0 + Duration::from_secs(5);
+    for i in (0..k).step_by(100) {
+        a.set(t1, &key(i), &value(i + 1)).expect("set");
+    }
+    let r = recover(None, &[&log], false, &Limits::default()).expect("recover");
+    let mut c = StoreConfig::new("bbbbbbbbbbbbbbbb.02", EPOCH, t0);
+    c.persist_from = Some(r.next_seq);
+    let mut s = Store::new(c).expect("b again");
+    for u in &r.updates {
+        s.restore(t1, u.update.as_ref());
+    }
+    let mut b = Replica::new(s);
+    let (_, ab, ba) = sync(&mut a, &mut b, Codec::Postcard, t1);
+    assert_eq!(a.store().dump(), b.store().dump(), "converged");
+    let back = ab + ba;
+    println!(
+        "  full sync {:.2} MB; rejoin from the log {:.1} KB: {:.2}% of a full sync",
+        full as f64 / 1e6,
+        back as f64 / 1e3,
+        100.0 * back as f64 / full as f64
+    );
+}
+
+fn main() {
+    let (mut n, mut m, mut k) = (200_000usize, 1_000_000usize, 100_000usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |what: &str| -> usize {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{what} N"))
+        };
+        match a.as_str() {
+            "--writes" => n = num("--writes"),
+            "--keys" => m = num("--keys"),
+            "--rejoin-keys" => k = num("--rejoin-keys"),
+            other => panic!("unknown argument {other:?}"),
+        }
+    }
+    throughput(n);
+    restart(m);
+    rejoin(k);
+}
