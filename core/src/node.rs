@@ -587,6 +587,11 @@ impl Node {
         self.mesh.poll_persist()
     }
 
+    /// A durable member: the records up to `seq` are durable (see [`Mesh::persisted`]).
+    pub fn persisted(&mut self, seq: u64) {
+        self.mesh.persisted(seq);
+    }
+
     /// A durable member: the next piece of a snapshot (see
     /// [`crate::mesh::Mesh::poll_snapshot`]).
     pub fn poll_snapshot(&mut self) -> Option<crate::store::SnapshotPart> {

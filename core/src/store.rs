@@ -451,6 +451,8 @@ struct PersistQueue {
     next: u64,
     /// The first sequence number in `bytes`.
     first: u64,
+    /// The last record the runtime reported durable ([`Store::persisted`]).
+    durable: u64,
     bytes: Vec<u8>,
     /// When the next snapshot is due.
     policy: crate::persist::SnapshotPolicy,
@@ -559,6 +561,7 @@ impl Store {
             persist: config.persist_from.map(|n| PersistQueue {
                 next: n.max(1),
                 first: n.max(1),
+                durable: n.max(1) - 1,
                 bytes: Vec::new(),
                 policy: config.snapshots.clone(),
                 snap: None,
@@ -583,6 +586,25 @@ impl Store {
         };
         q.first = q.next;
         Some(batch)
+    }
+
+    /// A durable member's store: the runtime has made the records up to `seq` durable
+    /// at its level (written, and at `power` synced). What a change makes known (its
+    /// event, an update to a peer, an answer) waits for this: see
+    /// [`Store::awaiting_persist`].
+    pub fn persisted(&mut self, seq: u64) {
+        if let Some(q) = self.persist.as_mut() {
+            q.durable = q.durable.max(seq.min(q.next - 1));
+        }
+    }
+
+    /// Whether changes wait to be made durable: records not yet taken by
+    /// [`Store::poll_persist`], or taken and not yet reported by [`Store::persisted`].
+    /// While this is true a [`crate::Mesh`] gives no output (but its timeout).
+    pub fn awaiting_persist(&self) -> bool {
+        self.persist
+            .as_ref()
+            .is_some_and(|q| q.durable + 1 < q.next)
     }
 
     /// A durable member's store: the next piece of a snapshot, when one is due or

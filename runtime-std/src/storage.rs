@@ -129,6 +129,26 @@ pub struct Storage {
     writer: Option<SnapshotWriter>,
     /// What the writer thread has done: snapshots put in place, or its error.
     report: Arc<Mutex<WriterReport>>,
+    /// The error that ended the member ([`flush`]), for its handle to tell.
+    failure: Failure,
+}
+
+/// Where a member's fatal storage error is kept for its handle
+/// ([`crate::mesh::Member::failure`]): a failed write or sync ends the member, and
+/// its embedder (the program: exit status 1) learns why.
+#[derive(Clone, Debug, Default)]
+pub struct Failure(Arc<Mutex<Option<String>>>);
+
+impl Failure {
+    /// The error, once the member has stopped on one.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, e: &StorageError) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| e.to_string());
+    }
 }
 
 /// A member's directory, held, its log read back, before this life writes.
@@ -386,11 +406,17 @@ impl Held {
             store_id: store_id.to_owned(),
             writer: None,
             report: Arc::default(),
+            failure: Failure::default(),
         })
     }
 }
 
 impl Storage {
+    /// Where the error that ends the member is kept (see [`flush`]).
+    pub fn failure(&self) -> Failure {
+        self.failure.clone()
+    }
+
     /// Writes `batch` to the log; at [`Durability::Power`], synced before it returns.
     /// An error ends the member (see the module docs), and so does an error the
     /// snapshot writer met since the last call.
@@ -630,17 +656,27 @@ pub fn open_data(
 /// one is under way: called by the drivers after every input, before anything goes
 /// out or is acknowledged. Returns whether a snapshot has more to give: the driver
 /// then turns again without waiting.
+///
+/// An error is also kept in [`Storage::failure`]: the member stops on it.
 pub fn flush(
     node: &mut rtc_mesh_core::node::Node,
     storage: &mut Storage,
 ) -> Result<bool, StorageError> {
-    while let Some(b) = node.poll_persist() {
-        storage.append(&b)?;
+    let mut step = || {
+        while let Some(b) = node.poll_persist() {
+            storage.append(&b)?;
+            node.persisted(b.last_seq);
+        }
+        if let Some(part) = node.poll_snapshot() {
+            storage.snapshot(part)?;
+        }
+        Ok(node.snapshotting())
+    };
+    let r = step();
+    if let Err(e) = &r {
+        storage.failure.set(e);
     }
-    if let Some(part) = node.poll_snapshot() {
-        storage.snapshot(part)?;
-    }
-    Ok(node.snapshotting())
+    r
 }
 
 #[cfg(test)]

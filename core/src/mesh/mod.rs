@@ -804,6 +804,15 @@ impl Mesh {
         self.replica.store_mut().poll_persist()
     }
 
+    /// A durable member: the records up to `seq` (a [`PersistBatch`]'s `last_seq`) are
+    /// durable at the runtime's level (written; at `power`, synced). Until then what
+    /// they changed is not made known ([`Mesh::poll_output`]).
+    ///
+    /// [`PersistBatch`]: crate::store::PersistBatch
+    pub fn persisted(&mut self, seq: u64) {
+        self.replica.store_mut().persisted(seq);
+    }
+
     /// A durable member: the next piece of a snapshot of the store, if one is due or
     /// under way (see [`Store::poll_snapshot`]). Call it once per turn of the event
     /// loop, after the log has taken [`Mesh::poll_persist`]'s records, and turn again
@@ -991,8 +1000,21 @@ impl Mesh {
     }
 
     /// The next output; drain until [`MeshOutput::Timeout`].
+    ///
+    /// A durable member ([`MeshConfig::durable`]) gives nothing but its timeout while
+    /// changes wait to be made durable ([`Mesh::poll_persist`], then
+    /// [`Mesh::persisted`]): no event (a local write's `Update` is its
+    /// acknowledgement), no update to a peer, no answer goes out before the change
+    /// behind it is on disk at the runtime's level.
     pub fn poll_output(&mut self) -> MeshOutput {
         loop {
+            if self.store().awaiting_persist() && !cfg!(feature = "bug-ack-before-sync") {
+                return MeshOutput::Timeout(if self.closed {
+                    self.closing_until.unwrap_or(self.last_now + IDLE)
+                } else {
+                    self.next_timeout()
+                });
+            }
             if let Some(o) = self.out.pop_front() {
                 return o;
             }
