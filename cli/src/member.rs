@@ -228,6 +228,14 @@ impl Backend {
                 .map_err(|e| (member_error_code(&e), e.to_string())),
         }
     }
+    /// The storage error the member stopped on, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self {
+            Backend::Smol(m) => m.failure(),
+            Backend::Std(m) => m.failure(),
+        }
+    }
+
     pub(crate) fn close(self) {
         match self {
             Backend::Smol(m) => smol::block_on(m.close()),

@@ -274,3 +274,110 @@ fn a_room_member_keeps_the_room_s_data_across_an_empty_room() {
     let _ = std::fs::remove_dir_all(&da);
     let _ = std::fs::remove_dir_all(&db);
 }
+
+/// A full disk (a 1 MiB tmpfs): the member stops with an error naming the file and the
+/// cause, and every write it acknowledged before is there when it starts again (the
+/// disk given room).
+#[test]
+fn a_full_disk_stops_the_member_with_a_clear_error_and_loses_nothing_acknowledged() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = data_dir("full");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mount = |args: &[&str]| {
+        let s = Command::new("mount").args(args).arg(&dir).status().unwrap();
+        assert!(s.success(), "mount {args:?} failed (the tests run as root)");
+    };
+    /// Unmounts and removes the directory, however the test ends.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]);
+    let _unmount = Unmount(dir.clone());
+    let mut child = rtc_mesh()
+        .args([
+            "replicate",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--durability",
+            "power",
+            "--data",
+        ])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // About 5 MB of writes for 1 MiB of disk, in bursts; the process may be gone
+    // before they are all taken.
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let filler = "x".repeat(200);
+        for burst in 0..100 {
+            let lines: Vec<String> = (0..200)
+                .map(|j| {
+                    json!({"op": "set", "key": format!("f{burst}-{j}"), "value": filler})
+                        .to_string()
+                })
+                .collect();
+            if writeln!(stdin, "{}", lines.join("\n")).is_err() {
+                return;
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(&line.unwrap()) else {
+            continue;
+        };
+        if v["event"] == "update" && v["local"] == true {
+            acked.push(v["key"].as_str().unwrap().to_owned());
+        }
+    }
+    let status = child.wait().unwrap();
+    let _ = feeder.join();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains(&*dir.to_string_lossy()),
+        "{err}"
+    );
+    assert!(
+        !acked.is_empty() && acked.len() < 20_000,
+        "{} acknowledged",
+        acked.len()
+    );
+    // Given room, it starts again with every acknowledged write.
+    mount(&["-o", "remount,size=64m"]);
+    let mut p = replicate("after the full disk", &dir, &[]);
+    p.wait_event("ready");
+    let held = p.dump();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|k| held.get(k.as_str()).is_none())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    eprintln!(
+        "full disk: stopped after {} acknowledged writes ({}), none lost",
+        acked.len(),
+        err.trim()
+    );
+    p.close();
+}

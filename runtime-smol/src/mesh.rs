@@ -50,6 +50,7 @@ pub struct Member {
     locals: Vec<SocketAddr>,
     cmds: Sender<Cmd>,
     _task: Task<()>,
+    failure: Option<rtc_mesh_std::storage::Failure>,
 }
 
 /// What a member's handle (and its streams' readers) tell the driver.
@@ -170,6 +171,7 @@ fn spawn(
     let locals = udp.iter().map(|u| u.1).collect();
     let (cmds, cmd_rx) = channel::unbounded();
     let (ev_tx, events) = channel::unbounded();
+    let failure = storage.as_ref().map(|s| s.failure());
     let task = smol::spawn(drive(node, udp, ws, cmd_rx, ev_tx, storage));
     (
         Member {
@@ -177,12 +179,19 @@ fn spawn(
             locals,
             cmds,
             _task: task,
+            failure,
         },
         events,
     )
 }
 
 impl Member {
+    /// A durable member that stopped on a failed write or sync of its directory: the
+    /// error (it is never retried; nothing after the failed write was acknowledged).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.as_ref().and_then(|f| f.get())
+    }
+
     /// Sends `request` to the driver and waits for its answer (`None` once the
     /// driver has stopped). The typed calls below are built on it.
     pub async fn request(&self, request: Request) -> Option<Answer> {
@@ -253,6 +262,15 @@ enum Wake {
     Timer,
 }
 
+/// No command is taken from here on (the driver stops). Closing the channel and
+/// dropping what it holds answers every caller still waiting with `closed`: a queued
+/// request's reply sender would otherwise outlive the driver (the member's own sender
+/// keeps the channel, and the queue, alive) and its caller wait for ever.
+fn refuse_commands(cmds: &Receiver<Cmd>) {
+    cmds.close();
+    while cmds.try_recv().is_ok() {}
+}
+
 async fn drive(
     mut node: Node,
     udp: Vec<(Async<UdpSocket>, SocketAddr)>,
@@ -282,6 +300,7 @@ async fn drive(
                     eprintln!(
                         "rtc-mesh: {e}: the member stops (nothing after this write was acknowledged)"
                     );
+                    refuse_commands(&cmds);
                     return;
                 }
             }
@@ -327,12 +346,7 @@ async fn drive(
             }
         };
         if node.is_finished() {
-            // No command is taken from here on. Closing the channel and dropping what it
-            // holds answers every caller still waiting with `closed` (a queued request's
-            // reply sender would otherwise outlive the driver: the member's own sender
-            // keeps the channel, and the queue, alive).
-            cmds.close();
-            while cmds.try_recv().is_ok() {}
+            refuse_commands(&cmds);
             // The goodbyes are out, the signalling connection closed. The streams'
             // writers finish what they hold, then drop their tokens.
             drop(streams);
@@ -389,6 +403,7 @@ async fn drive(
                         eprintln!(
                             "rtc-mesh: {e}: the member stops (this write was not acknowledged)"
                         );
+                        refuse_commands(&cmds);
                         return;
                     }
                 }

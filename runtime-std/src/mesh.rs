@@ -65,6 +65,7 @@ pub struct Member {
     tx: Sender<Input>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    failure: Option<crate::storage::Failure>,
 }
 
 /// Asks for [`NodeConfig::UDP_RECV_BUFFER`] on the node's socket, forced past
@@ -181,6 +182,7 @@ fn spawn(
     let locals = udp.iter().map(|u| u.1).collect();
     let (ev_tx, events) = mpsc::channel();
     let dstop = stop.clone();
+    let failure = storage.as_ref().map(|s| s.failure());
     let thread = thread::Builder::new()
         .name("mesh".into())
         .spawn(move || drive(node, udp, ws, rx, ev_tx, dstop, storage))?;
@@ -191,12 +193,19 @@ fn spawn(
             tx,
             stop,
             thread: Some(thread),
+            failure,
         },
         events,
     ))
 }
 
 impl Member {
+    /// A durable member that stopped on a failed write or sync of its directory: the
+    /// error (it is never retried; nothing after the failed write was acknowledged).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.as_ref().and_then(|f| f.get())
+    }
+
     /// Sends `request` to the driver and waits for its answer (`None` once the
     /// driver has stopped). The typed calls below are built on it.
     pub fn request(&self, request: Request) -> Option<Answer> {
