@@ -15,6 +15,12 @@
 //! Invariants, checked after the faults heal and traffic settles: all live replicas
 //! are equal; every write made by a peer that stayed up is present everywhere (or
 //! overwritten by a larger one); nothing is present that nobody wrote.
+//!
+//! With [`SimConfig::power`] every peer is a durable member at `power` on a simulated
+//! disk ([`SimDisk`]) that keeps only what was synced: a crash is a power loss, and
+//! the peer comes back from what its disk kept. Every write it acknowledged (its
+//! `Update` event with `local: true`) must then be in its restored store, and at the
+//! end everywhere.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -181,6 +187,9 @@ pub struct SimConfig {
     pub removal: bool,
     /// Secured runs: the grace period of a rotation (default 7 days, the mesh's).
     pub rekey_grace: Option<Duration>,
+    /// Durable members at `power` on simulated disks; crashes are power losses, and
+    /// more of them come a few milliseconds after a write.
+    pub power: bool,
 }
 
 impl SimConfig {
@@ -198,6 +207,7 @@ impl SimConfig {
             byzantine: false,
             removal: false,
             rekey_grace: None,
+            power: false,
         }
     }
 }
@@ -213,8 +223,11 @@ pub struct FaultCounts {
     pub partitions: u64,
     /// Peer crashes.
     pub crashes: u64,
-    /// Peer restarts (without state).
+    /// Peer restarts (without state, or at `power` from what the disk kept).
     pub restarts: u64,
+    /// At `power`: writes acknowledged, and unsynced bytes the power losses took.
+    pub acknowledged: u64,
+    pub bytes_lost: u64,
     /// Switchboard restarts.
     pub switchboard_restarts: u64,
     /// A peer's signalling connection dropped (the switchboard stayed up).
@@ -292,6 +305,15 @@ enum Ev {
     LinkDown { at: usize, other: usize, gen: u64 },
     /// A scheduled fault or write.
     Action(Action),
+    /// Peer `at`'s disk finished a sync of segment `seg` up to `len` bytes (life
+    /// `life`), which holds the records up to `seq`.
+    Synced {
+        at: usize,
+        life: u32,
+        seg: usize,
+        len: usize,
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -328,9 +350,23 @@ impl<E> Ord for Queued<E> {
     }
 }
 
+/// A simulated disk ([`SimConfig::power`]): a write lands in the page cache at once
+/// and is durable only once its sync finishes, a little later; a power loss keeps
+/// what was synced and some prefix of what was not (cut anywhere, even inside a
+/// record). Like the runtime's directory, each life writes a segment of its own.
+#[derive(Default)]
+pub struct SimDisk {
+    /// Segments: (bytes written, bytes synced).
+    segments: Vec<(Vec<u8>, usize)>,
+    /// The writes this peer acknowledged: (key, ts, source).
+    acked: Vec<(String, f64, String)>,
+}
+
 struct SimPeer {
     id: String,
     mesh: Option<Mesh>,
+    /// At `power`: its disk.
+    disk: Option<SimDisk>,
     lives: u32,
     /// Ever crashed: its writes may be lost.
     crashed: bool,
@@ -383,6 +419,8 @@ pub struct World {
     pub log: Vec<(Duration, usize, Logged)>,
     /// The largest channel message sent.
     pub max_message: usize,
+    /// At `power`: what went wrong coming back from a power loss.
+    durable_failures: Vec<String>,
 }
 
 /// A recorded output.
@@ -436,6 +474,7 @@ impl World {
             debug: std::env::var_os("RTC_MESH_SIM_DEBUG").is_some(),
             log: Vec::new(),
             max_message: 0,
+            durable_failures: Vec::new(),
             cfg,
         };
         w.timer_of = vec![None; w.cfg.peers];
@@ -444,9 +483,11 @@ impl World {
                 Some(_) => identity(w.cfg.seed, i).peer_id().to_owned(),
                 None => format!("p{i:03}"),
             };
+            let disk = w.cfg.power.then(SimDisk::default);
             w.peers.push(SimPeer {
                 id,
                 mesh: None,
+                disk,
                 lives: 0,
                 crashed: false,
                 sides: BTreeMap::new(),
@@ -501,7 +542,16 @@ impl World {
             }
             mc.security = Some(sec);
         }
+        let mut first_seq = None;
+        if let Some(disk) = p.disk.as_mut() {
+            let r = disk.come_back(&p.id, &mut self.durable_failures);
+            first_seq = Some(r.next_seq);
+            mc.durable = Some(r);
+        }
         let mut mesh = Mesh::new(mc).expect("valid config");
+        if let (Some(disk), Some(first)) = (p.disk.as_mut(), first_seq) {
+            disk.begin(mesh.store().id(), first);
+        }
         p.sides.clear();
         mesh.start(self.now);
         p.mesh = Some(mesh);
@@ -518,8 +568,10 @@ impl World {
         }
     }
 
-    /// Moves peer `i`'s outputs into the world.
+    /// Moves peer `i`'s outputs into the world (a durable peer's changes to its disk
+    /// first, as the runtimes do after every input).
     fn drain(&mut self, i: usize) {
+        self.flush_disk(i);
         loop {
             let Some(mesh) = self.peers[i].mesh.as_mut() else {
                 self.set_timer(i, None);
@@ -557,6 +609,14 @@ impl World {
                 MeshOutput::Event(e) => {
                     if !matches!(e, MeshEvent::Update(_)) {
                         self.debug(format_args!("p{i} event {e:?}"));
+                    }
+                    if let (MeshEvent::Update(u), Some(disk)) = (&e, self.peers[i].disk.as_mut()) {
+                        if u.local {
+                            // Acknowledged.
+                            self.faults.acknowledged += 1;
+                            disk.acked
+                                .push((u.key.to_string(), u.ts, u.source.to_string()));
+                        }
                     }
                     let kind = match &e {
                         MeshEvent::Online => 1,
@@ -904,6 +964,56 @@ impl World {
                 self.drain(at);
             }
             Ev::Action(a) => self.action(a),
+            Ev::Synced {
+                at,
+                life,
+                seg,
+                len,
+                seq,
+            } => {
+                if self.peers[at].lives != life {
+                    return;
+                }
+                let Some(disk) = self.peers[at].disk.as_mut() else {
+                    return;
+                };
+                let synced = &mut disk.segments[seg].1;
+                *synced = (*synced).max(len);
+                if let Some(m) = self.peers[at].mesh.as_mut() {
+                    m.persisted(seq);
+                }
+                self.drain(at);
+            }
+        }
+    }
+
+    /// A durable peer's changes since its last turn, written to its disk; each batch
+    /// synced after a while (then reported to the mesh).
+    fn flush_disk(&mut self, i: usize) {
+        let p = &mut self.peers[i];
+        let (Some(m), Some(disk)) = (p.mesh.as_mut(), p.disk.as_mut()) else {
+            return;
+        };
+        let life = p.lives;
+        let mut syncs = Vec::new();
+        while let Some(b) = m.poll_persist() {
+            let seg = disk.segments.len() - 1;
+            let bytes = &mut disk.segments[seg].0;
+            bytes.extend_from_slice(&b.bytes);
+            syncs.push((seg, bytes.len(), b.last_seq));
+        }
+        for (seg, len, seq) in syncs {
+            let d = Duration::from_micros(200 + self.rng.below(2_800));
+            self.after(
+                d,
+                Ev::Synced {
+                    at: i,
+                    life,
+                    seg,
+                    len,
+                    seq,
+                },
+            );
         }
     }
 
@@ -958,6 +1068,9 @@ impl World {
                     self.faults.early_sdp += m.stats().early;
                 }
                 if self.peers[i].mesh.take().is_some() {
+                    if let Some(disk) = self.peers[i].disk.as_mut() {
+                        self.faults.bytes_lost += disk.power_loss(&mut self.rng);
+                    }
                     self.set_timer(i, None);
                     self.last_fault.insert(i, self.now);
                     self.faults.crashes += 1;
@@ -1404,6 +1517,23 @@ impl World {
         if let Some(secret) = &self.cfg.secret {
             failures.extend(check_signed(secret, &stores));
         }
+        // At `power`: what came back from each power loss, and every acknowledged write
+        // everywhere (or a later one of its key).
+        failures.extend(self.durable_failures.iter().cloned());
+        for (i, p) in self.peers.iter().enumerate() {
+            for (key, ts, source) in p.disk.iter().flat_map(|d| &d.acked) {
+                for (name, store) in &stores {
+                    if !store
+                        .entry(key)
+                        .is_some_and(|e| (e.ts, e.source) >= (*ts, source.as_str()))
+                    {
+                        failures.push(format!(
+                            "{name}: p{i}'s acknowledged write of {key} ({source} at {ts}) missing"
+                        ));
+                    }
+                }
+            }
+        }
         failures
     }
 
@@ -1449,12 +1579,24 @@ impl World {
         let removed = self.removal.as_ref().map(|(id, _)| id.as_str());
         let live = self.members();
         live.windows(2)
-            .all(|w| w[0].store().dump() == w[1].store().dump() && w[0].epoch() == w[1].epoch())
+            .all(|w| same_entries(w[0].store(), w[1].store()) && w[0].epoch() == w[1].epoch())
             && live.iter().all(|m| m.peers().count() == live.len() - 1)
             && live
                 .iter()
                 .all(|m| removed.is_none_or(|r| m.store().is_removed(r)))
     }
+}
+
+/// Whether two stores hold the same writes: each key's value, timestamp and writer
+/// (values alone would call `0` and `-0` equal, and a tie of the two settled).
+fn same_entries(a: &Store, b: &Store) -> bool {
+    a.len() == b.len()
+        && a.keys().all(|k| match (a.entry(k), b.entry(k)) {
+            (Some(x), Some(y)) => {
+                x.ts == y.ts && x.source == y.source && x.value.to_json() == y.value.to_json()
+            }
+            _ => false,
+        })
 }
 
 /// The first 6 characters of a peer id (all of a short one).
@@ -1542,6 +1684,14 @@ pub fn run(cfg: SimConfig) -> SimReport {
         let i = w.rng.below(n as u64) as usize;
         let key = format!("k{}", w.rng.below(cfg.writes as u64 / 2 + 1));
         w.schedule(at, Action::Write(i, key.clone(), k as f64));
+        if cfg.power && w.rng.chance(0.1) {
+            // Power lost a few milliseconds after a write: while its sync may be under
+            // way.
+            let cut = at + Duration::from_micros(w.rng.below(4_000));
+            w.schedule(cut, Action::Crash(i));
+            let back = Duration::from_millis(500 + w.rng.below(3000));
+            w.schedule(cut + back, Action::Restart(i));
+        }
         if w.rng.chance(0.25) {
             // Another peer writes the same key in the same millisecond: a tie for
             // the (timestamp, source) rule to break.
@@ -1667,5 +1817,81 @@ pub fn run(cfg: SimConfig) -> SimReport {
         rekeys: total(|m| m.stats().rekeys),
         epoch: w.members().first().map_or(0, |m| m.epoch()),
         failures,
+    }
+}
+
+impl SimDisk {
+    /// What a start reads back: the segments, as the runtime's directory gives them to
+    /// [`rtc_mesh_core::persist::recover`] (without repair). The peer's acknowledged
+    /// writes must all be in it.
+    fn come_back(
+        &mut self,
+        id: &str,
+        failures: &mut Vec<String>,
+    ) -> rtc_mesh_core::persist::Recovered {
+        use rtc_mesh_core::persist::{recover, Recovered};
+        let segs: Vec<&[u8]> = self.segments.iter().map(|(b, _)| &b[..]).collect();
+        let r = match recover(None, &segs, false, &rtc_mesh_core::Limits::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{id}: its disk does not read back: {e}"));
+                return Recovered::empty();
+            }
+        };
+        // A torn tail is cut, as the runtime truncates it.
+        for ((bytes, synced), &valid) in self.segments.iter_mut().zip(&r.valid_lens) {
+            bytes.truncate(valid);
+            *synced = (*synced).min(valid);
+        }
+        let mut held: BTreeMap<&str, (f64, &str)> = BTreeMap::new();
+        for u in &r.updates {
+            let u = u.update.as_ref();
+            let e = held.entry(u.key).or_insert((u.ts, u.source));
+            if (u.ts, u.source) > *e {
+                *e = (u.ts, u.source);
+            }
+        }
+        for (key, ts, source) in &self.acked {
+            if !held
+                .get(key.as_str())
+                .is_some_and(|h| *h >= (*ts, source.as_str()))
+            {
+                failures.push(format!(
+                    "{id}: acknowledged write of {key} ({source} at {ts}) lost in a power loss"
+                ));
+            }
+        }
+        r
+    }
+
+    /// This life's segment, starting at `first_seq`; its header is synced at once (as
+    /// the runtime syncs a new segment at `power`).
+    fn begin(&mut self, store_id: &str, first_seq: u64) {
+        use rtc_mesh_core::persist::{encode_header, SegmentHeader, FORMAT};
+        let mut bytes = Vec::new();
+        encode_header(
+            &SegmentHeader {
+                format: FORMAT,
+                store_id: store_id.to_owned(),
+                first_seq,
+            },
+            &mut bytes,
+        );
+        let n = bytes.len();
+        self.segments.push((bytes, n));
+    }
+
+    /// Power lost: each segment keeps what was synced and some prefix of the rest.
+    /// Returns the bytes lost.
+    fn power_loss(&mut self, rng: &mut Rng) -> u64 {
+        let mut lost = 0;
+        for (bytes, synced) in &mut self.segments {
+            let unsynced = bytes.len() - *synced;
+            let kept = *synced + rng.below(unsynced as u64 + 1) as usize;
+            lost += (bytes.len() - kept) as u64;
+            bytes.truncate(kept);
+            *synced = kept;
+        }
+        lost
     }
 }

@@ -26,7 +26,10 @@
 //! - `bug-keep-removed`: the mesh keeps its link to a removed member (it is still
 //!   someone's peer at the end);
 //! - `bug-no-rekey`: no member rotates the room's key after a removal (the room stays
-//!   in key epoch 0, which the removed member has).
+//!   in key epoch 0, which the removed member has);
+//! - `bug-ack-before-sync`: a durable member gives its outputs, a local write's
+//!   acknowledgement among them, before its disk reports the change synced (a power
+//!   loss then takes acknowledged writes).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -86,6 +89,7 @@ fn the_seed_lists_fail_on_every_planted_bug() {
         ("bug-no-want", &["--seeds", "4", "--removal"][..]),
         ("bug-keep-removed", &["--seeds", "4", "--removal"][..]),
         ("bug-no-rekey", &["--seeds", "4", "--removal"][..]),
+        ("bug-ack-before-sync", &["--seeds", "20", "--power"][..]),
     ] {
         assert_eq!(run_with_bug(feature, args), 1, "{feature} was not caught");
     }

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
     let mut node_seed = None;
     let mut byzantine = false;
     let mut removal = false;
+    let mut power = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()),
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(6),
             "--byzantine" => byzantine = true,
             "--removal" => removal = true,
+            "--power" => power = true,
             "--scale" => {
                 scale = Some(
                     args.next()
@@ -90,7 +92,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine] [--removal]"
+                    "usage: rtc-mesh-sim (--seed S | --seeds N | --scale [N,N..] | --nodes N | --node-seed S | --node-scale P) [--peers N] [--byzantine] [--removal] [--power]"
                 );
                 return ExitCode::from(2);
             }
@@ -194,6 +196,8 @@ fn main() -> ExitCode {
             cfg.secret = Some(rtc_mesh_sim::mesh_sim::removal_secret(s, plain));
             cfg.removal = true;
         }
+        // Durable members at `power`, crashes being power losses.
+        cfg.power = power;
         let r = run(cfg);
         print(s, &r);
         let f = &r.faults;
@@ -208,6 +212,8 @@ fn main() -> ExitCode {
         totals.signal_stalls += f.signal_stalls;
         totals.signal_reorders += f.signal_reorders;
         totals.forgeries += f.forgeries;
+        totals.acknowledged += f.acknowledged;
+        totals.bytes_lost += f.bytes_lost;
         if !r.failures.is_empty() {
             failed.push(s);
         }
