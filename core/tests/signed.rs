@@ -806,13 +806,7 @@ fn an_admin_removes_a_member_and_its_later_writes_go_everywhere() {
     for (k, v) in [("k", "r"), ("only-r", "r")] {
         late.push(rr.set(t1, k, &v.into()).unwrap());
     }
-    let removal = ra
-        .set(
-            t1,
-            &format!("room/revoked/{}", r.me.peer_id()),
-            &Value::from_json(&format!("{{\"after\":{}}}", early.ts)).unwrap(),
-        )
-        .unwrap();
+    let removal = revoke(&mut ra, t1, &r, early.ts);
     let from_r = rh.open_link(raw.0, raw.1);
     feed(&mut rh, from_r, raw, [&early].into_iter().chain(&late), t1);
     assert_eq!(rh.store().get("k"), Some("r".into()));
@@ -1011,13 +1005,7 @@ fn a_restored_removal_voids_the_removed_member_s_later_writes_in_any_order() {
     let t1 = t0 + Duration::from_millis(5);
     let early = rr.set(t0, "early", &1.0.into()).unwrap();
     let late = rr.set(t1, "late", &2.0.into()).unwrap();
-    let removal = ra
-        .set(
-            t1,
-            &format!("room/revoked/{}", r.me.peer_id()),
-            &Value::from_json(&format!("{{\"after\":{}}}", early.ts)).unwrap(),
-        )
-        .unwrap();
+    let removal = revoke(&mut ra, t1, &r, early.ts);
     let orders = [
         vec![&early, &late, &removal],
         vec![&removal, &early, &late],
@@ -1036,4 +1024,15 @@ fn a_restored_removal_voids_the_removed_member_s_later_writes_in_any_order() {
         dumps.push(s.dump());
     }
     assert!(dumps.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// The admin's replica `admin` removes `who` at `now`, its writes after `after` void.
+fn revoke(admin: &mut Replica, now: Instant, who: &Member, after: f64) -> Update {
+    admin
+        .set(
+            now,
+            &format!("room/revoked/{}", who.me.peer_id()),
+            &Value::from_json(&format!("{{\"after\":{after}}}")).unwrap(),
+        )
+        .unwrap()
 }

@@ -280,14 +280,19 @@ fn main() {
             },
             &mut seg,
         );
-        for (i, v) in ["1", "{\"a\":[1,2]}", "null"].iter().enumerate() {
-            let u = Update {
+        // Three updates: one signed, a delete.
+        let updates: Vec<Update> = ["1", "{\"a\":[1,2]}", "null"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Update {
                 key: format!("k{i}").into(),
                 value: EncodedValue::from_value(&Value::from_json(v).unwrap()),
                 ts: 1795713876273.0 + i as f64,
                 source: "alice.0123456789abcdef".into(),
                 sig: (i == 1).then_some([7; 64]),
-            };
+            })
+            .collect();
+        for (i, u) in updates.iter().enumerate() {
             encode_update(i as u64 + 1, u.as_ref(), &mut seg);
         }
         write("persist", "segment", &seg);
@@ -306,14 +311,7 @@ fn main() {
             },
             &mut snap,
         );
-        for (i, v) in ["1", "{\"a\":[1,2]}", "null"].iter().enumerate() {
-            let u = Update {
-                key: format!("k{i}").into(),
-                value: EncodedValue::from_value(&Value::from_json(v).unwrap()),
-                ts: 1795713876273.0 + i as f64,
-                source: "alice.0123456789abcdef".into(),
-                sig: (i == 1).then_some([7; 64]),
-            };
+        for u in &updates {
             encode_snapshot_entry(u.as_ref(), &mut snap);
         }
         encode_snapshot_clock("alice.0123456789abcdef", 1795713876275.0, &mut snap);
