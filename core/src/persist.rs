@@ -228,17 +228,6 @@ pub fn max_record_len(limits: &Limits) -> usize {
     limits.max_value_len + limits.max_key_len + 2 * limits.max_id_len + SIG_LEN + 64
 }
 
-fn frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
-    let mut digest = CRC.digest();
-    digest.update(&[kind]);
-    digest.update(payload);
-    let len = u32::try_from(payload.len()).expect("a record is far below 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&digest.finalize().to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(payload);
-}
-
 /// Appends a segment's header record to `out`.
 pub fn encode_header(h: &SegmentHeader, out: &mut Vec<u8>) {
     let w = HeaderWire {
@@ -246,8 +235,7 @@ pub fn encode_header(h: &SegmentHeader, out: &mut Vec<u8>) {
         store_id: &h.store_id,
         first_seq: h.first_seq,
     };
-    let payload = postcard::to_allocvec(&w).expect("postcard writes any header");
-    frame(KIND_HEADER, &payload, out);
+    frame(KIND_HEADER, &w, out);
 }
 
 /// Appends the record of update `u`, number `seq`, to `out`.
@@ -260,12 +248,12 @@ pub fn encode_update(seq: u64, u: UpdateRef<'_>, out: &mut Vec<u8>) {
         source: u.source,
         sig: u.sig.map(|s| &s[..]),
     };
-    frame_in_place(KIND_UPDATE, &w, out);
+    frame(KIND_UPDATE, &w, out);
 }
 
-/// Appends a record of `kind` holding `w`, encoded straight into `out` (the record
-/// path of every change: no allocation of its own).
-fn frame_in_place<T: Serialize>(kind: u8, w: &T, out: &mut Vec<u8>) {
+/// Appends a record of `kind` holding `w`, encoded straight into `out` (every record
+/// is made here; on the path of every change, so with no allocation of its own).
+fn frame<T: Serialize>(kind: u8, w: &T, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
     let mut buf = std::mem::take(out);
@@ -574,8 +562,7 @@ pub fn encode_snapshot_header(h: &SnapshotHeader, out: &mut Vec<u8>) {
         store_id: &h.store_id,
         first_seq: h.from_seq,
     };
-    let payload = postcard::to_allocvec(&w).expect("postcard writes any header");
-    frame(KIND_SNAP_HEADER, &payload, out);
+    frame(KIND_SNAP_HEADER, &w, out);
 }
 
 /// Appends a snapshot's record of entry `u` to `out`.
@@ -588,14 +575,12 @@ pub fn encode_snapshot_entry(u: UpdateRef<'_>, out: &mut Vec<u8>) {
         source: u.source,
         sig: u.sig.map(|s| &s[..]),
     };
-    frame_in_place(KIND_SNAP_ENTRY, &w, out);
+    frame(KIND_SNAP_ENTRY, &w, out);
 }
 
 /// Appends a snapshot's record of `source`'s clock to `out`.
 pub fn encode_snapshot_clock(source: &str, ts: f64, out: &mut Vec<u8>) {
-    let payload =
-        postcard::to_allocvec(&ClockWire { source, ts }).expect("postcard writes any clock");
-    frame(KIND_SNAP_CLOCK, &payload, out);
+    frame(KIND_SNAP_CLOCK, &ClockWire { source, ts }, out);
 }
 
 /// Appends a snapshot's end record to `out`: how many entries and clocks came before
@@ -606,8 +591,7 @@ pub fn encode_snapshot_end(entries: u64, clocks: u64, last_seq: u64, out: &mut V
         clocks,
         last_seq,
     };
-    let payload = postcard::to_allocvec(&w).expect("postcard writes any end");
-    frame(KIND_SNAP_END, &payload, out);
+    frame(KIND_SNAP_END, &w, out);
 }
 
 /// Reads a snapshot back. A snapshot is written beside the log and put in place only
