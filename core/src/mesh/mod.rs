@@ -999,6 +999,16 @@ impl Mesh {
         self.out.push_back(MeshOutput::Event(e));
     }
 
+    /// When [`Mesh::poll_output`]'s timeout falls: a closed mesh's end of closing, else
+    /// its next timer.
+    fn poll_timeout(&self) -> Instant {
+        if self.closed {
+            self.closing_until.unwrap_or(self.last_now + IDLE)
+        } else {
+            self.next_timeout()
+        }
+    }
+
     /// The next output; drain until [`MeshOutput::Timeout`].
     ///
     /// A durable member ([`MeshConfig::durable`]) gives nothing but its timeout while
@@ -1009,11 +1019,7 @@ impl Mesh {
     pub fn poll_output(&mut self) -> MeshOutput {
         loop {
             if self.store().awaiting_persist() && !cfg!(feature = "bug-ack-before-sync") {
-                return MeshOutput::Timeout(if self.closed {
-                    self.closing_until.unwrap_or(self.last_now + IDLE)
-                } else {
-                    self.next_timeout()
-                });
+                return MeshOutput::Timeout(self.poll_timeout());
             }
             if let Some(o) = self.out.pop_front() {
                 return o;
@@ -1028,11 +1034,7 @@ impl Mesh {
                 ReplicaOutput::Timeout(_) => {
                     self.report_all_synced();
                     if self.out.is_empty() {
-                        return MeshOutput::Timeout(if self.closed {
-                            self.closing_until.unwrap_or(self.last_now + IDLE)
-                        } else {
-                            self.next_timeout()
-                        });
+                        return MeshOutput::Timeout(self.poll_timeout());
                     }
                 }
             }
