@@ -269,16 +269,10 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         tcp: tcp.as_deref(),
     });
     serve(&out, &member, tx, rx, stream_codec, keep.as_ref(), true);
-    let failure = member.failure();
-    member.close();
+    let code = member.close();
     if let Some(s) = embedded {
         smol::block_on(s.shutdown());
     }
     out.emit(&Report::Closed);
-    // A member that stopped on its directory (the error is on stderr) fails.
-    Ok(if failure.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(code)
 }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
 use rtc_mesh_core::mesh::LinkState;
@@ -228,18 +229,25 @@ impl Backend {
                 .map_err(|e| (member_error_code(&e), e.to_string())),
         }
     }
-    /// The storage error the member stopped on, if it did.
-    pub(crate) fn failure(&self) -> Option<String> {
-        match self {
-            Backend::Smol(m) => m.failure(),
-            Backend::Std(m) => m.failure(),
-        }
-    }
-
-    pub(crate) fn close(self) {
-        match self {
-            Backend::Smol(m) => smol::block_on(m.close()),
-            Backend::Std(m) => m.close(),
+    /// Closes the member; the program's exit status: 1 if the member had stopped on a
+    /// failed write or sync of its directory (the error is on stderr), else 0.
+    pub(crate) fn close(self) -> ExitCode {
+        let failed = match self {
+            Backend::Smol(m) => {
+                let failed = m.failure().is_some();
+                smol::block_on(m.close());
+                failed
+            }
+            Backend::Std(m) => {
+                let failed = m.failure().is_some();
+                m.close();
+                failed
+            }
+        };
+        if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
         }
     }
 }

@@ -176,13 +176,7 @@ pub(crate) fn run(mut args: lexopt::Parser) -> Result<ExitCode, Usage> {
         tcp: None,
     });
     serve(&out, &member, tx, rx, codec, None, false);
-    let failure = member.failure();
-    member.close();
+    let code = member.close();
     out.emit(&Report::Closed);
-    // A member that stopped on its directory (the error is on stderr) fails.
-    Ok(if failure.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(code)
 }
