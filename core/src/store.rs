@@ -699,6 +699,19 @@ impl Store {
         self.persist.as_ref().is_some_and(|q| q.snap.is_some())
     }
 
+    /// Restores what a durable store's directory read back
+    /// ([`crate::persist::recover`]): its updates ([`Store::restore`]), then its
+    /// snapshot's clocks ([`Store::restore_clock`]).
+    pub fn restore_recovered(&mut self, now: Instant, r: &crate::persist::Recovered) {
+        self.reserve(r.updates.len());
+        for u in &r.updates {
+            self.restore(now, u.update.as_ref());
+        }
+        for (source, ts) in &r.clocks {
+            self.restore_clock(now, source, *ts);
+        }
+    }
+
     /// Restores a source's clock read back from a snapshot (see [`Store::restore`]):
     /// it only ever moves forward.
     pub fn restore_clock(&mut self, now: Instant, source: &str, ts: f64) {

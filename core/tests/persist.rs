@@ -310,12 +310,7 @@ proptest! {
         let kept = ends.iter().filter(|(_, end)| *end <= at).map(|(seq, _)| *seq).max().unwrap();
         prop_assert_eq!(r.next_seq, kept + 1);
         let mut s = Store::new(StoreConfig::new("me.0000000000000002", EPOCH, t0)).unwrap();
-        for u in &r.updates {
-            s.restore(t0, u.update.as_ref());
-        }
-        for (src, ts) in &r.clocks {
-            s.restore_clock(t0, src, *ts);
-        }
+        s.restore_recovered(t0, &r);
         prop_assert_eq!(s.dump(), states[kept as usize].clone());
     }
 }

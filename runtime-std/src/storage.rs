@@ -708,12 +708,7 @@ mod tests {
         c.persist_from = Some(opened.recovered.next_seq);
         c.snapshots = opened.recovered.snapshot_policy();
         let mut s = Store::new(c).unwrap();
-        for u in &opened.recovered.updates {
-            s.restore(t0, u.update.as_ref());
-        }
-        for (src, ts) in &opened.recovered.clocks {
-            s.restore_clock(t0, src, *ts);
-        }
+        s.restore_recovered(t0, &opened.recovered);
         let mut storage = opened.storage.begin(id).unwrap();
         for k in keys {
             s.set(t0, &format!("k{k}"), &Value::from(f64::from(k)))
@@ -790,12 +785,7 @@ mod tests {
             c.snapshots.min_log = 16 << 10;
             c.snapshots.entries_per_step = 64;
             let mut s = Store::new(c).unwrap();
-            for u in &opened.recovered.updates {
-                s.restore(t0, u.update.as_ref());
-            }
-            for (src, ts) in &opened.recovered.clocks {
-                s.restore_clock(t0, src, *ts);
-            }
+            s.restore_recovered(t0, &opened.recovered);
             if let Some(d) = &expect {
                 assert_eq!(&s.dump(), d, "life {life} restores the last one's store");
             }

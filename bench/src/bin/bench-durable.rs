@@ -74,13 +74,7 @@ fn open(
     c.snapshots = r.snapshot_policy();
     tune(&mut c);
     let mut s = Store::new(c).expect("store");
-    s.reserve(r.updates.len());
-    for u in &r.updates {
-        s.restore(t0, u.update.as_ref());
-    }
-    for (src, ts) in &r.clocks {
-        s.restore_clock(t0, src, *ts);
-    }
+    s.restore_recovered(t0, &r);
     let serving = start.elapsed();
     drop(r.updates);
     let st = opened.storage.begin(id).expect("begin");

@@ -706,12 +706,7 @@ impl Mesh {
         }
         let mut store = Store::new(sc)?;
         if let Some(d) = &durable {
-            for u in &d.updates {
-                store.restore(config.start, u.update.as_ref());
-            }
-            for (source, ts) in &d.clocks {
-                store.restore_clock(config.start, source, *ts);
-            }
+            store.restore_recovered(config.start, d);
         }
         // A resumed epoch keeps its grace period: until it ends, the old tag.
         let wall = config.epoch_ms.max(0.0) as u64;
