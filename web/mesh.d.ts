@@ -134,6 +134,15 @@ export declare class Store {
   revocationsChanged(key: string): void;
   /** Writes voided by removals since the last call (ts 0, value null). */
   takeVoided(): Update[];
+  /** A durable store's changes for its storage (see {@link Store.persist}), else null. */
+  readonly journal: Journal | null;
+  /** Makes the store durable: every change it makes from now on is recorded in its journal. */
+  persist(): Journal;
+  /** Takes back what a storage held ({@link checkRecords}'s result), neither checked,
+   * reported nor recorded again. */
+  restore(records: CheckedRecords): void;
+  /** A secured room's local write was signed (or failed to be): recorded with its signature. */
+  signed(u: Update): void;
   nextTs(): number;
   set(key: string, value: Json | undefined): Update;
   apply(u: Update): Verdict;
@@ -467,7 +476,21 @@ export declare class Mesh {
   /** Secured rooms: called when outputs are waiting that no input made (a signal was
    * sealed or opened, which WebCrypto does asynchronously): drain {@link Mesh.poll} then. */
   onOutput: (() => void) | null;
+  /** The next output; a durable mesh gives only its timeout while changes wait for
+   * the storage ({@link Mesh.awaitingPersist}). */
   poll(): MeshOutput;
+  /** When `handleTimeout` is next due. */
+  deadline(): number;
+  /** Makes the mesh durable; with `hold` nothing goes out (outputs, encoders) while a
+   * change is not yet stored. */
+  persist(hold: boolean): void;
+  /** The store's changes for the storage, one batch, or null. */
+  takeChanges(): PersistBatch | null;
+  /** The storage holds every batch up to `seq`. */
+  persisted(seq: number): void;
+  /** Whether outputs are held back until the storage has the changes made so far (the
+   * driver asks before it drains an encoder). */
+  awaitingPersist(): boolean;
   isFinished(): boolean;
   /** Resolves once no signal is being sealed or opened (at once in an open room). */
   settled(): Promise<void>;
@@ -543,7 +566,84 @@ export interface JoinOptions {
   rekeyWaitMs?: number;
   /** The grace period of a rotation this member makes (default 7 days), in ms. */
   rekeyGraceMs?: number;
+  /** A durable member: its store kept in IndexedDB (`true`: the database
+   * `rtc-mesh:<room>`; or a database's name). {@link join} then returns a promise, the
+   * store read back first. */
+  data?: boolean | string;
+  /** With `data`: `process` (default; a write is acknowledged once IndexedDB has it),
+   * `power` (flushed to disk first) or `memory` (acknowledged at once). */
+  durability?: Durability;
+  /** With `data`: bad rows are dropped (and the clocks, so the room sends everything
+   * again) instead of refusing the start with `bad_data`. */
+  repair?: boolean;
 }
+
+export type Durability = 'memory' | 'process' | 'power';
+
+/** A row of a durable store: the entry a change left. */
+export interface StoredEntry {
+  key: string;
+  /** The value's JSON (`null` for a deletion). */
+  json: string;
+  /** 0 for a write a removal voided. */
+  ts: number;
+  source: string;
+  /** The writer's signature (secured rooms). */
+  sig?: Uint8Array;
+}
+
+/** One batch of a durable store's changes, written in one transaction. */
+export interface PersistBatch {
+  seq: number;
+  entries: StoredEntry[];
+  clocks: { source: string; ts: number }[];
+}
+
+/** What {@link checkRecords} makes of the rows read back. */
+export interface CheckedRecords {
+  entries: Update[];
+  clocks: Map<string, number>;
+  /** Rows dropped (`repair`). */
+  dropped: number;
+}
+
+/** The changes of a durable store not yet handed out (lib/persist.js). */
+export declare class Journal {
+  /** The number the next batch takes, and the highest one stored. */
+  readonly next: number;
+  readonly done: number;
+  /** Whether outputs wait for the storage. */
+  hold: boolean;
+  /** The sequence number of the batch the changes made now will be in. */
+  pendingSeq(): number;
+  take(): PersistBatch | null;
+  persisted(seq: number): void;
+  /** Whether a change is not yet stored, or a local write not yet signed. */
+  awaiting(): boolean;
+}
+
+/** Checks rows read back from a storage, bounded: a bad one is a MeshError `bad_data`
+ * naming `where` and the row, or with `repair` dropped (and every clock with it). */
+export declare function checkRecords(
+  records: { entries?: unknown[]; clocks?: unknown[] },
+  where: string,
+  repair?: boolean,
+): CheckedRecords;
+
+/** A durable member's storage: IndexedDB, or any object that stores batches in order,
+ * each all or nothing. */
+export interface MemberStorage {
+  write(batch: PersistBatch, strict: boolean): Promise<void>;
+  setMeta(key: string, value: Json): Promise<void>;
+  close(): void;
+}
+
+/** Opens and holds the IndexedDB database `name` and reads it back (lib/storage.js).
+ * Rejects with a MeshError `busy`, `bad_data` or `storage_failed`. */
+export declare function openStorage(
+  name: string,
+  options?: { repair?: boolean },
+): Promise<{ storage: MemberStorage; records: CheckedRecords & { meta: { rekey: string | null } } }>;
 
 export type LeaveReason = 'left' | 'timeout' | 'closed' | 'failed' | 'removed';
 
@@ -592,8 +692,12 @@ export interface PathEnd {
 
 /** A member of a room; create one with {@link join}. */
 export declare class Member {
-  /** `security` is what {@link join} makes of `secret` and `identity`. */
-  constructor(room: string, options?: JoinOptions & { security?: MeshSecurity });
+  /** `security` is what {@link join} makes of `secret` and `identity`; `storage` and
+   * `records` what it makes of `data` ({@link openStorage}). */
+  constructor(
+    room: string,
+    options?: JoinOptions & { security?: MeshSecurity; storage?: MemberStorage; records?: CheckedRecords },
+  );
   readonly room: string;
   readonly id: string;
   /** Whether the room is secured (joined with a secret). */
@@ -612,11 +716,19 @@ export declare class Member {
   readonly mesh: Mesh;
   /** Whether `close()` was called. */
   readonly closed: boolean;
+  /** A durable member's storage, else null. */
+  readonly storage: MemberStorage | null;
+  readonly durability: Durability;
+  /** The storage's failure, once a write failed (the member stopped), else null. */
+  readonly failure: MeshError | null;
   /** Subscribes; returns the function that unsubscribes. */
   on<E extends keyof MemberEvents>(name: E, fn: (detail: MemberEvents[E]) => void): () => void;
-  /** Sets `key` (`null` deletes). Throws a MeshError for a refused write. */
-  set(key: string, value: Json): void;
-  delete(key: string): void;
+  /** Sets `key` (`null` deletes). Throws a MeshError for a refused write. Resolves once
+   * the write is acknowledged: for a durable member once IndexedDB has it (its `update`
+   * event and its sending wait for that too), else at once; rejects with the storage's
+   * failure. */
+  set(key: string, value: Json): Promise<void>;
+  delete(key: string): Promise<void>;
   get(key: string): Json | undefined;
   keys(): string[];
   snapshot(): { [key: string]: Json };
@@ -654,8 +766,10 @@ export declare class Member {
 /** Joins a secured `room` (`options.secret`): once its key is derived and an identity
  * made, the member; it announces as soon as its WebSocket opens. */
 export declare function join(room: string, options: JoinOptions & { secret: string | RoomKey }): Promise<Member>;
+/** Joins `room` as a durable member (`options.data`): once its store is read back. */
+export declare function join(room: string, options: JoinOptions & { data: true | string }): Promise<Member>;
 /** Joins `room`; the member announces as soon as its WebSocket opens. */
-export declare function join(room: string, options?: JoinOptions & { secret?: undefined }): Member;
+export declare function join(room: string, options?: JoinOptions & { secret?: undefined; data?: false }): Member;
 
 // Secured rooms (lib/security.js, the twin of core's `security` module).
 

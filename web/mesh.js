@@ -42,6 +42,8 @@ export { encodeSignal, parseSignal } from './lib/signal.js';
 export { SignalClient, Xorshift } from './lib/signal-client.js';
 export { CLOSE_FLUSH_MS, Mesh } from './lib/mesh.js';
 export { Member, join } from './lib/member.js';
+export { Journal, checkRecords } from './lib/persist.js';
+export { openStorage } from './lib/storage.js';
 export { DEFAULT_MAX_SIGNAL_AGE_MS, MAX_SDP_PLAIN } from './lib/secured.js';
 export {
   INVITE_PREFIX, MAX_ADMINS, PBKDF2_ROUNDS, PEER_ID_LEN, parseSecret, generateSecret, inviteWithAdmins, deriveRoomKey,

@@ -5,6 +5,10 @@ import { MeshError, byteLength } from './values.js';
 import { Mesh } from './mesh.js';
 import { IDLE_MS } from './signal-client.js';
 import { Identity, deriveRoomKey, resumeRekey } from './security.js';
+import { openStorage } from './storage.js';
+
+/** The durability levels (DESIGN: core's `Durability`). */
+const DURABILITIES = ['memory', 'process', 'power'];
 
 /** How long ICE may call an open connection `disconnected` before it is judged dead. */
 const ICE_LOST_MS = 2000;
@@ -109,6 +113,23 @@ export class Member {
     if (options.security && options.id && options.id !== this.mesh.id) {
       throw new MeshError('bad_id', `in a secured room the peer id must be the identity's key (${this.mesh.id})`);
     }
+    /** A durable member's storage (the `data` option: lib/storage.js), else null. */
+    this.storage = options.storage ?? null;
+    this.durability = this.storage ? options.durability ?? 'process' : 'memory';
+    if (!DURABILITIES.includes(this.durability)) {
+      throw new MeshError('bad_durability', `durability is one of ${DURABILITIES.join(', ')}`);
+    }
+    if (this.storage) {
+      if (options.records) this.mesh.store.restore(options.records);
+      this.mesh.persist(this.durability !== 'memory');
+    }
+    /** A batch being written; `set` calls waiting for their write to be stored. */
+    this.writing = false;
+    this.waiters = [];
+    /** Called once nothing is left to write (close). */
+    this.storageIdle = null;
+    /** The storage's failure, once it failed: the member stopped (never retried). */
+    this.failure = null;
     // A secured room's signals are sealed and opened asynchronously: what they bring
     // out is run when they are done.
     this.mesh.onOutput = () => this.pump();
@@ -218,14 +239,100 @@ export class Member {
   }
 
   // -- the store
-  /** Sets `key` to a JSON value (`null` deletes). Throws MeshError for a bad write. */
+  /**
+   * Sets `key` to a JSON value (`null` deletes). Throws MeshError for a bad write.
+   * Returns a promise that resolves once the write is acknowledged: for a durable
+   * member (`data`, at `process` or `power`) once it is in IndexedDB (and its `update`
+   * event, and its sending to peers, wait for that too); else at once. It rejects with
+   * the storage's failure (MeshError `storage_failed`).
+   */
   set(key, value) {
-    this.mesh.set(clock(), key, value);
+    if (this.failure) throw this.failure;
+    const u = this.mesh.set(clock(), key, value);
+    const acked = this.acked(u);
     this.pump();
+    return acked;
+  }
+
+  /** Resolves when the write `u` is stored (see `set`). */
+  acked(u) {
+    const j = this.mesh.store.journal;
+    if (!j || !j.hold) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      // A secured room's write is stored once signed: its batch is known then.
+      this.waiters.push({ u, seq: this.mesh.secured ? null : j.pendingSeq(), resolve, reject });
+    });
+  }
+
+  /** Settles the `set` calls whose writes are stored. */
+  settle() {
+    const j = this.mesh.store.journal;
+    this.waiters = this.waiters.filter((w) => {
+      if (w.seq === null) {
+        const at = j.signedAt.get(w.u);
+        if (at === undefined) return true;
+        if (!w.u.sig) {
+          w.reject(new MeshError('sign_failed', `the write of ${JSON.stringify(w.u.key)} could not be signed`));
+          return false;
+        }
+        w.seq = at;
+      }
+      if (w.seq > j.done) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /** Hands the store's changes to the storage, one batch at a time: what comes while a
+   * batch is written goes in the next (group commit). */
+  writeChanges() {
+    if (!this.storage || this.writing || this.failure) return;
+    const batch = this.mesh.takeChanges();
+    if (!batch) {
+      this.settle();
+      if (this.storageIdle && !this.mesh.store.journal.awaiting()) this.storageIdle();
+      return;
+    }
+    this.writing = true;
+    this.storage.write(batch, this.durability === 'power').then(
+      () => {
+        this.writing = false;
+        this.mesh.persisted(batch.seq);
+        this.settle();
+        // What was held back goes now.
+        this.pump();
+        for (const l of this.links.values()) this.flush(l);
+      },
+      (e) => this.storageFailed(e),
+    );
+  }
+
+  /** The storage failed: fatal. Nothing held back goes out, every waiting `set`
+   * rejects, the links and the signalling connection are dropped (as a process that
+   * exits), and `error` reports it. */
+  storageFailed(e) {
+    if (this.failure) return;
+    this.writing = false;
+    this.failure = e instanceof MeshError ? e : new MeshError('storage_failed', String(e && e.message || e));
+    for (const w of this.waiters.splice(0)) w.reject(this.failure);
+    clearTimeout(this.timer);
+    this.timerAt = Infinity;
+    for (const peer of [...this.links.keys()]) this.closeLink(peer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.close();
+    }
+    this.mesh.closed = true;
+    this.storage.close();
+    this.emit('error', this.failure);
+    this.finish?.();
+    this.socketClosed?.();
   }
 
   delete(key) {
-    this.set(key, null);
+    return this.set(key, null);
   }
 
   get(key) {
@@ -275,7 +382,9 @@ export class Member {
     try {
       do {
         this.again = false;
+        if (this.failure) return;
         this.drain();
+        this.writeChanges();
       } while (this.again);
     } finally {
       this.pumping = false;
@@ -298,6 +407,8 @@ export class Member {
         case 'close': this.closeLink(o.peer); break;
         case 'event':
           if (o.name === 'offline') this.finish?.();
+          // A durable member resumes the room's key epoch after a restart.
+          if (o.name === 'rekeyed' && this.storage) this.storage.setMeta('rekey', o.detail.line).catch((e) => this.storageFailed(e));
           this.emit(o.name, o.detail);
           if (o.name === 'refused') this.emit('error', refusal(o.detail.reason));
           break;
@@ -671,6 +782,8 @@ export class Member {
   flush(l) {
     const dc = l.dc;
     if (!dc || dc.readyState !== 'open' || !l.heard || !l.encoder) return;
+    // A durable member's changes are stored before anything goes out (writeChanges).
+    if (this.mesh.awaitingPersist()) return;
     const s = this.mesh.sessionOf(l.peer);
     while (dc.bufferedAmount < HIGH_WATER) {
       const msg = l.encoder.poll();
@@ -710,13 +823,24 @@ export class Member {
    */
   close() {
     if (this.closing) return this.closing;
+    if (this.failure) return (this.closing = Promise.resolve());
     this.closing = new Promise((resolve) => {
       let offline = false;
       let socket = false;
       const done = () => {
         if (offline && socket) {
           clearTimeout(this.timer);
-          resolve();
+          if (!this.storage || this.failure) {
+            resolve();
+            return;
+          }
+          // The last changes stored, the database is let go.
+          this.storageIdle = () => {
+            this.storageIdle = null;
+            this.storage.close();
+            resolve();
+          };
+          this.writeChanges();
         }
       };
       this.finish = () => {
@@ -761,27 +885,65 @@ function defaultSignalUrl() {
  * `rekeyWaitMs` (default 10 s) is how long a member that is not an admin waits for
  * someone else's rotation after a removal; `rekeyGraceMs` (default 7 days) how long a
  * rotation this member makes keeps the previous epoch's tag.
+ *
+ * With `data` (`true`: the IndexedDB database `rtc-mesh:<room>`, or a database's name)
+ * the member is durable, and comes as a promise too: its store is read back first, so
+ * the room's data is there at once (with no peer at all), and the room sends only what
+ * it lacks. `durability`: `process` (the default: a write is acknowledged, its `set`
+ * promise resolved and its `update` event given, once IndexedDB has it; nothing goes to
+ * a peer before), `power` (the same, flushed to disk: IndexedDB's `strict` durability)
+ * or `memory` (stored in the background, acknowledged at once). One page holds a
+ * database at a time: a second rejects with `busy`. A bad row rejects with `bad_data`
+ * naming it; `repair` drops such rows (and the clocks, so the room sends everything
+ * again). A failed write stops the member (`error`, and `failure`); it is never retried.
+ * Writes are under a new source id at each start (`<id>.<incarnation>`), the earlier
+ * ones' restored as other sources'.
  */
 export function join(room, options = {}) {
   if (typeof room !== 'string' || !room) throw new MeshError('bad_room', 'a room name is required');
-  if (options.secret !== undefined && options.secret !== null) return joinSecured(room, options);
-  const m = new Member(room, options);
+  const secured = options.secret !== undefined && options.secret !== null;
+  if (secured || (options.data !== undefined && options.data !== false && options.data !== null)) {
+    return joinLater(room, options, secured);
+  }
+  return started(new Member(room, options));
+}
+
+function started(m) {
   m.mesh.start(clock());
   m.pump();
   return m;
 }
 
-async function joinSecured(room, options) {
-  const { secret } = options;
-  const key = typeof secret === 'string' ? await deriveRoomKey(room, secret) : secret;
-  if (!key || !(key.roomId instanceof Uint8Array) || typeof key.tag !== 'string' || !key.key) {
-    throw new MeshError('bad_secret', 'the room secret is a text (an invite or a passphrase) or a key from deriveRoomKey');
+/** `join` for a secured room (the key derived first) or a durable member (its store
+ * read back first). */
+async function joinLater(room, options, secured) {
+  if (options.durability !== undefined && !DURABILITIES.includes(options.durability)) {
+    throw new MeshError('bad_durability', `durability is one of ${DURABILITIES.join(', ')}`);
   }
-  const identity = options.identity ?? (await Identity.generate());
-  const rekey = options.rekey ? await resumeRekey(key, options.rekey) : null;
-  const security = { key, identity, rekey, rekeyWaitMs: options.rekeyWaitMs, rekeyGraceMs: options.rekeyGraceMs };
-  const m = new Member(room, { ...options, security });
-  m.mesh.start(clock());
-  m.pump();
-  return m;
+  let opened = null;
+  if (options.data !== undefined && options.data !== false && options.data !== null) {
+    if (options.data !== true && (typeof options.data !== 'string' || !options.data)) {
+      throw new MeshError('bad_data', 'data is true (the database rtc-mesh:<room>) or the name of an IndexedDB database');
+    }
+    const name = options.data === true ? `rtc-mesh:${room}` : options.data;
+    opened = await openStorage(name, { repair: !!options.repair });
+  }
+  try {
+    const more = opened ? { storage: opened.storage, records: opened.records } : {};
+    if (!secured) return started(new Member(room, { ...options, ...more }));
+    const { secret } = options;
+    const key = typeof secret === 'string' ? await deriveRoomKey(room, secret) : secret;
+    if (!key || !(key.roomId instanceof Uint8Array) || typeof key.tag !== 'string' || !key.key) {
+      throw new MeshError('bad_secret', 'the room secret is a text (an invite or a passphrase) or a key from deriveRoomKey');
+    }
+    const identity = options.identity ?? (await Identity.generate());
+    // A durable member resumes the key epoch it was in.
+    const line = options.rekey ?? opened?.records.meta?.rekey ?? null;
+    const rekey = line ? await resumeRekey(key, line) : null;
+    const security = { key, identity, rekey, rekeyWaitMs: options.rekeyWaitMs, rekeyGraceMs: options.rekeyGraceMs };
+    return started(new Member(room, { ...options, ...more, security }));
+  } catch (e) {
+    opened?.storage.close();
+    throw e;
+  }
 }

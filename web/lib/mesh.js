@@ -228,26 +228,62 @@ export class Mesh {
 
   // -- outputs
 
-  /** The next output; drain until `{type: 'timeout'}`. */
+  /**
+   * The next output; drain until `{type: 'timeout'}`. A durable mesh (`persist`) gives
+   * nothing but its timeout while changes wait for the storage (`awaitingPersist`).
+   */
   poll() {
+    if (this.awaitingPersist()) return { type: 'timeout', at: this.deadline() };
     if (this.head === this.out.length) {
       this.out = [];
       this.head = 0;
       this.reportAllSynced();
-      if (!this.out.length) {
-        let at;
-        if (this.closed) at = this.closingUntil ?? this.lastNow + IDLE_MS;
-        else at = this.peers.size ? Math.min(this.nextTick, this.clientAt) : this.clientAt;
-        // Held-back updates come due (secured rooms; the store's clock runs from epochMs).
-        const due = this.store.nextHeldDue();
-        if (due !== null && !this.closed) at = Math.min(at, due - this.epochMs + this.startMs);
-        // A rotation due, the grace period's end (secured rooms).
-        const epochAt = this.closed ? null : this.secured?.epochs.deadline() ?? null;
-        if (epochAt !== null) at = Math.min(at, epochAt);
-        return { type: 'timeout', at };
-      }
+      if (!this.out.length) return { type: 'timeout', at: this.deadline() };
     }
     return this.out[this.head++];
+  }
+
+  /** When `handleTimeout` is next due. */
+  deadline() {
+    let at;
+    if (this.closed) at = this.closingUntil ?? this.lastNow + IDLE_MS;
+    else at = this.peers.size ? Math.min(this.nextTick, this.clientAt) : this.clientAt;
+    // Held-back updates come due (secured rooms; the store's clock runs from epochMs).
+    const due = this.store.nextHeldDue();
+    if (due !== null && !this.closed) at = Math.min(at, due - this.epochMs + this.startMs);
+    // A rotation due, the grace period's end (secured rooms).
+    const epochAt = this.closed ? null : this.secured?.epochs.deadline() ?? null;
+    if (epochAt !== null) at = Math.min(at, epochAt);
+    return at;
+  }
+
+  // -- durability (core's `Mesh::poll_persist` and `Mesh::persisted`)
+
+  /**
+   * Makes the mesh durable: the store records its changes (`takeChanges` hands them
+   * out, `persisted` takes back what the storage holds) and, with `hold` (the
+   * `process` and `power` levels), no output (`poll`) and nothing on a link (the
+   * driver asks `awaitingPersist` before it drains an encoder) goes out while a change
+   * is not yet stored: no event, answer or update precedes what it reports.
+   */
+  persist(hold) {
+    this.store.persist().hold = hold;
+  }
+
+  /** The changes for the storage, one batch (`{seq, entries, clocks}`), or null. */
+  takeChanges() {
+    return this.store.journal?.take() ?? null;
+  }
+
+  /** The storage holds every batch up to `seq`. */
+  persisted(seq) {
+    this.store.journal?.persisted(seq);
+  }
+
+  /** Whether outputs are held back until the storage has the changes made so far. */
+  awaitingPersist() {
+    const j = this.store.journal;
+    return !!j && j.hold && j.awaiting();
   }
 
   push(o) {

@@ -153,9 +153,10 @@ export class Secured {
       return null;
     });
     this.queue(this.signing, signed, (sig) => {
-      if (!sig) return;
-      u.sig = sig;
-      replica.send(u, null);
+      if (sig) u.sig = sig;
+      // A durable store records it now (and holds everything back until then).
+      this.mesh.store.signed(u);
+      if (sig) replica.send(u, null);
     });
   }
 

@@ -2,6 +2,7 @@
 
 import { LIMITS, MeshError, byteLength, checkValue, compareBytes, nextUp, plainObject, toJson, validSource } from './values.js';
 import { MAX_FUTURE_MS, MAX_HELD, REVOKED_PREFIX, mayWrite, revocation, writerOf } from './updates.js';
+import { Journal } from './persist.js';
 
 /** Lanes of a source's sums (core's `control::SUM_LANES`). */
 export const SUM_LANES = 16;
@@ -44,6 +45,50 @@ export class Store {
     this.revoked = new Map();
     /** Entries voided by a removal since `takeVoided` (core's `take_voided`). */
     this.voided = [];
+    /** A durable store's changes for its storage (`persist`), else null. */
+    this.journal = null;
+  }
+
+  /**
+   * Makes the store durable (core's `StoreConfig::persist_from`): from now on every
+   * change it makes is recorded in `this.journal` (lib/persist.js) for the storage.
+   */
+  persist() {
+    this.journal = new Journal();
+    return this.journal;
+  }
+
+  /**
+   * Takes back what a storage held (`checkRecords`'s result; core's
+   * `Store::restore_recovered`): the entries and clocks as they were, neither checked,
+   * reported nor recorded again; the removals among them in force. Our own source id is
+   * new at each start (DESIGN: a page's writes are under `<id>.<incarnation>`), so the
+   * restored writes are other sources'; the clock goes on from the latest of them.
+   */
+  restore({ entries, clocks }) {
+    for (const e of entries) this.entries.set(e.key, e);
+    const wall = Math.floor(this.now()) + this.maxSkewMs;
+    for (const [source, ts] of clocks) {
+      if (source === this.id) continue;
+      this.clock.set(source, ts);
+      if (ts <= wall) this.maxSeen = Math.max(this.maxSeen, ts);
+    }
+    if (this.guard) {
+      for (const e of entries) {
+        if (e.key.startsWith(REVOKED_PREFIX)) this.revocationsChanged(e.key);
+      }
+      this.voided = [];
+    }
+  }
+
+  /** A local write of a secured room was signed (or failed to be: no `u.sig`): a
+   * durable store records it, with its signature. */
+  signed(u) {
+    const j = this.journal;
+    if (!j) return;
+    j.signing--;
+    j.signedAt.set(u, j.pendingSeq());
+    if (u.sig && this.entries.get(u.key) === u) j.entry(u);
   }
 
   nextTs() {
@@ -78,6 +123,13 @@ export class Store {
     const u = { key, value: copy, json, ts: this.nextTs(), source: this.id };
     this.clock.set(this.id, u.ts);
     this.entries.set(key, u);
+    if (this.journal) {
+      this.journal.clock(this.id, u.ts);
+      // A secured room's write is stored once signed (`signed`), and nothing goes out
+      // before it is.
+      if (this.guard) this.journal.signing++;
+      else this.journal.entry(u);
+    }
     this.revocationsChanged(key);
     return u;
   }
@@ -132,7 +184,10 @@ export class Store {
       }
     }
     if (late) this.stats.late++;
-    else this.clock.set(u.source, u.ts);
+    else {
+      this.clock.set(u.source, u.ts);
+      this.journal?.clock(u.source, u.ts);
+    }
     if (u.ts > Math.floor(this.now()) + this.maxSkewMs) this.stats.skewed++;
     else this.maxSeen = Math.max(this.maxSeen, u.ts);
     if (u.source === this.id) this.lastLocal = Math.max(this.lastLocal, u.ts);
@@ -141,6 +196,7 @@ export class Store {
       return 'superseded';
     }
     this.entries.set(u.key, u);
+    this.journal?.entry(u);
     this.stats.applied++;
     this.revocationsChanged(u.key);
     return 'applied';
@@ -167,6 +223,7 @@ export class Store {
       if (w.ts > after && writerOf(w.source) === id) {
         const v = { key: k, value: null, json: 'null', ts: 0, source: w.source };
         this.entries.set(k, v);
+        this.journal?.entry(v);
         this.stats.voided++;
         this.voided.push(v);
       }

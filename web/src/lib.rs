@@ -31,6 +31,8 @@ pub const MODULES: &[(&str, &str)] = &[
     ("/lib/secured.js", include_str!("../lib/secured.js")),
     ("/lib/updates.js", include_str!("../lib/updates.js")),
     ("/lib/rekeying.js", include_str!("../lib/rekeying.js")),
+    ("/lib/persist.js", include_str!("../lib/persist.js")),
+    ("/lib/storage.js", include_str!("../lib/storage.js")),
 ];
 
 /// The demo page; it loads `/mesh.js` and picks a room with `?room=NAME`.

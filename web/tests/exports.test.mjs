@@ -18,7 +18,7 @@ test('mesh.d.ts declares every export of mesh.js, and only those', () => {
 test('every public method of Member, Mesh and SignalClient is declared', () => {
   const dts = readFileSync(new URL('../mesh.d.ts', import.meta.url), 'utf8');
   for (const [cls, name, internal] of [
-    [mesh.Member, 'Member', /^(emit|pump|drain|schedule|openSocket|closeSocket|open|input|negotiate|sendSdp|remoteSdp|remoteCandidate|flushCandidates|wireChannel|channelOpen|checkQuiet|readPath|scheduleFlush|flush|closeLink|useOffer|restartSdp|startRestart|checkRestarts)$/],
+    [mesh.Member, 'Member', /^(emit|pump|drain|schedule|openSocket|closeSocket|open|input|negotiate|sendSdp|remoteSdp|remoteCandidate|flushCandidates|wireChannel|channelOpen|checkQuiet|readPath|scheduleFlush|flush|closeLink|useOffer|restartSdp|startRestart|checkRestarts|acked|settle|writeChanges|storageFailed)$/],
     [mesh.Mesh, 'Mesh', /^(push|event|ids|announceAttributes|signal|pumpSignal|setPresent|onAnnounce|onLeave|weOffer|offer|restartOffer|startNegotiation|onNegotiation|dropConn|loseLink|forget|cutOffRemoved|onAnswer|reportAllSynced|backoff|checkClosing)$/],
     [mesh.SignalClient, 'SignalClient', /^$/],
   ]) {

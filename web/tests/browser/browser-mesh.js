@@ -575,6 +575,94 @@ async function keyEpochs (chromium, firefox) {
   fs.rmSync(dir, { recursive: true, force: true })
 }
 
+// A durable page (`data: true`: IndexedDB) in each engine, `power` in Chromium and
+// `process` in Firefox, beside a native peer: its acknowledged writes and the native's
+// are there at once after a reload, before any peer, and the room sends only what
+// changed while it was away (1% of the keys: counted in updates and bytes against the
+// first sync); a second member on the same database is refused (`busy`); after the
+// native peer has left, a reload still shows all the data with no peer at all, and a
+// newcomer gets everything from the page.
+async function durablePages (chromium, firefox) {
+  for (const [b, durability] of [[chromium, 'power'], [firefox, 'process']]) {
+    const room = `ledger-${b.engine}`
+    const id = `d${b.engine}`
+    const native = new Native(room, `n${b.engine}`)
+    await native.wait('ready', (e) => e.event === 'ready', 10000)
+    const page = await b.newPage()
+    page.onConsole(function (m) {
+      if (m.type === 'error' || m.type === 'pageerror') console.error(`[${b.engine} ${id}] ${m.text}`)
+    })
+    await page.goto(`${env.base}health`)
+    const start = function () {
+      return page.evaluate(async function (cfg) {
+        const m = await import(cfg.base + 'mesh.js')
+        const t0 = performance.now()
+        window.member = await m.join(cfg.room, { signal: cfg.signal, id: cfg.id, data: true, durability: cfg.durability })
+        const ms = performance.now() - t0
+        return { ms, snapshot: window.member.snapshot(), peers: window.member.peerList().length }
+      }, { base: env.base, signal: env.signal, room, id, durability })
+    }
+    const first = await start()
+    if (Object.keys(first.snapshot).length !== 0) fail(`${b.engine}: a new database holds ${Object.keys(first.snapshot).length} keys`)
+    await meshedOn(page, 1, 20000)
+    const pad = 'v'.repeat(200)
+    const keys = []
+    for (let i = 0; i < 500; i++) keys.push({ op: 'set', key: `n${String(i).padStart(3, '0')}`, value: { i, pad } })
+    native.sendAll(keys)
+    // The page's writes, each acknowledged (its promise resolved) once IndexedDB has it.
+    await page.evaluate(async function (pad) {
+      const all = []
+      for (let i = 0; i < 100; i++) all.push(window.member.set(`p${String(i).padStart(3, '0')}`, { i, pad }))
+      await Promise.all(all)
+    }, pad)
+    const before = await converge([native], [page], 600, 30000)
+    const full = await page.evaluate(function (peer) { return window.member.mesh.sessionOf(peer).stats.bytesIn }, native.id)
+    await page.reload()
+    // While the page is away, 6 of the 600 keys change (1%).
+    const changed = {}
+    for (let i = 0; i < 6; i++) changed[`n${String(i * 50).padStart(3, '0')}`] = { i, changed: true, pad }
+    native.sendAll(Object.entries(changed).map(function (kv) { return { op: 'set', key: kv[0], value: kv[1] } }))
+    await native.wait('its last change', (e) => e.event === 'update' && e.key === 'n250' && e.local, 10000)
+    const back = await start()
+    if (back.peers !== 0 || !same(back.snapshot, before)) {
+      fail(`${b.engine}: after a reload ${Object.keys(back.snapshot).length} of 600 keys before any peer (${back.peers} peers)`)
+    }
+    await meshedOn(page, 1, 20000)
+    const after = Object.assign({}, before, changed)
+    await converge([native], [page], 600, 20000)
+    const rejoin = await page.evaluate(function (peer) { return window.member.mesh.sessionOf(peer).stats }, native.id)
+    if (rejoin.updatesIn !== 6) fail(`${b.engine}: the rejoin brought ${rejoin.updatesIn} updates, not the 6 that changed`)
+    if (!same(await native.dump(), after)) fail(`${b.engine}: the native store differs after the rejoin`)
+    const busy = await page.evaluate(async function (cfg) {
+      const m = await import(cfg.base + 'mesh.js')
+      try {
+        await m.join(cfg.room, { signal: cfg.signal, id: 'other', data: true })
+        return 'opened'
+      } catch (e) {
+        return `${e.code}: ${e.message}`
+      }
+    }, { base: env.base, signal: env.signal, room })
+    if (!/^busy: .*rtc-mesh:ledger/.test(busy)) fail(`${b.engine}: a second member on the database: ${busy}`)
+    console.log(`${b.engine} durable page (${durability}): 600 keys back ${back.ms.toFixed(0)} ms after a reload, before any peer; ` +
+      `the rejoin after 1% changed: ${rejoin.updatesIn} updates, ${rejoin.bytesIn} bytes against a first sync's ${full} ` +
+      `(${(100 * rejoin.bytesIn / full).toFixed(2)}%); a second member refused: ${busy}`)
+    if (rejoin.bytesIn > full * 0.02) fail(`${b.engine}: the rejoin took ${rejoin.bytesIn} bytes, more than 2% of ${full}`)
+    // The native peer leaves: the page, reloaded, still shows everything, alone.
+    await native.close()
+    await page.reload()
+    const alone = await start()
+    if (alone.peers !== 0 || !same(alone.snapshot, after)) fail(`${b.engine}: alone after a reload, ${Object.keys(alone.snapshot).length} of 600 keys`)
+    await page.evaluate(function () { return window.member.set('after-reload', 1) })
+    const newcomer = new Native(room, `m${b.engine}`)
+    await newcomer.wait('ready', (e) => e.event === 'ready', 10000)
+    await converge([newcomer], [page], 601, 30000)
+    console.log(`${b.engine}: with no peer left, a reload shows all 600 keys; a newcomer got all 601 from the page`)
+    await page.evaluate(function () { return window.member.close() })
+    await newcomer.close()
+    await page.close()
+  }
+}
+
 async function testMode (chromium, firefox) {
   // 0. The secured-room crypto is core's in both engines.
   for (const b of [chromium, firefox]) {
@@ -597,6 +685,9 @@ async function testMode (chromium, firefox) {
 
   // 0e. Key epochs across engines: lines made by a native and by a page, taken by both.
   await keyEpochs(chromium, firefox)
+
+  // 0f. Durable pages: a reload keeps the data in both engines.
+  await durablePages(chromium, firefox)
 
   // 1. A native peer, a Chromium page and a Firefox page.
   const native = new Native('trio', 'native')
@@ -1013,6 +1104,7 @@ async function main () {
     if (opt('--only') === 'mitm') await manInTheMiddle(chromium, firefox)
     else if (opt('--only') === 'forged') await forgedUpdates(chromium, firefox)
     else if (opt('--only') === 'epochs') await keyEpochs(chromium, firefox)
+    else if (opt('--only') === 'durable') await durablePages(chromium, firefox)
     else await testMode(chromium, firefox)
   } finally {
     await chromium.close()

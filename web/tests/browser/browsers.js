@@ -128,6 +128,7 @@ async function launchChromium (opts) {
       return {
         raw: page,
         goto: async function (url) { await page.goto(url, { waitUntil: 'load' }) },
+        reload: async function () { await page.reload({ waitUntil: 'load' }) },
         evaluate: function (fn, ...args) {
           if (typeof fn === 'string') return page.evaluate(fn)
           if (args.length <= 1) return page.evaluate(fn, args[0])
@@ -178,6 +179,7 @@ async function launchFirefox (opts) {
       return {
         raw: page,
         goto: async function (url) { await page.goto(url, { waitUntil: 'load' }) },
+        reload: async function () { await page.reload({ waitUntil: 'load' }) },
         evaluate: function (fn, ...args) { return page.evaluate(fn, ...args) },
         waitForFunction: async function (fn, opts, ...args) {
           const o = { timeout: (opts && opts.timeout) || 30000, polling: (opts && opts.polling) || 50 }
