@@ -7,7 +7,7 @@
 // and a failed write stops the member with nothing acknowledged lost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Journal, Member, Store, Xorshift, checkRecords } from '../mesh.js';
+import { Identity, Journal, Member, Store, Xorshift, checkRecords, deriveRoomKey, generateSecret } from '../mesh.js';
 import { Switchboard, clearLog, installFakes, next, stop, useBoard } from './fakes.mjs';
 
 installFakes();
@@ -300,4 +300,42 @@ test('memory durability stores in the background and acknowledges at once', asyn
   disk.release();
   assert.equal(disk.entries.get('k').json, '1');
   assert.throws(() => member('beta', { storage: disk, durability: 'disk' }), /durability is one of/);
+});
+
+test('a durable member of a secured room stores its writes signed, and restarts with them', async (t) => {
+  fresh(t);
+  const key = await deriveRoomKey('room', generateSecret());
+  const [ia, ib] = [await Identity.generate(), await Identity.generate()];
+  const secured = (identity, more = {}) => member(identity.peerId, { security: { key, identity }, ...more });
+  const disk = new MemoryStorage(true);
+  const a = secured(ia, { storage: disk, records: checkRecords(disk.rows(), 'memory') });
+  const b = secured(ib);
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const own = `users/${ia.peerId}/note`;
+  let acked = false;
+  const p = a.set(own, 'signed').then(() => {
+    acked = true;
+  });
+  // Signed first (WebCrypto), then stored; nothing goes out before.
+  await until('the signed write waits for the storage', () => disk.waiting.length === 1 && a.mesh.store.entries.get(own).sig);
+  await until('the signed write is stored', () => {
+    disk.release();
+    return !!disk.entries.get(own)?.sig;
+  });
+  await p;
+  assert.ok(acked);
+  assert.equal(disk.entries.get(own).sig.length, 64);
+  await until('the peer has it', () => b.get(own) === 'signed');
+  await a.close();
+  const a2 = secured(ia, { storage: disk, records: checkRecords(disk.rows(), 'memory') });
+  assert.equal(a2.get(own), 'signed');
+  const synced = next(a2, 'synced');
+  disk.manual = false;
+  disk.release();
+  await synced;
+  await until('a quiet rejoin', () => a2.mesh.sessionOf(ib.peerId)?.stats);
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(a2.mesh.sessionOf(ib.peerId).stats.updatesIn, 0, 'the peer sends nothing the restored store holds');
+  assert.equal(b.stats.updatesBadSignature + b.stats.updatesUnsigned, 0);
+  assert.equal(b.mesh.sessionOf(ia.peerId).stats.refused, 0);
 });

@@ -661,6 +661,17 @@ async function durablePages (chromium, firefox) {
     await newcomer.close()
     await page.close()
   }
+  // The demo page with `?data`: alone, a reload still draws its table.
+  const demo = await openPage(chromium, 'ledger-demo', 'demo', 'data')
+  await demo.waitForFunction(function () { return !!window.member }, { timeout: 10000 })
+  await demo.evaluate(function () { return window.member.set('kept', 'across reloads') })
+  await demo.reload()
+  await demo.waitForFunction(function () {
+    return !!document.querySelector('#rows tr[data-key="kept"]') && window.member.peerList().length === 0
+  }, { timeout: 10000 })
+  await demo.evaluate(function () { return window.member.close() })
+  await demo.close()
+  console.log('the demo page with ?data draws its table after a reload, alone')
 }
 
 async function testMode (chromium, firefox) {
