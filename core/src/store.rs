@@ -598,6 +598,13 @@ impl Store {
         }
     }
 
+    /// A durable member's store: the number of the last record it made, and of the
+    /// last one the runtime reported durable ([`Store::persisted`]); `None` if it
+    /// records nothing.
+    pub fn persist_seqs(&self) -> Option<(u64, u64)> {
+        self.persist.as_ref().map(|q| (q.next - 1, q.durable))
+    }
+
     /// Whether changes wait to be made durable: records not yet taken by
     /// [`Store::poll_persist`], or taken and not yet reported by [`Store::persisted`].
     /// While this is true a [`crate::Mesh`] gives no output (but its timeout).

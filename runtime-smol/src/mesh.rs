@@ -260,6 +260,8 @@ enum Wake {
     Ws(WsEvent),
     Datagram(SocketAddr, io::Result<(usize, SocketAddr)>),
     Timer,
+    /// The log's sync thread finished a sync (or failed).
+    Synced,
 }
 
 /// No command is taken from here on (the driver stops). Closing the channel and
@@ -285,13 +287,27 @@ async fn drive(
     let mut turn = 0;
     node.start(Instant::now());
     let mut closing: Option<Sender<Answer>> = None;
+    // At `power` the syncs run on a thread of the storage's, which wakes this task
+    // after each; answers that acknowledge writes wait in `acks` until those are
+    // durable.
+    let (synced_tx, synced_rx) = channel::unbounded::<()>();
+    if let Some(st) = storage.as_mut() {
+        if let Err(e) = st.sync_in_background(move || {
+            let _ = synced_tx.try_send(());
+        }) {
+            eprintln!("rtc-mesh: {e}: the member stops");
+            refuse_commands(&cmds);
+            return;
+        }
+    }
+    let mut acks: rtc_mesh_std::storage::Acks<(Sender<Answer>, Answer)> = Default::default();
     loop {
-        // A durable member: what the store changed is written before anything goes
-        // out (a write reaches no peer, and is not acknowledged, before it is durable).
-        // A failed write or sync ends the member: it is never retried. (The write runs
-        // on this task: a sync at `power` holds the loop for its duration.)
-        // While a snapshot is under way the loop takes a piece of it per turn, and
-        // turns again without waiting.
+        // A durable member: what the store changed is written (at `power` synced by
+        // the sync thread, while this task goes on), and the node gives what depends
+        // on it only once it is durable: a write reaches no peer, and is not
+        // acknowledged, before. A failed write or sync ends the member: it is never
+        // retried. While a snapshot is under way the loop takes a piece of it per
+        // turn, and turns again without waiting.
         let mut snapshotting = false;
         if let Some(st) = storage.as_mut() {
             match rtc_mesh_std::storage::flush(&mut node, st) {
@@ -304,6 +320,9 @@ async fn drive(
                     return;
                 }
             }
+        }
+        while let Some((reply, ans)) = acks.ready(&node) {
+            let _ = reply.try_send(ans);
         }
         // Drain the node.
         let deadline = loop {
@@ -368,6 +387,13 @@ async fn drive(
                 Wake::Datagram(local, got)
             })
             .or(async {
+                // (Closed when nothing syncs in the background: never wakes then.)
+                if synced_rx.recv().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                Wake::Synced
+            })
+            .or(async {
                 Timer::at(if snapshotting {
                     Instant::now()
                 } else {
@@ -397,7 +423,8 @@ async fn drive(
             Wake::Cmd(Some(Cmd::Request(req, reply))) => {
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
-                // The answer acknowledges the write: only once it is durable.
+                // The answer acknowledges the write: it goes once the write is
+                // durable (`acks`).
                 if let Some(st) = storage.as_mut() {
                     if let Err(e) = rtc_mesh_std::storage::flush(&mut node, st) {
                         eprintln!(
@@ -409,7 +436,7 @@ async fn drive(
                 }
                 if close {
                     closing = Some(reply);
-                } else {
+                } else if let Some((reply, ans)) = acks.hold(&node, (reply, ans)) {
                     let _ = reply.try_send(ans);
                 }
             }
@@ -424,6 +451,8 @@ async fn drive(
             // (Woken early for a snapshot's next piece: nothing is due yet.)
             Wake::Timer if now < deadline => {}
             Wake::Timer => node.handle_timeout(now),
+            // (The flush at the top of the loop takes it.)
+            Wake::Synced => {}
         }
     }
 }

@@ -55,6 +55,9 @@ enum Input {
     StreamIn(LinkId, Option<Vec<u8>>),
     /// The handle was dropped: stop now (the driver may be waiting for a far timeout).
     Stop,
+    /// The log's sync thread finished a sync (or failed): the driver's flush learns
+    /// which ([`crate::storage::Storage::synced`]).
+    Synced,
 }
 
 /// Our membership of a room, driven by a thread. [`Member::close`] leaves politely;
@@ -182,6 +185,15 @@ fn spawn(
     let locals = udp.iter().map(|u| u.1).collect();
     let (ev_tx, events) = mpsc::channel();
     let dstop = stop.clone();
+    let mut storage = storage;
+    if let Some(st) = storage.as_mut() {
+        // At `power` the syncs run beside the driver, which goes on taking inputs.
+        let wake = tx.clone();
+        st.sync_in_background(move || {
+            let _ = wake.send(Input::Synced);
+        })
+        .map_err(io::Error::other)?;
+    }
     let failure = storage.as_ref().map(|s| s.failure());
     let thread = thread::Builder::new()
         .name("mesh".into())
@@ -337,12 +349,15 @@ fn drive(
     let mut closing: Option<Sender<Answer>> = None;
     let mut streams: BTreeMap<LinkId, Sender<Vec<u8>>> = BTreeMap::new();
     let (flush_tx, flush_rx) = mpsc::channel::<()>();
+    // Answers that acknowledge writes, until those are durable.
+    let mut acks: crate::storage::Acks<(Sender<Answer>, Answer)> = Default::default();
     loop {
-        // A durable member: what the store changed is written before anything goes
-        // out (a write reaches no peer, and is not acknowledged, before it is durable).
-        // A failed write or sync ends the member: it is never retried. While a
-        // snapshot is under way the loop takes a piece of it per turn, and turns again
-        // without waiting.
+        // A durable member: what the store changed is written (at `power` synced by
+        // the sync thread, while this loop goes on), and the node gives what depends
+        // on it only once it is durable: a write reaches no peer, and is not
+        // acknowledged (`acks`), before. A failed write or sync ends the member: it is
+        // never retried. While a snapshot is under way the loop takes a piece of it
+        // per turn, and turns again without waiting.
         let mut snapshotting = false;
         if let Some(st) = storage.as_mut() {
             match crate::storage::flush(&mut node, st) {
@@ -355,6 +370,9 @@ fn drive(
                     return;
                 }
             }
+        }
+        while let Some((reply, ans)) = acks.ready(&node) {
+            let _ = reply.send(ans);
         }
         let deadline = loop {
             match node.poll_output() {
@@ -427,6 +445,8 @@ fn drive(
             None => node.handle_timeout(now),
             Some(Input::Datagram(d, from, local)) => node.handle_datagram(now, from, local, &d),
             Some(Input::Stop) => return,
+            // (The flush at the top of the loop takes it.)
+            Some(Input::Synced) => {}
             Some(Input::Ws(g, e)) => match ws.handle(g, e) {
                 Some(WsChange::Up) => node.handle_signal_connected(now),
                 Some(WsChange::Text(t)) => node.handle_signal(now, &t),
@@ -449,7 +469,8 @@ fn drive(
             Some(Input::Request(req, reply)) => {
                 let close = matches!(req, Request::Close);
                 let ans = answer(&mut node, now, req);
-                // The answer acknowledges the write: only once it is durable.
+                // The answer acknowledges the write: it goes once the write is
+                // durable (`acks`).
                 if let Some(st) = storage.as_mut() {
                     if let Err(e) = crate::storage::flush(&mut node, st) {
                         eprintln!(
@@ -461,7 +482,7 @@ fn drive(
                 }
                 if close {
                     closing = Some(reply);
-                } else {
+                } else if let Some((reply, ans)) = acks.hold(&node, (reply, ans)) {
                     let _ = reply.send(ans);
                 }
             }

@@ -16,7 +16,12 @@
 //! the valid prefix is kept and later segments go). Each start then writes a segment
 //! of its own, so a file that was cut is never written again. [`Storage::append`]
 //! writes the store's batches ([`Store::poll_persist`]) as they come; at
-//! [`Durability::Power`] it syncs them to disk before it returns. An I/O error, a
+//! [`Durability::Power`] it syncs them to disk before it returns, or, once
+//! [`Storage::sync_in_background`] was called (the drivers do), hands the sync to a
+//! thread of its own: one `fdatasync` covers everything written before it began, so
+//! while it runs the event loop goes on and the next sync covers all that came
+//! meanwhile (group commit); [`Storage::synced`] says how far the syncs got, and the
+//! store's outputs wait for that ([`rtc_mesh_core::Mesh::poll_output`]). An I/O error, a
 //! failed sync above all, is returned and must end the member: after a failed `fsync`
 //! the kernel may have dropped the pages, and a retry that succeeds would say nothing
 //! about them.
@@ -34,6 +39,7 @@
 //! [`Store::poll_persist`]: rtc_mesh_core::Store::poll_persist
 //! [`Store::poll_snapshot`]: rtc_mesh_core::Store::poll_snapshot
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -118,8 +124,8 @@ pub struct Opened {
 pub struct Storage {
     dir: PathBuf,
     _lock: File,
-    file: File,
-    path: PathBuf,
+    file: Arc<File>,
+    path: Arc<Path>,
     durability: Durability,
     written: u64,
     /// The first sequence number of the segment being written, and whether it holds
@@ -131,6 +137,33 @@ pub struct Storage {
     report: Arc<Mutex<WriterReport>>,
     /// The error that ended the member ([`flush`]), for its handle to tell.
     failure: Failure,
+    /// The log's sync thread ([`Storage::sync_in_background`]), if started.
+    syncer: Option<Syncer>,
+}
+
+/// A segment written up to a record, to be synced.
+type SyncJob = (Arc<File>, Arc<Path>, u64);
+
+/// The log's sync thread.
+struct Syncer {
+    jobs: Option<mpsc::Sender<SyncJob>>,
+    thread: Option<JoinHandle<()>>,
+    report: Arc<Mutex<SyncReport>>,
+    /// The last sequence number [`Storage::synced`] gave.
+    told: u64,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer").field("told", &self.told).finish()
+    }
+}
+
+/// How far the sync thread got.
+#[derive(Default)]
+struct SyncReport {
+    synced: u64,
+    error: Option<StorageError>,
 }
 
 /// Where a member's fatal storage error is kept for its handle
@@ -398,8 +431,8 @@ impl Held {
         Ok(Storage {
             dir,
             _lock: lock,
-            file,
-            path,
+            file: Arc::new(file),
+            path: path.into(),
             durability,
             written,
             segment: (next_seq, false),
@@ -407,6 +440,7 @@ impl Held {
             writer: None,
             report: Arc::default(),
             failure: Failure::default(),
+            syncer: None,
         })
     }
 }
@@ -417,22 +451,83 @@ impl Storage {
         self.failure.clone()
     }
 
-    /// Writes `batch` to the log; at [`Durability::Power`], synced before it returns.
-    /// An error ends the member (see the module docs), and so does an error the
-    /// snapshot writer met since the last call.
-    pub fn append(&mut self, batch: &PersistBatch) -> Result<(), StorageError> {
+    /// Writes `batch` to the log; at [`Durability::Power`], synced before it returns,
+    /// or (after [`Storage::sync_in_background`]) handed to the sync thread. Returns
+    /// whether the batch is durable at the storage's level now; if not,
+    /// [`Storage::synced`] says when. An error ends the member (see the module docs),
+    /// and so does an error the snapshot writer or the sync thread met since the last
+    /// call.
+    pub fn append(&mut self, batch: &PersistBatch) -> Result<bool, StorageError> {
         self.check()?;
         // (The error's path is made only on an error: this runs for every batch.)
         let path = &self.path;
-        self.file
+        (&*self.file)
             .write_all(&batch.bytes)
             .map_err(|e| io(path, "write")(e))?;
         self.written += batch.bytes.len() as u64;
         self.segment.1 = true;
-        if self.durability == Durability::Power {
-            self.file.sync_data().map_err(|e| io(path, "sync")(e))?;
+        if self.durability != Durability::Power {
+            return Ok(true);
         }
+        if let Some(s) = &self.syncer {
+            let job = (self.file.clone(), self.path.clone(), batch.last_seq);
+            if s.jobs.as_ref().is_some_and(|j| j.send(job).is_ok()) {
+                return Ok(false);
+            }
+            // The thread ended: only after an error, which it reported.
+            let path = self.path.clone();
+            self.synced()?;
+            return Err(io(&path, "sync")(io::Error::other(
+                "the sync thread stopped",
+            )));
+        }
+        self.file.sync_data().map_err(|e| io(path, "sync")(e))?;
+        Ok(true)
+    }
+
+    /// At [`Durability::Power`]: from now on [`Storage::append`] leaves the sync to a
+    /// thread (see the module docs), which calls `wake` after each sync (or its
+    /// failure), from that thread: the driver then calls [`flush`] (which asks
+    /// [`Storage::synced`]). Below `power` nothing is synced and this does nothing.
+    pub fn sync_in_background(
+        &mut self,
+        wake: impl Fn() + Send + 'static,
+    ) -> Result<(), StorageError> {
+        if self.durability != Durability::Power || self.syncer.is_some() {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel::<SyncJob>();
+        let report = Arc::new(Mutex::new(SyncReport::default()));
+        let r = report.clone();
+        let thread = std::thread::Builder::new()
+            .name("rtc-mesh-sync".into())
+            .spawn(move || sync_log(&rx, &r, &wake))
+            .map_err(io(&self.dir, "start the sync thread"))?;
+        self.syncer = Some(Syncer {
+            jobs: Some(tx),
+            thread: Some(thread),
+            report,
+            told: 0,
+        });
         Ok(())
+    }
+
+    /// The sync thread's progress: the sequence number every record up to which is
+    /// now synced, if it moved since the last call; its error, if it met one (which
+    /// ends the member).
+    pub fn synced(&mut self) -> Result<Option<u64>, StorageError> {
+        let Some(s) = self.syncer.as_mut() else {
+            return Ok(None);
+        };
+        let mut r = s.report.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = r.error.take() {
+            return Err(e);
+        }
+        if r.synced > s.told {
+            s.told = r.synced;
+            return Ok(Some(r.synced));
+        }
+        Ok(None)
     }
 
     /// The snapshot writer's error, if it met one.
@@ -457,7 +552,7 @@ impl Storage {
             if self.segment != (part.from_seq, false) {
                 let (file, path, written) =
                     new_segment(&self.dir, part.from_seq, &self.store_id, self.durability)?;
-                (self.file, self.path) = (file, path);
+                (self.file, self.path) = (Arc::new(file), path.into());
                 self.written = written;
                 self.segment = (part.from_seq, false);
             }
@@ -470,7 +565,7 @@ impl Storage {
             let log = self.file.try_clone().map_err(io(&self.path, "open"))?;
             self.job(Job::End {
                 log,
-                log_path: self.path.clone(),
+                log_path: self.path.to_path_buf(),
             })?;
         }
         Ok(())
@@ -509,8 +604,8 @@ impl Storage {
         (r.installed, r.last_len)
     }
 
-    /// Waits until the writer thread has done all it was given (tests, benchmarks and
-    /// a clean close), and returns its error if it met one.
+    /// Waits until the writer thread and the sync thread have done all they were
+    /// given (tests, benchmarks and a clean close), and returns an error either met.
     pub fn settle(&mut self) -> Result<(), StorageError> {
         if let Some(mut w) = self.writer.take() {
             drop(w.jobs.take());
@@ -518,7 +613,14 @@ impl Storage {
                 let _ = t.join();
             }
         }
-        self.check()
+        if let Some(s) = self.syncer.as_mut() {
+            drop(s.jobs.take());
+            if let Some(t) = s.thread.take() {
+                let _ = t.join();
+            }
+        }
+        self.check()?;
+        self.synced().map(|_| ())
     }
 
     /// The directory.
@@ -550,6 +652,80 @@ impl Drop for SnapshotWriter {
         drop(self.jobs.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// The sync thread: syncs what was written, each sync covering every batch that came
+/// while the one before ran, until the channel closes or a sync fails.
+fn sync_log(jobs: &mpsc::Receiver<SyncJob>, report: &Mutex<SyncReport>, wake: &dyn Fn()) {
+    let mut group: Vec<SyncJob> = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        group.push(first);
+        group.extend(jobs.try_iter());
+        // Each segment once (the log may have rolled to a new one meanwhile), in order;
+        // a sync of a file covers all that was written to it before it began.
+        let mut last = None;
+        let mut failed = None;
+        for (i, (f, path, seq)) in group.iter().enumerate() {
+            if group.get(i + 1).is_some_and(|n| Arc::ptr_eq(&n.0, f)) {
+                continue;
+            }
+            if let Err(e) = f.sync_data() {
+                failed = Some(io(path, "sync")(e));
+                break;
+            }
+            last = Some(*seq);
+        }
+        group.clear();
+        {
+            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(seq) = last {
+                r.synced = r.synced.max(seq);
+            }
+            if let Some(e) = failed {
+                r.error.get_or_insert(e);
+                drop(r);
+                wake();
+                return;
+            }
+        }
+        wake();
+    }
+}
+
+/// Answers that acknowledge what a member did (a `set` returned, say), held until
+/// the changes they could tell of are durable: each is kept with the number of the
+/// last record the store had made when it was given, and they go in order.
+#[derive(Debug)]
+pub struct Acks<T>(VecDeque<(u64, T)>);
+
+impl<T> Default for Acks<T> {
+    fn default() -> Self {
+        Acks(VecDeque::new())
+    }
+}
+
+impl<T> Acks<T> {
+    /// `t` answers the input `node` just took: it may go now (returned), or it is
+    /// held until the records made so far are durable.
+    pub fn hold(&mut self, node: &rtc_mesh_core::node::Node, t: T) -> Option<T> {
+        match node.store().persist_seqs() {
+            Some((made, durable)) if made > durable || !self.0.is_empty() => {
+                self.0.push_back((made, t));
+                None
+            }
+            _ => Some(t),
+        }
+    }
+
+    /// The next held answer that may go now.
+    pub fn ready(&mut self, node: &rtc_mesh_core::node::Node) -> Option<T> {
+        let durable = node.store().persist_seqs().map_or(u64::MAX, |(_, d)| d);
+        if self.0.front()?.0 <= durable {
+            self.0.pop_front().map(|(_, t)| t)
+        } else {
+            None
         }
     }
 }
@@ -664,8 +840,12 @@ pub fn flush(
 ) -> Result<bool, StorageError> {
     let mut step = || {
         while let Some(b) = node.poll_persist() {
-            storage.append(&b)?;
-            node.persisted(b.last_seq);
+            if storage.append(&b)? {
+                node.persisted(b.last_seq);
+            }
+        }
+        if let Some(seq) = storage.synced()? {
+            node.persisted(seq);
         }
         if let Some(part) = node.poll_snapshot() {
             storage.snapshot(part)?;
@@ -859,7 +1039,7 @@ mod tests {
     fn a_torn_tail_is_cut_and_damage_is_named() {
         let dir = temp_dir("torn");
         let (_, o) = life(&dir, "me.0000000000000001", 0..5);
-        let path = o.storage.path.clone();
+        let path = o.storage.path.to_path_buf();
         drop(o);
         // A torn last write: 3 bytes of the last record lost.
         let len = fs::metadata(&path).unwrap().len();

@@ -613,6 +613,10 @@ pub struct Mesh {
     streams: BTreeSet<LinkId>,
     early: BTreeMap<String, Vec<Signal>>,
     out: VecDeque<MeshOutput>,
+    /// A durable member's outputs made while changes wait to be durable, each with the
+    /// number of the last record the store had made when it was made: it goes once
+    /// that record is durable (see [`Mesh::poll_output`]).
+    held: VecDeque<(u64, MeshOutput)>,
     /// The signalling client, and when it next wants `handle_timeout`.
     client: SignalClient,
     client_at: Instant,
@@ -747,6 +751,7 @@ impl Mesh {
             streams: BTreeSet::new(),
             early: BTreeMap::new(),
             out: VecDeque::new(),
+            held: VecDeque::new(),
             online: false,
             closed: false,
             closing_until: None,
@@ -972,6 +977,7 @@ impl Mesh {
         self.closed
             && self.closing_until.is_none()
             && self.out.is_empty()
+            && self.held.is_empty()
             && !self.client.has_output()
     }
 
@@ -1006,16 +1012,41 @@ impl Mesh {
 
     /// The next output; drain until [`MeshOutput::Timeout`].
     ///
-    /// A durable member ([`MeshConfig::durable`]) gives nothing but its timeout while
+    /// A durable member ([`MeshConfig::durable`]) holds back what it makes while
     /// changes wait to be made durable ([`Mesh::poll_persist`], then
-    /// [`Mesh::persisted`]): no event (a local write's `Update` is its
-    /// acknowledgement), no update to a peer, no answer goes out before the change
-    /// behind it is on disk at the runtime's level.
+    /// [`Mesh::persisted`]): each output made then is kept with the number of the
+    /// last record the store had made (an output can tell of no later change), and
+    /// goes once that record is durable. So no event (a local write's `Update` is its
+    /// acknowledgement), no update to a peer, no answer goes out before the changes
+    /// behind it are on disk at the runtime's level, while a runtime that syncs in the
+    /// background goes on taking inputs: what an earlier sync covered goes out as soon
+    /// as it is done, whatever came since (the drivers drain after every input, so
+    /// each output is taken, and numbered, right after the input that made it).
     pub fn poll_output(&mut self) -> MeshOutput {
+        let Some((recorded, durable)) = self
+            .store()
+            .persist_seqs()
+            .filter(|_| !cfg!(feature = "bug-ack-before-sync"))
+        else {
+            return self.next_output();
+        };
         loop {
-            if self.store().awaiting_persist() && !cfg!(feature = "bug-ack-before-sync") {
-                return MeshOutput::Timeout(self.poll_timeout());
+            if let Some(&(tag, _)) = self.held.front() {
+                if tag <= durable {
+                    return self.held.pop_front().map(|(_, o)| o).expect("a front");
+                }
             }
+            match self.next_output() {
+                MeshOutput::Timeout(t) => return MeshOutput::Timeout(t),
+                o if self.held.is_empty() && durable >= recorded => return o,
+                o => self.held.push_back((recorded, o)),
+            }
+        }
+    }
+
+    /// The next output made (held or not: see [`Mesh::poll_output`]).
+    fn next_output(&mut self) -> MeshOutput {
+        loop {
             if let Some(o) = self.out.pop_front() {
                 return o;
             }
