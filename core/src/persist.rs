@@ -101,9 +101,6 @@ const KIND_SNAP_ENTRY: u8 = 4;
 const KIND_SNAP_CLOCK: u8 = 5;
 const KIND_SNAP_END: u8 = 6;
 
-/// Slice-by-16: several times the speed of the byte-wise table, on every record.
-const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
-
 /// The first record of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -261,13 +258,16 @@ fn frame<T: Serialize>(kind: u8, w: &T, out: &mut Vec<u8>) {
     *out = buf;
     let payload = &out[start + FRAME_HEADER..];
     let len = u32::try_from(payload.len()).expect("a record is far below 4 GiB");
-    let mut digest = CRC.digest();
-    digest.update(&[kind]);
-    digest.update(payload);
-    let crc = digest.finalize();
+    let crc = checksum(kind, payload);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     out[start + 8] = kind;
+}
+
+/// A frame's CRC-32C (Castagnoli), of its kind and payload (with the processor's
+/// CRC instructions where it has them).
+fn checksum(kind: u8, payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload)
 }
 
 /// One frame at the front of `bytes`: its kind, payload and total length.
@@ -286,10 +286,7 @@ fn next_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(u8, &'a [u8], usi
     }
     let kind = bytes[8];
     let payload = &bytes[FRAME_HEADER..end];
-    let mut digest = CRC.digest();
-    digest.update(&[kind]);
-    digest.update(payload);
-    if digest.finalize() != crc {
+    if checksum(kind, payload) != crc {
         return Err(Damage::Checksum);
     }
     Ok((kind, payload, end))
@@ -867,6 +864,12 @@ fn set_aside(
 mod tests {
     use super::*;
     use crate::value::Value;
+
+    #[test]
+    fn the_checksum_is_crc32c() {
+        // The check value of CRC-32C (Castagnoli) over "123456789".
+        assert_eq!(checksum(b'1', b"23456789"), 0xE306_9283);
+    }
 
     fn update(i: u32, signed: bool) -> Update {
         Update {
