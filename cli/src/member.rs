@@ -47,13 +47,17 @@ pub(crate) fn serve(
     let limits = Limits::default();
     // What a batch of writes stopped at, to handle next.
     let mut pending: Option<Item> = None;
+    // Batches of writes sent, their answers to come (once the writes are durable).
+    let mut inflight = InFlight::default();
     loop {
         let item = match pending.take() {
             Some(i) => i,
             None => match rx.try_recv() {
                 Ok(m) => Item::Msg(m),
                 Err(TryRecvError::Empty) => {
-                    // Nothing more queued: what was held goes out before we wait.
+                    // Nothing more queued: the writes sent are answered, and what was
+                    // held goes out, before we wait.
+                    inflight.drain(out);
                     out.release();
                     match rx.recv() {
                         Ok(m) => Item::Msg(m),
@@ -95,6 +99,14 @@ pub(crate) fn serve(
                 continue;
             }
         };
+        // Anything but a write waits for the writes before it to be answered: their
+        // errors come first, and a `get` sees them.
+        if !matches!(
+            parsed,
+            Ok(Command::Set { .. } | Command::Delete { .. } | Command::Close)
+        ) {
+            inflight.drain(out);
+        }
         match parsed {
             Err(e) => out.emit(&Report::Error {
                 code: e.code(),
@@ -102,10 +114,10 @@ pub(crate) fn serve(
             }),
             Ok(Command::Close) => break,
             Ok(Command::Set { key, value }) => {
-                pending = write_batch(out, member, &rx, &limits, (key, value));
+                pending = write_batch(out, member, &rx, &limits, (key, value), &mut inflight);
             }
             Ok(Command::Delete { key }) => {
-                pending = write_batch(out, member, &rx, &limits, (key, Value::Null));
+                pending = write_batch(out, member, &rx, &limits, (key, Value::Null), &mut inflight);
             }
             Ok(Command::Connect { addr }) => {
                 let res = parse_addr(&addr)
@@ -129,7 +141,71 @@ pub(crate) fn serve(
             Ok(cmd) => command(out, member, cmd),
         }
     }
+    inflight.drain(out);
     out.release();
+}
+
+/// At most this many batches of writes wait for their answers (each once its writes
+/// are durable) while the next are read and sent: at `power` the member's next sync
+/// then covers those that came meanwhile.
+const IN_FLIGHT: usize = 4;
+
+/// Batches of writes sent to the member, oldest first, their answers to come.
+#[derive(Default)]
+struct InFlight(std::collections::VecDeque<Option<Later>>);
+
+impl InFlight {
+    /// Sends a batch; waits for the oldest answers while too many are out.
+    fn send(&mut self, out: &Out, member: &Backend, batch: Vec<(String, Value)>) {
+        self.0
+            .push_back(member.request_later(Request::SetEach(batch)));
+        while self.0.len() > IN_FLIGHT {
+            self.answer(out);
+        }
+    }
+
+    /// Waits for every answer.
+    fn drain(&mut self, out: &Out) {
+        while !self.0.is_empty() {
+            self.answer(out);
+        }
+    }
+
+    /// Waits for the oldest answer and reports the writes it refused.
+    fn answer(&mut self, out: &Out) {
+        let Some(later) = self.0.pop_front() else {
+            return;
+        };
+        match later.and_then(Later::wait) {
+            Some(Answer::WrittenEach(results)) => {
+                for e in results.into_iter().filter_map(Result::err) {
+                    out.emit(&Report::Error {
+                        code: store_error_code(&e),
+                        message: &e.to_string(),
+                    });
+                }
+            }
+            _ => out.emit(&Report::Error {
+                code: "closed",
+                message: "the member has left the room",
+            }),
+        }
+    }
+}
+
+/// An answer to come, from either runtime.
+enum Later {
+    Smol(smol::channel::Receiver<Answer>),
+    Std(std::sync::mpsc::Receiver<Answer>),
+}
+
+impl Later {
+    fn wait(self) -> Option<Answer> {
+        match self {
+            Later::Smol(rx) => smol::block_on(rx.recv()).ok(),
+            Later::Std(rx) => rx.recv().ok(),
+        }
+    }
 }
 
 /// A message of the main loop, or a command already parsed from one.
@@ -151,6 +227,7 @@ fn write_batch(
     rx: &Receiver<Msg<NodeEvent>>,
     limits: &Limits,
     first: (String, Value),
+    inflight: &mut InFlight,
 ) -> Option<Item> {
     let mut batch = vec![first];
     let mut stop = None;
@@ -172,20 +249,7 @@ fn write_batch(
             Err(_) => break,
         }
     }
-    match member.request(Request::SetEach(batch)) {
-        Some(Answer::WrittenEach(results)) => {
-            for e in results.into_iter().filter_map(Result::err) {
-                out.emit(&Report::Error {
-                    code: store_error_code(&e),
-                    message: &e.to_string(),
-                });
-            }
-        }
-        _ => out.emit(&Report::Error {
-            code: "closed",
-            message: "the member has left the room",
-        }),
-    }
+    inflight.send(out, member, batch);
     stop
 }
 
@@ -206,6 +270,13 @@ impl Backend {
         match self {
             Backend::Smol(m) => smol::block_on(m.request(r)),
             Backend::Std(m) => m.request(r),
+        }
+    }
+    /// Sends `r`; its answer comes later.
+    fn request_later(&self, r: Request) -> Option<Later> {
+        match self {
+            Backend::Smol(m) => m.request_later(r).map(Later::Smol),
+            Backend::Std(m) => m.request_later(r).map(Later::Std),
         }
     }
     /// Attaches a TCP link to the member's store.

@@ -195,9 +195,17 @@ impl Member {
     /// Sends `request` to the driver and waits for its answer (`None` once the
     /// driver has stopped). The typed calls below are built on it.
     pub async fn request(&self, request: Request) -> Option<Answer> {
+        self.request_later(request)?.recv().await.ok()
+    }
+
+    /// Sends `request` without waiting for its answer, which comes on the receiver
+    /// returned (`None`: the member has stopped). Requests are handled in the order
+    /// sent, so a caller can keep several batches of writes in flight, each answered
+    /// once it is durable, while the next is made.
+    pub fn request_later(&self, request: Request) -> Option<Receiver<Answer>> {
         let (tx, rx) = channel::bounded(1);
-        self.cmds.send(Cmd::Request(request, tx)).await.ok()?;
-        rx.recv().await.ok()
+        self.cmds.try_send(Cmd::Request(request, tx)).ok()?;
+        Some(rx)
     }
 
     /// Attaches an ordered byte stream (a TCP socket, anything `AsyncRead +

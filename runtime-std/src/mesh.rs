@@ -221,9 +221,17 @@ impl Member {
     /// Sends `request` to the driver and waits for its answer (`None` once the
     /// driver has stopped). The typed calls below are built on it.
     pub fn request(&self, request: Request) -> Option<Answer> {
+        self.request_later(request)?.recv().ok()
+    }
+
+    /// Sends `request` without waiting for its answer, which comes on the receiver
+    /// returned (`None`: the member has stopped). Requests are handled in the order
+    /// sent, so a caller can keep several batches of writes in flight, each answered
+    /// once it is durable, while the next is made.
+    pub fn request_later(&self, request: Request) -> Option<Receiver<Answer>> {
         let (tx, rx) = mpsc::channel();
         self.tx.send(Input::Request(request, tx)).ok()?;
-        rx.recv().ok()
+        Some(rx)
     }
 
     rtc_mesh_core::__member_calls!(;);

@@ -930,6 +930,50 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[test]
+    fn syncs_in_the_background_cover_every_batch_written_before_them() {
+        let dir = temp_dir("background");
+        let t0 = Instant::now();
+        let opened = Storage::open(&dir, Durability::Power, false, &Limits::default()).unwrap();
+        let id = "me.0000000000000001";
+        let mut c = StoreConfig::new(id, EPOCH, t0);
+        c.persist_from = Some(opened.recovered.next_seq);
+        let mut s = Store::new(c).unwrap();
+        let mut storage = opened.storage.begin(id).unwrap();
+        let (tx, rx) = mpsc::channel();
+        storage
+            .sync_in_background(move || {
+                let _ = tx.send(());
+            })
+            .unwrap();
+        let mut last = 0;
+        for round in 0..20u32 {
+            for k in 0..10 {
+                s.set(t0, &format!("k{round}-{k}"), &Value::from(f64::from(k)))
+                    .unwrap();
+            }
+            let b = s.poll_persist().unwrap();
+            assert!(!storage.append(&b).unwrap(), "at power, left to the thread");
+            last = b.last_seq;
+        }
+        // Each report moves forward, up to the last batch (woken, never polled).
+        let mut seen = 0;
+        while seen < last {
+            rx.recv().unwrap();
+            if let Some(seq) = storage.synced().unwrap() {
+                assert!(seq > seen && seq <= last, "{seq} after {seen}");
+                seen = seq;
+                s.persisted(seq);
+            }
+        }
+        assert!(!s.awaiting_persist());
+        drop(storage);
+        let (s2, o2) = life(&dir, "me.0000000000000002", 0..0);
+        assert_eq!(s2.len(), 200);
+        drop(o2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Bytes of the directory's files, and their names.
     fn disk(dir: &Path) -> (u64, Vec<String>) {
         let mut names: Vec<String> = fs::read_dir(dir)
