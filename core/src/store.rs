@@ -444,6 +444,9 @@ pub struct Store {
     replaying: bool,
 }
 
+/// The most a new batch of log records reserves at once (see [`Store::poll_persist`]).
+const MAX_BATCH_ROOM: usize = 1 << 20;
+
 /// What the log has yet to take: the records of the changes since it last polled.
 #[derive(Debug)]
 struct PersistQueue {
@@ -579,10 +582,13 @@ impl Store {
         if q.bytes.is_empty() {
             return None;
         }
+        // The next batch starts with room for as much as this one (a batch grown from
+        // nothing moves its bytes a dozen times).
+        let room = q.bytes.len().min(MAX_BATCH_ROOM);
         let batch = PersistBatch {
             first_seq: q.first,
             last_seq: q.next - 1,
-            bytes: std::mem::take(&mut q.bytes),
+            bytes: std::mem::replace(&mut q.bytes, Vec::with_capacity(room)),
         };
         q.first = q.next;
         Some(batch)

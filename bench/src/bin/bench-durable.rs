@@ -228,26 +228,33 @@ fn write_pipelined(
     let values: Vec<Value> = (0..n).map(value).collect();
     let start = Instant::now();
     let mut waiting = std::collections::VecDeque::new();
+    let (mut in_append, mut in_set, mut in_wait) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut i = 0;
     while i < n || !waiting.is_empty() {
         if i < n && waiting.len() < window {
             let end = (i + batch).min(n);
             let now = t0 + start.elapsed();
+            let ts = Instant::now();
             for j in i..end {
                 s.set(now, &keys[j], &values[j]).expect("set");
             }
             while s.poll_event().is_some() {}
+            in_set += ts.elapsed();
+            let ta = Instant::now();
             while let Some(b) = s.poll_persist() {
                 if !st.append(&b).expect("append") {
                     waiting.push_back(b.last_seq);
                 }
             }
+            in_append += ta.elapsed();
             if let Some(p) = s.poll_snapshot() {
                 st.snapshot(p).expect("snapshot");
             }
             i = end;
         } else {
+            let tw = Instant::now();
             rx.recv().expect("a sync");
+            in_wait += tw.elapsed();
         }
         if let Some(seq) = st.synced().expect("sync") {
             s.persisted(seq);
@@ -255,6 +262,14 @@ fn write_pipelined(
                 waiting.pop_front();
             }
         }
+    }
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        println!(
+            "    (pipelined: store {:.0} ms, append {:.0} ms, waiting for syncs {:.0} ms)",
+            ms(in_set),
+            ms(in_append),
+            ms(in_wait)
+        );
     }
     start.elapsed()
 }
