@@ -270,6 +270,19 @@ fn checksum(kind: u8, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload)
 }
 
+/// How many whole frames (their checksums holding) `bytes` starts with: the room to
+/// make before decoding them, so that a million records are not moved again and
+/// again as their vector grows. Only frames that were written count, so damaged or
+/// hostile bytes make it reserve no more than their valid records need.
+fn count_frames(bytes: &[u8], limits: &Limits) -> usize {
+    let (mut at, mut n) = (0usize, 0usize);
+    while let Ok((_, _, len)) = next_frame(&bytes[at..], limits) {
+        at += len;
+        n += 1;
+    }
+    n
+}
+
 /// One frame at the front of `bytes`: its kind, payload and total length.
 fn next_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(u8, &'a [u8], usize), Damage> {
     if bytes.len() < FRAME_HEADER {
@@ -347,7 +360,7 @@ pub fn read_segment(
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut seg = Segment {
         header,
-        updates: Vec::new(),
+        updates: Vec::with_capacity(count_frames(&bytes[at..], limits)),
         valid_len: at,
         torn_at: None,
     };
@@ -616,7 +629,8 @@ pub fn read_snapshot(bytes: &[u8], limits: &Limits) -> Result<Snapshot, LogError
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut snap = Snapshot {
         header,
-        entries: Vec::new(),
+        // (Its clocks and end record are counted too: a few more than its entries.)
+        entries: Vec::with_capacity(count_frames(&bytes[at..], limits)),
         clocks: Vec::new(),
         last_seq: 0,
     };
@@ -773,6 +787,13 @@ pub fn recover(
     limits: &Limits,
 ) -> Result<Recovered, RecoverError> {
     let mut out = Recovered::empty();
+    // Room for every record at once (see `count_frames`).
+    let records = snapshot.map_or(0, |b| count_frames(b, limits))
+        + segments
+            .iter()
+            .map(|b| count_frames(b, limits))
+            .sum::<usize>();
+    out.updates.reserve(records);
     let mut after = 0;
     let mut snap_last = 0;
     if let Some(bytes) = snapshot {
@@ -781,11 +802,11 @@ pub fn recover(
                 after = snap.header.from_seq.saturating_sub(1);
                 snap_last = snap.last_seq;
                 out.snapshot_bytes = bytes.len() as u64;
-                out.updates = snap
-                    .entries
-                    .into_iter()
-                    .map(|update| LogUpdate { seq: 0, update })
-                    .collect();
+                out.updates.extend(
+                    snap.entries
+                        .into_iter()
+                        .map(|update| LogUpdate { seq: 0, update }),
+                );
                 out.clocks = snap.clocks;
             }
             Err(LogError::Format(f)) => return Err(RecoverError::SnapshotFormat(f)),

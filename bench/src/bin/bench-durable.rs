@@ -74,6 +74,7 @@ fn open(
 ) -> (Store, Storage, Duration) {
     let start = Instant::now();
     let opened = Storage::open(dir, durability, false, &Limits::default()).expect("open");
+    let read = start.elapsed();
     let r = opened.recovered;
     let mut c = StoreConfig::new(id, EPOCH, t0);
     c.persist_from = Some(r.next_seq);
@@ -82,6 +83,14 @@ fn open(
     let mut s = Store::new(c).expect("store");
     s.restore_recovered(t0, &r);
     let serving = start.elapsed();
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        eprintln!(
+            "    (open: read back {:.0} ms, {} updates; restored {:.0} ms)",
+            ms(read),
+            r.updates.len(),
+            ms(serving - read)
+        );
+    }
     drop(r.updates);
     let st = opened.storage.begin(id).expect("begin");
     (s, st, serving)
@@ -95,6 +104,7 @@ fn restart_in_child(dir: &Path) -> (Duration, usize) {
     let out = std::process::Command::new(std::env::current_exe().expect("this program"))
         .arg("--open")
         .arg(dir)
+        .stderr(std::process::Stdio::inherit())
         .output()
         .expect("the child runs");
     let text = String::from_utf8_lossy(&out.stdout);
