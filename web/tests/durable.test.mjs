@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Identity, Journal, Member, Store, Xorshift, checkRecords, deriveRoomKey, generateSecret } from '../mesh.js';
-import { Switchboard, clearLog, installFakes, next, stop, useBoard } from './fakes.mjs';
+import { Switchboard, freshWorld, installFakes, next, useBoard } from './fakes.mjs';
 
 installFakes();
 
@@ -166,11 +166,7 @@ let board = useBoard(new Switchboard());
 let made = [];
 
 function fresh(t) {
-  clearLog();
-  board = useBoard(new Switchboard());
-  made = [];
-  const mine = made;
-  t.after(() => stop(...mine));
+  ({ board, made } = freshWorld(t));
 }
 
 function member(id, options = {}) {

@@ -328,6 +328,18 @@ export function stop(...ms) {
   }
 }
 
+/**
+ * A fresh world for test `t`: the log cleared, a new switchboard in use, and a list of
+ * members (`made`: push each one made) stopped however the test ends, so that no
+ * timer keeps the process alive.
+ */
+export function freshWorld(t) {
+  clearLog();
+  const world = { board: useBoard(new Switchboard()), made: [] };
+  t.after(() => stop(...world.made));
+  return world;
+}
+
 /** Stops members however test `t` ends: no timer keeps the process alive. */
 export function stopAfter(t, ...ms) {
   t.after(() => stop(...ms));

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Member, Xorshift } from '../mesh.js';
-import { Switchboard, clearLog, installFakes, log, next, stop, useBoard } from './fakes.mjs';
+import { Switchboard, freshWorld, installFakes, log, next, stop, useBoard } from './fakes.mjs';
 
 installFakes();
 
@@ -15,12 +15,7 @@ installFakes();
 let board = useBoard(new Switchboard());
 
 function fresh(t) {
-  clearLog();
-  board = useBoard(new Switchboard());
-  made = [];
-  const mine = made;
-  // Stopped however the test ends, so that no timer keeps the process alive.
-  t.after(() => stop(...mine));
+  ({ board, made } = freshWorld(t));
 }
 
 /** A member whose peer connections are marked as its own (for the log). */
