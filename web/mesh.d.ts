@@ -567,7 +567,8 @@ export interface JoinOptions {
   /** The grace period of a rotation this member makes (default 7 days), in ms. */
   rekeyGraceMs?: number;
   /** A durable member: its store kept in IndexedDB (`true`: the database
-   * `rtc-mesh:<room>`; or a database's name). {@link join} then returns a promise, the
+   * `rtc-mesh:<room>`, in a secured room `rtc-mesh:secured:<room id>`; or a database's
+   * name). {@link join} then returns a promise, the
    * store read back first. */
   data?: boolean | string;
   /** With `data`: `process` (default; a write is acknowledged once IndexedDB has it),

@@ -4,7 +4,7 @@
 import { MeshError, byteLength } from './values.js';
 import { Mesh } from './mesh.js';
 import { IDLE_MS } from './signal-client.js';
-import { Identity, deriveRoomKey, resumeRekey } from './security.js';
+import { Identity, b64url, deriveRoomKey, resumeRekey } from './security.js';
 import { openStorage } from './storage.js';
 
 /** The durability levels (DESIGN: core's `Durability`). */
@@ -886,7 +886,8 @@ function defaultSignalUrl() {
  * someone else's rotation after a removal; `rekeyGraceMs` (default 7 days) how long a
  * rotation this member makes keeps the previous epoch's tag.
  *
- * With `data` (`true`: the IndexedDB database `rtc-mesh:<room>`, or a database's name)
+ * With `data` (`true`: the IndexedDB database `rtc-mesh:<room>`, in a secured room
+ * `rtc-mesh:secured:<room id>`, never the open room's; or a database's name)
  * the member is durable, and comes as a promise too: its store is read back first, so
  * the room's data is there at once (with no peer at all), and the room sends only what
  * it lacks. `durability`: `process` (the default: a write is acknowledged, its `set`
@@ -920,22 +921,28 @@ async function joinLater(room, options, secured) {
   if (options.durability !== undefined && !DURABILITIES.includes(options.durability)) {
     throw new MeshError('bad_durability', `durability is one of ${DURABILITIES.join(', ')}`);
   }
-  let opened = null;
-  if (options.data !== undefined && options.data !== false && options.data !== null) {
-    if (options.data !== true && (typeof options.data !== 'string' || !options.data)) {
-      throw new MeshError('bad_data', 'data is true (the database rtc-mesh:<room>) or the name of an IndexedDB database');
+  const data = options.data !== undefined && options.data !== false && options.data !== null;
+  if (data && options.data !== true && (typeof options.data !== 'string' || !options.data)) {
+    throw new MeshError('bad_data', 'data is true (the database rtc-mesh:<room>) or the name of an IndexedDB database');
+  }
+  let key = null;
+  if (secured) {
+    const { secret } = options;
+    key = typeof secret === 'string' ? await deriveRoomKey(room, secret) : secret;
+    if (!key || !(key.roomId instanceof Uint8Array) || typeof key.tag !== 'string' || !key.key) {
+      throw new MeshError('bad_secret', 'the room secret is a text (an invite or a passphrase) or a key from deriveRoomKey');
     }
-    const name = options.data === true ? `rtc-mesh:${room}` : options.data;
+  }
+  let opened = null;
+  if (data) {
+    // A secured room's store is its own, whatever the room's name: never the open
+    // room's of the same name (its data would go to that room's peers).
+    const name = options.data !== true ? options.data : key ? `rtc-mesh:secured:${b64url(key.roomId)}` : `rtc-mesh:${room}`;
     opened = await openStorage(name, { repair: !!options.repair });
   }
   try {
     const more = opened ? { storage: opened.storage, records: opened.records } : {};
     if (!secured) return started(new Member(room, { ...options, ...more }));
-    const { secret } = options;
-    const key = typeof secret === 'string' ? await deriveRoomKey(room, secret) : secret;
-    if (!key || !(key.roomId instanceof Uint8Array) || typeof key.tag !== 'string' || !key.key) {
-      throw new MeshError('bad_secret', 'the room secret is a text (an invite or a passphrase) or a key from deriveRoomKey');
-    }
     const identity = options.identity ?? (await Identity.generate());
     // A durable member resumes the key epoch it was in.
     const line = options.rekey ?? opened?.records.meta?.rekey ?? null;

@@ -7,7 +7,7 @@
 // and a failed write stops the member with nothing acknowledged lost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Identity, Journal, Member, Store, Xorshift, checkRecords, deriveRoomKey, generateSecret } from '../mesh.js';
+import { Identity, Journal, Member, Store, Xorshift, b64url, checkRecords, deriveRoomKey, generateSecret, join } from '../mesh.js';
 import { Switchboard, freshWorld, installFakes, next, useBoard } from './fakes.mjs';
 
 installFakes();
@@ -334,4 +334,30 @@ test('a durable member of a secured room stores its writes signed, and restarts 
   assert.equal(a2.mesh.sessionOf(ib.peerId).stats.updatesIn, 0, 'the peer sends nothing the restored store holds');
   assert.equal(b.stats.updatesBadSignature + b.stats.updatesUnsigned, 0);
   assert.equal(b.mesh.sessionOf(ia.peerId).stats.refused, 0);
+});
+
+test("join with data opens the room's database; a secured room's is its own, never the open room's", async () => {
+  // Node has no IndexedDB: the refusal names the database join chose.
+  const named = async (options) => {
+    try {
+      await join('team', { signal: 'ws://fake/', ...options });
+    } catch (e) {
+      assert.equal(e.code, 'storage_failed');
+      return /IndexedDB database "([^"]+)"/.exec(e.message)[1];
+    }
+    assert.fail('opened an IndexedDB in Node');
+  };
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    assert.equal(await named({ data: true }), 'rtc-mesh:team');
+    assert.equal(await named({ data: 'mine' }), 'mine');
+    const secret = generateSecret();
+    const key = await deriveRoomKey('team', secret);
+    assert.equal(await named({ data: true, secret }), `rtc-mesh:secured:${b64url(key.roomId)}`);
+  } finally {
+    console.warn = warn;
+  }
+  await assert.rejects(join('team', { data: 5 }), { code: 'bad_data' });
+  await assert.rejects(join('team', { data: true, durability: 'disk' }), { code: 'bad_durability' });
 });
