@@ -138,7 +138,17 @@ fn flush(s: &mut Store, st: &mut Storage) -> Duration {
     }
     let t = Instant::now();
     if let Some(p) = s.poll_snapshot() {
+        let taken = t.elapsed();
+        let first = p.first;
         st.snapshot(p).expect("snapshot");
+        if std::env::var_os("BENCH_DETAIL").is_some() && t.elapsed() > Duration::from_millis(5) {
+            println!(
+                "    (a long snapshot step: the store's part {:.2} ms, the storage's {:.2} ms{})",
+                ms(taken),
+                ms(t.elapsed() - taken),
+                if first { ", the first" } else { "" }
+            );
+        }
     }
     t.elapsed()
 }
