@@ -270,8 +270,8 @@ fn checksum(kind: u8, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload)
 }
 
-/// How many whole frames (their checksums holding) `bytes` starts with: the room to
-/// make before decoding them, so that a million records are not moved again and
+/// How many whole frames (their checksums holding) `bytes` starts with (its header
+/// among them): the room to make before decoding them, so that a million records are not moved again and
 /// again as their vector grows. Only frames that were written count, so damaged or
 /// hostile bytes make it reserve no more than their valid records need.
 fn count_frames(bytes: &[u8], limits: &Limits) -> usize {
@@ -340,6 +340,17 @@ pub fn read_segment(
     after: u64,
     limits: &Limits,
 ) -> Result<Segment, LogError> {
+    read_segment_into(bytes, tail, after, limits, count_frames(bytes, limits))
+}
+
+/// [`read_segment`], with room for `room` updates (see [`count_frames`]).
+fn read_segment_into(
+    bytes: &[u8],
+    tail: Tail,
+    after: u64,
+    limits: &Limits,
+    room: usize,
+) -> Result<Segment, LogError> {
     // The header: without it nothing in the segment can be trusted (a torn first write
     // of a new segment is an empty segment).
     let header = match next_frame(bytes, limits) {
@@ -360,7 +371,7 @@ pub fn read_segment(
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut seg = Segment {
         header,
-        updates: Vec::with_capacity(count_frames(&bytes[at..], limits)),
+        updates: Vec::with_capacity(room),
         valid_len: at,
         torn_at: None,
     };
@@ -608,6 +619,11 @@ pub fn encode_snapshot_end(entries: u64, clocks: u64, last_seq: u64, out: &mut V
 /// once it is whole (and synced), so nothing in it is a torn write: any bad frame, and
 /// a missing or mismatched end record, is damage, named by offset.
 pub fn read_snapshot(bytes: &[u8], limits: &Limits) -> Result<Snapshot, LogError> {
+    read_snapshot_into(bytes, limits, count_frames(bytes, limits))
+}
+
+/// [`read_snapshot`], with room for `room` entries (see [`count_frames`]).
+fn read_snapshot_into(bytes: &[u8], limits: &Limits, room: usize) -> Result<Snapshot, LogError> {
     let damaged = |offset: usize, damage: Damage| LogError::Damaged { offset, damage };
     let header = match next_frame(bytes, limits) {
         Ok((KIND_SNAP_HEADER, payload, _)) => {
@@ -629,8 +645,9 @@ pub fn read_snapshot(bytes: &[u8], limits: &Limits) -> Result<Snapshot, LogError
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut snap = Snapshot {
         header,
-        // (Its clocks and end record are counted too: a few more than its entries.)
-        entries: Vec::with_capacity(count_frames(&bytes[at..], limits)),
+        // (Its header, clocks and end record are counted too: a few more than its
+        // entries.)
+        entries: Vec::with_capacity(room),
         clocks: Vec::new(),
         last_seq: 0,
     };
@@ -787,17 +804,15 @@ pub fn recover(
     limits: &Limits,
 ) -> Result<Recovered, RecoverError> {
     let mut out = Recovered::empty();
-    // Room for every record at once (see `count_frames`).
-    let records = snapshot.map_or(0, |b| count_frames(b, limits))
-        + segments
-            .iter()
-            .map(|b| count_frames(b, limits))
-            .sum::<usize>();
-    out.updates.reserve(records);
+    // Room for every record at once (see `count_frames`): each file counted once, its
+    // count handed to its reader.
+    let snap_room = snapshot.map_or(0, |b| count_frames(b, limits));
+    let rooms: Vec<usize> = segments.iter().map(|b| count_frames(b, limits)).collect();
+    out.updates.reserve(snap_room + rooms.iter().sum::<usize>());
     let mut after = 0;
     let mut snap_last = 0;
     if let Some(bytes) = snapshot {
-        match read_snapshot(bytes, limits) {
+        match read_snapshot_into(bytes, limits, snap_room) {
             Ok(snap) => {
                 after = snap.header.from_seq.saturating_sub(1);
                 snap_last = snap.last_seq;
@@ -823,7 +838,7 @@ pub fn recover(
         } else {
             Tail::Sealed
         };
-        let seg = match read_segment(bytes, tail, after, limits) {
+        let seg = match read_segment_into(bytes, tail, after, limits, rooms[i]) {
             Ok(seg) => seg,
             Err(LogError::Damaged { offset, damage }) => {
                 return Err(RecoverError::Damaged {

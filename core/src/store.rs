@@ -613,11 +613,11 @@ impl Store {
 
     /// Whether changes wait to be made durable: records not yet taken by
     /// [`Store::poll_persist`], or taken and not yet reported by [`Store::persisted`].
-    /// While this is true a [`crate::Mesh`] gives no output (but its timeout).
+    /// A [`crate::Mesh`] holds back each output made meanwhile until the records
+    /// before it are durable (see [`Store::persist_seqs`]).
     pub fn awaiting_persist(&self) -> bool {
-        self.persist
-            .as_ref()
-            .is_some_and(|q| q.durable + 1 < q.next)
+        self.persist_seqs()
+            .is_some_and(|(made, durable)| durable < made)
     }
 
     /// A durable member's store: the next piece of a snapshot, when one is due or

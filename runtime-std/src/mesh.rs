@@ -174,7 +174,7 @@ pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEv
 
 /// Starts the driver thread for `node` (with its data directory's log, if durable).
 fn spawn(
-    (node, storage): (Node, Option<crate::storage::Storage>),
+    (node, mut storage): (Node, Option<crate::storage::Storage>),
     id: String,
     udp: Vec<(UdpSocket, SocketAddr)>,
     ws: Signalling,
@@ -185,7 +185,6 @@ fn spawn(
     let locals = udp.iter().map(|u| u.1).collect();
     let (ev_tx, events) = mpsc::channel();
     let dstop = stop.clone();
-    let mut storage = storage;
     if let Some(st) = storage.as_mut() {
         // At `power` the syncs run beside the driver, which goes on taking inputs.
         let wake = tx.clone();
