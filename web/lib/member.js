@@ -10,6 +10,16 @@ import { openStorage } from './storage.js';
 /** The durability levels (DESIGN: core's `Durability`). */
 const DURABILITIES = ['memory', 'process', 'power'];
 
+/** Throws unless `d` is a durability level. */
+function checkDurability(d) {
+  if (!DURABILITIES.includes(d)) throw new MeshError('bad_durability', `durability is one of ${DURABILITIES.join(', ')}`);
+}
+
+/** Whether `join`'s options ask for a durable member. */
+function wantsData(options) {
+  return options.data !== undefined && options.data !== false && options.data !== null;
+}
+
 /** How long ICE may call an open connection `disconnected` before it is judged dead. */
 const ICE_LOST_MS = 2000;
 /** Stop writing to a channel above this many buffered bytes; resume below a quarter. */
@@ -116,9 +126,7 @@ export class Member {
     /** A durable member's storage (the `data` option: lib/storage.js), else null. */
     this.storage = options.storage ?? null;
     this.durability = this.storage ? options.durability ?? 'process' : 'memory';
-    if (!DURABILITIES.includes(this.durability)) {
-      throw new MeshError('bad_durability', `durability is one of ${DURABILITIES.join(', ')}`);
-    }
+    checkDurability(this.durability);
     if (this.storage) {
       if (options.records) this.mesh.store.restore(options.records);
       this.mesh.persist(this.durability !== 'memory');
@@ -903,7 +911,7 @@ function defaultSignalUrl() {
 export function join(room, options = {}) {
   if (typeof room !== 'string' || !room) throw new MeshError('bad_room', 'a room name is required');
   const secured = options.secret !== undefined && options.secret !== null;
-  if (secured || (options.data !== undefined && options.data !== false && options.data !== null)) {
+  if (secured || wantsData(options)) {
     return joinLater(room, options, secured);
   }
   return started(new Member(room, options));
@@ -918,10 +926,9 @@ function started(m) {
 /** `join` for a secured room (the key derived first) or a durable member (its store
  * read back first). */
 async function joinLater(room, options, secured) {
-  if (options.durability !== undefined && !DURABILITIES.includes(options.durability)) {
-    throw new MeshError('bad_durability', `durability is one of ${DURABILITIES.join(', ')}`);
-  }
-  const data = options.data !== undefined && options.data !== false && options.data !== null;
+  // Checked before anything is derived or opened.
+  if (options.durability !== undefined) checkDurability(options.durability);
+  const data = wantsData(options);
   if (data && options.data !== true && (typeof options.data !== 'string' || !options.data)) {
     throw new MeshError('bad_data', 'data is true (the database rtc-mesh:<room>) or the name of an IndexedDB database');
   }
