@@ -210,13 +210,33 @@ struct UpdateWire<'a> {
     seq: u64,
     #[serde(borrow)]
     key: &'a str,
-    #[serde(borrow)]
+    #[serde(borrow, serialize_with = "bytes")]
     value: &'a [u8],
     ts: f64,
     #[serde(borrow)]
     source: &'a str,
-    #[serde(borrow)]
+    #[serde(borrow, serialize_with = "maybe_bytes")]
     sig: Option<&'a [u8]>,
+}
+
+/// A byte field written as bytes (one copy) rather than as a sequence of `u8`s (one
+/// call per byte): the same postcard encoding, a length and the bytes.
+fn bytes<S: serde::Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(b)
+}
+
+/// An optional byte field written as [`bytes`].
+fn maybe_bytes<S: serde::Serializer>(b: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    struct Bytes<'a>(&'a [u8]);
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    match b {
+        Some(b) => s.serialize_some(&Bytes(b)),
+        None => s.serialize_none(),
+    }
 }
 
 /// The longest payload a record of `limits` can need: the largest value, key and id,
@@ -248,15 +268,53 @@ pub fn encode_update(seq: u64, u: UpdateRef<'_>, out: &mut Vec<u8>) {
     frame(KIND_UPDATE, &w, out);
 }
 
+/// The most bytes a record's payload can take in postcard: its fields' lengths plus
+/// the most each length prefix, number and tag can take.
+trait MaxLen {
+    fn max_len(&self) -> usize;
+}
+
+/// The most a postcard varint of a `u64` (or `usize`) takes.
+const VARINT_MAX: usize = 10;
+
+impl MaxLen for HeaderWire<'_> {
+    fn max_len(&self) -> usize {
+        3 * VARINT_MAX + self.store_id.len()
+    }
+}
+
+impl MaxLen for UpdateWire<'_> {
+    fn max_len(&self) -> usize {
+        let sig = self.sig.map_or(0, |s| VARINT_MAX + s.len());
+        4 * VARINT_MAX + 8 + 1 + self.key.len() + self.value.len() + self.source.len() + sig
+    }
+}
+
+impl MaxLen for ClockWire<'_> {
+    fn max_len(&self) -> usize {
+        VARINT_MAX + 8 + self.source.len()
+    }
+}
+
+impl MaxLen for EndWire {
+    fn max_len(&self) -> usize {
+        3 * VARINT_MAX
+    }
+}
+
 /// Appends a record of `kind` holding `w`, encoded straight into `out` (every record
-/// is made here; on the path of every change, so with no allocation of its own).
-fn frame<T: Serialize>(kind: u8, w: &T, out: &mut Vec<u8>) {
+/// is made here; on the path of every change, so with no allocation of its own, and
+/// into room made at once for the most it can take, which postcard fills with copies
+/// rather than byte by byte).
+fn frame<T: Serialize + MaxLen>(kind: u8, w: &T, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&[0; FRAME_HEADER]);
-    let mut buf = std::mem::take(out);
-    buf = postcard::to_extend(w, buf).expect("postcard writes any record");
-    *out = buf;
-    let payload = &out[start + FRAME_HEADER..];
+    let at = start + FRAME_HEADER;
+    out.resize(at + w.max_len(), 0);
+    let written = postcard::to_slice(w, &mut out[at..])
+        .expect("a record's payload fits its bound")
+        .len();
+    out.truncate(at + written);
+    let payload = &out[at..];
     let len = u32::try_from(payload.len()).expect("a record is far below 4 GiB");
     let crc = checksum(kind, payload);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -905,6 +963,63 @@ mod tests {
     fn the_checksum_is_crc32c() {
         // The check value of CRC-32C (Castagnoli) over "123456789".
         assert_eq!(checksum(b'1', b"23456789"), 0xE306_9283);
+    }
+
+    /// A record's payload is the plain postcard encoding of its fields (byte fields
+    /// written as bytes encode as a sequence of `u8`s would), and its bound holds at
+    /// the extremes.
+    #[test]
+    fn records_are_plain_postcard_within_their_bounds() {
+        #[derive(Serialize)]
+        struct Plain<'a> {
+            seq: u64,
+            key: &'a str,
+            value: &'a [u8],
+            ts: f64,
+            source: &'a str,
+            sig: Option<&'a [u8]>,
+        }
+        let long = "k".repeat(70_000);
+        let value = vec![7u8; 200_000];
+        for (seq, key, sig) in [
+            (u64::MAX, "", None),
+            (0, "k", Some(&[9u8; SIG_LEN][..])),
+            (300, long.as_str(), Some(&[1u8; SIG_LEN][..])),
+        ] {
+            let w = UpdateWire {
+                seq,
+                key,
+                value: &value,
+                ts: f64::MAX,
+                source: "alice.0000000000000001",
+                sig,
+            };
+            let mut out = vec![1, 2, 3];
+            frame(KIND_UPDATE, &w, &mut out);
+            let plain = postcard::to_allocvec(&Plain {
+                seq,
+                key,
+                value: &value,
+                ts: f64::MAX,
+                source: "alice.0000000000000001",
+                sig,
+            })
+            .unwrap();
+            assert_eq!(&out[3 + FRAME_HEADER..], &plain[..]);
+            assert!(plain.len() <= w.max_len());
+        }
+        let h = HeaderWire {
+            format: u32::MAX,
+            store_id: "s",
+            first_seq: u64::MAX,
+        };
+        assert!(postcard::to_allocvec(&h).unwrap().len() <= h.max_len());
+        let e = EndWire {
+            entries: u64::MAX,
+            clocks: u64::MAX,
+            last_seq: u64::MAX,
+        };
+        assert!(postcard::to_allocvec(&e).unwrap().len() <= e.max_len());
     }
 
     fn update(i: u32, signed: bool) -> Update {
