@@ -1574,11 +1574,27 @@ impl Store {
 /// than 2^32 keys (history slots are 32-bit too).
 #[derive(Debug)]
 struct KeyTable {
-    index: hashbrown::HashTable<u32>,
+    /// Each key's slot, with 32 bits of its hash: growing the index rehashes from
+    /// those, never touching (or hashing again) the keys in the slots, and a lookup
+    /// compares them before it reads a slot.
+    index: hashbrown::HashTable<Ix>,
     slots: Vec<(SmolStr, Entry)>,
     /// Seeded: the hash never reaches an output (listings are sorted), and a fixed
     /// seed keeps simulations deterministic.
     hasher: FixedState,
+}
+
+/// An index entry: a slot and the hash of its key (see [`KeyTable::hash`]).
+#[derive(Debug, Clone, Copy)]
+struct Ix {
+    slot: u32,
+    hash: u32,
+}
+
+/// The index's 64-bit hash of a key hashed to `h`: `h` in both halves, so that the
+/// bucket (the low bits) and the tag (the top 7) both come from it.
+fn spread(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
 }
 
 impl KeyTable {
@@ -1590,15 +1606,19 @@ impl KeyTable {
         }
     }
 
-    fn hash(&self, key: &str) -> u64 {
-        self.hasher.hash_one(key)
+    /// A key's hash: 64 bits folded to the 32 the index keeps.
+    fn hash(&self, key: &str) -> u32 {
+        let h = self.hasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
     }
 
     /// The slot of `key` (whose hash is `hash`).
-    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+    fn find(&self, hash: u32, key: &str) -> Option<u32> {
         self.index
-            .find(hash, |&slot| &*self.slots[slot as usize].0 == key)
-            .copied()
+            .find(spread(hash), |ix| {
+                ix.hash == hash && &*self.slots[ix.slot as usize].0 == key
+            })
+            .map(|ix| ix.slot)
     }
 
     fn get_key_value(&self, key: &str) -> Option<(&SmolStr, &Entry)> {
@@ -1620,20 +1640,17 @@ impl KeyTable {
     }
 
     /// Adds a key that is not in the table (`hash` is its hash).
-    fn push(&mut self, hash: u64, key: SmolStr, e: Entry) {
+    fn push(&mut self, hash: u32, key: SmolStr, e: Entry) {
         let slot = self.slots.len() as u32;
         self.slots.push((key, e));
-        let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
-            .insert_unique(hash, slot, |&s| hasher.hash_one(&*slots[s as usize].0));
+            .insert_unique(spread(hash), Ix { slot, hash }, |ix| spread(ix.hash));
     }
 
     /// Room for `additional` more keys. The slots get as many as the index holds, so
     /// that a later small reserve does not move every slot.
     fn reserve(&mut self, additional: usize) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index
-            .reserve(additional, |&s| hasher.hash_one(&*slots[s as usize].0));
+        self.index.reserve(additional, |ix| spread(ix.hash));
         let want = self.index.capacity().max(self.slots.len() + additional);
         self.slots.reserve_exact(want - self.slots.len());
     }
