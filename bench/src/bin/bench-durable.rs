@@ -523,6 +523,19 @@ fn main() {
                 open_only(Path::new(&args.next().expect("--open DIR")));
                 return;
             }
+            "--pipelined-only" => {
+                // (for profiling: the pipelined run alone, at batch `N`)
+                let batch = num("--pipelined-only");
+                let dir = temp("power");
+                let t0 = Instant::now();
+                let (mut s, mut st, _) =
+                    open(&dir, "me.0000000000000001", Durability::Power, t0, |_| {});
+                let d = write_pipelined(&mut s, &mut st, n, batch, 8, t0);
+                println!("{:.0} writes/s", n as f64 / d.as_secs_f64());
+                drop((s, st));
+                let _ = std::fs::remove_dir_all(&dir);
+                return;
+            }
             other => panic!("unknown argument {other:?}"),
         }
     }
