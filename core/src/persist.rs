@@ -398,16 +398,18 @@ pub fn read_segment(
     after: u64,
     limits: &Limits,
 ) -> Result<Segment, LogError> {
-    read_segment_into(bytes, tail, after, limits, count_frames(bytes, limits))
+    let room = Vec::with_capacity(count_frames(bytes, limits));
+    read_segment_into(bytes, tail, after, limits, room)
 }
 
-/// [`read_segment`], with room for `room` updates (see [`count_frames`]).
+/// [`read_segment`], its updates pushed onto `updates` (which has room for them: see
+/// [`count_frames`]; a log's segments all go into one vector, never moved again).
 fn read_segment_into(
     bytes: &[u8],
     tail: Tail,
     after: u64,
     limits: &Limits,
-    room: usize,
+    updates: Vec<LogUpdate>,
 ) -> Result<Segment, LogError> {
     // The header: without it nothing in the segment can be trusted (a torn first write
     // of a new segment is an empty segment).
@@ -418,10 +420,10 @@ fn read_segment_into(
                 store_id: h.store_id.to_owned(),
                 first_seq: h.first_seq,
             },
-            _ => return cut_or_fail(bytes, 0, Damage::Decode, tail, None, limits),
+            _ => return cut_or_fail(bytes, 0, Damage::Decode, tail, torn(updates), limits),
         },
-        Ok(_) => return cut_or_fail(bytes, 0, Damage::Decode, tail, None, limits),
-        Err(d) => return cut_or_fail(bytes, 0, d, tail, None, limits),
+        Ok(_) => return cut_or_fail(bytes, 0, Damage::Decode, tail, torn(updates), limits),
+        Err(d) => return cut_or_fail(bytes, 0, d, tail, torn(updates), limits),
     };
     if header.format != FORMAT {
         return Err(LogError::Format(header.format));
@@ -429,7 +431,7 @@ fn read_segment_into(
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut seg = Segment {
         header,
-        updates: Vec::with_capacity(room),
+        updates,
         valid_len: at,
         torn_at: None,
     };
@@ -452,7 +454,7 @@ fn read_segment_into(
                 at += len;
                 seg.valid_len = at;
             }
-            Err(d) => return cut_or_fail(bytes, at, d, tail, Some(seg), limits),
+            Err(d) => return cut_or_fail(bytes, at, d, tail, seg, limits),
         }
     }
     Ok(seg)
@@ -464,7 +466,7 @@ fn cut_or_fail(
     offset: usize,
     damage: Damage,
     tail: Tail,
-    seg: Option<Segment>,
+    mut seg: Segment,
     limits: &Limits,
 ) -> Result<Segment, LogError> {
     let torn = match tail {
@@ -483,20 +485,24 @@ fn cut_or_fail(
     if !torn {
         return Err(LogError::Damaged { offset, damage });
     }
-    let mut seg = seg.unwrap_or(Segment {
-        // A segment whose header was torn holds nothing yet.
+    seg.valid_len = offset;
+    seg.torn_at = Some((offset, damage));
+    Ok(seg)
+}
+
+/// A segment whose header was torn: it holds nothing yet (`updates` are those read
+/// before it).
+fn torn(updates: Vec<LogUpdate>) -> Segment {
+    Segment {
         header: SegmentHeader {
             format: FORMAT,
             store_id: String::new(),
             first_seq: 0,
         },
-        updates: Vec::new(),
+        updates,
         valid_len: 0,
         torn_at: None,
-    });
-    seg.valid_len = offset;
-    seg.torn_at = Some((offset, damage));
-    Ok(seg)
+    }
 }
 
 /// Whether a frame with a valid checksum starts anywhere from `from` on. Each candidate
@@ -677,11 +683,20 @@ pub fn encode_snapshot_end(entries: u64, clocks: u64, last_seq: u64, out: &mut V
 /// once it is whole (and synced), so nothing in it is a torn write: any bad frame, and
 /// a missing or mismatched end record, is damage, named by offset.
 pub fn read_snapshot(bytes: &[u8], limits: &Limits) -> Result<Snapshot, LogError> {
-    read_snapshot_into(bytes, limits, count_frames(bytes, limits))
+    // (Its header, clocks and end record are counted too: a few more than its entries.)
+    let mut entries = Vec::with_capacity(count_frames(bytes, limits));
+    let mut snap = read_snapshot_with(bytes, limits, |u| entries.push(u))?;
+    snap.entries = entries;
+    Ok(snap)
 }
 
-/// [`read_snapshot`], with room for `room` entries (see [`count_frames`]).
-fn read_snapshot_into(bytes: &[u8], limits: &Limits, room: usize) -> Result<Snapshot, LogError> {
+/// [`read_snapshot`], each entry handed to `entry` as it is read (the snapshot returned
+/// has none of its own): into the vector of a whole log's updates, never moved again.
+fn read_snapshot_with(
+    bytes: &[u8],
+    limits: &Limits,
+    mut entry: impl FnMut(Update),
+) -> Result<Snapshot, LogError> {
     let damaged = |offset: usize, damage: Damage| LogError::Damaged { offset, damage };
     let header = match next_frame(bytes, limits) {
         Ok((KIND_SNAP_HEADER, payload, _)) => {
@@ -703,12 +718,11 @@ fn read_snapshot_into(bytes: &[u8], limits: &Limits, room: usize) -> Result<Snap
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut snap = Snapshot {
         header,
-        // (Its header, clocks and end record are counted too: a few more than its
-        // entries.)
-        entries: Vec::with_capacity(room),
+        entries: Vec::new(),
         clocks: Vec::new(),
         last_seq: 0,
     };
+    let mut entries = 0u64;
     loop {
         let (kind, payload, len) = next_frame(&bytes[at..], limits).map_err(|d| {
             // Bytes ending where a record should start: the end record is missing.
@@ -724,7 +738,8 @@ fn read_snapshot_into(bytes: &[u8], limits: &Limits, room: usize) -> Result<Snap
         match kind {
             KIND_SNAP_ENTRY if snap.clocks.is_empty() => {
                 let u = decode_update(payload, limits).map_err(|d| damaged(at, d))?;
-                snap.entries.push(u.update);
+                entry(u.update);
+                entries += 1;
             }
             KIND_SNAP_CLOCK => {
                 let w: ClockWire<'_> =
@@ -737,7 +752,7 @@ fn read_snapshot_into(bytes: &[u8], limits: &Limits, room: usize) -> Result<Snap
             KIND_SNAP_END => {
                 let w: EndWire =
                     postcard::from_bytes(payload).map_err(|_| damaged(at, Damage::Decode))?;
-                let whole = w.entries == snap.entries.len() as u64
+                let whole = w.entries == entries
                     && w.clocks == snap.clocks.len() as u64
                     && w.last_seq.saturating_add(1) >= snap.header.from_seq
                     && at + len == bytes.len();
@@ -862,24 +877,25 @@ pub fn recover(
     limits: &Limits,
 ) -> Result<Recovered, RecoverError> {
     let mut out = Recovered::empty();
-    // Room for every record at once (see `count_frames`): each file counted once, its
-    // count handed to its reader.
-    let snap_room = snapshot.map_or(0, |b| count_frames(b, limits));
-    let rooms: Vec<usize> = segments.iter().map(|b| count_frames(b, limits)).collect();
-    out.updates.reserve(snap_room + rooms.iter().sum::<usize>());
+    // Room for every record at once (see `count_frames`), in the one vector every
+    // file's reader pushes onto.
+    let room = snapshot.map_or(0, |b| count_frames(b, limits))
+        + segments
+            .iter()
+            .map(|b| count_frames(b, limits))
+            .sum::<usize>();
+    out.updates.reserve(room);
     let mut after = 0;
     let mut snap_last = 0;
     if let Some(bytes) = snapshot {
-        match read_snapshot_into(bytes, limits, snap_room) {
+        let updates = &mut out.updates;
+        match read_snapshot_with(bytes, limits, |update| {
+            updates.push(LogUpdate { seq: 0, update })
+        }) {
             Ok(snap) => {
                 after = snap.header.from_seq.saturating_sub(1);
                 snap_last = snap.last_seq;
                 out.snapshot_bytes = bytes.len() as u64;
-                out.updates.extend(
-                    snap.entries
-                        .into_iter()
-                        .map(|update| LogUpdate { seq: 0, update }),
-                );
                 out.clocks = snap.clocks;
             }
             Err(LogError::Format(f)) => return Err(RecoverError::SnapshotFormat(f)),
@@ -896,7 +912,9 @@ pub fn recover(
         } else {
             Tail::Sealed
         };
-        let seg = match read_segment_into(bytes, tail, after, limits, rooms[i]) {
+        let before = out.updates.len();
+        let updates = std::mem::take(&mut out.updates);
+        let seg = match read_segment_into(bytes, tail, after, limits, updates) {
             Ok(seg) => seg,
             Err(LogError::Damaged { offset, damage }) => {
                 return Err(RecoverError::Damaged {
@@ -909,10 +927,10 @@ pub fn recover(
                 return Err(RecoverError::Format { segment: i, format })
             }
         };
-        if let Some(u) = seg.updates.last() {
-            after = u.seq;
+        out.updates = seg.updates;
+        if out.updates.len() > before {
+            after = out.updates.last().expect("it grew").seq;
         }
-        out.updates.extend(seg.updates);
         out.valid_lens.push(seg.valid_len);
         out.log_bytes += seg.valid_len as u64;
         if let Some((offset, damage)) = seg.torn_at {
