@@ -460,7 +460,12 @@ fn restart(m: usize) {
         ms(serving),
         dir_bytes(&dir) as f64 / 1e6
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        // (for profiling a restart alone: `--open DIR`)
+        println!("  (kept {})", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn rejoin(k: usize) {
@@ -514,21 +519,37 @@ fn rejoin(k: usize) {
     );
 }
 
+const USAGE: &str =
+    "usage: bench-durable [--writes N] [--keys N] [--rejoin-keys N] [--restart-only]
+       bench-durable --pipelined-only BATCH [--writes N]
+       bench-durable --open DIR
+  BENCH_DETAIL=1 splits the times; BENCH_KEEP=1 keeps the restart's directory.";
+
+/// A bad command line: the usage, and exit 2.
+fn usage(why: &str) -> ! {
+    eprintln!("bench-durable: {why}\n{USAGE}");
+    std::process::exit(2)
+}
+
 fn main() {
     let (mut n, mut m, mut k) = (200_000usize, 1_000_000usize, 100_000usize);
+    let mut restart_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| -> usize {
             args.next()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{what} N"))
+                .unwrap_or_else(|| usage(&format!("{what} takes a number")))
         };
         match a.as_str() {
             "--writes" => n = num("--writes"),
             "--keys" => m = num("--keys"),
             "--rejoin-keys" => k = num("--rejoin-keys"),
             "--open" => {
-                open_only(Path::new(&args.next().expect("--open DIR")));
+                let dir = args
+                    .next()
+                    .unwrap_or_else(|| usage("--open takes a directory"));
+                open_only(Path::new(&dir));
                 return;
             }
             "--pipelined-only" => {
@@ -544,8 +565,17 @@ fn main() {
                 let _ = std::fs::remove_dir_all(&dir);
                 return;
             }
-            other => panic!("unknown argument {other:?}"),
+            "--restart-only" => restart_only = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => usage(&format!("unknown argument {other:?}")),
         }
+    }
+    if restart_only {
+        restart(m);
+        return;
     }
     throughput(n);
     restart(m);
