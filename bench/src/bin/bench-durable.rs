@@ -533,7 +533,9 @@ fn usage(why: &str) -> ! {
 
 fn main() {
     let (mut n, mut m, mut k) = (200_000usize, 1_000_000usize, 100_000usize);
-    let mut restart_only = false;
+    // (`--pipelined-only BATCH`, `--restart-only`: one part alone, once every
+    // argument is read, so that `--writes` and `--keys` count wherever they come.)
+    let (mut pipelined_only, mut restart_only) = (None, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| -> usize {
@@ -552,19 +554,7 @@ fn main() {
                 open_only(Path::new(&dir));
                 return;
             }
-            "--pipelined-only" => {
-                // (for profiling: the pipelined run alone, at batch `N`)
-                let batch = num("--pipelined-only");
-                let dir = temp("power");
-                let t0 = Instant::now();
-                let (mut s, mut st, _) =
-                    open(&dir, "me.0000000000000001", Durability::Power, t0, |_| {});
-                let d = write_pipelined(&mut s, &mut st, n, batch, 8, t0);
-                println!("{:.0} writes/s", n as f64 / d.as_secs_f64());
-                drop((s, st));
-                let _ = std::fs::remove_dir_all(&dir);
-                return;
-            }
+            "--pipelined-only" => pipelined_only = Some(num("--pipelined-only")),
             "--restart-only" => restart_only = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -572,6 +562,17 @@ fn main() {
             }
             other => usage(&format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(batch) = pipelined_only {
+        // (for profiling: the pipelined run alone, at batch `batch`)
+        let dir = temp("power");
+        let t0 = Instant::now();
+        let (mut s, mut st, _) = open(&dir, "me.0000000000000001", Durability::Power, t0, |_| {});
+        let d = write_pipelined(&mut s, &mut st, n, batch, 8, t0);
+        println!("{:.0} writes/s", n as f64 / d.as_secs_f64());
+        drop((s, st));
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
     }
     if restart_only {
         restart(m);
