@@ -47,6 +47,11 @@ fn value(i: usize) -> Value {
     Value::from(format!("{s}{}", "v".repeat(98 - s.len())))
 }
 
+/// Whether `BENCH_DETAIL` asks for the times split.
+fn detail() -> bool {
+    std::env::var_os("BENCH_DETAIL").is_some()
+}
+
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rtc-mesh-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -88,7 +93,7 @@ fn open(
     // (As the drivers begin: after the store is restored and what was read back freed.)
     let st = opened.storage.begin(id).expect("begin");
     let serving = start.elapsed();
-    if std::env::var_os("BENCH_DETAIL").is_some() {
+    if detail() {
         eprintln!(
             "    (open: read back {:.0} ms, {updates} updates; restored {:.0} ms; freed and begun {:.0} ms)",
             ms(read),
@@ -144,7 +149,7 @@ fn flush(s: &mut Store, st: &mut Storage) -> Duration {
         let taken = t.elapsed();
         let first = p.first;
         st.snapshot(p).expect("snapshot");
-        if std::env::var_os("BENCH_DETAIL").is_some() && t.elapsed() > Duration::from_millis(5) {
+        if detail() && t.elapsed() > Duration::from_millis(5) {
             println!(
                 "    (a long snapshot step: the store's part {:.2} ms, the storage's {:.2} ms{})",
                 ms(taken),
@@ -226,7 +231,7 @@ fn write(
     // taken and the steps measured after this.
     drop((keys, values));
     rtc_mesh_std::storage::settle_heap();
-    if std::env::var_os("BENCH_DETAIL").is_some() {
+    if detail() {
         println!(
             "    (store {:.0} ms, log {:.0} ms)",
             ms(in_store),
@@ -291,7 +296,7 @@ fn write_pipelined(
             }
         }
     }
-    if std::env::var_os("BENCH_DETAIL").is_some() {
+    if detail() {
         println!(
             "    (pipelined: store {:.0} ms, append {:.0} ms, waiting for syncs {:.0} ms)",
             ms(in_set),
