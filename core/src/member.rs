@@ -16,7 +16,7 @@
 //! let now = Instant::now();
 //! let entropy = Entropy::new([1, 0x5eed, 2], Duration::from_millis(1_795_713_876_272), now);
 //! let local = "127.0.0.1:40000".parse().unwrap();
-//! let (mut node, id) = options.node(vec![local], Vec::new(), Vec::new(), entropy, None).unwrap();
+//! let (mut node, id) = options.node(vec![local], Vec::new(), Vec::new(), entropy).unwrap();
 //! assert_eq!(id, "0000000000005eed");
 //! node.start(now);
 //! let set = Request::Set(vec![("k".into(), Value::from(1.0))]);
@@ -310,7 +310,7 @@ pub struct JoinOptions {
 pub struct DataOptions {
     /// The directory (made if missing; one process at a time).
     pub dir: std::path::PathBuf,
-    /// What an acknowledged write survives (default [`Durability::Process`]).
+    /// What an acknowledged write survives (default [`crate::persist::Durability::Process`]).
     pub durability: crate::persist::Durability,
     /// Keep the valid prefix of a damaged log (its files cut there) instead of refusing
     /// to start (default false).
@@ -524,15 +524,54 @@ impl JoinOptions {
     /// The Node for these options, offering `locals` as its host candidates, asking
     /// `stun_servers` and `turn_servers` (see [`resolve_stun`](Self::resolve_stun) and
     /// [`resolve_turn`](Self::resolve_turn)); and its peer id
-    /// (the given one, or a fresh one from `entropy`).
+    /// (the given one, or a fresh one from `entropy`). Its store lives in memory; see
+    /// [`JoinOptions::node_with_log`] for a durable member's.
     pub fn node(
         &self,
         locals: Vec<SocketAddr>,
         stun_servers: Vec<SocketAddr>,
         turn_servers: Vec<TurnServer>,
         entropy: Entropy,
-        durable: Option<crate::persist::Recovered>,
     ) -> Result<(Node, String), JoinError> {
+        self.make_node(
+            locals,
+            stun_servers,
+            turn_servers,
+            entropy,
+            None::<&mut crate::persist::Recovered>,
+        )
+    }
+
+    /// [`JoinOptions::node`] for a durable member: its store built from `log` as it is
+    /// read back ([`Node::with_log`]; a log that cannot be read is
+    /// [`JoinError::Data`]).
+    pub fn node_with_log<S>(
+        &self,
+        locals: Vec<SocketAddr>,
+        stun_servers: Vec<SocketAddr>,
+        turn_servers: Vec<TurnServer>,
+        entropy: Entropy,
+        log: &mut S,
+    ) -> Result<(Node, String), JoinError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
+        self.make_node(locals, stun_servers, turn_servers, entropy, Some(log))
+    }
+
+    fn make_node<S>(
+        &self,
+        locals: Vec<SocketAddr>,
+        stun_servers: Vec<SocketAddr>,
+        turn_servers: Vec<TurnServer>,
+        entropy: Entropy,
+        durable: Option<&mut S>,
+    ) -> Result<(Node, String), JoinError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
         let security = self.security(&entropy)?;
         let id = match &security {
             Some((_, id)) => id.clone(),
@@ -553,13 +592,20 @@ impl JoinOptions {
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
         mc.security = security.map(|(s, _)| s);
-        mc.durable = durable;
         let mut nc = NodeConfig::new(mc, locals);
         nc.max_queued = self.max_queued;
         nc.stun_servers = stun_servers;
         nc.turn_servers = turn_servers;
         nc.relay_only = self.relay_only;
-        Ok((Node::new(nc)?, id))
+        let node = match durable {
+            Some(log) => Node::with_log(nc, log),
+            None => Node::new(nc),
+        };
+        match node {
+            Ok(node) => Ok((node, id)),
+            Err(MeshError::Log(e)) => Err(JoinError::Data(e)),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -618,12 +664,27 @@ impl ReplicatorOptions {
 
     /// The Node of a member without a room ([`MeshConfig::without_room`]) whose store
     /// writes as `id`.
-    /// The replicator's node; `durable`: the log of its data directory, read back.
-    pub fn node(
-        &self,
-        entropy: Entropy,
-        durable: Option<crate::persist::Recovered>,
-    ) -> Result<Node, StartError> {
+    /// The replicator's node, its store in memory.
+    pub fn node(&self, entropy: Entropy) -> Result<Node, StartError> {
+        self.make_node(entropy, None::<&mut crate::persist::Recovered>)
+    }
+
+    /// The replicator's node, its store built from `log` (its data directory's) as it
+    /// is read back ([`Node::with_log`]; a log that cannot be read is
+    /// [`StartError::Data`]).
+    pub fn node_with_log<S>(&self, entropy: Entropy, log: &mut S) -> Result<Node, StartError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
+        self.make_node(entropy, Some(log))
+    }
+
+    fn make_node<S>(&self, entropy: Entropy, durable: Option<&mut S>) -> Result<Node, StartError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
         let mut mc = MeshConfig::without_room(
             "replicator",
             entropy.incarnation(),
@@ -632,12 +693,17 @@ impl ReplicatorOptions {
         );
         mc.source = Some(self.id.clone());
         mc.guard = self.guard.clone();
-        mc.durable = durable;
         mc.codecs = vec![self.codec];
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
-        Node::new(NodeConfig::new(mc, Vec::new())).map_err(|e| match e {
+        let nc = NodeConfig::new(mc, Vec::new());
+        match durable {
+            Some(log) => Node::with_log(nc, log),
+            None => Node::new(nc),
+        }
+        .map_err(|e| match e {
             MeshError::Store(e) => StartError::Store(e),
+            MeshError::Log(e) => StartError::Data(e),
             other => StartError::Io(io::Error::new(io::ErrorKind::InvalidInput, other)),
         })
     }
@@ -1037,7 +1103,7 @@ mod tests {
         let entropy = Entropy::new([1, 2, 3], Duration::from_secs(1), now);
         let local = "127.0.0.1:40000".parse().unwrap();
         let (mut node, _) = JoinOptions::new("r", "ws://127.0.0.1:1/")
-            .node(vec![local], Vec::new(), Vec::new(), entropy, None)
+            .node(vec![local], Vec::new(), Vec::new(), entropy)
             .unwrap();
         node.start(now);
         let long = "k".repeat(Limits::default().max_key_len + 1);

@@ -542,17 +542,39 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// A node; call [`start`](Self::start) to announce.
-    pub fn new(config: NodeConfig) -> Result<Self, MeshError> {
+    pub fn new(mut config: NodeConfig) -> Result<Self, MeshError> {
+        // (The log read back goes into the store, not into the configuration kept.)
+        match config.mesh.durable.take() {
+            Some(mut log) => Self::with_log(config, &mut log),
+            None => {
+                let mesh = Mesh::new(config.mesh.clone())?;
+                Ok(Self::around(config, mesh))
+            }
+        }
+    }
+
+    /// A durable node whose store is built from `log` as it is read back
+    /// ([`Mesh::with_log`]).
+    pub fn with_log<S>(mut config: NodeConfig, log: &mut S) -> Result<Self, MeshError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
+        config.mesh.durable = None;
+        let mesh = Mesh::with_log(config.mesh.clone(), log)?;
+        Ok(Self::around(config, mesh))
+    }
+
+    fn around(config: NodeConfig, mesh: Mesh) -> Self {
         let now = config.mesh.start;
         let rng = config.mesh.seed ^ 0x6e6f_6465;
-        let mesh = Mesh::new(config.mesh.clone())?;
         let stun = StunClient::new(config.stun_servers.clone(), rng.rotate_left(23), now);
         let relays = Relays::new(
             &config.turn_servers,
             |server| base_for(&config.local_addrs, server),
             now,
         );
-        Ok(Node {
+        Node {
             relays,
             relays_at: now,
             stun,
@@ -568,7 +590,7 @@ impl Node {
             rng: rng | 1,
             stats: NodeStats::default(),
             held: VecDeque::new(),
-        })
+        }
     }
 
     /// The mesh (peers, store, replica).

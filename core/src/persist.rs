@@ -398,18 +398,22 @@ pub fn read_segment(
     after: u64,
     limits: &Limits,
 ) -> Result<Segment, LogError> {
-    let room = Vec::with_capacity(count_frames(bytes, limits));
-    read_segment_into(bytes, tail, after, limits, room)
+    let mut updates = Vec::with_capacity(count_frames(bytes, limits));
+    let mut seg = read_segment_with(bytes, tail, after, limits, |u| updates.push(u))?;
+    seg.updates = updates;
+    Ok(seg)
 }
 
-/// [`read_segment`], its updates pushed onto `updates` (which has room for them: see
-/// [`count_frames`]; a log's segments all go into one vector, never moved again).
-fn read_segment_into(
+/// [`read_segment`], each update handed to `update` as it is read (the segment returned
+/// has none of its own), as [`read_snapshot_with`] hands on entries. On damage some
+/// updates may have been handed on already: with [`LogError::Damaged`] none of them
+/// count.
+fn read_segment_with(
     bytes: &[u8],
     tail: Tail,
     after: u64,
     limits: &Limits,
-    updates: Vec<LogUpdate>,
+    mut update: impl FnMut(LogUpdate),
 ) -> Result<Segment, LogError> {
     // The header: without it nothing in the segment can be trusted (a torn first write
     // of a new segment is an empty segment).
@@ -420,10 +424,10 @@ fn read_segment_into(
                 store_id: h.store_id.to_owned(),
                 first_seq: h.first_seq,
             },
-            _ => return cut_or_fail(bytes, 0, Damage::Decode, tail, torn(updates), limits),
+            _ => return cut_or_fail(bytes, 0, Damage::Decode, tail, torn(), limits),
         },
-        Ok(_) => return cut_or_fail(bytes, 0, Damage::Decode, tail, torn(updates), limits),
-        Err(d) => return cut_or_fail(bytes, 0, d, tail, torn(updates), limits),
+        Ok(_) => return cut_or_fail(bytes, 0, Damage::Decode, tail, torn(), limits),
+        Err(d) => return cut_or_fail(bytes, 0, d, tail, torn(), limits),
     };
     if header.format != FORMAT {
         return Err(LogError::Format(header.format));
@@ -431,7 +435,7 @@ fn read_segment_into(
     let (_, _, mut at) = next_frame(bytes, limits).expect("checked above");
     let mut seg = Segment {
         header,
-        updates,
+        updates: Vec::new(),
         valid_len: at,
         torn_at: None,
     };
@@ -450,7 +454,7 @@ fn read_segment_into(
         match read {
             Ok((u, len)) => {
                 last = u.seq;
-                seg.updates.push(u);
+                update(u);
                 at += len;
                 seg.valid_len = at;
             }
@@ -490,16 +494,15 @@ fn cut_or_fail(
     Ok(seg)
 }
 
-/// A segment whose header was torn: it holds nothing yet (`updates` are those read
-/// before it).
-fn torn(updates: Vec<LogUpdate>) -> Segment {
+/// A segment whose header was torn: it holds nothing.
+fn torn() -> Segment {
     Segment {
         header: SegmentHeader {
             format: FORMAT,
             store_id: String::new(),
             first_seq: 0,
         },
-        updates,
+        updates: Vec::new(),
         valid_len: 0,
         torn_at: None,
     }
@@ -860,6 +863,10 @@ pub enum RecoverError {
     /// A snapshot of another format.
     #[error("the snapshot is of format {0} (this build reads format {FORMAT})")]
     SnapshotFormat(u32),
+    /// [`Recovery::finish`] was called before this segment (by index) and the ones
+    /// after it were read: the reader stopped early.
+    #[error("segment {0} was not read")]
+    Unread(usize),
 }
 
 /// Reads a log back: its snapshot, if it has one, then its segments from the
@@ -870,13 +877,15 @@ pub enum RecoverError {
 /// is all that may be kept). A damaged snapshot fails too; with `repair` it is set
 /// aside with the whole log after it (see [`Recovered::snapshot_cut`]). Records are
 /// numbered without gaps across segments as within them.
+///
+/// [`Recovery`] reads the same files one at a time, handing updates on as it reads
+/// them.
 pub fn recover(
     snapshot: Option<&[u8]>,
     segments: &[&[u8]],
     repair: bool,
     limits: &Limits,
 ) -> Result<Recovered, RecoverError> {
-    let mut out = Recovered::empty();
     // Room for every record at once (see `count_frames`), in the one vector every
     // file's reader pushes onto.
     let room = snapshot.map_or(0, |b| count_frames(b, limits))
@@ -884,92 +893,192 @@ pub fn recover(
             .iter()
             .map(|b| count_frames(b, limits))
             .sum::<usize>();
-    out.updates.reserve(room);
-    let mut after = 0;
-    let mut snap_last = 0;
+    let mut updates = Vec::with_capacity(room);
+    let mut r = Recovery::new(segments.len(), repair, limits);
     if let Some(bytes) = snapshot {
-        let updates = &mut out.updates;
-        match read_snapshot_with(bytes, limits, |update| {
-            updates.push(LogUpdate { seq: 0, update })
-        }) {
-            Ok(snap) => {
-                after = snap.header.from_seq.saturating_sub(1);
-                snap_last = snap.last_seq;
-                out.snapshot_bytes = bytes.len() as u64;
-                out.clocks = snap.clocks;
-            }
-            Err(LogError::Format(f)) => return Err(RecoverError::SnapshotFormat(f)),
-            Err(LogError::Damaged { offset, damage }) => {
-                return set_aside(out, segments.len(), offset, damage, repair)
-            }
+        r.snapshot(bytes, |u| updates.push(u))?;
+    }
+    for bytes in segments {
+        if !r.wants_segment() {
+            break;
+        }
+        r.segment(bytes, |u| updates.push(u))?;
+    }
+    let mut out = r.finish()?;
+    if out.snapshot_cut.is_none() {
+        out.updates = updates;
+    }
+    Ok(out)
+}
+
+/// Where a durable store's log comes from as the store is built
+/// ([`crate::Store::from_log`], [`crate::mesh::Mesh::with_log`]): the whole log read back
+/// ([`Recovered`] is one: it hands nothing on, its `updates` are restored from it), or
+/// a reader that hands each update on as it reads it, so that the store restores them
+/// meanwhile (a runtime reading its files on a thread of its own with [`Recovery`]).
+pub trait LogSource {
+    /// Why the log could not be read back.
+    type Error;
+    /// Hands every update kept to `update`, in order; then returns what was read back.
+    /// Updates the [`Recovered`] still holds are restored after those handed on; none
+    /// handed on count if it has [`Recovered::snapshot_cut`] set.
+    fn read(&mut self, update: &mut dyn FnMut(LogUpdate)) -> Result<Recovered, Self::Error>;
+}
+
+impl LogSource for Recovered {
+    type Error = std::convert::Infallible;
+    fn read(&mut self, _: &mut dyn FnMut(LogUpdate)) -> Result<Recovered, Self::Error> {
+        Ok(std::mem::replace(self, Recovered::empty()))
+    }
+}
+
+/// [`recover`] a file at a time, for a reader that holds only one file's bytes at once
+/// and hands the updates on as it reads them (a runtime's reader thread, feeding a
+/// store that restores them meanwhile: [`LogSource`]). Give it the snapshot (if there
+/// is one), then the segments in order while [`Recovery::wants_segment`]; then
+/// [`Recovery::finish`] says what was read back.
+///
+/// Each update kept is handed on once, in order: the snapshot's entries (numbered 0),
+/// then the log's. Some handed on may not count after all: none do when a call fails,
+/// nor when the [`Recovered`] that `finish` gives has [`Recovered::snapshot_cut`] set
+/// (the store starts empty).
+#[derive(Debug)]
+pub struct Recovery {
+    limits: Limits,
+    repair: bool,
+    /// How many segments the log has, and how many were read.
+    segments: usize,
+    read: usize,
+    /// The last sequence number read, and the snapshot's `last_seq`.
+    after: u64,
+    snap_last: u64,
+    /// A cut or a snapshot set aside: nothing more is read.
+    done: bool,
+    out: Recovered,
+}
+
+impl Recovery {
+    /// A log of `segments` segments (the last may end torn), read as [`recover`] reads.
+    pub fn new(segments: usize, repair: bool, limits: &Limits) -> Self {
+        Recovery {
+            limits: limits.clone(),
+            repair,
+            segments,
+            read: 0,
+            after: 0,
+            snap_last: 0,
+            done: false,
+            out: Recovered::empty(),
         }
     }
-    for (i, bytes) in segments.iter().enumerate() {
-        let tail = if repair {
+
+    /// Reads the snapshot, before any segment, handing its entries to `update`.
+    pub fn snapshot(
+        &mut self,
+        bytes: &[u8],
+        mut update: impl FnMut(LogUpdate),
+    ) -> Result<(), RecoverError> {
+        debug_assert!(self.read == 0, "the snapshot comes before the segments");
+        match read_snapshot_with(bytes, &self.limits, |update_| {
+            update(LogUpdate {
+                seq: 0,
+                update: update_,
+            })
+        }) {
+            Ok(snap) => {
+                self.after = snap.header.from_seq.saturating_sub(1);
+                self.snap_last = snap.last_seq;
+                self.out.snapshot_bytes = bytes.len() as u64;
+                self.out.clocks = snap.clocks;
+                Ok(())
+            }
+            Err(LogError::Format(f)) => Err(RecoverError::SnapshotFormat(f)),
+            Err(LogError::Damaged { offset, damage }) => self.set_aside(offset, damage),
+        }
+    }
+
+    /// Whether the next segment is to be read: not once the log was cut (the segments
+    /// after the cut go), nor when the snapshot was set aside, nor past the last.
+    pub fn wants_segment(&self) -> bool {
+        !self.done && self.read < self.segments
+    }
+
+    /// Reads the next segment, handing its updates to `update`; a call that
+    /// [`Recovery::wants_segment`] says is not wanted reads nothing.
+    pub fn segment(
+        &mut self,
+        bytes: &[u8],
+        mut update: impl FnMut(LogUpdate),
+    ) -> Result<(), RecoverError> {
+        if !self.wants_segment() {
+            return Ok(());
+        }
+        let i = self.read;
+        self.read += 1;
+        let tail = if self.repair {
             Tail::Repair
-        } else if i + 1 == segments.len() {
+        } else if i + 1 == self.segments {
             Tail::Last
         } else {
             Tail::Sealed
         };
-        let before = out.updates.len();
-        let updates = std::mem::take(&mut out.updates);
-        let seg = match read_segment_into(bytes, tail, after, limits, updates) {
-            Ok(seg) => seg,
-            Err(LogError::Damaged { offset, damage }) => {
-                return Err(RecoverError::Damaged {
-                    segment: i,
-                    offset,
-                    damage,
-                })
-            }
-            Err(LogError::Format(format)) => {
-                return Err(RecoverError::Format { segment: i, format })
-            }
-        };
-        out.updates = seg.updates;
-        if out.updates.len() > before {
-            after = out.updates.last().expect("it grew").seq;
-        }
-        out.valid_lens.push(seg.valid_len);
-        out.log_bytes += seg.valid_len as u64;
+        let mut last = self.after;
+        let seg = read_segment_with(bytes, tail, self.after, &self.limits, |u| {
+            last = u.seq;
+            update(u)
+        })
+        .map_err(|e| match e {
+            LogError::Damaged { offset, damage } => RecoverError::Damaged {
+                segment: i,
+                offset,
+                damage,
+            },
+            LogError::Format(format) => RecoverError::Format { segment: i, format },
+        })?;
+        self.after = last;
+        self.out.valid_lens.push(seg.valid_len);
+        self.out.log_bytes += seg.valid_len as u64;
         if let Some((offset, damage)) = seg.torn_at {
-            out.cut = Some((i, offset, damage));
-            out.dropped = segments.len() - i - 1;
-            break;
+            self.out.cut = Some((i, offset, damage));
+            self.out.dropped = self.segments - i - 1;
+            self.done = true;
         }
+        Ok(())
     }
-    if after < snap_last {
-        // The snapshot holds changes the log lost: keeping both would break the prefix
-        // property (see the module docs).
-        return set_aside(
-            Recovered::empty(),
-            segments.len(),
-            0,
-            Damage::Behind,
-            repair,
-        );
-    }
-    out.next_seq = after + 1;
-    Ok(out)
-}
 
-/// A damaged snapshot: an error, or with repair an empty store.
-fn set_aside(
-    mut out: Recovered,
-    segments: usize,
-    offset: usize,
-    damage: Damage,
-    repair: bool,
-) -> Result<Recovered, RecoverError> {
-    if !repair {
-        return Err(RecoverError::Snapshot { offset, damage });
+    /// What was read back (its `updates` empty: they were handed on). Fails if a
+    /// segment that was wanted was not read ([`RecoverError::Unread`]), or the log does not reach the
+    /// snapshot (then with repair the store starts empty: [`Damage::Behind`]).
+    pub fn finish(mut self) -> Result<Recovered, RecoverError> {
+        if self.out.snapshot_cut.is_some() {
+            return Ok(self.out);
+        }
+        if !self.done && self.read < self.segments {
+            return Err(RecoverError::Unread(self.read));
+        }
+        if self.after < self.snap_last {
+            // The snapshot holds changes the log lost: keeping both would break the
+            // prefix property (see the module docs).
+            self.out = Recovered::empty();
+            self.set_aside(0, Damage::Behind)?;
+            return Ok(self.out);
+        }
+        self.out.next_seq = self.after + 1;
+        Ok(self.out)
     }
-    out.updates.clear();
-    out.clocks.clear();
-    out.snapshot_cut = Some((offset, damage));
-    out.dropped = segments;
-    Ok(out)
+
+    /// A damaged snapshot: an error, or with repair an empty store.
+    fn set_aside(&mut self, offset: usize, damage: Damage) -> Result<(), RecoverError> {
+        if !self.repair {
+            return Err(RecoverError::Snapshot { offset, damage });
+        }
+        self.out.updates.clear();
+        self.out.clocks.clear();
+        self.out.snapshot_cut = Some((offset, damage));
+        self.out.dropped = self.segments;
+        self.done = true;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -259,6 +259,17 @@ impl Clock {
     }
 }
 
+/// Why [`Store::from_log`] could not build a store.
+#[derive(Debug, thiserror::Error)]
+pub enum FromLogError<E> {
+    /// The configuration was refused ([`Store::new`]).
+    #[error(transparent)]
+    Store(StoreError),
+    /// The log could not be read back.
+    #[error("the log could not be read back: {0}")]
+    Log(E),
+}
+
 /// Store configuration.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -613,7 +624,7 @@ impl Store {
 
     /// Whether changes wait to be made durable: records not yet taken by
     /// [`Store::poll_persist`], or taken and not yet reported by [`Store::persisted`].
-    /// A [`crate::Mesh`] holds back each output made meanwhile until the records
+    /// A [`crate::mesh::Mesh`] holds back each output made meanwhile until the records
     /// before it are durable (see [`Store::persist_seqs`]).
     pub fn awaiting_persist(&self) -> bool {
         self.persist_seqs()
@@ -712,9 +723,45 @@ impl Store {
         self.persist.as_ref().is_some_and(|q| q.snap.is_some())
     }
 
+    /// A durable store built from its log as the log is read back: made with `config`
+    /// (its [`StoreConfig::persist_from`] replaced by the number after the log's last
+    /// record, and its snapshot policy counting the log's bytes), then each update
+    /// `log` hands on restored at [`StoreConfig::start`] ([`Store::restore`]), then what
+    /// `log` returns ([`Store::restore_recovered`]). A log whose snapshot was set aside
+    /// ([`crate::persist::Recovered::snapshot_cut`]) gives a store with nothing
+    /// restored.
+    pub fn from_log<S: crate::persist::LogSource>(
+        config: StoreConfig,
+        log: &mut S,
+    ) -> Result<Store, FromLogError<S::Error>> {
+        let now = config.start;
+        // Numbered from 1 until the log says where it ends; the garbage its records
+        // hold is counted as they are restored.
+        let mut c = config.clone();
+        c.persist_from = Some(1);
+        let mut store = Store::new(c.clone()).map_err(FromLogError::Store)?;
+        let r = log
+            .read(&mut |u| {
+                store.restore(now, u.update.as_ref());
+            })
+            .map_err(FromLogError::Log)?;
+        if r.snapshot_cut.is_some() {
+            store = Store::new(c).map_err(FromLogError::Store)?;
+        }
+        store.restore_recovered(now, &r);
+        if let Some(q) = store.persist.as_mut() {
+            let n = r.next_seq.max(1);
+            (q.next, q.first, q.durable) = (n, n, n - 1);
+            q.policy.log_bytes = r.log_bytes;
+            q.policy.snapshot_bytes = r.snapshot_bytes;
+        }
+        Ok(store)
+    }
+
     /// Restores what a durable store's directory read back
     /// ([`crate::persist::recover`]): its updates ([`Store::restore`]), then its
-    /// snapshot's clocks ([`Store::restore_clock`]).
+    /// snapshot's clocks ([`Store::restore_clock`]). (The store's records are numbered
+    /// on from its [`StoreConfig::persist_from`]; [`Store::from_log`] sets that too.)
     pub fn restore_recovered(&mut self, now: Instant, r: &crate::persist::Recovered) {
         self.reserve(r.updates.len());
         for u in &r.updates {

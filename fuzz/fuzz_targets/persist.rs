@@ -3,12 +3,13 @@
 //! the last-segment reading keeps up to there (a torn tail cuts no earlier than
 //! damage), and written again it reads back the same. The snapshot reader
 //! (`persist::read_snapshot`) on the same bytes: it never panics, and a snapshot it
-//! reads, written again, reads back the same.
+//! reads, written again, reads back the same. Read as a whole log (`persist::recover`),
+//! the bytes give what the last-segment reading gives.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rtc_mesh_core::persist::{
     encode_header, encode_snapshot_clock, encode_snapshot_end, encode_snapshot_entry,
-    encode_snapshot_header, encode_update, read_segment, read_snapshot, Tail,
+    encode_snapshot_header, encode_update, read_segment, read_snapshot, recover, Tail,
 };
 use rtc_mesh_core::Limits;
 
@@ -35,6 +36,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(s.valid_len, data.len());
         assert_eq!(last.as_ref().ok(), Some(s));
         assert_eq!(repair.as_ref().ok(), Some(s));
+    }
+    // Read back as a log of that one segment (`recover`, on `Recovery`): what the last
+    // segment's reading keeps.
+    let log = recover(None, &[data], false, &limits);
+    assert_eq!(log.is_ok(), last.is_ok());
+    if let (Ok(log), Ok(l)) = (&log, &last) {
+        assert_eq!(log.updates, l.updates);
+        assert_eq!(log.valid_lens, [l.valid_len]);
     }
     let Ok(r) = repair else {
         // Only an unknown format stops a repair.

@@ -98,13 +98,13 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
     let turn = options.resolve_turn(crate::signal::resolve)?;
     let locals = sockets.iter().map(|s| s.1).collect();
     let data = |e: rtc_mesh_std::storage::StorageError| JoinError::Data(Box::new(e));
-    let (held, durable) =
+    let mut opening =
         rtc_mesh_std::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let (node, id) = options.node(locals, stun, turn, crate::entropy(), durable)?;
-    let storage = held
-        .map(|h| h.begin(node.store().id()))
-        .transpose()
-        .map_err(data)?;
+    let (node, id) = match opening.as_mut() {
+        Some(log) => options.node_with_log(locals, stun, turn, crate::entropy(), log)?,
+        None => options.node(locals, stun, turn, crate::entropy())?,
+    };
+    let storage = rtc_mesh_std::storage::begin_data(opening, node.store().id()).map_err(data)?;
     let signalling = Signalling::new(&options.connect_url())?;
     Ok(spawn(node, id, sockets, signalling, storage))
 }
@@ -145,13 +145,13 @@ async fn recv_any(
 /// `rtc-mesh replicate` is one.
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
     let data = |e: rtc_mesh_std::storage::StorageError| StartError::Data(Box::new(e));
-    let (held, durable) =
+    let mut opening =
         rtc_mesh_std::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let node = options.node(crate::entropy(), durable)?;
-    let storage = held
-        .map(|h| h.begin(node.store().id()))
-        .transpose()
-        .map_err(data)?;
+    let node = match opening.as_mut() {
+        Some(log) => options.node_with_log(crate::entropy(), log)?,
+        None => options.node(crate::entropy())?,
+    };
+    let storage = rtc_mesh_std::storage::begin_data(opening, node.store().id()).map_err(data)?;
     Ok(spawn(
         node,
         options.id.clone(),

@@ -104,13 +104,13 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let turn = options.resolve_turn(resolve)?;
     let locals: Vec<SocketAddr> = sockets.iter().map(|s| s.1).collect();
     let data = |e: crate::storage::StorageError| JoinError::Data(Box::new(e));
-    let (held, durable) =
+    let mut opening =
         crate::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let (node, id) = options.node(locals, stun, turn, crate::entropy(), durable)?;
-    let storage = held
-        .map(|h| h.begin(node.store().id()))
-        .transpose()
-        .map_err(data)?;
+    let (node, id) = match opening.as_mut() {
+        Some(log) => options.node_with_log(locals, stun, turn, crate::entropy(), log)?,
+        None => options.node(locals, stun, turn, crate::entropy())?,
+    };
+    let storage = crate::storage::begin_data(opening, node.store().id()).map_err(data)?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let forward: Forward = Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok());
@@ -150,13 +150,13 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
 /// `rtc-mesh replicate` is one.
 pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEvent>), StartError> {
     let data = |e: crate::storage::StorageError| StartError::Data(Box::new(e));
-    let (held, durable) =
+    let mut opening =
         crate::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let node = options.node(crate::entropy(), durable)?;
-    let storage = held
-        .map(|h| h.begin(node.store().id()))
-        .transpose()
-        .map_err(data)?;
+    let node = match opening.as_mut() {
+        Some(log) => options.node_with_log(crate::entropy(), log)?,
+        None => options.node(crate::entropy())?,
+    };
+    let storage = crate::storage::begin_data(opening, node.store().id()).map_err(data)?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
     let ws = Signalling::none(Arc::new(move |g, e| stx.send(Input::Ws(g, e)).is_ok()));

@@ -8,9 +8,12 @@
 //! DIR/*.tmp                             a snapshot being written (removed at a start)
 //! ```
 //!
-//! [`Storage::open`] takes the lock (a second process gets [`StorageError::Locked`],
-//! naming the directory), reads the newest snapshot and every segment from its
-//! `from_seq` on back ([`persist::recover`]): a torn tail of the last one is cut off
+//! [`Storage::opening`] takes the lock (a second process gets [`StorageError::Locked`],
+//! naming the directory); reading the log back ([`Opening`], a [`LogSource`]) reads the
+//! newest snapshot and every segment from its `from_seq` on, on a thread of its own,
+//! one file at a time ([`persist::Recovery`]), and hands the updates on as it decodes
+//! them, so that the store restores them meanwhile ([`Storage::open`] reads it all
+//! into [`Opened::recovered`] instead). A torn tail of the last segment is cut off
 //! (the file truncated, and the cut reported); damage anywhere else stops the start
 //! with [`StorageError::Damaged`], naming the file and offset, unless `repair` (then
 //! the valid prefix is kept and later segments go). Each start then writes a segment
@@ -21,7 +24,7 @@
 //! thread of its own: one `fdatasync` covers everything written before it began, so
 //! while it runs the event loop goes on and the next sync covers all that came
 //! meanwhile (group commit); [`Storage::synced`] says how far the syncs got, and the
-//! store's outputs wait for that ([`rtc_mesh_core::Mesh::poll_output`]). An I/O error, a
+//! store's outputs wait for that ([`rtc_mesh_core::mesh::Mesh::poll_output`]). An I/O error, a
 //! failed sync above all, is returned and must end the member: after a failed `fsync`
 //! the kernel may have dropped the pages, and a retry that succeeds would say nothing
 //! about them.
@@ -49,7 +52,7 @@ use std::thread::JoinHandle;
 pub use rtc_mesh_core::persist::Durability;
 use rtc_mesh_core::persist::{
     self, encode_header, parse_segment_name, parse_snapshot_name, segment_name, snapshot_name,
-    Damage, RecoverError, Recovered, SegmentHeader, FORMAT,
+    Damage, LogSource, LogUpdate, RecoverError, Recovered, SegmentHeader, FORMAT,
 };
 use rtc_mesh_core::store::{PersistBatch, SnapshotPart};
 use rtc_mesh_core::Limits;
@@ -225,7 +228,7 @@ struct WriterReport {
 }
 
 /// The files of a directory, by kind and number.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Listing {
     segments: Vec<(u64, PathBuf)>,
     snapshots: Vec<(u64, PathBuf)>,
@@ -257,6 +260,38 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(io(dir, "sync the directory"))
 }
 
+/// A member's directory, held, its log about to be read back: a [`LogSource`] that
+/// reads the files on a thread of its own and hands their updates on as it decodes
+/// them, so that the store restores them meanwhile ([`rtc_mesh_core::Store::from_log`],
+/// `Node::with_log`: the runtimes' members are built so); then [`Opening::finish`]
+/// gives the directory to write in ([`Storage::open`] reads it all at once).
+#[derive(Debug)]
+pub struct Opening {
+    dir: PathBuf,
+    lock: File,
+    durability: Durability,
+    repair: bool,
+    limits: Limits,
+    files: Listing,
+    /// The newest snapshot, and the segments from its first record on.
+    snapshot: Option<(u64, PathBuf)>,
+    segments: Vec<PathBuf>,
+    /// Once read: what was read back (its updates handed on), and the cuts made.
+    read: Option<ReadBack>,
+}
+
+#[derive(Debug)]
+struct ReadBack {
+    recovered: Recovered,
+    cut: Option<(PathBuf, usize, Damage)>,
+    snapshot_cut: Option<(PathBuf, usize, Damage)>,
+}
+
+/// Updates handed from the reader thread to the store at a time, and how many such
+/// chunks may wait: a few megabytes in flight.
+const CHUNK: usize = 4096;
+const CHUNKS: usize = 8;
+
 impl Storage {
     /// Takes `dir` (made if missing) and reads its log back (see the module docs).
     pub fn open(
@@ -265,6 +300,17 @@ impl Storage {
         repair: bool,
         limits: &Limits,
     ) -> Result<Opened, StorageError> {
+        Storage::opening(dir, durability, repair, limits)?.finish()
+    }
+
+    /// Takes `dir` (made if missing), to read its log back as a store is built from
+    /// it ([`Opening`]).
+    pub fn opening(
+        dir: &Path,
+        durability: Durability,
+        repair: bool,
+        limits: &Limits,
+    ) -> Result<Opening, StorageError> {
         fs::create_dir_all(dir).map_err(io(dir, "create the directory"))?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
@@ -283,60 +329,216 @@ impl Storage {
             Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path, "lock")(e)),
         }
         let files = list(dir)?;
-        // The newest snapshot; the segments from its first record on.
         let snapshot = files.snapshots.last().cloned();
         let from = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
-        let segments: Vec<&(u64, PathBuf)> = files
+        let segments = files
             .segments
             .iter()
             .filter(|(seq, _)| *seq >= from)
+            .map(|(_, p)| p.clone())
             .collect();
-        let snap_bytes = match &snapshot {
-            Some((_, path)) => Some(fs::read(path).map_err(io(path, "read"))?),
-            None => None,
-        };
-        let mut bytes = Vec::with_capacity(segments.len());
-        for (_, path) in &segments {
-            bytes.push(fs::read(path).map_err(io(path, "read"))?);
+        Ok(Opening {
+            dir: dir.to_owned(),
+            lock,
+            durability,
+            repair,
+            limits: limits.clone(),
+            files,
+            snapshot,
+            segments,
+            read: None,
+        })
+    }
+}
+
+impl LogSource for Opening {
+    type Error = StorageError;
+
+    /// Reads the log back on a thread of its own ([`persist::Recovery`], one file at a
+    /// time into one buffer), handing the updates to `update` here as they are
+    /// decoded; then removes what no longer counts and makes the cut (see the module
+    /// docs). A second call hands nothing on and returns the same.
+    fn read(&mut self, update: &mut dyn FnMut(LogUpdate)) -> Result<Recovered, StorageError> {
+        if let Some(r) = &self.read {
+            return Ok(r.recovered.clone());
         }
-        let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-        let snap_path = || snapshot.as_ref().map_or(dir.to_owned(), |(_, p)| p.clone());
-        let recovered = persist::recover(snap_bytes.as_deref(), &slices, repair, limits).map_err(
-            |e| match e {
-                RecoverError::Damaged {
-                    segment,
-                    offset,
-                    damage,
-                } => StorageError::Damaged {
-                    path: segments[segment].1.clone(),
-                    offset,
-                    damage,
-                },
-                RecoverError::Format { segment, format } => StorageError::Format {
-                    path: segments[segment].1.clone(),
-                    format,
-                },
-                RecoverError::Snapshot { offset, damage } => StorageError::Damaged {
-                    path: snap_path(),
-                    offset,
-                    damage,
-                },
-                RecoverError::SnapshotFormat(format) => StorageError::Format {
-                    path: snap_path(),
-                    format,
-                },
-                _ => StorageError::Damaged {
-                    path: dir.to_owned(),
-                    offset: 0,
-                    damage: Damage::Decode,
-                },
+        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<LogUpdate>>(CHUNKS);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<LogUpdate>>();
+        let snapshot = self.snapshot.as_ref().map(|(_, p)| p.clone());
+        let segments = self.segments.clone();
+        let (repair, limits) = (self.repair, self.limits.clone());
+        let reader = std::thread::Builder::new()
+            .name("rtc-mesh-read-log".into())
+            .spawn(move || read_back(snapshot, &segments, repair, &limits, full_tx, empty_rx))
+            .map_err(io(&self.dir, "start the thread that reads the log"))?;
+        for mut chunk in full_rx {
+            for u in chunk.drain(..) {
+                update(u);
+            }
+            let _ = empty_tx.send(chunk);
+        }
+        let recovered = match reader.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        .map_err(|e| self.recover_error(e))?;
+        let (cut, snapshot_cut) = self.tidy(&recovered)?;
+        self.read = Some(ReadBack {
+            recovered: recovered.clone(),
+            cut,
+            snapshot_cut,
+        });
+        Ok(recovered)
+    }
+}
+
+/// What the reader thread met.
+enum ReadError {
+    Io(StorageError),
+    Recover(RecoverError),
+}
+
+/// The reader thread: each file read whole into one buffer and decoded, its updates
+/// sent on in chunks (`empty` brings chunks back to be filled again).
+fn read_back(
+    snapshot: Option<PathBuf>,
+    segments: &[PathBuf],
+    repair: bool,
+    limits: &Limits,
+    full: mpsc::SyncSender<Vec<LogUpdate>>,
+    empty: mpsc::Receiver<Vec<LogUpdate>>,
+) -> Result<Recovered, ReadError> {
+    let mut r = persist::Recovery::new(segments.len(), repair, limits);
+    let mut buf = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut send = |u: LogUpdate| {
+        chunk.push(u);
+        if chunk.len() == CHUNK {
+            let next = empty
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            // (A store that went away reads no more: the files are read to the end
+            // all the same, and their verdict returned.)
+            let _ = full.send(std::mem::replace(&mut chunk, next));
+        }
+    };
+    if let Some(path) = &snapshot {
+        read_whole(path, &mut buf).map_err(ReadError::Io)?;
+        r.snapshot(&buf, &mut send).map_err(ReadError::Recover)?;
+    }
+    for path in segments {
+        if !r.wants_segment() {
+            break;
+        }
+        read_whole(path, &mut buf).map_err(ReadError::Io)?;
+        r.segment(&buf, &mut send).map_err(ReadError::Recover)?;
+    }
+    if !chunk.is_empty() {
+        let _ = full.send(chunk);
+    }
+    r.finish().map_err(ReadError::Recover)
+}
+
+/// Reads `path` into `buf` (emptied first; its room kept from file to file).
+fn read_whole(path: &Path, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+    use std::io::Read;
+    buf.clear();
+    let mut f = File::open(path).map_err(io(path, "open"))?;
+    let len = f.metadata().map_err(io(path, "read"))?.len();
+    buf.reserve(usize::try_from(len).unwrap_or(0));
+    f.read_to_end(buf).map_err(io(path, "read"))?;
+    Ok(())
+}
+
+impl Opening {
+    /// The directory to write in, once the log is read back (here, all at once into
+    /// [`Opened::recovered`], if [`LogSource::read`] was not called).
+    pub fn finish(mut self) -> Result<Opened, StorageError> {
+        let read = match self.read.take() {
+            Some(r) => r,
+            None => {
+                let mut updates = Vec::new();
+                let mut recovered = self.read(&mut |u| updates.push(u))?;
+                if recovered.snapshot_cut.is_none() {
+                    recovered.updates = updates;
+                }
+                let mut r = self.read.take().expect("read back");
+                r.recovered = recovered;
+                r
+            }
+        };
+        Ok(Opened {
+            storage: Held {
+                dir: self.dir,
+                lock: self.lock,
+                durability: self.durability,
+                next_seq: read.recovered.next_seq,
             },
-        )?;
-        drop(bytes);
-        drop(snap_bytes);
-        // Read back whole: what no longer counts goes. A snapshot being written when
-        // the last life ended; snapshots older than the newest, and the segments before
-        // it (a crash between putting a snapshot in place and removing them).
+            recovered: read.recovered,
+            cut: read.cut,
+            snapshot_cut: read.snapshot_cut,
+        })
+    }
+
+    /// The reader's error, naming the file.
+    fn recover_error(&self, e: ReadError) -> StorageError {
+        let snap_path = || {
+            self.snapshot
+                .as_ref()
+                .map_or(self.dir.clone(), |(_, p)| p.clone())
+        };
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::Recover(RecoverError::Damaged {
+                segment,
+                offset,
+                damage,
+            }) => StorageError::Damaged {
+                path: self.segments[segment].clone(),
+                offset,
+                damage,
+            },
+            ReadError::Recover(RecoverError::Format { segment, format }) => StorageError::Format {
+                path: self.segments[segment].clone(),
+                format,
+            },
+            ReadError::Recover(RecoverError::Snapshot { offset, damage }) => {
+                StorageError::Damaged {
+                    path: snap_path(),
+                    offset,
+                    damage,
+                }
+            }
+            ReadError::Recover(RecoverError::SnapshotFormat(format)) => StorageError::Format {
+                path: snap_path(),
+                format,
+            },
+            ReadError::Recover(_) => StorageError::Damaged {
+                path: self.dir.clone(),
+                offset: 0,
+                damage: Damage::Decode,
+            },
+        }
+    }
+
+    /// Read back whole: what no longer counts goes, and the cut is made. Returns the
+    /// cuts: a segment's, or a snapshot set aside.
+    #[allow(clippy::type_complexity)]
+    fn tidy(
+        &self,
+        recovered: &Recovered,
+    ) -> Result<
+        (
+            Option<(PathBuf, usize, Damage)>,
+            Option<(PathBuf, usize, Damage)>,
+        ),
+        StorageError,
+    > {
+        let files = &self.files;
+        let from = self.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        // A snapshot being written when the last life ended; snapshots older than the
+        // newest, and the segments before it (a crash between putting a snapshot in
+        // place and removing them).
         for t in &files.temps {
             fs::remove_file(t).map_err(io(t, "remove"))?;
         }
@@ -352,37 +554,27 @@ impl Storage {
         // segments after it removed.
         let mut cut = None;
         let mut snapshot_cut = None;
-        if let Some((offset, damage)) = recovered.snapshot_cut {
-            let path = snap_path();
-            for (_, seg) in &segments {
+        if let (Some((offset, damage)), Some((_, path))) = (recovered.snapshot_cut, &self.snapshot)
+        {
+            for seg in &self.segments {
                 fs::remove_file(seg).map_err(io(seg, "remove"))?;
             }
-            fs::remove_file(&path).map_err(io(&path, "remove"))?;
-            snapshot_cut = Some((path, offset, damage));
+            fs::remove_file(path).map_err(io(path, "remove"))?;
+            snapshot_cut = Some((path.clone(), offset, damage));
         } else if let Some((i, offset, damage)) = recovered.cut {
-            let path = &segments[i].1;
+            let path = &self.segments[i];
             let f = OpenOptions::new()
                 .write(true)
                 .open(path)
                 .map_err(io(path, "open"))?;
             f.set_len(offset as u64).map_err(io(path, "truncate"))?;
             f.sync_all().map_err(io(path, "sync"))?;
-            for (_, later) in &segments[i + 1..] {
+            for later in &self.segments[i + 1..] {
                 fs::remove_file(later).map_err(io(later, "remove"))?;
             }
             cut = Some((path.clone(), offset, damage));
         }
-        Ok(Opened {
-            storage: Held {
-                dir: dir.to_owned(),
-                lock,
-                durability,
-                next_seq: recovered.next_seq,
-            },
-            recovered,
-            cut,
-            snapshot_cut,
-        })
+        Ok((cut, snapshot_cut))
     }
 }
 
@@ -817,16 +1009,29 @@ fn install(
     Ok(())
 }
 
-/// A member's data directory, if it has one: held and read back (see
-/// [`Storage::open`]), with what was cut reported on stderr.
+/// A member's data directory, taken (`None` without one, or at
+/// [`Durability::Memory`]), its log to be read back as the member's store is built
+/// from it ([`Opening`]); then [`begin_data`].
 pub fn open_data(
     data: Option<&rtc_mesh_core::member::DataOptions>,
     limits: &Limits,
-) -> Result<(Option<Held>, Option<Recovered>), StorageError> {
+) -> Result<Option<Opening>, StorageError> {
     let Some(d) = data.filter(|d| d.durability != Durability::Memory) else {
-        return Ok((None, None));
+        return Ok(None);
     };
-    let o = Storage::open(&d.dir, d.durability, d.repair, limits)?;
+    Storage::opening(&d.dir, d.durability, d.repair, limits).map(Some)
+}
+
+/// After [`open_data`], once the store is built: reports on standard error what was
+/// cut off, and starts this life's segment for the store `store_id`.
+pub fn begin_data(
+    opening: Option<Opening>,
+    store_id: &str,
+) -> Result<Option<Storage>, StorageError> {
+    let Some(opening) = opening else {
+        return Ok(None);
+    };
+    let o = opening.finish()?;
     if let Some((path, offset, damage)) = &o.cut {
         eprintln!(
             "rtc-mesh: {}: cut at byte {offset} ({damage}); the room sends what came after",
@@ -839,7 +1044,7 @@ pub fn open_data(
             path.display()
         );
     }
-    Ok((Some(o.storage), Some(o.recovered)))
+    o.storage.begin(store_id).map(Some)
 }
 
 /// Writes what `node`'s store has for its log, and the next piece of a snapshot if
@@ -941,6 +1146,49 @@ mod tests {
         assert_eq!(o3.recovered.updates.len(), 15);
         assert!(o3.cut.is_none());
         drop(o3);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A store built from a directory as its reader thread hands the updates on
+    /// (across many chunks and several segments, the last one torn) is the store read
+    /// back whole, numbered on from the same record; and the cut is made and reported
+    /// once.
+    #[test]
+    fn a_store_built_as_the_log_is_read_is_the_store_read_back_whole() {
+        let dir = temp_dir("streamed");
+        let n = (CHUNK * 2 + 77) as u32;
+        let (_, o) = life(&dir, "me.0000000000000001", 0..n);
+        drop(o);
+        let (_, o) = life(&dir, "me.0000000000000002", 0..n / 2);
+        drop(o);
+        // A torn last write.
+        let last = list(&dir).unwrap().segments.last().unwrap().1.clone();
+        let len = fs::metadata(&last).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let t0 = Instant::now();
+        let mut opening =
+            Storage::opening(&dir, Durability::Power, false, &Limits::default()).unwrap();
+        let c = StoreConfig::new("me.0000000000000003", EPOCH, t0);
+        let streamed = Store::from_log(c, &mut opening).unwrap();
+        let opened = opening.finish().unwrap();
+        assert!(opened.recovered.updates.is_empty(), "they were handed on");
+        let expect = u64::from(n + n / 2 - 1);
+        assert_eq!(streamed.persist_seqs(), Some((expect, expect)));
+        assert_eq!(opened.cut.as_ref().map(|c| &c.0), Some(&last));
+        drop(opened);
+        let whole = Storage::open(&dir, Durability::Power, false, &Limits::default()).unwrap();
+        assert!(whole.cut.is_none(), "cut once");
+        assert_eq!(whole.recovered.updates.len() as u64, expect);
+        let mut s = Store::new(StoreConfig::new("me.0000000000000003", EPOCH, t0)).unwrap();
+        s.restore_recovered(t0, &whole.recovered);
+        assert_eq!(streamed.dump(), s.dump());
+        assert_eq!(streamed.len(), n as usize);
+        drop(whole);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -69,7 +69,8 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A durable store on `dir`, restored; and the storage, begun.
+/// A durable store on `dir`, restored as a member restores it (the log read back on a
+/// thread of its own while the store takes its updates); and the storage, begun.
 fn open(
     dir: &Path,
     id: &str,
@@ -78,26 +79,24 @@ fn open(
     tune: impl FnOnce(&mut StoreConfig),
 ) -> (Store, Storage, Duration) {
     let start = Instant::now();
-    let opened = Storage::open(dir, durability, false, &Limits::default()).expect("open");
-    let read = start.elapsed();
-    let r = opened.recovered;
+    let mut opening = Storage::opening(dir, durability, false, &Limits::default()).expect("open");
     let mut c = StoreConfig::new(id, EPOCH, t0);
-    c.persist_from = Some(r.next_seq);
-    c.snapshots = r.snapshot_policy();
     tune(&mut c);
-    let mut s = Store::new(c).expect("store");
-    s.restore_recovered(t0, &r);
+    let s = Store::from_log(c, &mut opening).expect("store");
     let restored = start.elapsed();
-    let updates = r.updates.len();
-    drop(r.updates);
-    // (As the drivers begin: after the store is restored and what was read back freed.)
-    let st = opened.storage.begin(id).expect("begin");
+    // (As the drivers begin: after the store is restored.)
+    let st = opening
+        .finish()
+        .expect("finish")
+        .storage
+        .begin(id)
+        .expect("begin");
     let serving = start.elapsed();
     if detail() {
         eprintln!(
-            "    (open: read back {:.0} ms, {updates} updates; restored {:.0} ms; freed and begun {:.0} ms)",
-            ms(read),
-            ms(restored - read),
+            "    (open: read back and restored {:.0} ms, {} keys; begun {:.0} ms)",
+            ms(restored),
+            s.len(),
             ms(serving - restored)
         );
     }

@@ -79,7 +79,6 @@ fn sdp_texts(secret: Option<&RoomSecret>) -> Vec<String> {
                 Vec::new(),
                 Vec::new(),
                 rtc_mesh_smol::entropy(),
-                None,
             )
             .unwrap();
         n.start(now);

@@ -221,6 +221,9 @@ pub enum MeshError {
     /// The store refused its configuration.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A durable member's log could not be read back ([`Mesh::with_log`]).
+    #[error(transparent)]
+    Log(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Counters of a mesh.
@@ -672,7 +675,32 @@ fn codecs_of(attrs: &Object) -> Vec<Codec> {
 
 impl Mesh {
     /// A mesh peer; call [`start`](Self::start) to announce.
-    pub fn new(config: MeshConfig) -> Result<Self, MeshError> {
+    pub fn new(mut config: MeshConfig) -> Result<Self, MeshError> {
+        match config.durable.take() {
+            Some(mut log) => Self::with_log(config, &mut log),
+            None => Self::make(config, None::<&mut crate::persist::Recovered>),
+        }
+    }
+
+    /// A durable mesh peer whose store is built from `log` as it is read back
+    /// ([`crate::persist::LogSource`], [`Store::from_log`]), in place of
+    /// [`MeshConfig::durable`]: a runtime's reader hands the updates on as it reads its
+    /// files, and the store restores them meanwhile. Its error is
+    /// [`MeshError::Log`].
+    pub fn with_log<S>(config: MeshConfig, log: &mut S) -> Result<Self, MeshError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
+        Self::make(config, Some(log))
+    }
+
+    fn make<S>(mut config: MeshConfig, log: Option<&mut S>) -> Result<Self, MeshError>
+    where
+        S: crate::persist::LogSource,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
+        config.durable = None;
         if !valid_peer_id(&config.id) {
             return Err(MeshError::BadId(config.id));
         }
@@ -702,16 +730,13 @@ impl Mesh {
                 sec.identity.clone(),
             ));
         }
-        let mut config = config;
-        let durable = config.durable.take();
-        sc.persist_from = durable.as_ref().map(|d| d.next_seq);
-        if let Some(d) = &durable {
-            sc.snapshots = d.snapshot_policy();
-        }
-        let mut store = Store::new(sc)?;
-        if let Some(d) = &durable {
-            store.restore_recovered(config.start, d);
-        }
+        let store = match log {
+            Some(log) => Store::from_log(sc, log).map_err(|e| match e {
+                crate::store::FromLogError::Store(e) => MeshError::Store(e),
+                crate::store::FromLogError::Log(e) => MeshError::Log(Box::new(e)),
+            })?,
+            None => Store::new(sc)?,
+        };
         // A resumed epoch keeps its grace period: until it ends, the old tag.
         let wall = config.epoch_ms.max(0.0) as u64;
         let mut grace_until = None;
