@@ -32,7 +32,8 @@
 //! **Compaction.** The store decides when a snapshot is due and hands it out in
 //! pieces ([`Store::poll_snapshot`]), a few thousand entries per turn of the event
 //! loop. [`Storage::snapshot`] rolls the log to a new segment at the snapshot's first
-//! piece, and passes the pieces to a writer thread: it writes them to a `.tmp` file,
+//! piece (at power the segment left synced first, so that a sealed segment is whole
+//! on disk and one cut short is damage), and passes the pieces to a writer thread: it writes them to a `.tmp` file,
 //! and once the last has come syncs it and the log segment the snapshot depends on,
 //! renames it into place, syncs the directory, and only then removes the segments
 //! before it and the older snapshot. A crash at any point leaves either the old
@@ -748,14 +749,23 @@ impl Storage {
     /// Takes a piece of a snapshot ([`rtc_mesh_core::Store::poll_snapshot`]): at its
     /// first, the log rolls to a new segment from the snapshot's `from_seq`; the
     /// bytes go to the writer thread, which puts the snapshot in place once its last
-    /// piece has come (see the module docs). Never waits for the disk, except for
-    /// the new segment's creation (synced at power).
+    /// piece has come (see the module docs). Never waits for the disk, except at
+    /// power for the new segment's creation: the segment left is synced first, then
+    /// the new one and the directory.
     pub fn snapshot(&mut self, part: SnapshotPart) -> Result<(), StorageError> {
         self.check()?;
         if part.first {
             // A segment that already starts there and holds nothing (the snapshot is
             // the first thing this life does) serves as it is.
             if self.segment != (part.from_seq, false) {
+                // At power the segment left is synced whole before the next one
+                // exists: a power loss may otherwise keep the new segment (its header
+                // synced, records the kernel wrote back) and lose the old one's
+                // unsynced tail, and a sealed segment cut short reads as damage. So
+                // a sealed segment is always whole on disk.
+                if self.durability == Durability::Power {
+                    self.file.sync_data().map_err(io(&self.path, "sync"))?;
+                }
                 let (file, path, written) =
                     new_segment(&self.dir, part.from_seq, &self.store_id, self.durability)?;
                 (self.file, self.path) = (Arc::new(file), path.into());

@@ -228,6 +228,9 @@ pub struct FaultCounts {
     /// At `power`: writes acknowledged, and unsynced bytes the power losses took.
     pub acknowledged: u64,
     pub bytes_lost: u64,
+    /// At `power`: snapshots put in place on the disks, and returns that read one back.
+    pub snapshots: u64,
+    pub snapshot_starts: u64,
     /// Switchboard restarts.
     pub switchboard_restarts: u64,
     /// A peer's signalling connection dropped (the switchboard stayed up).
@@ -314,6 +317,15 @@ enum Ev {
         len: usize,
         seq: u64,
     },
+    /// Peer `at`'s disk (life `life`) put the snapshot it was writing in place: it
+    /// and the log segment it depends on (`seg`, up to `len`) synced, renamed, the
+    /// directory synced.
+    SnapshotIn {
+        at: usize,
+        life: u32,
+        seg: usize,
+        len: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -350,14 +362,26 @@ impl<E> Ord for Queued<E> {
     }
 }
 
+/// The log a simulated disk's store may grow to before its garbage makes a snapshot
+/// due (the runtime's default is 64 KiB; runs write a few KiB).
+const SIM_SNAPSHOT_MIN_LOG: u64 = 1024;
+
 /// A simulated disk ([`SimConfig::power`]): a write lands in the page cache at once
 /// and is durable only once its sync finishes, a little later; a power loss keeps
 /// what was synced and some prefix of what was not (cut anywhere, even inside a
-/// record). Like the runtime's directory, each life writes a segment of its own.
+/// record). Like the runtime's directory, each life writes a segment of its own, and
+/// snapshots are written as the runtime writes them: the log rolls to a new segment at
+/// a snapshot's first piece; the pieces go to a file that is put in place only once
+/// the last has come and it and the log it depends on are synced, a little later;
+/// then the segments before it no longer count.
 #[derive(Default)]
 pub struct SimDisk {
     /// Segments: (bytes written, bytes synced).
     segments: Vec<(Vec<u8>, usize)>,
+    /// The snapshot in place, and the index of the first segment read after it.
+    snapshot: Option<(Vec<u8>, usize)>,
+    /// The snapshot being written (lost with the power), and its first segment.
+    writing: Option<(Vec<u8>, usize)>,
     /// The writes this peer acknowledged: (key, ts, source).
     acked: Vec<(String, f64, String)>,
 }
@@ -546,7 +570,14 @@ impl World {
         if let Some(disk) = p.disk.as_mut() {
             let r = disk.come_back(&p.id, &mut self.durable_failures);
             first_seq = Some(r.next_seq);
+            if r.snapshot_bytes > 0 {
+                self.faults.snapshot_starts += 1;
+            }
             mc.durable = Some(r);
+            // Snapshots small and often, in pieces of a few entries, so that runs
+            // take them among the writes and the power losses.
+            mc.snapshots.min_log = SIM_SNAPSHOT_MIN_LOG;
+            mc.snapshots.entries_per_step = 3;
         }
         let mut mesh = Mesh::new(mc).expect("valid config");
         if let (Some(disk), Some(first)) = (p.disk.as_mut(), first_seq) {
@@ -971,7 +1002,9 @@ impl World {
                 len,
                 seq,
             } => {
-                if self.peers[at].lives != life {
+                // (Of a life that ended: its power went before the disk got there,
+                // whether or not it has come back yet.)
+                if self.peers[at].lives != life || self.peers[at].mesh.is_none() {
                     return;
                 }
                 let Some(disk) = self.peers[at].disk.as_mut() else {
@@ -983,6 +1016,23 @@ impl World {
                     m.persisted(seq);
                 }
                 self.drain(at);
+            }
+            Ev::SnapshotIn { at, life, seg, len } => {
+                // (Of a life that ended: its power went before the disk got there,
+                // whether or not it has come back yet.)
+                if self.peers[at].lives != life || self.peers[at].mesh.is_none() {
+                    return;
+                }
+                let Some(disk) = self.peers[at].disk.as_mut() else {
+                    return;
+                };
+                // (A later snapshot begun meanwhile is the one still being written.)
+                if disk.writing.as_ref().is_some_and(|w| w.1 == seg) {
+                    let synced = &mut disk.segments[seg].1;
+                    *synced = (*synced).max(len);
+                    disk.snapshot = disk.writing.take();
+                    self.faults.snapshots += 1;
+                }
             }
         }
     }
@@ -1001,6 +1051,33 @@ impl World {
             let bytes = &mut disk.segments[seg].0;
             bytes.extend_from_slice(&b.bytes);
             syncs.push((seg, bytes.len(), b.last_seq));
+        }
+        // A snapshot's next piece, one per turn as the runtime takes them.
+        let mut installing = None;
+        if let Some(part) = m.poll_snapshot() {
+            if part.first {
+                disk.roll(m.store().id(), part.from_seq);
+                disk.writing = Some((Vec::new(), disk.segments.len() - 1));
+            }
+            if let Some((bytes, _)) = disk.writing.as_mut() {
+                bytes.extend_from_slice(&part.bytes);
+            }
+            if part.last_seq.is_some() {
+                let seg = disk.segments.len() - 1;
+                installing = Some((seg, disk.segments[seg].0.len()));
+            }
+        }
+        if let Some((seg, len)) = installing {
+            let d = Duration::from_micros(500 + self.rng.below(5_000));
+            self.after(
+                d,
+                Ev::SnapshotIn {
+                    at: i,
+                    life,
+                    seg,
+                    len,
+                },
+            );
         }
         for (seg, len, seq) in syncs {
             let d = Duration::from_micros(200 + self.rng.below(2_800));
@@ -1830,8 +1907,13 @@ impl SimDisk {
         failures: &mut Vec<String>,
     ) -> rtc_mesh_core::persist::Recovered {
         use rtc_mesh_core::persist::{recover, Recovered};
-        let segs: Vec<&[u8]> = self.segments.iter().map(|(b, _)| &b[..]).collect();
-        let r = match recover(None, &segs, false, &rtc_mesh_core::Limits::default()) {
+        // A snapshot being written when the power went is gone, as the runtime
+        // removes a leftover.
+        self.writing = None;
+        let from = self.snapshot.as_ref().map_or(0, |s| s.1);
+        let segs: Vec<&[u8]> = self.segments[from..].iter().map(|(b, _)| &b[..]).collect();
+        let snap = self.snapshot.as_ref().map(|s| &s.0[..]);
+        let r = match recover(snap, &segs, false, &rtc_mesh_core::Limits::default()) {
             Ok(r) => r,
             Err(e) => {
                 failures.push(format!("{id}: its disk does not read back: {e}"));
@@ -1839,7 +1921,7 @@ impl SimDisk {
             }
         };
         // A torn tail is cut, as the runtime truncates it.
-        for ((bytes, synced), &valid) in self.segments.iter_mut().zip(&r.valid_lens) {
+        for ((bytes, synced), &valid) in self.segments[from..].iter_mut().zip(&r.valid_lens) {
             bytes.truncate(valid);
             *synced = (*synced).min(valid);
         }
@@ -1862,6 +1944,33 @@ impl SimDisk {
             }
         }
         r
+    }
+
+    /// A snapshot's first piece: the log rolls to a segment from `from_seq`, unless
+    /// the one being written starts there and holds nothing yet (as in the runtime).
+    /// (Without syncing the segment left first, a power loss here leaves a sealed
+    /// segment cut short: seeds found that.)
+    fn roll(&mut self, store_id: &str, from_seq: u64) {
+        let header = {
+            let mut h = Vec::new();
+            rtc_mesh_core::persist::encode_header(
+                &rtc_mesh_core::persist::SegmentHeader {
+                    format: rtc_mesh_core::persist::FORMAT,
+                    store_id: store_id.to_owned(),
+                    first_seq: from_seq,
+                },
+                &mut h,
+            );
+            h
+        };
+        if self.segments.last().is_some_and(|(b, _)| *b == header) {
+            return;
+        }
+        // The segment left is synced whole first (as the runtime does at `power`).
+        if let Some((bytes, synced)) = self.segments.last_mut() {
+            *synced = bytes.len();
+        }
+        self.begin(store_id, from_seq);
     }
 
     /// This life's segment, starting at `first_seq`; its header is synced at once (as

@@ -142,6 +142,10 @@ pub struct MeshConfig {
     /// into the store before anything else, and every change the store makes from then
     /// on is recorded for the log ([`Mesh::poll_persist`]), numbered on from it.
     pub durable: Option<crate::persist::Recovered>,
+    /// A durable member: when its store snapshots itself (default
+    /// [`crate::persist::SnapshotPolicy::default`]; its byte counts are taken from the
+    /// log read back).
+    pub snapshots: crate::persist::SnapshotPolicy,
 }
 
 impl MeshConfig {
@@ -183,6 +187,7 @@ impl MeshConfig {
             security: None,
             guard: None,
             durable: None,
+            snapshots: crate::persist::SnapshotPolicy::default(),
         }
     }
 }
@@ -730,6 +735,7 @@ impl Mesh {
                 sec.identity.clone(),
             ));
         }
+        sc.snapshots = config.snapshots.clone();
         let store = match log {
             Some(log) => Store::from_log(sc, log).map_err(|e| match e {
                 crate::store::FromLogError::Store(e) => MeshError::Store(e),

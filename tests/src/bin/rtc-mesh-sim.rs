@@ -214,6 +214,8 @@ fn main() -> ExitCode {
         totals.forgeries += f.forgeries;
         totals.acknowledged += f.acknowledged;
         totals.bytes_lost += f.bytes_lost;
+        totals.snapshots += f.snapshots;
+        totals.snapshot_starts += f.snapshot_starts;
         if !r.failures.is_empty() {
             failed.push(s);
         }
