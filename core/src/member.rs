@@ -533,7 +533,7 @@ impl JoinOptions {
         turn_servers: Vec<TurnServer>,
         entropy: Entropy,
     ) -> Result<(Node, String), JoinError> {
-        self.make_node(
+        self.node_with_log(
             locals,
             stun_servers,
             turn_servers,
@@ -542,31 +542,16 @@ impl JoinOptions {
         )
     }
 
-    /// [`JoinOptions::node`] for a durable member: its store built from `log` as it is
-    /// read back ([`Node::with_log`]; a log that cannot be read is
-    /// [`JoinError::Data`]).
+    /// [`JoinOptions::node`] for a durable member (with `Some(log)`): its store built
+    /// from `log` as it is read back ([`Node::with_log`]; a log that cannot be read is
+    /// [`JoinError::Data`]). A runtime passes its data directory's, if it has one.
     pub fn node_with_log<S>(
         &self,
         locals: Vec<SocketAddr>,
         stun_servers: Vec<SocketAddr>,
         turn_servers: Vec<TurnServer>,
         entropy: Entropy,
-        log: &mut S,
-    ) -> Result<(Node, String), JoinError>
-    where
-        S: crate::persist::LogSource,
-        S::Error: std::error::Error + Send + Sync + 'static,
-    {
-        self.make_node(locals, stun_servers, turn_servers, entropy, Some(log))
-    }
-
-    fn make_node<S>(
-        &self,
-        locals: Vec<SocketAddr>,
-        stun_servers: Vec<SocketAddr>,
-        turn_servers: Vec<TurnServer>,
-        entropy: Entropy,
-        durable: Option<&mut S>,
+        log: Option<&mut S>,
     ) -> Result<(Node, String), JoinError>
     where
         S: crate::persist::LogSource,
@@ -597,7 +582,7 @@ impl JoinOptions {
         nc.stun_servers = stun_servers;
         nc.turn_servers = turn_servers;
         nc.relay_only = self.relay_only;
-        let node = match durable {
+        let node = match log {
             Some(log) => Node::with_log(nc, log),
             None => Node::new(nc),
         };
@@ -666,21 +651,17 @@ impl ReplicatorOptions {
     /// writes as `id`.
     /// The replicator's node, its store in memory.
     pub fn node(&self, entropy: Entropy) -> Result<Node, StartError> {
-        self.make_node(entropy, None::<&mut crate::persist::Recovered>)
+        self.node_with_log(entropy, None::<&mut crate::persist::Recovered>)
     }
 
-    /// The replicator's node, its store built from `log` (its data directory's) as it
-    /// is read back ([`Node::with_log`]; a log that cannot be read is
+    /// The replicator's node; with `Some(log)` (its data directory's), its store built
+    /// from `log` as it is read back ([`Node::with_log`]; a log that cannot be read is
     /// [`StartError::Data`]).
-    pub fn node_with_log<S>(&self, entropy: Entropy, log: &mut S) -> Result<Node, StartError>
-    where
-        S: crate::persist::LogSource,
-        S::Error: std::error::Error + Send + Sync + 'static,
-    {
-        self.make_node(entropy, Some(log))
-    }
-
-    fn make_node<S>(&self, entropy: Entropy, durable: Option<&mut S>) -> Result<Node, StartError>
+    pub fn node_with_log<S>(
+        &self,
+        entropy: Entropy,
+        log: Option<&mut S>,
+    ) -> Result<Node, StartError>
     where
         S: crate::persist::LogSource,
         S::Error: std::error::Error + Send + Sync + 'static,
@@ -697,7 +678,7 @@ impl ReplicatorOptions {
         mc.limits = self.limits.clone();
         mc.seed = entropy.seed;
         let nc = NodeConfig::new(mc, Vec::new());
-        match durable {
+        match log {
             Some(log) => Node::with_log(nc, log),
             None => Node::new(nc),
         }

@@ -817,16 +817,6 @@ impl Recovered {
             log_bytes: 0,
         }
     }
-
-    /// When the store restored from this should snapshot next.
-    pub fn snapshot_policy(&self) -> SnapshotPolicy {
-        SnapshotPolicy {
-            log_bytes: self.log_bytes,
-            snapshot_bytes: self.snapshot_bytes,
-            // The store counts the garbage as it restores.
-            ..SnapshotPolicy::default()
-        }
-    }
 }
 
 /// Why a log could not be read back: which segment (by index in the list given), and
@@ -1072,7 +1062,6 @@ impl Recovery {
         if !self.repair {
             return Err(RecoverError::Snapshot { offset, damage });
         }
-        self.out.updates.clear();
         self.out.clocks.clear();
         self.out.snapshot_cut = Some((offset, damage));
         self.out.dropped = self.segments;

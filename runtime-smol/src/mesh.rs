@@ -100,10 +100,8 @@ pub async fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>),
     let data = |e: rtc_mesh_std::storage::StorageError| JoinError::Data(Box::new(e));
     let mut opening =
         rtc_mesh_std::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let (node, id) = match opening.as_mut() {
-        Some(log) => options.node_with_log(locals, stun, turn, crate::entropy(), log)?,
-        None => options.node(locals, stun, turn, crate::entropy())?,
-    };
+    let (node, id) =
+        options.node_with_log(locals, stun, turn, crate::entropy(), opening.as_mut())?;
     let storage = rtc_mesh_std::storage::begin_data(opening, node.store().id()).map_err(data)?;
     let signalling = Signalling::new(&options.connect_url())?;
     Ok(spawn(node, id, sockets, signalling, storage))
@@ -147,10 +145,7 @@ pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEv
     let data = |e: rtc_mesh_std::storage::StorageError| StartError::Data(Box::new(e));
     let mut opening =
         rtc_mesh_std::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let node = match opening.as_mut() {
-        Some(log) => options.node_with_log(crate::entropy(), log)?,
-        None => options.node(crate::entropy())?,
-    };
+    let node = options.node_with_log(crate::entropy(), opening.as_mut())?;
     let storage = rtc_mesh_std::storage::begin_data(opening, node.store().id()).map_err(data)?;
     Ok(spawn(
         node,

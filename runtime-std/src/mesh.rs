@@ -106,10 +106,8 @@ pub fn join(options: JoinOptions) -> Result<(Member, Receiver<NodeEvent>), JoinE
     let data = |e: crate::storage::StorageError| JoinError::Data(Box::new(e));
     let mut opening =
         crate::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let (node, id) = match opening.as_mut() {
-        Some(log) => options.node_with_log(locals, stun, turn, crate::entropy(), log)?,
-        None => options.node(locals, stun, turn, crate::entropy())?,
-    };
+    let (node, id) =
+        options.node_with_log(locals, stun, turn, crate::entropy(), opening.as_mut())?;
     let storage = crate::storage::begin_data(opening, node.store().id()).map_err(data)?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();
@@ -152,10 +150,7 @@ pub fn replicate(options: &ReplicatorOptions) -> Result<(Member, Receiver<NodeEv
     let data = |e: crate::storage::StorageError| StartError::Data(Box::new(e));
     let mut opening =
         crate::storage::open_data(options.data.as_ref(), &options.limits).map_err(data)?;
-    let node = match opening.as_mut() {
-        Some(log) => options.node_with_log(crate::entropy(), log)?,
-        None => options.node(crate::entropy())?,
-    };
+    let node = options.node_with_log(crate::entropy(), opening.as_mut())?;
     let storage = crate::storage::begin_data(opening, node.store().id()).map_err(data)?;
     let (tx, rx) = mpsc::channel();
     let stx = tx.clone();

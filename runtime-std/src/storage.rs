@@ -236,6 +236,19 @@ struct Listing {
     temps: Vec<PathBuf>,
 }
 
+impl Listing {
+    /// The newest snapshot: the one a start reads.
+    fn snapshot(&self) -> Option<&(u64, PathBuf)> {
+        self.snapshots.last()
+    }
+
+    /// The first record the newest snapshot's log starts at (0: no snapshot): the
+    /// segments before it are replaced by the snapshot.
+    fn from(&self) -> u64 {
+        self.snapshot().map_or(0, |(seq, _)| *seq)
+    }
+}
+
 fn list(dir: &Path) -> Result<Listing, StorageError> {
     let mut l = Listing::default();
     for entry in fs::read_dir(dir).map_err(io(dir, "list"))? {
@@ -274,8 +287,7 @@ pub struct Opening {
     repair: bool,
     limits: Limits,
     files: Listing,
-    /// The newest snapshot, and the segments from its first record on.
-    snapshot: Option<(u64, PathBuf)>,
+    /// The segments read: from the newest snapshot's first record on.
     segments: Vec<PathBuf>,
     /// Once read: what was read back (its updates handed on), and the cuts made.
     read: Option<ReadBack>,
@@ -330,8 +342,7 @@ impl Storage {
             Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path, "lock")(e)),
         }
         let files = list(dir)?;
-        let snapshot = files.snapshots.last().cloned();
-        let from = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        let from = files.from();
         let segments = files
             .segments
             .iter()
@@ -345,7 +356,6 @@ impl Storage {
             repair,
             limits: limits.clone(),
             files,
-            snapshot,
             segments,
             read: None,
         })
@@ -365,7 +375,7 @@ impl LogSource for Opening {
         }
         let (full_tx, full_rx) = mpsc::sync_channel::<Vec<LogUpdate>>(CHUNKS);
         let (empty_tx, empty_rx) = mpsc::channel::<Vec<LogUpdate>>();
-        let snapshot = self.snapshot.as_ref().map(|(_, p)| p.clone());
+        let snapshot = self.files.snapshot().map(|(_, p)| p.clone());
         let segments = self.segments.clone();
         let (repair, limits) = (self.repair, self.limits.clone());
         let reader = std::thread::Builder::new()
@@ -484,8 +494,8 @@ impl Opening {
     /// The reader's error, naming the file.
     fn recover_error(&self, e: ReadError) -> StorageError {
         let snap_path = || {
-            self.snapshot
-                .as_ref()
+            self.files
+                .snapshot()
                 .map_or(self.dir.clone(), |(_, p)| p.clone())
         };
         match e {
@@ -536,7 +546,7 @@ impl Opening {
         StorageError,
     > {
         let files = &self.files;
-        let from = self.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        let from = files.from();
         // A snapshot being written when the last life ended; snapshots older than the
         // newest, and the segments before it (a crash between putting a snapshot in
         // place and removing them).
@@ -555,7 +565,8 @@ impl Opening {
         // segments after it removed.
         let mut cut = None;
         let mut snapshot_cut = None;
-        if let (Some((offset, damage)), Some((_, path))) = (recovered.snapshot_cut, &self.snapshot)
+        if let (Some((offset, damage)), Some((_, path))) =
+            (recovered.snapshot_cut, files.snapshot())
         {
             for seg in &self.segments {
                 fs::remove_file(seg).map_err(io(seg, "remove"))?;
@@ -1113,11 +1124,8 @@ mod tests {
     fn life(dir: &Path, id: &str, keys: std::ops::Range<u32>) -> (Store, Life) {
         let t0 = Instant::now();
         let opened = Storage::open(dir, Durability::Power, false, &Limits::default()).unwrap();
-        let mut c = StoreConfig::new(id, EPOCH, t0);
-        c.persist_from = Some(opened.recovered.next_seq);
-        c.snapshots = opened.recovered.snapshot_policy();
-        let mut s = Store::new(c).unwrap();
-        s.restore_recovered(t0, &opened.recovered);
+        let c = StoreConfig::new(id, EPOCH, t0);
+        let mut s = Store::from_log(c, &mut opened.recovered.clone()).unwrap();
         let mut storage = opened.storage.begin(id).unwrap();
         for k in keys {
             s.set(t0, &format!("k{k}"), &Value::from(f64::from(k)))
@@ -1274,14 +1282,11 @@ mod tests {
         let mut peak_ratio: f64 = 0.0;
         for life in 1..=6u32 {
             let id = format!("me.{life:016x}");
-            let opened = Storage::open(&dir, Durability::Process, false, &limits).unwrap();
+            let mut opened = Storage::open(&dir, Durability::Process, false, &limits).unwrap();
             let mut c = StoreConfig::new(id.clone(), EPOCH, t0);
-            c.persist_from = Some(opened.recovered.next_seq);
-            c.snapshots = opened.recovered.snapshot_policy();
             c.snapshots.min_log = 16 << 10;
             c.snapshots.entries_per_step = 64;
-            let mut s = Store::new(c).unwrap();
-            s.restore_recovered(t0, &opened.recovered);
+            let mut s = Store::from_log(c, &mut opened.recovered).unwrap();
             if let Some(d) = &expect {
                 assert_eq!(&s.dump(), d, "life {life} restores the last one's store");
             }

@@ -1897,6 +1897,21 @@ pub fn run(cfg: SimConfig) -> SimReport {
     }
 }
 
+/// The bytes of a segment's header record.
+fn segment_header(store_id: &str, first_seq: u64) -> Vec<u8> {
+    use rtc_mesh_core::persist::{encode_header, SegmentHeader, FORMAT};
+    let mut bytes = Vec::new();
+    encode_header(
+        &SegmentHeader {
+            format: FORMAT,
+            store_id: store_id.to_owned(),
+            first_seq,
+        },
+        &mut bytes,
+    );
+    bytes
+}
+
 impl SimDisk {
     /// What a start reads back: the segments, as the runtime's directory gives them to
     /// [`rtc_mesh_core::persist::recover`] (without repair). The peer's acknowledged
@@ -1951,18 +1966,7 @@ impl SimDisk {
     /// (Without syncing the segment left first, a power loss here leaves a sealed
     /// segment cut short: seeds found that.)
     fn roll(&mut self, store_id: &str, from_seq: u64) {
-        let header = {
-            let mut h = Vec::new();
-            rtc_mesh_core::persist::encode_header(
-                &rtc_mesh_core::persist::SegmentHeader {
-                    format: rtc_mesh_core::persist::FORMAT,
-                    store_id: store_id.to_owned(),
-                    first_seq: from_seq,
-                },
-                &mut h,
-            );
-            h
-        };
+        let header = segment_header(store_id, from_seq);
         if self.segments.last().is_some_and(|(b, _)| *b == header) {
             return;
         }
@@ -1970,22 +1974,14 @@ impl SimDisk {
         if let Some((bytes, synced)) = self.segments.last_mut() {
             *synced = bytes.len();
         }
-        self.begin(store_id, from_seq);
+        let n = header.len();
+        self.segments.push((header, n));
     }
 
     /// This life's segment, starting at `first_seq`; its header is synced at once (as
     /// the runtime syncs a new segment at `power`).
     fn begin(&mut self, store_id: &str, first_seq: u64) {
-        use rtc_mesh_core::persist::{encode_header, SegmentHeader, FORMAT};
-        let mut bytes = Vec::new();
-        encode_header(
-            &SegmentHeader {
-                format: FORMAT,
-                store_id: store_id.to_owned(),
-                first_seq,
-            },
-            &mut bytes,
-        );
+        let bytes = segment_header(store_id, first_seq);
         let n = bytes.len();
         self.segments.push((bytes, n));
     }
