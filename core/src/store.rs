@@ -882,7 +882,10 @@ impl Store {
 
     /// The next local timestamp (the hybrid logical clock of the Conventions).
     fn next_ts(&mut self, now: Instant) -> f64 {
-        let mut t = self.wall_ms(now).max(self.last_local).max(self.max_seen);
+        let mut t = self
+            .wall_ms_cached(now)
+            .max(self.last_local)
+            .max(self.max_seen);
         if t <= self.last_local {
             t = self.last_local.next_up();
         }
@@ -956,7 +959,12 @@ impl Store {
         let mut ts = self.next_ts(now);
         // The write must win its key on every replica: above the key's current write
         // even when that one came stamped ahead of our clock (skewed or tied).
-        if let Some(e) = self.entries.get(key) {
+        let at = self.entries.locate(key);
+        if let Some(e) = at
+            .slot
+            .and_then(|s| self.entries.get_index(s))
+            .map(|(_, e)| e)
+        {
             if e.ts >= ts {
                 ts = e.ts.next_up();
                 self.last_local = ts;
@@ -974,7 +982,17 @@ impl Store {
             })
         });
         let key = self
-            .put(key, None, value.clone(), ts, self.local, sig, true, false)
+            .put_at(
+                at,
+                key,
+                None,
+                value.clone(),
+                ts,
+                self.local,
+                sig,
+                true,
+                false,
+            )
             .expect("a write that need not win is always stored");
         Ok(Update {
             key,
@@ -999,6 +1017,25 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     fn put(
         &mut self,
+        key: &str,
+        owned: Option<SmolStr>,
+        value: EncodedValue,
+        ts: f64,
+        source: SourceIx,
+        sig: Option<UpdateSig>,
+        local: bool,
+        must_win: bool,
+    ) -> Option<SmolStr> {
+        let at = self.entries.locate(key);
+        self.put_at(at, key, owned, value, ts, source, sig, local, must_win)
+    }
+
+    /// [`Store::put`] of a key already looked up (`at`, with no change to the table
+    /// since).
+    #[allow(clippy::too_many_arguments)]
+    fn put_at(
+        &mut self,
+        at: At,
         key: &str,
         owned: Option<SmolStr>,
         value: EncodedValue,
@@ -1043,8 +1080,7 @@ impl Store {
             }
         };
         // (the key as stored, whether the key held a live value before)
-        let hash = self.entries.hash(key);
-        let (key, was_live) = match self.entries.find(hash, key) {
+        let (key, was_live) = match at.slot {
             Some(slot) => {
                 let (k, e) = self.entries.slot_mut(slot);
                 if !wins(e) {
@@ -1067,7 +1103,7 @@ impl Store {
             None => {
                 let k = owned.unwrap_or_else(|| key.into());
                 new.sig = keep_sig(NO_SIG);
-                self.entries.push(hash, k.clone(), new);
+                self.entries.push(at.hash, k.clone(), new);
                 (k, false)
             }
         };
@@ -1638,6 +1674,13 @@ struct Ix {
     hash: u32,
 }
 
+/// A key looked up in a [`KeyTable`] ([`KeyTable::locate`]).
+#[derive(Debug, Clone, Copy)]
+struct At {
+    hash: u32,
+    slot: Option<u32>,
+}
+
 /// The index's 64-bit hash of a key hashed to `h`: `h` in both halves, so that the
 /// bucket (the low bits) and the tag (the top 7) both come from it.
 fn spread(h: u32) -> u64 {
@@ -1666,6 +1709,15 @@ impl KeyTable {
                 ix.hash == hash && &*self.slots[ix.slot as usize].0 == key
             })
             .map(|ix| ix.slot)
+    }
+
+    /// Where `key` is: its hash, and its slot if it is in the table.
+    fn locate(&self, key: &str) -> At {
+        let hash = self.hash(key);
+        At {
+            hash,
+            slot: self.find(hash, key),
+        }
     }
 
     fn get_key_value(&self, key: &str) -> Option<(&SmolStr, &Entry)> {

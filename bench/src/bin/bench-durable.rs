@@ -47,6 +47,13 @@ fn value(i: usize) -> Value {
     Value::from(format!("{s}{}", "v".repeat(98 - s.len())))
 }
 
+/// `BENCH_NO_SNAPSHOTS`: the store takes no snapshots (to see what they cost).
+fn no_snapshots_if_asked(c: &mut StoreConfig) {
+    if std::env::var_os("BENCH_NO_SNAPSHOTS").is_some() {
+        c.snapshots.min_log = u64::MAX;
+    }
+}
+
 /// Whether `BENCH_DETAIL` asks for the times split.
 fn detail() -> bool {
     std::env::var_os("BENCH_DETAIL").is_some()
@@ -356,7 +363,13 @@ fn throughput(n: usize) {
     for batch in [256usize, 4096] {
         let dir = temp("power");
         let t0 = Instant::now();
-        let (mut s, mut st, _) = open(&dir, "me.0000000000000001", Durability::Power, t0, |_| {});
+        let (mut s, mut st, _) = open(
+            &dir,
+            "me.0000000000000001",
+            Durability::Power,
+            t0,
+            no_snapshots_if_asked,
+        );
         let window = std::env::var("BENCH_WINDOW")
             .ok()
             .and_then(|w| w.parse().ok())
@@ -366,11 +379,13 @@ fn throughput(n: usize) {
         drop((s, st));
         let _ = std::fs::remove_dir_all(&dir);
         let t0 = Instant::now();
-        let (mut s, mut st, _) = open(&dir, "me.0000000000000001", Durability::Power, t0, |c| {
-            if std::env::var_os("BENCH_NO_SNAPSHOTS").is_some() {
-                c.snapshots.min_log = u64::MAX;
-            }
-        });
+        let (mut s, mut st, _) = open(
+            &dir,
+            "me.0000000000000001",
+            Durability::Power,
+            t0,
+            no_snapshots_if_asked,
+        );
         let (ours, longest) = write(&mut s, &mut st, 0..n, 0, batch, t0);
         st.settle().expect("settle");
         let log = dir_bytes(&dir);
@@ -524,10 +539,11 @@ fn rejoin(k: usize) {
 }
 
 const USAGE: &str =
-    "usage: bench-durable [--writes N] [--keys N] [--rejoin-keys N] [--restart-only]
+    "usage: bench-durable [--writes N] [--keys N] [--rejoin-keys N] [--restart-only | --throughput-only]
        bench-durable --pipelined-only BATCH [--writes N]
        bench-durable --open DIR
-  BENCH_DETAIL=1 splits the times; BENCH_KEEP=1 keeps the restart's directory.";
+  BENCH_DETAIL=1 splits the times; BENCH_KEEP=1 keeps the restart's directory;
+  BENCH_NO_SNAPSHOTS=1 takes no snapshots in the throughput runs.";
 
 /// A bad command line: the usage, and exit 2.
 fn usage(why: &str) -> ! {
@@ -537,9 +553,9 @@ fn usage(why: &str) -> ! {
 
 fn main() {
     let (mut n, mut m, mut k) = (200_000usize, 1_000_000usize, 100_000usize);
-    // (`--pipelined-only BATCH`, `--restart-only`: one part alone, once every
+    // (`--pipelined-only BATCH`, `--restart-only`, `--throughput-only`: one part alone, once every
     // argument is read, so that `--writes` and `--keys` count wherever they come.)
-    let (mut pipelined_only, mut restart_only) = (None, false);
+    let (mut pipelined_only, mut restart_only, mut throughput_only) = (None, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| -> usize {
@@ -560,6 +576,7 @@ fn main() {
             }
             "--pipelined-only" => pipelined_only = Some(num("--pipelined-only")),
             "--restart-only" => restart_only = true,
+            "--throughput-only" => throughput_only = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return;
@@ -571,7 +588,13 @@ fn main() {
         // (for profiling: the pipelined run alone, at batch `batch`)
         let dir = temp("power");
         let t0 = Instant::now();
-        let (mut s, mut st, _) = open(&dir, "me.0000000000000001", Durability::Power, t0, |_| {});
+        let (mut s, mut st, _) = open(
+            &dir,
+            "me.0000000000000001",
+            Durability::Power,
+            t0,
+            no_snapshots_if_asked,
+        );
         let d = write_pipelined(&mut s, &mut st, n, batch, 8, t0);
         println!("{:.0} writes/s", n as f64 / d.as_secs_f64());
         drop((s, st));
@@ -583,6 +606,9 @@ fn main() {
         return;
     }
     throughput(n);
+    if throughput_only {
+        return;
+    }
     restart(m);
     rejoin(k);
 }
