@@ -476,21 +476,24 @@ export declare class Mesh {
   /** Secured rooms: called when outputs are waiting that no input made (a signal was
    * sealed or opened, which WebCrypto does asynchronously): drain {@link Mesh.poll} then. */
   onOutput: (() => void) | null;
-  /** The next output; a durable mesh gives only its timeout while changes wait for
-   * the storage ({@link Mesh.awaitingPersist}). */
+  /** The next output; a durable mesh gives its timeout while the next output waits
+   * for changes made before it to be stored. */
   poll(): MeshOutput;
   /** When `handleTimeout` is next due. */
   deadline(): number;
-  /** Makes the mesh durable; with `hold` nothing goes out (outputs, encoders) while a
-   * change is not yet stored. */
+  /** Makes the mesh durable; with `hold` each output, and each message on a link,
+   * waits until the changes made before it are stored. */
   persist(hold: boolean): void;
   /** The store's changes for the storage, one batch, or null. */
   takeChanges(): PersistBatch | null;
   /** The storage holds every batch up to `seq`. */
   persisted(seq: number): void;
-  /** Whether outputs are held back until the storage has the changes made so far (the
-   * driver asks before it drains an encoder). */
+  /** Whether changes made so far are not all stored yet. */
   awaitingPersist(): boolean;
+  /** What an output made now waits for (a durable mesh that holds), else null. */
+  markNow(): PersistMark | null;
+  /** Whether an output marked `m` may go. */
+  released(m: PersistMark | null): boolean;
   isFinished(): boolean;
   /** Resolves once no signal is being sealed or opened (at once in an open room). */
   settled(): Promise<void>;
@@ -499,7 +502,7 @@ export declare class Mesh {
   /** The current epoch's `REKEY` line (to keep, and resume with), or null in epoch 0. */
   rekeyLine(): string | null;
   /** What goes on the open link to `peer` (its channel messages), or null. */
-  encoderOf(peer: string): JsonEncoder | PostcardEncoder | null;
+  encoderOf(peer: string): HeldEncoder | null;
   sessionOf(peer: string): Session | null;
   start(now: number): void;
   announce(now: number, attributes: { [key: string]: Json }): void;
@@ -621,6 +624,44 @@ export declare class Journal {
   persisted(seq: number): void;
   /** Whether a change is not yet stored, or a local write not yet signed. */
   awaiting(): boolean;
+  /** Local writes being signed. */
+  readonly signing: number;
+  signStarted(): void;
+  signFinished(): void;
+  /** The last batch that holds, or is to hold, every change recorded so far (0: none). */
+  mark(): number;
+  /** What an output made now waits for. */
+  markNow(): PersistMark;
+  /** Whether what an output marked `m` could tell of is stored. */
+  released(m: PersistMark): boolean;
+}
+
+/** What an output waits for: the batch `seq` stored, after the writes being signed up
+ * to the `signed`-th are (0: none). */
+export interface PersistMark {
+  seq: number;
+  signed: number;
+}
+
+/** A link's encoder behind which messages wait until the changes they could tell of
+ * are stored, and then go in the order written (lib/persist.js). */
+export declare class HeldEncoder implements MessageSink {
+  constructor(
+    inner: JsonEncoder | PostcardEncoder,
+    marks: { markNow(): PersistMark | null; released(m: PersistMark): boolean },
+  );
+  readonly inner: JsonEncoder | PostcardEncoder;
+  readonly codec: 'json' | 'postcard';
+  onWrite: () => void;
+  digest(id: string, clock: Map<string, number>): void;
+  update(u: Update): void;
+  control(text: string): void;
+  /** Hands the inner encoder what may go now. */
+  release(): void;
+  /** Messages kept until their changes are stored. */
+  waiting(): number;
+  pending(): boolean;
+  poll(): string | Uint8Array | null;
 }
 
 /** Checks rows read back from a storage, bounded: a bad one is a MeshError `bad_data`

@@ -42,7 +42,7 @@ export { encodeSignal, parseSignal } from './lib/signal.js';
 export { SignalClient, Xorshift } from './lib/signal-client.js';
 export { CLOSE_FLUSH_MS, Mesh } from './lib/mesh.js';
 export { Member, join } from './lib/member.js';
-export { Journal, checkRecords } from './lib/persist.js';
+export { HeldEncoder, Journal, checkRecords } from './lib/persist.js';
 export { openStorage } from './lib/storage.js';
 export { DEFAULT_MAX_SIGNAL_AGE_MS, MAX_SDP_PLAIN } from './lib/secured.js';
 export {

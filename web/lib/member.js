@@ -790,8 +790,7 @@ export class Member {
   flush(l) {
     const dc = l.dc;
     if (!dc || dc.readyState !== 'open' || !l.heard || !l.encoder) return;
-    // A durable member's changes are stored before anything goes out (writeChanges).
-    if (this.mesh.awaitingPersist()) return;
+    // (A durable member's encoder gives only what is stored: see `Mesh.persist`.)
     const s = this.mesh.sessionOf(l.peer);
     while (dc.bufferedAmount < HIGH_WATER) {
       const msg = l.encoder.poll();

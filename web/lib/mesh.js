@@ -7,6 +7,7 @@ import { MeshError, byteLength, validPeerId } from './values.js';
 import { Store } from './store.js';
 import { JsonEncoder, LineDecoder, decodeLine } from './codecs.js';
 import { PostcardDecoder, PostcardEncoder } from './postcard.js';
+import { HeldEncoder } from './persist.js';
 import { Replica } from './replica.js';
 import { encodeSignal, parseSignal } from './signal.js';
 import { IDLE_MS, SignalClient, Xorshift } from './signal-client.js';
@@ -200,6 +201,8 @@ export class Mesh {
     this.peers = new Map();
     this.early = new Map();
     this.out = [];
+    /** What each output waits for (`markNow` when it was made; null: nothing). */
+    this.marks = [];
     this.head = 0;
     this.online = false;
     this.closed = false;
@@ -230,16 +233,19 @@ export class Mesh {
 
   /**
    * The next output; drain until `{type: 'timeout'}`. A durable mesh (`persist`) gives
-   * nothing but its timeout while changes wait for the storage (`awaitingPersist`).
+   * its timeout while the next output waits for changes made before it to be stored.
    */
   poll() {
-    if (this.awaitingPersist()) return { type: 'timeout', at: this.deadline() };
     if (this.head === this.out.length) {
       this.out = [];
+      this.marks = [];
       this.head = 0;
       this.reportAllSynced();
       if (!this.out.length) return { type: 'timeout', at: this.deadline() };
     }
+    const m = this.marks[this.head];
+    if (m !== null && !this.released(m)) return { type: 'timeout', at: this.deadline() };
+    this.marks[this.head] = null;
     return this.out[this.head++];
   }
 
@@ -262,9 +268,10 @@ export class Mesh {
   /**
    * Makes the mesh durable: the store records its changes (`takeChanges` hands them
    * out, `persisted` takes back what the storage holds) and, with `hold` (the
-   * `process` and `power` levels), no output (`poll`) and nothing on a link (the
-   * driver asks `awaitingPersist` before it drains an encoder) goes out while a change
-   * is not yet stored: no event, answer or update precedes what it reports.
+   * `process` and `power` levels), each output (`poll`) and each message on a link
+   * (`encoderOf`) waits until the changes made before it are stored (core's tag of
+   * each output with the last record made): no event, answer or update precedes what
+   * it reports, and none waits for changes made after it.
    */
   persist(hold) {
     this.store.persist().hold = hold;
@@ -280,14 +287,26 @@ export class Mesh {
     this.store.journal?.persisted(seq);
   }
 
-  /** Whether outputs are held back until the storage has the changes made so far. */
+  /** Whether changes made so far are not all stored yet (some output may wait on them). */
   awaitingPersist() {
     const j = this.store.journal;
     return !!j && j.hold && j.awaiting();
   }
 
+  /** What an output made now waits for (a durable mesh that holds), else null. */
+  markNow() {
+    const j = this.store.journal;
+    return j && j.hold ? j.markNow() : null;
+  }
+
+  /** Whether an output marked `m` (`markNow`) may go. */
+  released(m) {
+    return m === null || this.store.journal.released(m);
+  }
+
   push(o) {
     this.out.push(o);
+    this.marks.push(this.markNow());
   }
 
   event(name, detail = {}) {
@@ -658,7 +677,7 @@ export class Mesh {
     }
     if (p.state === 'open') return;
     p.codec = codec;
-    p.encoder = codec === 'postcard' ? new PostcardEncoder() : new JsonEncoder();
+    p.encoder = new HeldEncoder(codec === 'postcard' ? new PostcardEncoder() : new JsonEncoder(), this);
     p.decoder = codec === 'postcard' ? new PostcardDecoder() : new LineDecoder();
     p.link = this.replica.openLink(p.encoder);
     // A first PING right behind the digest: the round trip is known at once.

@@ -1,6 +1,7 @@
 // Durable pages: what the store hands its storage, and what it takes back (core's
 // `persist`, in the shape IndexedDB suits). Pure: lib/storage.js moves the records to and
-// from IndexedDB, lib/member.js holds outputs back until they are there.
+// from IndexedDB; the mesh (lib/mesh.js) holds each output back until the changes made
+// before it are there.
 //
 // The records are core's: every change the store makes, in the order it made it, as the
 // entry it leaves (key, value's JSON, timestamp, source and, in a secured room, the
@@ -28,10 +29,14 @@ export class Journal {
     /** The number the next batch takes, and the highest one stored. */
     this.next = 1;
     this.done = 0;
-    /** Local writes being signed (secured rooms): recorded once they are, in the batch
-     * `signedAt` gives (write -> sequence number). */
-    this.signing = 0;
+    /** Local writes of a secured room sent to be signed, and those signed since (they
+     * finish in that order): each is recorded once signed, in the batch `signedAt`
+     * gives (write -> sequence number). */
+    this.signIssued = 0;
+    this.signDone = 0;
     this.signedAt = new WeakMap();
+    /** `mark()` as the last signing finished: its write is in that batch or before. */
+    this.signedMark = 0;
     /** Whether outputs wait for the storage (the `process` and `power` levels). */
     this.hold = false;
   }
@@ -47,6 +52,48 @@ export class Journal {
   /** The sequence number of the batch the changes made now will be in. */
   pendingSeq() {
     return this.next;
+  }
+
+  /** Local writes being signed. */
+  get signing() {
+    return this.signIssued - this.signDone;
+  }
+
+  /** A local write goes to be signed. */
+  signStarted() {
+    this.signIssued++;
+  }
+
+  /** The oldest signing finished (its write recorded, if it is to be). */
+  signFinished() {
+    this.signDone++;
+    this.signedMark = this.mark();
+  }
+
+  /** The last batch that holds, or is to hold, every change recorded so far (0: none). */
+  mark() {
+    return this.entries.size || this.clocks.size ? this.next : this.next - 1;
+  }
+
+  /**
+   * What an output made now waits for (core's tag of each output with the last record
+   * made): the batch holding every change recorded so far, and the writes being signed
+   * then (recorded once signed). See `released`.
+   */
+  markNow() {
+    return { seq: this.mark(), signed: this.signing > 0 ? this.signIssued : 0 };
+  }
+
+  /** Whether what an output marked `m` could tell of is stored: it may go. */
+  released(m) {
+    if (m.signed) {
+      if (this.signDone < m.signed) return false;
+      // Those writes are recorded: in the batch marked as the last of them finished, at
+      // the latest.
+      m.seq = Math.max(m.seq, this.signedMark);
+      m.signed = 0;
+    }
+    return this.done >= m.seq;
   }
 
   /**
@@ -78,6 +125,92 @@ export class Journal {
    * until none is, nothing may go out (DESIGN's durability promise). */
   awaiting() {
     return this.entries.size > 0 || this.clocks.size > 0 || this.done < this.next - 1 || this.signing > 0;
+  }
+}
+
+/**
+ * A link's encoder behind which what a durable mesh writes waits until the changes it
+ * could tell of are stored (core tags each output with the last record made then): a
+ * message written while changes wait (`mark()`) is kept, with its mark, and encoded once
+ * that mark is `released`, in the order written. So a message waits for the batches
+ * made before it, never for those made after: writes that keep coming hold nothing back
+ * for longer than their own batch takes. `poll`, `pending` and `onWrite` are the inner
+ * encoder's (see `Mesh.encoderOf`).
+ */
+export class HeldEncoder {
+  /**
+   * @param inner the link's encoder (`JsonEncoder` or `PostcardEncoder`)
+   * @param marks `{markNow(), released(m)}`: the mesh's (`markNow` null: nothing waits)
+   */
+  constructor(inner, marks) {
+    this.inner = inner;
+    this.codec = inner.codec;
+    this.marks = marks;
+    /** `{m, method, args}` not yet handed to `inner`, from `head` on. */
+    this.held = [];
+    this.head = 0;
+  }
+
+  get onWrite() {
+    return this.inner.onWrite;
+  }
+
+  set onWrite(f) {
+    this.inner.onWrite = f;
+  }
+
+  write(method, args) {
+    const m = this.marks.markNow();
+    if (this.head === this.held.length && (m === null || this.marks.released(m))) {
+      this.inner[method](...args);
+      return;
+    }
+    this.held.push({ m, method, args });
+  }
+
+  digest(id, clock) {
+    // The clock as it is now (the store's own goes on changing while this waits).
+    this.write('digest', [id, new Map(clock)]);
+  }
+
+  update(u) {
+    this.write('update', [u]);
+  }
+
+  control(text) {
+    this.write('control', [text]);
+  }
+
+  /** Hands `inner` what may go now. */
+  release() {
+    const q = this.held;
+    while (this.head < q.length && (q[this.head].m === null || this.marks.released(q[this.head].m))) {
+      const { method, args } = q[this.head];
+      q[this.head++] = null;
+      this.inner[method](...args);
+    }
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+    } else if (this.head > 4096) {
+      q.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Messages kept until their changes are stored. */
+  waiting() {
+    return this.held.length - this.head;
+  }
+
+  pending() {
+    this.release();
+    return this.inner.pending();
+  }
+
+  poll() {
+    this.release();
+    return this.inner.poll();
   }
 }
 

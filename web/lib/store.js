@@ -86,9 +86,9 @@ export class Store {
   signed(u) {
     const j = this.journal;
     if (!j) return;
-    j.signing--;
     j.signedAt.set(u, j.pendingSeq());
     if (u.sig && this.entries.get(u.key) === u) j.entry(u);
+    j.signFinished();
   }
 
   nextTs() {
@@ -127,7 +127,7 @@ export class Store {
       this.journal.clock(this.id, u.ts);
       // A secured room's write is stored once signed (`signed`), and nothing goes out
       // before it is.
-      if (this.guard) this.journal.signing++;
+      if (this.guard) this.journal.signStarted();
       else this.journal.entry(u);
     }
     this.revocationsChanged(key);

@@ -161,6 +161,37 @@ test('a batch holds the latest change of each key once; sequence numbers and awa
   assert.equal(j.awaiting(), false);
 });
 
+test('an output waits for the batches made before it, and for the writes being signed then', () => {
+  const j = new Journal();
+  assert.deepEqual(j.markNow(), { seq: 0, signed: 0 });
+  assert.ok(j.released(j.markNow()), 'nothing made: nothing to wait for');
+  j.entry({ key: 'a', json: '1', ts: 1, source: 's' });
+  const first = j.markNow();
+  assert.equal(first.seq, 1, 'the change waiting goes in batch 1');
+  assert.equal(j.take().seq, 1);
+  assert.equal(j.markNow().seq, 1, 'taken, not yet stored');
+  j.entry({ key: 'b', json: '2', ts: 2, source: 's' });
+  const second = j.markNow();
+  assert.equal(second.seq, 2);
+  j.persisted(1);
+  assert.ok(j.released(first), 'its batch is stored');
+  assert.ok(!j.released(second), 'batch 2 is not');
+  // A write being signed: recorded once signed, in the batch waiting then.
+  j.signStarted();
+  const signing = j.markNow();
+  assert.deepEqual(signing, { seq: 2, signed: 1 });
+  assert.equal(j.take().seq, 2);
+  j.persisted(2);
+  assert.ok(!j.released(signing), 'the write is not signed yet');
+  j.entry({ key: 'c', json: '3', ts: 3, source: 's' });
+  j.signFinished();
+  assert.equal(j.signing, 0);
+  assert.ok(!j.released(signing), 'signed into batch 3, not stored');
+  assert.equal(j.take().seq, 3);
+  j.persisted(3);
+  assert.ok(j.released(signing));
+});
+
 /** The switchboard of the running test. */
 let board = useBoard(new Switchboard());
 let made = [];
@@ -222,6 +253,32 @@ test('a durable member sends nothing, and reports nothing, before its write is s
   await Promise.all(all);
   assert.ok(disk.writes - writes <= 2, `${disk.writes - writes} writes for 50 sets`);
   await until('the peer has them all', () => b.get('g49') === 49);
+});
+
+test('writes that keep coming hold back nothing longer than its own batch takes', async (t) => {
+  fresh(t);
+  const disk = new MemoryStorage(true);
+  const a = durable('alpha', disk);
+  const b = member('omega');
+  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
+  const local = [];
+  a.on('update', (u) => local.push(u.key));
+  // Each write is made while the one before is being stored: the storage is never idle.
+  let acked = a.set('k0', 0);
+  for (let i = 1; i <= 5; i++) {
+    await until(`batch ${i} waits`, () => disk.waiting.length === 1);
+    const p = a.set(`k${i}`, i);
+    disk.release();
+    await acked;
+    await until(`the peer has k${i - 1} while k${i} is being stored`, () => b.get(`k${i - 1}`) === i - 1);
+    assert.equal(b.get(`k${i}`), undefined, `k${i} went out before it was stored`);
+    assert.deepEqual(local, Array.from({ length: i }, (_, n) => `k${n}`));
+    acked = p;
+  }
+  await until('the last batch waits', () => disk.waiting.length === 1);
+  disk.release();
+  await acked;
+  await until('the peer has the last', () => b.get('k5') === 5);
 });
 
 test('a restarted durable member has its data at once and is sent only what it lacks', async (t) => {
