@@ -1108,9 +1108,13 @@ async function main () {
   ISOLATED = isolated
   console.log(isolated ? 'in a network namespace of its own (loopback only)' : 'in the host network namespace')
   const server = await serve()
-  const chromium = await launch('chromium')
-  const firefox = await launch('firefox')
+  // (The switchboard goes whatever fails, a browser's launch too: left running, it
+  // would hold this program's output open and the test waiting for it.)
+  let chromium = null
+  let firefox = null
   try {
+    chromium = await launch('chromium')
+    firefox = await launch('firefox')
     // `--only mitm`: that step alone (while working on it).
     if (opt('--only') === 'mitm') await manInTheMiddle(chromium, firefox)
     else if (opt('--only') === 'forged') await forgedUpdates(chromium, firefox)
@@ -1118,8 +1122,8 @@ async function main () {
     else if (opt('--only') === 'durable') await durablePages(chromium, firefox)
     else await testMode(chromium, firefox)
   } finally {
-    await chromium.close()
-    await firefox.close()
+    if (chromium) await chromium.close()
+    if (firefox) await firefox.close()
     server.kill()
   }
 }

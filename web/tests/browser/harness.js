@@ -198,6 +198,9 @@ async function meshedOn (page, n, ms) {
 function serve () {
   return new Promise(function (resolve, reject) {
     const proc = spawn(env.rtcMesh, ['serve', '--listen', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    // Never outlives this program (it shares its stderr: left running, it would keep
+    // whoever reads that waiting).
+    process.once('exit', function () { proc.kill() })
     proc.on('error', reject)
     proc.on('exit', function (code) { reject(new Error(`rtc-mesh serve exited with ${code}`)) })
     readline.createInterface({ input: proc.stdout }).once('line', function (line) {
