@@ -574,11 +574,13 @@ pub struct Snapshot {
 
 /// When a durable store begins a snapshot ([`crate::Store::poll_snapshot`]): once the
 /// records that later ones replaced (the log's and the last snapshot's *garbage*) add
-/// up to at least `min_log` bytes and half the live data, or once the log since the
-/// last snapshot is as large as that snapshot. A snapshot drops the garbage, so the
-/// directory stays within about one and a half times the live data (two and a half
-/// while a snapshot is being written beside the old one, and twice it for a store
-/// that only gains keys), or `min_log` above it for a small store.
+/// up to at least `min_log` bytes and half the live data. A snapshot drops the
+/// garbage, so the directory stays within about one and a half times the live data
+/// (two and a half while a snapshot is being written beside the old one), or `min_log`
+/// above it for a small store. Garbage is the only reason for one: a start reads the
+/// snapshot and the log after it alike (a record of the log costs it what an entry of
+/// the snapshot does), so a log of live records is as good as a snapshot of them, and
+/// a store that only gains keys never copies them again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
     /// Log bytes written since the last snapshot began (at a start: what the log after
@@ -614,13 +616,10 @@ impl SnapshotPolicy {
         (self.snapshot_bytes + self.log_bytes).saturating_sub(self.garbage_bytes)
     }
 
-    /// Whether a snapshot is due: the garbage is half the live data, or the log since
-    /// the last snapshot is as large as that snapshot (a start would read it all; a
-    /// store that only gains keys compacts at doubling sizes, so each record is copied
-    /// about once more in all), and either is at least `min_log`.
+    /// Whether a snapshot is due: the garbage is at least half the live data and at
+    /// least `min_log`.
     pub fn due(&self) -> bool {
         self.garbage_bytes >= self.min_log.max(self.live_bytes() / 2)
-            || self.log_bytes >= self.min_log.max(self.snapshot_bytes)
     }
 }
 
