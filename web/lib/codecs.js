@@ -1,6 +1,6 @@
 // The json codec (scuttlebutt's JSON lines): core's `wire::json`.
 
-import { LIMITS, MAX_LINE_LEN, MeshError, checkValue, parseJson, plainObject, toJson } from './values.js';
+import { LIMITS, MAX_LINE_LEN, MeshError, checkValue, parseJson, plainObject, toJson, trimTaken } from './values.js';
 import { b64url, fromB64url } from './security.js';
 
 /** `JSON.stringify([[key, value], ts, source])` of an update: its json line without the
@@ -169,14 +169,7 @@ export class JsonEncoder extends LineWriter {
     }
     let msg = '';
     while (this.head < q.length && msg.length + q[this.head].length <= CHUNK) msg += q[this.head++];
-    // `lines` is consumed from `head` (shifting a long array costs its length).
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-    } else if (this.head > 4096) {
-      q.splice(0, this.head);
-      this.head = 0;
-    }
+    this.head = trimTaken(q, this.head);
     return msg;
   }
 }

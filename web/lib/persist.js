@@ -11,7 +11,7 @@
 // crash leaves is every batch up to some point, a state the store was in, as in core
 // (a log cut anywhere is a prefix of every source's updates).
 
-import { LIMITS, MeshError, byteLength, parseJson, validSource } from './values.js';
+import { LIMITS, MeshError, byteLength, parseJson, trimTaken, validSource } from './values.js';
 
 /** The bytes of a signature (Ed25519). */
 const SIG_LEN = 64;
@@ -189,13 +189,7 @@ export class HeldEncoder {
       q[this.head++] = null;
       this.inner[method](...args);
     }
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-    } else if (this.head > 4096) {
-      q.splice(0, this.head);
-      this.head = 0;
-    }
+    this.head = trimTaken(q, this.head);
   }
 
   /** Messages kept until their changes are stored. */

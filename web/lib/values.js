@@ -141,3 +141,19 @@ export function validSource(id) {
 export function validPeerId(id) {
   return typeof id === 'string' && /^[A-Za-z0-9._~-]{1,64}$/.test(id);
 }
+
+/**
+ * A queue consumed from `head` (shifting a long array costs its length): emptied once
+ * all is taken, or its taken front dropped once that is long. Returns the new head.
+ */
+export function trimTaken(q, head) {
+  if (head === q.length) {
+    q.length = 0;
+    return 0;
+  }
+  if (head > 4096) {
+    q.splice(0, head);
+    return 0;
+  }
+  return head;
+}

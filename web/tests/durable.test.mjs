@@ -218,7 +218,9 @@ async function until(what, f) {
   assert.ok(f(), what);
 }
 
-test('a durable member sends nothing, and reports nothing, before its write is stored', async (t) => {
+/** A durable member over a storage whose writes wait for `release()`, linked to a
+ * plain one; and the keys of the durable one's `update` events, as they come. */
+async function durablePair(t) {
   fresh(t);
   const disk = new MemoryStorage(true);
   const a = durable('alpha', disk);
@@ -227,6 +229,11 @@ test('a durable member sends nothing, and reports nothing, before its write is s
   await Promise.all([next(a, 'synced'), next(b, 'synced')]);
   const local = [];
   a.on('update', (u) => local.push(u.key));
+  return { disk, a, b, local };
+}
+
+test('a durable member sends nothing, and reports nothing, before its write is stored', async (t) => {
+  const { disk, a, b, local } = await durablePair(t);
   let acked = false;
   const p = a.set('k', 'v').then(() => {
     acked = true;
@@ -256,13 +263,7 @@ test('a durable member sends nothing, and reports nothing, before its write is s
 });
 
 test('writes that keep coming hold back nothing longer than its own batch takes', async (t) => {
-  fresh(t);
-  const disk = new MemoryStorage(true);
-  const a = durable('alpha', disk);
-  const b = member('omega');
-  await Promise.all([next(a, 'synced'), next(b, 'synced')]);
-  const local = [];
-  a.on('update', (u) => local.push(u.key));
+  const { disk, a, b, local } = await durablePair(t);
   // Each write is made while the one before is being stored: the storage is never idle.
   let acked = a.set('k0', 0);
   for (let i = 1; i <= 5; i++) {
