@@ -817,6 +817,7 @@ impl Store {
         let (events, voided) = (self.events.len(), self.voided_since.len());
         let changed = self
             .put(
+                self.entries.locate(u.key),
                 u.key,
                 None,
                 u.value.clone(),
@@ -982,7 +983,7 @@ impl Store {
             })
         });
         let key = self
-            .put_at(
+            .put(
                 at,
                 key,
                 None,
@@ -1014,26 +1015,9 @@ impl Store {
     /// reports it, in one walk of the map. With `must_win`, a write that loses to the
     /// key's current one (larger timestamp, or equal and larger source) is not stored
     /// and `None` is returned. Returns the key as held by the map.
+    /// `at` is where the key is ([`KeyTable::locate`], the table unchanged since).
     #[allow(clippy::too_many_arguments)]
     fn put(
-        &mut self,
-        key: &str,
-        owned: Option<SmolStr>,
-        value: EncodedValue,
-        ts: f64,
-        source: SourceIx,
-        sig: Option<UpdateSig>,
-        local: bool,
-        must_win: bool,
-    ) -> Option<SmolStr> {
-        let at = self.entries.locate(key);
-        self.put_at(at, key, owned, value, ts, source, sig, local, must_win)
-    }
-
-    /// [`Store::put`] of a key already looked up (`at`, with no change to the table
-    /// since).
-    #[allow(clippy::too_many_arguments)]
-    fn put_at(
         &mut self,
         at: At,
         key: &str,
@@ -1343,6 +1327,7 @@ impl Store {
         }
         if self
             .put(
+                self.entries.locate(u.key),
                 u.key,
                 owned_key,
                 u.value.clone(),

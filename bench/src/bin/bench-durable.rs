@@ -47,6 +47,17 @@ fn value(i: usize) -> Value {
     Value::from(format!("{s}{}", "v".repeat(98 - s.len())))
 }
 
+/// A store at `power` on `dir`, for a throughput run (see [`no_snapshots_if_asked`]).
+fn open_power(dir: &Path, t0: Instant) -> (Store, Storage, Duration) {
+    open(
+        dir,
+        "me.0000000000000001",
+        Durability::Power,
+        t0,
+        no_snapshots_if_asked,
+    )
+}
+
 /// `BENCH_NO_SNAPSHOTS`: the store takes no snapshots (to see what they cost).
 fn no_snapshots_if_asked(c: &mut StoreConfig) {
     if std::env::var_os("BENCH_NO_SNAPSHOTS").is_some() {
@@ -363,13 +374,7 @@ fn throughput(n: usize) {
     for batch in [256usize, 4096] {
         let dir = temp("power");
         let t0 = Instant::now();
-        let (mut s, mut st, _) = open(
-            &dir,
-            "me.0000000000000001",
-            Durability::Power,
-            t0,
-            no_snapshots_if_asked,
-        );
+        let (mut s, mut st, _) = open_power(&dir, t0);
         let window = std::env::var("BENCH_WINDOW")
             .ok()
             .and_then(|w| w.parse().ok())
@@ -379,13 +384,7 @@ fn throughput(n: usize) {
         drop((s, st));
         let _ = std::fs::remove_dir_all(&dir);
         let t0 = Instant::now();
-        let (mut s, mut st, _) = open(
-            &dir,
-            "me.0000000000000001",
-            Durability::Power,
-            t0,
-            no_snapshots_if_asked,
-        );
+        let (mut s, mut st, _) = open_power(&dir, t0);
         let (ours, longest) = write(&mut s, &mut st, 0..n, 0, batch, t0);
         st.settle().expect("settle");
         let log = dir_bytes(&dir);
@@ -589,13 +588,7 @@ fn main() {
         // (for profiling: the pipelined run alone, at batch `batch`)
         let dir = temp("power");
         let t0 = Instant::now();
-        let (mut s, mut st, _) = open(
-            &dir,
-            "me.0000000000000001",
-            Durability::Power,
-            t0,
-            no_snapshots_if_asked,
-        );
+        let (mut s, mut st, _) = open_power(&dir, t0);
         let d = write_pipelined(&mut s, &mut st, n, batch, 8, t0);
         println!("{:.0} writes/s", n as f64 / d.as_secs_f64());
         drop((s, st));
