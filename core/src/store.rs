@@ -835,8 +835,7 @@ impl Store {
             .and_then(|w| self.revoked.get(w))
             .is_some_and(|&after| u.ts > after);
         if changed && removed {
-            let hash = self.entries.hash(u.key);
-            if let Some(slot) = self.entries.find(hash, u.key) {
+            if let Some(slot) = self.entries.locate(u.key).slot {
                 self.void_slot(slot);
             }
         }
@@ -1194,8 +1193,7 @@ impl Store {
 
     /// The slot of `key`'s write, for a session to send (not a voided one).
     pub(crate) fn item_of(&self, key: &str) -> Option<HistoryItem> {
-        let hash = self.entries.hash(key);
-        let slot = self.entries.find(hash, key)?;
+        let slot = self.entries.locate(key).slot?;
         let ts = self.entries.slots[slot as usize].1.ts;
         (ts > 0.0).then_some(HistoryItem { slot, ts })
     }
@@ -1706,8 +1704,7 @@ impl KeyTable {
     }
 
     fn get_key_value(&self, key: &str) -> Option<(&SmolStr, &Entry)> {
-        let slot = self.find(self.hash(key), key)?;
-        self.get_index(slot)
+        self.get_index(self.locate(key).slot?)
     }
 
     fn get(&self, key: &str) -> Option<&Entry> {
