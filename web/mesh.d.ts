@@ -648,7 +648,7 @@ export interface PersistMark {
 export declare class HeldEncoder implements MessageSink {
   constructor(
     inner: JsonEncoder | PostcardEncoder,
-    marks: { markNow(): PersistMark | null; released(m: PersistMark): boolean },
+    marks: { markNow(): PersistMark | null; released(m: PersistMark | null): boolean },
   );
   readonly inner: JsonEncoder | PostcardEncoder;
   readonly codec: 'json' | 'postcard';
@@ -658,8 +658,6 @@ export declare class HeldEncoder implements MessageSink {
   control(text: string): void;
   /** Hands the inner encoder what may go now. */
   release(): void;
-  /** Messages kept until their changes are stored. */
-  waiting(): number;
   pending(): boolean;
   poll(): string | Uint8Array | null;
 }

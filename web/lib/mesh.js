@@ -243,9 +243,7 @@ export class Mesh {
       this.reportAllSynced();
       if (!this.out.length) return { type: 'timeout', at: this.deadline() };
     }
-    const m = this.marks[this.head];
-    if (m !== null && !this.released(m)) return { type: 'timeout', at: this.deadline() };
-    this.marks[this.head] = null;
+    if (!this.released(this.marks[this.head])) return { type: 'timeout', at: this.deadline() };
     return this.out[this.head++];
   }
 
@@ -299,7 +297,7 @@ export class Mesh {
     return j && j.hold ? j.markNow() : null;
   }
 
-  /** Whether an output marked `m` (`markNow`) may go. */
+  /** Whether an output marked `m` (`markNow`; null: nothing to wait for) may go. */
   released(m) {
     return m === null || this.store.journal.released(m);
   }

@@ -121,10 +121,10 @@ export class Journal {
     if (seq > this.done) this.done = seq;
   }
 
-  /** Whether a change is not yet stored (taken or not), or a local write not yet signed:
-   * until none is, nothing may go out (DESIGN's durability promise). */
+  /** Whether a change is not yet stored (taken or not), or a local write not yet signed
+   * (a closing member waits until none is; each output waits only for its `markNow`). */
   awaiting() {
-    return this.entries.size > 0 || this.clocks.size > 0 || this.done < this.next - 1 || this.signing > 0;
+    return this.done < this.mark() || this.signing > 0;
   }
 }
 
@@ -140,7 +140,7 @@ export class Journal {
 export class HeldEncoder {
   /**
    * @param inner the link's encoder (`JsonEncoder` or `PostcardEncoder`)
-   * @param marks `{markNow(), released(m)}`: the mesh's (`markNow` null: nothing waits)
+   * @param marks `{markNow(), released(m)}`: the mesh's (a null mark: nothing to wait for)
    */
   constructor(inner, marks) {
     this.inner = inner;
@@ -161,7 +161,7 @@ export class HeldEncoder {
 
   write(method, args) {
     const m = this.marks.markNow();
-    if (this.head === this.held.length && (m === null || this.marks.released(m))) {
+    if (this.head === this.held.length && this.marks.released(m)) {
       this.inner[method](...args);
       return;
     }
@@ -184,17 +184,12 @@ export class HeldEncoder {
   /** Hands `inner` what may go now. */
   release() {
     const q = this.held;
-    while (this.head < q.length && (q[this.head].m === null || this.marks.released(q[this.head].m))) {
+    while (this.head < q.length && this.marks.released(q[this.head].m)) {
       const { method, args } = q[this.head];
       q[this.head++] = null;
       this.inner[method](...args);
     }
     this.head = trimTaken(q, this.head);
-  }
-
-  /** Messages kept until their changes are stored. */
-  waiting() {
-    return this.held.length - this.head;
   }
 
   pending() {
