@@ -593,9 +593,11 @@ impl Store {
         if q.bytes.is_empty() {
             return None;
         }
-        // The next batch starts with room for as much as this one (a batch grown from
-        // nothing moves its bytes a dozen times).
-        let room = q.bytes.len().min(MAX_BATCH_ROOM);
+        // The next batch starts with room for as much as this one and a quarter more (a
+        // batch grown from nothing moves its bytes a dozen times; one made in exactly
+        // the room of the last moves them all once more at its last record, which
+        // needs room for the most it can take).
+        let room = (q.bytes.len() + q.bytes.len() / 4).min(MAX_BATCH_ROOM);
         let batch = PersistBatch {
             first_seq: q.first,
             last_seq: q.next - 1,
