@@ -65,6 +65,17 @@ fn no_snapshots_if_asked(c: &mut StoreConfig) {
     }
 }
 
+/// The process's minor page faults so far.
+fn minflt() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    after
+        .split_whitespace()
+        .nth(7)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Whether `BENCH_DETAIL` asks for the times split.
 fn detail() -> bool {
     std::env::var_os("BENCH_DETAIL").is_some()
@@ -276,6 +287,7 @@ fn write_pipelined(
     .expect("sync thread");
     let keys: Vec<String> = (0..n).map(key).collect();
     let values: Vec<Value> = (0..n).map(value).collect();
+    let flt0 = minflt();
     let start = Instant::now();
     let mut waiting = std::collections::VecDeque::new();
     let (mut in_append, mut in_set, mut in_wait) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -315,10 +327,11 @@ fn write_pipelined(
     }
     if detail() {
         println!(
-            "    (pipelined: store {:.0} ms, append {:.0} ms, waiting for syncs {:.0} ms)",
+            "    (pipelined: store {:.0} ms, append {:.0} ms, waiting for syncs {:.0} ms; {} page faults)",
             ms(in_set),
             ms(in_append),
-            ms(in_wait)
+            ms(in_wait),
+            minflt() - flt0
         );
     }
     start.elapsed()
