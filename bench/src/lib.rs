@@ -21,7 +21,7 @@ fn next_chunk(r: &mut Replica, spent: &mut Duration) -> Option<Vec<u8>> {
 }
 
 /// Minor page faults of this process so far.
-fn minflt() -> u64 {
+pub fn minflt() -> u64 {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| s.rsplit(')').next().map(str::to_owned))

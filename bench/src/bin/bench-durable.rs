@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rtc_mesh_bench::{ms, rss_bytes, sync};
+use rtc_mesh_bench::{minflt, ms, rss_bytes, sync};
 use rtc_mesh_core::persist::{encode_header, recover, Durability, SegmentHeader, FORMAT};
 use rtc_mesh_core::{Codec, Limits, Replica, Store, StoreConfig, Value};
 use rtc_mesh_std::storage::Storage;
@@ -63,17 +63,6 @@ fn no_snapshots_if_asked(c: &mut StoreConfig) {
     if std::env::var_os("BENCH_NO_SNAPSHOTS").is_some() {
         c.snapshots.min_log = u64::MAX;
     }
-}
-
-/// The process's minor page faults so far.
-fn minflt() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    after
-        .split_whitespace()
-        .nth(7)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Whether `BENCH_DETAIL` asks for the times split.
