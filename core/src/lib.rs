@@ -80,6 +80,7 @@
 pub mod control;
 pub mod hosting;
 pub mod http;
+mod key_index;
 pub mod limits;
 #[cfg(feature = "webrtc")]
 pub mod member;
