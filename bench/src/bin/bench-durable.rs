@@ -1,7 +1,7 @@
 //! Durable members benchmark: prints figures, with redb run beside our log in the same
 //! invocation.
 //!
-//! `cargo run --release -p rtc-mesh-bench --bin bench-durable [-- --writes N] [--keys M] [--rejoin-keys K]`
+//! `cargo run --release -p rtc-mesh-bench --bin bench-durable [-- --writes N] [--repeat R] [--keys M] [--rejoin-keys K]`
 //!
 //! - **Group commit at `power`**: `N` writes (default 200,000) of 100-byte values under
 //!   new keys, through the real path (`Store::set`, `Store::poll_persist`,
@@ -13,7 +13,10 @@
 //!   `write` and one `fdatasync` per batch, nothing else meanwhile); redb 4.6
 //!   inserting the same keys and values, one `Durability::Immediate` transaction per
 //!   batch of the same size, alone and with each write applied to an in-memory store
-//!   first (a member that keeps its store in redb instead of our log).
+//!   first (a member that keeps its store in redb instead of our log). `R` rounds
+//!   (`--repeat R`, default 3), both batch sizes in each, and then the spread of each
+//!   figure and of the ratios within a run: on a shared machine the figures move by a
+//!   fifth or more from one run to the next.
 //! - **Restart**: a directory of `M` keys (default 1,000,000) written as a member
 //!   writes it (snapshots taken in pieces along the way, as the event loop takes
 //!   them), then: the time from opening the directory to a store that serves, in a
@@ -371,45 +374,100 @@ fn redb_writes(n: usize, batch: usize, mut store: Option<&mut Store>) -> Duratio
     t
 }
 
-fn throughput(n: usize) {
+/// One run of the throughput part at one batch size: writes per second of ours synced
+/// beside the loop, ours with the sync inline, redb alone, a store over redb.
+#[derive(Clone, Copy)]
+struct Rates {
+    piped: f64,
+    inline: f64,
+    redb: f64,
+    over_redb: f64,
+}
+
+fn throughput_once(n: usize, batch: usize) -> Rates {
+    let dir = temp("power");
+    let t0 = Instant::now();
+    let (mut s, mut st, _) = open_power(&dir, t0);
+    let window = std::env::var("BENCH_WINDOW")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(8);
+    let piped = write_pipelined(&mut s, &mut st, n, batch, window, t0);
+    st.settle().expect("settle");
+    drop((s, st));
+    let _ = std::fs::remove_dir_all(&dir);
+    let t0 = Instant::now();
+    let (mut s, mut st, _) = open_power(&dir, t0);
+    let (ours, longest) = write(&mut s, &mut st, 0..n, 0, batch, t0);
+    st.settle().expect("settle");
+    let log = dir_bytes(&dir);
+    drop((s, st));
+    let _ = std::fs::remove_dir_all(&dir);
+    let redb = redb_writes(n, batch, None);
+    let mut plain = Store::new(StoreConfig::new("me.0000000000000001", EPOCH, t0)).expect("store");
+    let over_redb = redb_writes(n, batch, Some(&mut plain));
+    let per_s = |d: Duration| n as f64 / d.as_secs_f64();
+    let r = Rates {
+        piped: per_s(piped),
+        inline: per_s(ours),
+        redb: per_s(redb),
+        over_redb: per_s(over_redb),
+    };
+    println!(
+        "  batch {batch:>5}: rtc-mesh {:>8.0} writes/s ({:.2} s; synced beside the loop, as the drivers run); redb alone {:>8.0}/s: {:.2}x; a store over redb {:>8.0}/s: {:.2}x",
+        r.piped,
+        piped.as_secs_f64(),
+        r.redb,
+        r.piped / r.redb,
+        r.over_redb,
+        r.piped / r.over_redb,
+    );
+    println!(
+        "               with the sync inline (one per batch) {:>8.0} writes/s ({:.2} s): {:.2}x redb alone, {:.2}x a store over redb; directory {:.1} MB; {longest}",
+        r.inline,
+        ours.as_secs_f64(),
+        r.inline / r.redb,
+        r.inline / r.over_redb,
+        log as f64 / 1e6,
+    );
+    r
+}
+
+/// The least, median and largest of `xs` (not empty).
+fn spread_of(mut xs: Vec<f64>) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    (xs[0], xs[xs.len() / 2], xs[xs.len() - 1])
+}
+
+/// The throughput part, `repeat` times: the batch sizes interleaved in each round, so
+/// that a slow spell of the machine weighs on both and on redb alike; with more than
+/// one round, the spread of each figure and of the ratios within a run.
+fn throughput(n: usize, repeat: usize) {
     println!("group commit at power, {n} writes of 100-byte values under new keys:");
-    for batch in [256usize, 4096] {
-        let dir = temp("power");
-        let t0 = Instant::now();
-        let (mut s, mut st, _) = open_power(&dir, t0);
-        let window = std::env::var("BENCH_WINDOW")
-            .ok()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(8);
-        let piped = write_pipelined(&mut s, &mut st, n, batch, window, t0);
-        st.settle().expect("settle");
-        drop((s, st));
-        let _ = std::fs::remove_dir_all(&dir);
-        let t0 = Instant::now();
-        let (mut s, mut st, _) = open_power(&dir, t0);
-        let (ours, longest) = write(&mut s, &mut st, 0..n, 0, batch, t0);
-        st.settle().expect("settle");
-        let log = dir_bytes(&dir);
-        drop((s, st));
-        let _ = std::fs::remove_dir_all(&dir);
-        let redb = redb_writes(n, batch, None);
-        let mut plain =
-            Store::new(StoreConfig::new("me.0000000000000001", EPOCH, t0)).expect("store");
-        let over_redb = redb_writes(n, batch, Some(&mut plain));
-        let per_s = |d: Duration| n as f64 / d.as_secs_f64();
-        let (p, a, b, c) = (per_s(piped), per_s(ours), per_s(redb), per_s(over_redb));
+    const BATCHES: [usize; 2] = [256, 4096];
+    let mut runs: Vec<[Rates; 2]> = Vec::new();
+    for round in 0..repeat {
+        if repeat > 1 {
+            println!(" run {} of {repeat}:", round + 1);
+        }
+        runs.push(BATCHES.map(|b| throughput_once(n, b)));
+    }
+    if repeat < 2 {
+        return;
+    }
+    for (i, batch) in BATCHES.iter().enumerate() {
+        let of = |f: fn(&Rates) -> f64| spread_of(runs.iter().map(|r| f(&r[i])).collect());
+        let ratios = |f: fn(&Rates) -> f64| {
+            let (lo, mid, hi) = of(f);
+            format!("{lo:.2}x-{hi:.2}x (median {mid:.2}x)")
+        };
+        let (plo, pmid, phi) = of(|r| r.piped);
+        let (rlo, rmid, rhi) = of(|r| r.redb);
         println!(
-            "  batch {batch:>5}: rtc-mesh {p:>8.0} writes/s ({:.2} s; synced beside the loop, as the drivers run); redb alone {b:>8.0}/s: {:.2}x; a store over redb {c:>8.0}/s: {:.2}x",
-            piped.as_secs_f64(),
-            p / b,
-            p / c,
-        );
-        println!(
-            "               with the sync inline (one per batch) {a:>8.0} writes/s ({:.2} s): {:.2}x redb alone, {:.2}x a store over redb; directory {:.1} MB; {longest}",
-            ours.as_secs_f64(),
-            a / b,
-            a / c,
-            log as f64 / 1e6,
+            "  batch {batch:>5}, {repeat} runs: rtc-mesh {plo:.0}-{phi:.0} writes/s (median {pmid:.0}); redb alone {rlo:.0}-{rhi:.0}/s (median {rmid:.0}); within each run: {} redb alone, {} a store over redb; the sync inline {} redb alone",
+            ratios(|r| r.piped / r.redb),
+            ratios(|r| r.piped / r.over_redb),
+            ratios(|r| r.inline / r.redb),
         );
     }
 }
@@ -541,7 +599,7 @@ fn rejoin(k: usize) {
 }
 
 const USAGE: &str =
-    "usage: bench-durable [--writes N] [--keys N] [--rejoin-keys N] [--restart-only | --throughput-only]
+    "usage: bench-durable [--writes N] [--repeat R] [--keys N] [--rejoin-keys N] [--restart-only | --throughput-only]
        bench-durable --pipelined-only BATCH [--writes N]
        bench-durable --open DIR
   BENCH_DETAIL=1 splits the times; BENCH_KEEP=1 keeps the restart's directory;
@@ -555,6 +613,7 @@ fn usage(why: &str) -> ! {
 
 fn main() {
     let (mut n, mut m, mut k) = (200_000usize, 1_000_000usize, 100_000usize);
+    let mut repeat = 3usize;
     // (`--pipelined-only BATCH`, `--restart-only`, `--throughput-only`: one part alone, once every
     // argument is read, so that `--writes` and `--keys` count wherever they come.)
     let (mut pipelined_only, mut restart_only, mut throughput_only) = (None, false, false);
@@ -567,6 +626,7 @@ fn main() {
         };
         match a.as_str() {
             "--writes" => n = num("--writes"),
+            "--repeat" => repeat = num("--repeat").max(1),
             "--keys" => m = num("--keys"),
             "--rejoin-keys" => k = num("--rejoin-keys"),
             "--open" => {
@@ -601,7 +661,7 @@ fn main() {
         restart(m);
         return;
     }
-    throughput(n);
+    throughput(n, repeat);
     if throughput_only {
         return;
     }
