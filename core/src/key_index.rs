@@ -9,10 +9,10 @@
 //! (entries are filled in probe order and never emptied, so the first empty one ends
 //! every search). A general table (`hashbrown`, used before) keeps its control bytes
 //! and its entries apart, so that a lookup in a large store missed the cache twice;
-//! this one misses it once. Measured on 1M keys overwritten in key order (2 cores):
-//! the lookup's share of a write fell from 48% to 38%, a write from 322-372 ns to
-//! 288-365 ns; writing 1M new keys at 4,096 per batch, the store's part fell from
-//! 488-620 ms to 385-465 ms.
+//! this one misses it once. Profiled on 1M keys overwritten in key order (2 cores),
+//! the lookup's share of a write fell from 48% to 38% (a write 322-372 ns before,
+//! 288-365 ns after, in runs minutes apart; in `bench-durable` the two builds run
+//! side by side on a slower machine could not be told apart).
 //!
 //! Growth rehashes from the kept hashes, never touching the keys. The table is at most
 //! three quarters full, so that a search for a missing key (every new key) rarely reads
